@@ -1,0 +1,102 @@
+"""Versioned, append-only schema migrations for the audit store. Never edit an applied one."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from datetime import datetime, timezone
+
+__all__ = ["MIGRATIONS", "apply", "pending"]
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = []
+migration = MIGRATIONS.append
+
+
+@migration
+def m001_initial(db: sqlite3.Connection) -> None:
+    # The body is the only stored copy of a record's fields; the queryable columns are
+    # generated from it, so there is no second copy to tamper with.
+    _script(db, """
+    CREATE TABLE records (
+        seq          INTEGER PRIMARY KEY,
+        body         BLOB NOT NULL,
+        record_hash  TEXT NOT NULL,
+        record_id    TEXT GENERATED ALWAYS AS (json_extract(CAST(body AS TEXT), '$.record_id')) VIRTUAL,
+        event_type   TEXT GENERATED ALWAYS AS (json_extract(CAST(body AS TEXT), '$.event_type')) VIRTUAL,
+        ts_start     TEXT GENERATED ALWAYS AS (json_extract(CAST(body AS TEXT), '$.ts_start')) VIRTUAL,
+        subject_ref  TEXT GENERATED ALWAYS AS (json_extract(CAST(body AS TEXT), '$.subject_ref')) VIRTUAL,
+        expires_at   TEXT GENERATED ALWAYS AS (json_extract(CAST(body AS TEXT), '$.expires_at')) VIRTUAL,
+        legal_hold   INTEGER GENERATED ALWAYS AS (json_extract(CAST(body AS TEXT), '$.legal_hold')) VIRTUAL
+    );
+    CREATE UNIQUE INDEX records_record_id ON records(record_id);
+    CREATE INDEX records_event_type ON records(event_type, seq);
+    CREATE INDEX records_ts_start ON records(ts_start);
+
+    -- Prompt and response text (as the redaction policy keeps it). A purge sets text to NULL
+    -- and names the chained purge record that did it; verification checks both.
+    CREATE TABLE content (
+        seq        INTEGER NOT NULL,
+        kind       TEXT NOT NULL,
+        text       TEXT,
+        purged_by  INTEGER,
+        PRIMARY KEY (seq, kind)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+
+    -- Guard rails against accidents, not the security boundary: verification assumes an
+    -- attacker can drop these and still detects every change.
+    CREATE TRIGGER records_append_only_update BEFORE UPDATE ON records
+        BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;
+    CREATE TRIGGER records_append_only_delete BEFORE DELETE ON records
+        BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;
+    CREATE TRIGGER content_purge_only BEFORE UPDATE ON content
+        WHEN NEW.text IS NOT NULL OR NEW.purged_by IS NULL OR NEW.seq != OLD.seq OR NEW.kind != OLD.kind
+        BEGIN SELECT RAISE(ABORT, 'content can only be purged'); END;
+    CREATE TRIGGER content_no_delete BEFORE DELETE ON content
+        BEGIN SELECT RAISE(ABORT, 'content can only be purged'); END;
+    """)
+
+
+def _script(db: sqlite3.Connection, sql: str) -> None:
+    # executescript() would COMMIT the migration's transaction first; run statement by statement.
+    statement = ""
+    for line in sql.splitlines(keepends=True):
+        statement += line
+        if sqlite3.complete_statement(statement):
+            db.execute(statement)
+            statement = ""
+
+
+def _ensure_table(db: sqlite3.Connection) -> None:
+    db.execute("CREATE TABLE IF NOT EXISTS _govkit_migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
+
+
+def pending(db: sqlite3.Connection) -> list[str]:
+    _ensure_table(db)
+    done = {row[0] for row in db.execute("SELECT name FROM _govkit_migrations")}
+    return [m.__name__ for m in MIGRATIONS if m.__name__ not in done]
+
+
+def apply(db: sqlite3.Connection) -> list[str]:
+    """Apply pending migrations, each in its own transaction; returns the names applied.
+
+    `db` must be in autocommit mode (isolation_level=None). Concurrent openers serialise on
+    BEGIN IMMEDIATE and re-check what is pending once they hold the lock.
+    """
+    applied = []
+    if not pending(db):
+        return applied
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        for name in pending(db):
+            step = next(m for m in MIGRATIONS if m.__name__ == name)
+            step(db)
+            db.execute("INSERT INTO _govkit_migrations VALUES (?, ?)",
+                       (name, datetime.now(timezone.utc).isoformat()))
+            applied.append(name)
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    return applied

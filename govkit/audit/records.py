@@ -1,0 +1,101 @@
+"""The audit record: its event types, its fields, and the frozen object the store hands back.
+
+Fields follow ../shared/reference/regulation.md §(b) (EU AI Act Art. 12, OSFI E-23 P3.6). The
+chain covers only these fields; raw prompt and response text lives in the content table.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import InvalidRecord
+
+__all__ = ["EVENT_TYPES", "FIELDS", "HUMAN_DECISIONS", "AuditRecord", "check_fields"]
+
+SCHEMA_VERSION = 1
+
+EVENT_TYPES = (
+    "inference", "override", "feedback", "incident", "config_change", "model_change",
+    "lineage", "check_run", "bias_run", "explanation", "report", "purge", "checkpoint",
+)
+HUMAN_DECISIONS = ("accepted", "edited", "overridden", "escalated")
+
+# name -> accepted Python types. Set by the store, not by callers: record_id, schema_version,
+# event_type, input_sha256, output_sha256, content_mode, redaction.
+FIELDS: dict[str, tuple[type, ...]] = {
+    # identity and time
+    "ts_start": (str,), "ts_end": (str,), "latency_ms": (int, float),
+    "device_id": (str,), "session_id": (str,),
+    # model identity
+    "model_id": (str,), "model_version": (str,), "artifact_sha256": (str,),
+    "quantization": (str,), "architecture": (str,), "parameter_count": (int,),
+    "runtime": (str,), "runtime_version": (str,), "chat_template_sha256": (str,),
+    "adapter_id": (str,), "approval_id": (str,), "risk_rating": (str,), "sampling": (dict,),
+    "config_sha256": (str,), "mlflow_run_id": (str,),
+    # input and output
+    "input_tokens": (int,), "output_tokens": (int,), "finish_reason": (str,),
+    "status": (str,), "error": (str,), "endpoint": (str,), "purpose": (str,),
+    # explainability
+    "explanation_ref": (str,), "explanation_method": (str,),
+    # human oversight
+    "target_record_id": (str,), "reviewer_id": (str,), "human_decision": (str,),
+    "override_reason": (str,), "review_latency_s": (int, float),
+    # affected person
+    "subject_ref": (str,), "disclosure_shown": (bool,), "decision_impact": (str,),
+    # risk
+    "incident_id": (str,), "anomaly_flag": (bool,),
+    # retention
+    "retention_class": (str,), "expires_at": (str,), "legal_hold": (bool,),
+    # event-specific payload (check results, purge criteria, checkpoint signature, ...)
+    "details": (dict,),
+}
+
+
+def check_fields(event_type: str, fields: dict[str, Any]) -> None:
+    if event_type not in EVENT_TYPES:
+        raise InvalidRecord(f"unknown event_type '{event_type}'; expected one of {', '.join(EVENT_TYPES)}")
+    for name, value in fields.items():
+        if value is None:
+            continue
+        kinds = FIELDS.get(name)
+        if kinds is None:
+            raise InvalidRecord(f"unknown audit record field '{name}'")
+        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+            expected = " or ".join(k.__name__ for k in kinds)
+            raise InvalidRecord(f"field '{name}' must be {expected}, got {type(value).__name__}")
+        if isinstance(value, str):
+            _check_text(name, value)
+    if event_type == "override" and fields.get("human_decision") not in HUMAN_DECISIONS:
+        raise InvalidRecord(f"field 'human_decision' must be one of {', '.join(HUMAN_DECISIONS)}")
+
+
+def _check_text(name: str, value: str) -> None:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidRecord(f"field '{name}' is not valid UTF-8 text (position {exc.start})") from None
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """One committed record: its place in the chain and its fields, exactly as hashed."""
+
+    seq: int
+    record_hash: str
+    prev_hash: str
+    body: bytes
+
+    @property
+    def fields(self) -> dict[str, Any]:
+        return json.loads(self.body)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return self.fields.get(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"seq": self.seq, **self.fields, "prev_hash": self.prev_hash,
+                "record_hash": self.record_hash}

@@ -1,0 +1,122 @@
+"""Redaction before anything reaches disk.
+
+Built-in recognizers find e-mail addresses, phone numbers, payment cards (Luhn-valid), IBANs
+(ISO 13616 mod-97-valid), Canadian SINs (Luhn-valid), US SSNs (SSA issuance rules) and IPv4/IPv6
+addresses; the policy adds its own regexes. Candidates that fail their checksum are left alone,
+so order numbers and timestamps are not mangled. Overlaps go to the more specific recognizer.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+__all__ = ["Redactor", "Redaction"]
+
+
+def luhn_valid(digits: str) -> bool:
+    total = 0
+    for index, char in enumerate(reversed(digits)):
+        value = ord(char) - 48
+        if index % 2:
+            value *= 2
+            if value > 9:
+                value -= 9
+        total += value
+    return total % 10 == 0
+
+
+def _card(match: re.Match[str]) -> tuple[int, int] | None:
+    digits = re.sub(r"\D", "", match.group())
+    return match.span() if 13 <= len(digits) <= 19 and luhn_valid(digits) else None
+
+
+def _sin(match: re.Match[str]) -> tuple[int, int] | None:
+    digits = re.sub(r"\D", "", match.group())
+    return match.span() if luhn_valid(digits) else None
+
+
+def _iban(match: re.Match[str]) -> tuple[int, int] | None:
+    # The pattern is greedy over upper-case groups; keep the longest prefix that checks out.
+    text, start = match.group(), match.start()
+    positions = [i for i, c in enumerate(text) if c != " "]
+    compact = "".join(text[i] for i in positions)
+    for length in range(min(len(compact), 34), 14, -1):
+        candidate = compact[:length]
+        rearranged = candidate[4:] + candidate[:4]
+        number = "".join(str(int(c, 36)) for c in rearranged)
+        if int(number) % 97 == 1:
+            return start, start + positions[length - 1] + 1
+    return None
+
+
+def _ipv6(match: re.Match[str]) -> tuple[int, int] | None:
+    try:
+        ipaddress.IPv6Address(match.group())
+    except ValueError:
+        return None
+    return match.span()
+
+
+def _plain(match: re.Match[str]) -> tuple[int, int] | None:
+    return match.span()
+
+
+_Validator = Callable[[re.Match[str]], "tuple[int, int] | None"]
+
+# Most specific first: the order breaks ties between overlapping candidates.
+BUILTIN: tuple[tuple[str, re.Pattern[str], _Validator], ...] = (
+    ("EMAIL", re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"), _plain),
+    ("IBAN", re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,32}\b"), _iban),
+    ("PAYMENT_CARD", re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])"), _card),
+    ("US_SSN", re.compile(r"(?<![\d-])(?!000|666|9\d\d)\d{3}([- ])(?!00)\d{2}\1(?!0000)\d{4}(?![\d-])"), _plain),
+    ("CA_SIN", re.compile(r"(?<![\d-])\d{3}([- ]?)\d{3}\1\d{3}(?![\d-])"), _sin),
+    ("IP_ADDRESS", re.compile(r"(?<![0-9A-Fa-f:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|(?:\d{1,3}\.){3}\d{1,3})?(?![0-9A-Fa-f:])"), _ipv6),
+    ("IP_ADDRESS", re.compile(r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?![\d.])"), _plain),
+    ("PHONE", re.compile(r"(?<![\w+])(?:\+?1[ .-]?)?(?:\(\d{3}\)|\d{3})[ .-]?\d{3}[ .-]?\d{4}(?!\d)"), _plain),
+    ("PHONE", re.compile(r"(?<![\w+])\+[1-9]\d{0,2}(?:[ .-]?\(?\d{1,4}\)?){2,6}(?!\d)"), _plain),
+)
+
+
+@dataclass(frozen=True)
+class Redaction:
+    text: str
+    counts: dict[str, int]  # entity type -> how many were removed
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+class Redactor:
+    """Replaces recognised personal data with `[ENTITY]` placeholders."""
+
+    def __init__(self, patterns: Iterable[tuple[str, str]] = ()):
+        self.recognizers = list(BUILTIN) + [
+            (name, re.compile(regex), _plain) for name, regex in patterns
+        ]
+
+    def redact(self, text: str) -> Redaction:
+        chosen: list[tuple[int, int, str]] = []
+        for name, pattern, validate in self.recognizers:
+            for match in pattern.finditer(text):
+                span = validate(match)
+                if span is None or span[0] == span[1]:
+                    continue
+                start, end = span
+                if any(start < c_end and c_start < end for c_start, c_end, _ in chosen):
+                    continue
+                chosen.append((start, end, name))
+        if not chosen:
+            return Redaction(text, {})
+        chosen.sort()
+        parts, counts, cursor = [], {}, 0
+        for start, end, name in chosen:
+            parts.append(text[cursor:start])
+            parts.append(f"[{name}]")
+            counts[name] = counts.get(name, 0) + 1
+            cursor = end
+        parts.append(text[cursor:])
+        return Redaction("".join(parts), dict(sorted(counts.items())))

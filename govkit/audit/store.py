@@ -1,0 +1,572 @@
+"""The append-only, hash-chained, durable audit store (SQLite in WAL mode).
+
+An append returns only after its record is committed with `synchronous=FULL`. Concurrent
+appends in one process share commits (group commit: whichever caller finds no commit running
+leads the next one, taking everyone's queued records along), and several processes may append
+to one store: each commit reads the head under SQLite's write lock, so the chain stays linear.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sqlite3
+import threading
+import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .._ids import new_ulid
+from ..config import REDACTION_MODES, Settings, load_settings
+from ..errors import (GovkitError, InputError, InvalidRecord, StoreBusy, StoreCorrupt, StoreError,
+                      StoreFull, StoreNotFound)
+from . import checkpoints, migrations
+from .hashing import GENESIS_HASH, canonical_json, chain_hash, content_digest
+from .records import SCHEMA_VERSION, AuditRecord, check_fields
+from .redact import Redactor
+
+__all__ = ["AuditLog", "purge_predicate"]
+
+_MAX_BATCH = 256
+_CONTENT_FIELDS = {"prompt": "input_sha256", "response": "output_sha256"}
+
+
+def utc_now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def _parse_ts(value: str) -> dt.datetime:
+    parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
+
+
+def purge_predicate(criteria: dict[str, Any]) -> tuple[str, list[Any]]:
+    """SQL over `records r` selecting what a purge with these criteria covers.
+
+    One definition serves the purge and its later verification.
+    """
+    clauses, params = ["coalesce(r.legal_hold, 0) = 0"], []
+    if "expired_at_or_before" in criteria:
+        clauses.append("r.expires_at IS NOT NULL AND r.expires_at <= ?")
+        params.append(criteria["expired_at_or_before"])
+    if "before" in criteria:
+        clauses.append("r.ts_start < ?")
+        params.append(criteria["before"])
+    if "subject_ref" in criteria:
+        clauses.append("r.subject_ref = ?")
+        params.append(criteria["subject_ref"])
+    return " AND ".join(clauses), params
+
+
+def store_error(path: Path, exc: BaseException, busy_timeout_s: float = 0) -> GovkitError:
+    message = str(exc)
+    if isinstance(exc, sqlite3.OperationalError) and ("locked" in message or "busy" in message):
+        return StoreBusy(f"{path}: the audit store stayed locked by another writer for "
+                         f"{busy_timeout_s:g} s; nothing was written, committed records are intact")
+    if "full" in message:
+        return StoreFull(f"{path}: {message}; nothing was written, committed records are intact")
+    if isinstance(exc, sqlite3.DatabaseError) and ("not a database" in message or "malformed" in message):
+        return StoreCorrupt(f"{path}: not a readable audit database ({message})")
+    if "unable to open" in message:
+        return StoreError(f"{path}: cannot open the audit database ({message})")
+    return StoreError(f"{path}: {message}")
+
+
+@dataclass(eq=False)
+class _Pending:
+    body: bytes
+    contents: list[tuple[str, str]]
+    record: AuditRecord | None = None
+    error: GovkitError | None = None
+    settled: bool = False
+
+
+@dataclass
+class _CheckpointState:
+    seq: int = -1  # the head seq the last checkpoint signed; -1: not looked up yet
+    wall: float = 0.0
+
+
+@dataclass
+class _Options:
+    redaction: str = "redacted"
+    patterns: tuple[tuple[str, str], ...] = ()
+    retention_days: int = 183
+    device_id: str = ""
+    private_key: Any = None
+    public_key: str = ""
+    checkpoint_every: int = 1000
+    checkpoint_seconds: float = 300.0
+    busy_timeout_s: float = 10.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class AuditLog:
+    """The audit log. Open with `AuditLog.open(path)` or `AuditLog.open()` (from ./govkit.toml)."""
+
+    def __init__(self, path: str | Path, *, create: bool = True, redaction: str = "redacted",
+                 patterns: tuple[tuple[str, str], ...] = (), retention_days: int = 183,
+                 device_id: str = "", private_key: Any = None, public_key: str = "",
+                 checkpoint_every: int = 1000, checkpoint_seconds: float = 300.0,
+                 busy_timeout_s: float = 10.0):
+        if redaction not in REDACTION_MODES:
+            raise InputError(f"redaction mode '{redaction}': expected one of {', '.join(REDACTION_MODES)}")
+        self.path = Path(path)
+        self.redaction = redaction
+        self.retention_days = retention_days
+        self.device_id = device_id
+        self.checkpoint_every = checkpoint_every
+        self.checkpoint_seconds = checkpoint_seconds
+        self.busy_timeout_s = busy_timeout_s
+        self._redactor = Redactor(patterns)
+        self._private_key = private_key
+        if isinstance(private_key, (str, Path)):
+            self._private_key = checkpoints.load_private_key(Path(private_key))
+        if self._private_key is not None and not public_key:
+            public_key = checkpoints.public_key_b64(self._private_key)
+        self.public_key = public_key
+        self._cond = threading.Condition()
+        self._queue: list[_Pending] = []
+        self._leading = False
+        self._closed = False
+        self._checkpoint = _CheckpointState()
+        if not self.path.exists():
+            if not create:
+                raise StoreNotFound(f"{self.path}: no audit database here")
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        elif self.path.is_dir():
+            raise InputError(f"{self.path}: is a folder, not an audit database")
+        self._writer = self._connect()
+        try:
+            self._prepare_schema(create)
+        except BaseException:
+            self._writer.close()
+            raise
+
+    @classmethod
+    def open(cls, path: str | Path | None = None, *, settings: Settings | None = None,
+             create: bool = True, **overrides: Any) -> AuditLog:
+        """Open a store. With no path, path and policy come from ./govkit.toml (or `settings`)."""
+        if settings is None and path is None:
+            settings = load_settings()
+        options: dict[str, Any] = {}
+        if settings is not None:
+            audit, policy = settings.audit, settings.policy
+            options = dict(redaction=policy.redaction, patterns=policy.patterns,
+                           retention_days=policy.retention_days, device_id=audit.device_id,
+                           public_key=audit.public_key, checkpoint_every=audit.checkpoint_every,
+                           checkpoint_seconds=audit.checkpoint_seconds,
+                           busy_timeout_s=audit.busy_timeout_s)
+            if audit.private_key.exists():
+                options["private_key"] = audit.private_key
+            path = path if path is not None else audit.db
+        options.update(overrides)
+        return cls(path, create=create, **options)  # type: ignore[arg-type]
+
+    # -- connections and schema ---------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(self.path, timeout=self.busy_timeout_s, isolation_level=None,
+                                   check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL").fetchone()
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA secure_delete=ON")  # purged text is overwritten, not just unlinked
+        except sqlite3.Error as exc:
+            raise store_error(self.path, exc, self.busy_timeout_s) from None
+        return conn
+
+    def _prepare_schema(self, create: bool) -> None:
+        db = self._writer
+        try:
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            if tables and "_govkit_migrations" not in tables:
+                raise StoreCorrupt(f"{self.path}: a SQLite database, but not a govkit audit store")
+            if not tables and not create:
+                raise StoreNotFound(f"{self.path}: empty file, no audit store")
+            migrations.apply(db)
+            meta = dict(db.execute("SELECT key, value FROM meta"))
+            if "store_id" not in meta or (self.public_key and "public_key" not in meta):
+                self._init_meta(db)
+            self.meta = dict(db.execute("SELECT key, value FROM meta"))
+        except sqlite3.Error as exc:
+            raise store_error(self.path, exc, self.busy_timeout_s) from None
+
+    def _init_meta(self, db: sqlite3.Connection) -> None:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            meta = dict(db.execute("SELECT key, value FROM meta"))
+            if "store_id" not in meta:
+                db.executemany("INSERT INTO meta VALUES (?, ?)",
+                               [("store_id", new_ulid()), ("created_at", utc_now()),
+                                ("hash_algorithm", "sha256/canonical-json-envelope/v1")])
+            if self.public_key and "public_key" not in meta:
+                db.execute("INSERT INTO meta VALUES ('public_key', ?)", (self.public_key,))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def close(self) -> None:
+        with self._cond:
+            while self._leading:
+                self._cond.wait()
+            self._closed = True
+        self._writer.close()
+
+    def __enter__(self) -> AuditLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- appending ----------------------------------------------------------------------------
+
+    def append(self, event_type: str, *, prompt: str | None = None, response: str | None = None,
+               **fields: Any) -> AuditRecord:
+        """Append one record; returns once it is committed and synced to disk.
+
+        `prompt` and `response` are content: redacted per policy and kept in the content table
+        (purgeable); the chained record keeps only their digests and the redaction summary.
+        """
+        item = self._prepare(event_type, prompt, response, fields)
+        self._submit([item])
+        assert item.record is not None
+        return item.record
+
+    def _prepare(self, event_type: str, prompt: Any, response: Any, fields: dict[str, Any]) -> _Pending:
+        check_fields(event_type, fields)
+        body = {name: value for name, value in fields.items() if value is not None}
+        body["record_id"] = new_ulid()
+        body["schema_version"] = SCHEMA_VERSION
+        body["event_type"] = event_type
+        body.setdefault("ts_start", utc_now())
+        if self.device_id:
+            body.setdefault("device_id", self.device_id)
+        contents: list[tuple[str, str]] = []
+        entities: dict[str, int] = {}
+        for kind, text in (("prompt", prompt), ("response", response)):
+            if text is None:
+                continue
+            text = _as_text(kind, text)
+            if self.redaction == "redacted":
+                redaction = self._redactor.redact(text)
+                text = redaction.text
+                for name, count in redaction.counts.items():
+                    entities[name] = entities.get(name, 0) + count
+            body[_CONTENT_FIELDS[kind]] = content_digest(text)
+            if self.redaction != "digest-only":
+                contents.append((kind, text))
+        if prompt is not None or response is not None:
+            body["content_mode"] = self.redaction
+            body["redaction"] = {"mode": self.redaction, "entities": dict(sorted(entities.items()))}
+            if "expires_at" not in body:
+                expiry = _parse_ts(body["ts_start"]) + dt.timedelta(days=self.retention_days)
+                body["expires_at"] = expiry.isoformat(timespec="microseconds").replace("+00:00", "Z")
+            body.setdefault("retention_class", "standard")
+        try:
+            encoded = canonical_json(body)
+        except ValueError as exc:  # NaN or infinity somewhere in the fields
+            raise InvalidRecord(f"record cannot be stored as JSON: {exc}") from None
+        return _Pending(encoded, contents)
+
+    def _submit(self, items: list[_Pending]) -> None:
+        with self._cond:
+            if self._closed:
+                raise StoreError(f"{self.path}: the audit log is closed")
+            self._queue.extend(items)
+        while True:
+            with self._cond:
+                while self._leading and not items[-1].settled:
+                    self._cond.wait()
+                if items[-1].settled:
+                    break
+                self._leading = True
+                batch = self._queue[:_MAX_BATCH]
+                del self._queue[:_MAX_BATCH]
+            try:
+                self._commit(batch)
+            finally:
+                with self._cond:
+                    self._leading = False
+                    self._cond.notify_all()
+        for item in items:
+            if item.error is not None:
+                raise item.error
+
+    def _commit(self, batch: list[_Pending], *, force_checkpoint: bool = False) -> dict[str, Any] | None:
+        db = self._writer
+        signed = None
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                seq, prev = self._head(db)
+                rows, content_rows = [], []
+                for item in batch:
+                    seq += 1
+                    record_hash = chain_hash(item.body, prev, seq)
+                    rows.append((seq, item.body, record_hash))
+                    item.record = AuditRecord(seq, record_hash, prev, item.body)
+                    content_rows.extend((seq, kind, text) for kind, text in item.contents)
+                    prev = record_hash
+                signed = self._checkpoint_due(db, seq, prev, force_checkpoint)
+                if signed is not None:
+                    body = canonical_json({
+                        "record_id": new_ulid(), "schema_version": SCHEMA_VERSION,
+                        "event_type": "checkpoint", "ts_start": signed["ts"],
+                        **({"device_id": self.device_id} if self.device_id else {}),
+                        "details": signed})
+                    seq += 1
+                    rows.append((seq, body, chain_hash(body, prev, seq)))
+                db.executemany("INSERT INTO records (seq, body, record_hash) VALUES (?, ?, ?)", rows)
+                if content_rows:
+                    db.executemany("INSERT INTO content (seq, kind, text) VALUES (?, ?, ?)", content_rows)
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+        except (sqlite3.Error, GovkitError) as exc:
+            error = exc if isinstance(exc, GovkitError) else store_error(self.path, exc, self.busy_timeout_s)
+            self._checkpoint = _CheckpointState()
+            for item in batch:
+                item.record, item.error = None, error
+            if not batch:
+                raise error from None
+            return None
+        finally:
+            for item in batch:
+                item.settled = True
+        if signed is not None:
+            self._checkpoint = _CheckpointState(signed["seq"], time.time())
+            try:
+                checkpoints.append_sidecar(self.path, signed)
+            except (OSError, GovkitError) as exc:
+                # The checkpoint is committed in the chain; only its off-log copy is missing.
+                warnings.warn(f"checkpoint at seq {signed['seq']} not copied to the sidecar: {exc}", stacklevel=2)
+        return signed
+
+    @staticmethod
+    def _head(db: sqlite3.Connection) -> tuple[int, str]:
+        row = db.execute("SELECT seq, record_hash FROM records ORDER BY seq DESC LIMIT 1").fetchone()
+        return (row[0], row[1]) if row else (0, GENESIS_HASH)
+
+    def _checkpoint_due(self, db: sqlite3.Connection, head_seq: int, head_hash: str,
+                        force: bool) -> dict[str, Any] | None:
+        if self._private_key is None or head_seq == 0:
+            if force:
+                raise InputError("no device key: run 'govkit init' or pass private_key= to sign checkpoints")
+            return None
+        state = self._checkpoint
+        if not force and state.seq >= 0:
+            due = (head_seq - state.seq >= self.checkpoint_every
+                   or time.time() - state.wall >= self.checkpoint_seconds)
+            if not due:
+                return None
+        # Look at the log itself: another process may have signed one meanwhile.
+        row = db.execute("SELECT body FROM records WHERE event_type = 'checkpoint' ORDER BY seq DESC LIMIT 1").fetchone()
+        if row is None:  # nothing signed yet: the interval runs from the store's creation
+            last_seq, last_wall = 0, _parse_ts(self.meta["created_at"]).timestamp()
+        else:
+            details = json.loads(row[0])["details"]
+            last_seq, last_wall = details["seq"], _parse_ts(details["ts"]).timestamp()
+        self._checkpoint = _CheckpointState(last_seq, last_wall)
+        if last_seq == head_seq and force:
+            return None
+        if not force and head_seq - last_seq < self.checkpoint_every and (
+                time.time() - last_wall < self.checkpoint_seconds or head_seq == last_seq):
+            return None
+        return checkpoints.sign_checkpoint(self._private_key, store_id=self.meta["store_id"],
+                                           seq=head_seq, head_hash=head_hash, ts=utc_now(),
+                                           device_id=self.device_id)
+
+    @contextmanager
+    def _exclusive(self) -> Iterator[sqlite3.Connection]:
+        """Hold the commit leadership (no group commit runs meanwhile)."""
+        with self._cond:
+            if self._closed:
+                raise StoreError(f"{self.path}: the audit log is closed")
+            while self._leading:
+                self._cond.wait()
+            self._leading = True
+        try:
+            yield self._writer
+        finally:
+            with self._cond:
+                self._leading = False
+                self._cond.notify_all()
+
+    def checkpoint(self) -> dict[str, Any] | None:
+        """Sign the current head now; returns the checkpoint (None if the head is already signed)."""
+        with self._exclusive():
+            return self._commit([], force_checkpoint=True)
+
+    # -- purge --------------------------------------------------------------------------------
+
+    def purge(self, *, expired: bool = False, before: str | None = None,
+              subject_ref: str | None = None, reason: str | None = None,
+              now: str | None = None) -> AuditRecord:
+        """Erase stored content (never the chained records) and chain a `purge` event saying so.
+
+        `expired`: content past its expires_at; `before`: content of records started before that
+        time; `subject_ref`: an erasure request for one data subject. Records under legal hold
+        are kept. Criteria combine with AND.
+        """
+        criteria: dict[str, Any] = {}
+        if expired:
+            criteria["expired_at_or_before"] = now or utc_now()
+        if before:
+            criteria["before"] = _normalise_ts(before)
+        if subject_ref:
+            criteria["subject_ref"] = subject_ref
+        if not criteria:
+            raise InputError("purge needs a criterion: --expired, --before or --subject")
+        where, params = purge_predicate(criteria)
+        with self._exclusive() as db:
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    seq, prev = self._head(db)
+                    items, records = db.execute(
+                        f"SELECT count(*), count(DISTINCT c.seq) FROM content c JOIN records r ON r.seq = c.seq "
+                        f"WHERE c.text IS NOT NULL AND {where}", params).fetchone()
+                    details = {"criteria": criteria, "purged_items": items, "purged_records": records}
+                    fields: dict[str, Any] = {"details": details}
+                    if reason:
+                        fields["override_reason"] = self._redactor.redact(_as_text("reason", reason)).text
+                    item = self._prepare("purge", None, None, fields)
+                    seq += 1
+                    record_hash = chain_hash(item.body, prev, seq)
+                    db.execute("INSERT INTO records (seq, body, record_hash) VALUES (?, ?, ?)",
+                               (seq, item.body, record_hash))
+                    db.execute(
+                        f"UPDATE content SET text = NULL, purged_by = ? WHERE text IS NOT NULL AND seq < ? "
+                        f"AND seq IN (SELECT r.seq FROM records r WHERE {where})", [seq, seq, *params])
+                    db.execute("COMMIT")
+                except BaseException:
+                    if db.in_transaction:
+                        db.execute("ROLLBACK")
+                    raise
+                # Move the overwritten pages out of the WAL too, so no old copy lingers on disk.
+                db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            except sqlite3.Error as exc:
+                raise store_error(self.path, exc, self.busy_timeout_s) from None
+        return AuditRecord(seq, record_hash, prev, item.body)
+
+    # -- reading ------------------------------------------------------------------------------
+
+    @contextmanager
+    def _reader(self) -> Iterator[sqlite3.Connection]:
+        try:
+            db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=self.busy_timeout_s,
+                                 isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise store_error(self.path, exc, self.busy_timeout_s) from None
+        try:
+            yield db
+        except sqlite3.Error as exc:
+            raise store_error(self.path, exc, self.busy_timeout_s) from None
+        finally:
+            db.close()
+
+    def query(self, *, event_type: str | None = None, since: str | None = None,
+              until: str | None = None, subject_ref: str | None = None,
+              target_record_id: str | None = None, limit: int | None = None,
+              newest_first: bool = False) -> Iterator[AuditRecord]:
+        """Records by time range (ts_start, ISO 8601 UTC) and event type, in chain order."""
+        clauses, params = [], []
+        for column, op, value in (("event_type", "=", event_type), ("ts_start", ">=", since),
+                                  ("ts_start", "<", until), ("subject_ref", "=", subject_ref)):
+            if value is not None:
+                clauses.append(f"r.{column} {op} ?")
+                params.append(_normalise_ts(value) if column == "ts_start" else value)
+        if target_record_id is not None:
+            clauses.append("json_extract(CAST(r.body AS TEXT), '$.target_record_id') = ?")
+            params.append(target_record_id)
+        sql = ("SELECT r.seq, r.record_hash, coalesce((SELECT p.record_hash FROM records p WHERE p.seq = r.seq - 1), ?), r.body "
+               "FROM records r")
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        sql += " ORDER BY r.seq" + (" DESC" if newest_first else "")
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        with self._reader() as db:
+            for seq, record_hash, prev, body in db.execute(sql, [GENESIS_HASH, *params]):
+                yield AuditRecord(seq, record_hash, prev, bytes(body))
+
+    def __iter__(self) -> Iterator[AuditRecord]:
+        return self.query()
+
+    def get(self, record_id_or_seq: str | int) -> AuditRecord | None:
+        with self._reader() as db:
+            key = str(record_id_or_seq)
+            column = "seq" if key.isdigit() else "record_id"
+            row = db.execute(
+                f"SELECT r.seq, r.record_hash, coalesce((SELECT p.record_hash FROM records p WHERE p.seq = r.seq - 1), ?), r.body "
+                f"FROM records r WHERE r.{column} = ?", (GENESIS_HASH, int(key) if key.isdigit() else key)).fetchone()
+        return AuditRecord(row[0], row[1], row[2], bytes(row[3])) if row else None
+
+    def content(self, record: AuditRecord | int) -> dict[str, str | None]:
+        """The stored prompt/response of a record; None where purged."""
+        seq = record.seq if isinstance(record, AuditRecord) else int(record)
+        with self._reader() as db:
+            return {kind: text for kind, text in db.execute(
+                "SELECT kind, text FROM content WHERE seq = ? ORDER BY kind", (seq,))}
+
+    def stats(self) -> dict[str, Any]:
+        with self._reader() as db:
+            count, first, last = db.execute("SELECT count(*), min(ts_start), max(ts_start) FROM records").fetchone()
+            by_type = dict(db.execute("SELECT event_type, count(*) FROM records GROUP BY event_type ORDER BY event_type"))
+            stored, purged = db.execute(
+                "SELECT count(text), count(*) - count(text) FROM content").fetchone()
+            head_seq, head_hash = self._head(db)
+            last_cp = db.execute(
+                "SELECT json_extract(CAST(body AS TEXT), '$.details.seq'), ts_start FROM records "
+                "WHERE event_type = 'checkpoint' ORDER BY seq DESC LIMIT 1").fetchone()
+        return {
+            "path": str(self.path), "store_id": self.meta.get("store_id"), "records": count,
+            "by_event_type": by_type, "first_ts": first, "last_ts": last,
+            "head_seq": head_seq, "head_hash": head_hash,
+            "content_stored": stored, "content_purged": purged,
+            "last_checkpoint_seq": last_cp[0] if last_cp else None,
+            "last_checkpoint_ts": last_cp[1] if last_cp else None,
+            "unsigned_records": head_seq - (last_cp[0] if last_cp else 0),
+            "bytes": sum(p.stat().st_size for p in (self.path, Path(f"{self.path}-wal")) if p.exists()),
+        }
+
+    def verify(self, *, public_key: str | None = None, sidecar: str | Path | None = None) -> Any:
+        """Check every record, its content and the signed checkpoints; see govkit.audit.verify."""
+        from .verify import verify_store
+
+        with self._reader() as db:
+            return verify_store(db, self.path, public_key=public_key or self.public_key,
+                                meta_public_key=self.meta.get("public_key"), sidecar=sidecar)
+
+
+def _as_text(kind: str, text: Any) -> str:
+    if isinstance(text, bytes):
+        try:
+            return text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidRecord(f"{kind} is not valid UTF-8 (byte {exc.start})") from None
+    if not isinstance(text, str):
+        raise InvalidRecord(f"{kind} must be text, got {type(text).__name__}")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidRecord(f"{kind} is not valid UTF-8 text (position {exc.start})") from None
+    return text
+
+
+def _normalise_ts(value: str) -> str:
+    """Accept a date or an ISO time; return the store's UTC form for comparisons."""
+    try:
+        parsed = _parse_ts(value)
+    except ValueError:
+        raise InputError(f"'{value}' is not an ISO 8601 date or time") from None
+    utc = parsed.astimezone(dt.timezone.utc)
+    return utc.isoformat(timespec="microseconds").replace("+00:00", "Z")

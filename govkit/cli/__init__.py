@@ -1,0 +1,12 @@
+"""The `govkit` command: one click group per noun (see `govkit --help` for exit codes)."""
+
+from __future__ import annotations
+
+from . import audit, init  # noqa: F401  (each module adds its commands to the root group)
+from ._root import cli
+
+__all__ = ["cli", "main"]
+
+
+def main() -> None:
+    cli.main(prog_name="govkit")

@@ -1,0 +1,36 @@
+"""Helpers shared by the command groups."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..audit import AuditLog
+from ..config import CONFIG_FILENAME, Settings, load_settings
+from ..errors import ConfigError
+
+db_option = click.option("--db", type=click.Path(dir_okay=False, path_type=Path),
+                         help="Audit database (default: from govkit.toml).")
+json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
+
+
+def settings_for(ctx: click.Context, *, required: bool) -> Settings | None:
+    explicit = ctx.find_root().obj.get("config")
+    path = explicit or Path.cwd() / CONFIG_FILENAME
+    if explicit or path.exists():
+        return load_settings(path)
+    if required:
+        raise ConfigError(path, None, "no such file; run 'govkit init' here, or pass --db")
+    return None
+
+
+def open_log(ctx: click.Context, db: Path | None, *, create: bool = False, **overrides: Any) -> AuditLog:
+    settings = settings_for(ctx, required=db is None)
+    return AuditLog.open(db, settings=settings, create=create, **overrides)
+
+
+def echo_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False))

@@ -1,0 +1,255 @@
+"""`govkit audit ...`: read, verify, export, purge and sign the audit log; record human oversight."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..audit import HUMAN_DECISIONS, AuditRecord
+from ..audit.records import EVENT_TYPES
+from ..errors import InputError
+from ._common import db_option, echo_json, json_option, open_log
+from ._root import cli
+
+since_option = click.option("--since", help="Only records at or after this ISO date/time (UTC).")
+until_option = click.option("--until", help="Only records before this ISO date/time (UTC).")
+event_option = click.option("--event-type", type=click.Choice(EVENT_TYPES), help="Only this event type.")
+
+
+@cli.group()
+def audit() -> None:
+    """The tamper-evident audit log: list, show, verify, export, purge, checkpoint, stats, override."""
+
+
+@audit.command("list")
+@db_option
+@event_option
+@since_option
+@until_option
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+@json_option
+@click.pass_context
+def list_(ctx: click.Context, db: Path | None, event_type: str | None, since: str | None,
+          until: str | None, limit: int, as_json: bool) -> None:
+    """The newest records, newest first.
+
+    Example: govkit audit list --event-type override --since 2026-10-01
+    """
+    with open_log(ctx, db) as log:
+        records = list(log.query(event_type=event_type, since=since, until=until, limit=limit,
+                                 newest_first=True))
+    if as_json:
+        echo_json([r.to_dict() for r in records])
+        return
+    for record in records:
+        fields = record.fields
+        summary = " ".join(f"{k}={fields[k]}" for k in ("model_id", "status", "human_decision",
+                                                        "target_record_id") if k in fields)
+        click.echo(f"{record.seq:>8}  {fields['ts_start']:<27}  {fields['event_type']:<13}  "
+                   f"{fields['record_id']}  {summary}".rstrip())
+
+
+@audit.command()
+@click.argument("record_id")
+@db_option
+@click.option("--content", is_flag=True, help="Also show the stored prompt/response text.")
+@click.pass_context
+def show(ctx: click.Context, record_id: str, db: Path | None, content: bool) -> None:
+    """One record (by record id or seq), as JSON.
+
+    Example: govkit audit show 01JD0Y7Q2N3V6Z0K8R4T5W9X1C --content
+    """
+    with open_log(ctx, db) as log:
+        record = log.get(record_id)
+        if record is None:
+            raise InputError(f"no audit record '{record_id}' in {log.path}")
+        out = record.to_dict()
+        if content:
+            out["content"] = log.content(record)
+    echo_json(out)
+
+
+@audit.command()
+@db_option
+@click.option("--public-key", help="Base64 Ed25519 public key to check checkpoints with "
+                                   "(default: govkit.toml, then the store's own).")
+@click.option("--checkpoints", "sidecar", type=click.Path(dir_okay=False, path_type=Path),
+              help="An off-device copy of the checkpoint file (default: <db>.checkpoints.jsonl).")
+@json_option
+@click.pass_context
+def verify(ctx: click.Context, db: Path | None, public_key: str | None, sidecar: Path | None,
+           as_json: bool) -> None:
+    """Check that the log was not altered; exit 1 naming the first bad seq if it was.
+
+    Detects edited, deleted, inserted and reordered records, edited content, content removed
+    other than by a recorded purge, and truncation behind a signed checkpoint.
+
+    Example: govkit audit verify --db /var/lib/govkit/audit.db
+    """
+    with open_log(ctx, db) as log:
+        result = log.verify(public_key=public_key, sidecar=sidecar)
+    if as_json:
+        echo_json(result.to_dict())
+    elif result.ok:
+        click.echo(f"OK: {result.records} records, chain intact, head {result.head_hash}")
+        click.echo(f"    {result.checkpoints} signed checkpoint(s)"
+                   + (f", last at seq {result.last_checkpoint_seq}" if result.checkpoints else "")
+                   + f"; {result.content_checked} content item(s) match their digests,"
+                   f" {result.content_purged} purged by recorded purges")
+    else:
+        click.echo(f"FAILED at seq {result.first_bad_seq}: {sorted(result.problems)[0].reason}")
+        for problem in sorted(result.problems)[1:]:
+            click.echo(f"  seq {problem.seq}: {problem.reason}")
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    if not result.ok:
+        ctx.exit(1)
+
+
+@audit.command()
+@db_option
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "parquet"]), default="jsonl", show_default=True)
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
+              help="File to write (default: stdout for jsonl).")
+@click.option("--with-content", is_flag=True, help="Include the stored (redacted) prompt/response text.")
+@event_option
+@since_option
+@until_option
+@click.pass_context
+def export(ctx: click.Context, db: Path | None, fmt: str, output: Path | None, with_content: bool,
+           event_type: str | None, since: str | None, until: str | None) -> None:
+    """Export records with seq, prev_hash and record_hash, so others can re-check the chain.
+
+    Example: govkit audit export --format parquet -o audit-2026Q4.parquet --since 2026-10-01
+    """
+    with open_log(ctx, db) as log:
+        records = log.query(event_type=event_type, since=since, until=until)
+        rows = ({**r.to_dict(), **({"content": log.content(r)} if with_content else {})} for r in records)
+        if fmt == "jsonl":
+            count = _write_jsonl(rows, output)
+        else:
+            if output is None:
+                raise InputError("--format parquet needs --output FILE")
+            from ..audit.export import write_parquet
+            count = write_parquet(rows, output)
+    if output is not None:
+        click.echo(f"Exported {count} record(s) to {output}", err=True)
+
+
+def _write_jsonl(rows: Any, output: Path | None) -> int:
+    count = 0
+    handle = output.open("w", encoding="utf-8") if output else sys.stdout
+    try:
+        for row in rows:
+            handle.write(json.dumps(row, sort_keys=True, ensure_ascii=False) + "\n")
+            count += 1
+    finally:
+        if output:
+            handle.close()
+    return count
+
+
+@audit.command()
+@db_option
+@click.option("--expired", is_flag=True, help="Content past its retention date (expires_at).")
+@click.option("--before", help="Content of records started before this ISO date/time.")
+@click.option("--subject", "subject_ref", help="Erasure request: content of this subject_ref.")
+@click.option("--reason", help="Why (e.g. the erasure request's reference).")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_context
+def purge(ctx: click.Context, db: Path | None, expired: bool, before: str | None,
+          subject_ref: str | None, reason: str | None, yes: bool) -> None:
+    """Erase stored prompt/response text; the chain keeps digests and a `purge` event.
+
+    Records under legal hold are kept. Verification stays green.
+
+    Example: govkit audit purge --expired --yes
+    """
+    if not (expired or before or subject_ref):
+        raise click.UsageError("give at least one of --expired, --before, --subject")
+    if not yes:
+        click.confirm("Erase the matching stored content? This cannot be undone", abort=True)
+    with open_log(ctx, db) as log:
+        record = log.purge(expired=expired, before=before, subject_ref=subject_ref, reason=reason)
+    details = record.fields["details"]
+    click.echo(f"Purged {details['purged_items']} item(s) of {details['purged_records']} record(s); "
+               f"purge record {record.record_id} (seq {record.seq})")
+
+
+@audit.command()
+@db_option
+@click.pass_context
+def checkpoint(ctx: click.Context, db: Path | None) -> None:
+    """Sign the chain's head now with the device key.
+
+    Example: govkit audit checkpoint
+    """
+    with open_log(ctx, db) as log:
+        signed = log.checkpoint()
+    if signed is None:
+        click.echo("The head is already signed (or the log is empty); nothing to do.")
+    else:
+        click.echo(f"Signed seq {signed['seq']} head {signed['head_hash']} with {signed['key_id']}")
+
+
+@audit.command()
+@db_option
+@json_option
+@click.pass_context
+def stats(ctx: click.Context, db: Path | None, as_json: bool) -> None:
+    """Counts by event type, time span, head, checkpoints, stored and purged content.
+
+    Example: govkit audit stats --json
+    """
+    with open_log(ctx, db) as log:
+        info = log.stats()
+    if as_json:
+        echo_json(info)
+        return
+    for key, value in info.items():
+        if key == "by_event_type":
+            value = ", ".join(f"{k} {v}" for k, v in value.items()) or "-"
+        click.echo(f"{key:<20} {value}")
+
+
+@audit.command()
+@click.argument("record_id")
+@db_option
+@click.option("--decision", required=True, type=click.Choice(HUMAN_DECISIONS))
+@click.option("--reviewer", required=True, help="Pseudonymous reviewer id.")
+@click.option("--reason", required=True, help="Why (redacted before it is stored).")
+@click.pass_context
+def override(ctx: click.Context, record_id: str, db: Path | None, decision: str, reviewer: str,
+             reason: str) -> None:
+    """Record a human review of a logged decision (EU AI Act Art. 14, E-23 overrides).
+
+    Example: govkit audit override 01JD0Y7Q2N3V6Z0K8R4T5W9X1C --decision overridden
+    --reviewer rev-17 --reason "income misread"
+    """
+    with open_log(ctx, db) as log:
+        target = log.get(record_id)
+        if target is None:
+            raise InputError(f"no audit record '{record_id}' in {log.path}")
+        record = log.append("override", **_override_fields(log, target, decision, reviewer, reason))
+    click.echo(f"Recorded {decision} by {reviewer}: record {record.record_id} (seq {record.seq})")
+
+
+def _override_fields(log: Any, target: AuditRecord, decision: str, reviewer: str,
+                     reason: str) -> dict[str, Any]:
+    from ..audit.store import _as_text, _parse_ts, utc_now
+
+    fields = target.fields
+    now = utc_now()
+    decided_at = fields.get("ts_end") or fields["ts_start"]
+    latency = (_parse_ts(now) - _parse_ts(decided_at)) / dt.timedelta(seconds=1)
+    # The chain is permanent, so the reason is always redacted, whatever the content policy.
+    safe_reason = log._redactor.redact(_as_text("--reason", reason)).text
+    return {"ts_start": now, "target_record_id": fields["record_id"], "reviewer_id": reviewer,
+            "human_decision": decision, "override_reason": safe_reason,
+            "review_latency_s": round(latency, 3), "model_id": fields.get("model_id"),
+            "subject_ref": fields.get("subject_ref")}

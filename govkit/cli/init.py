@@ -1,0 +1,107 @@
+"""`govkit init`: write govkit.toml, the .govkit/ state folder and the device's signing key."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import socket
+from pathlib import Path
+
+import click
+
+from ..audit import AuditLog
+from ..audit.checkpoints import generate_keypair, key_id, load_private_key, public_key_b64
+from ..config import CONFIG_FILENAME, REDACTION_MODES, load_settings
+from ..errors import InputError
+from ._root import cli
+
+TEMPLATE = '''\
+# govkit configuration. Every number here is the institution's own policy: OSFI E-23 sets none.
+
+[model]
+# Model inventory record: OSFI E-23 (2027) Appendix 1 minimum fields.
+id = {model_id}
+name = {model_name}
+description = ""
+risk_rating = "unrated"          # unrated | low | medium | high | critical ('govkit inventory rate')
+owner = {owner}
+developer = ""
+origin = ""                      # internal | vendor | open-source
+version = ""
+deployment_date = ""             # YYYY-MM-DD
+reviewer = ""                    # independent of owner and developer
+approver = ""
+dependencies = []
+data_sources = []
+approved_uses = []
+limitations = []
+last_review = ""
+next_review = ""
+monitoring_status = ""
+
+[policy]
+retention_days = 183             # stored prompt/response text; EU AI Act Art. 19/26(6): >= 6 months
+redaction = {redaction}           # digest-only | redacted | full
+
+[policy.patterns]
+# Extra redaction patterns: ENTITY_NAME = "regex"
+# EMPLOYEE_ID = "EMP-[0-9]{{6}}"
+
+[audit]
+db = ".govkit/audit.db"
+device_id = {device_id}
+private_key = ".govkit/device_ed25519.pem"
+public_key = "{public_key}"
+checkpoint_every = 1000          # sign the chain head every N records ...
+checkpoint_seconds = 300         # ... or after this many seconds
+busy_timeout_s = 10
+'''
+
+
+def _toml_str(value: str) -> str:
+    return json.dumps(value, ensure_ascii=False)  # JSON escapes are valid TOML basic-string escapes
+
+
+@cli.command()
+@click.option("--yes", "-y", is_flag=True, help="Accept the defaults without asking.")
+@click.option("--force", is_flag=True, help="Overwrite an existing govkit.toml (the device key is kept).")
+@click.option("--model-id", default="phi-4-mini-edge", show_default=True, help="Inventory id of the model.")
+@click.option("--model-name", default="Phi-4-mini (local)", show_default=True)
+@click.option("--owner", default="", help="Accountable model owner.")
+@click.option("--redaction", type=click.Choice(REDACTION_MODES), default="redacted", show_default=True)
+@click.pass_context
+def init(ctx: click.Context, yes: bool, force: bool, model_id: str, model_name: str, owner: str,
+         redaction: str) -> None:
+    """Set up govkit here: govkit.toml, the .govkit/ state folder and the device's Ed25519 key.
+
+    Example: govkit init --yes --model-id credit-assistant --owner risk@bank.example
+    """
+    config_path = ctx.find_root().obj.get("config") or Path.cwd() / CONFIG_FILENAME
+    if config_path.exists() and not force:
+        raise InputError(f"{config_path}: already exists; pass --force to rewrite it")
+    if not yes:
+        model_id = click.prompt("Model inventory id", default=model_id)
+        model_name = click.prompt("Model name", default=model_name)
+        owner = click.prompt("Model owner", default=owner or "unassigned")
+        redaction = click.prompt("Redaction mode", default=redaction, type=click.Choice(REDACTION_MODES))
+    state = config_path.parent / ".govkit"
+    state.mkdir(mode=0o700, exist_ok=True)
+    (state / ".gitignore").write_text("# device state and the private key: never commit\n*\n")
+    key_path = state / "device_ed25519.pem"
+    if key_path.exists():
+        public_key = public_key_b64(load_private_key(key_path))
+    else:
+        public_key = generate_keypair(key_path)
+    device_id = "dev-" + hashlib.sha256(socket.gethostname().encode()).hexdigest()[:12]
+    text = TEMPLATE.format(model_id=_toml_str(model_id), model_name=_toml_str(model_name),
+                           owner=_toml_str(owner), redaction=_toml_str(redaction),
+                           device_id=_toml_str(device_id), public_key=public_key)
+    config_path.write_text(text, encoding="utf-8")
+    settings = load_settings(config_path)
+    with AuditLog.open(settings=settings) as log:
+        record = log.append("config_change", model_id=settings.model.id, details={
+            "action": "init", "config_sha256": "sha256:" + hashlib.sha256(text.encode()).hexdigest(),
+            "public_key_id": key_id(public_key)})
+    click.echo(f"Wrote {config_path}")
+    click.echo(f"Device key {key_path} ({key_id(public_key)}, mode 0600)")
+    click.echo(f"Audit log {settings.audit.db} (record {record.record_id})")

@@ -1,0 +1,208 @@
+"""govkit.toml -> frozen settings.
+
+Three tables: [model] is the model inventory record (OSFI E-23 Appendix 1 fields), [policy] the
+institution's numbers (E-23 sets none, so every number is configurable), [audit] the log's
+settings. Every problem is reported with the file, the key, the line and what was expected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+__all__ = [
+    "CONFIG_FILENAME",
+    "REDACTION_MODES",
+    "AuditSettings",
+    "Inventory",
+    "Policy",
+    "Settings",
+    "load_settings",
+]
+
+CONFIG_FILENAME = "govkit.toml"
+REDACTION_MODES = ("digest-only", "redacted", "full")
+RISK_RATINGS = ("unrated", "low", "medium", "high", "critical")
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """The model inventory record: OSFI E-23 (2027) Appendix 1 minimum fields."""
+
+    id: str = ""
+    name: str = ""
+    description: str = ""
+    risk_rating: str = "unrated"
+    owner: str = ""
+    developer: str = ""
+    origin: str = ""
+    version: str = ""
+    deployment_date: str = ""
+    reviewer: str = ""
+    approver: str = ""
+    dependencies: tuple[str, ...] = ()
+    data_sources: tuple[str, ...] = ()
+    approved_uses: tuple[str, ...] = ()
+    limitations: tuple[str, ...] = ()
+    last_review: str = ""
+    next_review: str = ""
+    monitoring_status: str = ""
+
+
+@dataclass(frozen=True)
+class Policy:
+    retention_days: int = 183  # EU AI Act Art. 19/26(6): at least six months
+    redaction: str = "redacted"
+    patterns: tuple[tuple[str, str], ...] = ()  # (entity name, regex) from [policy.patterns]
+
+
+@dataclass(frozen=True)
+class AuditSettings:
+    db: Path = Path(".govkit/audit.db")
+    device_id: str = ""
+    private_key: Path = Path(".govkit/device_ed25519.pem")
+    public_key: str = ""  # base64 of the raw 32-byte Ed25519 public key
+    checkpoint_every: int = 1000
+    checkpoint_seconds: float = 300.0
+    busy_timeout_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    path: Path | None
+    model: Inventory = field(default_factory=Inventory)
+    policy: Policy = field(default_factory=Policy)
+    audit: AuditSettings = field(default_factory=AuditSettings)
+
+
+def load_settings(path: str | Path | None = None) -> Settings:
+    """Read govkit.toml (default: ./govkit.toml). Relative paths resolve against its folder."""
+    path = Path(path) if path is not None else Path.cwd() / CONFIG_FILENAME
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(path, None, "no such file; run 'govkit init' first") from None
+    except OSError as exc:
+        raise ConfigError(path, None, f"cannot read: {exc.strerror}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(path, None, f"not UTF-8 text (byte {exc.start})") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(path, None, f"invalid TOML: {exc}") from None
+    return _Parser(path, text).settings(data)
+
+
+class _Parser:
+    def __init__(self, path: Path, text: str):
+        self.path, self.text = path, text
+
+    def fail(self, section: str, key: str | None, message: str) -> ConfigError:
+        dotted = f"{section}.{key}" if key else section
+        return ConfigError(self.path, dotted, message, _line_of(self.text, section, key))
+
+    def settings(self, data: dict[str, Any]) -> Settings:
+        for name in data:
+            if name not in ("model", "policy", "audit"):
+                raise self.fail(name, None, "unknown table; expected [model], [policy] or [audit]")
+        model = self.table(data, "model", Inventory)
+        if model.risk_rating not in RISK_RATINGS:
+            raise self.fail("model", "risk_rating", f"expected one of {', '.join(RISK_RATINGS)}")
+        policy_data = dict(self.section(data, "policy"))
+        patterns = self.patterns(policy_data.pop("patterns", {}))
+        policy = self.table({"policy": policy_data}, "policy", Policy, patterns=patterns)
+        if policy.redaction not in REDACTION_MODES:
+            raise self.fail("policy", "redaction", f"expected one of {', '.join(REDACTION_MODES)}")
+        if policy.retention_days < 1:
+            raise self.fail("policy", "retention_days", "expected a positive number of days")
+        audit = self.table(data, "audit", AuditSettings)
+        if audit.checkpoint_every < 1:
+            raise self.fail("audit", "checkpoint_every", "expected a positive number of records")
+        base = self.path.parent
+        audit = dataclasses.replace(audit, db=base / audit.db, private_key=base / audit.private_key)
+        return Settings(path=self.path, model=model, policy=policy, audit=audit)
+
+    def section(self, data: dict[str, Any], name: str) -> dict[str, Any]:
+        value = data.get(name, {})
+        if not isinstance(value, dict):
+            raise self.fail(name, None, "expected a table")
+        return value
+
+    def table(self, data: dict[str, Any], name: str, cls: type, **fixed: Any) -> Any:
+        values: dict[str, Any] = {}
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        for key, value in self.section(data, name).items():
+            if key not in fields or key in fixed:
+                raise self.fail(name, key, f"unknown key; expected one of {', '.join(sorted(fields))}")
+            values[key] = self.coerce(name, key, value, fields[key].type)
+        return cls(**values, **fixed)
+
+    def coerce(self, section: str, key: str, value: Any, kind: Any) -> Any:
+        kind = str(kind)
+        if kind == "str":
+            if isinstance(value, (dt.date, dt.datetime)):
+                return value.isoformat()
+            if isinstance(value, str):
+                return value
+            raise self.fail(section, key, f"expected a string, got {_toml_type(value)}")
+        if kind == "tuple[str, ...]":
+            if isinstance(value, list) and all(isinstance(v, str) for v in value):
+                return tuple(value)
+            raise self.fail(section, key, "expected a list of strings")
+        if kind == "int":
+            if isinstance(value, int) and not isinstance(value, bool):
+                return value
+            raise self.fail(section, key, f"expected an integer, got {_toml_type(value)}")
+        if kind == "float":
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+                return float(value)
+            raise self.fail(section, key, f"expected a non-negative number, got {_toml_type(value)}")
+        if kind == "Path":
+            if isinstance(value, str) and value:
+                return Path(value)
+            raise self.fail(section, key, "expected a path string")
+        raise AssertionError(f"unhandled config type {kind}")  # pragma: no cover
+
+    def patterns(self, value: Any) -> tuple[tuple[str, str], ...]:
+        if not isinstance(value, dict):
+            raise self.fail("policy", "patterns", "expected a table of NAME = \"regex\"")
+        out = []
+        for name, regex in value.items():
+            if not isinstance(regex, str):
+                raise self.fail("policy.patterns", name, "expected a regular expression string")
+            try:
+                re.compile(regex)
+            except re.error as exc:
+                raise self.fail("policy.patterns", name, f"invalid regular expression: {exc}") from None
+            out.append((name.upper(), regex))
+        return tuple(out)
+
+
+def _toml_type(value: Any) -> str:
+    return {bool: "a boolean", int: "an integer", float: "a float", str: "a string",
+            list: "an array", dict: "a table"}.get(type(value), type(value).__name__)
+
+
+def _line_of(text: str, section: str, key: str | None) -> int | None:
+    """Best-effort line number of `key` inside `[section]` (or of the section header)."""
+    current = ""
+    header = re.compile(r"^\s*\[\s*([^\]]+?)\s*\]")
+    for number, line in enumerate(text.splitlines(), 1):
+        match = header.match(line)
+        if match:
+            current = match.group(1)
+            if key is None and current == section:
+                return number
+            continue
+        if key and current == section and re.match(rf"^\s*\"?{re.escape(key)}\"?\s*=", line):
+            return number
+    return None

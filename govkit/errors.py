@@ -1,0 +1,91 @@
+"""Every error govkit raises on purpose, and the CLI exit code each maps to.
+
+    GovkitError                      (exit 1)
+    ├── InputError                   (exit 2) bad user input: a file, field or value
+    │   ├── ConfigError              (exit 2) govkit.toml: names file, key and line
+    │   └── InvalidRecord            (exit 2) an audit record field or event type
+    ├── MissingDependency            (exit 2) an optional extra is not installed
+    ├── StoreError                   (exit 3) the audit store cannot be used as asked
+    │   ├── StoreNotFound            (exit 2) no database at the path
+    │   ├── StoreCorrupt             (exit 3) not a SQLite file / unreadable pages
+    │   ├── StoreBusy                (exit 3) locked by another writer past the timeout
+    │   └── StoreFull                (exit 3) the disk (or the store's page limit) is full
+    └── VerificationFailed           (exit 1) the chain does not verify
+
+Exit codes of the CLI: 0 ok, 1 findings or verification failure, 2 usage or input error,
+3 the environment failed (store busy, corrupt, disk full). Nothing already committed is lost
+by any of these: the store only ever appends inside a transaction.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "GovkitError",
+    "InputError",
+    "InvalidRecord",
+    "MissingDependency",
+    "StoreBusy",
+    "StoreCorrupt",
+    "StoreError",
+    "StoreFull",
+    "StoreNotFound",
+    "VerificationFailed",
+]
+
+
+class GovkitError(Exception):
+    """Base of every error govkit raises on purpose; the CLI shows its message without a traceback."""
+
+    exit_code = 1
+
+
+class InputError(GovkitError):
+    exit_code = 2
+
+
+class ConfigError(InputError):
+    def __init__(self, path: object, key: str | None, message: str, line: int | None = None):
+        self.path, self.key, self.line = path, key, line
+        where = str(path)
+        if line is not None:
+            where += f", line {line}"
+        if key:
+            where += f", key '{key}'"
+        super().__init__(f"{where}: {message}")
+
+
+class InvalidRecord(InputError):
+    pass
+
+
+class MissingDependency(GovkitError):
+    exit_code = 2
+
+    def __init__(self, module: str, extra: str):
+        self.module, self.extra = module, extra
+        super().__init__(f"this feature needs '{module}': pip install 'govkit[{extra}]'")
+
+
+class StoreError(GovkitError):
+    exit_code = 3
+
+
+class StoreNotFound(StoreError):
+    exit_code = 2
+
+
+class StoreCorrupt(StoreError):
+    pass
+
+
+class StoreBusy(StoreError):
+    pass
+
+
+class StoreFull(StoreError):
+    pass
+
+
+class VerificationFailed(GovkitError):
+    exit_code = 1
