@@ -29,7 +29,7 @@ from .hashing import GENESIS_HASH, canonical_json, chain_hash, content_digest
 from .records import SCHEMA_VERSION, AuditRecord, check_fields
 from .redact import Redactor
 
-__all__ = ["AuditLog", "purge_predicate"]
+__all__ = ["AuditLog", "purge_covers"]
 
 _MAX_BATCH = 256
 _CONTENT_FIELDS = {"prompt": "input_sha256", "response": "output_sha256"}
@@ -44,22 +44,24 @@ def _parse_ts(value: str) -> dt.datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
 
 
-def purge_predicate(criteria: dict[str, Any]) -> tuple[str, list[Any]]:
-    """SQL over `records r` selecting what a purge with these criteria covers.
+def purge_covers(criteria: dict[str, Any], fields: dict[str, Any]) -> bool:
+    """Whether a purge with these criteria covers a record with these fields.
 
-    One definition serves the purge and its later verification.
+    One definition serves the purge and its later verification. Legal hold always wins.
     """
-    clauses, params = ["coalesce(r.legal_hold, 0) = 0"], []
+    if fields.get("legal_hold"):
+        return False
     if "expired_at_or_before" in criteria:
-        clauses.append("r.expires_at IS NOT NULL AND r.expires_at <= ?")
-        params.append(criteria["expired_at_or_before"])
+        expires = fields.get("expires_at")
+        if not isinstance(expires, str) or expires > criteria["expired_at_or_before"]:
+            return False
     if "before" in criteria:
-        clauses.append("r.ts_start < ?")
-        params.append(criteria["before"])
-    if "subject_ref" in criteria:
-        clauses.append("r.subject_ref = ?")
-        params.append(criteria["subject_ref"])
-    return " AND ".join(clauses), params
+        started = fields.get("ts_start")
+        if not isinstance(started, str) or started >= criteria["before"]:
+            return False
+    if "subject_ref" in criteria and fields.get("subject_ref") != criteria["subject_ref"]:
+        return False
+    return bool(criteria)
 
 
 def store_error(path: Path, exc: BaseException, busy_timeout_s: float = 0) -> GovkitError:
@@ -368,14 +370,17 @@ class AuditLog:
             if not due:
                 return None
         # Look at the log itself: another process may have signed one meanwhile.
-        row = db.execute("SELECT body FROM records WHERE event_type = 'checkpoint' ORDER BY seq DESC LIMIT 1").fetchone()
+        row = db.execute("SELECT seq, body FROM records WHERE event_type = 'checkpoint' "
+                         "ORDER BY seq DESC LIMIT 1").fetchone()
         if row is None:  # nothing signed yet: the interval runs from the store's creation
             last_seq, last_wall = 0, _parse_ts(self.meta["created_at"]).timestamp()
         else:
-            details = json.loads(row[0])["details"]
+            details = json.loads(row[1])["details"]
             last_seq, last_wall = details["seq"], _parse_ts(details["ts"]).timestamp()
+            if row[0] == head_seq:  # the head is a checkpoint: nothing new to sign
+                last_seq = head_seq
         self._checkpoint = _CheckpointState(last_seq, last_wall)
-        if last_seq == head_seq and force:
+        if last_seq == head_seq:
             return None
         if not force and head_seq - last_seq < self.checkpoint_every and (
                 time.time() - last_wall < self.checkpoint_seconds or head_seq == last_seq):
@@ -425,16 +430,16 @@ class AuditLog:
             criteria["subject_ref"] = subject_ref
         if not criteria:
             raise InputError("purge needs a criterion: --expired, --before or --subject")
-        where, params = purge_predicate(criteria)
         with self._exclusive() as db:
             try:
                 db.execute("BEGIN IMMEDIATE")
                 try:
                     seq, prev = self._head(db)
-                    items, records = db.execute(
-                        f"SELECT count(*), count(DISTINCT c.seq) FROM content c JOIN records r ON r.seq = c.seq "
-                        f"WHERE c.text IS NOT NULL AND {where}", params).fetchone()
-                    details = {"criteria": criteria, "purged_items": items, "purged_records": records}
+                    covered = [(row_seq, kind) for row_seq, kind, body in db.execute(
+                        "SELECT c.seq, c.kind, r.body FROM content c JOIN records r ON r.seq = c.seq "
+                        "WHERE c.text IS NOT NULL ORDER BY c.seq") if purge_covers(criteria, json.loads(body))]
+                    details = {"criteria": criteria, "purged_items": len(covered),
+                               "purged_records": len({row_seq for row_seq, _ in covered})}
                     fields: dict[str, Any] = {"details": details}
                     if reason:
                         fields["override_reason"] = self._redactor.redact(_as_text("reason", reason)).text
@@ -443,9 +448,8 @@ class AuditLog:
                     record_hash = chain_hash(item.body, prev, seq)
                     db.execute("INSERT INTO records (seq, body, record_hash) VALUES (?, ?, ?)",
                                (seq, item.body, record_hash))
-                    db.execute(
-                        f"UPDATE content SET text = NULL, purged_by = ? WHERE text IS NOT NULL AND seq < ? "
-                        f"AND seq IN (SELECT r.seq FROM records r WHERE {where})", [seq, seq, *params])
+                    db.executemany("UPDATE content SET text = NULL, purged_by = ? WHERE seq = ? AND kind = ?",
+                                   [(seq, row_seq, kind) for row_seq, kind in covered])
                     db.execute("COMMIT")
                 except BaseException:
                     if db.in_transaction:

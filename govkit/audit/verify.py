@@ -18,11 +18,17 @@ from typing import Any
 
 from . import checkpoints
 from .hashing import GENESIS_HASH, HASH_PREFIX
-from .store import purge_predicate
+from .store import purge_covers
 
 __all__ = ["Problem", "VerifyResult", "verify_store"]
 
 _MAX_PROBLEMS = 100
+# Records are found by these byte markers, then parsed and checked in Python: verification uses no
+# generated column or index, and no JSON it has not checked, since an attacker may have changed both.
+# A JSON string cannot hold an unescaped quote, so a marker only ever matches a key and its value.
+_CHECKPOINT = b'"event_type":"checkpoint"'
+_PURGE = b'"event_type":"purge"'
+_CONTENT_MODE = b'"content_mode":'
 
 
 @dataclass(frozen=True, order=True)
@@ -66,6 +72,7 @@ class VerifyResult:
 def verify_store(db: sqlite3.Connection, path: Path, *, public_key: str | None,
                  meta_public_key: str | None, sidecar: str | Path | None = None) -> VerifyResult:
     result = VerifyResult()
+    db.text_factory = bytes  # stored text may have been made undecodable: hash it as bytes
     db.execute("BEGIN")  # one snapshot for every query below, even while writers append
     try:
         signed = _collect_checkpoints(db, path, result, public_key, meta_public_key, sidecar)
@@ -90,6 +97,7 @@ def verify_store(db: sqlite3.Connection, path: Path, *, public_key: str | None,
 def _verify_chain(db: sqlite3.Connection, result: VerifyResult, wanted: set[int]) -> dict[int, str]:
     sha256 = hashlib.sha256
     prev = GENESIS_HASH.encode("ascii")
+    prefix = HASH_PREFIX.encode("ascii")
     expected_seq = 1
     hashes_at: dict[int, str] = {}
     cursor = db.execute("SELECT seq, body, record_hash FROM records ORDER BY seq")
@@ -104,12 +112,14 @@ def _verify_chain(db: sqlite3.Connection, result: VerifyResult, wanted: set[int]
                 expected_seq = seq
             if not isinstance(body, bytes):
                 body = str(body).encode("utf-8")
-            digest = HASH_PREFIX + sha256(b'{"body":%b,"prev_hash":"%b","seq":%d}' % (body, prev, seq)).hexdigest()
-            if digest != record_hash:
+            if not isinstance(record_hash, bytes):
+                record_hash = str(record_hash).encode("utf-8")
+            digest = sha256(b'{"body":%b,"prev_hash":"%b","seq":%d}' % (body, prev, seq)).hexdigest()
+            if prefix + digest.encode("ascii") != record_hash:
                 result.add(seq, "record hash mismatch: the record was edited, inserted or reordered")
             if seq in wanted:
-                hashes_at[seq] = record_hash
-            prev = str(record_hash).encode("ascii", "replace")
+                hashes_at[seq] = record_hash.decode("utf-8", "replace")
+            prev = record_hash
             expected_seq += 1
     result.records = expected_seq - 1
     result.head_hash = prev.decode("ascii", "replace")
@@ -120,12 +130,12 @@ def _collect_checkpoints(db: sqlite3.Connection, path: Path, result: VerifyResul
                          public_key: str | None, meta_public_key: str | None,
                          sidecar: str | Path | None) -> list[dict[str, Any]]:
     found: list[tuple[int | None, dict[str, Any]]] = []
-    for seq, body in db.execute("SELECT seq, body FROM records WHERE event_type = 'checkpoint' ORDER BY seq"):
-        try:
-            details = json.loads(body)["details"]
-            found.append((seq, details))
-        except (ValueError, KeyError, TypeError):
-            result.add(seq, "checkpoint record is not readable")
+    for seq, fields in _records_marked(db, _CHECKPOINT, result):
+        if fields.get("event_type") == "checkpoint":
+            if isinstance(fields.get("details"), dict):
+                found.append((seq, fields["details"]))
+            else:
+                result.add(seq, "checkpoint record is not readable")
     sidecar_path = Path(sidecar) if sidecar else checkpoints.sidecar_path(path)
     extra, problems = checkpoints.read_sidecar(sidecar_path)
     result.warnings.extend(problems)
@@ -138,7 +148,7 @@ def _collect_checkpoints(db: sqlite3.Connection, path: Path, result: VerifyResul
     if not key:
         result.warnings.append("checkpoints present but no public key to check them: pass --public-key")
         return []
-    store_id = dict(db.execute("SELECT key, value FROM meta")).get("store_id")
+    store_id = {_text(k): _text(v) for k, v in db.execute("SELECT key, value FROM meta")}.get("store_id")
     valid: dict[tuple[int, str], dict[str, Any]] = {}
     for record_seq, checkpoint in found:
         where = record_seq if record_seq is not None else checkpoint.get("seq", 0)
@@ -156,53 +166,73 @@ def _collect_checkpoints(db: sqlite3.Connection, path: Path, result: VerifyResul
     return list(valid.values())
 
 
+def _records_marked(db: sqlite3.Connection, marker: bytes, result: VerifyResult) -> list[tuple[int, dict[str, Any]]]:
+    out = []
+    for seq, body in db.execute("SELECT seq, body FROM records WHERE instr(body, ?) > 0 ORDER BY seq", (marker,)):
+        try:
+            fields = json.loads(body)
+            if not isinstance(fields, dict):
+                raise ValueError
+        except (ValueError, TypeError):
+            result.add(seq, "record is not readable JSON")
+            continue
+        out.append((seq, fields))
+    return out
+
+
 def _verify_content(db: sqlite3.Connection, result: VerifyResult) -> None:
     for seq, kind in db.execute(
             "SELECT c.seq, c.kind FROM content c LEFT JOIN records r ON r.seq = c.seq WHERE r.seq IS NULL"):
-        result.add(seq, f"stored {kind} belongs to no record")
+        result.add(seq, f"stored {_text(kind)} belongs to no record")
     sha256 = hashlib.sha256
     checked = 0
     for seq, kind, text, digest in db.execute(
-            "SELECT c.seq, c.kind, c.text, json_extract(CAST(r.body AS TEXT), "
-            "CASE c.kind WHEN 'prompt' THEN '$.input_sha256' ELSE '$.output_sha256' END) "
+            "SELECT c.seq, c.kind, c.text, CASE WHEN json_valid(CAST(r.body AS TEXT)) THEN "
+            "json_extract(CAST(r.body AS TEXT), CASE c.kind WHEN 'prompt' THEN '$.input_sha256' "
+            "ELSE '$.output_sha256' END) END "
             "FROM content c JOIN records r ON r.seq = c.seq WHERE c.text IS NOT NULL"):
         checked += 1
-        data = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else bytes(text)
-        if digest is None or HASH_PREFIX + sha256(data).hexdigest() != digest:
-            result.add(seq, f"stored {kind} does not match the record's digest (content edited)")
+        data = text if isinstance(text, bytes) else str(text).encode("utf-8")
+        if not isinstance(digest, bytes) or HASH_PREFIX + sha256(data).hexdigest() != _text(digest):
+            result.add(seq, f"stored {_text(kind)} does not match the record's digest (content edited)")
     result.content_checked = checked
     for seq, kind in db.execute("""
             SELECT r.seq, k.kind FROM records r
             JOIN (SELECT 'prompt' AS kind, '$.input_sha256' AS field
                   UNION ALL SELECT 'response', '$.output_sha256') k
-            WHERE json_extract(CAST(r.body AS TEXT), '$.content_mode') IN ('redacted', 'full')
+            WHERE instr(r.body, ?) > 0 AND json_valid(CAST(r.body AS TEXT))
+              AND json_extract(CAST(r.body AS TEXT), '$.content_mode') IN ('redacted', 'full')
               AND json_extract(CAST(r.body AS TEXT), k.field) IS NOT NULL
-              AND NOT EXISTS (SELECT 1 FROM content c WHERE c.seq = r.seq AND c.kind = k.kind)"""):
-        result.add(seq, f"stored {kind} was removed without a recorded purge")
+              AND NOT EXISTS (SELECT 1 FROM content c WHERE c.seq = r.seq AND c.kind = k.kind)""",
+            (_CONTENT_MODE,)):
+        result.add(seq, f"stored {_text(kind)} was removed without a recorded purge")
 
 
 def _verify_purges(db: sqlite3.Connection, result: VerifyResult) -> None:
-    purges: dict[int, dict[str, Any]] = {}
-    for seq, body in db.execute("SELECT seq, body FROM records WHERE event_type = 'purge'"):
-        try:
-            purges[seq] = json.loads(body)["details"]
-        except (ValueError, KeyError, TypeError):
-            result.add(seq, "purge record is not readable")
-    tombstones = dict(db.execute(
-        "SELECT purged_by, count(*) FROM content WHERE text IS NULL GROUP BY purged_by"))
-    result.content_purged = sum(tombstones.values())
-    for purged_by, count in tombstones.items():
-        if purged_by not in purges:
-            first = db.execute("SELECT min(seq) FROM content WHERE text IS NULL AND purged_by IS ?",
-                               (purged_by,)).fetchone()[0]
-            result.add(first, f"{count} stored item(s) emptied without a recorded purge")
+    purges = {seq: fields.get("details") for seq, fields in _records_marked(db, _PURGE, result)
+              if fields.get("event_type") == "purge"}
+    emptied: dict[Any, int] = {}
+    for seq, kind, purged_by, body in db.execute(
+            "SELECT c.seq, c.kind, c.purged_by, r.body FROM content c LEFT JOIN records r ON r.seq = c.seq "
+            "WHERE c.text IS NULL ORDER BY c.seq"):
+        kind = _text(kind)
+        emptied[purged_by] = emptied.get(purged_by, 0) + 1
+        details = purges.get(purged_by)
+        if not isinstance(details, dict):
+            result.add(seq, f"stored {kind} emptied without a recorded purge")
             continue
-        details = purges[purged_by]
-        if count != details.get("purged_items"):
-            result.add(purged_by, f"purge recorded {details.get('purged_items')} item(s) but {count} are emptied")
-        where, params = purge_predicate(details.get("criteria", {}))
-        stray = db.execute(
-            f"SELECT min(c.seq) FROM content c JOIN records r ON r.seq = c.seq WHERE c.text IS NULL "
-            f"AND c.purged_by = ? AND (c.seq >= ? OR NOT ({where}))", [purged_by, purged_by, *params]).fetchone()[0]
-        if stray is not None:
-            result.add(stray, f"stored content emptied outside what purge seq {purged_by} covered")
+        try:
+            fields = json.loads(body) if body is not None else {}
+        except ValueError:
+            fields = {}
+        if not isinstance(purged_by, int) or seq >= purged_by or not purge_covers(details.get("criteria") or {}, fields):
+            result.add(seq, f"stored {kind} emptied outside what purge seq {purged_by} covered")
+    result.content_purged = sum(emptied.values())
+    for purge_seq, details in purges.items():
+        recorded = details.get("purged_items") if isinstance(details, dict) else None
+        if recorded != emptied.get(purge_seq, 0):
+            result.add(purge_seq, f"purge recorded {recorded} item(s) but {emptied.get(purge_seq, 0)} are emptied")
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)

@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from govkit.audit import AuditLog
+from govkit.audit.checkpoints import generate_keypair
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test runs in its own folder with no govkit environment leaking in."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("GOVKIT_CONFIG", raising=False)
+    monkeypatch.delenv("GOVKIT_RAISE_ERRORS", raising=False)
+
+
+@pytest.fixture
+def key_path(tmp_path: Path) -> Path:
+    path = tmp_path / "device.pem"
+    generate_keypair(path)
+    return path
+
+
+@pytest.fixture
+def log(tmp_path: Path, key_path: Path):
+    with AuditLog(tmp_path / "audit.db", private_key=key_path, checkpoint_every=5) as opened:
+        yield opened
+
+
+def copy_store(src: Path, dst_dir: Path) -> Path:
+    """Copy a closed store with its checkpoint sidecar."""
+    dst_dir.mkdir(parents=True, exist_ok=True)
+    for path in src.parent.glob(src.name + "*"):
+        shutil.copy(path, dst_dir / path.name)
+    return dst_dir / src.name

@@ -1,0 +1,192 @@
+"""The audit store's contract: durable chained appends, queries, purge, and clear errors."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from govkit.audit import AuditLog
+from govkit.audit.hashing import GENESIS_HASH, canonical_json, chain_hash, content_digest
+from govkit.errors import InputError, InvalidRecord, StoreBusy, StoreCorrupt, StoreFull, StoreNotFound
+
+
+def test_append_chains_records_and_returns_them(log: AuditLog) -> None:
+    first = log.append("inference", prompt="hello", response="hi", model_id="m1", latency_ms=12.5)
+    second = log.append("feedback", target_record_id=first.record_id, details={"score": 1})
+    assert (first.seq, second.seq) == (1, 2)
+    assert first.prev_hash == GENESIS_HASH and second.prev_hash == first.record_hash
+    assert first.record_hash == chain_hash(first.body, GENESIS_HASH, 1)
+    assert json.loads(first.body) == first.fields and first.body == canonical_json(first.fields)
+    assert first.input_sha256 == content_digest("hello")
+    assert first.output_sha256 == content_digest("hi")
+    assert first.event_type == "inference" and first.model_id == "m1"
+    assert log.content(first) == {"prompt": "hello", "response": "hi"}
+    assert log.get(first.record_id) == first == log.get(1)
+    assert log.verify().ok
+
+
+def test_query_by_event_type_and_time(log: AuditLog) -> None:
+    log.append("inference", ts_start="2026-01-01T00:00:00Z")
+    log.append("override", ts_start="2026-02-01T00:00:00Z", human_decision="accepted")
+    log.append("inference", ts_start="2026-03-01T00:00:00Z")
+    assert [r.ts_start for r in log.query(event_type="inference")] == [
+        "2026-01-01T00:00:00Z", "2026-03-01T00:00:00Z"]
+    assert [r.event_type for r in log.query(since="2026-01-15", until="2026-03-01")] == ["override"]
+    assert [r.seq for r in log.query(newest_first=True, limit=2)][0] > 2
+    assert len(list(log)) == log.stats()["records"]
+
+
+def test_every_record_is_in_the_file_before_append_returns(tmp_path: Path) -> None:
+    """Another process sees the record the moment append returns: it was committed, not buffered."""
+    with AuditLog(tmp_path / "a.db") as log:
+        record = log.append("incident", details={"what": "probe"})
+        out = subprocess.run(
+            ["python", "-c", "import sqlite3,sys; db=sqlite3.connect(sys.argv[1]);"
+             "print(db.execute('select record_hash from records where seq=?', (int(sys.argv[2]),)).fetchone()[0])",
+             str(tmp_path / "a.db"), str(record.seq)], capture_output=True, text=True, check=True)
+        assert out.stdout.strip() == record.record_hash
+        assert log._writer.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+        assert log._writer.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_checkpoints_every_n_records_and_on_demand(log: AuditLog) -> None:
+    for i in range(11):
+        log.append("feedback", details={"i": i})
+    checkpoints = [r.details["seq"] for r in log.query(event_type="checkpoint")]
+    assert checkpoints == [5, 10]  # 1..5, checkpoint 6 signs head 5; 7..10, checkpoint 11 signs 10
+    signed = log.checkpoint()
+    assert signed is not None and signed["seq"] == log.stats()["head_seq"] - 1
+    assert log.checkpoint() is None  # head already signed
+    result = log.verify()
+    assert result.ok and result.checkpoints == 3
+
+
+def test_checkpoint_without_key_is_a_clear_error(tmp_path: Path) -> None:
+    with AuditLog(tmp_path / "a.db") as log:
+        log.append("feedback")
+        with pytest.raises(InputError, match="no device key"):
+            log.checkpoint()
+
+
+def test_purge_expired_keeps_verification_green(log: AuditLog) -> None:
+    old = log.append("inference", prompt="p1", response="r1", ts_start="2020-01-01T00:00:00Z")
+    held = log.append("inference", prompt="p2", response="r2", ts_start="2020-01-01T00:00:00Z", legal_hold=True)
+    new = log.append("inference", prompt="p3", response="r3")
+    purge = log.purge(expired=True)
+    assert purge.details["purged_items"] == 2 and purge.details["purged_records"] == 1
+    assert log.content(old) == {"prompt": None, "response": None}
+    assert log.content(held) == {"prompt": "p2", "response": "r2"}
+    assert log.content(new) == {"prompt": "p3", "response": "r3"}
+    result = log.verify()
+    assert result.ok, result.problems
+    assert result.content_purged == 2
+
+
+def test_purge_by_subject_is_an_erasure_request(log: AuditLog) -> None:
+    a = log.append("inference", prompt="alice's question", subject_ref="subj-a")
+    b = log.append("inference", prompt="bob's question", subject_ref="subj-b")
+    log.purge(subject_ref="subj-a", reason="erasure request ER-42")
+    assert log.content(a) == {"prompt": None}
+    assert log.content(b) == {"prompt": "bob's question"}
+    assert log.verify().ok
+    raw = b"".join(p.read_bytes() for p in log.path.parent.glob(log.path.name + "*"))
+    assert b"alice's question" not in raw  # secure_delete + WAL truncation leave no copy
+
+
+def test_purge_needs_a_criterion(log: AuditLog) -> None:
+    with pytest.raises(InputError, match="criterion"):
+        log.purge()
+
+
+@pytest.mark.parametrize("bad", [
+    dict(event_type="inferense"),
+    dict(event_type="inference", latency="3"),
+    dict(event_type="inference", latency_ms="3"),
+    dict(event_type="inference", model_id="bad \udcff surrogate"),
+    dict(event_type="override", human_decision="maybe"),
+    dict(event_type="inference", latency_ms=float("nan")),
+])
+def test_invalid_records_are_refused_and_nothing_is_written(log: AuditLog, bad: dict) -> None:
+    log.append("feedback")
+    with pytest.raises(InvalidRecord):
+        log.append(**bad)
+    assert log.stats()["records"] == 1 and log.verify().ok
+
+
+def test_non_utf8_content_is_refused(log: AuditLog) -> None:
+    with pytest.raises(InvalidRecord, match="prompt is not valid UTF-8"):
+        log.append("inference", prompt=b"caf\xe9")
+    with pytest.raises(InvalidRecord, match="response is not valid UTF-8"):
+        log.append("inference", response="x\udce9")
+    assert log.append("inference", prompt="café".encode()).seq == 1
+
+
+def test_missing_and_corrupt_databases(tmp_path: Path) -> None:
+    with pytest.raises(StoreNotFound, match="nope.db"):
+        AuditLog(tmp_path / "nope.db", create=False)
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"\x00\xffnot sqlite at all" * 100)
+    with pytest.raises(StoreCorrupt, match="junk.db"):
+        AuditLog(junk)
+    other = tmp_path / "other.db"
+    sqlite3.connect(other).execute("CREATE TABLE t (x)")
+    with pytest.raises(StoreCorrupt, match="not a govkit audit store"):
+        AuditLog(other)
+
+
+def test_locked_database_times_out_cleanly(tmp_path: Path) -> None:
+    with AuditLog(tmp_path / "a.db", busy_timeout_s=0.2) as log:
+        kept = log.append("feedback")
+        blocker = sqlite3.connect(tmp_path / "a.db", isolation_level=None)
+        blocker.execute("BEGIN EXCLUSIVE")
+        try:
+            with pytest.raises(StoreBusy, match="locked"):
+                log.append("feedback")
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        assert log.get(kept.record_id) == kept
+        assert log.append("feedback").seq == 2  # the failed append left no gap
+        assert log.verify().ok
+
+
+def test_full_store_fails_cleanly_and_keeps_what_was_committed(tmp_path: Path) -> None:
+    with AuditLog(tmp_path / "a.db") as log:
+        kept = [log.append("inference", prompt="x" * 500) for _ in range(3)]
+        pages = log._writer.execute("PRAGMA page_count").fetchone()[0]
+        log._writer.execute(f"PRAGMA max_page_count = {pages}")  # fault injection: SQLITE_FULL
+        with pytest.raises(StoreFull, match="full"):
+            for _ in range(50):
+                log.append("inference", prompt="y" * 4000)
+        log._writer.execute("PRAGMA max_page_count = 1073741823")
+        assert [log.get(r.record_id) for r in kept] == kept
+        assert log.verify().ok
+        log.append("feedback")
+        assert log.verify().ok
+
+
+def test_real_full_disk(tmp_path: Path) -> None:
+    """A real filesystem that runs out of space: a small tmpfs (needs mount rights)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(disk)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root); covered by the page-limit test")
+    try:
+        committed = []
+        with AuditLog(disk / "a.db") as log:
+            with pytest.raises(StoreFull):
+                for i in range(10_000):
+                    committed.append(log.append("inference", prompt=f"{i} " + "z" * 2000))
+        subprocess.run(["mount", "-o", "remount,size=4m", str(disk)], check=True)
+        with AuditLog(disk / "a.db") as log:
+            assert [log.get(r.record_id) for r in committed] == committed
+            result = log.verify()
+            assert result.ok, result.problems
+            assert result.records == len(committed)
+    finally:
+        subprocess.run(["umount", str(disk)], check=False)
