@@ -14,7 +14,7 @@ import sqlite3
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -239,6 +239,18 @@ class AuditLog:
         self._submit([item])
         assert item.record is not None
         return item.record
+
+    def append_many(self, records: Iterable[dict[str, Any]]) -> list[AuditRecord]:
+        """Append several records, up to 256 per durable commit; each dict holds `event_type`
+        plus the keyword arguments of append(). For imports, sync and bulk evidence."""
+        items = []
+        for spec in records:
+            spec = dict(spec)
+            items.append(self._prepare(spec.pop("event_type", None), spec.pop("prompt", None),
+                                       spec.pop("response", None), spec))
+        if items:
+            self._submit(items)
+        return [item.record for item in items if item.record is not None]
 
     def _prepare(self, event_type: str, prompt: Any, response: Any, fields: dict[str, Any]) -> _Pending:
         check_fields(event_type, fields)

@@ -1,0 +1,207 @@
+"""The CLI: init, every audit subcommand, exit codes and error messages."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from govkit.audit import AuditLog
+from govkit.cli import cli
+from govkit.config import load_settings
+
+
+def run(*args: str, input: str | None = None):
+    return CliRunner().invoke(cli, list(args), input=input, catch_exceptions=False)
+
+
+@pytest.fixture
+def initialised(tmp_path: Path) -> Path:
+    result = run("init", "--yes", "--model-id", "credit-assistant", "--owner", "risk@bank.example")
+    assert result.exit_code == 0, result.output
+    return tmp_path
+
+
+def test_init_writes_config_state_and_key(initialised: Path) -> None:
+    settings = load_settings(initialised / "govkit.toml")
+    assert settings.model.id == "credit-assistant" and settings.model.owner == "risk@bank.example"
+    assert settings.policy.retention_days == 183 and settings.policy.redaction == "redacted"
+    key = initialised / ".govkit" / "device_ed25519.pem"
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    assert settings.audit.public_key and settings.audit.db == initialised / ".govkit" / "audit.db"
+    with AuditLog.open() as log:
+        [record] = list(log)
+        assert record.event_type == "config_change" and record.details["action"] == "init"
+    assert run("init", "--yes").exit_code == 2  # refuses to overwrite
+    before = key.read_bytes()
+    assert run("init", "--yes", "--force").exit_code == 0
+    assert key.read_bytes() == before  # --force keeps the device key
+
+
+def test_init_prompts_without_yes(tmp_path: Path) -> None:
+    result = run("init", input="my-model\nMy Model\nowner-1\nfull\n")
+    assert result.exit_code == 0, result.output
+    settings = load_settings(tmp_path / "govkit.toml")
+    assert (settings.model.id, settings.model.owner, settings.policy.redaction) == ("my-model", "owner-1", "full")
+
+
+@pytest.mark.parametrize("edit,expected", [
+    (("retention_days = 183", 'retention_days = "six months"'), "line 25, key 'policy.retention_days': expected an integer"),
+    (('redaction = "redacted"', 'redaction = "scrambled"'), "key 'policy.redaction': expected one of"),
+    (("[audit]", "[audit]\ncolour = 3"), "key 'audit.colour': unknown key"),
+    (('risk_rating = "unrated"', "risk_rating = 3"), "key 'model.risk_rating': expected a string"),
+    (("[policy]", "[policy"), "invalid TOML"),
+    (("# EMPLOYEE_ID", 'BAD = "(unclosed"\n# x'), "key 'policy.patterns.BAD': invalid regular expression"),
+])
+def test_bad_config_names_file_key_and_line(initialised: Path, edit: tuple[str, str], expected: str) -> None:
+    config = initialised / "govkit.toml"
+    config.write_text(config.read_text().replace(*edit, 1))
+    result = run("audit", "list")
+    assert result.exit_code == 2
+    assert str(config) in result.stderr and expected in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_no_config_and_no_db_is_a_usage_error() -> None:
+    result = run("audit", "list")
+    assert result.exit_code == 2 and "govkit init" in result.stderr
+
+
+def test_list_show_stats_checkpoint_verify(initialised: Path) -> None:
+    with AuditLog.open() as log:
+        inference = log.append("inference", prompt="hi, I am jane@example.com", response="hello", model_id="m")
+    listed = run("audit", "list")
+    assert listed.exit_code == 0 and inference.record_id in listed.output
+    as_json = json.loads(run("audit", "list", "--json", "--event-type", "inference").output)
+    assert [r["record_id"] for r in as_json] == [inference.record_id]
+    shown = json.loads(run("audit", "show", inference.record_id, "--content").output)
+    assert shown["content"]["prompt"] == "hi, I am [EMAIL]" and shown["record_hash"] == inference.record_hash
+    assert run("audit", "show", "01NOSUCHRECORD").exit_code == 2
+    assert "Signed seq 2" in run("audit", "checkpoint").output
+    stats = json.loads(run("audit", "stats", "--json").output)
+    assert stats["records"] == 3 and stats["last_checkpoint_seq"] == 2
+    verified = run("audit", "verify")
+    assert verified.exit_code == 0 and verified.output.startswith("OK: 3 records")
+
+
+def test_verify_failure_exit_1_names_first_bad_seq(initialised: Path) -> None:
+    with AuditLog.open() as log:
+        for i in range(5):
+            log.append("feedback", details={"i": i})
+    import sqlite3
+    db = sqlite3.connect(initialised / ".govkit" / "audit.db")
+    db.execute("DROP TRIGGER records_append_only_delete")
+    db.execute("DELETE FROM records WHERE seq = 3")
+    db.commit()
+    result = run("audit", "verify")
+    assert result.exit_code == 1
+    assert result.output.startswith("FAILED at seq 3: records 3..3 are missing")
+    report = json.loads(run("audit", "verify", "--json").output)
+    assert report["ok"] is False and report["first_bad_seq"] == 3
+
+
+def test_override_records_human_oversight(initialised: Path) -> None:
+    with AuditLog.open() as log:
+        decision = log.append("inference", model_id="m", subject_ref="cust-9", ts_end="2026-01-01T00:00:00Z")
+    result = run("audit", "override", decision.record_id, "--decision", "overridden",
+                 "--reviewer", "rev-17", "--reason", "income misread; call 416-555-0199")
+    assert result.exit_code == 0, result.output
+    with AuditLog.open() as log:
+        [override] = list(log.query(event_type="override"))
+        assert override.target_record_id == decision.record_id
+        assert override.human_decision == "overridden" and override.reviewer_id == "rev-17"
+        assert override.override_reason == "income misread; call [PHONE]"
+        assert override.subject_ref == "cust-9" and override.review_latency_s > 0
+        assert [r.seq for r in log.query(target_record_id=decision.record_id)] == [override.seq]
+    assert run("audit", "override", "01NOSUCH", "--decision", "accepted", "--reviewer", "r",
+               "--reason", "x").exit_code == 2
+    bad = run("audit", "override", decision.record_id, "--decision", "shrug", "--reviewer", "r", "--reason", "x")
+    assert bad.exit_code == 2
+
+
+def test_export_jsonl_lets_anyone_recompute_the_chain(initialised: Path) -> None:
+    with AuditLog.open() as log:
+        for i in range(4):
+            log.append("inference", prompt=f"q{i}", response=f"a{i}", latency_ms=float(i))
+    out = initialised / "audit.jsonl"
+    assert run("audit", "export", "--format", "jsonl", "-o", str(out), "--with-content").exit_code == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 5 and rows[1]["content"] == {"prompt": "q0", "response": "a0"}
+    prev = "sha256:" + "0" * 64
+    for row in rows:  # an independent verifier: plain json + hashlib, no govkit code
+        fields = {k: v for k, v in row.items() if k not in ("seq", "prev_hash", "record_hash", "content")}
+        envelope = {"body": fields, "prev_hash": prev, "seq": row["seq"]}
+        canonical = json.dumps(envelope, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        assert row["prev_hash"] == prev
+        assert row["record_hash"] == "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+        prev = row["record_hash"]
+
+
+def test_export_parquet(initialised: Path) -> None:
+    pq = pytest.importorskip("pyarrow.parquet")
+    with AuditLog.open() as log:
+        log.append("inference", prompt="q", response="a", model_id="m")
+    out = initialised / "audit.parquet"
+    assert run("audit", "export", "--format", "parquet", "-o", str(out)).exit_code == 0
+    table = pq.read_table(out).to_pylist()
+    assert [r["event_type"] for r in table] == ["config_change", "inference"]
+    assert json.loads(table[1]["body"])["model_id"] == "m"
+    assert run("audit", "export", "--format", "parquet").exit_code == 2
+
+
+def test_missing_extra_names_the_install(initialised: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    result = run("audit", "export", "--format", "parquet", "-o", "x.parquet")
+    assert result.exit_code == 2 and "pip install 'govkit[parquet]'" in result.stderr
+
+
+def test_purge_cli_keeps_verify_green(initialised: Path) -> None:
+    with AuditLog.open() as log:
+        old = log.append("inference", prompt="old text", ts_start="2020-01-01T00:00:00Z")
+        log.append("inference", prompt="subject text", subject_ref="subj-1")
+    assert run("audit", "purge").exit_code == 2
+    assert run("audit", "purge", "--expired", input="n\n").exit_code == 1  # declined
+    result = run("audit", "purge", "--before", "2021-01-01", "--yes")
+    assert result.exit_code == 0 and "Purged 1 item(s) of 1 record(s)" in result.output
+    assert run("audit", "purge", "--subject", "subj-1", "--reason", "ER-7", "--yes").exit_code == 0
+    assert run("audit", "verify").exit_code == 0
+    with AuditLog.open() as log:
+        assert log.content(old) == {"prompt": None}
+    assert run("audit", "purge", "--before", "not-a-date", "--yes").exit_code == 2
+
+
+def test_store_errors_exit_codes(tmp_path: Path) -> None:
+    assert run("audit", "verify", "--db", str(tmp_path / "none.db")).exit_code == 2
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(os.urandom(4096))
+    result = run("audit", "verify", "--db", str(junk))
+    assert result.exit_code == 3 and "junk.db" in result.stderr and "Traceback" not in result.output
+
+
+def test_non_utf8_reason_is_an_input_error(initialised: Path) -> None:
+    with AuditLog.open() as log:
+        record = log.append("inference")
+    result = run("audit", "override", record.record_id, "--decision", "accepted", "--reviewer", "r",
+                 "--reason", "bad \udcff byte")
+    assert result.exit_code == 2 and "not valid UTF-8" in result.stderr
+    assert run("audit", "verify").exit_code == 0
+
+
+def test_help_documents_exit_codes() -> None:
+    result = run("--help")
+    assert "Exit codes" in result.output and "3  environment failure" in result.output
+
+
+def test_demo_runs_end_to_end(tmp_path: Path) -> None:
+    result = run("demo", "--dir", str(tmp_path / "demo"))
+    assert result.exit_code == 0, result.output
+    assert "6. verify\n   OK:" in result.output and "FAILED at seq 3: record hash mismatch" in result.output
+    assert "[PAYMENT_CARD]" in result.output and "4111" not in result.output.split("2. audited")[1]
+    with AuditLog(tmp_path / "demo" / ".govkit" / "audit.db", create=False) as log:
+        assert log.verify().ok

@@ -1,0 +1,130 @@
+"""Redaction with real-looking values: checksummed cards, IBANs and SINs, and what must survive."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from govkit.audit import AuditLog, Redactor
+from govkit.audit.redact import luhn_valid
+
+
+def luhn_complete(prefix: str) -> str:
+    for check in "0123456789":
+        if luhn_valid(prefix + check):
+            return prefix + check
+    raise AssertionError
+
+
+def iban(country: str, bban: str) -> str:
+    numeric = "".join(str(int(c, 36)) for c in bban + country + "00")
+    return f"{country}{98 - int(numeric) % 97:02d}{bban}"
+
+
+SENSITIVE = [
+    ("EMAIL", "jane.doe+claims@insurer.example.co.uk"),
+    ("PAYMENT_CARD", "4111 1111 1111 1111"),            # Visa test number
+    ("PAYMENT_CARD", "5500-0000-0000-0004"),            # Mastercard test number
+    ("PAYMENT_CARD", "378282246310005"),                # Amex test number
+    ("IBAN", "DE89 3704 0044 0532 0130 00"),
+    ("IBAN", "GB82WEST12345698765432"),
+    ("IBAN", iban("FR", "20041010050500013M02606")),
+    ("CA_SIN", "046 454 286"),
+    ("US_SSN", "123-45-6789"),
+    ("PHONE", "(416) 555-0199"),
+    ("PHONE", "+44 20 7946 0958"),
+    ("IP_ADDRESS", "192.168.10.254"),
+    ("IP_ADDRESS", "2001:db8:85a3::8a2e:370:7334"),
+]
+
+
+@pytest.mark.parametrize("entity,value", SENSITIVE)
+def test_each_builtin_recognizer(entity: str, value: str) -> None:
+    result = Redactor().redact(f"Client says: {value}, please check.")
+    assert value not in result.text
+    assert result.text == f"Client says: [{entity}], please check."
+    assert result.counts == {entity: 1}
+
+
+@pytest.mark.parametrize("text", [
+    "4111 1111 1111 1112 fails Luhn",          # card with a bad check digit
+    "GB00WEST12345698765432 fails mod-97",     # IBAN with bad check digits
+    "SSN 000-12-3456 and 666-12-3456 are never issued",
+    "order 12345678 shipped on 2026-11-22 at 10:30:15",
+    "version 1.2.3.4.5 and ratio 3:2",
+    "PO 123 456 789 is not a SIN (fails Luhn)",
+])
+def test_lookalikes_are_left_alone(text: str) -> None:
+    assert Redactor().redact(text).text == text
+
+
+@settings(max_examples=200)
+@given(st.text(alphabet=st.characters(codec="utf-8"), max_size=60),
+       st.lists(st.sampled_from(SENSITIVE), min_size=1, max_size=4))
+def test_values_embedded_in_any_text_are_removed(noise: str, items: list) -> None:
+    text = " ".join(f"{noise} {value} ." for _, value in items)
+    result = Redactor().redact(text)
+    for _, value in items:
+        assert value not in result.text
+    assert result.total >= len(items)
+
+
+@settings(max_examples=200)
+@given(st.from_regex(r"4[0-9]{14}", fullmatch=True))
+def test_every_luhn_valid_card_number_is_redacted(prefix: str) -> None:
+    number = luhn_complete(prefix)
+    assert Redactor().redact(f"pay with {number} now").counts == {"PAYMENT_CARD": 1}
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("from 192.168.10.254.", "from [IP_ADDRESS]."),
+    ("hosts 10.0.0.1, 10.0.0.2; done", "hosts [IP_ADDRESS], [IP_ADDRESS]; done"),
+    ("mail me: a.b@c.org.", "mail me: [EMAIL]."),
+])
+def test_values_at_sentence_ends(text: str, expected: str) -> None:
+    assert Redactor().redact(text).text == expected
+
+
+def test_policy_patterns() -> None:
+    redactor = Redactor([("EMPLOYEE_ID", r"EMP-\d{6}")])
+    assert redactor.redact("escalate to EMP-123456").text == "escalate to [EMPLOYEE_ID]"
+
+
+ALL_VALUES = [value for _, value in SENSITIVE]
+PROMPT = "Customer " + "; ".join(ALL_VALUES) + " asks about the loan."
+
+
+def _disk_bytes(path: Path) -> bytes:
+    return b"".join(p.read_bytes() for p in path.parent.glob(path.name + "*"))
+
+
+def test_default_mode_keeps_raw_values_out_of_the_database_file(tmp_path: Path) -> None:
+    with AuditLog(tmp_path / "audit.db") as log:
+        record = log.append("inference", prompt=PROMPT, response=f"Reply to {ALL_VALUES[0]}")
+        raw = _disk_bytes(tmp_path / "audit.db")
+        for value in ALL_VALUES:
+            assert value.encode() not in raw, value
+        assert record.redaction["mode"] == "redacted"
+        assert record.redaction["entities"] == {"CA_SIN": 1, "EMAIL": 2, "IBAN": 3, "IP_ADDRESS": 2,
+                                                "PAYMENT_CARD": 3, "PHONE": 2, "US_SSN": 1}
+        assert "[IBAN]" in log.content(record)["prompt"]
+        assert log.verify().ok
+
+
+def test_digest_only_mode_stores_no_text(tmp_path: Path) -> None:
+    with AuditLog(tmp_path / "audit.db", redaction="digest-only") as log:
+        record = log.append("inference", prompt=PROMPT, response="fine")
+        assert log.content(record) == {}
+        assert record.input_sha256 and record.content_mode == "digest-only"
+        assert b"Customer" not in _disk_bytes(tmp_path / "audit.db")
+        assert log.verify().ok
+
+
+def test_full_mode_keeps_text_as_given(tmp_path: Path) -> None:
+    with AuditLog(tmp_path / "audit.db", redaction="full") as log:
+        record = log.append("inference", prompt=PROMPT)
+        assert log.content(record)["prompt"] == PROMPT
+        assert log.verify().ok
