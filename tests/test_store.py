@@ -109,6 +109,8 @@ def test_purge_needs_a_criterion(log: AuditLog) -> None:
     dict(event_type="inference", model_id="bad \udcff surrogate"),
     dict(event_type="override", human_decision="maybe"),
     dict(event_type="inference", latency_ms=float("nan")),
+    dict(event_type="feedback", details={"nested": [{"input_sha256": "sha256:00"}]}),
+    dict(event_type="feedback", details={"content_mode": "full"}),
 ])
 def test_invalid_records_are_refused_and_nothing_is_written(log: AuditLog, bad: dict) -> None:
     log.append("feedback")

@@ -53,6 +53,10 @@ FIELDS: dict[str, tuple[type, ...]] = {
 }
 
 
+# Set by the store at the top level only; verification relies on these keys appearing nowhere else.
+RESERVED_KEYS = frozenset({"input_sha256", "output_sha256", "content_mode"})
+
+
 def check_fields(event_type: str, fields: dict[str, Any]) -> None:
     if event_type not in EVENT_TYPES:
         raise InvalidRecord(f"unknown event_type '{event_type}'; expected one of {', '.join(EVENT_TYPES)}")
@@ -67,8 +71,23 @@ def check_fields(event_type: str, fields: dict[str, Any]) -> None:
             raise InvalidRecord(f"field '{name}' must be {expected}, got {type(value).__name__}")
         if isinstance(value, str):
             _check_text(name, value)
+        elif isinstance(value, dict):
+            _check_nested(name, value)
     if event_type == "override" and fields.get("human_decision") not in HUMAN_DECISIONS:
         raise InvalidRecord(f"field 'human_decision' must be one of {', '.join(HUMAN_DECISIONS)}")
+
+
+def _check_nested(path: str, value: Any) -> None:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key in RESERVED_KEYS:
+                raise InvalidRecord(f"field '{path}' may not contain the reserved key '{key}'")
+            _check_nested(f"{path}.{key}", item)
+    elif isinstance(value, list):
+        for item in value:
+            _check_nested(path, item)
+    elif isinstance(value, str):
+        _check_text(path, value)
 
 
 def _check_text(name: str, value: str) -> None:

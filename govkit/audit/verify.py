@@ -1,10 +1,17 @@
-"""Verification of an audit store, assuming an attacker who may have dropped every trigger.
+"""Verification of an audit store, assuming an attacker who may have dropped every trigger,
+index and constraint, or rebuilt the tables.
 
 It detects: an edited byte in any record or its stored content; a deleted, inserted or
 reordered record; content removed other than by a recorded purge (or beyond what the purge
 covered); and truncation behind a signed checkpoint (the sidecar file keeps checkpoints that a
-truncation of the log removed). Records are checked by hashing their stored bytes, never by
-re-serialising JSON; signatures are checked once per checkpoint, not per record.
+truncation of the log removed). One pass over the records hashes their stored bytes (never
+re-serialised JSON) and checks each one's content beside it; signatures are checked once per
+checkpoint, not per record.
+
+No generated column, index or unchecked JSON is trusted. Records are recognised by byte markers:
+a JSON string cannot hold an unescaped quote, so `"event_type":"purge"` only ever matches a key
+and its value, and the content-digest keys are reserved to the top level (records.RESERVED_KEYS),
+so `"input_sha256":"<digest>"` inside a chain-verified body is the record's own digest.
 """
 
 from __future__ import annotations
@@ -23,12 +30,14 @@ from .store import purge_covers
 __all__ = ["Problem", "VerifyResult", "verify_store"]
 
 _MAX_PROBLEMS = 100
-# Records are found by these byte markers, then parsed and checked in Python: verification uses no
-# generated column or index, and no JSON it has not checked, since an attacker may have changed both.
-# A JSON string cannot hold an unescaped quote, so a marker only ever matches a key and its value.
 _CHECKPOINT = b'"event_type":"checkpoint"'
 _PURGE = b'"event_type":"purge"'
-_CONTENT_MODE = b'"content_mode":'
+_STORES_TEXT = (b'"content_mode":"redacted"', b'"content_mode":"full"')
+_DIGEST_KEY = {"prompt": b'"input_sha256":"', "response": b'"output_sha256":"'}
+_SCAN = ("SELECT r.seq, r.body, r.record_hash, p.seq IS NOT NULL, p.text, p.purged_by, "
+         "o.seq IS NOT NULL, o.text, o.purged_by FROM records r "
+         "LEFT JOIN content p ON p.seq = r.seq AND p.kind = 'prompt' "
+         "LEFT JOIN content o ON o.seq = r.seq AND o.kind = 'response' ORDER BY r.seq")
 
 
 @dataclass(frozen=True, order=True)
@@ -69,41 +78,49 @@ class VerifyResult:
             self.problems.append(Problem(seq, reason))
 
 
+@dataclass
+class _Scan:
+    checkpoints: list[tuple[int | None, dict[str, Any]]] = field(default_factory=list)
+    purges: dict[int, Any] = field(default_factory=dict)
+    tombstones: list[tuple[int, str, Any, bytes]] = field(default_factory=list)
+    content_rows: int = 0
+
+
 def verify_store(db: sqlite3.Connection, path: Path, *, public_key: str | None,
                  meta_public_key: str | None, sidecar: str | Path | None = None) -> VerifyResult:
     result = VerifyResult()
     db.text_factory = bytes  # stored text may have been made undecodable: hash it as bytes
     db.execute("BEGIN")  # one snapshot for every query below, even while writers append
     try:
-        signed = _collect_checkpoints(db, path, result, public_key, meta_public_key, sidecar)
-        hashes_at = _verify_chain(db, result, {cp["seq"] for cp in signed})
-        for checkpoint in signed:
-            seq = checkpoint["seq"]
-            if seq > result.records:
-                result.add(result.records + 1,
-                           f"truncated: a signed checkpoint says the log reached seq {seq} "
-                           f"(hash {checkpoint['head_hash'][:19]}…), but it ends at seq {result.records}")
-            elif seq in hashes_at and hashes_at[seq] != checkpoint["head_hash"]:
-                result.add(seq, f"record differs from the signed checkpoint of seq {seq} (log rewritten)")
-        if signed:
-            result.last_checkpoint_seq = max(cp["seq"] for cp in signed)
-        _verify_content(db, result)
-        _verify_purges(db, result)
+        scan = _scan_records(db, result)
+        sidecar_path = Path(sidecar) if sidecar else checkpoints.sidecar_path(path)
+        extra, problems = checkpoints.read_sidecar(sidecar_path)
+        result.warnings.extend(problems)
+        scan.checkpoints.extend((None, cp) for cp in extra)
+        signed = _valid_checkpoints(db, result, scan.checkpoints, public_key, meta_public_key, sidecar_path)
+        _check_heads(db, result, signed)
+        _check_purges(result, scan)
+        total_content = db.execute("SELECT count(*) FROM content").fetchone()[0]
+        if total_content != scan.content_rows:  # rows the scan did not meet: name them
+            for seq, kind in db.execute(
+                    "SELECT c.seq, c.kind FROM content c WHERE c.kind NOT IN ('prompt', 'response') "
+                    "OR NOT EXISTS (SELECT 1 FROM records r WHERE r.seq = c.seq)"):
+                result.add(seq, f"stored {_text(kind)} belongs to no record")
     finally:
         db.execute("COMMIT")
     return result
 
 
-def _verify_chain(db: sqlite3.Connection, result: VerifyResult, wanted: set[int]) -> dict[int, str]:
+def _scan_records(db: sqlite3.Connection, result: VerifyResult) -> _Scan:
+    scan = _Scan()
     sha256 = hashlib.sha256
     prev = GENESIS_HASH.encode("ascii")
     prefix = HASH_PREFIX.encode("ascii")
     expected_seq = 1
-    hashes_at: dict[int, str] = {}
-    cursor = db.execute("SELECT seq, body, record_hash FROM records ORDER BY seq")
+    cursor = db.execute(_SCAN)
     cursor.arraysize = 4096
     while rows := cursor.fetchmany():
-        for seq, body, record_hash in rows:
+        for seq, body, record_hash, has_p, p_text, p_by, has_o, o_text, o_by in rows:
             if seq != expected_seq:
                 if seq > expected_seq:
                     result.add(expected_seq, f"records {expected_seq}..{seq - 1} are missing (deleted)")
@@ -117,29 +134,59 @@ def _verify_chain(db: sqlite3.Connection, result: VerifyResult, wanted: set[int]
             digest = sha256(b'{"body":%b,"prev_hash":"%b","seq":%d}' % (body, prev, seq)).hexdigest()
             if prefix + digest.encode("ascii") != record_hash:
                 result.add(seq, "record hash mismatch: the record was edited, inserted or reordered")
-            if seq in wanted:
-                hashes_at[seq] = record_hash.decode("utf-8", "replace")
             prev = record_hash
             expected_seq += 1
+            if has_p or has_o or b'"content_mode":' in body:
+                _check_content(result, scan, seq, body, "prompt", has_p, p_text, p_by)
+                _check_content(result, scan, seq, body, "response", has_o, o_text, o_by)
+            if _CHECKPOINT in body or _PURGE in body:
+                _collect_event(result, scan, seq, body)
     result.records = expected_seq - 1
     result.head_hash = prev.decode("ascii", "replace")
-    return hashes_at
+    return scan
 
 
-def _collect_checkpoints(db: sqlite3.Connection, path: Path, result: VerifyResult,
-                         public_key: str | None, meta_public_key: str | None,
-                         sidecar: str | Path | None) -> list[dict[str, Any]]:
-    found: list[tuple[int | None, dict[str, Any]]] = []
-    for seq, fields in _records_marked(db, _CHECKPOINT, result):
-        if fields.get("event_type") == "checkpoint":
-            if isinstance(fields.get("details"), dict):
-                found.append((seq, fields["details"]))
-            else:
-                result.add(seq, "checkpoint record is not readable")
-    sidecar_path = Path(sidecar) if sidecar else checkpoints.sidecar_path(path)
-    extra, problems = checkpoints.read_sidecar(sidecar_path)
-    result.warnings.extend(problems)
-    found.extend((None, cp) for cp in extra)
+def _check_content(result: VerifyResult, scan: _Scan, seq: int, body: bytes, kind: str,
+                   present: int, text: Any, purged_by: Any) -> None:
+    key = _DIGEST_KEY[kind]
+    if not present:
+        if key in body and any(mode in body for mode in _STORES_TEXT):
+            result.add(seq, f"stored {kind} was removed without a recorded purge")
+        return
+    scan.content_rows += 1
+    if text is None:
+        if purged_by is None:
+            result.add(seq, f"stored {kind} emptied without a recorded purge")
+        else:
+            scan.tombstones.append((seq, kind, purged_by, body))
+        return
+    data = text if isinstance(text, bytes) else str(text).encode("utf-8")
+    result.content_checked += 1
+    if key + b"sha256:" + hashlib.sha256(data).hexdigest().encode("ascii") + b'"' not in body:
+        result.add(seq, f"stored {kind} does not match the record's digest (content edited)")
+
+
+def _collect_event(result: VerifyResult, scan: _Scan, seq: int, body: bytes) -> None:
+    try:
+        fields = json.loads(body)
+        if not isinstance(fields, dict):
+            raise ValueError
+    except ValueError:
+        result.add(seq, "record is not readable JSON")
+        return
+    details = fields.get("details")
+    if fields.get("event_type") == "checkpoint":
+        if isinstance(details, dict):
+            scan.checkpoints.append((seq, details))
+        else:
+            result.add(seq, "checkpoint record is not readable")
+    elif fields.get("event_type") == "purge":
+        scan.purges[seq] = details
+
+
+def _valid_checkpoints(db: sqlite3.Connection, result: VerifyResult,
+                       found: list[tuple[int | None, dict[str, Any]]], public_key: str | None,
+                       meta_public_key: str | None, sidecar_path: Path) -> list[dict[str, Any]]:
     if not found:
         return []
     key = public_key or meta_public_key
@@ -166,69 +213,38 @@ def _collect_checkpoints(db: sqlite3.Connection, path: Path, result: VerifyResul
     return list(valid.values())
 
 
-def _records_marked(db: sqlite3.Connection, marker: bytes, result: VerifyResult) -> list[tuple[int, dict[str, Any]]]:
-    out = []
-    for seq, body in db.execute("SELECT seq, body FROM records WHERE instr(body, ?) > 0 ORDER BY seq", (marker,)):
-        try:
-            fields = json.loads(body)
-            if not isinstance(fields, dict):
-                raise ValueError
-        except (ValueError, TypeError):
-            result.add(seq, "record is not readable JSON")
+def _check_heads(db: sqlite3.Connection, result: VerifyResult, signed: list[dict[str, Any]]) -> None:
+    if not signed:
+        return
+    result.last_checkpoint_seq = max(cp["seq"] for cp in signed)
+    for checkpoint in signed:
+        seq = checkpoint["seq"]
+        if seq > result.records:
+            result.add(result.records + 1,
+                       f"truncated: a signed checkpoint says the log reached seq {seq} "
+                       f"(hash {checkpoint['head_hash'][:19]}…), but it ends at seq {result.records}")
             continue
-        out.append((seq, fields))
-    return out
+        stored = [_text(h) for (h,) in db.execute("SELECT record_hash FROM records WHERE seq = ?", (seq,))]
+        if stored != [checkpoint["head_hash"]]:
+            result.add(seq, f"record differs from the signed checkpoint of seq {seq} (log rewritten)")
 
 
-def _verify_content(db: sqlite3.Connection, result: VerifyResult) -> None:
-    for seq, kind in db.execute(
-            "SELECT c.seq, c.kind FROM content c LEFT JOIN records r ON r.seq = c.seq WHERE r.seq IS NULL"):
-        result.add(seq, f"stored {_text(kind)} belongs to no record")
-    sha256 = hashlib.sha256
-    checked = 0
-    for seq, kind, text, digest in db.execute(
-            "SELECT c.seq, c.kind, c.text, CASE WHEN json_valid(CAST(r.body AS TEXT)) THEN "
-            "json_extract(CAST(r.body AS TEXT), CASE c.kind WHEN 'prompt' THEN '$.input_sha256' "
-            "ELSE '$.output_sha256' END) END "
-            "FROM content c JOIN records r ON r.seq = c.seq WHERE c.text IS NOT NULL"):
-        checked += 1
-        data = text if isinstance(text, bytes) else str(text).encode("utf-8")
-        if not isinstance(digest, bytes) or HASH_PREFIX + sha256(data).hexdigest() != _text(digest):
-            result.add(seq, f"stored {_text(kind)} does not match the record's digest (content edited)")
-    result.content_checked = checked
-    for seq, kind in db.execute("""
-            SELECT r.seq, k.kind FROM records r
-            JOIN (SELECT 'prompt' AS kind, '$.input_sha256' AS field
-                  UNION ALL SELECT 'response', '$.output_sha256') k
-            WHERE instr(r.body, ?) > 0 AND json_valid(CAST(r.body AS TEXT))
-              AND json_extract(CAST(r.body AS TEXT), '$.content_mode') IN ('redacted', 'full')
-              AND json_extract(CAST(r.body AS TEXT), k.field) IS NOT NULL
-              AND NOT EXISTS (SELECT 1 FROM content c WHERE c.seq = r.seq AND c.kind = k.kind)""",
-            (_CONTENT_MODE,)):
-        result.add(seq, f"stored {_text(kind)} was removed without a recorded purge")
-
-
-def _verify_purges(db: sqlite3.Connection, result: VerifyResult) -> None:
-    purges = {seq: fields.get("details") for seq, fields in _records_marked(db, _PURGE, result)
-              if fields.get("event_type") == "purge"}
+def _check_purges(result: VerifyResult, scan: _Scan) -> None:
     emptied: dict[Any, int] = {}
-    for seq, kind, purged_by, body in db.execute(
-            "SELECT c.seq, c.kind, c.purged_by, r.body FROM content c LEFT JOIN records r ON r.seq = c.seq "
-            "WHERE c.text IS NULL ORDER BY c.seq"):
-        kind = _text(kind)
+    for seq, kind, purged_by, body in scan.tombstones:
         emptied[purged_by] = emptied.get(purged_by, 0) + 1
-        details = purges.get(purged_by)
+        details = scan.purges.get(purged_by)
         if not isinstance(details, dict):
             result.add(seq, f"stored {kind} emptied without a recorded purge")
             continue
         try:
-            fields = json.loads(body) if body is not None else {}
+            fields = json.loads(body)
         except ValueError:
             fields = {}
         if not isinstance(purged_by, int) or seq >= purged_by or not purge_covers(details.get("criteria") or {}, fields):
             result.add(seq, f"stored {kind} emptied outside what purge seq {purged_by} covered")
     result.content_purged = sum(emptied.values())
-    for purge_seq, details in purges.items():
+    for purge_seq, details in scan.purges.items():
         recorded = details.get("purged_items") if isinstance(details, dict) else None
         if recorded != emptied.get(purge_seq, 0):
             result.add(purge_seq, f"purge recorded {recorded} item(s) but {emptied.get(purge_seq, 0)} are emptied")
