@@ -83,6 +83,7 @@ def test_every_luhn_valid_card_number_is_redacted(prefix: str) -> None:
     ("from 192.168.10.254.", "from [IP_ADDRESS]."),
     ("hosts 10.0.0.1, 10.0.0.2; done", "hosts [IP_ADDRESS], [IP_ADDRESS]; done"),
     ("mail me: a.b@c.org.", "mail me: [EMAIL]."),
+    ("ref 1 4111 1111 1111 1111 .", "ref 1 [PAYMENT_CARD] ."),
 ])
 def test_values_at_sentence_ends(text: str, expected: str) -> None:
     assert Redactor().redact(text).text == expected

@@ -29,8 +29,17 @@ def luhn_valid(digits: str) -> bool:
 
 
 def _card(match: re.Match[str]) -> tuple[int, int] | None:
-    digits = re.sub(r"\D", "", match.group())
-    return match.span() if 13 <= len(digits) <= 19 and luhn_valid(digits) else None
+    # The run may carry neighbouring digit groups ("ref 1 4111 1111 1111 1111"): try every
+    # span between group boundaries, longest first, and keep the first Luhn-valid one.
+    text, offset = match.group(), match.start()
+    starts = [0] + [i + 1 for i, c in enumerate(text) if not c.isdigit()]
+    ends = [i for i, c in enumerate(text) if not c.isdigit()] + [len(text)]
+    spans = sorted(((a, b) for a in starts for b in ends if b > a), key=lambda ab: ab[0] - ab[1])
+    for start, end in spans:
+        digits = re.sub(r"\D", "", text[start:end])
+        if 13 <= len(digits) <= 19 and luhn_valid(digits):
+            return offset + start, offset + end
+    return None
 
 
 def _sin(match: re.Match[str]) -> tuple[int, int] | None:

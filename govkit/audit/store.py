@@ -32,6 +32,7 @@ from .redact import Redactor
 __all__ = ["AuditLog", "purge_covers"]
 
 _MAX_BATCH = 256
+_LEAD_ROUNDS = 4  # batches one leader commits back to back before handing the lead on
 _CONTENT_FIELDS = {"prompt": "input_sha256", "response": "output_sha256"}
 
 
@@ -78,6 +79,19 @@ def store_error(path: Path, exc: BaseException, busy_timeout_s: float = 0) -> Go
     return StoreError(f"{path}: {message}")
 
 
+def _wake(items: list[_Pending]) -> None:
+    for waiter in {id(item.waiter): item.waiter for item in items}.values():
+        waiter.event.set()
+
+
+class _Waiter:
+    __slots__ = ("event", "lead")
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.lead = False
+
+
 @dataclass(eq=False)
 class _Pending:
     body: bytes
@@ -85,6 +99,7 @@ class _Pending:
     record: AuditRecord | None = None
     error: GovkitError | None = None
     settled: bool = False
+    waiter: _Waiter | None = None
 
 
 @dataclass
@@ -289,30 +304,77 @@ class AuditLog:
         return _Pending(encoded, contents)
 
     def _submit(self, items: list[_Pending]) -> None:
+        """Queue items and return when all are committed (group commit).
+
+        Whoever finds no commit running leads: it commits everything queued, batch after batch,
+        while more arrives (up to _LEAD_ROUNDS), then hands the lead to the owner of the oldest
+        queued item. Each caller waits on its own event, so a commit wakes only the callers
+        whose records it wrote: no herd of threads fights the committer for the GIL.
+        """
+        waiter = _Waiter()
+        for item in items:
+            item.waiter = waiter
+        last = items[-1]
         with self._cond:
             if self._closed:
                 raise StoreError(f"{self.path}: the audit log is closed")
             self._queue.extend(items)
-        while True:
-            with self._cond:
-                while self._leading and not items[-1].settled:
-                    self._cond.wait()
-                if items[-1].settled:
-                    break
-                self._leading = True
-                batch = self._queue[:_MAX_BATCH]
-                del self._queue[:_MAX_BATCH]
-            try:
-                self._commit(batch)
-            finally:
-                with self._cond:
-                    self._leading = False
-                    self._cond.notify_all()
+            waiter.lead = not self._leading
+            self._leading = True
+        while not last.settled:
+            if waiter.lead:
+                waiter.lead = False
+                self._lead()
+                continue
+            waiter.event.wait()
+            waiter.event.clear()
         for item in items:
             if item.error is not None:
                 raise item.error
 
-    def _commit(self, batch: list[_Pending], *, force_checkpoint: bool = False) -> dict[str, Any] | None:
+    def _lead(self) -> None:
+        committed: list[_Pending] = []  # durable, callers not yet woken
+        rounds = 0
+        while True:
+            with self._cond:
+                batch = self._queue[:_MAX_BATCH]
+                del self._queue[:_MAX_BATCH]
+            try:
+                if batch:
+                    # Wake the previous batch's callers only once this batch is in its fsync,
+                    # where the GIL is free: their Python work then overlaps the disk wait
+                    # instead of delaying this commit's statements.
+                    self._commit(batch, before_sync=lambda done=committed: _wake(done))
+            except BaseException as exc:  # not a store error (those are set on the items): unblock all
+                error = StoreError(f"{self.path}: append interrupted: {exc!r}")
+                for item in batch:
+                    item.error, item.settled = item.error or error, True
+                self._handoff(committed + batch, may_continue=False)
+                raise
+            committed = batch
+            rounds += 1
+            if self._handoff(committed, may_continue=rounds < _LEAD_ROUNDS, wake=False):
+                _wake(committed)
+                return
+
+    def _handoff(self, batch: list[_Pending], *, may_continue: bool, wake: bool = True) -> bool:
+        """Give up or pass on the lead (waking the batch's callers first). False: keep leading."""
+        with self._cond:
+            if self._queue and may_continue:
+                return False  # more is queued: commit it without a hand-off gap
+            if wake:
+                _wake(batch)
+            if not self._queue:
+                self._leading = False
+                self._cond.notify_all()  # close() and _exclusive() wait for this
+                return True
+            successor = self._queue[0].waiter
+            successor.lead = True
+        successor.event.set()
+        return True
+
+    def _commit(self, batch: list[_Pending], *, force_checkpoint: bool = False,
+                before_sync: Any = None) -> dict[str, Any] | None:
         db = self._writer
         signed = None
         try:
@@ -339,6 +401,8 @@ class AuditLog:
                 db.executemany("INSERT INTO records (seq, body, record_hash) VALUES (?, ?, ?)", rows)
                 if content_rows:
                     db.executemany("INSERT INTO content (seq, kind, text) VALUES (?, ?, ?)", content_rows)
+                if before_sync is not None:
+                    before_sync()
                 db.execute("COMMIT")
             except BaseException:
                 if db.in_transaction:
@@ -413,9 +477,7 @@ class AuditLog:
         try:
             yield self._writer
         finally:
-            with self._cond:
-                self._leading = False
-                self._cond.notify_all()
+            self._handoff([], may_continue=False)  # appends queued meanwhile get a leader
 
     def checkpoint(self) -> dict[str, Any] | None:
         """Sign the current head now; returns the checkpoint (None if the head is already signed)."""
