@@ -7,6 +7,7 @@ import threading
 import time
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_PAIRS = [a + b for a in _ALPHABET for b in _ALPHABET]  # 10 bits -> 2 characters
 _lock = threading.Lock()
 _last_ms = -1
 _last_rand = 0
@@ -27,8 +28,12 @@ def new_ulid() -> str:
             _last_rand = int.from_bytes(os.urandom(10), "big") >> 1  # room to count up
         _last_ms = ms
         value = (ms << 80) | _last_rand
-    chars = []
-    for _ in range(26):
-        chars.append(_ALPHABET[value & 31])
-        value >>= 5
-    return "".join(reversed(chars))
+    return _encode(value)
+
+
+def _encode(value: int) -> str:
+    """Crockford base32 of a 128-bit value: 26 characters of 5 bits, as the top 3 bits alone,
+    12 pairs of 10 bits (one table lookup each), then the last 5 bits."""
+    pairs = _PAIRS
+    return (_ALPHABET[value >> 125] + "".join([pairs[value >> shift & 1023] for shift in range(115, 0, -10)])
+            + _ALPHABET[value & 31])

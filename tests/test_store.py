@@ -192,3 +192,23 @@ def test_real_full_disk(tmp_path: Path) -> None:
             assert result.records == len(committed)
     finally:
         subprocess.run(["umount", str(disk)], check=False)
+
+
+def test_ulids_are_unique_sortable_and_correctly_encoded() -> None:
+    import random
+
+    import govkit._ids as ids
+
+    made = [ids.new_ulid() for _ in range(20_000)]
+    assert made == sorted(made) and len(set(made)) == len(made)
+    assert all(len(u) == 26 and set(u) <= set(ids._ALPHABET) for u in made)
+
+    def reference(value: int) -> str:
+        chars = []
+        for _ in range(26):
+            chars.append(ids._ALPHABET[value & 31])
+            value >>= 5
+        return "".join(reversed(chars))
+
+    for value in [0, (1 << 128) - 1, *(random.getrandbits(128) for _ in range(500))]:
+        assert ids._encode(value) == reference(value)

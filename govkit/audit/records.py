@@ -91,6 +91,8 @@ def _check_nested(path: str, value: Any) -> None:
 
 
 def _check_text(name: str, value: str) -> None:
+    if value.isascii():  # the common case; only non-ASCII text can hold lone surrogates
+        return
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as exc:

@@ -8,6 +8,7 @@ to one store: each commit reads the head under SQLite's write lock, so the chain
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import sqlite3
@@ -80,16 +81,46 @@ def store_error(path: Path, exc: BaseException, busy_timeout_s: float = 0) -> Go
 
 
 def _wake(items: list[_Pending]) -> None:
+    futures: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
     for waiter in {id(item.waiter): item.waiter for item in items}.values():
-        waiter.event.set()
+        if isinstance(waiter, _FutureWaiter):
+            futures.setdefault(waiter.loop, []).append(waiter.future)
+        else:
+            waiter.wake()
+    for loop, batch in futures.items():  # one cross-thread call per event loop, not per record
+        try:
+            loop.call_soon_threadsafe(_settle_futures, batch)
+        except RuntimeError:  # the loop is closed: nobody is waiting any more
+            pass
 
 
 class _Waiter:
+    """A thread blocked in append(): woken when its records are settled, or asked to lead."""
+
     __slots__ = ("event", "lead")
+    can_lead = True
 
     def __init__(self) -> None:
         self.event = threading.Event()
         self.lead = False
+
+    def wake(self) -> None:
+        self.event.set()
+
+
+class _FutureWaiter:
+    """A coroutine awaiting append_async(): it never leads (that would block its event loop)."""
+
+    __slots__ = ("loop", "future")
+    can_lead = False
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, future: asyncio.Future[None]) -> None:
+        self.loop, self.future = loop, future
+
+def _settle_futures(futures: list[asyncio.Future[None]]) -> None:
+    for future in futures:
+        if not future.done():  # a cancelled caller's record is committed all the same
+            future.set_result(None)
 
 
 @dataclass(eq=False)
@@ -99,7 +130,7 @@ class _Pending:
     record: AuditRecord | None = None
     error: GovkitError | None = None
     settled: bool = False
-    waiter: _Waiter | None = None
+    waiter: Any = None  # _Waiter or _FutureWaiter
 
 
 @dataclass
@@ -150,6 +181,8 @@ class AuditLog:
         self._queue: list[_Pending] = []
         self._leading = False
         self._closed = False
+        self._background: threading.Thread | None = None  # leads for coroutines, started on demand
+        self._background_turn = threading.Event()
         self._checkpoint = _CheckpointState()
         if not self.path.exists():
             if not create:
@@ -230,9 +263,12 @@ class AuditLog:
 
     def close(self) -> None:
         with self._cond:
-            while self._leading:
+            while self._leading or self._queue:
                 self._cond.wait()
             self._closed = True
+        if self._background is not None:
+            self._background_turn.set()
+            self._background.join()
         self._writer.close()
 
     def __enter__(self) -> AuditLog:
@@ -254,6 +290,49 @@ class AuditLog:
         self._submit([item])
         assert item.record is not None
         return item.record
+
+    async def append_async(self, event_type: str, *, prompt: str | None = None,
+                           response: str | None = None, **fields: Any) -> AuditRecord:
+        """append() for asyncio code: the event loop never blocks on the disk.
+
+        A background thread commits (group commit with every other caller); the coroutine
+        resumes once its record is committed and synced.
+        """
+        item = self._prepare(event_type, prompt, response, fields)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        item.waiter = _FutureWaiter(loop, future)
+        with self._cond:
+            if self._closed:
+                raise StoreError(f"{self.path}: the audit log is closed")
+            self._queue.append(item)
+            lead = not self._leading
+            self._leading = True
+        if lead:
+            self._lead_in_background()
+        await future
+        if item.error is not None:
+            raise item.error
+        assert item.record is not None
+        return item.record
+
+    def _lead_in_background(self) -> None:
+        if self._background is None:
+            self._background = threading.Thread(target=self._background_leader, daemon=True,
+                                                name=f"govkit-audit-commit:{self.path.name}")
+            self._background.start()
+        self._background_turn.set()
+
+    def _background_leader(self) -> None:
+        while True:
+            self._background_turn.wait()
+            self._background_turn.clear()
+            if self._closed and not self._queue:
+                return
+            try:
+                self._lead()
+            except BaseException:  # errors were set on the items; keep serving
+                pass
 
     def append_many(self, records: Iterable[dict[str, Any]]) -> list[AuditRecord]:
         """Append several records, up to 256 per durable commit; each dict holds `event_type`
@@ -369,8 +448,12 @@ class AuditLog:
                 self._cond.notify_all()  # close() and _exclusive() wait for this
                 return True
             successor = self._queue[0].waiter
-            successor.lead = True
-        successor.event.set()
+            if successor.can_lead:
+                successor.lead = True
+        if successor.can_lead:
+            successor.wake()
+        else:
+            self._lead_in_background()
         return True
 
     def _commit(self, batch: list[_Pending], *, force_checkpoint: bool = False,
