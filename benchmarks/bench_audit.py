@@ -12,9 +12,9 @@ same run on the same disk (machines are noisy: compare ratios, not absolute time
 from __future__ import annotations
 
 import argparse
+import asyncio
 import hashlib
 import json
-import logging
 import os
 import shutil
 import sqlite3
@@ -101,54 +101,78 @@ def govkit_concurrent_rows_per_s(folder: Path, writers: int, per_writer: int, ke
     return writers * per_writer / elapsed
 
 
+def govkit_async_rows_per_s(folder: Path, writers: int, per_writer: int, key: Path) -> float:
+    """The same, from asyncio tasks (how govkit proxy appends): one event loop, one commit thread."""
+    with AuditLog(folder / f"async{writers}.db", private_key=key) as log:
+        async def writer() -> None:
+            for _ in range(per_writer):
+                await log.append_async("inference", **FIELDS)
+
+        async def run() -> float:
+            await log.append_async("inference", **FIELDS)
+            start = time.perf_counter()
+            await asyncio.gather(*(writer() for _ in range(writers)))
+            return time.perf_counter() - start
+
+        elapsed = asyncio.run(run())
+        assert log.verify().ok
+    return writers * per_writer / elapsed
+
+
+MLFLOW_CHILD = r"""
+import json, logging, os, sys, threading, time
+mode, folder, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+if mode == "sync":  # each call returns once its trace is persisted, as an audit record must be
+    os.environ["MLFLOW_ENABLE_ASYNC_TRACE_LOGGING"] = "false"
+import mlflow
+logging.getLogger("mlflow").setLevel(logging.CRITICAL)
+mlflow.set_tracking_uri(f"sqlite:///{folder}/mlflow-{mode}.db")
+experiment = mlflow.set_experiment("bench").experiment_id
+
+@mlflow.trace
+def call(prompt):
+    return "ok"
+
+call("warm up")
+start = time.perf_counter()
+if mode == "sync":
+    for i in range(n):
+        call(f"prompt {i}")
+else:  # MLflow's defaults: asynchronous export, then one flush at the end
+    per = n // 16
+    threads = [threading.Thread(target=lambda k=k: [call(f"burst {k} {i}") for i in range(per)]) for k in range(16)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    mlflow.flush_trace_async_logging()
+elapsed = time.perf_counter() - start
+client, total, token = mlflow.MlflowClient(), 0, None
+while True:
+    page = client.search_traces(locations=[experiment], max_results=500, page_token=token)
+    total, token = total + len(page), page.token
+    if not token:
+        break
+print(json.dumps({"calls": n if mode == "sync" else (n // 16) * 16, "seconds": elapsed, "persisted": total - 1}))
+"""
+
+
 def mlflow_tracing(folder: Path, single: int, burst: int) -> tuple[float, int] | None:
-    try:
-        import mlflow
-    except ImportError:
+    """(us per persisted trace, traces lost in a burst), each in a fresh process of its own."""
+    import importlib.util
+    import subprocess
+
+    if importlib.util.find_spec("mlflow") is None:
         print("mlflow not installed: pip install 'govkit[mlflow]' to compare against MLflow tracing")
         return None
-    logging.getLogger("mlflow").setLevel(logging.ERROR)
-    mlflow.set_tracking_uri(f"sqlite:///{folder / 'mlflow.db'}")
-    mlflow.set_experiment("bench")
-
-    @mlflow.trace
-    def call(prompt: str) -> str:
-        return "ok"
-
-    call("warm up")
-    mlflow.flush_trace_async_logging() if hasattr(mlflow, "flush_trace_async_logging") else None
-    start = time.perf_counter()
-    for i in range(single):
-        call(f"prompt {i}")
-        if hasattr(mlflow, "flush_trace_async_logging"):
-            mlflow.flush_trace_async_logging()  # persisted, as an audit record must be
-    per_trace_us = (time.perf_counter() - start) / single * 1e6
-    client = mlflow.MlflowClient()
-    experiment = mlflow.get_experiment_by_name("bench").experiment_id
-    before = _count_traces(client, experiment)
-    threads = [threading.Thread(target=lambda k=k: [call(f"burst {k} {i}") for i in range(burst // 16)])
-               for k in range(16)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if hasattr(mlflow, "flush_trace_async_logging"):
-        mlflow.flush_trace_async_logging()
-    time.sleep(2)
-    persisted = _count_traces(client, experiment) - before
-    return per_trace_us, (burst // 16) * 16 - persisted
-
-
-def _count_traces(client, experiment: str) -> int:
-    total, token = 0, None
-    while True:
-        page = client.search_traces(locations=[experiment], max_results=500, page_token=token) \
-            if "locations" in client.search_traces.__code__.co_varnames else \
-            client.search_traces(experiment_ids=[experiment], max_results=500, page_token=token)
-        total += len(page)
-        token = page.token
-        if not token:
-            return total
+    results = {}
+    for mode, calls in (("sync", single), ("burst", burst)):
+        out = subprocess.run([sys.executable, "-c", MLFLOW_CHILD, mode, str(folder), str(calls)],
+                             capture_output=True, text=True, timeout=600)
+        if out.returncode != 0:
+            print(f"MLflow tracing ({mode}) failed: {out.stderr.strip().splitlines()[-1:]}")
+            return None
+        results[mode] = json.loads(out.stdout.strip().splitlines()[-1])
+    sync, burst_result = results["sync"], results["burst"]
+    return sync["seconds"] / sync["calls"] * 1e6, burst_result["calls"] - burst_result["persisted"]
 
 
 def govkit_burst_drops(folder: Path, burst: int, key: Path) -> int:
@@ -163,15 +187,45 @@ def govkit_burst_drops(folder: Path, burst: int, key: Path) -> int:
     return (burst // 16) * 16 - persisted
 
 
-def build_large_store(path: Path, records: int, key: Path) -> None:
+def build_large_store(path: Path, records: int, key: Path, with_content: bool) -> None:
+    spec = {"event_type": "inference", **FIELDS}
+    if with_content:
+        spec.update(prompt="What is the limit on card 4111 1111 1111 1111?", response="Your limit is 5,000.")
     with AuditLog(path, private_key=key, checkpoint_every=1000) as log:
-        batch = [{"event_type": "inference", "prompt": "What is the limit on card 4111 1111 1111 1111?",
-                  "response": "Your limit is 5,000.", **FIELDS}] * 4096
         done = 0
         while done < records:
-            take = min(len(batch), records - done)
-            log.append_many(batch[:take])
+            take = min(4096, records - done)
+            log.append_many([spec] * take)
             done += take
+
+
+def verify_figures(folder: Path, records: int, key: Path, with_content: bool) -> None:
+    large = folder / f"large-{with_content}.db"
+    start = time.perf_counter()
+    build_large_store(large, records, key, with_content)
+    built = time.perf_counter() - start
+    with AuditLog(large, create=False) as log:
+        start = time.perf_counter()
+        result = log.verify()
+        took = time.perf_counter() - start
+        start = time.perf_counter()
+        single = log.verify(workers=1)
+        took_single = time.perf_counter() - start
+    assert result.ok and single.ok, result.problems[:3]
+    # Anchor: re-serialising each record's JSON before hashing (what verify avoids).
+    db = sqlite3.connect(large)
+    start = time.perf_counter()
+    sample = 0
+    for (body,) in db.execute("SELECT body FROM records LIMIT 100000"):
+        hashlib.sha256(json.dumps(json.loads(body), sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+        sample += 1
+    reserialise = (time.perf_counter() - start) / sample * result.records
+    what = f"+{round(result.content_checked / max(result.records, 1))} content each" if with_content else "no content"
+    line(f"verify {result.records:,} records ({what})", f"{took:.2f} s", f"{reserialise:.1f} s re-ser.",
+         reserialise / took, "goal < 3 s")
+    print(f"{'  ... in one process':<46} {f'{took_single:.2f} s':>18}   ({result.checkpoints} signed checkpoints "
+          f"checked; store built in {built:.0f} s)")
+    large.unlink()
 
 
 def main() -> None:
@@ -196,42 +250,26 @@ def main() -> None:
         single_rate = 1e6 / ours
         rate16 = govkit_concurrent_rows_per_s(folder, 16, args.appends // 4, key)
         anchor64 = bare_sqlite_batch_rows_per_s(folder, body, record_hash, 64 * 300)
-        line("16 concurrent writers (records/s)", f"{rate16:,.0f}/s", f"{single_rate:,.0f}/s 1 wr", rate16 / single_rate,
-             "goal >= 10")
+        line("16 concurrent writers, threads (records/s)", f"{rate16:,.0f}/s", f"{single_rate:,.0f}/s 1 wr",
+             rate16 / single_rate, "goal >= 10")
+        async16 = govkit_async_rows_per_s(folder, 16, args.appends // 2, key)
+        line("16 concurrent writers, asyncio (records/s)", f"{async16:,.0f}/s", f"{single_rate:,.0f}/s 1 wr",
+             async16 / single_rate, "goal >= 10")
         line("  ... against a bare 64-row FULL transaction", f"{rate16:,.0f}/s", f"{anchor64:,.0f}/s", rate16 / anchor64,
              "(physical ceiling)")
         # 3. MLflow tracing
         if not args.skip_mlflow:
-            traced = mlflow_tracing(folder, 200, 2000)
+            traced = mlflow_tracing(folder, 100, 2000)
             if traced:
                 per_trace, dropped = traced
-                line("cost per durable event vs MLflow 3 trace", f"{ours:.0f} us", f"{per_trace:,.0f} us mlflow",
+                line("cost per persisted event vs MLflow 3 trace", f"{ours:.0f} us", f"{per_trace:,.0f} us mlflow",
                      per_trace / ours, "goal >= 100 (x cheaper)")
                 drops = govkit_burst_drops(folder, 2000, key)
                 print(f"{'burst of 2,000 calls from 16 threads: lost':<46} {f'govkit {drops}':>18}   "
                       f"anchor {f'mlflow {dropped}':>18}   {'goal: govkit 0'}")
         # 4. verify
-        large = folder / "large.db"
-        start = time.perf_counter()
-        build_large_store(large, args.records, key)
-        built = time.perf_counter() - start
-        with AuditLog(large, create=False) as log:
-            start = time.perf_counter()
-            result = log.verify()
-            took = time.perf_counter() - start
-        assert result.ok, result.problems[:3]
-        # Anchor: re-serialising each record's JSON before hashing (what verify avoids).
-        db = sqlite3.connect(large)
-        start = time.perf_counter()
-        sample = 0
-        for (body,) in db.execute("SELECT body FROM records LIMIT 100000"):
-            hashlib.sha256(json.dumps(json.loads(body), sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-            sample += 1
-        reserialise = (time.perf_counter() - start) / sample * result.records
-        line(f"verify {result.records:,} records ({result.checkpoints} checkpoints)", f"{took:.2f} s",
-             f"{reserialise:.1f} s re-ser.", reserialise / took, "goal < 3 s")
-        print(f"\n(built the {result.records:,}-record store in {built:.0f} s: "
-              f"{result.records / built:,.0f} records/s with content, through append_many)")
+        verify_figures(folder, args.records, key, with_content=False)
+        verify_figures(folder, args.records, key, with_content=True)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

@@ -1,23 +1,20 @@
 """The append-only, hash-chained, durable audit store (SQLite in WAL mode).
 
 An append returns only after its record is committed with `synchronous=FULL`. Concurrent
-appends in one process share commits (group commit: whichever caller finds no commit running
-leads the next one, taking everyone's queued records along), and several processes may append
-to one store: each commit reads the head under SQLite's write lock, so the chain stays linear.
+appends in one process share commits (groupcommit.py), and several processes may append to
+one store: each commit reads the head under SQLite's write lock, so the chain stays linear.
 """
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
 import sqlite3
-import threading
 import time
 import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,14 +23,13 @@ from ..config import REDACTION_MODES, Settings, load_settings
 from ..errors import (GovkitError, InputError, InvalidRecord, StoreBusy, StoreCorrupt, StoreError,
                       StoreFull, StoreNotFound)
 from . import checkpoints, migrations
+from .groupcommit import GroupCommit, Pending
 from .hashing import GENESIS_HASH, canonical_json, chain_hash, content_digest
 from .records import SCHEMA_VERSION, AuditRecord, check_fields
 from .redact import Redactor
 
 __all__ = ["AuditLog", "purge_covers"]
 
-_MAX_BATCH = 256
-_LEAD_ROUNDS = 4  # batches one leader commits back to back before handing the lead on
 _CONTENT_FIELDS = {"prompt": "input_sha256", "response": "output_sha256"}
 
 
@@ -80,77 +76,10 @@ def store_error(path: Path, exc: BaseException, busy_timeout_s: float = 0) -> Go
     return StoreError(f"{path}: {message}")
 
 
-def _wake(items: list[_Pending]) -> None:
-    futures: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
-    for waiter in {id(item.waiter): item.waiter for item in items}.values():
-        if isinstance(waiter, _FutureWaiter):
-            futures.setdefault(waiter.loop, []).append(waiter.future)
-        else:
-            waiter.wake()
-    for loop, batch in futures.items():  # one cross-thread call per event loop, not per record
-        try:
-            loop.call_soon_threadsafe(_settle_futures, batch)
-        except RuntimeError:  # the loop is closed: nobody is waiting any more
-            pass
-
-
-class _Waiter:
-    """A thread blocked in append(): woken when its records are settled, or asked to lead."""
-
-    __slots__ = ("event", "lead")
-    can_lead = True
-
-    def __init__(self) -> None:
-        self.event = threading.Event()
-        self.lead = False
-
-    def wake(self) -> None:
-        self.event.set()
-
-
-class _FutureWaiter:
-    """A coroutine awaiting append_async(): it never leads (that would block its event loop)."""
-
-    __slots__ = ("loop", "future")
-    can_lead = False
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, future: asyncio.Future[None]) -> None:
-        self.loop, self.future = loop, future
-
-def _settle_futures(futures: list[asyncio.Future[None]]) -> None:
-    for future in futures:
-        if not future.done():  # a cancelled caller's record is committed all the same
-            future.set_result(None)
-
-
-@dataclass(eq=False)
-class _Pending:
-    body: bytes
-    contents: list[tuple[str, str]]
-    record: AuditRecord | None = None
-    error: GovkitError | None = None
-    settled: bool = False
-    waiter: Any = None  # _Waiter or _FutureWaiter
-
-
 @dataclass
 class _CheckpointState:
     seq: int = -1  # the head seq the last checkpoint signed; -1: not looked up yet
     wall: float = 0.0
-
-
-@dataclass
-class _Options:
-    redaction: str = "redacted"
-    patterns: tuple[tuple[str, str], ...] = ()
-    retention_days: int = 183
-    device_id: str = ""
-    private_key: Any = None
-    public_key: str = ""
-    checkpoint_every: int = 1000
-    checkpoint_seconds: float = 300.0
-    busy_timeout_s: float = 10.0
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class AuditLog:
@@ -177,12 +106,7 @@ class AuditLog:
         if self._private_key is not None and not public_key:
             public_key = checkpoints.public_key_b64(self._private_key)
         self.public_key = public_key
-        self._cond = threading.Condition()
-        self._queue: list[_Pending] = []
-        self._leading = False
-        self._closed = False
-        self._background: threading.Thread | None = None  # leads for coroutines, started on demand
-        self._background_turn = threading.Event()
+        self._group = GroupCommit(self._commit, label=str(self.path))
         self._checkpoint = _CheckpointState()
         if not self.path.exists():
             if not create:
@@ -262,13 +186,8 @@ class AuditLog:
             raise
 
     def close(self) -> None:
-        with self._cond:
-            while self._leading or self._queue:
-                self._cond.wait()
-            self._closed = True
-        if self._background is not None:
-            self._background_turn.set()
-            self._background.join()
+        """Wait for queued appends to commit, then close the store."""
+        self._group.close()
         self._writer.close()
 
     def __enter__(self) -> AuditLog:
@@ -287,7 +206,7 @@ class AuditLog:
         (purgeable); the chained record keeps only their digests and the redaction summary.
         """
         item = self._prepare(event_type, prompt, response, fields)
-        self._submit([item])
+        self._group.submit([item])
         assert item.record is not None
         return item.record
 
@@ -299,40 +218,9 @@ class AuditLog:
         resumes once its record is committed and synced.
         """
         item = self._prepare(event_type, prompt, response, fields)
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
-        item.waiter = _FutureWaiter(loop, future)
-        with self._cond:
-            if self._closed:
-                raise StoreError(f"{self.path}: the audit log is closed")
-            self._queue.append(item)
-            lead = not self._leading
-            self._leading = True
-        if lead:
-            self._lead_in_background()
-        await future
-        if item.error is not None:
-            raise item.error
+        await self._group.submit_async(item)
         assert item.record is not None
         return item.record
-
-    def _lead_in_background(self) -> None:
-        if self._background is None:
-            self._background = threading.Thread(target=self._background_leader, daemon=True,
-                                                name=f"govkit-audit-commit:{self.path.name}")
-            self._background.start()
-        self._background_turn.set()
-
-    def _background_leader(self) -> None:
-        while True:
-            self._background_turn.wait()
-            self._background_turn.clear()
-            if self._closed and not self._queue:
-                return
-            try:
-                self._lead()
-            except BaseException:  # errors were set on the items; keep serving
-                pass
 
     def append_many(self, records: Iterable[dict[str, Any]]) -> list[AuditRecord]:
         """Append several records, up to 256 per durable commit; each dict holds `event_type`
@@ -343,10 +231,10 @@ class AuditLog:
             items.append(self._prepare(spec.pop("event_type", None), spec.pop("prompt", None),
                                        spec.pop("response", None), spec))
         if items:
-            self._submit(items)
+            self._group.submit(items)
         return [item.record for item in items if item.record is not None]
 
-    def _prepare(self, event_type: str, prompt: Any, response: Any, fields: dict[str, Any]) -> _Pending:
+    def _prepare(self, event_type: str, prompt: Any, response: Any, fields: dict[str, Any]) -> Pending:
         check_fields(event_type, fields)
         body = {name: value for name, value in fields.items() if value is not None}
         body["record_id"] = new_ulid()
@@ -380,84 +268,11 @@ class AuditLog:
             encoded = canonical_json(body)
         except ValueError as exc:  # NaN or infinity somewhere in the fields
             raise InvalidRecord(f"record cannot be stored as JSON: {exc}") from None
-        return _Pending(encoded, contents)
+        return Pending(encoded, contents)
 
-    def _submit(self, items: list[_Pending]) -> None:
-        """Queue items and return when all are committed (group commit).
-
-        Whoever finds no commit running leads: it commits everything queued, batch after batch,
-        while more arrives (up to _LEAD_ROUNDS), then hands the lead to the owner of the oldest
-        queued item. Each caller waits on its own event, so a commit wakes only the callers
-        whose records it wrote: no herd of threads fights the committer for the GIL.
-        """
-        waiter = _Waiter()
-        for item in items:
-            item.waiter = waiter
-        last = items[-1]
-        with self._cond:
-            if self._closed:
-                raise StoreError(f"{self.path}: the audit log is closed")
-            self._queue.extend(items)
-            waiter.lead = not self._leading
-            self._leading = True
-        while not last.settled:
-            if waiter.lead:
-                waiter.lead = False
-                self._lead()
-                continue
-            waiter.event.wait()
-            waiter.event.clear()
-        for item in items:
-            if item.error is not None:
-                raise item.error
-
-    def _lead(self) -> None:
-        committed: list[_Pending] = []  # durable, callers not yet woken
-        rounds = 0
-        while True:
-            with self._cond:
-                batch = self._queue[:_MAX_BATCH]
-                del self._queue[:_MAX_BATCH]
-            try:
-                if batch:
-                    # Wake the previous batch's callers only once this batch is in its fsync,
-                    # where the GIL is free: their Python work then overlaps the disk wait
-                    # instead of delaying this commit's statements.
-                    self._commit(batch, before_sync=lambda done=committed: _wake(done))
-            except BaseException as exc:  # not a store error (those are set on the items): unblock all
-                error = StoreError(f"{self.path}: append interrupted: {exc!r}")
-                for item in batch:
-                    item.error, item.settled = item.error or error, True
-                self._handoff(committed + batch, may_continue=False)
-                raise
-            committed = batch
-            rounds += 1
-            if self._handoff(committed, may_continue=rounds < _LEAD_ROUNDS, wake=False):
-                _wake(committed)
-                return
-
-    def _handoff(self, batch: list[_Pending], *, may_continue: bool, wake: bool = True) -> bool:
-        """Give up or pass on the lead (waking the batch's callers first). False: keep leading."""
-        with self._cond:
-            if self._queue and may_continue:
-                return False  # more is queued: commit it without a hand-off gap
-            if wake:
-                _wake(batch)
-            if not self._queue:
-                self._leading = False
-                self._cond.notify_all()  # close() and _exclusive() wait for this
-                return True
-            successor = self._queue[0].waiter
-            if successor.can_lead:
-                successor.lead = True
-        if successor.can_lead:
-            successor.wake()
-        else:
-            self._lead_in_background()
-        return True
-
-    def _commit(self, batch: list[_Pending], *, force_checkpoint: bool = False,
-                before_sync: Any = None) -> dict[str, Any] | None:
+    def _commit(self, batch: list[Pending], before_sync: Any = None, *,
+                force_checkpoint: bool = False) -> dict[str, Any] | None:
+        """Write a batch (and a checkpoint when due) in one transaction; see GroupCommit."""
         db = self._writer
         signed = None
         try:
@@ -499,9 +314,6 @@ class AuditLog:
             if not batch:
                 raise error from None
             return None
-        finally:
-            for item in batch:
-                item.settled = True
         if signed is not None:
             self._checkpoint = _CheckpointState(signed["seq"], time.time())
             try:
@@ -548,23 +360,9 @@ class AuditLog:
                                            seq=head_seq, head_hash=head_hash, ts=utc_now(),
                                            device_id=self.device_id)
 
-    @contextmanager
-    def _exclusive(self) -> Iterator[sqlite3.Connection]:
-        """Hold the commit leadership (no group commit runs meanwhile)."""
-        with self._cond:
-            if self._closed:
-                raise StoreError(f"{self.path}: the audit log is closed")
-            while self._leading:
-                self._cond.wait()
-            self._leading = True
-        try:
-            yield self._writer
-        finally:
-            self._handoff([], may_continue=False)  # appends queued meanwhile get a leader
-
     def checkpoint(self) -> dict[str, Any] | None:
         """Sign the current head now; returns the checkpoint (None if the head is already signed)."""
-        with self._exclusive():
+        with self._group.exclusive():
             return self._commit([], force_checkpoint=True)
 
     # -- purge --------------------------------------------------------------------------------
@@ -587,7 +385,8 @@ class AuditLog:
             criteria["subject_ref"] = subject_ref
         if not criteria:
             raise InputError("purge needs a criterion: --expired, --before or --subject")
-        with self._exclusive() as db:
+        db = self._writer
+        with self._group.exclusive():
             try:
                 db.execute("BEGIN IMMEDIATE")
                 try:
@@ -699,13 +498,18 @@ class AuditLog:
             "bytes": sum(p.stat().st_size for p in (self.path, Path(f"{self.path}-wal")) if p.exists()),
         }
 
-    def verify(self, *, public_key: str | None = None, sidecar: str | Path | None = None) -> Any:
-        """Check every record, its content and the signed checkpoints; see govkit.audit.verify."""
+    def verify(self, *, public_key: str | None = None, sidecar: str | Path | None = None,
+               workers: int | None = None) -> Any:
+        """Check every record, its content and the signed checkpoints; see govkit.audit.verify.
+
+        Large logs are scanned in `workers` processes (default: one per core, at most 4).
+        """
         from .verify import verify_store
 
         with self._reader() as db:
             return verify_store(db, self.path, public_key=public_key or self.public_key,
-                                meta_public_key=self.meta.get("public_key"), sidecar=sidecar)
+                                meta_public_key=self.meta.get("public_key"), sidecar=sidecar,
+                                workers=workers)
 
 
 def _as_text(kind: str, text: Any) -> str:

@@ -17,7 +17,10 @@ so `"input_sha256":"<digest>"` inside a chain-verified body is the record's own 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
+import operator
+import os
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +28,8 @@ from typing import Any
 
 from . import checkpoints
 from .hashing import GENESIS_HASH, HASH_PREFIX
+
+_PREFIX = HASH_PREFIX.encode("ascii")
 from .store import purge_covers
 
 __all__ = ["Problem", "VerifyResult", "verify_store"]
@@ -32,12 +37,21 @@ __all__ = ["Problem", "VerifyResult", "verify_store"]
 _MAX_PROBLEMS = 100
 _CHECKPOINT = b'"event_type":"checkpoint"'
 _PURGE = b'"event_type":"purge"'
+_DIGEST_KEY = {"prompt": b'"input_sha256":"sha256:', "response": b'"output_sha256":"sha256:'}
+_CHUNK = 20_000
+
+_MARKERS = (_CHECKPOINT, _PURGE)
+_DECLARES = {"prompt": b'"input_sha256":', "response": b'"output_sha256":'}
 _STORES_TEXT = (b'"content_mode":"redacted"', b'"content_mode":"full"')
-_DIGEST_KEY = {"prompt": b'"input_sha256":"', "response": b'"output_sha256":"'}
-_SCAN = ("SELECT r.seq, r.body, r.record_hash, p.seq IS NOT NULL, p.text, p.purged_by, "
-         "o.seq IS NOT NULL, o.text, o.purged_by FROM records r "
-         "LEFT JOIN content p ON p.seq = r.seq AND p.kind = 'prompt' "
+# Content state per kind, from SQLite: 0 no row, 1 text stored, 3 emptied (a purge tombstone).
+# (No instr() here: SQLite's is a byte-by-byte scan; Python's `in` is far faster.)
+_SCAN = ("SELECT r.seq, r.body, r.record_hash, "
+         "p.text, p.purged_by, CASE WHEN p.seq IS NULL THEN 0 WHEN p.text IS NULL THEN 3 ELSE 1 END, "
+         "o.text, o.purged_by, CASE WHEN o.seq IS NULL THEN 0 WHEN o.text IS NULL THEN 3 ELSE 1 END "
+         "FROM records r LEFT JOIN content p ON p.seq = r.seq AND p.kind = 'prompt' "
          "LEFT JOIN content o ON o.seq = r.seq AND o.kind = 'response' ORDER BY r.seq")
+_ENVELOPE = b'{"body":%b,"prev_hash":"%b","seq":%d}'
+_hexdigest = operator.methodcaller("hexdigest")
 
 
 @dataclass(frozen=True, order=True)
@@ -49,6 +63,7 @@ class Problem:
 @dataclass
 class VerifyResult:
     records: int = 0
+    head_seq: int = 0
     head_hash: str = GENESIS_HASH
     checkpoints: int = 0
     last_checkpoint_seq: int | None = None
@@ -66,7 +81,7 @@ class VerifyResult:
         return min(p.seq for p in self.problems) if self.problems else None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "records": self.records, "head_hash": self.head_hash,
+        return {"ok": self.ok, "records": self.records, "head_seq": self.head_seq, "head_hash": self.head_hash,
                 "checkpoints": self.checkpoints, "last_checkpoint_seq": self.last_checkpoint_seq,
                 "content_checked": self.content_checked, "content_purged": self.content_purged,
                 "first_bad_seq": self.first_bad_seq,
@@ -87,12 +102,17 @@ class _Scan:
 
 
 def verify_store(db: sqlite3.Connection, path: Path, *, public_key: str | None,
-                 meta_public_key: str | None, sidecar: str | Path | None = None) -> VerifyResult:
+                 meta_public_key: str | None, sidecar: str | Path | None = None,
+                 workers: int | None = None) -> VerifyResult:
     result = VerifyResult()
     db.text_factory = bytes  # stored text may have been made undecodable: hash it as bytes
     db.execute("BEGIN")  # one snapshot for every query below, even while writers append
     try:
-        scan = _scan_records(db, result)
+        ranges = _plan_ranges(db, workers)
+        if len(ranges) == 1:
+            scan = _scan_records(db, result)
+        else:
+            scan = _scan_in_processes(path, ranges, result)
         sidecar_path = Path(sidecar) if sidecar else checkpoints.sidecar_path(path)
         extra, problems = checkpoints.read_sidecar(sidecar_path)
         result.warnings.extend(problems)
@@ -111,59 +131,181 @@ def verify_store(db: sqlite3.Connection, path: Path, *, public_key: str | None,
     return result
 
 
-def _scan_records(db: sqlite3.Connection, result: VerifyResult) -> _Scan:
+def _scan_records(db: sqlite3.Connection, result: VerifyResult, lo: int = 1, hi: int | None = None) -> _Scan:
+    """One pass in chunks. Each check runs over a whole chunk through C-level map() calls and
+    compares lists at once; only a chunk that fails a check is walked row by row to say why.
+
+    With a range, the first record chains to the stored hash of the record before `lo`, whose
+    own correctness the range before it checks.
+    """
     scan = _Scan()
-    sha256 = hashlib.sha256
-    prev = GENESIS_HASH.encode("ascii")
-    prefix = HASH_PREFIX.encode("ascii")
-    expected_seq = 1
-    cursor = db.execute(_SCAN)
-    cursor.arraysize = 4096
-    while rows := cursor.fetchmany():
-        for seq, body, record_hash, has_p, p_text, p_by, has_o, o_text, o_by in rows:
-            if seq != expected_seq:
-                if seq > expected_seq:
-                    result.add(expected_seq, f"records {expected_seq}..{seq - 1} are missing (deleted)")
-                else:
-                    result.add(seq, f"seq {seq} appears out of order")
-                expected_seq = seq
-            if not isinstance(body, bytes):
-                body = str(body).encode("utf-8")
-            if not isinstance(record_hash, bytes):
-                record_hash = str(record_hash).encode("utf-8")
-            digest = sha256(b'{"body":%b,"prev_hash":"%b","seq":%d}' % (body, prev, seq)).hexdigest()
-            if prefix + digest.encode("ascii") != record_hash:
-                result.add(seq, "record hash mismatch: the record was edited, inserted or reordered")
-            prev = record_hash
-            expected_seq += 1
-            if has_p or has_o or b'"content_mode":' in body:
-                _check_content(result, scan, seq, body, "prompt", has_p, p_text, p_by)
-                _check_content(result, scan, seq, body, "response", has_o, o_text, o_by)
-            if _CHECKPOINT in body or _PURGE in body:
-                _collect_event(result, scan, seq, body)
-    result.records = expected_seq - 1
+    prev, expected_seq = GENESIS_HASH.encode("ascii"), 1
+    if lo > 1:
+        row = db.execute("SELECT seq, record_hash FROM records WHERE seq < ? ORDER BY seq DESC LIMIT 1", (lo,)).fetchone()
+        if row is not None:
+            expected_seq, prev = row[0] + 1, _as_bytes(row[1])
+    if hi is None:
+        cursor = db.execute(_SCAN.replace("ORDER BY", "WHERE r.seq >= ? ORDER BY"), (lo,))
+    else:
+        cursor = db.execute(_SCAN.replace("ORDER BY", "WHERE r.seq BETWEEN ? AND ? ORDER BY"), (lo, hi))
+    while rows := cursor.fetchmany(_CHUNK):
+        seqs, bodies, hashes, p_text, p_by, p_state, o_text, o_by, o_state = zip(*rows)
+        if not _all_bytes(bodies) or not _all_bytes(hashes) or not _all_int(seqs):
+            bodies = tuple(_as_bytes(b) for b in bodies)
+            hashes = tuple(_as_bytes(h) for h in hashes)
+            for index, seq in enumerate(seqs):
+                if not isinstance(seq, int):
+                    result.add(expected_seq + index, f"seq {seq!r} is not an integer")
+            seqs = tuple(seq if isinstance(seq, int) else -1 for seq in seqs)
+        if seqs != tuple(range(expected_seq, expected_seq + len(seqs))):
+            _report_seq_gaps(result, seqs, expected_seq)
+        computed = list(map(_PREFIX.__add__, map(str.encode, map(_hexdigest, map(hashlib.sha256, map(
+            _ENVELOPE.__mod__, zip(bodies, (prev, *hashes[:-1]), seqs)))))))
+        if computed != list(hashes):
+            for seq, mine, stored in zip(seqs, computed, hashes):
+                if mine != stored:
+                    result.add(seq, "record hash mismatch: the record was edited, inserted or reordered")
+        prev = hashes[-1]
+        expected_seq = max(seqs[-1], expected_seq + len(seqs) - 1) + 1
+        for kind, texts, states, purged_by in (("prompt", p_text, p_state, p_by), ("response", o_text, o_state, o_by)):
+            _check_content(result, scan, kind, seqs, bodies, texts, states, purged_by)
+        for marker in _MARKERS:
+            marked = list(map(operator.contains, bodies, itertools.repeat(marker)))
+            if any(marked):
+                for index in itertools.compress(range(len(seqs)), marked):
+                    _collect_event(result, scan, seqs[index], bodies[index])
+        result.records += len(seqs)
+        result.head_seq = expected_seq - 1
     result.head_hash = prev.decode("ascii", "replace")
     return scan
 
 
-def _check_content(result: VerifyResult, scan: _Scan, seq: int, body: bytes, kind: str,
-                   present: int, text: Any, purged_by: Any) -> None:
-    key = _DIGEST_KEY[kind]
-    if not present:
-        if key in body and any(mode in body for mode in _STORES_TEXT):
-            result.add(seq, f"stored {kind} was removed without a recorded purge")
-        return
-    scan.content_rows += 1
-    if text is None:
-        if purged_by is None:
-            result.add(seq, f"stored {kind} emptied without a recorded purge")
-        else:
-            scan.tombstones.append((seq, kind, purged_by, body))
-        return
-    data = text if isinstance(text, bytes) else str(text).encode("utf-8")
-    result.content_checked += 1
-    if key + b"sha256:" + hashlib.sha256(data).hexdigest().encode("ascii") + b'"' not in body:
-        result.add(seq, f"stored {kind} does not match the record's digest (content edited)")
+_PARALLEL_MIN_RECORDS = 200_000
+_OWN_SCHEMA = "seq          INTEGER PRIMARY KEY"
+
+
+def _plan_ranges(db: sqlite3.Connection, workers: int | None) -> list[tuple[int, int | None]]:
+    """Seq ranges to scan, one per worker process. Splitting needs the store's own schema (seq a
+    unique integer key); a rebuilt table is scanned whole, in this process."""
+    if workers is None:
+        workers = min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, 4)
+    low, high = db.execute("SELECT min(seq), max(seq) FROM records").fetchone()
+    schema = db.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'records'").fetchone()
+    if (workers < 2 or not isinstance(high, int) or not isinstance(low, int) or high - low < _PARALLEL_MIN_RECORDS
+            or schema is None or _OWN_SCHEMA.encode() not in _as_bytes(schema[0])):
+        return [(1, None)]
+    step = (high - low + workers) // workers
+    bounds = [low + i * step for i in range(workers)]
+    # The first range starts at 1 so that missing leading records are reported; the last is
+    # closed at this snapshot's head, so records appended meanwhile are left for the next verify.
+    return [(1 if i == 0 else start, (bounds[i + 1] - 1) if i + 1 < workers else high)
+            for i, start in enumerate(bounds)]
+
+
+def _scan_range(path: str, lo: int, hi: int | None) -> tuple[_Scan, VerifyResult]:
+    """Scan one range of seqs with a connection of its own (run in a worker process)."""
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        db.text_factory = bytes
+        db.execute("BEGIN")
+        partial = VerifyResult()
+        return _scan_records(db, partial, lo, hi), partial
+    finally:
+        db.close()
+
+
+def _scan_in_processes(path: Path, ranges: list[tuple[int, int | None]], result: VerifyResult) -> _Scan:
+    # Plain `python -m govkit.audit.verify` workers, not multiprocessing: they need nothing from
+    # the caller's __main__ (a script on stdin, a notebook) and copy no locks of a threaded server.
+    import pickle
+    import subprocess
+    import sys
+
+    package_root = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+    workers = [subprocess.Popen([sys.executable, "-m", "govkit.audit.verify", str(path), str(lo), str(hi or "")],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env) for lo, hi in ranges]
+    outputs = [worker.communicate() for worker in workers]
+    if any(worker.returncode != 0 for worker in workers):
+        failed = next(err for worker, (_, err) in zip(workers, outputs) if worker.returncode != 0)
+        result.warnings.append("parallel scan failed, scanned in one process instead: "
+                               + failed.decode("utf-8", "replace").strip().splitlines()[-1:][0] if failed else "")
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            db.text_factory = bytes
+            db.execute("BEGIN")
+            return _scan_records(db, result, 1, ranges[-1][1])
+        finally:
+            db.close()
+    parts = [pickle.loads(out) for out, _ in outputs]  # our own child processes' output
+    merged = _Scan()
+    for scan, partial in parts:
+        merged.checkpoints += scan.checkpoints
+        merged.purges.update(scan.purges)
+        merged.tombstones += scan.tombstones
+        merged.content_rows += scan.content_rows
+        result.records += partial.records
+        result.content_checked += partial.content_checked
+        for problem in partial.problems:
+            result.add(problem.seq, problem.reason)
+    result.head_hash, result.head_seq = parts[-1][1].head_hash, parts[-1][1].head_seq
+    return merged
+
+
+def _check_content(result: VerifyResult, scan: _Scan, kind: str, seqs: tuple, bodies: tuple,
+                   texts: tuple, states: tuple, purged_by: tuple) -> None:
+    stored = list(map(operator.eq, states, itertools.repeat(1)))
+    count = stored.count(True)
+    if count:
+        chosen_texts = tuple(itertools.compress(texts, stored))
+        if not _all_bytes(chosen_texts):
+            chosen_texts = tuple(_as_bytes(t) for t in chosen_texts)
+        needles = map(operator.add, map(_DIGEST_KEY[kind].__add__, map(str.encode, map(
+            _hexdigest, map(hashlib.sha256, chosen_texts)))), itertools.repeat(b'"'))
+        matches = list(map(operator.contains, itertools.compress(bodies, stored), needles))
+        if not all(matches):
+            for seq, ok in zip(itertools.compress(seqs, stored), matches):
+                if not ok:
+                    result.add(seq, f"stored {kind} does not match the record's digest (content edited)")
+        result.content_checked += count
+    scan.content_rows += count
+    absent = list(map(operator.eq, states, itertools.repeat(0)))
+    if any(absent):  # no row: fine unless the record declares stored text
+        declared = list(map(operator.contains, itertools.compress(bodies, absent), itertools.repeat(_DECLARES[kind])))
+        if any(declared):
+            for index in itertools.compress(itertools.compress(range(len(seqs)), absent), declared):
+                if any(mode in bodies[index] for mode in _STORES_TEXT):
+                    result.add(seqs[index], f"stored {kind} was removed without a recorded purge")
+    if 3 in states:
+        for index, state in enumerate(states):
+            if state == 3:
+                scan.content_rows += 1
+                if purged_by[index] is None:
+                    result.add(seqs[index], f"stored {kind} emptied without a recorded purge")
+                else:
+                    scan.tombstones.append((seqs[index], kind, purged_by[index], bodies[index]))
+
+
+def _report_seq_gaps(result: VerifyResult, seqs: tuple, expected: int) -> None:
+    for seq in seqs:
+        if seq != expected:
+            if isinstance(seq, int) and seq > expected:
+                result.add(expected, f"records {expected}..{seq - 1} are missing (deleted)")
+            else:
+                result.add(seq if isinstance(seq, int) else expected, f"seq {seq} appears out of order")
+        expected = seq + 1 if isinstance(seq, int) else expected + 1
+
+
+def _all_bytes(values: tuple) -> bool:
+    return all(map(bytes.__instancecheck__, values))
+
+
+def _all_int(values: tuple) -> bool:
+    return all(map(int.__instancecheck__, values))
+
+
+def _as_bytes(value: Any) -> bytes:
+    return value if isinstance(value, bytes) else str(value).encode("utf-8")
 
 
 def _collect_event(result: VerifyResult, scan: _Scan, seq: int, body: bytes) -> None:
@@ -219,10 +361,10 @@ def _check_heads(db: sqlite3.Connection, result: VerifyResult, signed: list[dict
     result.last_checkpoint_seq = max(cp["seq"] for cp in signed)
     for checkpoint in signed:
         seq = checkpoint["seq"]
-        if seq > result.records:
-            result.add(result.records + 1,
+        if seq > result.head_seq:
+            result.add(result.head_seq + 1,
                        f"truncated: a signed checkpoint says the log reached seq {seq} "
-                       f"(hash {checkpoint['head_hash'][:19]}…), but it ends at seq {result.records}")
+                       f"(hash {checkpoint['head_hash'][:19]}…), but it ends at seq {result.head_seq}")
             continue
         stored = [_text(h) for (h,) in db.execute("SELECT record_hash FROM records WHERE seq = ?", (seq,))]
         if stored != [checkpoint["head_hash"]]:
@@ -252,3 +394,13 @@ def _check_purges(result: VerifyResult, scan: _Scan) -> None:
 
 def _text(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+if __name__ == "__main__":  # a worker of _scan_in_processes: scan a range, pickle the result
+    import pickle
+    import sys
+
+    from govkit.audit import verify as _module  # the importable module, so results unpickle by name
+
+    _path, _lo, _hi = sys.argv[1], int(sys.argv[2]), (int(sys.argv[3]) if sys.argv[3] else None)
+    sys.stdout.buffer.write(pickle.dumps(_module._scan_range(_path, _lo, _hi)))

@@ -1,0 +1,219 @@
+"""Group commit: many callers, one writer connection, one fsync for everything queued.
+
+Whoever finds no commit running leads: it commits everything queued, batch after batch while
+more arrives (up to LEAD_ROUNDS), then hands the lead to the owner of the oldest queued item.
+Coroutines never lead (that would block their event loop): a background thread leads for them.
+
+Each caller waits on its own event (threads) or future (coroutines), so a commit wakes only the
+callers whose records it wrote. A batch's callers are woken once the next batch is in its
+fsync, where the GIL is free: their Python work overlaps the disk wait instead of delaying the
+next commit's statements. Nobody is woken before their own records are durable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import GovkitError, StoreError
+
+__all__ = ["GroupCommit", "Pending"]
+
+MAX_BATCH = 256
+LEAD_ROUNDS = 4  # batches one leader commits back to back before handing the lead on
+
+
+@dataclass(eq=False)
+class Pending:
+    """One record on its way to disk; the commit function fills in `record` or `error`."""
+
+    body: bytes
+    contents: list[tuple[str, str]]
+    record: Any = None
+    error: GovkitError | None = None
+    settled: bool = False
+    waiter: Any = None  # _ThreadWaiter or _FutureWaiter
+
+
+class _ThreadWaiter:
+    __slots__ = ("event", "lead")
+    can_lead = True
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.lead = False
+
+
+class _FutureWaiter:
+    __slots__ = ("loop", "future")
+    can_lead = False
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, future: asyncio.Future[None]) -> None:
+        self.loop, self.future = loop, future
+
+
+# commit(batch, before_sync): write the batch in one transaction, calling before_sync() just
+# before the COMMIT; set each item's record, or its error (store errors are not raised).
+CommitFunction = Callable[[list[Pending], Callable[[], None]], None]
+
+
+class GroupCommit:
+    def __init__(self, commit: CommitFunction, *, label: str):
+        self._commit = commit
+        self._label = label
+        self._cond = threading.Condition()
+        self._queue: list[Pending] = []
+        self._leading = False
+        self._closed = False
+        self._background: threading.Thread | None = None
+        self._background_turn = threading.Event()
+
+    def submit(self, items: list[Pending]) -> None:
+        """Queue items and return when all are settled; raise the first item's error."""
+        waiter = _ThreadWaiter()
+        for item in items:
+            item.waiter = waiter
+        last = items[-1]
+        with self._cond:
+            self._check_open()
+            self._queue.extend(items)
+            waiter.lead = not self._leading
+            self._leading = True
+        while not last.settled:
+            if waiter.lead:
+                waiter.lead = False
+                self._lead()
+                continue
+            waiter.event.wait()
+            waiter.event.clear()
+        for item in items:
+            if item.error is not None:
+                raise item.error
+
+    async def submit_async(self, item: Pending) -> None:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        item.waiter = _FutureWaiter(loop, future)
+        with self._cond:
+            self._check_open()
+            self._queue.append(item)
+            lead = not self._leading
+            self._leading = True
+        if lead:
+            self._lead_in_background()
+        await future
+        if item.error is not None:
+            raise item.error
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Hold the lead: no batch is committed meanwhile (for purge and checkpoints)."""
+        with self._cond:
+            self._check_open()
+            while self._leading:
+                self._cond.wait()
+            self._leading = True
+        try:
+            yield
+        finally:
+            self._handoff([], may_continue=False)  # what was queued meanwhile gets a leader
+
+    def close(self) -> None:
+        """Wait for everything queued to be committed; refuse new work."""
+        with self._cond:
+            while self._leading or self._queue:
+                self._cond.wait()
+            self._closed = True
+        if self._background is not None:
+            self._background_turn.set()
+            self._background.join()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError(f"{self._label}: the audit log is closed")
+
+    def _lead(self) -> None:
+        committed: list[Pending] = []  # durable, callers not yet woken
+        rounds = 0
+        while True:
+            with self._cond:
+                batch = self._queue[:MAX_BATCH]
+                del self._queue[:MAX_BATCH]
+            try:
+                if batch:
+                    self._commit(batch, lambda done=committed: _wake(done))
+            except BaseException as exc:  # not a store error (those are set on the items): unblock all
+                error = StoreError(f"{self._label}: append interrupted: {exc!r}")
+                for item in batch:
+                    item.error, item.settled = item.error or error, True
+                self._handoff(committed + batch, may_continue=False)
+                raise
+            for item in batch:
+                item.settled = True
+            committed = batch
+            rounds += 1
+            if self._handoff(committed, may_continue=rounds < LEAD_ROUNDS, wake=False):
+                _wake(committed)
+                return
+
+    def _handoff(self, batch: list[Pending], *, may_continue: bool, wake: bool = True) -> bool:
+        """Give up or pass on the lead (waking the batch's callers first). False: keep leading."""
+        with self._cond:
+            if self._queue and may_continue:
+                return False  # more is queued: commit it without a hand-off gap
+            if wake:
+                _wake(batch)
+            if not self._queue:
+                self._leading = False
+                self._cond.notify_all()  # close() and exclusive() wait for this
+                return True
+            successor = self._queue[0].waiter
+            if successor.can_lead:
+                successor.lead = True
+        if successor.can_lead:
+            successor.event.set()
+        else:
+            self._lead_in_background()
+        return True
+
+    def _lead_in_background(self) -> None:
+        if self._background is None:
+            self._background = threading.Thread(target=self._background_leader, daemon=True,
+                                                name=f"govkit-audit-commit:{self._label}")
+            self._background.start()
+        self._background_turn.set()
+
+    def _background_leader(self) -> None:
+        while True:
+            self._background_turn.wait()
+            self._background_turn.clear()
+            if self._closed and not self._queue:
+                return
+            try:
+                self._lead()
+            except BaseException:  # errors were set on the items and raised to their callers
+                pass
+
+
+def _wake(items: list[Pending]) -> None:
+    futures: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+    for waiter in {id(item.waiter): item.waiter for item in items}.values():
+        if isinstance(waiter, _FutureWaiter):
+            futures.setdefault(waiter.loop, []).append(waiter.future)
+        else:
+            waiter.event.set()
+    for loop, batch in futures.items():  # one cross-thread call per event loop, not per record
+        try:
+            loop.call_soon_threadsafe(_settle_futures, batch)
+        except RuntimeError:  # the loop is closed: nobody is waiting any more
+            pass
+
+
+def _settle_futures(futures: list[asyncio.Future[None]]) -> None:
+    for future in futures:
+        if not future.done():  # a cancelled caller's record is committed all the same
+            future.set_result(None)
