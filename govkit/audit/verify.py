@@ -37,21 +37,19 @@ __all__ = ["Problem", "VerifyResult", "verify_store"]
 _MAX_PROBLEMS = 100
 _CHECKPOINT = b'"event_type":"checkpoint"'
 _PURGE = b'"event_type":"purge"'
-_DIGEST_KEY = {"prompt": b'"input_sha256":"sha256:', "response": b'"output_sha256":"sha256:'}
-_CHUNK = 20_000
+_NEEDLE = {"prompt": '"input_sha256":"sha256:%s"', "response": '"output_sha256":"sha256:%s"'}
+_CHUNK = 256  # rows per step: small enough that each step's objects stay in the CPU cache
 
 _MARKERS = (_CHECKPOINT, _PURGE)
 _DECLARES = {"prompt": b'"input_sha256":', "response": b'"output_sha256":'}
 _STORES_TEXT = (b'"content_mode":"redacted"', b'"content_mode":"full"')
-# Content state per kind, from SQLite: 0 no row, 1 text stored, 3 emptied (a purge tombstone).
-# (No instr() here: SQLite's is a byte-by-byte scan; Python's `in` is far faster.)
-_SCAN = ("SELECT r.seq, r.body, r.record_hash, "
-         "p.text, p.purged_by, CASE WHEN p.seq IS NULL THEN 0 WHEN p.text IS NULL THEN 3 ELSE 1 END, "
-         "o.text, o.purged_by, CASE WHEN o.seq IS NULL THEN 0 WHEN o.text IS NULL THEN 3 ELSE 1 END "
+# Per kind, the content row's kind (NULL: no row) and text (NULL in a row: a purge tombstone).
+_SCAN = ("SELECT r.seq, r.body, r.record_hash, substr(r.record_hash, 8), p.kind, p.text, o.kind, o.text "
          "FROM records r LEFT JOIN content p ON p.seq = r.seq AND p.kind = 'prompt' "
          "LEFT JOIN content o ON o.seq = r.seq AND o.kind = 'response' ORDER BY r.seq")
 _ENVELOPE = b'{"body":%b,"prev_hash":"%b","seq":%d}'
 _hexdigest = operator.methodcaller("hexdigest")
+_digest = operator.methodcaller("digest")
 
 
 @dataclass(frozen=True, order=True)
@@ -149,7 +147,7 @@ def _scan_records(db: sqlite3.Connection, result: VerifyResult, lo: int = 1, hi:
     else:
         cursor = db.execute(_SCAN.replace("ORDER BY", "WHERE r.seq BETWEEN ? AND ? ORDER BY"), (lo, hi))
     while rows := cursor.fetchmany(_CHUNK):
-        seqs, bodies, hashes, p_text, p_by, p_state, o_text, o_by, o_state = zip(*rows)
+        seqs, bodies, hashes, hex_hashes, p_kind, p_text, o_kind, o_text = zip(*rows)
         if not _all_bytes(bodies) or not _all_bytes(hashes) or not _all_int(seqs):
             bodies = tuple(_as_bytes(b) for b in bodies)
             hashes = tuple(_as_bytes(h) for h in hashes)
@@ -159,16 +157,16 @@ def _scan_records(db: sqlite3.Connection, result: VerifyResult, lo: int = 1, hi:
             seqs = tuple(seq if isinstance(seq, int) else -1 for seq in seqs)
         if seqs != tuple(range(expected_seq, expected_seq + len(seqs))):
             _report_seq_gaps(result, seqs, expected_seq)
-        computed = list(map(_PREFIX.__add__, map(str.encode, map(_hexdigest, map(hashlib.sha256, map(
-            _ENVELOPE.__mod__, zip(bodies, (prev, *hashes[:-1]), seqs)))))))
-        if computed != list(hashes):
-            for seq, mine, stored in zip(seqs, computed, hashes):
-                if mine != stored:
+        computed = b"".join(map(_digest, map(hashlib.sha256, map(
+            _ENVELOPE.__mod__, zip(bodies, (prev, *hashes[:-1]), seqs)))))
+        if computed != _stored_digests(hashes, hex_hashes):
+            for seq, body, before, stored in zip(seqs, bodies, (prev, *hashes[:-1]), hashes):
+                if _PREFIX + hashlib.sha256(_ENVELOPE % (body, before, seq)).hexdigest().encode() != stored:
                     result.add(seq, "record hash mismatch: the record was edited, inserted or reordered")
         prev = hashes[-1]
         expected_seq = max(seqs[-1], expected_seq + len(seqs) - 1) + 1
-        for kind, texts, states, purged_by in (("prompt", p_text, p_state, p_by), ("response", o_text, o_state, o_by)):
-            _check_content(result, scan, kind, seqs, bodies, texts, states, purged_by)
+        for kind, kinds, texts in (("prompt", p_kind, p_text), ("response", o_kind, o_text)):
+            _check_content(db, result, scan, kind, seqs, bodies, kinds, texts)
         for marker in _MARKERS:
             marked = list(map(operator.contains, bodies, itertools.repeat(marker)))
             if any(marked):
@@ -252,38 +250,57 @@ def _scan_in_processes(path: Path, ranges: list[tuple[int, int | None]], result:
     return merged
 
 
-def _check_content(result: VerifyResult, scan: _Scan, kind: str, seqs: tuple, bodies: tuple,
-                   texts: tuple, states: tuple, purged_by: tuple) -> None:
-    stored = list(map(operator.eq, states, itertools.repeat(1)))
-    count = stored.count(True)
-    if count:
+def _check_content(db: sqlite3.Connection, result: VerifyResult, scan: _Scan, kind: str, seqs: tuple,
+                   bodies: tuple, kinds: tuple, texts: tuple) -> None:
+    if None not in texts:  # every record of the chunk has its text stored: the common case
+        chosen_seqs, chosen_bodies, chosen_texts = seqs, bodies, texts
+    else:
+        stored = list(map(operator.is_not, texts, itertools.repeat(None)))
+        chosen_seqs = tuple(itertools.compress(seqs, stored))
+        chosen_bodies = tuple(itertools.compress(bodies, stored))
         chosen_texts = tuple(itertools.compress(texts, stored))
+        _check_absent_content(db, result, scan, kind, seqs, bodies, kinds, texts)
+    if chosen_texts:
         if not _all_bytes(chosen_texts):
             chosen_texts = tuple(_as_bytes(t) for t in chosen_texts)
-        needles = map(operator.add, map(_DIGEST_KEY[kind].__add__, map(str.encode, map(
-            _hexdigest, map(hashlib.sha256, chosen_texts)))), itertools.repeat(b'"'))
-        matches = list(map(operator.contains, itertools.compress(bodies, stored), needles))
+        needles = map(_NEEDLE[kind].__mod__, map(_hexdigest, map(hashlib.sha256, chosen_texts)))
+        matches = list(map(operator.contains, chosen_bodies, map(str.encode, needles)))
         if not all(matches):
-            for seq, ok in zip(itertools.compress(seqs, stored), matches):
+            for seq, ok in zip(chosen_seqs, matches):
                 if not ok:
                     result.add(seq, f"stored {kind} does not match the record's digest (content edited)")
-        result.content_checked += count
-    scan.content_rows += count
-    absent = list(map(operator.eq, states, itertools.repeat(0)))
-    if any(absent):  # no row: fine unless the record declares stored text
-        declared = list(map(operator.contains, itertools.compress(bodies, absent), itertools.repeat(_DECLARES[kind])))
-        if any(declared):
-            for index in itertools.compress(itertools.compress(range(len(seqs)), absent), declared):
-                if any(mode in bodies[index] for mode in _STORES_TEXT):
-                    result.add(seqs[index], f"stored {kind} was removed without a recorded purge")
-    if 3 in states:
-        for index, state in enumerate(states):
-            if state == 3:
-                scan.content_rows += 1
-                if purged_by[index] is None:
-                    result.add(seqs[index], f"stored {kind} emptied without a recorded purge")
-                else:
-                    scan.tombstones.append((seqs[index], kind, purged_by[index], bodies[index]))
+        result.content_checked += len(chosen_texts)
+        scan.content_rows += len(chosen_texts)
+
+
+def _check_absent_content(db: sqlite3.Connection, result: VerifyResult, scan: _Scan, kind: str, seqs: tuple,
+                          bodies: tuple, kinds: tuple, texts: tuple) -> None:
+    """Rows without text: no row at all (fine unless the record declares stored text), or a
+    tombstone that a recorded purge must account for."""
+    for index in itertools.compress(range(len(seqs)), map(operator.is_, texts, itertools.repeat(None))):
+        seq, body = seqs[index], bodies[index]
+        if kinds[index] is None:
+            if _DECLARES[kind] in body and any(mode in body for mode in _STORES_TEXT):
+                result.add(seq, f"stored {kind} was removed without a recorded purge")
+            continue
+        scan.content_rows += 1
+        row = db.execute("SELECT purged_by FROM content WHERE seq = ? AND kind = ?", (seq, kind)).fetchone()
+        purged_by = row[0] if row else None
+        if purged_by is None:
+            result.add(seq, f"stored {kind} emptied without a recorded purge")
+        else:
+            scan.tombstones.append((seq, kind, purged_by, body))
+
+
+def _stored_digests(hashes: tuple, hex_hashes: tuple) -> bytes | None:
+    """The chunk's stored hashes as one string of raw digests (None if any is not well-formed)."""
+    try:
+        if not all(map(operator.methodcaller("startswith", _PREFIX), hashes)) or \
+                not all(map(operator.eq, map(len, hex_hashes), itertools.repeat(64))):
+            return None  # every stored hash must be exactly "sha256:" + 64 hex digits
+        return bytes.fromhex(b"".join(hex_hashes).decode("ascii"))
+    except (ValueError, TypeError):
+        return None
 
 
 def _report_seq_gaps(result: VerifyResult, seqs: tuple, expected: int) -> None:
