@@ -1,0 +1,89 @@
+"""`govkit proxy`: audit every call an application makes to a local OpenAI-compatible server."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from pathlib import Path
+
+import click
+
+from .._lazy import require
+from ..errors import InputError
+from ._common import db_option, open_log, settings_for
+from ._root import cli
+
+
+@cli.command()
+@click.option("--upstream", required=True, help="The model server's OpenAI API, e.g. http://127.0.0.1:8080/v1")
+@click.option("--listen", default="127.0.0.1:8765", show_default=True, help="HOST:PORT to serve on (loopback by default).")
+@click.option("--model-artifact", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The model file the upstream serves (GGUF/ONNX/safetensors): its sha256 goes in every record.")
+@click.option("--require-token", is_flag=True,
+              help="Clients must send 'Authorization: Bearer TOKEN' (TOKEN from $GOVKIT_PROXY_TOKEN or --token-file).")
+@click.option("--token-file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--upstream-key-env", metavar="VAR", help="Environment variable holding the upstream's API key.")
+@click.option("--max-body-bytes", type=click.IntRange(min=1), default=8 * 1024 * 1024, show_default=True)
+@click.option("--timeout", "timeout_s", type=click.FloatRange(min=0.1), default=300.0, show_default=True,
+              help="Seconds to wait for the upstream between bytes.")
+@click.option("--runtime", help="Runtime name[=version] to record, when the upstream does not say (e.g. llama.cpp=b4500).")
+@db_option
+@click.pass_context
+def proxy(ctx: click.Context, upstream: str, listen: str, model_artifact: Path | None, require_token: bool,
+          token_file: Path | None, upstream_key_env: str | None, max_body_bytes: int, timeout_s: float,
+          runtime: str | None, db: Path | None) -> None:
+    """Serve an auditing OpenAI-compatible proxy in front of a local model server.
+
+    Apps change only their base URL. Every chat, completion and embedding call becomes a durable,
+    redacted, chained audit record before its response reaches the app.
+
+    Example: govkit proxy --upstream http://127.0.0.1:8080/v1 --model-artifact phi-4-mini-q4.gguf
+    """
+    from ..inference.proxy import AuditingProxy, ProxyConfig
+
+    require("aiohttp", "proxy")
+    host, _, port_text = listen.rpartition(":")
+    if not host or not port_text.isdigit():
+        raise click.BadParameter("expected HOST:PORT", param_hint="--listen")
+    token = None
+    if require_token:
+        token = token_file.read_text().strip() if token_file else os.environ.get("GOVKIT_PROXY_TOKEN", "")
+        if not token:
+            raise InputError("--require-token needs a token in $GOVKIT_PROXY_TOKEN or --token-file")
+    upstream_key = None
+    if upstream_key_env:
+        upstream_key = os.environ.get(upstream_key_env)
+        if not upstream_key:
+            raise InputError(f"${upstream_key_env} is empty or unset")
+    settings = settings_for(ctx, required=db is None)
+    config = ProxyConfig(upstream=upstream, host=host, port=int(port_text), model_artifact=model_artifact,
+                         model_id=settings.model.id if settings else None, client_token=token,
+                         upstream_api_key=upstream_key, max_body_bytes=max_body_bytes, timeout_s=timeout_s,
+                         runtime=runtime)
+    if host not in ("127.0.0.1", "localhost", "::1") and token is None:
+        click.echo("warning: listening beyond loopback without --require-token", err=True)
+    with open_log(ctx, db, create=True) as log:
+        asyncio.run(_serve(AuditingProxy(log, config), config, log.path))
+
+
+async def _serve(proxy: object, config: object, log_path: Path) -> None:
+    web = require("aiohttp.web", "proxy")
+    runner = web.AppRunner(proxy.app(), handle_signals=False)  # type: ignore[attr-defined]
+    await runner.setup()
+    site = web.TCPSite(runner, config.host, config.port)  # type: ignore[attr-defined]
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise InputError(f"cannot listen on {config.host}:{config.port}: {exc.strerror}") from None  # type: ignore[attr-defined]
+    identity = proxy.identity  # type: ignore[attr-defined]
+    click.echo(f"govkit proxy listening on http://{config.host}:{config.port}/v1 -> {config.upstream}")  # type: ignore[attr-defined]
+    click.echo(f"audit log {log_path}" + (f"; model {identity.sha256} ({identity.quantization})" if identity else ""))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    click.echo("govkit proxy: stopping; finishing in-flight requests")
+    await runner.cleanup()  # stops accepting, waits for handlers in flight, closes the upstream session

@@ -1,0 +1,161 @@
+"""Model artifact identity: the file's sha256 and what its own metadata says it is.
+
+The sha256 is streamed (flat memory) and cached by (path, size, mtime), in memory and in a small
+JSON file beside the audit log, so a multi-GB GGUF is hashed once, not at every start. GGUF
+metadata comes from the `gguf` package: architecture, parameter count (summed over the tensors),
+quantization (general.file_type), context length, chat-template hash, license.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from .._lazy import require
+from ..errors import InputError
+
+__all__ = ["ArtifactIdentity", "fingerprint_artifact"]
+
+_lock = threading.Lock()
+_memory: dict[tuple[str, int, int], "ArtifactIdentity"] = {}
+
+
+@dataclass(frozen=True)
+class ArtifactIdentity:
+    path: str
+    sha256: str  # "sha256:<hex>"
+    bytes: int
+    mtime_ns: int
+    format: str  # gguf | onnx | safetensors | unknown
+    name: str | None = None
+    architecture: str | None = None
+    parameter_count: int | None = None
+    quantization: str | None = None
+    context_length: int | None = None
+    chat_template_sha256: str | None = None
+    license: str | None = None
+
+    def record_fields(self) -> dict[str, Any]:
+        """The audit-record fields this identity fills in."""
+        return {k: v for k, v in {
+            "artifact_sha256": self.sha256, "architecture": self.architecture,
+            "parameter_count": self.parameter_count, "quantization": self.quantization,
+            "chat_template_sha256": self.chat_template_sha256}.items() if v is not None}
+
+    def same_file(self) -> bool:
+        """Cheap check (one stat) that the file is still the one fingerprinted."""
+        try:
+            stat = os.stat(self.path)
+        except OSError:
+            return False
+        return (stat.st_size, stat.st_mtime_ns) == (self.bytes, self.mtime_ns)
+
+
+def fingerprint_artifact(path: str | Path, *, cache_file: Path | None = None) -> ArtifactIdentity:
+    path = Path(path)
+    try:
+        stat = path.stat()
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the model artifact ({exc.strerror})") from None
+    if not path.is_file():
+        raise InputError(f"{path}: not a file")
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    with _lock:
+        if key in _memory:
+            return _memory[key]
+    identity = _from_cache_file(cache_file, key)
+    if identity is None:
+        identity = _fingerprint(path, key)
+        _to_cache_file(cache_file, identity)
+    with _lock:
+        _memory[key] = identity
+    return identity
+
+
+def _fingerprint(path: Path, key: tuple[str, int, int]) -> ArtifactIdentity:
+    with path.open("rb") as handle:
+        digest = hashlib.file_digest(handle, "sha256").hexdigest()
+    with path.open("rb") as handle:
+        magic = handle.read(8)
+    base = dict(path=key[0], sha256="sha256:" + digest, bytes=key[1], mtime_ns=key[2])
+    if magic[:4] == b"GGUF":
+        return ArtifactIdentity(**base, format="gguf", **_gguf_metadata(path))
+    if path.suffix == ".onnx":
+        return ArtifactIdentity(**base, format="onnx")
+    if path.suffix == ".safetensors":
+        return ArtifactIdentity(**base, format="safetensors", **_safetensors_metadata(path))
+    return ArtifactIdentity(**base, format="unknown")
+
+
+def _gguf_metadata(path: Path) -> dict[str, Any]:
+    gguf = require("gguf", "inference")
+    try:
+        reader = gguf.GGUFReader(str(path))
+    except Exception as exc:  # the gguf package raises plain ValueErrors and friends on junk
+        raise InputError(f"{path}: not a readable GGUF file ({exc})") from None
+
+    def field(name: str) -> Any:
+        item = reader.fields.get(name)
+        return item.contents() if item is not None else None
+
+    architecture = field("general.architecture")
+    template = field("tokenizer.chat_template")
+    file_type = field("general.file_type")
+    try:
+        quantization = gguf.LlamaFileType(file_type).name.removeprefix("MOSTLY_") if file_type is not None else None
+    except ValueError:
+        quantization = f"file_type {file_type}"
+    return {
+        "name": field("general.name"),
+        "architecture": architecture,
+        "parameter_count": sum(int(t.n_elements) for t in reader.tensors),
+        "quantization": quantization,
+        "context_length": field(f"{architecture}.context_length") if architecture else None,
+        "chat_template_sha256": "sha256:" + hashlib.sha256(template.encode()).hexdigest() if template else None,
+        "license": field("general.license"),
+    }
+
+
+def _safetensors_metadata(path: Path) -> dict[str, Any]:
+    with path.open("rb") as handle:
+        size = int.from_bytes(handle.read(8), "little")
+        header = json.loads(handle.read(size)) if 0 < size < 100_000_000 else {}
+    count = 0
+    for name, info in header.items():
+        if name != "__metadata__" and isinstance(info, dict):
+            n = 1
+            for dim in info.get("shape", []):
+                n *= dim
+            count += n
+    return {"parameter_count": count or None}
+
+
+def _from_cache_file(cache_file: Path | None, key: tuple[str, int, int]) -> ArtifactIdentity | None:
+    if cache_file is None:
+        return None
+    try:
+        entries = json.loads(cache_file.read_text())
+        entry = entries.get(key[0])
+        if entry and (entry["bytes"], entry["mtime_ns"]) == key[1:]:
+            return ArtifactIdentity(**entry)
+    except (OSError, ValueError, TypeError, KeyError):
+        pass
+    return None
+
+
+def _to_cache_file(cache_file: Path | None, identity: ArtifactIdentity) -> None:
+    if cache_file is None:
+        return
+    try:
+        entries = json.loads(cache_file.read_text()) if cache_file.exists() else {}
+    except (OSError, ValueError):
+        entries = {}
+    entries[identity.path] = asdict(identity)
+    tmp = cache_file.with_suffix(".tmp")
+    tmp.write_text(json.dumps(entries, indent=1, sort_keys=True))
+    os.replace(tmp, cache_file)

@@ -1,0 +1,389 @@
+"""An auditing reverse proxy for the OpenAI HTTP API (llama.cpp, Ollama, vLLM, LM Studio, ...).
+
+Every call to /v1/chat/completions, /v1/completions or /v1/embeddings becomes one audit record:
+latency, token counts, finish reason, sampling parameters, status and the model artifact's
+identity. Anything else passes through unaudited. No response reaches the client before its
+record is durable: a plain response is sent after the commit; a stream passes through event by
+event as it arrives, and only its terminating `data: [DONE]` waits for the commit. Upstream
+failures become failure records and clean JSON errors (502, or 504 on a timeout).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .._lazy import require
+from ..audit import AuditLog
+from ..audit.store import utc_now
+from .fingerprint import ArtifactIdentity, fingerprint_artifact
+
+__all__ = ["AuditingProxy", "ProxyConfig"]
+
+AUDITED = {"/v1/chat/completions": "chat", "/v1/completions": "completion", "/v1/embeddings": "embedding"}
+SAMPLING_KEYS = ("temperature", "top_p", "top_k", "min_p", "max_tokens", "max_completion_tokens", "seed",
+                 "stop", "n", "presence_penalty", "frequency_penalty", "repeat_penalty", "logprobs",
+                 "top_logprobs", "response_format", "logit_bias")
+_HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
+               "transfer-encoding", "upgrade", "host", "content-length", "content-encoding"}
+_EVENT_END = re.compile(rb"\r?\n\r?\n")
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    upstream: str  # e.g. http://127.0.0.1:8080/v1
+    host: str = "127.0.0.1"
+    port: int = 8765
+    model_artifact: Path | None = None
+    model_id: str | None = None
+    client_token: str | None = None  # required bearer token for clients (None: open)
+    upstream_api_key: str | None = None  # sent upstream; never logged
+    max_body_bytes: int = 8 * 1024 * 1024
+    timeout_s: float = 300.0
+    runtime: str | None = None  # e.g. "llama.cpp" ("name=version" accepted)
+
+    @property
+    def upstream_root(self) -> str:
+        root = self.upstream.rstrip("/")
+        return root[:-3] if root.endswith("/v1") else root
+
+
+@dataclass
+class _Call:
+    kind: str
+    endpoint: str
+    ts_start: str
+    started: float
+    fields: dict[str, Any] = field(default_factory=dict)
+    prompt: str | None = None
+
+
+class AuditingProxy:
+    def __init__(self, log: AuditLog, config: ProxyConfig):
+        self.log = log
+        self.config = config
+        self.identity: ArtifactIdentity | None = None
+        self.runtime: dict[str, str] = {}
+        self._session: Any = None
+        self._identity_lock = asyncio.Lock()
+        self.in_flight = 0
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def app(self) -> Any:
+        web = require("aiohttp.web", "proxy")
+        app = web.Application(client_max_size=self.config.max_body_bytes + 1)
+        app.router.add_route("*", "/{tail:.*}", self.handle)
+        app.on_startup.append(self._startup)
+        app.on_cleanup.append(self._cleanup)
+        return app
+
+    async def _startup(self, _app: Any) -> None:
+        aiohttp = require("aiohttp", "proxy")
+        self._session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=self.config.timeout_s),
+            connector=aiohttp.TCPConnector(limit=0), auto_decompress=False)
+        if self.config.model_artifact is not None:
+            cache = self.log.path.with_name("artifacts.json")
+            self.identity = await asyncio.get_running_loop().run_in_executor(
+                None, lambda: fingerprint_artifact(self.config.model_artifact, cache_file=cache))  # type: ignore[arg-type]
+        self.runtime = await self._detect_runtime()
+
+    async def _cleanup(self, _app: Any) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def _detect_runtime(self) -> dict[str, str]:
+        if self.config.runtime:
+            name, _, version = self.config.runtime.partition("=")
+            return {"runtime": name, **({"runtime_version": version} if version else {})}
+        try:
+            async with self._session.get(self.config.upstream_root + "/v1/models", headers=self._auth_headers()) as resp:
+                server = resp.headers.get("Server", "")
+                data = await resp.json(content_type=None)
+            owner = (data.get("data") or [{}])[0].get("owned_by", "") if isinstance(data, dict) else ""
+        except Exception:  # the upstream may not be up yet; the records will say "unknown"
+            return {"runtime": "unknown"}
+        # What each server says of itself: llama.cpp's llama-server owns models as "llamacpp",
+        # llama-cpp-python's server as "me", vLLM as "vllm", Ollama as "library"/"ollama".
+        known = {"llamacpp": "llama.cpp", "me": "llama-cpp-python", "vllm": "vllm", "library": "ollama",
+                 "ollama": "ollama"}
+        if str(owner).lower() in known:
+            return {"runtime": known[str(owner).lower()]}
+        return {"runtime": "llama.cpp" if "llama.cpp" in server.lower() else (owner or server or "unknown")}
+
+    # -- request handling ---------------------------------------------------------------------
+
+    async def handle(self, request: Any) -> Any:
+        self.in_flight += 1
+        try:
+            if self.config.client_token is not None and not self._client_authorized(request):
+                return _error(401, "missing or wrong bearer token", "unauthorized")
+            kind = AUDITED.get(request.path)
+            if request.method == "POST" and kind is not None:
+                return await self._audited(request, kind)
+            return await self._passthrough(request)
+        finally:
+            self.in_flight -= 1
+
+    def _client_authorized(self, request: Any) -> bool:
+        header = request.headers.get("Authorization", "")
+        supplied = header[7:] if header.startswith("Bearer ") else ""
+        return hmac.compare_digest(supplied.encode(), str(self.config.client_token).encode())
+
+    def _auth_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.config.upstream_api_key}"} if self.config.upstream_api_key else {}
+
+    def _upstream_headers(self, request: Any) -> dict[str, str]:
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
+        if self.config.client_token is not None or self.config.upstream_api_key:
+            headers.pop("Authorization", None)  # the client's token is ours, not the upstream's
+        headers.update(self._auth_headers())
+        return headers
+
+    async def _passthrough(self, request: Any) -> Any:
+        web = require("aiohttp.web", "proxy")
+        body = await request.read()
+        try:
+            async with self._session.request(request.method, self.config.upstream_root + request.path_qs,
+                                             data=body, headers=self._upstream_headers(request)) as upstream:
+                data = await upstream.read()
+                return web.Response(body=data, status=upstream.status, headers=_response_headers(upstream))
+        except asyncio.TimeoutError:
+            return _error(504, "the upstream model server did not answer in time", "upstream_timeout")
+        except Exception as exc:  # aiohttp.ClientError and friends
+            return _error(502, f"the upstream model server failed: {type(exc).__name__}", "upstream_error")
+
+    async def _audited(self, request: Any, kind: str) -> Any:
+        call = _Call(kind, request.path, utc_now(), time.perf_counter())
+        call.fields = {"endpoint": request.path, **self.runtime, **self._request_context(request)}
+        if self.config.model_id:
+            call.fields["model_id"] = self.config.model_id
+        raw = await self._read_limited(request)
+        if raw is None:
+            await self._record(call, status="rejected", error=f"request body over {self.config.max_body_bytes} bytes")
+            return _error(413, f"request body over {self.config.max_body_bytes} bytes", "request_too_large")
+        try:
+            payload = json.loads(raw)
+            if not isinstance(payload, dict):
+                raise ValueError("not a JSON object")
+        except ValueError as exc:
+            await self._record(call, status="rejected", error=f"request is not a JSON object: {exc}")
+            return _error(400, "request body is not a JSON object", "invalid_request")
+        call.prompt = _prompt_text(kind, payload)
+        call.fields["sampling"] = {k: payload[k] for k in SAMPLING_KEYS if k in payload}
+        if isinstance(payload.get("model"), str):
+            call.fields["model_version"] = payload["model"]
+        await self._check_artifact()
+        if self.identity is not None:
+            call.fields.update(self.identity.record_fields())
+        try:
+            upstream = await self._session.post(self.config.upstream_root + request.path_qs, data=raw,
+                                                headers=self._upstream_headers(request))
+        except asyncio.TimeoutError:
+            await self._record(call, status="error", error="upstream timeout")
+            return _error(504, "the upstream model server did not answer in time", "upstream_timeout")
+        except Exception as exc:
+            await self._record(call, status="error", error=f"upstream unreachable: {type(exc).__name__}: {exc}")
+            return _error(502, "the upstream model server is unreachable", "upstream_error")
+        async with upstream:
+            streaming = bool(payload.get("stream")) and upstream.status == 200 and \
+                "text/event-stream" in upstream.headers.get("Content-Type", "")
+            if streaming:
+                return await self._stream(request, upstream, call)
+            return await self._whole(upstream, call)
+
+    async def _whole(self, upstream: Any, call: _Call) -> Any:
+        web = require("aiohttp.web", "proxy")
+        try:
+            data = await upstream.read()
+        except asyncio.TimeoutError:
+            await self._record(call, status="error", error="upstream timeout while reading the answer")
+            return _error(504, "the upstream model server did not finish in time", "upstream_timeout")
+        except Exception as exc:
+            await self._record(call, status="error", error=f"upstream failed mid-answer: {type(exc).__name__}")
+            return _error(502, "the upstream model server failed mid-answer", "upstream_error")
+        if upstream.status >= 400:
+            await self._record(call, status="error", error=f"upstream status {upstream.status}: {data[:300]!r}")
+            return web.Response(body=data, status=upstream.status, headers=_response_headers(upstream))
+        try:
+            answer = json.loads(data)
+            text, usage, finish = _answer(call.kind, answer)
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+            await self._record(call, status="error", error="malformed upstream JSON")
+            return _error(502, "the upstream model server sent a malformed answer", "upstream_malformed")
+        await self._record(call, status="ok", response=text, usage=usage, finish_reason=finish)
+        return web.Response(body=data, status=upstream.status, headers=_response_headers(upstream))
+
+    async def _stream(self, request: Any, upstream: Any, call: _Call) -> Any:
+        web = require("aiohttp.web", "proxy")
+        response = web.StreamResponse(status=upstream.status, headers=_response_headers(upstream))
+        await response.prepare(request)
+        events = _SSE(call.kind)
+        error = None
+        client_gone = False
+        try:
+            async for chunk in upstream.content.iter_any():
+                ready = events.feed(chunk)
+                if ready and not client_gone:
+                    try:
+                        await response.write(ready)
+                    except (ConnectionResetError, RuntimeError):
+                        client_gone = True  # keep reading: the record gets the full answer
+        except asyncio.TimeoutError:
+            error = "upstream timeout mid-stream"
+        except Exception as exc:
+            error = f"upstream failed mid-stream: {type(exc).__name__}"
+        if error is None and not events.done:
+            error = "upstream closed the stream before [DONE]"
+        status = "error" if error else ("client_disconnected" if client_gone else "ok")
+        await self._record(call, status=status, error=error or ("client disconnected mid-stream" if client_gone else None),
+                           response=events.text, usage=events.usage, finish_reason=events.finish_reason)
+        if not client_gone:
+            try:
+                if error:
+                    payload = {"error": {"message": error, "type": "upstream_error", "code": 502}}
+                    await response.write(b"data: " + json.dumps(payload).encode() + b"\n\n")
+                else:
+                    await response.write(events.held)  # [DONE], only now that the record is durable
+                await response.write_eof()
+            except (ConnectionResetError, RuntimeError):
+                pass
+        return response
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    @staticmethod
+    def _request_context(request: Any) -> dict[str, str]:
+        headers = request.headers
+        context = {"session_id": headers.get("X-Session-Id"), "subject_ref": headers.get("X-Subject-Ref"),
+                   "purpose": headers.get("X-Govkit-Purpose")}
+        return {k: v for k, v in context.items() if v}
+
+    async def _read_limited(self, request: Any) -> bytes | None:
+        limit = self.config.max_body_bytes
+        if request.content_length is not None and request.content_length > limit:
+            return None
+        data = await request.content.read(limit + 1)
+        return None if len(data) > limit else data
+
+    async def _check_artifact(self) -> None:
+        """Chain a model_change event before the next inference when the artifact file changed."""
+        if self.identity is None or self.identity.same_file():
+            return
+        async with self._identity_lock:
+            if self.identity.same_file():
+                return
+            previous = self.identity
+            cache = self.log.path.with_name("artifacts.json")
+            current = await asyncio.get_running_loop().run_in_executor(
+                None, lambda: fingerprint_artifact(previous.path, cache_file=cache))
+            if current.sha256 != previous.sha256:
+                await self.log.append_async("model_change", model_id=self.config.model_id, **current.record_fields(),
+                                            details={"previous_sha256": previous.sha256, "path": current.path,
+                                                     "bytes": current.bytes})
+            self.identity = current
+
+    async def _record(self, call: _Call, *, status: str, error: str | None = None, response: str | None = None,
+                      usage: dict[str, Any] | None = None, finish_reason: str | None = None) -> None:
+        usage = usage or {}
+        await self.log.append_async(
+            "inference", prompt=call.prompt, response=response, ts_start=call.ts_start, ts_end=utc_now(),
+            latency_ms=round((time.perf_counter() - call.started) * 1000, 3), status=status, error=error,
+            finish_reason=finish_reason, input_tokens=_int(usage.get("prompt_tokens")),
+            output_tokens=_int(usage.get("completion_tokens")), **call.fields)
+
+
+class _SSE:
+    """Splits a server-sent-event stream into events as they complete: passes each through at
+    once, except `data: [DONE]`, which it holds; assembles the answer for the record."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self.buffer = b""
+        self.held = b""
+        self.done = False
+        self.parts: list[str] = []
+        self.usage: dict[str, Any] | None = None
+        self.finish_reason: str | None = None
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+    def feed(self, chunk: bytes) -> bytes:
+        self.buffer += chunk
+        ready = []
+        while match := _EVENT_END.search(self.buffer):
+            event, self.buffer = self.buffer[:match.end()], self.buffer[match.end():]
+            data = b"".join(line[5:].strip() for line in event.splitlines() if line.startswith(b"data:"))
+            if data == b"[DONE]":
+                self.done = True
+                self.held += event
+                continue
+            ready.append(event)
+            self._parse(data)
+        return b"".join(ready)
+
+    def _parse(self, data: bytes) -> None:
+        try:
+            chunk = json.loads(data)
+            choice = (chunk.get("choices") or [{}])[0]
+        except (ValueError, AttributeError, IndexError):
+            return
+        if chunk.get("usage"):
+            self.usage = chunk["usage"]
+        piece = (choice.get("delta") or {}).get("content") if self.kind == "chat" else choice.get("text")
+        if isinstance(piece, str):
+            self.parts.append(piece)
+        if choice.get("finish_reason"):
+            self.finish_reason = choice["finish_reason"]
+
+
+def _prompt_text(kind: str, payload: dict[str, Any]) -> str | None:
+    if kind == "chat":
+        messages = payload.get("messages")
+        if not isinstance(messages, list):
+            return None
+        lines = []
+        for message in messages:
+            if not isinstance(message, dict):
+                continue
+            content = message.get("content")
+            if isinstance(content, list):  # content parts: keep the text ones
+                content = " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+            lines.append(f"{message.get('role', '?')}: {content if isinstance(content, str) else ''}")
+        return "\n".join(lines)
+    key = "prompt" if kind == "completion" else "input"
+    value = payload.get(key)
+    if isinstance(value, list):
+        return "\n".join(str(v) for v in value)
+    return value if isinstance(value, str) else None
+
+
+def _answer(kind: str, answer: dict[str, Any]) -> tuple[str | None, dict[str, Any], str | None]:
+    usage = answer.get("usage") or {}
+    if kind == "embedding":
+        return None, usage, None
+    choice = answer["choices"][0]
+    text = choice["message"].get("content") if kind == "chat" else choice.get("text")
+    return (text if isinstance(text, str) else None), usage, choice.get("finish_reason")
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _response_headers(upstream: Any) -> dict[str, str]:
+    return {k: v for k, v in upstream.headers.items() if k.lower() not in _HOP_BY_HOP}
+
+
+def _error(status: int, message: str, code: str) -> Any:
+    web = require("aiohttp.web", "proxy")
+    return web.json_response({"error": {"message": message, "type": code, "code": status}}, status=status)

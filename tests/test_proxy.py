@@ -1,0 +1,247 @@
+"""govkit proxy against the real llama.cpp server serving SmolLM2, driven by the official openai SDK;
+and against a fault-injecting upstream (the only fake: a server that stalls, lies or dies)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import shutil
+import threading
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from govkit.audit import AuditLog
+
+from .servers import free_port, smollm2_gguf, start_llama_server, start_proxy, stop
+
+pytestmark = pytest.mark.slow
+openai = pytest.importorskip("openai")
+aiohttp_web = pytest.importorskip("aiohttp.web")
+
+MESSAGES = [{"role": "user", "content": "Name three colours. My email is jane.doe@example.com."}]
+
+
+@pytest.fixture(scope="module")
+def llama(tmp_path_factory: pytest.TempPathFactory):
+    gguf = smollm2_gguf()
+    url, proc = start_llama_server(gguf, tmp_path_factory.mktemp("llama") / "server.log")
+    yield url, gguf
+    stop(proc)
+
+
+@pytest.fixture(scope="module")
+def proxied(llama, tmp_path_factory: pytest.TempPathFactory):
+    upstream, gguf = llama
+    folder = tmp_path_factory.mktemp("proxy")
+    url, proc = start_proxy(folder, upstream, "--model-artifact", str(gguf))
+    yield url, folder / ".govkit" / "audit.db", gguf
+    stop(proc)
+
+
+def inference_records(db: Path) -> list:
+    with AuditLog(db, create=False) as log:
+        return list(log.query(event_type="inference"))
+
+
+def test_each_call_is_one_durable_record_tied_to_the_artifact(proxied) -> None:
+    url, db, gguf = proxied
+    client = openai.OpenAI(base_url=url, api_key="unused")
+    before = len(inference_records(db))
+    answers = [client.chat.completions.create(model="smollm2", messages=MESSAGES, temperature=0, max_tokens=12,
+                                              seed=7) for _ in range(5)]
+    records = inference_records(db)[before:]  # the response came back: its record is already on disk
+    assert len(records) == 5
+    digest = "sha256:" + hashlib.sha256(gguf.read_bytes()).hexdigest()
+    for record, answer in zip(records, answers):
+        assert record.artifact_sha256 == digest and record.quantization == "Q4_1"
+        assert record.architecture == "llama" and record.parameter_count > 100_000_000
+        assert record.runtime == "llama-cpp-python" and record.status == "ok"
+        assert record.input_tokens == answer.usage.prompt_tokens
+        assert record.output_tokens == answer.usage.completion_tokens
+        assert record.finish_reason == answer.choices[0].finish_reason
+        assert record.sampling == {"temperature": 0, "max_tokens": 12, "seed": 7}
+        assert record.redaction["entities"] == {"EMAIL": 1}
+    with AuditLog(db, create=False) as log:
+        assert log.content(records[0])["prompt"] == "user: Name three colours. My email is [EMAIL]."
+        assert log.content(records[0])["response"] == answers[0].choices[0].message.content
+        assert log.verify().ok
+    assert b"jane.doe@example.com" not in b"".join(p.read_bytes() for p in db.parent.glob("audit.db*"))
+
+
+def test_answers_match_direct_calls_streamed_and_not(proxied, llama) -> None:
+    url, db, _ = proxied
+    via = openai.OpenAI(base_url=url, api_key="unused")
+    direct = openai.OpenAI(base_url=llama[0], api_key="unused")
+    ask = dict(model="smollm2", messages=[{"role": "user", "content": "Count from one to five."}],
+               temperature=0, max_tokens=24)
+    # llama.cpp reuses the previous request's KV cache, which can shift a temperature-0 answer:
+    # compare each proxied call with a direct call made in the same cache state (same prompt just before).
+    direct.chat.completions.create(**ask)
+    expected = direct.chat.completions.create(**ask).choices[0].message.content
+    assert via.chat.completions.create(**ask).choices[0].message.content == expected
+
+    def streamed(client) -> str:
+        return "".join(chunk.choices[0].delta.content or "" for chunk in client.chat.completions.create(**ask, stream=True)
+                       if chunk.choices)
+
+    expected_stream = streamed(direct)
+    got = streamed(via)
+    assert got == expected_stream == expected
+    record = inference_records(db)[-1]
+    with AuditLog(db, create=False) as log:
+        assert log.content(record)["response"] == got  # the record assembled the whole stream
+    assert record.finish_reason in ("stop", "length") and record.status == "ok"
+
+
+def test_require_token_and_no_secret_in_the_log(llama, tmp_path: Path) -> None:
+    upstream, _ = llama
+    url, proc = start_proxy(tmp_path, upstream, "--require-token", "--upstream-key-env", "UPSTREAM_KEY",
+                            env={"GOVKIT_PROXY_TOKEN": "client-secret-123", "UPSTREAM_KEY": "upstream-secret-456"})
+    try:
+        with pytest.raises(openai.AuthenticationError):
+            openai.OpenAI(base_url=url, api_key="wrong").chat.completions.create(model="m", messages=MESSAGES, max_tokens=2)
+        answer = openai.OpenAI(base_url=url, api_key="client-secret-123").chat.completions.create(
+            model="m", messages=MESSAGES, max_tokens=2)
+        assert answer.choices
+    finally:
+        stop(proc)
+    raw = b"".join(p.read_bytes() for p in (tmp_path / ".govkit").glob("audit.db*"))
+    assert b"client-secret-123" not in raw and b"upstream-secret-456" not in raw
+
+
+def test_model_change_is_chained_before_the_next_inference(llama, tmp_path: Path) -> None:
+    upstream, gguf = llama
+    artifact = tmp_path / "model.gguf"
+    shutil.copy(gguf, artifact)
+    url, proc = start_proxy(tmp_path / "p", upstream, "--model-artifact", str(artifact))
+    client = openai.OpenAI(base_url=url, api_key="unused")
+    try:
+        client.chat.completions.create(model="m", messages=MESSAGES, max_tokens=2)
+        with artifact.open("ab") as handle:  # a new build of the model lands at the same path
+            handle.write(b"\0" * 64)
+        client.chat.completions.create(model="m", messages=MESSAGES, max_tokens=2)
+    finally:
+        stop(proc)
+    with AuditLog(tmp_path / "p" / ".govkit" / "audit.db", create=False) as log:
+        events = [(r.event_type, r.artifact_sha256) for r in log.query() if r.event_type != "config_change"]
+        new = "sha256:" + hashlib.sha256(artifact.read_bytes()).hexdigest()
+        assert [e for e, _ in events] == ["inference", "model_change", "inference"]
+        assert events[0][1] != new and events[1][1] == new and events[2][1] == new
+        assert log.verify().ok
+
+
+# -- faults: a fake upstream that stalls, lies or dies ------------------------------------------
+
+class FaultyUpstream:
+    """Answers /v1/chat/completions according to the requested model name."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.loop = asyncio.new_event_loop()
+        self.ready = threading.Event()
+        threading.Thread(target=self._run, daemon=True).start()
+        self.ready.wait(10)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        app = aiohttp_web.Application()
+        app.router.add_post("/v1/chat/completions", self.chat)
+        app.router.add_get("/v1/models", lambda r: aiohttp_web.json_response({"data": [{"owned_by": "faulty"}]}))
+        runner = aiohttp_web.AppRunner(app)
+        self.loop.run_until_complete(runner.setup())
+        self.loop.run_until_complete(aiohttp_web.TCPSite(runner, "127.0.0.1", self.port).start())
+        self.ready.set()
+        self.loop.run_forever()
+
+    async def chat(self, request):
+        behaviour = (await request.json())["model"]
+        if behaviour == "stall":
+            await asyncio.sleep(30)
+        if behaviour == "malformed":
+            return aiohttp_web.Response(text="{not json", content_type="application/json")
+        if behaviour == "refuse":
+            return aiohttp_web.json_response({"error": {"message": "model overloaded"}}, status=503)
+        if behaviour == "die-mid-stream":
+            response = aiohttp_web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+            await response.prepare(request)
+            await response.write(b'data: {"choices":[{"delta":{"content":"Hel"}}]}\n\n')
+            request.transport.close()  # the server process dies mid-answer
+            return response
+        return aiohttp_web.json_response({"choices": [{"message": {"content": "fine"}, "finish_reason": "stop"}],
+                                          "usage": {"prompt_tokens": 3, "completion_tokens": 1}})
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+
+@pytest.fixture(scope="module")
+def faulty(tmp_path_factory: pytest.TempPathFactory):
+    upstream = FaultyUpstream()
+    folder = tmp_path_factory.mktemp("faulty")
+    url, proc = start_proxy(folder, upstream.url, "--timeout", "1", "--max-body-bytes", "2000")
+    yield url, folder / ".govkit" / "audit.db"
+    stop(proc)
+
+
+def post(url: str, body: bytes) -> tuple[int, dict]:
+    request = urllib.request.Request(url + "/chat/completions", data=body, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"{}")
+
+
+@pytest.mark.parametrize("behaviour,status,error", [
+    ("stall", 504, "upstream timeout"),
+    ("malformed", 502, "malformed upstream JSON"),
+    ("refuse", 503, "upstream status 503"),
+])
+def test_upstream_faults_give_a_clean_error_and_a_failure_record(faulty, behaviour: str, status: int, error: str) -> None:
+    url, db = faulty
+    before = len(inference_records(db))
+    code, body = post(url, json.dumps({"model": behaviour, "messages": MESSAGES}).encode())
+    assert code == status and "error" in body
+    [record] = inference_records(db)[before:]
+    assert record.status == "error" and error in record.error
+    assert record.content_mode == "redacted"  # the prompt is kept (redacted) for failures too
+
+
+def test_stream_dying_mid_answer_is_recorded(faulty) -> None:
+    url, db = faulty
+    before = len(inference_records(db))
+    request = urllib.request.Request(url + "/chat/completions", headers={"Content-Type": "application/json"},
+                                     data=json.dumps({"model": "die-mid-stream", "messages": MESSAGES, "stream": True}).encode())
+    with urllib.request.urlopen(request, timeout=30) as response:
+        body = response.read()
+    assert b"Hel" in body and b"[DONE]" not in body and b'"error"' in body
+    [record] = inference_records(db)[before:]
+    assert record.status == "error" and "stream" in record.error
+    with AuditLog(db, create=False) as log:
+        assert log.content(record)["response"] == "Hel"
+
+
+def test_oversized_and_invalid_requests_are_refused_and_recorded(faulty) -> None:
+    url, db = faulty
+    before = len(inference_records(db))
+    assert post(url, json.dumps({"model": "ok", "messages": [{"role": "user", "content": "x" * 5000}]}).encode())[0] == 413
+    assert post(url, b"[1, 2")[0] == 400
+    records = inference_records(db)[before:]
+    assert [r.status for r in records] == ["rejected", "rejected"]
+    assert "over 2000 bytes" in records[0].error
+
+
+def test_unreachable_upstream(tmp_path: Path) -> None:
+    url, proc = start_proxy(tmp_path, f"http://127.0.0.1:{free_port()}/v1")
+    try:
+        code, body = post(url, json.dumps({"model": "m", "messages": MESSAGES}).encode())
+    finally:
+        stop(proc)
+    assert code == 502 and body["error"]["type"] == "upstream_error"
+    [record] = inference_records(tmp_path / ".govkit" / "audit.db")
+    assert record.status == "error" and "unreachable" in record.error
