@@ -3,8 +3,9 @@
 from .audit import AuditLog, AuditRecord, Redactor, VerifyResult
 from .config import Settings, load_settings
 from .errors import GovkitError
+from .inference.wrappers import AuditedLlama, audited, audited_client
 
-__all__ = ["AuditLog", "AuditRecord", "GovkitError", "Redactor", "Settings", "VerifyResult",
-           "__version__", "load_settings"]
+__all__ = ["AuditLog", "AuditRecord", "AuditedLlama", "GovkitError", "Redactor", "Settings", "VerifyResult",
+           "__version__", "audited", "audited_client", "load_settings"]
 
 __version__ = "0.1.0"

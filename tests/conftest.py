@@ -30,6 +30,17 @@ def log(tmp_path: Path, key_path: Path):
         yield opened
 
 
+@pytest.fixture(scope="session")
+def llama(tmp_path_factory: pytest.TempPathFactory):
+    """The real llama.cpp server (llama-cpp-python) serving SmolLM2 on loopback: (url, gguf path)."""
+    from .servers import smollm2_gguf, start_llama_server, stop
+
+    gguf = smollm2_gguf()
+    url, proc = start_llama_server(gguf, tmp_path_factory.mktemp("llama") / "server.log")
+    yield url, gguf
+    stop(proc)
+
+
 def copy_store(src: Path, dst_dir: Path) -> Path:
     """Copy a closed store with its checkpoint sidecar."""
     dst_dir.mkdir(parents=True, exist_ok=True)

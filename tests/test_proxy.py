@@ -16,21 +16,13 @@ import pytest
 
 from govkit.audit import AuditLog
 
-from .servers import free_port, smollm2_gguf, start_llama_server, start_proxy, stop
+from .servers import free_port, start_proxy, stop
 
 pytestmark = pytest.mark.slow
 openai = pytest.importorskip("openai")
 aiohttp_web = pytest.importorskip("aiohttp.web")
 
 MESSAGES = [{"role": "user", "content": "Name three colours. My email is jane.doe@example.com."}]
-
-
-@pytest.fixture(scope="module")
-def llama(tmp_path_factory: pytest.TempPathFactory):
-    gguf = smollm2_gguf()
-    url, proc = start_llama_server(gguf, tmp_path_factory.mktemp("llama") / "server.log")
-    yield url, gguf
-    stop(proc)
 
 
 @pytest.fixture(scope="module")

@@ -13,26 +13,19 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
-import re
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .._lazy import require
 from ..audit import AuditLog
-from ..audit.store import utc_now
+from .calls import AUDITED, Call, EventStream, answer_of
 from .fingerprint import ArtifactIdentity, fingerprint_artifact
 
 __all__ = ["AuditingProxy", "ProxyConfig"]
 
-AUDITED = {"/v1/chat/completions": "chat", "/v1/completions": "completion", "/v1/embeddings": "embedding"}
-SAMPLING_KEYS = ("temperature", "top_p", "top_k", "min_p", "max_tokens", "max_completion_tokens", "seed",
-                 "stop", "n", "presence_penalty", "frequency_penalty", "repeat_penalty", "logprobs",
-                 "top_logprobs", "response_format", "logit_bias")
 _HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
                "transfer-encoding", "upgrade", "host", "content-length", "content-encoding"}
-_EVENT_END = re.compile(rb"\r?\n\r?\n")
 
 
 @dataclass(frozen=True)
@@ -52,16 +45,6 @@ class ProxyConfig:
     def upstream_root(self) -> str:
         root = self.upstream.rstrip("/")
         return root[:-3] if root.endswith("/v1") else root
-
-
-@dataclass
-class _Call:
-    kind: str
-    endpoint: str
-    ts_start: str
-    started: float
-    fields: dict[str, Any] = field(default_factory=dict)
-    prompt: str | None = None
 
 
 class AuditingProxy:
@@ -161,8 +144,7 @@ class AuditingProxy:
             return _error(502, f"the upstream model server failed: {type(exc).__name__}", "upstream_error")
 
     async def _audited(self, request: Any, kind: str) -> Any:
-        call = _Call(kind, request.path, utc_now(), time.perf_counter())
-        call.fields = {"endpoint": request.path, **self.runtime, **self._request_context(request)}
+        call = Call(kind, request.path, {**self.runtime, **self._request_context(request)})
         if self.config.model_id:
             call.fields["model_id"] = self.config.model_id
         raw = await self._read_limited(request)
@@ -176,10 +158,7 @@ class AuditingProxy:
         except ValueError as exc:
             await self._record(call, status="rejected", error=f"request is not a JSON object: {exc}")
             return _error(400, "request body is not a JSON object", "invalid_request")
-        call.prompt = _prompt_text(kind, payload)
-        call.fields["sampling"] = {k: payload[k] for k in SAMPLING_KEYS if k in payload}
-        if isinstance(payload.get("model"), str):
-            call.fields["model_version"] = payload["model"]
+        call.read_request(payload)
         await self._check_artifact()
         if self.identity is not None:
             call.fields.update(self.identity.record_fields())
@@ -199,7 +178,7 @@ class AuditingProxy:
                 return await self._stream(request, upstream, call)
             return await self._whole(upstream, call)
 
-    async def _whole(self, upstream: Any, call: _Call) -> Any:
+    async def _whole(self, upstream: Any, call: Call) -> Any:
         web = require("aiohttp.web", "proxy")
         try:
             data = await upstream.read()
@@ -214,18 +193,18 @@ class AuditingProxy:
             return web.Response(body=data, status=upstream.status, headers=_response_headers(upstream))
         try:
             answer = json.loads(data)
-            text, usage, finish = _answer(call.kind, answer)
+            text, usage, finish = answer_of(call.kind, answer)
         except (ValueError, TypeError, KeyError, IndexError, AttributeError):
             await self._record(call, status="error", error="malformed upstream JSON")
             return _error(502, "the upstream model server sent a malformed answer", "upstream_malformed")
         await self._record(call, status="ok", response=text, usage=usage, finish_reason=finish)
         return web.Response(body=data, status=upstream.status, headers=_response_headers(upstream))
 
-    async def _stream(self, request: Any, upstream: Any, call: _Call) -> Any:
+    async def _stream(self, request: Any, upstream: Any, call: Call) -> Any:
         web = require("aiohttp.web", "proxy")
         response = web.StreamResponse(status=upstream.status, headers=_response_headers(upstream))
         await response.prepare(request)
-        events = _SSE(call.kind)
+        events = EventStream(call.kind)
         error = None
         client_gone = False
         try:
@@ -290,94 +269,8 @@ class AuditingProxy:
                                                      "bytes": current.bytes})
             self.identity = current
 
-    async def _record(self, call: _Call, *, status: str, error: str | None = None, response: str | None = None,
-                      usage: dict[str, Any] | None = None, finish_reason: str | None = None) -> None:
-        usage = usage or {}
-        await self.log.append_async(
-            "inference", prompt=call.prompt, response=response, ts_start=call.ts_start, ts_end=utc_now(),
-            latency_ms=round((time.perf_counter() - call.started) * 1000, 3), status=status, error=error,
-            finish_reason=finish_reason, input_tokens=_int(usage.get("prompt_tokens")),
-            output_tokens=_int(usage.get("completion_tokens")), **call.fields)
-
-
-class _SSE:
-    """Splits a server-sent-event stream into events as they complete: passes each through at
-    once, except `data: [DONE]`, which it holds; assembles the answer for the record."""
-
-    def __init__(self, kind: str):
-        self.kind = kind
-        self.buffer = b""
-        self.held = b""
-        self.done = False
-        self.parts: list[str] = []
-        self.usage: dict[str, Any] | None = None
-        self.finish_reason: str | None = None
-
-    @property
-    def text(self) -> str:
-        return "".join(self.parts)
-
-    def feed(self, chunk: bytes) -> bytes:
-        self.buffer += chunk
-        ready = []
-        while match := _EVENT_END.search(self.buffer):
-            event, self.buffer = self.buffer[:match.end()], self.buffer[match.end():]
-            data = b"".join(line[5:].strip() for line in event.splitlines() if line.startswith(b"data:"))
-            if data == b"[DONE]":
-                self.done = True
-                self.held += event
-                continue
-            ready.append(event)
-            self._parse(data)
-        return b"".join(ready)
-
-    def _parse(self, data: bytes) -> None:
-        try:
-            chunk = json.loads(data)
-            choice = (chunk.get("choices") or [{}])[0]
-        except (ValueError, AttributeError, IndexError):
-            return
-        if chunk.get("usage"):
-            self.usage = chunk["usage"]
-        piece = (choice.get("delta") or {}).get("content") if self.kind == "chat" else choice.get("text")
-        if isinstance(piece, str):
-            self.parts.append(piece)
-        if choice.get("finish_reason"):
-            self.finish_reason = choice["finish_reason"]
-
-
-def _prompt_text(kind: str, payload: dict[str, Any]) -> str | None:
-    if kind == "chat":
-        messages = payload.get("messages")
-        if not isinstance(messages, list):
-            return None
-        lines = []
-        for message in messages:
-            if not isinstance(message, dict):
-                continue
-            content = message.get("content")
-            if isinstance(content, list):  # content parts: keep the text ones
-                content = " ".join(p.get("text", "") for p in content if isinstance(p, dict))
-            lines.append(f"{message.get('role', '?')}: {content if isinstance(content, str) else ''}")
-        return "\n".join(lines)
-    key = "prompt" if kind == "completion" else "input"
-    value = payload.get(key)
-    if isinstance(value, list):
-        return "\n".join(str(v) for v in value)
-    return value if isinstance(value, str) else None
-
-
-def _answer(kind: str, answer: dict[str, Any]) -> tuple[str | None, dict[str, Any], str | None]:
-    usage = answer.get("usage") or {}
-    if kind == "embedding":
-        return None, usage, None
-    choice = answer["choices"][0]
-    text = choice["message"].get("content") if kind == "chat" else choice.get("text")
-    return (text if isinstance(text, str) else None), usage, choice.get("finish_reason")
-
-
-def _int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    async def _record(self, call: Call, **outcome: Any) -> None:
+        await self.log.append_async("inference", **call.record(**outcome))
 
 
 def _response_headers(upstream: Any) -> dict[str, str]:
