@@ -157,6 +157,16 @@ class FaultyUpstream:
             return aiohttp_web.Response(text="{not json", content_type="application/json")
         if behaviour == "refuse":
             return aiohttp_web.json_response({"error": {"message": "model overloaded"}}, status=503)
+        if behaviour == "slow":
+            await asyncio.sleep(1.5)
+        if behaviour == "slow-stream":
+            response = aiohttp_web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+            await response.prepare(request)
+            for i in range(20):
+                await response.write(b'data: {"choices":[{"delta":{"content":"w%d "}}]}\n\n' % i)
+                await asyncio.sleep(0.05)
+            await response.write(b'data: {"choices":[{"delta":{},"finish_reason":"stop"}]}\n\ndata: [DONE]\n\n')
+            return response
         if behaviour == "die-mid-stream":
             response = aiohttp_web.StreamResponse(headers={"Content-Type": "text/event-stream"})
             await response.prepare(request)
