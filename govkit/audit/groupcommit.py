@@ -103,7 +103,7 @@ class GroupCommit:
             self._queue.append(item)
             lead = not self._leading
             self._leading = True
-        if lead:
+        if lead:  # the loop must not block on the disk: the background thread leads instead
             self._lead_in_background()
         await future
         if item.error is not None:

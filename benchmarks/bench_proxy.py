@@ -1,0 +1,178 @@
+"""Proxy benchmarks: added latency and throughput, direct vs through govkit proxy (every record
+durable), against an instant upstream and against the real model server, at concurrency 1 and 16;
+and the same through LiteLLM's proxy (one worker) in the same run when it is installed.
+
+    python benchmarks/bench_proxy.py [--requests 3000] [--litellm PATH/TO/litellm]
+
+LiteLLM is looked up as --litellm, then `litellm` on PATH, then the venv
+~/.cache/govkit-bench-litellm (python -m venv ~/.cache/govkit-bench-litellm &&
+~/.cache/govkit-bench-litellm/bin/pip install 'litellm[proxy]'). Every server runs in its own
+process on loopback; the load generator is this script's event loop, the same for every target.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+from tests.servers import free_port, smollm2_gguf, start_llama_server, start_proxy, stop, wait_for  # noqa: E402
+
+BENCH_KEY = "sk-govkit-bench-0000"  # LiteLLM refuses to start without a master key; the others ignore it
+
+INSTANT = r"""
+import sys
+from aiohttp import web
+ANSWER = b'{"id":"x","object":"chat.completion","model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":5,"completion_tokens":1,"total_tokens":6}}'
+async def chat(request):
+    await request.read()
+    return web.Response(body=ANSWER, content_type="application/json")
+async def models(request):
+    return web.json_response({"object": "list", "data": [{"id": "m", "object": "model", "owned_by": "instant"}]})
+app = web.Application()
+app.router.add_post("/v1/chat/completions", chat)
+app.router.add_get("/v1/models", models)
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
+"""
+
+
+def start_instant_upstream() -> tuple[str, subprocess.Popen]:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-c", INSTANT, str(port)])
+    wait_for(f"http://127.0.0.1:{port}/v1/models", proc, 30)
+    return f"http://127.0.0.1:{port}/v1", proc
+
+
+def find_litellm(explicit: str | None) -> str | None:
+    candidates = [explicit, shutil.which("litellm"),
+                  str(Path.home() / ".cache" / "govkit-bench-litellm" / "bin" / "litellm")]
+    return next((c for c in candidates if c and Path(c).exists()), None)
+
+
+def start_litellm(executable: str, upstream: str, folder: Path) -> tuple[str, subprocess.Popen]:
+    port = free_port()
+    config = folder / "litellm.yaml"
+    config.write_text("model_list:\n  - model_name: m\n    litellm_params:\n      model: openai/m\n"
+                      f"      api_base: {upstream}\n      api_key: none\n")
+    proc = subprocess.Popen([executable, "--config", str(config), "--host", "127.0.0.1", "--port", str(port),
+                             "--num_workers", "1"], stdout=(folder / "litellm.log").open("wb"),
+                            stderr=subprocess.STDOUT,
+                            env={**os.environ, "LITELLM_LOG": "ERROR", "LITELLM_MASTER_KEY": BENCH_KEY})
+    wait_for(f"http://127.0.0.1:{port}/health/liveliness", proc, 180)
+    return f"http://127.0.0.1:{port}/v1", proc
+
+
+async def load(url: str, requests: int, concurrency: int, body: dict) -> tuple[list[float], float]:
+    """Send `requests` chat completions from `concurrency` workers; (latencies in s, elapsed s)."""
+    latencies: list[float] = []
+    payload = json.dumps(body).encode()
+    remaining = [requests]
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector, headers={"Content-Type": "application/json",
+                                                                   "Authorization": f"Bearer {BENCH_KEY}"}) as session:
+        async def worker() -> None:
+            while remaining[0] > 0:
+                remaining[0] -= 1
+                start = time.perf_counter()
+                async with session.post(url + "/chat/completions", data=payload) as response:
+                    await response.read()
+                    if response.status != 200:
+                        raise RuntimeError(f"{url}: HTTP {response.status}")
+                latencies.append(time.perf_counter() - start)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return latencies, time.perf_counter() - started
+
+
+def measure(url: str, requests: int, concurrency: int, body: dict) -> dict[str, float]:
+    asyncio.run(load(url, min(200, requests), concurrency, body))  # warm up connections and caches
+    latencies, elapsed = asyncio.run(load(url, requests, concurrency, body))
+    latencies.sort()
+    return {"p50_ms": statistics.median(latencies) * 1000, "p99_ms": latencies[int(len(latencies) * 0.99) - 1] * 1000,
+            "rps": len(latencies) / elapsed}
+
+
+def report(title: str, direct: dict, via: dict, label: str = "govkit") -> None:
+    print(f"  {title:<34} direct p50 {direct['p50_ms']:7.2f} ms p99 {direct['p99_ms']:7.2f} ms {direct['rps']:8,.0f}/s"
+          f"   {label} p50 {via['p50_ms']:7.2f} ms p99 {via['p99_ms']:7.2f} ms {via['rps']:8,.0f}/s"
+          f"   added p50 {via['p50_ms'] - direct['p50_ms']:+.2f} ms")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--model-requests", type=int, default=60)
+    parser.add_argument("--litellm")
+    args = parser.parse_args()
+    folder = Path(tempfile.mkdtemp(prefix="govkit-bench-proxy-"))
+    procs: list[subprocess.Popen] = []
+    body = {"model": "m", "messages": [{"role": "user", "content": "Is this transaction unusual? amount=20"}]}
+    try:
+        instant, p = start_instant_upstream()
+        procs.append(p)
+        via, p = start_proxy(folder / "govkit-instant", instant)
+        procs.append(p)
+        print(f"govkit proxy benchmarks ({os.cpu_count()} cores; every proxied call's record committed with fsync)\n")
+        print("instant upstream (answers at once)")
+        results = {}
+        for concurrency in (1, 16):
+            results[concurrency] = (measure(instant, args.requests, concurrency, body),
+                                    measure(via, args.requests, concurrency, body))
+            report(f"concurrency {concurrency}", *results[concurrency])
+        added_p50 = results[1][1]["p50_ms"] - results[1][0]["p50_ms"]
+        print(f"  -> added p50 at concurrency 1: {added_p50:.2f} ms (goal < 1 ms); "
+              f"throughput at 16: {results[16][1]['rps']:,.0f}/s (goal >= 1,000/s)")
+        litellm = find_litellm(args.litellm)
+        if litellm:
+            lite, p = start_litellm(litellm, instant, folder)
+            procs.append(p)
+            lite_results = {c: measure(lite, max(300, args.requests // 5), c, body) for c in (1, 16)}
+            for c in (1, 16):
+                report(f"concurrency {c} (LiteLLM proxy)", results[c][0], lite_results[c], label="litellm")
+            print(f"  -> govkit / LiteLLM throughput at 16: {results[16][1]['rps'] / lite_results[16]['rps']:.1f}x "
+                  f"(goal >= 25x)")
+        else:
+            print("  (LiteLLM not installed: see --help to compare against it in the same run)")
+
+        print("\nreal model (llama.cpp server, SmolLM2-135M Q4_1, 8 new tokens)")
+        gguf = smollm2_gguf()
+        model, p = start_llama_server(gguf, folder / "llama.log")
+        procs.append(p)
+        via_model, p = start_proxy(folder / "govkit-model", model, "--model-artifact", str(gguf))
+        procs.append(p)
+        model_body = {**body, "max_tokens": 8, "temperature": 0}
+        # The model server serialises requests and caches prompts: alternate small batches of
+        # direct and proxied calls (ABAB...), so both see the same server state, and compare totals.
+        asyncio.run(load(model, 10, 1, model_body))
+        for concurrency in (1, 4):
+            spent = {"direct": 0.0, "govkit": 0.0}
+            latencies: dict[str, list[float]] = {"direct": [], "govkit": []}
+            for _ in range(max(1, args.model_requests // 10)):
+                for name, url in (("direct", model), ("govkit", via_model)):
+                    lat, elapsed = asyncio.run(load(url, 10, concurrency, model_body))
+                    spent[name] += elapsed
+                    latencies[name] += lat
+            print(f"  concurrency {concurrency:<22} direct p50 {statistics.median(latencies['direct']) * 1000:7.2f} ms"
+                  f"   govkit p50 {statistics.median(latencies['govkit']) * 1000:7.2f} ms"
+                  f"   -> slowdown through govkit: {(spent['govkit'] / spent['direct'] - 1) * 100:+.1f}% (goal < 2%)")
+    finally:
+        for proc in reversed(procs):
+            stop(proc)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
