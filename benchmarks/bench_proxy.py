@@ -117,6 +117,7 @@ def main() -> None:
     parser.add_argument("--model-requests", type=int, default=60)
     parser.add_argument("--litellm")
     args = parser.parse_args()
+    os.sync()  # write back what earlier work left dirty: it would slow every fsync measured here
     folder = Path(tempfile.mkdtemp(prefix="govkit-bench-proxy-"))
     procs: list[subprocess.Popen] = []
     body = {"model": "m", "messages": [{"role": "user", "content": "Is this transaction unusual? amount=20"}]}
