@@ -58,3 +58,16 @@ def test_a_cancelled_caller_does_not_stall_the_others(tmp_path: Path) -> None:
         asyncio.run(main())
         assert log.verify().ok
         assert log.stats()["records"] in (20, 21)  # the cancelled record may already be committed
+
+
+def test_inline_when_idle_commits_on_the_callers_thread_and_keeps_one_chain(tmp_path: Path) -> None:
+    with AuditLog(tmp_path / "a.db") as log:
+        async def main() -> None:
+            lone = await log.append_async("feedback", inline_when_idle=True)
+            assert log._group._background is None  # committed here: no commit thread was needed
+            # Each finds the store idle in turn (an inline commit does not yield to the loop).
+            crowd = await asyncio.gather(*(log.append_async("feedback", inline_when_idle=True) for _ in range(20)))
+            assert lone.seq == 1 and sorted(r.seq for r in crowd) == list(range(2, 22))
+
+        asyncio.run(main())
+        assert log.verify().ok

@@ -211,14 +211,17 @@ class AuditLog:
         return item.record
 
     async def append_async(self, event_type: str, *, prompt: str | None = None,
-                           response: str | None = None, **fields: Any) -> AuditRecord:
-        """append() for asyncio code: the event loop never blocks on the disk.
+                           response: str | None = None, inline_when_idle: bool = False,
+                           **fields: Any) -> AuditRecord:
+        """append() for asyncio code: the event loop does not wait on the disk.
 
         A background thread commits (group commit with every other caller); the coroutine
-        resumes once its record is committed and synced.
+        resumes once its record is committed and synced. `inline_when_idle`: when nothing else
+        is being written, commit right away on this thread (lower latency for a lone request;
+        blocks the loop for one fsync), as govkit proxy does when it serves a single request.
         """
         item = self._prepare(event_type, prompt, response, fields)
-        await self._group.submit_async(item)
+        await self._group.submit_async(item, inline_when_idle=inline_when_idle)
         assert item.record is not None
         return item.record
 

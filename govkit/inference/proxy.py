@@ -270,7 +270,8 @@ class AuditingProxy:
             self.identity = current
 
     async def _record(self, call: Call, **outcome: Any) -> None:
-        await self.log.append_async("inference", **call.record(**outcome))
+        # A lone request commits on the loop thread (no hand-offs); under load, group commit.
+        await self.log.append_async("inference", inline_when_idle=self.in_flight == 1, **call.record(**outcome))
 
 
 def _response_headers(upstream: Any) -> dict[str, str]:
