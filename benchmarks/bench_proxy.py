@@ -158,12 +158,13 @@ def main() -> None:
         # The model server serialises requests and caches prompts: alternate small batches of
         # direct and proxied calls (ABAB...), so both see the same server state, and compare totals.
         asyncio.run(load(model, 10, 1, model_body))
-        for concurrency in (1, 4):
+        for concurrency in (1, 16):
             spent = {"direct": 0.0, "govkit": 0.0}
             latencies: dict[str, list[float]] = {"direct": [], "govkit": []}
-            for _ in range(max(1, args.model_requests // 10)):
+            batch = max(10, 2 * concurrency)
+            for _ in range(max(1, args.model_requests // batch)):
                 for name, url in (("direct", model), ("govkit", via_model)):
-                    lat, elapsed = asyncio.run(load(url, 10, concurrency, model_body))
+                    lat, elapsed = asyncio.run(load(url, batch, concurrency, model_body))
                     spent[name] += elapsed
                     latencies[name] += lat
             print(f"  concurrency {concurrency:<22} direct p50 {statistics.median(latencies['direct']) * 1000:7.2f} ms"
