@@ -47,6 +47,15 @@ class ProxyConfig:
         return root[:-3] if root.endswith("/v1") else root
 
 
+# (stage, timed out) -> (what the record says, what the client is told)
+_FAILURES = {
+    ("connect", True): ("upstream timeout", "the upstream model server did not answer in time"),
+    ("connect", False): ("upstream unreachable", "the upstream model server is unreachable"),
+    ("read", True): ("upstream timeout while reading the answer", "the upstream model server did not finish in time"),
+    ("read", False): ("upstream failed mid-answer", "the upstream model server failed mid-answer"),
+}
+
+
 class AuditingProxy:
     def __init__(self, log: AuditLog, config: ProxyConfig):
         self.log = log
@@ -165,12 +174,8 @@ class AuditingProxy:
         try:
             upstream = await self._session.post(self.config.upstream_root + request.path_qs, data=raw,
                                                 headers=self._upstream_headers(request))
-        except asyncio.TimeoutError:
-            await self._record(call, status="error", error="upstream timeout")
-            return _error(504, "the upstream model server did not answer in time", "upstream_timeout")
-        except Exception as exc:
-            await self._record(call, status="error", error=f"upstream unreachable: {type(exc).__name__}: {exc}")
-            return _error(502, "the upstream model server is unreachable", "upstream_error")
+        except Exception as exc:  # aiohttp.ClientError, timeouts, refused connections
+            return await self._upstream_failed(call, exc, "connect")
         async with upstream:
             streaming = bool(payload.get("stream")) and upstream.status == 200 and \
                 "text/event-stream" in upstream.headers.get("Content-Type", "")
@@ -178,16 +183,20 @@ class AuditingProxy:
                 return await self._stream(request, upstream, call)
             return await self._whole(upstream, call)
 
+    async def _upstream_failed(self, call: Call, exc: Exception, stage: str) -> Any:
+        """Record the failure, then answer the client with a clean 504 (timeout) or 502."""
+        timed_out = isinstance(exc, asyncio.TimeoutError)
+        error, message = _FAILURES[stage, timed_out]
+        detail = "" if timed_out else f": {type(exc).__name__}: {exc}"
+        await self._record(call, status="error", error=error + detail)
+        return _error(504 if timed_out else 502, message, "upstream_timeout" if timed_out else "upstream_error")
+
     async def _whole(self, upstream: Any, call: Call) -> Any:
         web = require("aiohttp.web", "proxy")
         try:
             data = await upstream.read()
-        except asyncio.TimeoutError:
-            await self._record(call, status="error", error="upstream timeout while reading the answer")
-            return _error(504, "the upstream model server did not finish in time", "upstream_timeout")
         except Exception as exc:
-            await self._record(call, status="error", error=f"upstream failed mid-answer: {type(exc).__name__}")
-            return _error(502, "the upstream model server failed mid-answer", "upstream_error")
+            return await self._upstream_failed(call, exc, "read")
         if upstream.status >= 400:
             await self._record(call, status="error", error=f"upstream status {upstream.status}: {data[:300]!r}")
             return web.Response(body=data, status=upstream.status, headers=_response_headers(upstream))
