@@ -212,3 +212,15 @@ def test_ulids_are_unique_sortable_and_correctly_encoded() -> None:
 
     for value in [0, (1 << 128) - 1, *(random.getrandbits(128) for _ in range(500))]:
         assert ids._encode(value) == reference(value)
+
+
+def test_verify_says_when_only_the_stores_own_key_was_used(tmp_path: Path, key_path: Path) -> None:
+    with AuditLog(tmp_path / "a.db", private_key=key_path, checkpoint_every=2) as log:
+        for _ in range(3):
+            log.append("feedback")
+        assert log.verify().warnings == []  # checked with the device's own key
+        public = log.public_key
+    with AuditLog(tmp_path / "a.db", create=False) as log:  # no key given: falls back to the store's
+        result = log.verify()
+        assert result.ok and any("recorded in the store itself" in w for w in result.warnings)
+        assert log.verify(public_key=public).warnings == []

@@ -354,6 +354,10 @@ def _valid_checkpoints(db: sqlite3.Connection, result: VerifyResult,
     if not key:
         result.warnings.append("checkpoints present but no public key to check them: pass --public-key")
         return []
+    if not public_key:
+        # Whoever can rewrite the database can also replace the key recorded in it.
+        result.warnings.append("signatures checked against the public key recorded in the store itself; "
+                               "for an independent check pass --public-key (or keep govkit.toml)")
     store_id = {_text(k): _text(v) for k, v in db.execute("SELECT key, value FROM meta")}.get("store_id")
     valid: dict[tuple[int, str], dict[str, Any]] = {}
     for record_seq, checkpoint in found:
