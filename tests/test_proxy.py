@@ -89,6 +89,21 @@ def test_answers_match_direct_calls_streamed_and_not(proxied, llama) -> None:
     assert record.finish_reason in ("stop", "length") and record.status == "ok"
 
 
+def test_legacy_completions_are_audited_too(proxied) -> None:
+    url, db, _ = proxied
+    client = openai.OpenAI(base_url=url, api_key="unused")
+    before = len(inference_records(db))
+    plain = client.completions.create(model="smollm2", prompt="The capital of France is", max_tokens=6, temperature=0)
+    streamed = "".join(c.choices[0].text for c in client.completions.create(
+        model="smollm2", prompt="The capital of France is", max_tokens=6, temperature=0, stream=True) if c.choices)
+    first, second = inference_records(db)[before:]
+    with AuditLog(db, create=False) as log:
+        assert first.endpoint == second.endpoint == "/v1/completions"
+        assert log.content(first) == {"prompt": "The capital of France is", "response": plain.choices[0].text}
+        assert log.content(second)["response"] == streamed and second.status == "ok"
+        assert first.output_tokens == plain.usage.completion_tokens
+
+
 def test_require_token_and_no_secret_in_the_log(llama, tmp_path: Path) -> None:
     upstream, _ = llama
     url, proc = start_proxy(tmp_path, upstream, "--require-token", "--upstream-key-env", "UPSTREAM_KEY",
@@ -157,6 +172,11 @@ class FaultyUpstream:
             return aiohttp_web.Response(text="{not json", content_type="application/json")
         if behaviour == "refuse":
             return aiohttp_web.json_response({"error": {"message": "model overloaded"}}, status=503)
+        if behaviour == "drop-first-attempt":
+            self.attempts = getattr(self, "attempts", 0) + 1
+            if self.attempts % 2 == 1:  # the connection dies before any answer
+                request.transport.close()
+                return aiohttp_web.Response()
         if behaviour == "slow":
             await asyncio.sleep(1.5)
         if behaviour == "slow-stream":
@@ -212,6 +232,15 @@ def test_upstream_faults_give_a_clean_error_and_a_failure_record(faulty, behavio
     [record] = inference_records(db)[before:]
     assert record.status == "error" and error in record.error
     assert record.content_mode == "redacted"  # the prompt is kept (redacted) for failures too
+
+
+def test_a_connection_dropped_before_any_answer_is_retried_once(faulty) -> None:
+    url, db = faulty
+    before = len(inference_records(db))
+    code, body = post(url, json.dumps({"model": "drop-first-attempt", "messages": MESSAGES}).encode())
+    assert code == 200 and body["choices"][0]["message"]["content"] == "fine"
+    [record] = inference_records(db)[before:]  # one call, one record
+    assert record.status == "ok"
 
 
 def test_stream_dying_mid_answer_is_recorded(faulty) -> None:

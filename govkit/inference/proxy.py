@@ -80,7 +80,9 @@ class AuditingProxy:
         aiohttp = require("aiohttp", "proxy")
         self._session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=self.config.timeout_s),
-            connector=aiohttp.TCPConnector(limit=0), auto_decompress=False)
+            # Idle upstream connections are dropped before common servers' 5 s keep-alive runs
+            # out (uvicorn, llama-server), so a request is rarely sent on a dying connection.
+            connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=4.0), auto_decompress=False)
         if self.config.model_artifact is not None:
             cache = self.log.path.with_name("artifacts.json")
             self.identity = await asyncio.get_running_loop().run_in_executor(
@@ -171,11 +173,20 @@ class AuditingProxy:
         await self._check_artifact()
         if self.identity is not None:
             call.fields.update(self.identity.record_fields())
-        try:
-            upstream = await self._session.post(self.config.upstream_root + request.path_qs, data=raw,
-                                                headers=self._upstream_headers(request))
-        except Exception as exc:  # aiohttp.ClientError, timeouts, refused connections
-            return await self._upstream_failed(call, exc, "connect")
+        aiohttp = require("aiohttp", "proxy")
+        for attempt in (1, 2):
+            try:
+                upstream = await self._session.post(self.config.upstream_root + request.path_qs, data=raw,
+                                                    headers=self._upstream_headers(request))
+                break
+            except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+                # The connection failed before any answer (typically a kept-alive connection the
+                # upstream closed just as we used it): the upstream never answered, so try once
+                # more on a fresh connection.
+                if attempt == 2:
+                    return await self._upstream_failed(call, exc, "connect")
+            except Exception as exc:  # timeouts and other client errors
+                return await self._upstream_failed(call, exc, "connect")
         async with upstream:
             streaming = bool(payload.get("stream")) and upstream.status == 200 and \
                 "text/event-stream" in upstream.headers.get("Content-Type", "")
