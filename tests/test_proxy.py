@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import http.client
 import json
 import shutil
 import threading
@@ -166,6 +167,7 @@ class FaultyUpstream:
 
     async def chat(self, request):
         behaviour = (await request.json())["model"]
+        self.last_authorization = request.headers.getall("Authorization", [])  # every one sent
         if behaviour == "stall":
             await asyncio.sleep(30)
         if behaviour == "malformed":
@@ -265,6 +267,27 @@ def test_oversized_and_invalid_requests_are_refused_and_recorded(faulty) -> None
     records = inference_records(db)[before:]
     assert [r.status for r in records] == ["rejected", "rejected"]
     assert "over 2000 bytes" in records[0].error
+
+
+def test_the_clients_token_never_reaches_the_upstream(tmp_path: Path) -> None:
+    upstream = FaultyUpstream()
+    url, proc = start_proxy(tmp_path, upstream.url, "--require-token", "--upstream-key-env", "UPSTREAM_KEY",
+                            env={"GOVKIT_PROXY_TOKEN": "client-secret-123", "UPSTREAM_KEY": "upstream-secret-456"})
+    try:
+        host, port = url.split("//")[1].split("/")[0].split(":")
+        for header in ("Authorization", "authorization", "AUTHORIZATION"):  # sent as spelled
+            connection = http.client.HTTPConnection(host, int(port), timeout=30)
+            body = json.dumps({"model": "ok", "messages": MESSAGES})
+            connection.putrequest("POST", "/v1/chat/completions")
+            for name, value in (("Content-Type", "application/json"), (header, "Bearer client-secret-123"),
+                                ("Content-Length", str(len(body)))):
+                connection.putheader(name, value)
+            connection.endheaders(body.encode())
+            assert connection.getresponse().status == 200
+            connection.close()
+            assert upstream.last_authorization == ["Bearer upstream-secret-456"]
+    finally:
+        stop(proc)
 
 
 def test_unreachable_upstream(tmp_path: Path) -> None:

@@ -135,9 +135,10 @@ class AuditingProxy:
         return {"Authorization": f"Bearer {self.config.upstream_api_key}"} if self.config.upstream_api_key else {}
 
     def _upstream_headers(self, request: Any) -> dict[str, str]:
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
+        drop = _HOP_BY_HOP
         if self.config.client_token is not None or self.config.upstream_api_key:
-            headers.pop("Authorization", None)  # the client's token is ours, not the upstream's
+            drop = _HOP_BY_HOP | {"authorization"}  # the client's token is ours, not the upstream's
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in drop}
         headers.update(self._auth_headers())
         return headers
 
