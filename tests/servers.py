@@ -45,12 +45,12 @@ def wait_for(url: str, proc: subprocess.Popen, seconds: float) -> None:
     raise RuntimeError(f"{url} did not answer within {seconds} s")
 
 
-def start_llama_server(gguf: Path, log: Path) -> tuple[str, subprocess.Popen]:
+def start_llama_server(gguf: Path, log: Path, *extra: str) -> tuple[str, subprocess.Popen]:
     if importlib.util.find_spec("llama_cpp") is None:
         pytest.skip("llama-cpp-python[server] is not installed")
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1",
-                             "--port", str(port), "--n_ctx", "2048", "--n_threads", "2"],
+                             "--port", str(port), "--n_ctx", "2048", "--n_threads", "2", *extra],
                             stdout=log.open("wb"), stderr=subprocess.STDOUT)
     wait_for(f"http://127.0.0.1:{port}/v1/models", proc, 180)
     return f"http://127.0.0.1:{port}/v1", proc

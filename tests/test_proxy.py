@@ -17,7 +17,7 @@ import pytest
 
 from govkit.audit import AuditLog
 
-from .servers import free_port, start_proxy, stop
+from .servers import free_port, start_llama_server, start_proxy, stop
 
 pytestmark = pytest.mark.slow
 openai = pytest.importorskip("openai")
@@ -103,6 +103,26 @@ def test_legacy_completions_are_audited_too(proxied) -> None:
         assert log.content(first) == {"prompt": "The capital of France is", "response": plain.choices[0].text}
         assert log.content(second)["response"] == streamed and second.status == "ok"
         assert first.output_tokens == plain.usage.completion_tokens
+
+
+def test_embeddings_are_audited(llama, tmp_path: Path) -> None:
+    _, gguf = llama
+    upstream, server = start_llama_server(gguf, tmp_path / "embedding-server.log", "--embedding", "true")
+    url, proc = start_proxy(tmp_path / "p", upstream, "--model-artifact", str(gguf))
+    try:
+        request = urllib.request.Request(url + "/embeddings", headers={"Content-Type": "application/json"},
+                                         data=json.dumps({"model": "m", "input": "card 4111 1111 1111 1111"}).encode())
+        with urllib.request.urlopen(request, timeout=60) as response:
+            answer = json.loads(response.read())
+    finally:
+        stop(proc)
+        stop(server)
+    assert answer["data"][0]["embedding"]
+    [record] = inference_records(tmp_path / "p" / ".govkit" / "audit.db")
+    assert record.endpoint == "/v1/embeddings" and record.status == "ok"
+    assert record.artifact_sha256 == "sha256:" + hashlib.sha256(gguf.read_bytes()).hexdigest()
+    with AuditLog(tmp_path / "p" / ".govkit" / "audit.db", create=False) as log:
+        assert log.content(record) == {"prompt": "card [PAYMENT_CARD]"}  # vectors are not content
 
 
 def test_require_token_and_no_secret_in_the_log(llama, tmp_path: Path) -> None:
