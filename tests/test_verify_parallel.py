@@ -62,3 +62,23 @@ def test_records_deleted_across_the_boundary_are_found(store: Path) -> None:
     single, parallel = both(store)
     assert not parallel.ok
     assert parallel.first_bad_seq == single.first_bad_seq == start - 2
+
+
+def test_a_purge_during_a_parallel_verify_is_not_a_false_alarm(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The workers read a newer snapshot than the parent: a retention purge that lands in between
+    leaves tombstones whose purge record lies beyond the verified head."""
+    real = verify_module._scan_in_processes
+
+    def purge_first(path, ranges, result):
+        with AuditLog(path, create=False) as writer:
+            writer.purge(subject_ref="s2")  # committed after the parent's snapshot was taken
+        return real(path, ranges, result)
+
+    monkeypatch.setattr(verify_module, "_scan_in_processes", purge_first)
+    with AuditLog(store, create=False) as log:
+        result = log.verify(workers=2)
+    assert result.ok, result.problems
+    monkeypatch.setattr(verify_module, "_scan_in_processes", real)
+    with AuditLog(store, create=False) as log:
+        later = log.verify(workers=2)  # the next verify covers that purge fully
+    assert later.ok and later.content_purged > result.content_purged - 1
