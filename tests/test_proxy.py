@@ -139,6 +139,22 @@ def test_require_token_and_no_secret_in_the_log(llama, tmp_path: Path) -> None:
         stop(proc)
     raw = b"".join(p.read_bytes() for p in (tmp_path / ".govkit").glob("audit.db*"))
     assert b"client-secret-123" not in raw and b"upstream-secret-456" not in raw
+    with AuditLog(tmp_path / ".govkit" / "audit.db", create=False) as log:
+        [incident] = log.query(event_type="incident")  # the refused attempt is evidence too
+        assert incident.details == {"kind": "unauthorized_client", "attempts": 1, "window_s": 60.0}
+
+
+def test_a_flood_of_refused_attempts_is_counted_not_logged_one_by_one(tmp_path: Path) -> None:
+    upstream = FaultyUpstream()
+    url, proc = start_proxy(tmp_path, upstream.url, "--require-token", env={"GOVKIT_PROXY_TOKEN": "t0ken"})
+    try:
+        for _ in range(25):
+            assert post(url, json.dumps({"model": "ok", "messages": MESSAGES}).encode())[0] == 401
+    finally:
+        stop(proc)  # graceful: the attempts still pending are recorded at shutdown
+    with AuditLog(tmp_path / ".govkit" / "audit.db", create=False) as log:
+        incidents = [r.details["attempts"] for r in log.query(event_type="incident")]
+        assert incidents == [1, 24] and not list(log.query(event_type="inference"))
 
 
 def test_model_change_is_chained_before_the_next_inference(llama, tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,8 @@ class ProxyConfig:
         return root[:-3] if root.endswith("/v1") else root
 
 
+REFUSED_WINDOW_S = 60.0
+
 # (stage, timed out) -> (what the record says, what the client is told)
 _FAILURES = {
     ("connect", True): ("upstream timeout", "the upstream model server did not answer in time"),
@@ -65,6 +68,8 @@ class AuditingProxy:
         self._session: Any = None
         self._identity_lock = asyncio.Lock()
         self.in_flight = 0
+        self._refused = 0  # unauthorized attempts not yet in an incident record
+        self._refused_logged_at = float("-inf")
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -92,6 +97,21 @@ class AuditingProxy:
     async def _cleanup(self, _app: Any) -> None:
         if self._session is not None:
             await self._session.close()
+        if self._refused:
+            await self._log_refused()
+
+    async def _note_refused(self) -> None:
+        """Unauthorized attempts become `incident` records: the first of a window at once, the
+        rest counted into the next one (or at shutdown), so that a flood cannot flood the log."""
+        self._refused += 1
+        if time.monotonic() - self._refused_logged_at >= REFUSED_WINDOW_S:
+            await self._log_refused()
+
+    async def _log_refused(self) -> None:
+        attempts, self._refused = self._refused, 0
+        self._refused_logged_at = time.monotonic()
+        await self.log.append_async("incident", model_id=self.config.model_id, details={
+            "kind": "unauthorized_client", "attempts": attempts, "window_s": REFUSED_WINDOW_S})
 
     async def _detect_runtime(self) -> dict[str, str]:
         if self.config.runtime:
@@ -118,6 +138,7 @@ class AuditingProxy:
         self.in_flight += 1
         try:
             if self.config.client_token is not None and not self._client_authorized(request):
+                await self._note_refused()
                 return _error(401, "missing or wrong bearer token", "unauthorized")
             kind = AUDITED.get(request.path)
             if request.method == "POST" and kind is not None:
