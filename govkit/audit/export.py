@@ -9,6 +9,8 @@ from typing import Any
 
 from .._lazy import require
 
+__all__ = ["COLUMNS", "write_parquet"]
+
 # Common fields as columns; `body` keeps every field as the exact hashed JSON, so a reader can
 # recompute record_hash from (body, prev_hash, seq) without trusting the columns.
 COLUMNS = ("seq", "record_id", "event_type", "ts_start", "ts_end", "model_id", "artifact_sha256",
