@@ -167,8 +167,9 @@ def mlflow_tracing(folder: Path, single: int, burst: int) -> tuple[float, int] |
         return None
     results = {}
     for mode, calls in (("sync", single), ("burst", burst)):
+        # cwd: MLflow writes trace artifacts under ./mlruns; keep them in the benchmark's folder.
         out = subprocess.run([sys.executable, "-c", MLFLOW_CHILD, mode, str(folder), str(calls)],
-                             capture_output=True, text=True, timeout=600)
+                             capture_output=True, text=True, timeout=600, cwd=folder)
         if out.returncode != 0:
             print(f"MLflow tracing ({mode}) failed: {out.stderr.strip().splitlines()[-1:]}")
             return None
