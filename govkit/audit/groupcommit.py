@@ -115,11 +115,11 @@ class GroupCommit:
             try:
                 self._commit([item], _no_wake)
             except BaseException as exc:
-                item.error = item.error or StoreError(f"{self._label}: append interrupted: {exc!r}")
+                self._interrupted([item], exc)
                 raise
             finally:
                 item.settled = True
-                self._handoff([], may_continue=False)
+                self._handoff(may_continue=False)
         else:
             if lead:  # the loop must not block on the disk: the background thread leads instead
                 self._lead_in_background()
@@ -138,7 +138,7 @@ class GroupCommit:
         try:
             yield
         finally:
-            self._handoff([], may_continue=False)  # what was queued meanwhile gets a leader
+            self._handoff(may_continue=False)  # what was queued meanwhile gets a leader
 
     def close(self) -> None:
         """Wait for everything queued to be committed; refuse new work."""
@@ -165,26 +165,28 @@ class GroupCommit:
                 if batch:
                     self._commit(batch, lambda done=committed: _wake(done))
             except BaseException as exc:  # not a store error (those are set on the items): unblock all
-                error = StoreError(f"{self._label}: append interrupted: {exc!r}")
-                for item in batch:
-                    item.error, item.settled = item.error or error, True
-                self._handoff(committed + batch, may_continue=False)
+                self._interrupted(batch, exc)
+                _wake(committed + batch)
+                self._handoff(may_continue=False)
                 raise
             for item in batch:
                 item.settled = True
             committed = batch
             rounds += 1
-            if self._handoff(committed, may_continue=rounds < LEAD_ROUNDS, wake=False):
+            if self._handoff(may_continue=rounds < LEAD_ROUNDS):
                 _wake(committed)
                 return
 
-    def _handoff(self, batch: list[Pending], *, may_continue: bool, wake: bool = True) -> bool:
-        """Give up or pass on the lead (waking the batch's callers first). False: keep leading."""
+    def _interrupted(self, items: list[Pending], exc: BaseException) -> None:
+        error = StoreError(f"{self._label}: append interrupted: {exc!r}")
+        for item in items:
+            item.error, item.settled = item.error or error, True
+
+    def _handoff(self, *, may_continue: bool) -> bool:
+        """Give up or pass on the lead. False: keep leading (more is queued)."""
         with self._cond:
             if self._queue and may_continue:
                 return False  # more is queued: commit it without a hand-off gap
-            if wake:
-                _wake(batch)
             if not self._queue:
                 self._leading = False
                 self._cond.notify_all()  # close() and exclusive() wait for this
