@@ -82,3 +82,13 @@ def test_a_purge_during_a_parallel_verify_is_not_a_false_alarm(store: Path, monk
     with AuditLog(store, create=False) as log:
         later = log.verify(workers=2)  # the next verify covers that purge fully
     assert later.ok and later.content_purged > result.content_purged - 1
+
+
+def test_failed_workers_fall_back_to_one_process(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with AuditLog(store, create=False) as log:
+        single = log.verify(workers=1)
+        monkeypatch.setattr("sys.executable", "/bin/false")  # every worker exits 1, saying nothing
+        fallback = log.verify(workers=2)
+    assert fallback.ok and fallback.records == single.records
+    assert fallback.content_checked == single.content_checked
+    assert "parallel scan failed, scanned in one process instead" in fallback.warnings

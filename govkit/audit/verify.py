@@ -206,11 +206,16 @@ def _plan_ranges(db: sqlite3.Connection, workers: int | None) -> list[tuple[int,
             for i, start in enumerate(bounds)]
 
 
+def _read_only(path: str | Path) -> sqlite3.Connection:
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    db.text_factory = bytes  # stored text may have been made undecodable: hash it as bytes
+    return db
+
+
 def _scan_range(path: str, lo: int, hi: int | None) -> tuple[_Scan, VerifyResult]:
     """Scan one range of seqs with a connection of its own (run in a worker process)."""
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    db = _read_only(path)
     try:
-        db.text_factory = bytes
         db.execute("BEGIN")
         partial = VerifyResult()
         return _scan_records(db, partial, lo, hi), partial
@@ -232,16 +237,12 @@ def _scan_in_processes(path: Path, ranges: list[tuple[int, int | None]], result:
     outputs = [worker.communicate() for worker in workers]
     if any(worker.returncode != 0 for worker in workers):
         failed = next(err for worker, (_, err) in zip(workers, outputs) if worker.returncode != 0)
-        result.warnings.append("parallel scan failed, scanned in one process instead: "
-                               + failed.decode("utf-8", "replace").strip().splitlines()[-1:][0] if failed else "")
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        try:
-            db.text_factory = bytes
-            db.execute("BEGIN")
-            return _scan_records(db, result, 1, ranges[-1][1])
-        finally:
-            db.close()
-    parts = [pickle.loads(out) for out, _ in outputs]  # our own child processes' output
+        detail = failed.decode("utf-8", "replace").strip().splitlines()
+        result.warnings.append("parallel scan failed, scanned in one process instead"
+                               + (f": {detail[-1]}" if detail else ""))
+        parts = [_scan_range(str(path), 1, ranges[-1][1])]
+    else:
+        parts = [pickle.loads(out) for out, _ in outputs]  # our own child processes' output
     merged = _Scan()
     for scan, partial in parts:
         merged.checkpoints += scan.checkpoints
@@ -400,9 +401,8 @@ def _check_heads(db: sqlite3.Connection, result: VerifyResult, signed: list[dict
 
 def _purges_after_snapshot(path: Path, seqs: set[int], result: VerifyResult) -> dict[int, Any]:
     found: dict[int, Any] = {}
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    db = _read_only(path)
     try:
-        db.text_factory = bytes
         for seq in sorted(seqs):
             rows = {row[0]: (row[1], row[2]) for row in db.execute(
                 "SELECT seq, body, record_hash FROM records WHERE seq IN (?, ?)", (seq - 1, seq))}
