@@ -84,6 +84,8 @@ def test_every_luhn_valid_card_number_is_redacted(prefix: str) -> None:
     ("hosts 10.0.0.1, 10.0.0.2; done", "hosts [IP_ADDRESS], [IP_ADDRESS]; done"),
     ("mail me: a.b@c.org.", "mail me: [EMAIL]."),
     ("ref 1 4111 1111 1111 1111 .", "ref 1 [PAYMENT_CARD] ."),
+    ("card 4111 1111 1111 1111 10 ok", "card [PAYMENT_CARD] 10 ok"),
+    ("000 046 454 286 .", "000 [CA_SIN] ."),
 ])
 def test_values_at_sentence_ends(text: str, expected: str) -> None:
     assert Redactor().redact(text).text == expected

@@ -29,8 +29,8 @@ def luhn_valid(digits: str) -> bool:
 
 
 def _card(match: re.Match[str]) -> tuple[int, int] | None:
-    # The run may carry neighbouring digit groups ("ref 1 4111 1111 1111 1111"): try every
-    # span between group boundaries, longest first, and keep the first Luhn-valid one.
+    # The run may carry neighbouring digit groups ("4111 1111 1111 1111 42"): try every span
+    # between group boundaries, longest first, and keep the first Luhn-valid one.
     text, offset = match.group(), match.start()
     starts = [0] + [i + 1 for i, c in enumerate(text) if not c.isdigit()]
     ends = [i for i, c in enumerate(text) if not c.isdigit()] + [len(text)]
@@ -110,11 +110,16 @@ class Redactor:
     def redact(self, text: str) -> Redaction:
         chosen: list[tuple[int, int, str]] = []
         for name, pattern, validate in self.recognizers:
-            for match in pattern.finditer(text):
+            position = 0
+            while match := pattern.search(text, position):
                 span = validate(match)
                 if span is None or span[0] == span[1]:
+                    # A rejected candidate may hide a valid one that starts inside it
+                    # ("000 046 454 286": the SIN begins at the second group).
+                    position = match.start() + 1
                     continue
                 start, end = span
+                position = max(end, match.start() + 1)
                 if any(start < c_end and c_start < end for c_start, c_end, _ in chosen):
                     continue
                 chosen.append((start, end, name))
