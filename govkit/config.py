@@ -24,12 +24,13 @@ __all__ = [
     "Inventory",
     "Policy",
     "Settings",
+    "TrackingSettings",
     "load_settings",
 ]
 
 CONFIG_FILENAME = "govkit.toml"
 REDACTION_MODES = ("digest-only", "redacted", "full")
-RISK_RATINGS = ("unrated", "low", "medium", "high", "critical")
+RISK_RATINGS = ("unrated", "negligible", "low", "medium", "high", "critical")
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,8 @@ class Inventory:
     last_review: str = ""
     next_review: str = ""
     monitoring_status: str = ""
+    rating_date: str = ""  # set by 'govkit inventory rate'
+    rating_record: str = ""  # the audit record holding the worksheet and its reasoning
 
 
 @dataclass(frozen=True)
@@ -75,11 +78,21 @@ class AuditSettings:
 
 
 @dataclass(frozen=True)
+class TrackingSettings:
+    """MLflow, where every evidence-producing action is mirrored as a run."""
+
+    enabled: bool = True
+    uri: str = ""  # default: a SQLite store beside the audit log (.govkit/mlflow.db)
+    experiment: str = ""  # default: the inventory model id
+
+
+@dataclass(frozen=True)
 class Settings:
     path: Path | None
     model: Inventory = field(default_factory=Inventory)
     policy: Policy = field(default_factory=Policy)
     audit: AuditSettings = field(default_factory=AuditSettings)
+    tracking: TrackingSettings = field(default_factory=TrackingSettings)
 
 
 def load_settings(path: str | Path | None = None) -> Settings:
@@ -112,8 +125,8 @@ class _Parser:
 
     def settings(self, data: dict[str, Any]) -> Settings:
         for name in data:
-            if name not in ("model", "policy", "audit"):
-                raise self.fail(name, None, "unknown table; expected [model], [policy] or [audit]")
+            if name not in ("model", "policy", "audit", "tracking"):
+                raise self.fail(name, None, "unknown table; expected [model], [policy], [audit] or [tracking]")
         model = self.table(data, "model", Inventory)
         if model.risk_rating not in RISK_RATINGS:
             raise self.fail("model", "risk_rating", f"expected one of {', '.join(RISK_RATINGS)}")
@@ -129,7 +142,8 @@ class _Parser:
             raise self.fail("audit", "checkpoint_every", "expected a positive number of records")
         base = self.path.parent
         audit = dataclasses.replace(audit, db=base / audit.db, private_key=base / audit.private_key)
-        return Settings(path=self.path, model=model, policy=policy, audit=audit)
+        tracking = self.table(data, "tracking", TrackingSettings)
+        return Settings(path=self.path, model=model, policy=policy, audit=audit, tracking=tracking)
 
     def section(self, data: dict[str, Any], name: str) -> dict[str, Any]:
         value = data.get(name, {})
@@ -158,6 +172,10 @@ class _Parser:
             if isinstance(value, list) and all(isinstance(v, str) for v in value):
                 return tuple(value)
             raise self.fail(section, key, "expected a list of strings")
+        if kind == "bool":
+            if isinstance(value, bool):
+                return value
+            raise self.fail(section, key, f"expected true or false, got {_toml_type(value)}")
         if kind == "int":
             if isinstance(value, int) and not isinstance(value, bool):
                 return value

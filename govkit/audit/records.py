@@ -18,7 +18,7 @@ SCHEMA_VERSION = 1
 
 EVENT_TYPES = (
     "inference", "override", "feedback", "incident", "config_change", "model_change",
-    "lineage", "check_run", "bias_run", "explanation", "report", "purge", "checkpoint",
+    "lineage", "risk_rating", "check_run", "bias_run", "explanation", "report", "purge", "checkpoint",
 )
 HUMAN_DECISIONS = ("accepted", "edited", "overridden", "escalated")
 

@@ -23,7 +23,7 @@ TEMPLATE = '''\
 id = {model_id}
 name = {model_name}
 description = ""
-risk_rating = "unrated"          # unrated | low | medium | high | critical ('govkit inventory rate')
+risk_rating = "unrated"          # unrated | negligible | low | medium | high | critical ('govkit inventory rate')
 owner = {owner}
 developer = ""
 origin = ""                      # internal | vendor | open-source
@@ -55,6 +55,12 @@ public_key = "{public_key}"
 checkpoint_every = 1000          # sign the chain head every N records ...
 checkpoint_seconds = 300         # ... or after this many seconds
 busy_timeout_s = 10
+
+[tracking]
+# MLflow mirror of every evidence-producing action (the audit log stays the record).
+enabled = true
+uri = ""                         # default: sqlite store in .govkit/; e.g. http://mlflow.internal:5000
+experiment = ""                  # default: the model inventory id
 '''
 
 

@@ -21,6 +21,7 @@ from ..errors import InputError
 
 __all__ = ["ArtifactIdentity", "fingerprint_artifact"]
 
+METADATA_VERSION = 2  # bump when the metadata read from files changes; older cache entries are re-read
 _lock = threading.Lock()
 _memory: dict[tuple[str, int, int], "ArtifactIdentity"] = {}
 
@@ -39,6 +40,8 @@ class ArtifactIdentity:
     context_length: int | None = None
     chat_template_sha256: str | None = None
     license: str | None = None
+    details: dict[str, Any] | None = None  # format-specific: GGUF base models/type, ONNX producer, ...
+    metadata_version: int = METADATA_VERSION
 
     def record_fields(self) -> dict[str, Any]:
         """The audit-record fields this identity fills in."""
@@ -85,9 +88,9 @@ def _fingerprint(path: Path, key: tuple[str, int, int]) -> ArtifactIdentity:
     base = dict(path=key[0], sha256="sha256:" + digest, bytes=key[1], mtime_ns=key[2])
     if magic[:4] == b"GGUF":
         return ArtifactIdentity(**base, format="gguf", **_gguf_metadata(path))
-    if path.suffix == ".onnx":
-        return ArtifactIdentity(**base, format="onnx")
-    if path.suffix == ".safetensors":
+    if path.suffix.lower() == ".onnx":
+        return ArtifactIdentity(**base, format="onnx", **_onnx_metadata(path))
+    if path.suffix.lower() == ".safetensors":
         return ArtifactIdentity(**base, format="safetensors", **_safetensors_metadata(path))
     return ArtifactIdentity(**base, format="unknown")
 
@@ -118,21 +121,76 @@ def _gguf_metadata(path: Path) -> dict[str, Any]:
         "context_length": field(f"{architecture}.context_length") if architecture else None,
         "chat_template_sha256": "sha256:" + hashlib.sha256(template.encode()).hexdigest() if template else None,
         "license": field("general.license"),
+        "details": _gguf_details(field),
+    }
+
+
+def _gguf_details(field: Any) -> dict[str, Any]:
+    """Provenance the file declares: its type (model or LoRA adapter) and the models it derives from."""
+    details: dict[str, Any] = {"type": field("general.type") or "model"}
+    for key in ("size_label", "organization", "finetune", "basename", "version", "quantized_by"):
+        value = field(f"general.{key}")
+        if value is not None:
+            details[key] = value
+    if details["type"] == "adapter":
+        details["adapter_type"] = field("adapter.type")
+    bases = []
+    for index in range(int(field("general.base_model.count") or 0)):
+        base = {key: field(f"general.base_model.{index}.{key}") for key in ("name", "organization", "version", "repo_url")}
+        bases.append({k: v for k, v in base.items() if v is not None})
+    if bases:
+        details["base_models"] = bases
+    return details
+
+
+def _onnx_metadata(path: Path) -> dict[str, Any]:
+    onnx = require("onnx", "onnx")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf's DecodeError and friends on junk
+        raise InputError(f"{path}: not a readable ONNX file ({exc})") from None
+    count = 0
+    for tensor in model.graph.initializer:
+        n = 1
+        for dim in tensor.dims:
+            n *= dim
+        count += n
+    props = {p.key: p.value for p in model.metadata_props}
+    return {
+        "name": model.graph.name or None,
+        "parameter_count": count or None,
+        "license": props.get("license"),
+        "details": {"ir_version": model.ir_version, "producer": model.producer_name,
+                    "producer_version": model.producer_version, "model_version": model.model_version,
+                    "opsets": {o.domain or "ai.onnx": o.version for o in model.opset_import},
+                    "metadata": props},
     }
 
 
 def _safetensors_metadata(path: Path) -> dict[str, Any]:
+    """The header is 8 bytes of little-endian length, then JSON: read it without the tensors."""
     with path.open("rb") as handle:
         size = int.from_bytes(handle.read(8), "little")
-        header = json.loads(handle.read(size)) if 0 < size < 100_000_000 else {}
-    count = 0
-    for name, info in header.items():
-        if name != "__metadata__" and isinstance(info, dict):
+        if not 1 < size < 100_000_000:
+            raise InputError(f"{path}: not a safetensors file (header length {size})")
+        try:
+            header = json.loads(handle.read(size))
+        except ValueError as exc:
+            raise InputError(f"{path}: not a safetensors file (header is not JSON: {exc})") from None
+    if not isinstance(header, dict):
+        raise InputError(f"{path}: not a safetensors file (header is not a JSON object)")
+    metadata = header.pop("__metadata__", None) or {}
+    count, dtypes = 0, {}
+    for info in header.values():
+        if isinstance(info, dict):
             n = 1
             for dim in info.get("shape", []):
                 n *= dim
             count += n
-    return {"parameter_count": count or None}
+            dtypes[info.get("dtype")] = dtypes.get(info.get("dtype"), 0) + n
+    return {"parameter_count": count or None, "license": metadata.get("license"),
+            "details": {"tensors": len(header), "dtypes": dict(sorted(dtypes.items(), key=str)),
+                        "metadata": metadata}}
 
 
 def _from_cache_file(cache_file: Path | None, key: tuple[str, int, int]) -> ArtifactIdentity | None:
@@ -141,7 +199,8 @@ def _from_cache_file(cache_file: Path | None, key: tuple[str, int, int]) -> Arti
     try:
         entries = json.loads(cache_file.read_text())
         entry = entries.get(key[0])
-        if entry and (entry["bytes"], entry["mtime_ns"]) == key[1:]:
+        if (entry and (entry["bytes"], entry["mtime_ns"]) == key[1:]
+                and entry.get("metadata_version") == METADATA_VERSION):
             return ArtifactIdentity(**entry)
     except (OSError, ValueError, TypeError, KeyError):
         pass

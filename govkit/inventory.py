@@ -1,0 +1,160 @@
+"""The model inventory record (OSFI E-23 P2.1, Appendix 1) and the risk-rating worksheet (P2.2).
+
+`validate` checks the record in govkit.toml: the Appendix 1 minimum fields for every model, the
+extended fields for every model whose tier is not negligible (an unrated model counts as not
+negligible), dates that parse, a review that is not overdue, and a reviewer who is neither the
+developer nor the owner (P3.4). `rate` turns worksheet answers into a tier and keeps the reasoning.
+
+The worksheet's weights and cut-offs are govkit's defaults, not OSFI's: E-23 asks for "clear,
+measurable criteria" and leaves them to the institution.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from .config import Inventory
+from .errors import InputError
+
+__all__ = ["EXTENDED_FIELDS", "FACTORS", "LEVELS", "MINIMUM_FIELDS", "Finding", "Rating", "rate", "validate"]
+
+MINIMUM_FIELDS = ("id", "name", "description", "risk_rating", "owner", "developer", "origin")
+EXTENDED_FIELDS = ("version", "deployment_date", "reviewer", "approver", "dependencies", "data_sources",
+                   "approved_uses", "limitations", "last_review", "next_review", "monitoring_status")
+DATE_FIELDS = ("deployment_date", "last_review", "next_review", "rating_date")
+ORIGINS = ("internal", "vendor", "open-source")
+
+LEVELS = {"low": 1, "moderate": 2, "high": 3, "very-high": 4}
+# factor -> (E-23 P2.2 kind, weight, question, what each level means)
+FACTORS: dict[str, tuple[str, float, str, dict[str, str]]] = {
+    "financial_impact": ("quantitative", 0.20, "Financial or operational impact if the model is wrong", {
+        "low": "immaterial amounts; easy to reverse", "moderate": "material to one business line",
+        "high": "material to the institution", "very-high": "threatens capital, liquidity or critical operations"}),
+    "customer_impact": ("qualitative", 0.20, "Effect of its outputs on customers", {
+        "low": "no customer-facing effect", "moderate": "informs service, not decisions",
+        "high": "shapes decisions about customers", "very-high": "decides eligibility, pricing or access"}),
+    "autonomy": ("qualitative", 0.20, "Level of autonomy", {
+        "low": "a human decides; the model only drafts", "moderate": "a human reviews every output",
+        "high": "a human samples outputs after the fact", "very-high": "acts with no human in the loop"}),
+    "complexity": ("qualitative", 0.10, "Complexity and opacity of the method", {
+        "low": "rules or a linear model", "moderate": "tree ensembles, explainable",
+        "high": "a neural network with post-hoc explanations", "very-high": "a generative model / LLM"}),
+    "data_reliability": ("qualitative", 0.15, "Unreliability of its input data", {
+        "low": "controlled, validated sources", "moderate": "mostly internal, some gaps",
+        "high": "third-party or unstructured inputs", "very-high": "free text from the public, unvalidated"}),
+    "regulatory_exposure": ("qualitative", 0.15, "Regulatory and legal exposure", {
+        "low": "no specific regulation", "moderate": "general conduct rules",
+        "high": "sector rules apply (credit, insurance, health)", "very-high": "a high-risk system under the EU AI Act"}),
+}
+CUTOFFS = ((1.75, "low"), (2.5, "medium"), (3.25, "high"), (99.0, "critical"))
+TIER_ORDER = ("negligible", "low", "medium", "high", "critical")
+
+
+@dataclass(frozen=True)
+class Finding:
+    field: str
+    severity: str  # blocking | warning
+    message: str
+    clause: str
+
+    def to_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+def validate(inventory: Inventory, *, today: dt.date | None = None) -> list[Finding]:
+    today = today or dt.date.today()
+    findings: list[Finding] = []
+    for name in MINIMUM_FIELDS:
+        if not _filled(getattr(inventory, name)):
+            findings.append(Finding(name, "blocking", "empty; a minimum field for every model", "E-23 App. 1"))
+    if inventory.risk_rating == "unrated":
+        findings.append(Finding("risk_rating", "blocking", "the model has no risk rating; run 'govkit inventory rate'",
+                                "E-23 P2.2"))
+    if inventory.risk_rating != "negligible":
+        tier = "unrated (treated as non-negligible)" if inventory.risk_rating == "unrated" else inventory.risk_rating
+        for name in EXTENDED_FIELDS:
+            if not _filled(getattr(inventory, name)):
+                findings.append(Finding(name, "blocking", f"empty; required for a {tier} model", "E-23 App. 1"))
+    dates: dict[str, dt.date] = {}
+    for name in DATE_FIELDS:
+        value = getattr(inventory, name)
+        if value:
+            try:
+                dates[name] = dt.date.fromisoformat(value[:10])
+            except ValueError:
+                findings.append(Finding(name, "blocking", f"'{value}' is not a date (YYYY-MM-DD)", "E-23 App. 1"))
+    if "next_review" in dates and dates["next_review"] < today:
+        findings.append(Finding("next_review", "blocking" if inventory.risk_rating != "negligible" else "warning",
+                                f"review overdue since {dates['next_review']}", "E-23 P3.4"))
+    if "last_review" in dates and dates["last_review"] > today:
+        findings.append(Finding("last_review", "warning", f"{dates['last_review']} is in the future", "E-23 App. 1"))
+    if inventory.origin and inventory.origin not in ORIGINS:
+        findings.append(Finding("origin", "warning", f"'{inventory.origin}' is not one of {', '.join(ORIGINS)}",
+                                "E-23 App. 1"))
+    reviewer = inventory.reviewer.strip().lower()
+    for other in ("developer", "owner"):
+        if reviewer and reviewer == getattr(inventory, other).strip().lower():
+            findings.append(Finding("reviewer", "blocking", f"the reviewer is also the {other}; "
+                                    "review must be independent", "E-23 P3.4"))
+    return findings
+
+
+def _filled(value: Any) -> bool:
+    return bool(value.strip()) if isinstance(value, str) else bool(value)
+
+
+@dataclass(frozen=True)
+class Rating:
+    tier: str
+    score: float
+    answers: dict[str, dict[str, str]]  # factor -> {"level", "note"}
+    reasoning: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def rate(answers: dict[str, Any]) -> Rating:
+    """The tier for worksheet answers {factor: level or {"level": ..., "note": ...}}."""
+    unknown = sorted(set(answers) - set(FACTORS))
+    if unknown:
+        raise InputError(f"unknown worksheet factor(s) {', '.join(unknown)}; expected {', '.join(FACTORS)}")
+    clean: dict[str, dict[str, str]] = {}
+    for factor in FACTORS:
+        if factor not in answers:
+            raise InputError(f"worksheet factor '{factor}' is not answered")
+        answer = answers[factor]
+        answer = {"level": answer} if isinstance(answer, str) else answer
+        if not isinstance(answer, dict) or answer.get("level") not in LEVELS:
+            raise InputError(f"worksheet factor '{factor}': level must be one of {', '.join(LEVELS)}")
+        clean[factor] = {"level": answer["level"], "note": str(answer.get("note", "")).strip()}
+    levels = {f: LEVELS[a["level"]] for f, a in clean.items()}
+    score = round(sum(FACTORS[f][1] * levels[f] for f in FACTORS), 3)
+    reasoning = [f"{FACTORS[f][2]}: {clean[f]['level']} ({FACTORS[f][3][clean[f]['level']]})"
+                 f"{' - ' + clean[f]['note'] if clean[f]['note'] else ''}; weight {FACTORS[f][1]:.2f}"
+                 for f in FACTORS]
+    if all(level == 1 for level in levels.values()):
+        tier = "negligible"
+        reasoning.append("every factor is low: negligible tier (the exemption still needs approval, E-23 P2.2)")
+    else:
+        tier = next(name for cut, name in CUTOFFS if score < cut)
+        reasoning.append(f"weighted score {score:.2f} of 4 gives {tier} (cut-offs: <1.75 low, <2.5 medium, "
+                         "<3.25 high, else critical)")
+        for floor, why in _floors(levels):
+            if TIER_ORDER.index(floor) > TIER_ORDER.index(tier):
+                reasoning.append(f"raised from {tier} to {floor}: {why}")
+                tier = floor
+    return Rating(tier=tier, score=score, answers=clean, reasoning=reasoning)
+
+
+def _floors(levels: dict[str, int]) -> list[tuple[str, str]]:
+    floors = []
+    if levels["customer_impact"] == 4 or levels["financial_impact"] == 4:
+        floors.append(("high", "a very-high customer or financial impact is never below high"))
+    if levels["autonomy"] >= 3 and levels["customer_impact"] >= 3:
+        floors.append(("high", "it acts on customers with little human oversight"))
+    if sum(1 for v in levels.values() if v == 4) >= 3:
+        floors.append(("critical", "three or more factors are very high"))
+    return floors

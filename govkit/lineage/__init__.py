@@ -1,0 +1,6 @@
+"""Data lineage: dataset and model fingerprints, their links, and the OpenLineage export."""
+
+from .registry import DATASET_ROLES, RELATIONS, Lineage, LineageGraph
+from .tables import FORMATS, ReadOptions
+
+__all__ = ["DATASET_ROLES", "FORMATS", "RELATIONS", "Lineage", "LineageGraph", "ReadOptions"]

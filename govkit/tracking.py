@@ -1,0 +1,151 @@
+"""The MLflow mirror: every evidence-producing action is also a run auditors can browse.
+
+The audit log is the record; MLflow is where people look. A run is opened before the audit event
+is appended (so the event can name the run) and tagged with the event's record id afterwards, so
+each points at the other. The embedded default is a SQLite store beside the audit log
+(`.govkit/mlflow.db`, artifacts in `.govkit/mlartifacts/`); `[tracking] uri` points elsewhere.
+MLflow's own telemetry is switched off: govkit talks to no one the user did not configure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from ._lazy import require
+from .config import Settings
+from .errors import GovkitError
+
+__all__ = ["TrackedRun", "Tracker", "TrackingError"]
+
+
+class TrackingError(GovkitError):
+    """The tracking server or store could not be used (exit 3: the environment failed)."""
+
+    exit_code = 3
+
+
+def _mlflow() -> Any:
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    mlflow = require("mlflow", "mlflow")
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    return mlflow
+
+
+class TrackedRun:
+    """One open MLflow run. With tracking disabled every method does nothing and `id` is None."""
+
+    def __init__(self, client: Any = None, run_id: str | None = None):
+        self.client, self.id = client, run_id
+
+    def set_tags(self, tags: dict[str, Any]) -> None:
+        for key, value in tags.items():
+            if self.client and value is not None:
+                self.client.set_tag(self.id, key, str(value))
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        for key, value in params.items():
+            if self.client and value is not None:
+                self.client.log_param(self.id, key, str(value)[:6000])
+
+    def log_metrics(self, metrics: dict[str, float]) -> None:
+        for key, value in metrics.items():
+            if self.client and value is not None:
+                self.client.log_metric(self.id, key, float(value))
+
+    def log_dict(self, value: Any, artifact_file: str) -> None:
+        if self.client:
+            self.client.log_dict(self.id, value, artifact_file)
+
+    def log_dataset(self, *, name: str, source: str, digest: str, context: str,
+                    frame: Any = None, profile: dict[str, Any] | None = None) -> None:
+        """An MLflow dataset input: from the DataFrame itself, or from what lineage stored about it.
+
+        MLflow caps digests at 36 characters, so the run gets the first 32 hex digits of the
+        sha256; the full digest is in the dataset's source and the audit record.
+        """
+        if not self.client:
+            return
+        mlflow = _mlflow()
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        short = digest.removeprefix("sha256:")[:32]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if frame is not None:
+                described = mlflow.data.from_pandas(frame, source=source, name=name, digest=short).to_dict()
+            else:
+                from mlflow.data.dataset_source_registry import resolve_dataset_source
+                from mlflow.data.meta_dataset import MetaDataset
+
+                described = MetaDataset(resolve_dataset_source(source), name=name, digest=short).to_dict()
+        if profile is not None:
+            described["profile"] = json.dumps(profile)
+        dataset = Dataset(name=described["name"], digest=described["digest"],
+                          source_type=described["source_type"], source=described["source"],
+                          schema=described.get("schema"), profile=described.get("profile"))
+        self.client.log_inputs(self.id, datasets=[DatasetInput(dataset, tags=[
+            InputTag("mlflow.data.context", context)])])
+
+
+class Tracker:
+    def __init__(self, *, uri: str, experiment: str, artifact_root: Path | None = None, enabled: bool = True):
+        self.uri, self.experiment, self.artifact_root, self.enabled = uri, experiment, artifact_root, enabled
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None, db_path: Path) -> Tracker:
+        state = Path(db_path).resolve().parent
+        tracking = settings.tracking if settings else None
+        uri = (tracking.uri if tracking else "") or f"sqlite:///{state / 'mlflow.db'}"
+        experiment = (tracking.experiment if tracking else "") or (settings.model.id if settings else "") or "govkit"
+        local = not (tracking and tracking.uri)
+        return cls(uri=uri, experiment=experiment, artifact_root=state / "mlartifacts" if local else None,
+                   enabled=tracking.enabled if tracking else True)
+
+    @contextlib.contextmanager
+    def run(self, name: str, tags: dict[str, str] | None = None) -> Iterator[TrackedRun]:
+        """An MLflow run that ends FINISHED, or FAILED if the block raises."""
+        if not self.enabled:
+            yield TrackedRun()
+            return
+        mlflow = _mlflow()
+        try:
+            client = mlflow.MlflowClient(tracking_uri=self.uri)
+            run = client.create_run(self._experiment_id(client), run_name=name,
+                                    tags={"govkit.version": _version(), **(tags or {})})
+        except mlflow.exceptions.MlflowException as exc:
+            raise TrackingError(f"MLflow at {self.uri}: {exc.message}") from None
+        tracked = TrackedRun(client, run.info.run_id)
+        try:
+            yield tracked
+        except BaseException:
+            with contextlib.suppress(Exception):
+                client.set_terminated(tracked.id, "FAILED")
+            raise
+        client.set_terminated(tracked.id, "FINISHED")
+
+    def _experiment_id(self, client: Any) -> str:
+        found = client.get_experiment_by_name(self.experiment)
+        if found is not None:
+            return found.experiment_id
+        location = self.artifact_root.as_uri() if self.artifact_root else None
+        try:
+            return client.create_experiment(self.experiment, artifact_location=location)
+        except Exception:  # another process created it first
+            found = client.get_experiment_by_name(self.experiment)
+            if found is None:
+                raise
+            return found.experiment_id
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
