@@ -417,9 +417,9 @@ def test_fingerprint_streams_in_flat_memory(tmp_path: Path) -> None:
         for _ in range(384):
             handle.write(block)
     code = ("import resource, sys\n"
-            "from govkit.lineage.registry import _sha256\n"
+            "from govkit.inference.fingerprint import sha256_file\n"
             "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-            "digest, size = _sha256(__import__('pathlib').Path(sys.argv[1]))\n"
+            "digest, size = sha256_file(__import__('pathlib').Path(sys.argv[1]))\n"
             "after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
             "print(digest, size, after - before)\n")
     out = subprocess.run([sys.executable, "-c", code, str(big)], check=True, capture_output=True, text=True).stdout

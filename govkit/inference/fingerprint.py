@@ -19,7 +19,7 @@ from typing import Any
 from .._lazy import require
 from ..errors import InputError
 
-__all__ = ["ArtifactIdentity", "fingerprint_artifact"]
+__all__ = ["ArtifactIdentity", "fingerprint_artifact", "sha256_file"]
 
 METADATA_VERSION = 2  # bump when the metadata read from files changes; older cache entries are re-read
 _lock = threading.Lock()
@@ -80,9 +80,24 @@ def fingerprint_artifact(path: str | Path, *, cache_file: Path | None = None) ->
     return identity
 
 
+def sha256_file(path: Path) -> tuple[str, int]:
+    """("sha256:<hex>", bytes read), streamed in fixed-size blocks: memory stays flat for any size.
+
+    hashlib.file_digest reads straight into a reused buffer and hashes without the GIL, so this runs
+    at the speed of OpenSSL's sha256, like `sha256sum` (benchmarks/bench_lineage.py).
+    """
+    try:
+        with path.open("rb") as handle:
+            digest = hashlib.file_digest(handle, "sha256")
+            return "sha256:" + digest.hexdigest(), handle.tell()
+    except IsADirectoryError:
+        raise InputError(f"{path}: not a file") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror})") from None
+
+
 def _fingerprint(path: Path, key: tuple[str, int, int]) -> ArtifactIdentity:
-    with path.open("rb") as handle:
-        digest = hashlib.file_digest(handle, "sha256").hexdigest()
+    digest = sha256_file(path)[0].removeprefix("sha256:")
     with path.open("rb") as handle:
         magic = handle.read(8)
     base = dict(path=key[0], sha256="sha256:" + digest, bytes=key[1], mtime_ns=key[2])

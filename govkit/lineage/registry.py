@@ -8,7 +8,6 @@ same name changes, and the new version links to the old one. Re-adding unchanged
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 from ..audit import AuditLog, Redactor
 from ..config import Settings
 from ..errors import InputError
-from ..inference.fingerprint import fingerprint_artifact
+from ..inference.fingerprint import fingerprint_artifact, sha256_file
 from ..tracking import Tracker
 from .profile import profile_frame
 from .tables import ReadOptions, detect_format, read_table
@@ -114,12 +113,12 @@ class Lineage:
         graph = self.graph()
         parent_refs = [(graph.resolve(ref, "dataset")["id"], transform) for ref, transform in parents]
         read = read or ReadOptions(format=detect_format(path))
-        digest, size = _sha256(path)
+        digest, size = sha256_file(path)
         previous = graph.versions("dataset", name)
         if previous and previous[-1]["sha256"] == digest:
             return previous[-1], False
         frame = read_table(path, read)
-        if _sha256(path)[0] != digest:
+        if sha256_file(path)[0] != digest:
             raise InputError(f"{path}: the file changed while it was being read; try again")
         redactor = Redactor(self.settings.policy.patterns if self.settings else ())
         profile = profile_frame(frame, redactor=redactor, declared_pii=contains_pii)
@@ -289,17 +288,6 @@ def _check_name(name: str) -> str:
     if not _NAME.match(name):
         raise InputError(f"--name: '{name}' may not contain '@' or '/' or start with a space")
     return name
-
-
-def _sha256(path: Path) -> tuple[str, int]:
-    try:
-        with path.open("rb") as handle:
-            digest = hashlib.file_digest(handle, "sha256")
-            return "sha256:" + digest.hexdigest(), handle.tell()
-    except IsADirectoryError:
-        raise InputError(f"{path}: not a file") from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read ({exc.strerror})") from None
 
 
 def _schema_changes(previous: dict[str, Any], columns: list[dict[str, Any]]) -> list[dict[str, Any]]:
