@@ -82,7 +82,7 @@ class TrackingSettings:
     """MLflow, where every evidence-producing action is mirrored as a run."""
 
     enabled: bool = True
-    uri: str = ""  # default: a SQLite store beside the audit log (.govkit/mlflow.db)
+    tracking_uri: str = ""  # default: a SQLite store beside the audit log (.govkit/mlflow.db)
     experiment: str = ""  # default: the inventory model id
 
 

