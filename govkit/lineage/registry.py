@@ -150,7 +150,7 @@ class Lineage:
                   adapter: str | Path | None = None) -> list[tuple[dict[str, Any], bool]]:
         """Fingerprint a model artifact (and its adapter); returns [(entity, created), ...]."""
         graph = self.graph()
-        base = graph.resolve(base_model, "model") if base_model and _looks_registered(graph, base_model) else None
+        base = _registered_model(graph, base_model) if base_model else None
         model, created = self._add_artifact(graph, Path(path), name=name, base=base,
                                             base_text=None if base else base_model)
         results = [(model, created)]
@@ -274,14 +274,14 @@ def _tags(action: str, item: dict[str, Any]) -> dict[str, str]:
             "govkit.entity": item.get("id") or _edge_key(item)}
 
 
-def _looks_registered(graph: LineageGraph, ref: str) -> bool:
+def _registered_model(graph: LineageGraph, ref: str) -> dict[str, Any] | None:
+    """The registered model `ref` names, or None when it is free text (e.g. a Hugging Face repo)."""
     try:
-        graph.resolve(ref, "model")
-        return True
+        return graph.resolve(ref, "model")
     except InputError as exc:
         if "ambiguous" in str(exc):
             raise
-        return False
+        return None
 
 
 def _check_name(name: str) -> str:
