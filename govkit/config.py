@@ -21,6 +21,7 @@ __all__ = [
     "CONFIG_FILENAME",
     "REDACTION_MODES",
     "AuditSettings",
+    "FairnessPolicy",
     "Inventory",
     "Policy",
     "Settings",
@@ -60,10 +61,24 @@ class Inventory:
 
 
 @dataclass(frozen=True)
+class FairnessPolicy:
+    """Fairness thresholds. No regulation fixes them (regulation.md §(d)); these are the conventions."""
+
+    demographic_parity_difference: float = 0.1  # max |SPD| (holisticai, TrustyAI)
+    demographic_parity_ratio: float = 0.8  # min
+    equalized_odds_difference: float = 0.1  # max
+    disparate_impact_ratio: float = 0.8  # min: UGESP four-fifths rule, 29 CFR 1607.4(D)
+    min_group_size: int = 30  # smaller groups are reported but too small to judge
+    confidence: float = 0.95
+    blocking: bool = False  # a breach fails `govkit check` instead of warning
+
+
+@dataclass(frozen=True)
 class Policy:
     retention_days: int = 183  # EU AI Act Art. 19/26(6): at least six months
     redaction: str = "redacted"
     patterns: tuple[tuple[str, str], ...] = ()  # (entity name, regex) from [policy.patterns]
+    fairness: FairnessPolicy = field(default_factory=FairnessPolicy)
 
 
 @dataclass(frozen=True)
@@ -132,7 +147,12 @@ class _Parser:
             raise self.fail("model", "risk_rating", f"expected one of {', '.join(RISK_RATINGS)}")
         policy_data = dict(self.section(data, "policy"))
         patterns = self.patterns(policy_data.pop("patterns", {}))
-        policy = self.table({"policy": policy_data}, "policy", Policy, patterns=patterns)
+        fairness = self.table({"policy.fairness": policy_data.pop("fairness", {})}, "policy.fairness", FairnessPolicy)
+        if not 0 < fairness.confidence < 1:
+            raise self.fail("policy.fairness", "confidence", "expected a number between 0 and 1, e.g. 0.95")
+        if fairness.min_group_size < 2:
+            raise self.fail("policy.fairness", "min_group_size", "expected at least 2")
+        policy = self.table({"policy": policy_data}, "policy", Policy, patterns=patterns, fairness=fairness)
         if policy.redaction not in REDACTION_MODES:
             raise self.fail("policy", "redaction", f"expected one of {', '.join(REDACTION_MODES)}")
         if policy.retention_days < 1:

@@ -65,6 +65,10 @@ class TrackedRun:
         if self.client:
             self.client.log_dict(self.id, value, artifact_file)
 
+    def log_text(self, text: str, artifact_file: str) -> None:
+        if self.client:
+            self.client.log_text(self.id, text, artifact_file)
+
     def log_dataset(self, *, name: str, source: str, digest: str, context: str,
                     frame: Any = None, profile: dict[str, Any] | None = None) -> None:
         """An MLflow dataset input: from the DataFrame itself, or from what lineage stored about it.

@@ -47,6 +47,16 @@ redaction = {redaction}           # digest-only | redacted | full
 # Extra redaction patterns: ENTITY_NAME = "regex"
 # EMPLOYEE_ID = "EMP-[0-9]{{6}}"
 
+[policy.fairness]
+# No regulation sets these numbers; they are common conventions ('govkit bias ...').
+demographic_parity_difference = 0.1   # max gap in selection rates
+demographic_parity_ratio = 0.8        # min ratio of selection rates
+equalized_odds_difference = 0.1       # max of the TPR and FPR gaps
+disparate_impact_ratio = 0.8          # min, against the reference group (four-fifths rule, 29 CFR 1607.4(D))
+min_group_size = 30                   # smaller groups are reported but too small to judge
+confidence = 0.95                     # for the intervals
+blocking = false                      # true: a breach fails the pre-deployment gate
+
 [audit]
 db = ".govkit/audit.db"
 device_id = {device_id}

@@ -1,0 +1,53 @@
+"""A bias run as evidence: one chained `bias_run` event, one MLflow run, one JSON result file."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from ..audit import AuditLog, AuditRecord
+from ..config import Settings
+from ..tracking import Tracker
+
+__all__ = ["record_bias_run", "summary"]
+
+
+def summary(result: dict[str, Any]) -> dict[str, Any]:
+    """What goes into the chain: each metric's value and status per view (no per-row data)."""
+    return {view: {name: {"value": m["value"], "status": m["status"]} for name, m in data["metrics"].items()}
+            for view, data in result.get("views", {}).items()}
+
+
+def record_bias_run(log: AuditLog, settings: Settings | None, *, kind: str, result: dict[str, Any],
+                    artifacts: dict[str, str], out: Path | None, fields: dict[str, Any] | None = None) -> AuditRecord:
+    """Chain the run, mirror it into MLflow and write `out`; fills result['record_id'] and ['mlflow_run_id']."""
+    tracker = Tracker.from_settings(settings, log.path)
+    data = result.get("data", {})
+    with tracker.run(f"bias {kind}: {data.get('name', '')}".strip(), {"govkit.event": "bias_run",
+                                                                      "govkit.bias_kind": kind}) as run:
+        run.log_params({"data": data.get("path"), "data_sha256": data.get("sha256"), "rows": result.get("rows"),
+                        "sensitive": ",".join(result.get("sensitive", [])), "passed": result.get("passed")})
+        for view, metrics in summary(result).items():
+            run.log_metrics({f"{_metric_key(view)}.{name}": m["value"] for name, m in metrics.items()})
+        for name, text in artifacts.items():
+            run.log_text(text, name)
+        body = json.dumps(result, sort_keys=True, ensure_ascii=False, allow_nan=False)
+        run.log_text(body, "bias_result.json")
+        record = log.append("bias_run", mlflow_run_id=run.id, purpose="evaluation",
+                            model_id=settings.model.id if settings else None, **(fields or {}), details={
+                                "kind": kind, "data": data, "passed": result.get("passed"),
+                                "metrics": summary(result), "warnings": result.get("warnings", [])[:50],
+                                "result_sha256": "sha256:" + hashlib.sha256(body.encode()).hexdigest()})
+        run.set_tags({"govkit.record_id": record.record_id, "govkit.seq": record.seq})
+    result["record_id"], result["mlflow_run_id"] = record.record_id, run.id
+    if out is not None:
+        out.write_text(json.dumps(result, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n",
+                       encoding="utf-8")
+    return record
+
+
+def _metric_key(view: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.\-/ ]", "_", view.replace(" x ", "_x_"))

@@ -1,0 +1,267 @@
+"""Group fairness of binary decisions: fairlearn's metrics, fed a compressed table.
+
+fairlearn's MetricFrame is slow on large inputs because it calls `np.stack` on every column it
+hands a metric, which walks a 1-D array element by element (16 M `asanyarray` calls for four
+metrics over 1 M rows). The metrics only depend on how many rows share each (groups, y_true,
+y_pred) combination, so govkit hands fairlearn that table of combinations with their counts as
+`sample_weight`: at most 4 rows per group instead of a million, and exactly the same numbers
+from fairlearn's own functions (benchmarks/bench_bias.py compares them).
+
+Intervals: Wilson score intervals for every per-group rate; percentile bootstrap intervals for
+the between-group metrics, resampling each group's confusion counts (multinomial, stratified by
+group, a fixed seed so a report renders the same twice).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from .._lazy import require
+from ..config import FairnessPolicy
+from ..errors import InputError
+
+__all__ = ["GROUP_METRICS", "analyze", "compress", "wilson"]
+
+# fairlearn / scikit-learn names, in report order
+GROUP_METRICS = ("count", "selection_rate", "true_positive_rate", "false_positive_rate",
+                 "false_negative_rate", "precision", "accuracy")
+# rate -> (numerator cells, denominator cells) over the confusion cells tn, fp, fn, tp
+_RATES = {
+    "selection_rate": ((1, 3), (0, 1, 2, 3)),
+    "true_positive_rate": ((3,), (2, 3)),
+    "false_positive_rate": ((1,), (0, 1)),
+    "false_negative_rate": ((2,), (2, 3)),
+    "precision": ((3,), (1, 3)),
+    "accuracy": ((0, 3), (0, 1, 2, 3)),
+}
+# metric -> direction of the policy threshold
+BETWEEN_GROUPS = {"demographic_parity_difference": "max", "demographic_parity_ratio": "min",
+                  "equalized_odds_difference": "max", "disparate_impact_ratio": "min"}
+WEIGHT = "__govkit_rows__"
+
+
+@dataclass(frozen=True)
+class _Groups:
+    labels: list[str]  # "sex=Female" or "sex=Female, race=Black"
+    cells: Any  # int array (groups, 4): tn, fp, fn, tp
+
+
+def compress(frame: Any, *, y_true: str, y_pred: str, sensitive: list[str]) -> Any:
+    """One row per (sensitive..., y_true, y_pred) combination with its row count."""
+    return (frame.groupby([*sensitive, y_true, y_pred], observed=True, dropna=False, sort=True)
+            .size().rename(WEIGHT).reset_index())
+
+
+def wilson(successes: int, trials: int, confidence: float) -> list[float] | None:
+    if trials == 0:
+        return None
+    z = _z(confidence)
+    p = successes / trials
+    denominator = 1 + z * z / trials
+    centre = (p + z * z / (2 * trials)) / denominator
+    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denominator
+    return [max(0.0, centre - half), min(1.0, centre + half)]
+
+
+def _z(confidence: float) -> float:
+    from statistics import NormalDist
+
+    return NormalDist().inv_cdf(0.5 + confidence / 2)
+
+
+def analyze(frame: Any, *, y_true: str, y_pred: str, sensitive: list[str], policy: FairnessPolicy,
+            reference: str | None = None, bootstrap: int = 2000, seed: int = 0) -> dict[str, Any]:
+    """Per-group metrics and between-group metrics, each attribute alone and (for several) together."""
+    np = require("numpy", "bias")
+    frame = _binary(frame, y_true, y_pred)
+    cells = compress(frame, y_true=y_true, y_pred=y_pred, sensitive=sensitive)
+    _check_groups(cells, sensitive)
+    views = [[name] for name in sensitive] + ([list(sensitive)] if len(sensitive) > 1 else [])
+    results = {}
+    rng = np.random.default_rng(seed)
+    for attrs in views:
+        key = " x ".join(attrs)
+        results[key] = _analyze_view(cells, attrs, y_true, y_pred, policy, reference if len(attrs) == 1 else None,
+                                     bootstrap, rng)
+    passed = all(m["status"] != "fail" for view in results.values() for m in view["metrics"].values())
+    return {"rows": int(len(frame)), "y_true": y_true, "y_pred": y_pred, "sensitive": list(sensitive),
+            "confidence": policy.confidence, "min_group_size": policy.min_group_size, "bootstrap": bootstrap,
+            "seed": seed, "views": results, "passed": passed,
+            "warnings": [w for view in results.values() for w in view["warnings"]]}
+
+
+def _binary(frame: Any, y_true: str, y_pred: str) -> Any:
+    for column in (y_true, y_pred):
+        values = set(frame[column].dropna().unique().tolist())
+        if not values <= {0, 1, True, False}:
+            shown = ", ".join(sorted(map(repr, values))[:5])
+            raise InputError(f"column '{column}' is not binary (values {shown}); expected 0/1 "
+                             "(use --positive-label to map a label)")
+    out = frame.copy()
+    out[y_true] = out[y_true].astype(int)
+    out[y_pred] = out[y_pred].astype(int)
+    return out
+
+
+def _check_groups(cells: Any, sensitive: list[str]) -> None:
+    for name in sensitive:
+        sizes = cells.groupby(name, observed=True, dropna=False)[WEIGHT].sum()
+        lonely = [str(group) for group, size in sizes.items() if size < 2]
+        if lonely:
+            raise InputError(f"column '{name}': group(s) {', '.join(lonely)} have a single row; "
+                             "nothing can be said about a group of one (merge or drop it)")
+
+
+def _analyze_view(cells: Any, attrs: list[str], y_true: str, y_pred: str, policy: FairnessPolicy,
+                  reference: str | None, bootstrap: int, rng: Any) -> dict[str, Any]:
+    np = require("numpy", "bias")
+    fm = require("fairlearn.metrics", "bias")
+    skm = require("sklearn.metrics", "bias")
+    view = cells.groupby([*attrs, y_true, y_pred], observed=True, dropna=False, sort=True)[WEIGHT].sum().reset_index()
+    weights = view[WEIGHT].to_numpy()
+    functions = {"selection_rate": fm.selection_rate, "true_positive_rate": fm.true_positive_rate,
+                 "false_positive_rate": fm.false_positive_rate, "false_negative_rate": fm.false_negative_rate,
+                 "precision": functools.partial(skm.precision_score, zero_division=np.nan),
+                 "accuracy": skm.accuracy_score}
+    features = view[attrs] if len(attrs) > 1 else view[attrs[0]]
+    frame = fm.MetricFrame(metrics=functions, y_true=view[y_true], y_pred=view[y_pred], sensitive_features=features,
+                           sample_params={name: {"sample_weight": weights} for name in functions})
+    by_group = frame.by_group
+    groups = _confusion(view, attrs, y_true, y_pred)
+    labels = [_label(attrs, index) for index in by_group.index]
+    if labels != groups.labels:  # both sorted the same way; a mismatch would be a bug, not bad input
+        raise AssertionError(f"group order differs: {labels} vs {groups.labels}")
+    rows, warnings = [], []
+    for i, label in enumerate(labels):
+        counts = groups.cells[i]
+        n = int(counts.sum())
+        row: dict[str, Any] = {"group": label, "count": n}
+        intervals = {}
+        for name in GROUP_METRICS[1:]:
+            value = by_group.iloc[i][name]
+            row[name] = None if value != value else float(value)
+            num, den = _RATES[name]
+            intervals[name] = wilson(int(counts[list(num)].sum()), int(counts[list(den)].sum()), policy.confidence)
+        row["intervals"] = intervals
+        row["small"] = n < policy.min_group_size
+        if row["small"]:
+            warnings.append(f"{label}: only {n} rows (fewer than {policy.min_group_size}); too small to judge")
+        rows.append(row)
+    kwargs = dict(sensitive_features=features, sample_weight=weights)
+    values = {
+        "demographic_parity_difference": fm.demographic_parity_difference(view[y_true], view[y_pred], **kwargs),
+        "demographic_parity_ratio": fm.demographic_parity_ratio(view[y_true], view[y_pred], **kwargs),
+        "equalized_odds_difference": fm.equalized_odds_difference(view[y_true], view[y_pred], **kwargs),
+    }
+    rates = np.array([r["selection_rate"] for r in rows], dtype=float)
+    ref_index = _reference_index(labels, rates, reference, attrs)
+    ratios = rates / rates[ref_index] if rates[ref_index] > 0 else np.full(len(rates), np.nan)
+    others = [i for i in range(len(rows)) if i != ref_index]
+    values["disparate_impact_ratio"] = float(np.nanmin(ratios[others])) if others else float("nan")
+    for i, row in enumerate(rows):
+        row["disparate_impact_ratio"] = None if ratios[i] != ratios[i] else float(ratios[i])
+    intervals = _bootstrap(groups.cells, ref_index, bootstrap, policy.confidence, rng)
+    drivers = _drivers(rows, rates, ref_index)
+    metrics = {name: _judge(name, float(value), intervals[name], getattr(policy, name), rows, drivers[name])
+               for name, value in values.items()}
+    return {"attributes": attrs, "reference": labels[ref_index], "by_group": rows, "metrics": metrics,
+            "warnings": warnings}
+
+
+def _confusion(view: Any, attrs: list[str], y_true: str, y_pred: str) -> _Groups:
+    np = require("numpy", "bias")
+    cell = view[y_true].to_numpy() * 2 + view[y_pred].to_numpy()  # tn=0, fp=1, fn=2, tp=3
+    keys = view[attrs].apply(tuple, axis=1) if len(attrs) > 1 else view[attrs[0]]
+    order: dict[Any, int] = {}
+    for key in keys:
+        order.setdefault(key, len(order))
+    counts = np.zeros((len(order), 4), dtype=np.int64)
+    np.add.at(counts, ([order[k] for k in keys], cell), view[WEIGHT].to_numpy())
+    return _Groups([_label(attrs, key) for key in order], counts)
+
+
+def _label(attrs: list[str], key: Any) -> str:
+    values = key if isinstance(key, tuple) else (key,)
+    return ", ".join(f"{a}={v}" for a, v in zip(attrs, values))
+
+
+def _reference_index(labels: list[str], rates: Any, reference: str | None, attrs: list[str]) -> int:
+    np = require("numpy", "bias")
+    if reference is None:
+        return int(np.nanargmax(rates))  # UGESP: against the group with the highest selection rate
+    wanted = reference if "=" in reference else f"{attrs[0]}={reference}"
+    if wanted not in labels:
+        raise InputError(f"--reference: no group '{reference}' in column '{attrs[0]}'; groups: "
+                         f"{', '.join(l.split('=', 1)[1] for l in labels)}")
+    return labels.index(wanted)
+
+
+def _bootstrap(cells: Any, ref_index: int, replicates: int, confidence: float, rng: Any) -> dict[str, list[float] | None]:
+    """Percentile intervals of the between-group metrics, resampling each group's confusion counts."""
+    np = require("numpy", "bias")
+    if replicates <= 0:
+        return {name: None for name in BETWEEN_GROUPS}
+    sizes = cells.sum(axis=1)
+    draws = np.stack([rng.multinomial(n, row / n, size=replicates) for n, row in zip(sizes, cells)], axis=1)
+    tn, fp, fn, tp = (draws[..., k].astype(float) for k in range(4))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        selection = (fp + tp) / (tn + fp + fn + tp)
+        tpr = tp / (tp + fn)
+        fpr = fp / (fp + tn)
+        ratio_to_ref = selection / selection[:, [ref_index]]
+        others = np.delete(ratio_to_ref, ref_index, axis=1)
+        stats = {
+            "demographic_parity_difference": np.nanmax(selection, 1) - np.nanmin(selection, 1),
+            "demographic_parity_ratio": np.nanmin(selection, 1) / np.nanmax(selection, 1),
+            "equalized_odds_difference": np.fmax(np.nanmax(tpr, 1) - np.nanmin(tpr, 1),
+                                                 np.nanmax(fpr, 1) - np.nanmin(fpr, 1)),
+            "disparate_impact_ratio": np.nanmin(others, 1) if others.shape[1] else np.full(replicates, np.nan),
+        }
+    tail = (1 - confidence) / 2 * 100
+    out: dict[str, list[float] | None] = {}
+    for name, sample in stats.items():
+        sample = sample[np.isfinite(sample)]
+        out[name] = [float(np.percentile(sample, tail)), float(np.percentile(sample, 100 - tail))] if len(sample) else None
+    return out
+
+
+def _drivers(rows: list[dict[str, Any]], rates: Any, ref_index: int) -> dict[str, set[int]]:
+    """For each between-group metric, the groups whose rates set its value."""
+    np = require("numpy", "bias")
+
+    def extremes(name: str) -> tuple[set[int], float]:
+        values = np.array([np.nan if r[name] is None else r[name] for r in rows], dtype=float)
+        if np.isnan(values).all():
+            return set(), 0.0
+        return {int(np.nanargmax(values)), int(np.nanargmin(values))}, float(np.nanmax(values) - np.nanmin(values))
+
+    selection = extremes("selection_rate")[0]
+    tpr, tpr_gap = extremes("true_positive_rate")
+    fpr, fpr_gap = extremes("false_positive_rate")
+    lowest = {int(np.nanargmin(np.where(np.arange(len(rates)) == ref_index, np.nan, rates)))} if len(rates) > 1 else set()
+    return {"demographic_parity_difference": selection, "demographic_parity_ratio": selection,
+            "equalized_odds_difference": tpr if tpr_gap >= fpr_gap else fpr,
+            "disparate_impact_ratio": {ref_index} | lowest}
+
+
+def _judge(name: str, value: float, interval: list[float] | None, threshold: float, rows: list[dict[str, Any]],
+           drivers: set[int]) -> dict[str, Any]:
+    direction = BETWEEN_GROUPS[name]
+    out: dict[str, Any] = {"value": None if value != value else value, "interval": interval,
+                           "threshold": threshold, "direction": direction}
+    if value != value:
+        out.update(status="inconclusive", reason="undefined: a group has no rows for this rate")
+        return out
+    breach = value > threshold if direction == "max" else value < threshold
+    if not breach:
+        out["status"] = "pass"
+        return out
+    small = [rows[i]["group"] for i in sorted(drivers) if rows[i]["small"]]
+    if small:
+        out.update(status="inconclusive", reason=f"the gap involves small group(s): {', '.join(small)}")
+    else:
+        out["status"] = "fail"
+    return out
