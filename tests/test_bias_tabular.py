@@ -1,0 +1,233 @@
+"""`govkit bias tabular`: fairlearn's own numbers on real data (UCI Adult, German credit), intervals,
+planted disparities, bad input, and the evidence it leaves (audit event, MLflow run, JSON file)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from fairlearn import metrics as fm
+from sklearn.metrics import accuracy_score, precision_score
+
+from govkit.audit import AuditLog
+from govkit.cli import cli
+from govkit.config import FairnessPolicy, load_settings
+from govkit.errors import InputError
+from govkit.fairness.tabular import analyze, wilson
+
+from .public_data import ADULT_COLUMNS, GERMAN_COLUMNS, adult_data, german_data
+
+
+def run(*args: str):
+    return CliRunner().invoke(cli, list(args))
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    assert run("init", "--yes", "--model-id", "credit-scorer").exit_code == 0
+    return tmp_path
+
+
+def adult() -> pd.DataFrame:
+    frame = pd.read_csv(adult_data(), header=None, names=list(ADULT_COLUMNS), skipinitialspace=True, na_values=["?"])
+    frame["y_true"] = (frame.income == ">50K").astype(int)
+    # a simple rule as "the model": degree or capital gains
+    frame["y_pred"] = ((frame["education-num"] >= 13) | (frame["capital-gain"] > 5000)).astype(int)
+    return frame
+
+
+def test_numbers_equal_fairlearn_on_adult() -> None:
+    frame = adult()
+    result = analyze(frame, y_true="y_true", y_pred="y_pred", sensitive=["sex", "race"], policy=FairnessPolicy())
+    for attr in ("sex", "race"):
+        plain = fm.MetricFrame(metrics={
+            "selection_rate": fm.selection_rate, "true_positive_rate": fm.true_positive_rate,
+            "false_positive_rate": fm.false_positive_rate, "false_negative_rate": fm.false_negative_rate,
+            "precision": precision_score, "accuracy": accuracy_score, "count": fm.count},
+            y_true=frame.y_true, y_pred=frame.y_pred, sensitive_features=frame[attr])
+        rows = {row["group"]: row for row in result["views"][attr]["by_group"]}
+        for group, expected in plain.by_group.iterrows():
+            row = rows[f"{attr}={group}"]
+            for name, value in expected.items():
+                assert row[name] == value, (attr, group, name)  # identical, not approximately equal
+        metrics = result["views"][attr]["metrics"]
+        kwargs = dict(sensitive_features=frame[attr])
+        assert metrics["demographic_parity_difference"]["value"] == fm.demographic_parity_difference(frame.y_true, frame.y_pred, **kwargs)
+        assert metrics["demographic_parity_ratio"]["value"] == fm.demographic_parity_ratio(frame.y_true, frame.y_pred, **kwargs)
+        assert metrics["equalized_odds_difference"]["value"] == fm.equalized_odds_difference(frame.y_true, frame.y_pred, **kwargs)
+        rates = plain.by_group["selection_rate"]
+        assert metrics["disparate_impact_ratio"]["value"] == pytest.approx(rates.min() / rates.max(), rel=1e-15)
+    joint = result["views"]["sex x race"]["by_group"]
+    plain = fm.MetricFrame(metrics=fm.selection_rate, y_true=frame.y_true, y_pred=frame.y_pred,
+                           sensitive_features=frame[["sex", "race"]])
+    assert [row["selection_rate"] for row in joint] == plain.by_group.tolist()
+
+
+def test_known_adult_income_rates_by_sex(project: Path, tmp_path: Path) -> None:
+    frame = pd.read_csv(adult_data(), header=None, names=list(ADULT_COLUMNS), skipinitialspace=True)
+    frame["decision"] = frame.income  # the recorded outcome itself: selection rate = base rate
+    frame.to_csv(tmp_path / "adult.csv", index=False)
+    result = run("bias", "tabular", "--data", str(tmp_path / "adult.csv"), "--y-true", "income", "--y-pred", "decision",
+                 "--positive-label", ">50K", "--sensitive", "sex", "--format", "json")
+    assert result.exit_code == 1, result.output  # the base rates differ far beyond the four-fifths rule
+    rows = {r["group"]: r for r in json.loads(result.output)["views"]["sex"]["by_group"]}
+    # the UCI Adult training file: 6,662 of 21,790 men and 1,179 of 10,771 women earn >50K
+    assert (rows["sex=Male"]["count"], rows["sex=Female"]["count"]) == (21790, 10771)
+    assert rows["sex=Male"]["selection_rate"] == 6662 / 21790 and rows["sex=Female"]["selection_rate"] == 1179 / 10771
+    assert rows["sex=Female"]["disparate_impact_ratio"] == pytest.approx((1179 / 10771) / (6662 / 21790))
+
+
+def test_german_credit_rates_by_foreign_worker(project: Path, tmp_path: Path) -> None:
+    frame = pd.read_csv(german_data(), sep=" ", header=None, names=list(GERMAN_COLUMNS))
+    frame["good"] = (frame.credit == 1).astype(int)
+    frame["approved"] = (frame.duration <= 24).astype(int)
+    frame.to_parquet(tmp_path / "german.parquet")
+    result = run("bias", "tabular", "--data", str(tmp_path / "german.parquet"), "--y-true", "good",
+                 "--y-pred", "approved", "--sensitive", "foreign_worker", "--format", "json")
+    assert result.exit_code in (0, 1), result.output
+    rows = {r["group"]: r for r in json.loads(result.output)["views"]["foreign_worker"]["by_group"]}
+    for code, group in frame.groupby("foreign_worker"):
+        row = rows[f"foreign_worker={code}"]
+        assert row["count"] == len(group)
+        assert row["selection_rate"] == pytest.approx(group.approved.mean(), rel=1e-12)
+        assert row["true_positive_rate"] == pytest.approx(group[group.good == 1].approved.mean(), rel=1e-12)
+
+
+def _planted(rates: dict[str, float], n: int = 4000) -> pd.DataFrame:
+    """Exactly `rate` of each group selected, with the same true-positive structure in every group."""
+    parts = []
+    for group, rate in rates.items():
+        y_true = np.tile([1, 0], n // 2)
+        selected = int(rate * n)
+        y_pred = np.zeros(n, dtype=int)
+        y_pred[:selected] = 1
+        parts.append(pd.DataFrame({"group": group, "y_true": y_true, "y_pred": y_pred}))
+    return pd.concat(parts, ignore_index=True)
+
+
+def test_planted_disparity_is_flagged_and_a_balanced_set_is_not() -> None:
+    unfair = analyze(_planted({"a": 0.5, "b": 0.3}), y_true="y_true", y_pred="y_pred", sensitive=["group"],
+                     policy=FairnessPolicy())
+    metrics = unfair["views"]["group"]["metrics"]
+    assert metrics["demographic_parity_difference"]["value"] == pytest.approx(0.2)
+    assert metrics["disparate_impact_ratio"]["value"] == pytest.approx(0.6)
+    assert metrics["disparate_impact_ratio"]["status"] == "fail" and not unfair["passed"]
+    low, high = metrics["demographic_parity_difference"]["interval"]
+    assert low < 0.2 < high and high - low < 0.1
+    fair = analyze(_planted({"a": 0.4, "b": 0.4}), y_true="y_true", y_pred="y_pred", sensitive=["group"],
+                   policy=FairnessPolicy())
+    assert fair["passed"] and all(m["status"] == "pass" for m in fair["views"]["group"]["metrics"].values())
+    assert fair["views"]["group"]["metrics"]["demographic_parity_difference"]["value"] == 0
+
+
+def test_small_groups_are_warned_about_and_inconclusive() -> None:
+    frame = pd.concat([_planted({"big": 0.5}, 2000), _planted({"tiny": 0.1}, 10)], ignore_index=True)
+    result = analyze(frame, y_true="y_true", y_pred="y_pred", sensitive=["group"], policy=FairnessPolicy())
+    assert result["warnings"] == ["group=tiny: only 10 rows (fewer than 30); too small to judge"]
+    metric = result["views"]["group"]["metrics"]["demographic_parity_difference"]
+    assert metric["status"] == "inconclusive" and "group=tiny" in metric["reason"] and result["passed"]
+
+
+def test_wilson_matches_scipy() -> None:
+    from scipy.stats import binomtest
+
+    for k, n in ((0, 10), (7, 10), (1179, 10771), (50, 50)):
+        expected = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+        assert wilson(k, n, 0.95) == pytest.approx([expected.low, expected.high], abs=1e-12)
+
+
+def test_bootstrap_is_reproducible_and_thresholds_come_from_the_policy() -> None:
+    frame = _planted({"a": 0.5, "b": 0.44})
+    strict = FairnessPolicy(demographic_parity_difference=0.05)
+    first = analyze(frame, y_true="y_true", y_pred="y_pred", sensitive=["group"], policy=strict, seed=3)
+    second = analyze(frame, y_true="y_true", y_pred="y_pred", sensitive=["group"], policy=strict, seed=3)
+    assert first == second
+    assert first["views"]["group"]["metrics"]["demographic_parity_difference"]["status"] == "fail"
+    lenient = analyze(frame, y_true="y_true", y_pred="y_pred", sensitive=["group"], policy=FairnessPolicy())
+    assert lenient["views"]["group"]["metrics"]["demographic_parity_difference"]["status"] == "pass"
+
+
+def test_score_and_threshold_equal_explicit_decisions(project: Path, tmp_path: Path) -> None:
+    frame = adult()
+    frame["score"] = (frame["education-num"] / 16).round(4)
+    frame["decision"] = (frame.score >= 0.8).astype(int)
+    frame.to_csv(tmp_path / "scored.csv", index=False)
+    by_score = run("bias", "tabular", "--data", str(tmp_path / "scored.csv"), "--y-true", "y_true", "--score", "score",
+                   "--threshold", "0.8", "--sensitive", "sex", "--format", "json", "--bootstrap", "0")
+    by_decision = run("bias", "tabular", "--data", str(tmp_path / "scored.csv"), "--y-true", "y_true", "--y-pred",
+                      "decision", "--sensitive", "sex", "--format", "json", "--bootstrap", "0")
+    assert json.loads(by_score.output)["views"] == json.loads(by_decision.output)["views"]
+
+
+def test_evidence_event_mlflow_run_and_result_file(project: Path, tmp_path: Path) -> None:
+    from mlflow import MlflowClient
+
+    adult().to_csv(tmp_path / "preds.csv", index=False)
+    out = tmp_path / "bias.json"
+    result = run("bias", "tabular", "--data", str(tmp_path / "preds.csv"), "--y-true", "y_true", "--y-pred", "y_pred",
+                 "--sensitive", "sex", "--out", str(out))
+    assert result.exit_code == 1 and "disparate_impact_ratio" in result.output and "FAIL" in result.output
+    saved = json.loads(out.read_text())
+    with AuditLog.open(settings=load_settings("govkit.toml")) as log:
+        record = log.get(saved["record_id"])
+    assert record.event_type == "bias_run" and record.details["kind"] == "tabular" and record.details["passed"] is False
+    assert record.details["metrics"]["sex"]["disparate_impact_ratio"]["status"] == "fail"
+    unsigned = {k: v for k, v in saved.items() if k not in ("record_id", "mlflow_run_id")}
+    body = json.dumps(unsigned, sort_keys=True, ensure_ascii=False, allow_nan=False)
+    assert record.details["result_sha256"] == "sha256:" + hashlib.sha256(body.encode()).hexdigest()
+    assert saved["data"]["sha256"] == "sha256:" + hashlib.sha256((tmp_path / "preds.csv").read_bytes()).hexdigest()
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / '.govkit' / 'mlflow.db'}")
+    mlrun = client.get_run(saved["mlflow_run_id"])
+    assert mlrun.data.metrics["sex.demographic_parity_difference"] == pytest.approx(
+        saved["views"]["sex"]["metrics"]["demographic_parity_difference"]["value"])
+    assert mlrun.data.tags["govkit.record_id"] == record.record_id
+    assert {a.path for a in client.list_artifacts(mlrun.info.run_id)} >= {"by_group.csv", "bias_result.json"}
+
+
+def test_sample_and_limit(project: Path, tmp_path: Path) -> None:
+    adult().to_csv(tmp_path / "preds.csv", index=False)
+    base = ["bias", "tabular", "--data", str(tmp_path / "preds.csv"), "--y-true", "y_true", "--y-pred", "y_pred",
+            "--sensitive", "sex", "--format", "json", "--bootstrap", "0"]
+    assert json.loads(run(*base, "--limit", "500").output)["rows"] == 500
+    one = json.loads(run(*base, "--sample", "3000", "--seed", "5").output)
+    two = json.loads(run(*base, "--sample", "3000", "--seed", "5").output)
+    assert one["rows"] == 3000 and one["views"] == two["views"]
+
+
+BAD = {
+    "missing column": ("a,b,sex\n0,1,f\n1,0,m\n1,1,m\n0,0,f\n", ["--y-pred", "b", "--sensitive", "sex,race"],
+                       "column 'race': missing"),
+    "label not binary": ("a,b,sex\n0,1,f\n2,0,m\n1,1,m\n0,0,f\n", ["--y-pred", "b", "--sensitive", "sex"],
+                         "row 2, column 'a': fails must be 0 or 1: value 2"),
+    "group of one": ("a,b,sex\n0,1,f\n1,0,m\n1,1,m\n0,0,f\n1,1,x\n", ["--y-pred", "b", "--sensitive", "sex"],
+                     "group(s) x have a single row"),
+    "non-numeric score": ("a,s,sex\n0,0.2,f\n1,high,m\n1,0.9,m\n0,0.1,f\n", ["--score", "s", "--sensitive", "sex"],
+                          "column 's'"),
+    "score out of range": ("a,s,sex\n0,0.2,f\n1,7,m\n1,0.9,m\n0,0.1,f\n", ["--score", "s", "--sensitive", "sex"],
+                           "row 2, column 's': fails in_range(0, 1)"),
+    "bad positive label": ("a,b,sex\nyes,1,f\nno,0,m\nmaybe,1,m\n", ["--y-pred", "b", "--sensitive", "sex",
+                                                                  "--positive-label", "yes"], "is not binary"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_input(project: Path, tmp_path: Path, case: str) -> None:
+    text, args, message = BAD[case]
+    path = tmp_path / "preds.csv"
+    path.write_text(text)
+    before = len(list(AuditLog.open(settings=load_settings("govkit.toml"))))
+    result = run("bias", "tabular", "--data", str(path), "--y-true", "a", *args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output and str(path) in result.output and "Traceback" not in result.output
+    assert len(list(AuditLog.open(settings=load_settings("govkit.toml")))) == before
+
+
+def test_unknown_reference_group() -> None:
+    with pytest.raises(InputError, match="no group 'z' in column 'group'"):
+        analyze(_planted({"a": 0.5, "b": 0.4}), y_true="y_true", y_pred="y_pred", sensitive=["group"],
+                policy=FairnessPolicy(), reference="z")
