@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
 import click
 
-from ..errors import InputError
+from ..errors import GovkitError, InputError
 from ._common import db_option, echo_json, open_log, settings_for
 from ._root import cli
 
@@ -175,3 +177,305 @@ def _show(result: dict[str, Any], fmt: str) -> None:
         click.echo(f"warning: {warning}")
     verdict = "no metric fails its threshold" if result["passed"] else "at least one metric fails its threshold"
     click.echo(f"\n{result['rows']} rows; {verdict}. Record {result['record_id']}.")
+
+
+model_options = [
+    click.option("--endpoint", help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8080/v1 (llama.cpp, "
+                                    "Ollama, vLLM, govkit proxy)."),
+    click.option("--model", "model_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                 help="Or a GGUF file run in-process with llama-cpp-python."),
+    click.option("--model-artifact", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                 help="The model file the endpoint serves, to tie the evidence to its sha256."),
+    click.option("--method", type=click.Choice(["logprob", "generate"]), default="logprob", show_default=True,
+                 help="logprob: score each choice by its log-probability; generate: temperature 0, strict parsing."),
+    click.option("--system", help="A system message sent before every prompt."),
+    click.option("--prompt-template", type=click.Path(path_type=Path), required=True,
+                 help="Jinja template rendered per row; it may use any column."),
+    click.option("--choices", required=True, help="The allowed answers, comma-separated, e.g. approve,deny."),
+    click.option("--positive", required=True, help="The choice that is the favourable outcome."),
+]
+
+
+def _model_options(function: Any) -> Any:
+    for option in reversed(model_options):
+        function = option(function)
+    return function
+
+
+def _choices(choices: str, positive: str) -> list[str]:
+    items = [c.strip() for c in choices.split(",") if c.strip()]
+    if len(items) < 2 or len(set(c.lower() for c in items)) != len(items):
+        raise InputError(f"--choices: expected two or more distinct answers, got '{choices}'")
+    if positive not in items:
+        raise InputError(f"--positive: '{positive}' is not one of the choices {', '.join(items)}")
+    return items
+
+
+def _decider(ctx: click.Context, log: Any, settings: Any, *, choices: list[str], method: str, endpoint: str | None,
+             model_path: Path | None, system: str | None) -> Any:
+    from ..fairness.llm import Decider
+
+    return Decider(log, choices, method=method, endpoint=endpoint, model_path=model_path, system=system,
+                   model_id=settings.model.id if settings else None)
+
+
+def _decide_all(decider: Any, prompts: list[str], label: str) -> list[Any]:
+    decisions = []
+    with click.progressbar(prompts, label=label, file=click.get_text_stream("stderr")) as bar:
+        for prompt in bar:
+            decisions.append(decider.decide(prompt))
+    return decisions
+
+
+def _identity_fields(log: Any, artifact: Path | None) -> dict[str, Any]:
+    if artifact is None:
+        return {}
+    from ..inference.fingerprint import fingerprint_artifact
+
+    return fingerprint_artifact(artifact, cache_file=log.path.with_name("artifacts.json")).record_fields()
+
+
+def _rows(frame: Any) -> list[dict[str, Any]]:
+    """Rows as plain dicts for Jinja, with missing values as None."""
+    records = frame.astype(object).where(frame.notna(), None).to_dict("records")
+    return records
+
+
+@bias.command()
+@click.option("--data", "data_path", type=click.Path(path_type=Path), required=True,
+              help="Cases to decide: CSV, Parquet or JSONL.")
+@click.option("--sensitive", required=True, help="Sensitive column(s), comma-separated.")
+@click.option("--label", help="Column with the correct choice (or 0/1), for the error-rate metrics.")
+@_model_options
+@click.option("--decisions-out", type=click.Path(dir_okay=False, path_type=Path),
+              help="CSV of every decision: row, groups, prompt digest, choice scores, decision, audit record.")
+@click.option("--bootstrap", type=click.IntRange(min=0), default=2000, show_default=True)
+@format_option
+@out_option
+@limit_option
+@sample_option
+@seed_option
+@db_option
+@click.pass_context
+def llm(ctx: click.Context, data_path: Path, sensitive: str, label: str | None, endpoint: str | None,
+        model_path: Path | None, model_artifact: Path | None, method: str, system: str | None,
+        prompt_template: Path, choices: str, positive: str, decisions_out: Path | None, bootstrap: int, fmt: str,
+        out: Path | None, limit: int | None, sample: int | None, seed: int, db: Path | None) -> None:
+    """Group fairness of a language model's decisions: one prompt per row, the same analysis as tabular.
+
+    Example: govkit bias llm --data applicants.csv --prompt-template loan.j2 --choices approve,deny
+             --positive approve --sensitive gender --endpoint http://127.0.0.1:8080/v1
+    """
+    from .. import schemas
+    from ..config import FairnessPolicy
+    from ..fairness.evidence import record_bias_run
+    from ..fairness.llm import load_template, prompt_digest
+    from ..fairness.tabular import analyze
+    from ..inference.fingerprint import sha256_file
+    from ..lineage.tables import ReadOptions, detect_format, read_table
+
+    options = _choices(choices, positive)
+    columns = [c.strip() for c in sensitive.split(",") if c.strip()]
+    settings = settings_for(ctx, required=db is None)
+    policy = settings.policy.fairness if settings else FairnessPolicy()
+    digest, _ = sha256_file(data_path)
+    frame = _subset(read_table(data_path, ReadOptions(format=detect_format(data_path))), limit, sample, seed)
+    template = load_template(prompt_template, frame.columns)
+    schemas.validate(frame, schemas.evaluation_dataset(sensitive=columns, label=label), source=str(data_path))
+    truth = None
+    if label:
+        truth = _label_truth(frame[label], options, positive, data_path, label)
+    prompts = [template.render(**row) for row in _rows(frame)]
+    with open_log(ctx, db) as log:
+        decider = _decider(ctx, log, settings, choices=options, method=method, endpoint=endpoint,
+                           model_path=model_path, system=system)
+        decisions = _decide_all(decider, prompts, f"deciding {len(prompts)} rows")
+        table = frame[columns].copy()
+        table.insert(0, "row", frame.index + 1)
+        table["prompt_sha256"] = [prompt_digest(p) for p in prompts]
+        for choice in options:
+            table[f"score_{choice}"] = [d.scores.get(choice) for d in decisions]
+        table["decision"] = [d.choice for d in decisions]
+        table["record_id"] = [d.record_id for d in decisions]
+        if truth is not None:
+            table["label"] = truth
+        parsed = table[table.decision.notna()].copy()
+        parsed["y_pred"] = (parsed.decision == positive).astype(int)
+        unparseable = _unparseable(table, columns)
+        if parsed.empty:
+            raise GovkitError(f"none of the {len(table)} answers named one of the choices {', '.join(options)}; "
+                              "check the template and --choices")
+        try:
+            result = analyze(parsed, y_true="label" if truth is not None else None, y_pred="y_pred",
+                             sensitive=columns, policy=policy, bootstrap=bootstrap, seed=seed)
+        except InputError as exc:
+            raise InputError(f"{data_path}: {exc}") from None
+        result["warnings"] += unparseable["warnings"]
+        result = {"kind": "llm", "data": {"path": str(data_path.resolve()), "name": data_path.name, "sha256": digest},
+                  "model": {"endpoint": endpoint, "path": str(model_path) if model_path else None,
+                            "artifact": str(model_artifact or model_path or "") or None, "method": method},
+                  "prompt_template_sha256": "sha256:" + hashlib.sha256(prompt_template.read_bytes()).hexdigest(),
+                  "choices": options, "positive": positive, "decided": len(table),
+                  "unparseable": unparseable["counts"], **result}
+        decisions_csv = table.to_csv(index=False, lineterminator="\n")
+        if decisions_out is not None:
+            decisions_out.write_text(decisions_csv, encoding="utf-8")
+        record_bias_run(log, settings, kind="llm", result=result, out=out,
+                        artifacts={"by_group.csv": by_group_csv(result), "decisions.csv": decisions_csv},
+                        fields=_identity_fields(log, model_artifact or model_path))
+    _show(result, fmt)
+    if fmt == "table":
+        click.echo(f"{sum(unparseable['counts'].values())} of {len(table)} answers were unparseable.")
+    if not result["passed"]:
+        ctx.exit(1)
+
+
+def _label_truth(series: Any, options: list[str], positive: str, path: Path, label: str) -> list[int]:
+    values = series.astype(str).str.strip()
+    allowed = {*options, "0", "1", "True", "False"}
+    bad = sorted(set(values) - allowed)
+    if bad:
+        raise InputError(f"{path}: column '{label}' holds {', '.join(bad[:5])}; expected one of the choices "
+                         f"({', '.join(options)}) or 0/1")
+    return [1 if v in (positive, "1", "True") else 0 for v in values]
+
+
+def _unparseable(table: Any, columns: list[str]) -> dict[str, Any]:
+    missing = table[table.decision.isna()]
+    counts: dict[str, int] = {}
+    for name in columns:
+        for group, n in missing.groupby(name, dropna=False).size().items():
+            counts[f"{name}={group}"] = int(n)
+    warnings = [f"{group}: {n} answer(s) named no choice and are left out of the metrics"
+                for group, n in counts.items()]
+    return {"counts": counts, "warnings": warnings}
+
+
+@bias.command()
+@click.option("--data", "data_path", type=click.Path(path_type=Path), required=True,
+              help="Cases: CSV, Parquet or JSONL; every column is available to the template.")
+@click.option("--attribute", "attributes", multiple=True, required=True,
+              help="Attribute to vary (a lexicon: name, name_origin, pronoun, age, origin, or one from "
+                   "--lexicon); repeatable.")
+@click.option("--lexicon", "lexicons", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A lexicon JSON file of your own; it replaces the built-in one of the same attribute.")
+@click.option("--groups", help="Only these groups of the lexicon, comma-separated (at least two).")
+@_model_options
+@click.option("--decisions-out", type=click.Path(dir_okay=False, path_type=Path),
+              help="CSV of every variant: row, attribute, group, value, prompt digest, scores, decision, record.")
+@format_option
+@out_option
+@limit_option
+@sample_option
+@seed_option
+@db_option
+@click.pass_context
+def counterfactual(ctx: click.Context, data_path: Path, attributes: tuple[str, ...], lexicons: tuple[Path, ...],
+                   groups: str | None, endpoint: str | None, model_path: Path | None, model_artifact: Path | None,
+                   method: str, system: str | None, prompt_template: Path, choices: str, positive: str,
+                   decisions_out: Path | None, fmt: str, out: Path | None, limit: int | None, sample: int | None,
+                   seed: int, db: Path | None) -> None:
+    """Prompts that differ only in a demographic attribute: flip rates and paired tests per pair of groups.
+
+    The template uses the lexicon's variable ({{ name }}, {{ pronoun.subject }}, {{ age }}, {{ origin }}).
+    Exit 1 when the evidence shows a difference (McNemar exact or paired permutation test,
+    Holm-adjusted, at the policy's confidence).
+
+    Example: govkit bias counterfactual --data cases.csv --prompt-template loan.j2 --attribute name
+             --choices approve,deny --positive approve --endpoint http://127.0.0.1:8080/v1
+    """
+    from ..config import FairnessPolicy
+    from ..fairness.counterfactual import analyze_pairs, load_lexicon
+    from ..fairness.evidence import record_bias_run
+    from ..fairness.llm import load_template
+    from ..inference.fingerprint import sha256_file
+    from ..lineage.tables import ReadOptions, detect_format, read_table
+
+    options = _choices(choices, positive)
+    settings = settings_for(ctx, required=db is None)
+    policy = settings.policy.fairness if settings else FairnessPolicy()
+    digest, _ = sha256_file(data_path)
+    frame = _subset(read_table(data_path, ReadOptions(format=detect_format(data_path))), limit, sample, seed)
+    chosen = [load_lexicon(name, list(lexicons)) for name in attributes]
+    wanted = [g.strip() for g in groups.split(",")] if groups else None
+    group_lists = {}
+    for lexicon in chosen:
+        names = [g for g in lexicon.groups if wanted is None or g in wanted]
+        if len(names) < 2:
+            raise InputError(f"--groups: fewer than two of {', '.join(wanted or [])} are groups of "
+                             f"'{lexicon.attribute}' ({', '.join(lexicon.groups)})")
+        group_lists[lexicon.attribute] = names
+    template = load_template(prompt_template, frame.columns, extra=[lex.variable for lex in chosen])
+    variants = []
+    for i, row in enumerate(_rows(frame)):
+        for lexicon in chosen:
+            base = dict(row)
+            for other in chosen:  # variables of the attributes not varied here: the data's, else the first group's
+                base.setdefault(other.variable, other.value(next(iter(other.groups)), i))
+            for group in group_lists[lexicon.attribute]:
+                value = lexicon.value(group, i)
+                prompt = template.render(**{**base, lexicon.variable: value})
+                variants.append({"row": int(frame.index[i]) + 1, "attribute": lexicon.attribute, "group": group,
+                                 "value": value, "prompt": prompt})
+    with open_log(ctx, db) as log:
+        decider = _decider(ctx, log, settings, choices=options, method=method, endpoint=endpoint,
+                           model_path=model_path, system=system)
+        decisions = _decide_all(decider, [v["prompt"] for v in variants], f"deciding {len(variants)} variants")
+        for variant, decision in zip(variants, decisions):
+            variant.update(decision=decision.choice, p_positive=decision.positive_probability(positive),
+                           scores=decision.scores, record_id=decision.record_id)
+        analyses = {lex.attribute: analyze_pairs([v for v in variants if v["attribute"] == lex.attribute], lex,
+                                                 group_lists[lex.attribute], positive, confidence=policy.confidence,
+                                                 seed=seed) for lex in chosen}
+        unparseable: dict[str, int] = {}
+        for v in variants:
+            if v["decision"] is None:
+                key = f"{v['attribute']}={v['group']}"
+                unparseable[key] = unparseable.get(key, 0) + 1
+        result = {"kind": "counterfactual", "data": {"path": str(data_path.resolve()), "name": data_path.name,
+                                                     "sha256": digest},
+                  "model": {"endpoint": endpoint, "path": str(model_path) if model_path else None, "method": method},
+                  "prompt_template_sha256": "sha256:" + hashlib.sha256(prompt_template.read_bytes()).hexdigest(),
+                  "choices": options, "positive": positive, "rows": int(len(frame)), "decided": len(variants),
+                  "confidence": policy.confidence, "seed": seed, "attributes": analyses, "unparseable": unparseable,
+                  "passed": not any(a["difference_shown"] for a in analyses.values()),
+                  "summary": [p["statement"] for a in analyses.values() for p in a["pairs"]],
+                  "warnings": [f"{k}: {n} answer(s) named no choice and are left out" for k, n in unparseable.items()]}
+        decisions_csv = _variants_csv(variants, options)
+        if decisions_out is not None:
+            decisions_out.write_text(decisions_csv, encoding="utf-8")
+        record_bias_run(log, settings, kind="counterfactual", result=result, out=out,
+                        artifacts={"decisions.csv": decisions_csv},
+                        fields=_identity_fields(log, model_artifact or model_path))
+    if fmt == "json":
+        echo_json(result)
+    else:
+        for attribute, analysis in analyses.items():
+            rates = ", ".join(f"{g} {r:.0%}" if r is not None else f"{g} -" for g, r in analysis["positive_rate"].items())
+            click.secho(f"\n{attribute}: '{positive}' rate by group: {rates}", bold=True)
+            for pair in analysis["pairs"]:
+                click.echo("  " + pair["statement"])
+        for warning in result["warnings"]:
+            click.echo(f"warning: {warning}")
+        click.echo(f"\n{len(variants)} prompts for {len(frame)} rows. Record {result['record_id']}.")
+    if not result["passed"]:
+        ctx.exit(1)
+
+
+def _variants_csv(variants: list[dict[str, Any]], options: list[str]) -> str:
+    import csv
+    import io
+
+    from ..fairness.llm import prompt_digest
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["row", "attribute", "group", "value", "prompt_sha256", *(f"score_{c}" for c in options),
+                     "p_positive", "decision", "record_id"])
+    for v in variants:
+        value = json.dumps(v["value"], sort_keys=True) if isinstance(v["value"], dict) else v["value"]
+        writer.writerow([v["row"], v["attribute"], v["group"], value, prompt_digest(v["prompt"]),
+                         *("" if v["scores"].get(c) is None else repr(v["scores"][c]) for c in options),
+                         "" if v["p_positive"] is None else repr(v["p_positive"]), v["decision"] or "",
+                         v["record_id"] or ""])
+    return buffer.getvalue()

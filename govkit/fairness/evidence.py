@@ -16,7 +16,11 @@ __all__ = ["record_bias_run", "summary"]
 
 
 def summary(result: dict[str, Any]) -> dict[str, Any]:
-    """What goes into the chain: each metric's value and status per view (no per-row data)."""
+    """What goes into the chain: each metric's value and status per view or attribute (no per-row data)."""
+    if "attributes" in result:  # counterfactual: one entry per pair of groups
+        return {attr: {f"{p['groups'][0]}_vs_{p['groups'][1]}.flip_rate": {
+            "value": p["flip_rate"], "status": "difference" if p["difference_shown"] else "no_evidence"}
+            for p in data["pairs"]} for attr, data in result["attributes"].items()}
     return {view: {name: {"value": m["value"], "status": m["status"]} for name, m in data["metrics"].items()}
             for view, data in result.get("views", {}).items()}
 

@@ -72,10 +72,17 @@ def _z(confidence: float) -> float:
     return NormalDist().inv_cdf(0.5 + confidence / 2)
 
 
-def analyze(frame: Any, *, y_true: str, y_pred: str, sensitive: list[str], policy: FairnessPolicy,
+def analyze(frame: Any, *, y_true: str | None, y_pred: str, sensitive: list[str], policy: FairnessPolicy,
             reference: str | None = None, bootstrap: int = 2000, seed: int = 0) -> dict[str, Any]:
-    """Per-group metrics and between-group metrics, each attribute alone and (for several) together."""
+    """Per-group metrics and between-group metrics, each attribute alone and (for several) together.
+
+    Without `y_true` (decisions with no known outcome) only the selection-rate metrics are given.
+    """
     np = require("numpy", "bias")
+    truth = y_true is not None
+    if not truth:
+        y_true = "__govkit_no_truth__"
+        frame = frame.assign(**{y_true: frame[y_pred]})
     frame = _binary(frame, y_true, y_pred)
     cells = compress(frame, y_true=y_true, y_pred=y_pred, sensitive=sensitive)
     _check_groups(cells, sensitive)
@@ -86,11 +93,25 @@ def analyze(frame: Any, *, y_true: str, y_pred: str, sensitive: list[str], polic
         key = " x ".join(attrs)
         results[key] = _analyze_view(cells, attrs, y_true, y_pred, policy, reference if len(attrs) == 1 else None,
                                      bootstrap, rng)
+    if not truth:
+        for view in results.values():
+            _drop_truth_metrics(view)
     passed = all(m["status"] != "fail" for view in results.values() for m in view["metrics"].values())
-    return {"rows": int(len(frame)), "y_true": y_true, "y_pred": y_pred, "sensitive": list(sensitive),
+    return {"rows": int(len(frame)), "y_true": y_true if truth else None, "y_pred": y_pred, "sensitive": list(sensitive),
             "confidence": policy.confidence, "min_group_size": policy.min_group_size, "bootstrap": bootstrap,
             "seed": seed, "views": results, "passed": passed,
             "warnings": [w for view in results.values() for w in view["warnings"]]}
+
+
+TRUTH_METRICS = ("true_positive_rate", "false_positive_rate", "false_negative_rate", "precision", "accuracy")
+
+
+def _drop_truth_metrics(view: dict[str, Any]) -> None:
+    for row in view["by_group"]:
+        for name in TRUTH_METRICS:
+            row[name] = None
+            row["intervals"][name] = None
+    del view["metrics"]["equalized_odds_difference"]
 
 
 def _binary(frame: Any, y_true: str, y_pred: str) -> Any:

@@ -20,7 +20,7 @@ from ..audit import AuditLog
 from .calls import Call, EventStream, answer_of, kind_of
 from .fingerprint import ArtifactIdentity
 
-__all__ = ["transport_classes"]
+__all__ = ["RECORD_ID_HEADER", "transport_classes"]
 
 
 class _Auditing:
@@ -82,9 +82,9 @@ def transport_classes(module: str = "httpx") -> tuple[type, type]:
                 raw = b"".join(response.iter_raw())
             finally:
                 response.close()
-            self.log.append("inference", **call.record(**self._outcome(call, response, raw)))
-            return httpx.Response(response.status_code, headers=response.headers, content=raw, request=request,
-                                  extensions=response.extensions)
+            record = self.log.append("inference", **call.record(**self._outcome(call, response, raw)))
+            return httpx.Response(response.status_code, headers=_with_record_id(response.headers, record),
+                                  content=raw, request=request, extensions=response.extensions)
 
         def close(self) -> None:
             self.inner.close()
@@ -111,9 +111,9 @@ def transport_classes(module: str = "httpx") -> tuple[type, type]:
                 raw = b"".join([chunk async for chunk in response.aiter_raw()])
             finally:
                 await response.aclose()
-            await self.log.append_async("inference", **call.record(**self._outcome(call, response, raw)))
-            return httpx.Response(response.status_code, headers=response.headers, content=raw, request=request,
-                                  extensions=response.extensions)
+            record = await self.log.append_async("inference", **call.record(**self._outcome(call, response, raw)))
+            return httpx.Response(response.status_code, headers=_with_record_id(response.headers, record),
+                                  content=raw, request=request, extensions=response.extensions)
 
         async def aclose(self) -> None:
             await self.inner.aclose()
@@ -177,6 +177,14 @@ def transport_classes(module: str = "httpx") -> tuple[type, type]:
             await self.response.aclose()
 
     return AuditingTransport, AsyncAuditingTransport
+
+
+RECORD_ID_HEADER = "x-govkit-record-id"
+
+
+def _with_record_id(headers: Any, record: Any) -> list[tuple[str, str]]:
+    """The upstream's headers plus the audit record's id, so a caller can cite the record."""
+    return [*headers.multi_items(), (RECORD_ID_HEADER, record.record_id)]
 
 
 def _is_stream(payload: dict[str, Any], response: Any) -> bool:

@@ -1,0 +1,188 @@
+"""Decisions from a language model, deterministically, through govkit's audited path.
+
+A prompt is rendered per row from a Jinja template; the model answers with one of a fixed set of
+choices. Two ways to read the answer, both at temperature 0:
+  logprob   one token is generated; each choice is scored by the log-probability the model gave
+            the tokens that begin it (log-sum-exp over the top 20), and the best choice wins.
+            A choice none of whose opening tokens is among the top 20 gets no score.
+  generate  a short answer is generated and must be exactly one choice (case-insensitive, trailing
+            punctuation ignored).
+An answer that names no choice is counted as unparseable and reported per group, never dropped
+silently. Every call is an `inference` record with purpose `evaluation`; the record id comes back
+in a response header, so each decision cites its record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .._lazy import require
+from ..audit import AuditLog
+from ..errors import GovkitError, InputError
+
+__all__ = ["METHODS", "Decision", "Decider", "load_template", "parse_choice", "score_choices"]
+
+METHODS = ("logprob", "generate")
+TOP_LOGPROBS = 20
+
+
+@dataclass(frozen=True)
+class Decision:
+    choice: str | None  # None: unparseable
+    scores: dict[str, float | None]  # log-probability per choice (logprob method)
+    answer: str
+    record_id: str | None = None
+
+    def positive_probability(self, positive: str) -> float | None:
+        """P(positive) among the choices, from their scores (softmax over the scored choices)."""
+        scored = {c: s for c, s in self.scores.items() if s is not None}
+        if not scored:
+            return None
+        top = max(scored.values())
+        total = sum(math.exp(s - top) for s in scored.values())
+        return math.exp(scored[positive] - top) / total if positive in scored else 0.0
+
+
+def load_template(path: Path, columns: Iterable[str], extra: Iterable[str] = ()) -> Any:
+    """The Jinja template, checked: every variable it uses is a data column (or an `extra` name)."""
+    jinja2 = require("jinja2", "bias")
+    from jinja2 import meta
+
+    try:
+        source = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read the prompt template ({exc})") from None
+    environment = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=False)
+    try:
+        variables = meta.find_undeclared_variables(environment.parse(source))
+    except jinja2.TemplateSyntaxError as exc:
+        raise InputError(f"{path}, line {exc.lineno}: template syntax error: {exc.message}") from None
+    missing = sorted(variables - set(columns) - set(extra))
+    if missing:
+        raise InputError(f"{path}: the template uses {', '.join(missing)}, which the data does not have "
+                         f"(columns: {', '.join(sorted(columns))})")
+    return environment.from_string(source)
+
+
+def score_choices(top_logprobs: list[dict[str, Any]], choices: list[str]) -> dict[str, float | None]:
+    """Each choice's score: log-sum-exp of the top tokens that begin it and begin no other choice."""
+    lowered = [c.lower() for c in choices]
+    buckets: dict[str, list[float]] = {c: [] for c in choices}
+    for item in top_logprobs:
+        token = str(item.get("token", "")).strip().lower()
+        if not token:
+            continue
+        matches = [c for c, low in zip(choices, lowered) if low.startswith(token)]
+        if len(matches) == 1:
+            buckets[matches[0]].append(float(item["logprob"]))
+    out: dict[str, float | None] = {}
+    for choice, values in buckets.items():
+        if values:
+            top = max(values)
+            out[choice] = top + math.log(sum(math.exp(v - top) for v in values))
+        else:
+            out[choice] = None
+    return out
+
+
+def parse_choice(answer: str, choices: list[str]) -> str | None:
+    cleaned = re.sub(r"[\s\"'`.,;:!?)\]]+$", "", answer.strip()).strip("\"'`*( ").lower()
+    found = [c for c in choices if cleaned == c.lower()]
+    return found[0] if len(found) == 1 else None
+
+
+@dataclass
+class Decider:
+    """Asks one OpenAI-compatible endpoint, or an in-process llama-cpp-python model, for decisions."""
+
+    log: AuditLog
+    choices: list[str]
+    method: str = "logprob"
+    endpoint: str | None = None
+    model_path: Path | None = None
+    model_id: str | None = None
+    system: str | None = None
+    timeout_s: float = 120.0
+    _call: Callable[[dict[str, Any]], tuple[dict[str, Any], str | None]] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise InputError(f"--method: expected one of {', '.join(METHODS)}")
+        if (self.endpoint is None) == (self.model_path is None):
+            raise InputError("give --endpoint URL or --model PATH (one of them)")
+        self._call = self._http() if self.endpoint else self._in_process()
+
+    def _http(self) -> Callable[[dict[str, Any]], tuple[dict[str, Any], str | None]]:
+        httpx = require("httpx", "bias")
+        from ..inference.transport import RECORD_ID_HEADER, transport_classes
+
+        transport, _ = transport_classes("httpx")
+        client = httpx.Client(transport=transport(self.log, model_id=self.model_id, purpose="evaluation"),
+                              timeout=self.timeout_s)
+        url = self.endpoint.rstrip("/") + "/chat/completions"
+
+        def call(body: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+            try:
+                response = client.post(url, json=body)
+            except httpx.HTTPError as exc:
+                raise GovkitError(f"the model endpoint {url} failed: {type(exc).__name__}: {exc}") from None
+            if response.status_code >= 400:
+                raise GovkitError(f"the model endpoint {url} answered {response.status_code}: {response.text[:300]}")
+            return response.json(), response.headers.get(RECORD_ID_HEADER)
+
+        return call
+
+    def _in_process(self) -> Callable[[dict[str, Any]], tuple[dict[str, Any], str | None]]:
+        llama_cpp = require("llama_cpp", "llama")
+        from ..inference.wrappers import AuditedLlama
+
+        llm = AuditedLlama(llama_cpp.Llama(model_path=str(self.model_path), n_ctx=2048, verbose=False, seed=0),
+                           self.log, model_id=self.model_id, purpose="evaluation")
+
+        def call(body: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+            before = self.log.stats()["head_seq"]
+            answer = llm.create_chat_completion(**{k: v for k, v in body.items() if k != "model"})
+            after = [r for r in self.log.query(event_type="inference", limit=1, newest_first=True) if r.seq > before]
+            return answer, after[0].record_id if after else None
+
+        return call
+
+    def request(self, prompt: str) -> dict[str, Any]:
+        messages = ([{"role": "system", "content": self.system}] if self.system else []) + [
+            {"role": "user", "content": prompt}]
+        body: dict[str, Any] = {"model": self.model_id or "default", "messages": messages, "temperature": 0,
+                                "seed": 0}
+        if self.method == "logprob":
+            body.update(max_tokens=1, logprobs=True, top_logprobs=TOP_LOGPROBS)
+        else:
+            body.update(max_tokens=max(8, max(len(c) for c in self.choices) // 2 + 4))
+        return body
+
+    def decide(self, prompt: str) -> Decision:
+        assert self._call is not None
+        answer, record_id = self._call(self.request(prompt))
+        try:
+            choice = answer["choices"][0]
+            text = choice["message"]["content"] or ""
+        except (KeyError, IndexError, TypeError):
+            raise GovkitError(f"the model answered in an unexpected shape: {str(answer)[:300]}") from None
+        if self.method == "logprob":
+            try:
+                top = choice["logprobs"]["content"][0]["top_logprobs"]
+            except (KeyError, IndexError, TypeError):
+                raise GovkitError("the model server returned no log-probabilities; use --method generate") from None
+            scores = score_choices(top, self.choices)
+            scored = {c: s for c, s in scores.items() if s is not None}
+            picked = max(scored, key=lambda c: scored[c]) if scored else None
+            return Decision(picked, scores, text, record_id)
+        return Decision(parse_choice(text, self.choices), {c: None for c in self.choices}, text, record_id)
+
+
+def prompt_digest(prompt: str) -> str:
+    return "sha256:" + hashlib.sha256(prompt.encode("utf-8")).hexdigest()
