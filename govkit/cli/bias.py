@@ -211,12 +211,12 @@ def _choices(choices: str, positive: str) -> list[str]:
     return items
 
 
-def _decider(ctx: click.Context, log: Any, settings: Any, *, choices: list[str], method: str, endpoint: str | None,
-             model_path: Path | None, system: str | None) -> Any:
+def _decider(log: Any, settings: Any, *, choices: list[str], method: str, endpoint: str | None,
+             model_path: Path | None, model_artifact: Path | None, system: str | None) -> Any:
     from ..fairness.llm import Decider
 
     return Decider(log, choices, method=method, endpoint=endpoint, model_path=model_path, system=system,
-                   model_id=settings.model.id if settings else None)
+                   model_artifact=model_artifact, model_id=settings.model.id if settings else None)
 
 
 def _decide_all(decider: Any, prompts: list[str], label: str) -> list[Any]:
@@ -287,8 +287,8 @@ def llm(ctx: click.Context, data_path: Path, sensitive: str, label: str | None, 
         truth = _label_truth(frame[label], options, positive, data_path, label)
     prompts = [template.render(**row) for row in _rows(frame)]
     with open_log(ctx, db) as log:
-        decider = _decider(ctx, log, settings, choices=options, method=method, endpoint=endpoint,
-                           model_path=model_path, system=system)
+        decider = _decider(log, settings, choices=options, method=method, endpoint=endpoint,
+                           model_path=model_path, model_artifact=model_artifact, system=system)
         decisions = _decide_all(decider, prompts, f"deciding {len(prompts)} rows")
         table = frame[columns].copy()
         table.insert(0, "row", frame.index + 1)
@@ -299,6 +299,9 @@ def llm(ctx: click.Context, data_path: Path, sensitive: str, label: str | None, 
         table["record_id"] = [d.record_id for d in decisions]
         if truth is not None:
             table["label"] = truth
+        decisions_csv = table.to_csv(index=False, lineterminator="\n")
+        if decisions_out is not None:
+            decisions_out.write_text(decisions_csv, encoding="utf-8")
         parsed = table[table.decision.notna()].copy()
         parsed["y_pred"] = (parsed.decision == positive).astype(int)
         unparseable = _unparseable(table, columns)
@@ -317,9 +320,6 @@ def llm(ctx: click.Context, data_path: Path, sensitive: str, label: str | None, 
                   "prompt_template_sha256": "sha256:" + hashlib.sha256(prompt_template.read_bytes()).hexdigest(),
                   "choices": options, "positive": positive, "decided": len(table),
                   "unparseable": unparseable["counts"], **result}
-        decisions_csv = table.to_csv(index=False, lineterminator="\n")
-        if decisions_out is not None:
-            decisions_out.write_text(decisions_csv, encoding="utf-8")
         record_bias_run(log, settings, kind="llm", result=result, out=out,
                         artifacts={"by_group.csv": by_group_csv(result), "decisions.csv": decisions_csv},
                         fields=_identity_fields(log, model_artifact or model_path))
@@ -418,8 +418,8 @@ def counterfactual(ctx: click.Context, data_path: Path, attributes: tuple[str, .
                 variants.append({"row": int(frame.index[i]) + 1, "attribute": lexicon.attribute, "group": group,
                                  "value": value, "prompt": prompt})
     with open_log(ctx, db) as log:
-        decider = _decider(ctx, log, settings, choices=options, method=method, endpoint=endpoint,
-                           model_path=model_path, system=system)
+        decider = _decider(log, settings, choices=options, method=method, endpoint=endpoint,
+                           model_path=model_path, model_artifact=model_artifact, system=system)
         decisions = _decide_all(decider, [v["prompt"] for v in variants], f"deciding {len(variants)} variants")
         for variant, decision in zip(variants, decisions):
             variant.update(decision=decision.choice, p_positive=decision.positive_probability(positive),

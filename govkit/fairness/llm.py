@@ -107,6 +107,7 @@ class Decider:
     endpoint: str | None = None
     model_path: Path | None = None
     model_id: str | None = None
+    model_artifact: Path | None = None  # the file the endpoint serves: its identity goes into every record
     system: str | None = None
     timeout_s: float = 120.0
     _call: Callable[[dict[str, Any]], tuple[dict[str, Any], str | None]] | None = field(default=None, repr=False)
@@ -122,9 +123,13 @@ class Decider:
         httpx = require("httpx", "bias")
         from ..inference.transport import RECORD_ID_HEADER, transport_classes
 
+        from ..inference.fingerprint import fingerprint_artifact
+
+        identity = (fingerprint_artifact(self.model_artifact, cache_file=self.log.path.with_name("artifacts.json"))
+                    if self.model_artifact else None)
         transport, _ = transport_classes("httpx")
-        client = httpx.Client(transport=transport(self.log, model_id=self.model_id, purpose="evaluation"),
-                              timeout=self.timeout_s)
+        client = httpx.Client(transport=transport(self.log, identity=identity, model_id=self.model_id,
+                                                  purpose="evaluation"), timeout=self.timeout_s)
         url = self.endpoint.rstrip("/") + "/chat/completions"
 
         def call(body: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
