@@ -12,6 +12,12 @@ RSS above what it held once the data was loaded:
            between-group metrics with 2,000-replicate bootstrap intervals
 It checks that the four metrics agree exactly across the variants, then prints the ratios.
 Goal: govkit at least 10x faster than plain, under 200 MB above baseline.
+
+    python benchmarks/bench_bias.py --llm [--decisions 60]
+
+LLM mode: starts llama.cpp's server with the bundled SmolLM2 and times decisions per second
+through govkit's Decider (the audited path, a durable record per call) against the same request
+bodies posted directly to the same server, in alternating blocks.
 """
 
 from __future__ import annotations
@@ -72,11 +78,58 @@ print(json.dumps({"seconds": elapsed, "peak_above_baseline_mib": peak - baseline
 """
 
 
+def llm_throughput(decisions: int, rounds: int) -> None:
+    import tempfile
+    import time
+    from pathlib import Path
+
+    import httpx
+
+    from govkit.audit import AuditLog
+    from govkit.fairness.llm import Decider
+    from govkit.inference.localserver import bundled_model, start_llama_server
+
+    gguf = bundled_model()
+    prompts = [f"A customer, age {20 + i % 50}, asks for a loan of {1000 + 97 * i} DM over {6 + i % 36} months.\n"
+               "Should the bank approve or deny the loan? Answer with one word: approve or deny." for i in range(decisions)]
+    with tempfile.TemporaryDirectory() as folder:
+        url, server = start_llama_server(gguf, Path(folder) / "server.log")
+        try:
+            with AuditLog(Path(folder) / "audit.db") as log:
+                decider = Decider(log, ["approve", "deny"], endpoint=url, model_artifact=gguf)
+                direct = httpx.Client(timeout=120)
+                decider.decide(prompts[0])  # warm the server's cache
+                timings: dict[str, list[float]] = {"direct": [], "govkit": []}
+                for _ in range(rounds):
+                    start = time.perf_counter()
+                    for prompt in prompts:
+                        direct.post(url + "/chat/completions", json=decider.request(prompt)).raise_for_status()
+                    timings["direct"].append(time.perf_counter() - start)
+                    start = time.perf_counter()
+                    for prompt in prompts:
+                        decider.decide(prompt)
+                    timings["govkit"].append(time.perf_counter() - start)
+                records = log.stats()["records"]
+        finally:
+            server.terminate()
+            server.wait(30)
+    best = {k: decisions / min(v) for k, v in timings.items()}
+    print(f"LLM decisions, SmolLM2-135M Q4_1 on llama.cpp's server, {decisions} prompts x {rounds} rounds (best)")
+    print(f"  direct POST   {best['direct']:6.2f} decisions/s")
+    print(f"  govkit        {best['govkit']:6.2f} decisions/s  ({records} audit records written)")
+    print(f"  ratio govkit/direct: {best['govkit'] / best['direct']:.3f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--llm", action="store_true", help="Measure LLM-mode throughput instead.")
+    parser.add_argument("--decisions", type=int, default=60)
     args = parser.parse_args()
+    if args.llm:
+        llm_throughput(args.decisions, max(args.rounds, 2))
+        return
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     best: dict[str, dict] = {}
     for _ in range(args.rounds):
