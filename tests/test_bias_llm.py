@@ -186,3 +186,18 @@ def test_choice_scoring_and_parsing() -> None:
     assert both["approve"] == pytest.approx(logsumexp(-1.0, -2.0)) and both["apply"] is None
     assert parse_choice(" Approve.", ["approve", "deny"]) == "approve"
     assert parse_choice("I would approve", ["approve", "deny"]) is None
+
+
+def test_in_process_model_path(project: Path) -> None:
+    from .servers import smollm2_gguf
+
+    gguf = smollm2_gguf()
+    result = run("bias", "llm", "--data", "cases.csv", "--prompt-template", "loan.j2", "--choices", "approve,deny",
+                 "--positive", "approve", "--sensitive", "sex", "--model", str(gguf), "--limit", "11",
+                 "--decisions-out", "decisions.csv", "--format", "json", "--bootstrap", "0")
+    assert result.exit_code in (0, 1), result.output
+    decisions = pd.read_csv("decisions.csv")
+    by_id = {r.record_id: r for r in records()}
+    calls = [by_id[i] for i in decisions.record_id]
+    assert len({c.record_id for c in calls}) == 11
+    assert all(c.purpose == "evaluation" and c.quantization == "Q4_1" and c.artifact_sha256 for c in calls)

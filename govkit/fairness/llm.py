@@ -147,12 +147,19 @@ class Decider:
         llama_cpp = require("llama_cpp", "llama")
         from ..inference.wrappers import AuditedLlama
 
-        llm = AuditedLlama(llama_cpp.Llama(model_path=str(self.model_path), n_ctx=2048, verbose=False, seed=0),
+        # llama-cpp-python returns log-probabilities only when it keeps logits for every position
+        # (n_ctx x vocabulary floats); a short context keeps that affordable.
+        logprob = self.method == "logprob"
+        llm = AuditedLlama(llama_cpp.Llama(model_path=str(self.model_path), n_ctx=1024 if logprob else 2048,
+                                           logits_all=logprob, verbose=False, seed=0),
                            self.log, model_id=self.model_id, purpose="evaluation")
 
         def call(body: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
             before = self.log.stats()["head_seq"]
-            answer = llm.create_chat_completion(**{k: v for k, v in body.items() if k != "model"})
+            try:
+                answer = llm.create_chat_completion(**{k: v for k, v in body.items() if k != "model"})
+            except (ValueError, RuntimeError) as exc:
+                raise GovkitError(f"the in-process model {self.model_path.name} failed: {exc}") from None
             after = [r for r in self.log.query(event_type="inference", limit=1, newest_first=True) if r.seq > before]
             return answer, after[0].record_id if after else None
 
