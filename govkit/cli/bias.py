@@ -208,6 +208,11 @@ def _choices(choices: str, positive: str) -> list[str]:
         raise InputError(f"--choices: expected two or more distinct answers, got '{choices}'")
     if positive not in items:
         raise InputError(f"--positive: '{positive}' is not one of the choices {', '.join(items)}")
+    firsts = [c.split()[0].lower() for c in items]
+    shared = sorted({f for f in firsts if firsts.count(f) > 1})
+    if shared:
+        raise InputError(f"--choices: {', '.join(shared)} begins more than one choice; the model's first answer "
+                         "token must tell the choices apart (e.g. approve,deny)")
     return items
 
 

@@ -38,6 +38,25 @@ class Decision:
     scores: dict[str, float | None]  # log-probability per choice (logprob method)
     answer: str
     record_id: str | None = None
+    floor: float | None = None  # the lowest top-20 log-probability: an upper bound for an unlisted choice
+
+    def log_odds(self, positive: str) -> float:
+        """log P(positive) - log P(any other choice); an unlisted choice counts at `floor`."""
+        def score(choice: str) -> float:
+            value = self.scores.get(choice)
+            if value is not None:
+                return value
+            if self.floor is None:
+                raise GovkitError("no log-probabilities to score the choices with")
+            return self.floor
+
+        if all(value is None for value in self.scores.values()):
+            raise GovkitError(f"none of the choices {', '.join(self.scores)} is among the model's 20 most likely "
+                              f"first tokens (it began its answer with {self.answer!r}); make the prompt ask for "
+                              "exactly one of them")
+        others = [score(c) for c in self.scores if c != positive]
+        top = max(others)
+        return score(positive) - (top + math.log(sum(math.exp(o - top) for o in others)))
 
     def positive_probability(self, positive: str) -> float | None:
         """P(positive) among the choices, from their scores (softmax over the scored choices)."""
@@ -109,6 +128,7 @@ class Decider:
     model_id: str | None = None
     model_artifact: Path | None = None  # the file the endpoint serves: its identity goes into every record
     system: str | None = None
+    purpose: str = "evaluation"  # the audit records' purpose
     timeout_s: float = 120.0
     _call: Callable[[dict[str, Any]], tuple[dict[str, Any], str | None]] | None = field(default=None, repr=False)
 
@@ -129,7 +149,7 @@ class Decider:
                     if self.model_artifact else None)
         transport, _ = transport_classes("httpx")
         client = httpx.Client(transport=transport(self.log, identity=identity, model_id=self.model_id,
-                                                  purpose="evaluation"), timeout=self.timeout_s)
+                                                  purpose=self.purpose), timeout=self.timeout_s)
         url = self.endpoint.rstrip("/") + "/chat/completions"
 
         def call(body: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
@@ -152,7 +172,7 @@ class Decider:
         logprob = self.method == "logprob"
         llm = AuditedLlama(llama_cpp.Llama(model_path=str(self.model_path), n_ctx=1024 if logprob else 2048,
                                            logits_all=logprob, verbose=False, seed=0),
-                           self.log, model_id=self.model_id, purpose="evaluation")
+                           self.log, model_id=self.model_id, purpose=self.purpose)
 
         def call(body: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
             before = self.log.stats()["head_seq"]
@@ -188,11 +208,14 @@ class Decider:
             try:
                 top = choice["logprobs"]["content"][0]["top_logprobs"]
             except (KeyError, IndexError, TypeError):
-                raise GovkitError("the model server returned no log-probabilities; use --method generate") from None
+                raise GovkitError("the model server returned no log-probabilities: it must support 'logprobs' and "
+                                  "'top_logprobs' on /v1/chat/completions (llama.cpp's server, llama-cpp-python, "
+                                  "vLLM and Ollama do); for bias tests, --method generate needs neither") from None
             scores = score_choices(top, self.choices)
             scored = {c: s for c, s in scores.items() if s is not None}
             picked = max(scored, key=lambda c: scored[c]) if scored else None
-            return Decision(picked, scores, text, record_id)
+            floor = min((float(t["logprob"]) for t in top), default=None)
+            return Decision(picked, scores, text, record_id, floor)
         return Decision(parse_choice(text, self.choices), {c: None for c in self.choices}, text, record_id)
 
 

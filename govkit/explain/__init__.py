@@ -1,0 +1,1 @@
+"""Explanations: shap attributions for LLM decisions (through the serving endpoint) and tabular models."""
