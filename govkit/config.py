@@ -21,6 +21,7 @@ __all__ = [
     "CONFIG_FILENAME",
     "REDACTION_MODES",
     "AuditSettings",
+    "ExplainSettings",
     "FairnessPolicy",
     "Inventory",
     "Policy",
@@ -102,12 +103,26 @@ class TrackingSettings:
 
 
 @dataclass(frozen=True)
+class ExplainSettings:
+    """Explanations the proxy makes in the background for a sample of live decisions."""
+
+    sample_rate: float = 0.0  # share of eligible chat completions to explain (0: none)
+    match: str = ""  # also explain every decision whose answer matches this regular expression
+    choices: tuple[str, ...] = ()  # the decision's possible answers, e.g. ["approve", "deny"]
+    positive: str = ""
+    max_evals: int = 100  # shap budget per explanation
+    max_queue: int = 32  # explanations waiting; beyond this a sampled record is counted as dropped
+    segments: str = "word"
+
+
+@dataclass(frozen=True)
 class Settings:
     path: Path | None
     model: Inventory = field(default_factory=Inventory)
     policy: Policy = field(default_factory=Policy)
     audit: AuditSettings = field(default_factory=AuditSettings)
     tracking: TrackingSettings = field(default_factory=TrackingSettings)
+    explain: ExplainSettings = field(default_factory=ExplainSettings)
 
 
 def load_settings(path: str | Path | None = None) -> Settings:
@@ -140,8 +155,9 @@ class _Parser:
 
     def settings(self, data: dict[str, Any]) -> Settings:
         for name in data:
-            if name not in ("model", "policy", "audit", "tracking"):
-                raise self.fail(name, None, "unknown table; expected [model], [policy], [audit] or [tracking]")
+            if name not in ("model", "policy", "audit", "tracking", "explain"):
+                raise self.fail(name, None, "unknown table; expected [model], [policy], [audit], [tracking] "
+                                            "or [explain]")
         model = self.table(data, "model", Inventory)
         if model.risk_rating not in RISK_RATINGS:
             raise self.fail("model", "risk_rating", f"expected one of {', '.join(RISK_RATINGS)}")
@@ -163,7 +179,22 @@ class _Parser:
         base = self.path.parent
         audit = dataclasses.replace(audit, db=base / audit.db, private_key=base / audit.private_key)
         tracking = self.table(data, "tracking", TrackingSettings)
-        return Settings(path=self.path, model=model, policy=policy, audit=audit, tracking=tracking)
+        explain = self.table(data, "explain", ExplainSettings)
+        self.check_explain(explain)
+        return Settings(path=self.path, model=model, policy=policy, audit=audit, tracking=tracking, explain=explain)
+
+    def check_explain(self, explain: ExplainSettings) -> None:
+        if not 0 <= explain.sample_rate <= 1:
+            raise self.fail("explain", "sample_rate", "expected a share between 0 and 1")
+        try:
+            re.compile(explain.match)
+        except re.error as exc:
+            raise self.fail("explain", "match", f"invalid regular expression: {exc}") from None
+        if (explain.sample_rate or explain.match) and (len(explain.choices) < 2 or explain.positive not in explain.choices):
+            raise self.fail("explain", "choices", "sampling explanations needs two or more choices and a "
+                                                  "positive one among them")
+        if explain.segments not in ("word", "sentence"):
+            raise self.fail("explain", "segments", "expected word or sentence")
 
     def section(self, data: dict[str, Any], name: str) -> dict[str, Any]:
         value = data.get(name, {})

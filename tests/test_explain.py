@@ -278,3 +278,58 @@ def test_tabular_bad_input(project: Path, tmp_path: Path, case: str, message: st
     result = run("explain", "tabular", "--model", str(model), "--data", str(data), "--row", row)
     assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output, result.output
     assert len(records()) == before
+
+
+@pytest.mark.slow
+def test_proxy_explains_the_expected_sample_off_the_request_path(llama, tmp_path: Path) -> None:
+    import subprocess
+    import time
+
+    import httpx
+
+    from govkit.explain.sampler import sampled
+
+    from .servers import start_proxy, stop
+
+    url, gguf = llama
+    folder = tmp_path / "edge"
+    folder.mkdir()
+    subprocess.run([__import__("sys").executable, "-m", "govkit", "init", "--yes"], cwd=folder, check=True,
+                   capture_output=True)
+    config = folder / "govkit.toml"
+    config.write_text(config.read_text().replace("sample_rate = 0.0", "sample_rate = 0.3")
+                      .replace('choices = []', 'choices = ["approve", "deny"]')
+                      .replace('positive = ""', 'positive = "approve"')
+                      .replace("max_evals = 100", "max_evals = 30")
+                      .replace("enabled = true", "enabled = false"))
+    proxy_url, proc = start_proxy(folder, url, "--model-artifact", str(gguf))
+    try:
+        assert b"explaining in the background: 30% of decisions" in (folder / "proxy.log").read_bytes()
+        with httpx.Client(timeout=120) as client:
+            for i in range(12):
+                client.post(proxy_url + "/chat/completions", json={"max_tokens": 2, "temperature": 0, "messages": [
+                    {"role": "user", "content": f"Loan for a customer aged {25 + i}? Answer approve or deny."}]}
+                ).raise_for_status()
+        with AuditLog(folder / ".govkit" / "audit.db", create=False) as log:
+            calls = [r for r in log.query(event_type="inference") if r.purpose is None]
+            expected = {r.record_id for r in calls if sampled(r.record_id, 0.3)}
+            deadline = time.monotonic() + 300
+            while time.monotonic() < deadline:
+                done = {r.target_record_id for r in log.query(event_type="explanation") if r.target_record_id}
+                if done >= expected:
+                    break
+                time.sleep(0.5)
+    finally:
+        stop(proc)
+    with AuditLog(folder / ".govkit" / "audit.db", create=False) as log:
+        explanations = [r for r in log.query(event_type="explanation")]
+        [coverage] = [r for r in explanations if r.details.get("kind") == "coverage"]
+        explained = {r.target_record_id for r in explanations if r.details.get("kind") == "sampled"}
+        evaluations = [r for r in log.query(event_type="inference") if r.purpose == "explanation"]
+        assert log.verify().ok
+    assert explained == expected and coverage.details["eligible"] == len(expected) == coverage.details["explained"]
+    assert len(calls) == 12 and 0 < len(expected) < 12
+    assert all(r.details["additive"] and r.details["evaluations"] <= 30 for r in explanations if r.details.get("kind") == "sampled")
+    # no explanation evaluation started while a client request was in flight
+    for evaluation in evaluations:
+        assert not any(c.ts_start < evaluation.ts_start < c.ts_end for c in calls), evaluation.record_id

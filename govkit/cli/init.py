@@ -71,6 +71,15 @@ busy_timeout_s = 10
 enabled = true
 tracking_uri = ""                # default: sqlite store in .govkit/; e.g. http://mlflow.internal:5000
 experiment = ""                  # default: the model inventory id
+
+[explain]
+# govkit proxy explains a sample of live decisions in the background (never on the request path).
+sample_rate = 0.0                # share of chat completions to explain, e.g. 0.05
+match = ""                       # and every answer matching this regex, e.g. "(?i)deny"
+choices = []                     # the decision's answers, e.g. ["approve", "deny"]
+positive = ""                    # the favourable one, e.g. "approve"
+max_evals = 100                  # shap budget per explanation
+max_queue = 32                   # waiting explanations; beyond this a sample is dropped (and counted)
 '''
 
 

@@ -60,7 +60,7 @@ def proxy(ctx: click.Context, upstream: str, listen: str, model_artifact: Path |
     config = ProxyConfig(upstream=upstream, host=host, port=int(port_text), model_artifact=model_artifact,
                          model_id=settings.model.id if settings else None, client_token=token,
                          upstream_api_key=upstream_key, max_body_bytes=max_body_bytes, timeout_s=timeout_s,
-                         runtime=runtime)
+                         runtime=runtime, explain=settings.explain if settings else None)
     if host not in ("127.0.0.1", "localhost", "::1") and token is None:
         click.echo("warning: listening beyond loopback without --require-token", err=True)
     try:  # uvloop, where installed (the `proxy` extra), roughly halves the proxy's own overhead
@@ -85,6 +85,10 @@ async def _serve(proxy: object, config: object, log_path: Path) -> None:
     identity = proxy.identity  # type: ignore[attr-defined]
     click.echo(f"govkit proxy listening on http://{config.host}:{config.port}/v1 -> {config.upstream}")  # type: ignore[attr-defined]
     click.echo(f"audit log {log_path}" + (f"; model {identity.sha256} ({identity.quantization})" if identity else ""))
+    if proxy.sampler is not None:  # type: ignore[attr-defined]
+        explain = proxy.sampler.settings  # type: ignore[attr-defined]
+        click.echo(f"explaining in the background: {explain.sample_rate:.0%} of decisions"
+                   + (f" and every answer matching {explain.match!r}" if explain.match else ""))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

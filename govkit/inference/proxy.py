@@ -41,6 +41,7 @@ class ProxyConfig:
     max_body_bytes: int = 8 * 1024 * 1024
     timeout_s: float = 300.0
     runtime: str | None = None  # e.g. "llama.cpp" ("name=version" accepted)
+    explain: Any = None  # ExplainSettings: background explanations of sampled decisions
 
     @property
     def upstream_root(self) -> str:
@@ -70,6 +71,7 @@ class AuditingProxy:
         self.in_flight = 0
         self._refused = 0  # unauthorized attempts not yet in an incident record
         self._refused_logged_at = float("-inf")
+        self.sampler: Any = None
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -93,12 +95,21 @@ class AuditingProxy:
             self.identity = await asyncio.get_running_loop().run_in_executor(
                 None, lambda: fingerprint_artifact(self.config.model_artifact, cache_file=cache))  # type: ignore[arg-type]
         self.runtime = await self._detect_runtime()
+        explain = self.config.explain
+        if explain is not None and (explain.sample_rate > 0 or explain.match):
+            from ..explain.sampler import ExplanationSampler
+
+            self.sampler = ExplanationSampler(self.log, explain, endpoint=self.config.upstream,
+                                              busy=lambda: self.in_flight > 0,
+                                              model_artifact=self.config.model_artifact, model_id=self.config.model_id)
 
     async def _cleanup(self, _app: Any) -> None:
         if self._session is not None:
             await self._session.close()
         if self._refused:
             await self._log_refused()
+        if self.sampler is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.sampler.close)
 
     async def _note_refused(self) -> None:
         """Unauthorized attempts become `incident` records: the first of a window at once, the
@@ -313,7 +324,9 @@ class AuditingProxy:
 
     async def _record(self, call: Call, **outcome: Any) -> None:
         # A lone request commits on the loop thread (no hand-offs); under load, group commit.
-        await self.log.append_async("inference", inline_when_idle=self.in_flight == 1, **call.record(**outcome))
+        record = await self.log.append_async("inference", inline_when_idle=self.in_flight == 1, **call.record(**outcome))
+        if self.sampler is not None and call.kind == "chat" and outcome.get("status") == "ok":
+            self.sampler.offer(record, call.prompt, outcome.get("response"))
 
 
 def _response_headers(upstream: Any) -> dict[str, str]:
