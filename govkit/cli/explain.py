@@ -32,7 +32,7 @@ def explain() -> None:
               help="The model file the endpoint serves, to tie the evidence to its sha256.")
 @click.option("--system", help="A system message sent before the prompt.")
 @click.option("--segments", type=click.Choice(["word", "sentence"]), default="word", show_default=True)
-@click.option("--max-evals", type=click.IntRange(min=3), default=200, show_default=True,
+@click.option("--max-evals", type=click.IntRange(min=4), default=200, show_default=True,
               help="shap's budget of model evaluations (it spends exactly this many, fewer after de-duplication).")
 @click.option("--fidelity", "fidelity_k", type=click.IntRange(min=0), default=3, show_default=True,
               help="Compare deleting the top K segments with deleting K random ones (0: skip).")
