@@ -54,10 +54,6 @@ def test_text_attributions_are_additive_within_budget(llama, project: Path) -> N
     total = sum(a["value"] for a in data["attributions"])
     assert abs(total - (data["value"] - data["base_value"])) <= data["tolerance"] and data["additive"]
     assert 0 < data["evaluations"] <= 120 and data["max_evals"] == 120
-    odd = json.loads(run("explain", "text", "--prompt", PROMPT, "--choices", "approve,deny", "--positive", "approve",
-                         "--endpoint", url, "--max-evals", "33", "--format", "json", "--fidelity", "0",
-                         "--noise-probes", "0").output)
-    assert odd["evaluations"] <= 33 and odd["additive"]  # below 2 x segments: coarser, still additive
     assert data["noise"] is not None and data["noise"] >= 0
     # the explanation is chained, and every model call it made is an audited inference record
     kinds = [r.event_type for r in records()]
@@ -68,6 +64,10 @@ def test_text_attributions_are_additive_within_budget(llama, project: Path) -> N
     assert explanation.details["value"] == data["value"] and explanation.mlflow_run_id == data["mlflow_run_id"]
     assert PROMPT not in json.dumps(explanation.fields)  # the chain keeps digests, not the text
     assert run("audit", "verify").exit_code == 0
+    odd = json.loads(run("explain", "text", "--prompt", PROMPT, "--choices", "approve,deny", "--positive", "approve",
+                         "--endpoint", url, "--max-evals", "33", "--format", "json", "--fidelity", "0",
+                         "--noise-probes", "0").output)
+    assert odd["evaluations"] <= 33 and odd["additive"]  # below 2 x segments: coarser, still additive
 
 
 def test_same_budget_same_attributions(llama, project: Path) -> None:
