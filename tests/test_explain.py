@@ -333,6 +333,8 @@ def test_proxy_explains_the_expected_sample_off_the_request_path(llama, tmp_path
         assert log.verify().ok
     assert explained == expected and coverage.details["eligible"] == len(expected) == coverage.details["explained"]
     assert len(calls) == 12 and 0 < len(expected) < 12
+    fidelity = coverage.details["fidelity"]
+    assert fidelity["explanations"] == len(expected) and fidelity["mean_top_k_drop"] is not None
     assert all(r.details["additive"] and r.details["evaluations"] <= 30 for r in explanations if r.details.get("kind") == "sampled")
     # no explanation evaluation started while a client request was in flight
     for evaluation in evaluations:

@@ -4,7 +4,8 @@ Sampling is by the record id's hash (`sampled`), so which records get explained 
 and checkable after the fact. Explanations run in one worker thread, one at a time, and each model
 evaluation waits until no client request is in flight: the worker uses only idle capacity and is
 never on a request's path. A full queue drops the sample and counts it. At shutdown the worker
-chains a coverage event: eligible, explained, dropped, failed, and still pending.
+chains a coverage event: eligible, explained, dropped, failed, still pending, and the batch's
+fidelity (mean score drop from deleting each explanation's top 3 segments against 3 random ones).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from ..config import ExplainSettings
 
 __all__ = ["ExplanationSampler", "sampled"]
 
+FIDELITY_K = 3  # segments deleted to check each explanation's fidelity
+FIDELITY_RANDOM_SETS = 3
 
 def sampled(record_id: str, rate: float) -> bool:
     """Whether a record falls in the sample: its id's sha256, read as a fraction, is below `rate`."""
@@ -40,6 +43,8 @@ class _Counts:
     dropped: int = 0
     failed: int = 0
     errors: list[str] = field(default_factory=list)
+    top_k_drops: list[float] = field(default_factory=list)
+    random_k_drops: list[float] = field(default_factory=list)
 
 
 class ExplanationSampler:
@@ -70,7 +75,7 @@ class ExplanationSampler:
     def _run(self) -> None:
         from ..cli.explain import split_chat_prompt
         from ..fairness.llm import Decider
-        from .text import Scorer, explain_text
+        from .text import Scorer, explain_text, fidelity
 
         decider = None
         while not self._stop.is_set():
@@ -95,12 +100,15 @@ class ExplanationSampler:
                 result = explain_text(scorer, prompt, choices=list(self.settings.choices),
                                       segments=self.settings.segments, max_evals=self.settings.max_evals,
                                       noise_probes=0)
+                checked = fidelity(scorer, result, k=FIDELITY_K, random_sets=FIDELITY_RANDOM_SETS)
+                self.counts.top_k_drops.append(checked["top_k_drop"])
+                self.counts.random_k_drops.append(checked["random_k_drop"])
                 self.log.append("explanation", target_record_id=record_id, purpose="explanation",
                                 explanation_method="shap.PartitionExplainer", model_id=self.model_id,
                                 prompt=prompt, response=_attributions_text(result), details={
                                     "kind": "sampled", "value": result.value, "base_value": result.base_value,
                                     "evaluations": result.evaluations, "max_evals": result.max_evals,
-                                    "additive": result.additive, "positive": result.positive,
+                                    "additive": result.additive, "positive": result.positive, "fidelity": checked,
                                     "attributions": [a["value"] for a in result.attributions]})
                 self.counts.explained += 1
             except Exception as exc:  # one bad explanation must not stop the worker
@@ -124,6 +132,10 @@ class ExplanationSampler:
             "kind": "coverage", "sample_rate": self.settings.sample_rate, "match": self.settings.match,
             "eligible": c.eligible, "explained": c.explained, "dropped": c.dropped, "failed": c.failed,
             "pending_at_shutdown": pending, "coverage": c.explained / c.eligible if c.eligible else None,
+            "fidelity": {"k": FIDELITY_K, "explanations": len(c.top_k_drops),
+                         "mean_top_k_drop": sum(c.top_k_drops) / len(c.top_k_drops) if c.top_k_drops else None,
+                         "mean_random_k_drop": (sum(c.random_k_drops) / len(c.random_k_drops)
+                                                if c.random_k_drops else None)},
             "errors": c.errors[:20]})
 
 
