@@ -1,0 +1,138 @@
+"""Ethics checks (ETH): fairness evidence, human oversight, privacy, disclosure."""
+
+from __future__ import annotations
+
+from govkit.audit import Redactor
+from govkit.checks import Result, Skip, check
+
+
+def _fresh_bias_run(ctx, kind):
+    record = ctx.latest("bias_run", kind=kind)
+    if record is None:
+        return None, None
+    return record, ctx.age_days(record)
+
+
+@check(id="ETH-001", title="Fairness evaluated recently", severity="blocking",
+       references={"NIST AI RMF": "MEASURE 2.11", "EU AI Act": "Art. 13(3)(b)(v), Annex IV 2(g)", "OSFI E-23": "D.2"},
+       crosswalk="fairness_eval_documented")
+def fairness_eval_documented(ctx):
+    """What it checks: a bias run (tabular or LLM) is on record and younger than evidence_max_age_days.
+    Why it matters: fairness is the first thing a board and a regulator ask about; stale evidence is none.
+    How to fix: run govkit bias tabular or govkit bias llm on the current evaluation data."""
+    runs = [r for r in ctx.records("bias_run") if (r.details or {}).get("kind") in ("tabular", "llm")]
+    if not runs:
+        return Result(False, "no bias run on record", {})
+    age = ctx.age_days(runs[-1])
+    limit = ctx.policy["evidence_max_age_days"]
+    return Result(age <= limit, f"latest bias run {age:.0f} days old (limit {limit})",
+                  {"record_id": runs[-1].record_id, "age_days": round(age, 2)})
+
+
+@check(id="ETH-002", title="Fairness within the policy's thresholds", severity="warning",
+       references={"Institutional policy": "[policy.fairness]", "UGESP": "29 CFR 1607.4(D)"},
+       crosswalk="fairness_threshold_breach")
+def fairness_threshold_breach(ctx):
+    """What it checks: no metric of the latest tabular or LLM bias run failed its threshold.
+    Why it matters: a breach is a finding for the reviewers; blocking if [policy.fairness] blocking = true.
+    How to fix: investigate the failing groups (govkit bias ... --format json), mitigate, re-run."""
+    runs = [r for r in ctx.records("bias_run") if (r.details or {}).get("kind") in ("tabular", "llm")]
+    if not runs:
+        raise Skip("no bias run (ETH-001)")
+    metrics = runs[-1].details.get("metrics", {})
+    failed = [f"{view}.{name}" for view, items in metrics.items() for name, m in items.items() if m["status"] == "fail"]
+    return Result(not failed, f"failing: {', '.join(failed)}" if failed else "every metric within thresholds",
+                  {"record_id": runs[-1].record_id, "failed": failed}, blocking=ctx.settings.policy.fairness.blocking)
+
+
+@check(id="ETH-003", title="Counterfactual prompts show no difference", severity="warning",
+       references={"NIST AI 600-1": "Harmful Bias or Homogenization", "NIST AI RMF": "MEASURE 2.11"},
+       crosswalk="fairness_eval_documented")
+def counterfactual_no_difference(ctx):
+    """What it checks: the latest counterfactual run exists and found no difference between groups.
+    Why it matters: swapping only a name or pronoun should not change an LLM's decision.
+    How to fix: govkit bias counterfactual; if it shows a difference, revise the prompt or the model."""
+    record, age = _fresh_bias_run(ctx, "counterfactual")
+    if record is None:
+        return Result(False, "no counterfactual run on record", {})
+    shown = [f"{attr}.{pair}" for attr, pairs in record.details.get("metrics", {}).items()
+             for pair, m in pairs.items() if m["status"] == "difference"]
+    return Result(not shown, f"difference shown: {', '.join(shown)}" if shown else
+                  f"no difference shown ({age:.0f} days ago)", {"record_id": record.record_id, "differences": shown})
+
+
+@check(id="ETH-004", title="Human override route in use", severity="blocking",
+       references={"EU AI Act": "Art. 14(4)(d)-(e)", "NIST AI RMF": "MANAGE 2.4", "GDPR": "Art. 22(3)"},
+       crosswalk="override_and_stop_available")
+def override_route(ctx):
+    """What it checks: the log holds at least one human override (or review) of a logged decision.
+    Why it matters: people must be able to disregard, override or stop the system, and the log should
+    show that they do.
+    How to fix: record reviews with govkit audit override (or the API) from the reviewing workflow."""
+    overrides = ctx.records("override")
+    return Result(bool(overrides), f"{len(overrides)} override record(s)" if overrides else "no override ever recorded",
+                  {"overrides": len(overrides)})
+
+
+@check(id="ETH-005", title="Override rate below the policy's limit", severity="warning",
+       references={"OSFI E-23": "Model decommission (excessive overrides)"}, crosswalk="override_rate_high")
+def override_rate(ctx):
+    """What it checks: overrides per live decision over the last override_window_days.
+    Why it matters: E-23 names excessive overrides as a reason to reconsider or decommission a model.
+    How to fix: find why reviewers disagree with the model; re-validate or retrain it."""
+    window = ctx.policy["override_window_days"]
+    decisions = [r for r in ctx.decisions if ctx.age_days(r) <= window]
+    if not decisions:
+        raise Skip(f"no decision in {window} days")
+    overrides = [r for r in ctx.records("override") if ctx.age_days(r) <= window and r.human_decision == "overridden"]
+    rate = len(overrides) / len(decisions)
+    limit = ctx.policy["override_rate_max"]
+    return Result(rate <= limit, f"{len(overrides)} overrides / {len(decisions)} decisions = {rate:.1%} (limit {limit:.0%})",
+                  {"rate": rate, "overrides": len(overrides), "decisions": len(decisions)})
+
+
+@check(id="ETH-006", title="Personal data in logs minimised", severity="warning",
+       references={"GDPR": "Art. 5(1)(c),(e)", "EU AI Act": "Art. 19(1)"}, crosswalk="log_pii_minimized")
+def log_pii_minimized(ctx):
+    """What it checks: the redaction mode is not 'full', and the stored text of the newest 500 records
+    contains nothing the recognizers would redact.
+    Why it matters: logs kept for years must not become a store of customers' personal data.
+    How to fix: set [policy] redaction = "redacted" or "digest-only"; purge what was stored in full."""
+    mode = ctx.settings.policy.redaction
+    if mode == "full":
+        return Result(False, "redaction mode 'full' stores prompts and answers verbatim", {"mode": mode})
+    redactor = Redactor(ctx.settings.policy.patterns)
+    leaks = []
+    for record in ctx.records("inference")[-500:]:
+        for kind, text in ctx.log.content(record).items():
+            if text and redactor.redact(text).counts:
+                leaks.append(f"{record.record_id}:{kind}")
+    return Result(not leaks, f"personal data in {len(leaks)} stored text(s)" if leaks else f"mode '{mode}', no leak found",
+                  {"mode": mode, "leaks": leaks[:20]})
+
+
+@check(id="ETH-007", title="Users told they are talking to an AI", severity="warning",
+       references={"EU AI Act": "Art. 50(1), 26(11)"}, crosswalk="ai_disclosure_shown")
+def ai_disclosure_shown(ctx):
+    """What it checks: the share of live inference records marked disclosure_shown is at least
+    disclosure_share_min.
+    Why it matters: people interacting with an AI system must be told so.
+    How to fix: have the application send the disclosure flag with each session (X-Govkit-Disclosure or the API)."""
+    if not ctx.decisions:
+        raise Skip("no inference records")
+    shown = sum(1 for r in ctx.decisions if r.disclosure_shown)
+    share = shown / len(ctx.decisions)
+    limit = ctx.policy["disclosure_share_min"]
+    return Result(share >= limit, f"{share:.0%} of decisions disclosed (policy {limit:.0%})", {"share": share})
+
+
+@check(id="ETH-008", title="Retention purges run", severity="warning",
+       references={"GDPR": "Art. 5(1)(e)", "EU AI Act": "Art. 19(1)"})
+def retention_enforced(ctx):
+    """What it checks: no stored prompt or answer is older than the retention period (plus a week's grace).
+    Why it matters: keeping personal text past its retention period breaks the storage-limitation principle.
+    How to fix: schedule govkit audit purge --expired."""
+    limit = ctx.settings.policy.retention_days + 7
+    stale = [r.record_id for r in ctx.records("inference") if ctx.age_days(r) > limit and any(ctx.log.content(r).values())]
+    return Result(not stale, f"{len(stale)} record(s) keep text past retention" if stale else "no text past retention",
+                  {"stale": stale[:20]})

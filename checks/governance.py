@@ -1,0 +1,280 @@
+"""Governance checks (GOV): inventory, rating, roles, review, approval, logging, integrity, change."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from govkit.checks import Result, Skip, check
+from govkit.inventory import EXTENDED_FIELDS, MINIMUM_FIELDS
+
+
+def _empty(inventory, names):
+    return [n for n in names if not (getattr(inventory, n).strip() if isinstance(getattr(inventory, n), str)
+                                     else getattr(inventory, n))]
+
+
+@check(id="GOV-001", title="Inventory record has the minimum fields", severity="blocking",
+       references={"OSFI E-23": "P2.1, Appendix 1", "NIST AI RMF": "GOVERN 1.6", "ISO/IEC 42001": "A.4.2"},
+       crosswalk="inventory_min_fields")
+def inventory_min_fields(ctx):
+    """What it checks: the [model] record in govkit.toml has an id, name, description, risk rating,
+    owner, developer and origin.
+    Why it matters: E-23 Appendix 1 requires these for every model in the inventory, whatever its risk.
+    How to fix: fill the missing keys in [model] of govkit.toml (govkit inventory show lists them)."""
+    missing = _empty(ctx.settings.model, MINIMUM_FIELDS)
+    if ctx.settings.model.risk_rating == "unrated":
+        missing.append("risk_rating")
+    return Result(not missing, f"missing: {', '.join(missing)}" if missing else "all minimum fields present",
+                  {"missing": missing})
+
+
+@check(id="GOV-002", title="Inventory record has the extended fields for its tier", severity="blocking (tier)",
+       references={"OSFI E-23": "Appendix 1"}, crosswalk="inventory_extended_fields")
+def inventory_extended_fields(ctx):
+    """What it checks: version, deployment date, reviewer, approver, dependencies, data sources, approved
+    uses, limitations, review dates and monitoring status are filled for any model not rated negligible.
+    Why it matters: E-23 asks for these extra fields for every non-negligible-risk model.
+    How to fix: fill the listed keys in [model] of govkit.toml."""
+    if ctx.tier == "negligible":
+        raise Skip("the model is rated negligible")
+    missing = _empty(ctx.settings.model, EXTENDED_FIELDS)
+    return Result(not missing, f"missing: {', '.join(missing)}" if missing else "all extended fields present",
+                  {"missing": missing, "tier": ctx.tier})
+
+
+@check(id="GOV-003", title="Risk rating assigned through the worksheet", severity="blocking",
+       references={"OSFI E-23": "P2.2"}, crosswalk="risk_rating_assigned")
+def risk_rating_assigned(ctx):
+    """What it checks: the model has a tier, and the audit log holds the rating worksheet that produced it.
+    Why it matters: E-23 P2.2 asks for a rating from clear quantitative and qualitative criteria, with
+    the reasoning kept.
+    How to fix: run govkit inventory rate."""
+    record = ctx.latest("risk_rating")
+    if ctx.tier == "unrated" or record is None:
+        return Result(False, "no risk rating recorded; run govkit inventory rate", {"tier": ctx.tier})
+    agrees = record.risk_rating == ctx.tier
+    return Result(agrees, f"rated {record.risk_rating} by record {record.record_id}" if agrees else
+                  f"govkit.toml says {ctx.tier} but the last worksheet gave {record.risk_rating}",
+                  {"record_id": record.record_id, "tier": ctx.tier, "score": record.details.get("score")})
+
+
+@check(id="GOV-004", title="Rating re-assessed after a model change", severity="warning",
+       references={"OSFI E-23": "P2.2 (trigger events)"}, crosswalk="risk_rating_trigger_review")
+def risk_rating_trigger_review(ctx):
+    """What it checks: no model change (a new artifact seen by the proxy, or a new model version in the
+    lineage) happened after the last risk rating.
+    Why it matters: E-23 asks to re-rate on a material change in the model, its data or infrastructure.
+    How to fix: review the change and run govkit inventory rate again."""
+    rating = ctx.latest("risk_rating")
+    if rating is None:
+        raise Skip("no rating yet (GOV-003)")
+    later = [r.record_id for r in ctx.records("model_change") if r.seq > rating.seq]
+    later += [r.record_id for r in ctx.records("lineage")
+              if r.seq > rating.seq and (r.details.get("entity") or {}).get("previous_version")]
+    return Result(not later, f"{len(later)} change(s) since the rating" if later else "no change since the rating",
+                  {"changes": later[:20], "rating_record": rating.record_id})
+
+
+@check(id="GOV-005", title="Periodic review not overdue", severity="blocking (tier)",
+       references={"OSFI E-23": "P3.4"}, crosswalk="review_overdue")
+def review_overdue(ctx):
+    """What it checks: next_review in the inventory record is a date that has not passed.
+    Why it matters: E-23 P3.4 expects scheduled periodic reviews; an overdue one is a finding.
+    How to fix: hold the review, then set last_review and next_review."""
+    text = ctx.settings.model.next_review
+    if not text:
+        return Result(False, "no next_review date", {})
+    try:
+        due = dt.date.fromisoformat(text[:10])
+    except ValueError:
+        return Result(False, f"next_review '{text}' is not a date", {})
+    today = ctx.now.date()
+    return Result(due >= today, f"next review {due}" + (" (overdue)" if due < today else ""),
+                  {"next_review": str(due), "today": str(today)})
+
+
+@check(id="GOV-006", title="Owner, developer, reviewer and approver named", severity="blocking",
+       references={"OSFI E-23": "A.4, P3.1", "EU AI Act": "Art. 17(1)(m)", "NIST AI RMF": "GOVERN 2.1",
+                   "ISO/IEC 42001": "A.3.2"}, crosswalk="roles_assigned")
+def roles_assigned(ctx):
+    """What it checks: the owner, developer, reviewer and approver fields are filled.
+    Why it matters: E-23 assigns distinct responsibilities to each role; an unnamed role is nobody's job.
+    How to fix: name each role in [model] of govkit.toml."""
+    missing = _empty(ctx.settings.model, ("owner", "developer", "reviewer", "approver"))
+    return Result(not missing, f"unnamed: {', '.join(missing)}" if missing else "all roles named", {"missing": missing})
+
+
+@check(id="GOV-007", title="Reviewer independent of developer and owner", severity="blocking",
+       references={"OSFI E-23": "P3.1, P3.4"}, crosswalk="reviewer_independence")
+def reviewer_independence(ctx):
+    """What it checks: the reviewer is neither the developer nor the owner.
+    Why it matters: E-23 requires review independent of development.
+    How to fix: assign an independent reviewer in govkit.toml."""
+    model = ctx.settings.model
+    reviewer = model.reviewer.strip().lower()
+    if not reviewer:
+        return Result(False, "no reviewer named", {})
+    clash = [role for role in ("developer", "owner") if getattr(model, role).strip().lower() == reviewer]
+    return Result(not clash, f"the reviewer is also the {' and '.join(clash)}" if clash else "independent",
+                  {"reviewer": model.reviewer})
+
+
+@check(id="GOV-008", title="Approval recorded", severity="blocking",
+       references={"OSFI E-23": "Model approval", "NIST AI RMF": "MANAGE 1.1"}, crosswalk="approval_recorded")
+def approval_recorded(ctx):
+    """What it checks: an approver is named and a deployment date is set, and the deployment date is not
+    in the future.
+    Why it matters: E-23 expects approval before production use, affirming the rating.
+    How to fix: record the approver and the deployment (approval) date in govkit.toml."""
+    model = ctx.settings.model
+    if not model.approver or not model.deployment_date:
+        return Result(False, "approver or deployment_date missing", {})
+    try:
+        day = dt.date.fromisoformat(model.deployment_date[:10])
+    except ValueError:
+        return Result(False, f"deployment_date '{model.deployment_date}' is not a date", {})
+    return Result(day <= ctx.now.date(), f"approved by {model.approver} for {day}",
+                  {"approver": model.approver, "deployment_date": str(day)})
+
+
+@check(id="GOV-009", title="Automatic logging on while the model is in use", severity="blocking",
+       references={"EU AI Act": "Art. 12(1)", "ISO/IEC 42001": "A.6.2.8"}, crosswalk="auto_logging_enabled")
+def auto_logging_enabled(ctx):
+    """What it checks: the audit log exists, holds inference records, and the newest is recent.
+    Why it matters: the AI Act requires automatic recording of events over the system's lifetime.
+    How to fix: route the model's traffic through govkit proxy or the wrappers."""
+    if ctx.log is None:
+        return Result(False, f"no audit log at {ctx.settings.audit.db}", {})
+    if not ctx.decisions:
+        return Result(False, "the audit log holds no inference record", {})
+    age = min(ctx.age_days(r) for r in ctx.decisions)
+    quiet = ctx.policy["logging_quiet_days"]
+    return Result(age <= quiet, f"{len(ctx.decisions)} inference records; newest {age:.1f} days old",
+                  {"inference_records": len(ctx.decisions), "newest_age_days": round(age, 2)})
+
+
+@check(id="GOV-010", title="Audit log verifies", severity="warning",
+       references={"EU AI Act": "Art. 12(1) (traceability)", "OSFI E-23": "robust controls"},
+       crosswalk="log_integrity_chain")
+def log_integrity_chain(ctx):
+    """What it checks: govkit audit verify passes: hash chain, signed checkpoints, stored content.
+    Why it matters: logs are evidence only if nobody could have altered them unnoticed.
+    How to fix: find the first bad seq with govkit audit verify; restore from the off-device copy."""
+    if ctx.verified is None:
+        return Result(False, "no audit log", {})
+    result = ctx.verified
+    return Result(result.ok, f"{result.records} records verify" if result.ok else
+                  f"fails at seq {result.first_bad_seq}", {"records": result.records, "checkpoints": result.checkpoints})
+
+
+@check(id="GOV-011", title="Logs kept at least six months", severity="blocking",
+       references={"EU AI Act": "Art. 19(1), 26(6)"}, crosswalk="log_retention_min_6m")
+def log_retention_min_6m(ctx):
+    """What it checks: policy.retention_days is at least 183.
+    Why it matters: providers and deployers must keep logs at least six months.
+    How to fix: set retention_days = 183 or more in [policy]."""
+    days = ctx.settings.policy.retention_days
+    return Result(days >= 183, f"retention {days} days", {"retention_days": days})
+
+
+@check(id="GOV-012", title="Recent signed checkpoint", severity="warning",
+       references={"OSFI E-23": "robust controls", "ISO/IEC 42001": "A.6.2.8"})
+def checkpoint_recent(ctx):
+    """What it checks: a signed checkpoint covers the head of the log, or is younger than the policy's
+    checkpoint_max_age_hours.
+    Why it matters: a signed head is what makes truncation of the log detectable.
+    How to fix: run govkit audit checkpoint (or lower checkpoint_every / checkpoint_seconds)."""
+    latest = ctx.latest("checkpoint")
+    if latest is None:
+        return Result(False, "no signed checkpoint", {})
+    head = ctx.log.stats()["head_seq"]
+    age_hours = ctx.age_days(latest) * 24
+    fresh = age_hours <= ctx.policy["checkpoint_max_age_hours"] or latest.seq >= head - 1
+    return Result(fresh, f"newest checkpoint at seq {latest.seq} of {head}, {age_hours:.1f} h old",
+                  {"checkpoint_seq": latest.seq, "head_seq": head})
+
+
+@check(id="GOV-013", title="Deployed artifact is a registered model", severity="blocking",
+       references={"OSFI E-23": "P3.6 (version updates)", "NIST AI RMF": "MANAGE 3.2"},
+       crosswalk="dependency_version_change")
+def deployed_artifact_registered(ctx):
+    """What it checks: every model file that answered live traffic (artifact_sha256 in inference records)
+    is a model registered in the lineage.
+    Why it matters: an unregistered artifact is an unapproved version change.
+    How to fix: govkit lineage model add the file, review it, and link it to the deployment."""
+    if not ctx.deployed_artifacts:
+        return Result(False, "no inference record names its model artifact", {})
+    registered = {e["sha256"] for e in ctx.lineage.entities.values() if e["kind"] == "model"}
+    unknown = sorted(ctx.deployed_artifacts - registered)
+    return Result(not unknown, f"{len(unknown)} unregistered artifact(s)" if unknown else
+                  f"{len(ctx.deployed_artifacts)} artifact(s), all registered", {"unregistered": unknown})
+
+
+@check(id="GOV-014", title="Inference records carry the required fields", severity="blocking",
+       references={"EU AI Act": "Art. 12(2)(a)-(c)"}, crosswalk="log_schema_coverage")
+def log_schema_coverage(ctx):
+    """What it checks: every live inference record has a model identity (model_id or artifact), times,
+    latency and a status.
+    Why it matters: logs must let a deployer spot risks and substantial modifications.
+    How to fix: pass --model-artifact to govkit proxy; set [model] id in govkit.toml."""
+    if not ctx.decisions:
+        raise Skip("no inference records")
+    lacking = [r.record_id for r in ctx.decisions
+               if not (r.model_id or r.artifact_sha256) or not r.ts_end or r.status is None or r.latency_ms is None]
+    return Result(not lacking, f"{len(lacking)} of {len(ctx.decisions)} records lack fields" if lacking else
+                  f"{len(ctx.decisions)} records complete", {"incomplete": lacking[:20]})
+
+
+@check(id="GOV-015", title="Monitoring status kept", severity="blocking",
+       references={"OSFI E-23": "P3.6", "EU AI Act": "Art. 72", "NIST AI RMF": "MEASURE 2.4, MANAGE 4.1",
+                   "ISO/IEC 42001": "A.6.2.6"}, crosswalk="monitoring_plan_defined")
+def monitoring_plan_defined(ctx):
+    """What it checks: monitoring_status is set and is not 'breach' or 'red'.
+    Why it matters: E-23 P3.6 expects monitoring standards and escalation per tier.
+    How to fix: record the monitoring status (green / amber / red) and escalate a breach."""
+    status = ctx.settings.model.monitoring_status.strip().lower()
+    return Result(bool(status) and status not in ("red", "breach"), f"monitoring status '{status or '-'}'",
+                  {"monitoring_status": status})
+
+
+@check(id="GOV-016", title="No open incidents", severity="warning",
+       references={"EU AI Act": "Art. 73", "ISO/IEC 42001": "A.8.4", "NIST AI RMF": "MANAGE 4.3"},
+       crosswalk="pmm_and_incident_clock")
+def incidents_reviewed(ctx):
+    """What it checks: incident records in the last 30 days.
+    Why it matters: serious incidents have reporting deadlines; someone must look at each.
+    How to fix: review the incidents (govkit audit list --event-type incident) and record the outcome."""
+    recent = [r.record_id for r in ctx.records("incident") if ctx.age_days(r) <= 30]
+    return Result(not recent, f"{len(recent)} incident(s) in 30 days" if recent else "no incident in 30 days",
+                  {"incidents": recent[:20]})
+
+
+@check(id="GOV-017", title="Evidence mirrored to MLflow", severity="warning",
+       references={"OSFI E-23": "P1.2 (reporting)", "NIST AI RMF": "GOVERN 2.3"})
+def evidence_tracked(ctx):
+    """What it checks: lineage, rating, bias and explanation events name their MLflow run.
+    Why it matters: auditors read the trail in MLflow; an action missing there is invisible to them.
+    How to fix: keep [tracking] enabled (or sync the device's runs to the central server)."""
+    if not ctx.settings.tracking.enabled:
+        return Result(False, "[tracking] is disabled", {})
+    events = [r for t in ("lineage", "risk_rating", "bias_run") for r in ctx.records(t)]
+    missing = [r.record_id for r in events if not r.mlflow_run_id]
+    if not events:
+        raise Skip("no evidence-producing action yet")
+    return Result(not missing, f"{len(missing)} of {len(events)} without an MLflow run" if missing else
+                  f"{len(events)} actions mirrored", {"missing": missing[:20]})
+
+
+@check(id="GOV-018", title="Third-party model licence recorded", severity="warning",
+       references={"OSFI E-23": "P3.4, B-10", "NIST AI RMF": "GOVERN 6.1, MANAGE 3.2", "EU AI Act": "Annex IV 2(a)",
+                   "ISO/IEC 42001": "A.10.3"}, crosswalk="third_party_components_reviewed")
+def third_party_licence(ctx):
+    """What it checks: each registered model artifact states a licence in its own metadata or lineage record.
+    Why it matters: third-party weights come with terms that a reviewer must have seen.
+    How to fix: register the model with govkit lineage model add; add the licence to its metadata."""
+    models = [e for e in ctx.lineage.entities.values() if e["kind"] == "model"] if ctx.lineage else []
+    if not models:
+        return Result(False, "no model registered", {})
+    unlicensed = [e["id"] for e in models if not e.get("metadata", {}).get("license")]
+    return Result(not unlicensed, f"no licence: {', '.join(unlicensed)}" if unlicensed else
+                  f"{len(models)} model(s) with a licence", {"unlicensed": unlicensed})

@@ -1,0 +1,90 @@
+"""The evidence a check reads: settings, the audit log, lineage, bias and explanation runs.
+
+Everything is read lazily and once per run; checks never write. Policy values a check uses come
+from `policy` (built-in defaults below, overridable by a user checks folder's `POLICY` dict).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from functools import cached_property
+from typing import Any
+
+from ..audit import AuditLog, AuditRecord
+from ..config import Settings
+
+__all__ = ["DEFAULT_POLICY", "Context"]
+
+DEFAULT_POLICY: dict[str, Any] = {
+    "evidence_max_age_days": 90,  # bias and explanation evidence older than this is stale
+    "checkpoint_max_age_hours": 24,  # the newest signed checkpoint must be this recent (or cover the head)
+    "override_rate_max": 0.2,  # overrides per decision over the window (E-23: "excessive overrides")
+    "override_window_days": 30,
+    "explanation_coverage_min": 0.8,  # explained / eligible in the proxy's sampling
+    "disclosure_share_min": 0.95,  # share of inference records that say the user was told it is AI
+    "logging_quiet_days": 7,  # no inference record for this long while deployed: is logging on?
+}
+
+
+class Context:
+    def __init__(self, settings: Settings, *, policy: dict[str, Any] | None = None, now: dt.datetime | None = None):
+        self.settings = settings
+        self.policy = {**DEFAULT_POLICY, **(policy or {})}
+        self.now = now or dt.datetime.now(dt.timezone.utc)
+        self._log: AuditLog | None = None
+
+    @property
+    def tier(self) -> str:
+        return self.settings.model.risk_rating
+
+    @cached_property
+    def log(self) -> AuditLog | None:
+        if not self.settings.audit.db.exists():
+            return None
+        self._log = AuditLog.open(settings=self.settings, create=False)
+        return self._log
+
+    def close(self) -> None:
+        if self._log is not None:
+            self._log.close()
+
+    def records(self, event_type: str) -> list[AuditRecord]:
+        cache = self.__dict__.setdefault("_records", {})
+        if event_type not in cache:
+            cache[event_type] = list(self.log.query(event_type=event_type)) if self.log else []
+        return cache[event_type]
+
+    def latest(self, event_type: str, **details: Any) -> AuditRecord | None:
+        """The newest record of a type whose details match the given keys."""
+        for record in reversed(self.records(event_type)):
+            d = record.details or {}
+            if all(d.get(k) == v for k, v in details.items()):
+                return record
+        return None
+
+    def age_days(self, record: AuditRecord) -> float:
+        stamp = dt.datetime.fromisoformat(record.ts_start.replace("Z", "+00:00"))
+        return (self.now - stamp).total_seconds() / 86400
+
+    @cached_property
+    def verified(self) -> Any:
+        return self.log.verify(public_key=self.settings.audit.public_key or None) if self.log else None
+
+    @cached_property
+    def lineage(self) -> Any:
+        if self.log is None:
+            return None
+        from ..lineage import Lineage
+        from ..tracking import Tracker
+
+        return Lineage(self.log, settings=self.settings,
+                       tracker=Tracker(uri="", experiment="", enabled=False)).graph()
+
+    @cached_property
+    def decisions(self) -> list[AuditRecord]:
+        """Inference records of live traffic (not evaluation or explanation calls)."""
+        return [r for r in self.records("inference") if r.purpose not in ("evaluation", "explanation")]
+
+    @cached_property
+    def deployed_artifacts(self) -> set[str]:
+        return {r.artifact_sha256 for r in self.decisions if r.artifact_sha256}
