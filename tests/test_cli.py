@@ -208,6 +208,7 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     # lineage and the rating: the synthetic table's flaws are found, the tier is recorded
     assert "dataset/applications.csv@v1" in result.output and "1 duplicate rows" in result.output
     assert "pii_column: email" in result.output and "Tier: high" in result.output
+    assert "9. the pre-deployment gate" in result.output and "38 checks:" in result.output
     with AuditLog(tmp_path / "demo" / ".govkit" / "audit.db", create=False) as log:
         assert log.verify().ok
         assert {r.event_type for r in log} >= {"lineage", "risk_rating", "inference", "override", "purge"}

@@ -93,6 +93,20 @@ def _lineage_and_rating(ctx: click.Context) -> None:
     ctx.invoke(rate, answers=Path("rating.toml"), dry_run=False, as_json=False)
 
 
+def _gate(ctx: click.Context) -> None:
+    """The pre-deployment gate as a report: a demo deployment is not ready, and the gate says why."""
+    from .check import check
+
+    from ..errors import MissingDependency
+
+    click.secho("\n9. the pre-deployment gate (report only; a real pipeline stops on exit 1)", bold=True)
+    try:
+        ctx.invoke(check, select=None, ignore=None, checks_dirs=(), fmt="table", output=None, exit_zero=True,
+                   explain_id=None, list_checks=False)
+    except MissingDependency as exc:  # the run is mirrored to MLflow, which a plain install lacks
+        click.echo(f"   skipped: {exc}")
+
+
 def _scripted_calls(log: AuditLog) -> list[AuditRecord]:
     records = []
     for prompt, response, subject, decision in CALLS:
@@ -214,6 +228,8 @@ def demo(ctx: click.Context, folder: Path, real_model: bool) -> None:
                    if not bad.ok else "   tampering NOT detected")
         if not result.ok or bad.ok:
             ctx.exit(1)
-        click.secho(f"\nDemo complete. Try: cd {folder} && govkit audit list && govkit audit verify", fg="green")
+        _gate(ctx)
+        click.secho(f"\nDemo complete. Try: cd {folder} && govkit audit list && govkit audit verify && "
+                    "govkit check --explain GOV-001", fg="green")
     finally:
         os.chdir(here)
