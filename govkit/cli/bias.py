@@ -61,22 +61,15 @@ def tabular(ctx: click.Context, data_path: Path, y_true: str, y_pred: str | None
     Example: govkit bias tabular --data preds.csv --y-true default --y-pred approved --sensitive sex,age_band
     """
     from .. import schemas
-    from ..config import FairnessPolicy
     from ..fairness.evidence import record_bias_run
     from ..fairness.tabular import analyze
-    from ..inference.fingerprint import sha256_file
-    from ..lineage.tables import ReadOptions, detect_format, read_table
 
     if not y_pred and not score:
         raise click.UsageError("give --y-pred, or --score (with --threshold)")
     if y_pred and score:
         raise click.UsageError("give --y-pred or --score, not both")
     columns = [c.strip() for c in sensitive.split(",") if c.strip()]
-    settings = settings_for(ctx, required=db is None)
-    policy = settings.policy.fairness if settings else FairnessPolicy()
-    digest, _ = sha256_file(data_path)
-    frame = read_table(data_path, ReadOptions(format=detect_format(data_path)))
-    frame = _subset(frame, limit, sample, seed)
+    settings, policy, data, frame = _cases(ctx, data_path, db, limit, sample, seed)
     if positive_label is not None:
         frame = _map_label(frame, [y_true] + ([y_pred] if y_pred else []), positive_label, data_path)
     schema = schemas.predictions(y_true=y_true, y_pred=y_pred or y_true, sensitive=columns, score=score)
@@ -89,7 +82,7 @@ def tabular(ctx: click.Context, data_path: Path, y_true: str, y_pred: str | None
                          reference=reference, bootstrap=bootstrap, seed=seed)
     except InputError as exc:
         raise InputError(f"{data_path}: {exc}") from None
-    result = {"kind": "tabular", "data": {"path": str(data_path.resolve()), "name": data_path.name, "sha256": digest},
+    result = {"kind": "tabular", "data": data,
               "decision": {"column": y_pred} if not score else {"score": score, "threshold": threshold},
               **result}
     with open_log(ctx, db) as log:
@@ -98,6 +91,20 @@ def tabular(ctx: click.Context, data_path: Path, y_true: str, y_pred: str | None
     _show(result, fmt)
     if not result["passed"]:
         ctx.exit(1)
+
+
+def _cases(ctx: click.Context, data_path: Path, db: Path | None, limit: int | None, sample: int | None,
+           seed: int) -> tuple[Any, Any, dict[str, str], Any]:
+    """(settings, fairness policy, the data file's identity, its rows after --limit / --sample)."""
+    from ..config import FairnessPolicy
+    from ..inference.fingerprint import sha256_file
+    from ..lineage.tables import ReadOptions, detect_format, read_table
+
+    settings = settings_for(ctx, required=db is None)
+    policy = settings.policy.fairness if settings else FairnessPolicy()
+    digest, _ = sha256_file(data_path)
+    frame = _subset(read_table(data_path, ReadOptions(format=detect_format(data_path))), limit, sample, seed)
+    return settings, policy, {"path": str(data_path.resolve()), "name": data_path.name, "sha256": digest}, frame
 
 
 def _subset(frame: Any, limit: int | None, sample: int | None, seed: int) -> Any:
@@ -272,19 +279,13 @@ def llm(ctx: click.Context, data_path: Path, sensitive: str, label: str | None, 
              --positive approve --sensitive gender --endpoint http://127.0.0.1:8080/v1
     """
     from .. import schemas
-    from ..config import FairnessPolicy
     from ..fairness.evidence import record_bias_run
     from ..fairness.llm import load_template, prompt_digest
     from ..fairness.tabular import analyze
-    from ..inference.fingerprint import sha256_file
-    from ..lineage.tables import ReadOptions, detect_format, read_table
 
     options = _choices(choices, positive)
     columns = [c.strip() for c in sensitive.split(",") if c.strip()]
-    settings = settings_for(ctx, required=db is None)
-    policy = settings.policy.fairness if settings else FairnessPolicy()
-    digest, _ = sha256_file(data_path)
-    frame = _subset(read_table(data_path, ReadOptions(format=detect_format(data_path))), limit, sample, seed)
+    settings, policy, data, frame = _cases(ctx, data_path, db, limit, sample, seed)
     template = load_template(prompt_template, frame.columns)
     schemas.validate(frame, schemas.evaluation_dataset(sensitive=columns, label=label), source=str(data_path))
     truth = None
@@ -319,7 +320,7 @@ def llm(ctx: click.Context, data_path: Path, sensitive: str, label: str | None, 
         except InputError as exc:
             raise InputError(f"{data_path}: {exc}") from None
         result["warnings"] += unparseable["warnings"]
-        result = {"kind": "llm", "data": {"path": str(data_path.resolve()), "name": data_path.name, "sha256": digest},
+        result = {"kind": "llm", "data": data,
                   "model": {"endpoint": endpoint, "path": str(model_path) if model_path else None,
                             "artifact": str(model_artifact or model_path or "") or None, "method": method},
                   "prompt_template_sha256": "sha256:" + hashlib.sha256(prompt_template.read_bytes()).hexdigest(),
@@ -389,18 +390,12 @@ def counterfactual(ctx: click.Context, data_path: Path, attributes: tuple[str, .
     Example: govkit bias counterfactual --data cases.csv --prompt-template loan.j2 --attribute name
              --choices approve,deny --positive approve --endpoint http://127.0.0.1:8080/v1
     """
-    from ..config import FairnessPolicy
     from ..fairness.counterfactual import analyze_pairs, load_lexicon
     from ..fairness.evidence import record_bias_run
     from ..fairness.llm import load_template
-    from ..inference.fingerprint import sha256_file
-    from ..lineage.tables import ReadOptions, detect_format, read_table
 
     options = _choices(choices, positive)
-    settings = settings_for(ctx, required=db is None)
-    policy = settings.policy.fairness if settings else FairnessPolicy()
-    digest, _ = sha256_file(data_path)
-    frame = _subset(read_table(data_path, ReadOptions(format=detect_format(data_path))), limit, sample, seed)
+    settings, policy, data, frame = _cases(ctx, data_path, db, limit, sample, seed)
     chosen = [load_lexicon(name, list(lexicons)) for name in attributes]
     wanted = [g.strip() for g in groups.split(",")] if groups else None
     group_lists = {}
@@ -437,8 +432,7 @@ def counterfactual(ctx: click.Context, data_path: Path, attributes: tuple[str, .
             if v["decision"] is None:
                 key = f"{v['attribute']}={v['group']}"
                 unparseable[key] = unparseable.get(key, 0) + 1
-        result = {"kind": "counterfactual", "data": {"path": str(data_path.resolve()), "name": data_path.name,
-                                                     "sha256": digest},
+        result = {"kind": "counterfactual", "data": data,
                   "model": {"endpoint": endpoint, "path": str(model_path) if model_path else None, "method": method},
                   "prompt_template_sha256": "sha256:" + hashlib.sha256(prompt_template.read_bytes()).hexdigest(),
                   "choices": options, "positive": positive, "rows": int(len(frame)), "decided": len(variants),
