@@ -9,9 +9,10 @@ evaluates every masked prompt shap asks for, one by one in shap's order, with no
 govkit's scorer de-duplicates and sends each batch sorted so consecutive prompts share prefixes
 (llama.cpp keeps the shared prefix in its KV cache). The ratio is the speed-up.
 
-Then the proxy: p50/p95 latency of sequential requests with background explanation sampling off
-(sample_rate 0) and on (1.0), interleaved, same server. A request that arrives while the worker's
-current evaluation runs waits for it at the single-slot server: that is the cost reported.
+Then the proxy: p50/p95 latency of requests through a proxy with background explanation sampling
+off (sample_rate 0) and one with it on (1.0), in alternating blocks against the same server. The
+worker evaluates only after [explain] idle_ms without a request; a request that arrives while one
+of its evaluations runs waits for it at the single-slot server: that is the cost reported.
 """
 
 from __future__ import annotations
@@ -66,14 +67,18 @@ def proxy_latency(url: str, gguf: Path, folder: Path, requests: int) -> dict[str
         procs[mode] = start_proxy(edge, url, "--model-artifact", str(gguf))
     try:
         with httpx.Client(timeout=120) as client:
-            for i in range(requests):
-                for mode in (("off", "on") if i % 2 else ("on", "off")):
-                    body = {"max_tokens": 2, "temperature": 0, "messages": [
-                        {"role": "user", "content": f"Loan for a customer aged {25 + i}? Answer approve or deny."}]}
-                    start = time.perf_counter()
-                    client.post(procs[mode][0] + "/chat/completions", json=body).raise_for_status()
-                    latencies[mode].append(time.perf_counter() - start)
-                time.sleep(0.3)  # leave the worker idle time, as live traffic would
+            # Alternating blocks of 10 requests per proxy, 0.25 s apart (busier than the worker's idle
+            # threshold), with a 1.5 s lull between blocks in which the worker may run.
+            for block in range(max(1, requests // 10)):
+                for mode in (("off", "on") if block % 2 else ("on", "off")):
+                    for i in range(10):
+                        body = {"max_tokens": 2, "temperature": 0, "messages": [{"role": "user", "content":
+                                f"Loan for a customer aged {25 + i + block}? Answer approve or deny."}]}
+                        start = time.perf_counter()
+                        client.post(procs[mode][0] + "/chat/completions", json=body).raise_for_status()
+                        latencies[mode].append(time.perf_counter() - start)
+                        time.sleep(0.25)
+                    time.sleep(1.5)
     finally:
         for _, proc in procs.values():
             proc.terminate()

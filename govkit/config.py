@@ -113,6 +113,7 @@ class ExplainSettings:
     max_evals: int = 100  # shap budget per explanation
     max_queue: int = 32  # explanations waiting; beyond this a sampled record is counted as dropped
     segments: str = "word"
+    idle_ms: float = 500.0  # evaluate only after the proxy has had no request for this long
 
 
 @dataclass(frozen=True)

@@ -80,6 +80,7 @@ choices = []                     # the decision's answers, e.g. ["approve", "den
 positive = ""                    # the favourable one, e.g. "approve"
 max_evals = 100                  # shap budget per explanation
 max_queue = 32                   # waiting explanations; beyond this a sample is dropped (and counted)
+idle_ms = 500                    # the worker evaluates only after this long without a request
 '''
 
 

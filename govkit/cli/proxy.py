@@ -60,7 +60,7 @@ def proxy(ctx: click.Context, upstream: str, listen: str, model_artifact: Path |
     config = ProxyConfig(upstream=upstream, host=host, port=int(port_text), model_artifact=model_artifact,
                          model_id=settings.model.id if settings else None, client_token=token,
                          upstream_api_key=upstream_key, max_body_bytes=max_body_bytes, timeout_s=timeout_s,
-                         runtime=runtime, explain=settings.explain if settings else None)
+                         runtime=runtime, explain=settings.explain if settings else None, settings=settings)
     if host not in ("127.0.0.1", "localhost", "::1") and token is None:
         click.echo("warning: listening beyond loopback without --require-token", err=True)
     try:  # uvloop, where installed (the `proxy` extra), roughly halves the proxy's own overhead

@@ -42,6 +42,7 @@ class ProxyConfig:
     timeout_s: float = 300.0
     runtime: str | None = None  # e.g. "llama.cpp" ("name=version" accepted)
     explain: Any = None  # ExplainSettings: background explanations of sampled decisions
+    settings: Any = None  # the whole Settings, for the explanation worker's own connection to the log
 
     @property
     def upstream_root(self) -> str:
@@ -99,8 +100,8 @@ class AuditingProxy:
         if explain is not None and (explain.sample_rate > 0 or explain.match):
             from ..explain.sampler import ExplanationSampler
 
-            self.sampler = ExplanationSampler(self.log, explain, endpoint=self.config.upstream,
-                                              busy=lambda: self.in_flight > 0,
+            self.sampler = ExplanationSampler(self.log.path, explain, endpoint=self.config.upstream,
+                                              log_settings=self.config.settings,
                                               model_artifact=self.config.model_artifact, model_id=self.config.model_id)
 
     async def _cleanup(self, _app: Any) -> None:
@@ -147,6 +148,8 @@ class AuditingProxy:
 
     async def handle(self, request: Any) -> Any:
         self.in_flight += 1
+        if self.sampler is not None:
+            self.sampler.in_flight(self.in_flight)
         try:
             if self.config.client_token is not None and not self._client_authorized(request):
                 await self._note_refused()
@@ -157,6 +160,8 @@ class AuditingProxy:
             return await self._passthrough(request)
         finally:
             self.in_flight -= 1
+            if self.sampler is not None:
+                self.sampler.in_flight(self.in_flight)
 
     def _client_authorized(self, request: Any) -> bool:
         header = request.headers.get("Authorization", "")
