@@ -14,7 +14,6 @@ same prompt can score a little differently after a different predecessor. `noise
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -23,7 +22,7 @@ from typing import Any
 from .._lazy import require
 from ..errors import InputError
 
-__all__ = ["SEGMENTS", "Scorer", "TextExplanation", "explain_text"]
+__all__ = ["SEGMENTS", "Scorer", "SegmentTokenizer", "TextExplanation", "explain_text", "fidelity"]
 
 SEGMENTS = {"word": r"\W+", "sentence": r"(?<=[.!?])\s+"}
 
@@ -157,7 +156,3 @@ def fidelity(scorer: Scorer, explanation: TextExplanation, *, k: int, random_set
     random_drops = [full - scorer([without(set(rng.choice(len(segments), k, replace=False).tolist()))])[0][0]
                     for _ in range(random_sets)]
     return {"k": k, "top_k_drop": float(top_drop), "random_k_drop": float(np.mean(random_drops))}
-
-
-def log_odds_to_probability(value: float) -> float:
-    return 1 / (1 + math.exp(-value))
