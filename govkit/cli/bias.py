@@ -22,6 +22,13 @@ sample_option = click.option("--sample", type=click.IntRange(min=1), help="A ran
 seed_option = click.option("--seed", type=int, default=0, show_default=True, help="Seed for --sample and the bootstrap.")
 
 
+def _run_options(function: Any) -> Any:
+    """--format, --out, --limit, --sample, --seed and --db: the same on every bias command."""
+    for option in reversed((format_option, out_option, limit_option, sample_option, seed_option, db_option)):
+        function = option(function)
+    return function
+
+
 @cli.group()
 def bias() -> None:
     """Fairness evidence (fairlearn): group metrics with intervals, judged against the policy's thresholds."""
@@ -41,12 +48,7 @@ def bias() -> None:
                                   "with the highest selection rate, as in the four-fifths rule).")
 @click.option("--bootstrap", type=click.IntRange(min=0), default=2000, show_default=True,
               help="Bootstrap replicates for the between-group intervals (0: none).")
-@format_option
-@out_option
-@limit_option
-@sample_option
-@seed_option
-@db_option
+@_run_options
 @click.pass_context
 def tabular(ctx: click.Context, data_path: Path, y_true: str, y_pred: str | None, sensitive: str, score: str | None,
             threshold: float, positive_label: str | None, reference: str | None, bootstrap: int, fmt: str,
@@ -262,12 +264,7 @@ def _rows(frame: Any) -> list[dict[str, Any]]:
 @click.option("--decisions-out", type=click.Path(dir_okay=False, path_type=Path),
               help="CSV of every decision: row, groups, prompt digest, choice scores, decision, audit record.")
 @click.option("--bootstrap", type=click.IntRange(min=0), default=2000, show_default=True)
-@format_option
-@out_option
-@limit_option
-@sample_option
-@seed_option
-@db_option
+@_run_options
 @click.pass_context
 def llm(ctx: click.Context, data_path: Path, sensitive: str, label: str | None, endpoint: str | None,
         model_path: Path | None, model_artifact: Path | None, method: str, system: str | None,
@@ -369,12 +366,7 @@ def _unparseable(table: Any, columns: list[str]) -> dict[str, Any]:
 @_model_options
 @click.option("--decisions-out", type=click.Path(dir_okay=False, path_type=Path),
               help="CSV of every variant: row, attribute, group, value, prompt digest, scores, decision, record.")
-@format_option
-@out_option
-@limit_option
-@sample_option
-@seed_option
-@db_option
+@_run_options
 @click.pass_context
 def counterfactual(ctx: click.Context, data_path: Path, attributes: tuple[str, ...], lexicons: tuple[Path, ...],
                    groups: str | None, endpoint: str | None, model_path: Path | None, model_artifact: Path | None,
