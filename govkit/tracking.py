@@ -46,6 +46,11 @@ class TrackedRun:
     def __init__(self, client: Any = None, run_id: str | None = None):
         self.client, self.id = client, run_id
 
+    def link(self, record: Any) -> None:
+        """Tag the run with the audit record it produced, so each points at the other."""
+        self.set_tags({"govkit.record_id": record.record_id, "govkit.seq": record.seq,
+                       "govkit.record_hash": record.record_hash})
+
     def set_tags(self, tags: dict[str, Any]) -> None:
         for key, value in tags.items():
             if self.client and value is not None:

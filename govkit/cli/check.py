@@ -106,7 +106,7 @@ def _record(settings, results, totals):
                                     "summary": totals,
                                     "results": {r.spec.id: {"status": r.status.value, "blocking": r.blocking,
                                                             "message": r.message[:300]} for r in results}})
-            run.set_tags({"govkit.record_id": record.record_id})
+            run.link(record)
     return record
 
 

@@ -162,7 +162,7 @@ def _record_text(log: Any, settings: Any, data: dict[str, Any], html: str, promp
                             explanation_ref=f"mlflow-run:{run.id}/explanation.json" if run.id else None,
                             model_id=settings.model.id if settings else None,
                             **_identity_fields(log, artifact), details=details)
-        run.set_tags({"govkit.record_id": record.record_id})
+        run.link(record)
     return record
 
 
@@ -221,7 +221,7 @@ def tabular(ctx: click.Context, model_path: Path, data_path: Path, row: int | No
                                     "kind": "tabular", "model": result["model"], "data": result["data"],
                                     "rows": [r["row"] for r in result["rows"]][:1000],
                                     "global_importance": result["global_importance"][:50]})
-            run.set_tags({"govkit.record_id": record.record_id})
+            run.link(record)
     result["record_id"] = record.record_id
     if fmt == "json":
         _emit(json.dumps(result, indent=2, sort_keys=True) + "\n", output)

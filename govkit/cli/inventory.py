@@ -104,7 +104,7 @@ def rate(ctx: click.Context, answers: Path | None, dry_run: bool, as_json: bool)
             record = log.append("risk_rating", model_id=settings.model.id, risk_rating=rating.tier,
                                 mlflow_run_id=run.id, details={**rating.to_dict(),
                                                                "previous_rating": settings.model.risk_rating})
-            run.set_tags({"govkit.record_id": record.record_id, "govkit.seq": record.seq})
+            run.link(record)
         text = _set_rating(settings.path, rating.tier, today, record.record_id)
         log.append("config_change", model_id=settings.model.id, details={
             "action": "risk_rating", "config_sha256": "sha256:" + hashlib.sha256(text.encode()).hexdigest(),

@@ -45,7 +45,7 @@ def record_bias_run(log: AuditLog, settings: Settings | None, *, kind: str, resu
                                 "kind": kind, "data": data, "passed": result.get("passed"),
                                 "metrics": summary(result), "warnings": result.get("warnings", [])[:50],
                                 "result_sha256": "sha256:" + hashlib.sha256(body.encode()).hexdigest()})
-        run.set_tags({"govkit.record_id": record.record_id, "govkit.seq": record.seq})
+        run.link(record)
     result["record_id"], result["mlflow_run_id"] = record.record_id, run.id
     if out is not None:
         out.write_text(json.dumps(result, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n",

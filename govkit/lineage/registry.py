@@ -250,8 +250,7 @@ class Lineage:
         if edge is not None:
             details["edge"] = edge
         record = self.log.append("lineage", details=details, **fields)
-        run.set_tags({"govkit.record_id": record.record_id, "govkit.seq": record.seq,
-                      "govkit.record_hash": record.record_hash})
+        run.link(record)
 
 
 def _implied_edges(entity: dict[str, Any]) -> list[dict[str, Any]]:
