@@ -109,6 +109,9 @@ def test_purge_needs_a_criterion(log: AuditLog) -> None:
     dict(event_type="inference", model_id="bad \udcff surrogate"),
     dict(event_type="override", human_decision="maybe"),
     dict(event_type="inference", latency_ms=float("nan")),
+    dict(event_type="inference", review_latency_s=float("-inf")),
+    dict(event_type="feedback", details={"scores": [0.5, float("inf")]}),
+    dict(event_type="inference", sampling={"temperature": float("nan")}),
     dict(event_type="feedback", details={"nested": [{"input_sha256": "sha256:00"}]}),
     dict(event_type="feedback", details={"content_mode": "full"}),
 ])
@@ -117,6 +120,13 @@ def test_invalid_records_are_refused_and_nothing_is_written(log: AuditLog, bad: 
     with pytest.raises(InvalidRecord):
         log.append(**bad)
     assert log.stats()["records"] == 1 and log.verify().ok
+
+
+def test_bodies_orjson_does_not_take_are_stored_as_the_json_module_writes_them(log: AuditLog) -> None:
+    record = log.append("feedback", details={"counts": {1: 2}, "big": 2**70, "small": 1e-07})
+    assert json.loads(record.body) == {**json.loads(record.body), "details": {"counts": {"1": 2}, "big": 2**70,
+                                                                              "small": 1e-07}}
+    assert log.verify().ok
 
 
 def test_non_utf8_content_is_refused(log: AuditLog) -> None:

@@ -221,3 +221,21 @@ def test_the_untouched_template_verifies(template: Path) -> None:
     assert result.ok, result.problems
     assert result.records > RECORDS and result.checkpoints >= RECORDS // CHECKPOINT_EVERY
     assert result.content_purged > 0 and result.content_checked > 0
+
+
+@pytest.mark.parametrize("extra", ["duplicate", "duplicate-same-text", "no-record", "foreign-kind"])
+def test_content_rows_added_behind_the_records_are_detected(template: Path, extra: str) -> None:
+    path, db = fresh(template)
+    db.execute("CREATE TABLE loose AS SELECT seq, kind, text, purged_by FROM content")  # no primary key
+    db.execute("DROP TABLE content")
+    db.execute("ALTER TABLE loose RENAME TO content")
+    seq, kind, text = db.execute("SELECT seq, kind, text FROM content WHERE text IS NOT NULL LIMIT 1").fetchone()
+    if extra.startswith("duplicate"):
+        db.execute("INSERT INTO content VALUES (?, ?, ?, NULL)", (seq, kind, text if extra.endswith("text") else "forged"))
+    elif extra == "no-record":
+        db.execute("INSERT INTO content VALUES (?, 'prompt', 'smuggled', NULL)", (seqs(db)[-1] + 5,))
+    else:
+        db.execute("INSERT INTO content VALUES (?, 'attachment', 'smuggled', NULL)", (seq,))
+    result = verify(path)
+    assert not result.ok
+    assert result.first_bad_seq in (seq, seqs(db)[-1] + 5), result.problems

@@ -15,7 +15,12 @@ import hashlib
 import json
 from typing import Any
 
-__all__ = ["GENESIS_HASH", "HASH_PREFIX", "canonical_json", "chain_hash", "content_digest"]
+__all__ = ["GENESIS_HASH", "HASH_PREFIX", "canonical_json", "chain_hash", "content_digest", "encode_body"]
+
+try:
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - orjson is a dependency; plain json is the fallback
+    _orjson = None
 
 HASH_PREFIX = "sha256:"
 GENESIS_HASH = HASH_PREFIX + "0" * 64
@@ -25,6 +30,19 @@ def canonical_json(obj: Any) -> bytes:
     """Sorted keys, no whitespace, UTF-8, no NaN: the bytes that get hashed and stored."""
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
                       allow_nan=False).encode("utf-8")
+
+
+def encode_body(fields: dict[str, Any]) -> bytes:
+    """A record body's stored bytes: canonical JSON, by orjson when it is installed (ten times
+    faster than the json module; the two differ only in the exponent format of some floats, and
+    a body is hashed as stored, never re-encoded). Callers reject NaN and infinity first:
+    orjson would write them as null."""
+    if _orjson is not None:
+        try:
+            return _orjson.dumps(fields, option=_orjson.OPT_SORT_KEYS)
+        except TypeError:  # what orjson does not take (non-string keys, huge ints): the json module
+            pass
+    return canonical_json(fields)
 
 
 def chain_hash(body: bytes, prev_hash: str, seq: int) -> str:

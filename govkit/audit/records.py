@@ -7,6 +7,7 @@ chain covers only these fields; raw prompt and response text lives in the conten
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,6 +74,8 @@ def check_fields(event_type: str, fields: dict[str, Any]) -> None:
             _check_text(name, value)
         elif isinstance(value, dict):
             _check_nested(name, value)
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise InvalidRecord(f"field '{name}' is {value}: JSON has no NaN or infinity")
     if event_type == "override" and fields.get("human_decision") not in HUMAN_DECISIONS:
         raise InvalidRecord(f"field 'human_decision' must be one of {', '.join(HUMAN_DECISIONS)}")
 
@@ -88,6 +91,8 @@ def _check_nested(path: str, value: Any) -> None:
             _check_nested(path, item)
     elif isinstance(value, str):
         _check_text(path, value)
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise InvalidRecord(f"field '{path}' is {value}: JSON has no NaN or infinity")
 
 
 def _check_text(name: str, value: str) -> None:

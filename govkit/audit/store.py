@@ -8,6 +8,8 @@ one store: each commit reads the head under SQLite's write lock, so the chain st
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import itertools
 import json
 import sqlite3
 import time
@@ -24,7 +26,7 @@ from ..errors import (GovkitError, InputError, InvalidRecord, StoreBusy, StoreCo
                       StoreFull, StoreNotFound)
 from . import checkpoints, migrations
 from .groupcommit import GroupCommit, Pending
-from .hashing import GENESIS_HASH, canonical_json, chain_hash, content_digest
+from .hashing import GENESIS_HASH, canonical_json, chain_hash, content_digest, encode_body
 from .records import SCHEMA_VERSION, AuditRecord, check_fields
 from .redact import Redactor
 
@@ -40,6 +42,17 @@ def utc_now() -> str:
 def _parse_ts(value: str) -> dt.datetime:
     parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_sql(table: str, rows: int) -> str:
+    """One INSERT of many rows: a single statement step, where executemany() takes one per row
+    (and gives up the GIL around each, which lets other threads cut in on the commit)."""
+    return f"INSERT INTO {table} VALUES " + ",".join(["(?, ?, ?)"] * rows)
+
+
+def _flat(rows: list[tuple[Any, Any, Any]]) -> list[Any]:
+    return list(itertools.chain.from_iterable(rows))
 
 
 def purge_covers(criteria: dict[str, Any], fields: dict[str, Any]) -> bool:
@@ -268,8 +281,8 @@ class AuditLog:
                 body["expires_at"] = expiry.isoformat(timespec="microseconds").replace("+00:00", "Z")
             body.setdefault("retention_class", "standard")
         try:
-            encoded = canonical_json(body)
-        except ValueError as exc:  # NaN or infinity somewhere in the fields
+            encoded = encode_body(body)  # check_fields has refused NaN and infinity
+        except ValueError as exc:
             raise InvalidRecord(f"record cannot be stored as JSON: {exc}") from None
         return Pending(encoded, contents)
 
@@ -299,9 +312,10 @@ class AuditLog:
                         "details": signed})
                     seq += 1
                     rows.append((seq, body, chain_hash(body, prev, seq)))
-                db.executemany("INSERT INTO records (seq, body, record_hash) VALUES (?, ?, ?)", rows)
+                if rows:
+                    db.execute(_insert_sql("records (seq, body, record_hash)", len(rows)), _flat(rows))
                 if content_rows:
-                    db.executemany("INSERT INTO content (seq, kind, text) VALUES (?, ?, ?)", content_rows)
+                    db.execute(_insert_sql("content (seq, kind, text)", len(content_rows)), _flat(content_rows))
                 if before_sync is not None:
                     before_sync()
                 db.execute("COMMIT")

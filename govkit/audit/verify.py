@@ -16,6 +16,7 @@ so `"input_sha256":"<digest>"` inside a chain-verified body is the record's own 
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import itertools
 import json
@@ -42,11 +43,15 @@ _CHUNK = 256  # rows per step: small enough that each step's objects stay in the
 
 _MARKERS = (_CHECKPOINT, _PURGE)
 _DECLARES = {"prompt": b'"input_sha256":', "response": b'"output_sha256":'}
+_DIGEST_KEY = {kind: (needle % "").encode("ascii")[:-1] for kind, needle in _NEEDLE.items()}
 _STORES_TEXT = (b'"content_mode":"redacted"', b'"content_mode":"full"')
-# Per kind, the content row's kind (NULL: no row) and text (NULL in a row: a purge tombstone).
-_SCAN = ("SELECT r.seq, r.body, r.record_hash, substr(r.record_hash, 8), p.kind, p.text, o.kind, o.text "
-         "FROM records r LEFT JOIN content p ON p.seq = r.seq AND p.kind = 'prompt' "
-         "LEFT JOIN content o ON o.seq = r.seq AND o.kind = 'response' ORDER BY r.seq")
+_SCAN = "SELECT seq, body, record_hash, substr(record_hash, 8) FROM records ORDER BY seq"
+# Content is read a chunk of records at a time (one range query per chunk), not joined: a join
+# probes the content index twice per record, which costs more than the whole merge.
+_CONTENT_SCAN = ("SELECT seq, kind, text FROM content WHERE typeof(seq) = 'integer' AND seq BETWEEN ? AND ? "
+                 "ORDER BY seq, kind")
+_KIND_KEYS = (("prompt", b"prompt"), ("response", b"response"))
+_BOTH_KINDS = (b"prompt", b"response")
 _ENVELOPE = b'{"body":%b,"prev_hash":"%b","seq":%d}'
 _hexdigest = operator.methodcaller("hexdigest")
 _digest = operator.methodcaller("digest")
@@ -126,10 +131,15 @@ def verify_store(db: sqlite3.Connection, path: Path, *, public_key: str | None,
         _check_purges(result, scan, counted_elsewhere=late)
         total_content = db.execute("SELECT count(*) FROM content").fetchone()[0]
         if total_content != scan.content_rows:  # rows the scan did not meet: name them
+            named = 0
             for seq, kind in db.execute(
                     "SELECT c.seq, c.kind FROM content c WHERE c.kind NOT IN ('prompt', 'response') "
                     "OR NOT EXISTS (SELECT 1 FROM records r WHERE r.seq = c.seq)"):
-                result.add(seq, f"stored {_text(kind)} belongs to no record")
+                result.add(seq if isinstance(seq, int) else 0, f"stored {_text(kind)} belongs to no record")
+                named += 1
+            if not named and result.ok:
+                result.add(0, f"the content table holds {total_content} rows but the records account "
+                              f"for {scan.content_rows}")
     finally:
         db.execute("COMMIT")
     return result
@@ -149,11 +159,12 @@ def _scan_records(db: sqlite3.Connection, result: VerifyResult, lo: int = 1, hi:
         if row is not None:
             expected_seq, prev = row[0] + 1, _as_bytes(row[1])
     if hi is None:
-        cursor = db.execute(_SCAN.replace("ORDER BY", "WHERE r.seq >= ? ORDER BY"), (lo,))
+        cursor = db.execute(_SCAN.replace("ORDER BY", "WHERE seq >= ? ORDER BY"), (lo,))
     else:
-        cursor = db.execute(_SCAN.replace("ORDER BY", "WHERE r.seq BETWEEN ? AND ? ORDER BY"), (lo, hi))
+        cursor = db.execute(_SCAN.replace("ORDER BY", "WHERE seq BETWEEN ? AND ? ORDER BY"), (lo, hi))
+    content = _ContentRows(db, lo)
     while rows := cursor.fetchmany(_CHUNK):
-        seqs, bodies, hashes, hex_hashes, p_kind, p_text, o_kind, o_text = zip(*rows)
+        seqs, bodies, hashes, hex_hashes = zip(*rows)
         if not _all_bytes(bodies) or not _all_bytes(hashes) or not _all_int(seqs):
             bodies = tuple(_as_bytes(b) for b in bodies)
             hashes = tuple(_as_bytes(h) for h in hashes)
@@ -171,12 +182,14 @@ def _scan_records(db: sqlite3.Connection, result: VerifyResult, lo: int = 1, hi:
                     result.add(seq, "record hash mismatch: the record was edited, inserted or reordered")
         prev = hashes[-1]
         expected_seq = max(seqs[-1], expected_seq + len(seqs) - 1) + 1
-        for kind, kinds, texts in (("prompt", p_kind, p_text), ("response", o_kind, o_text)):
-            _check_content(db, result, scan, kind, seqs, bodies, kinds, texts)
+        for kind, (present, texts) in content.through(seqs, result).items():
+            scan.content_rows += sum(present)
+            _check_content(db, result, scan, kind, seqs, bodies, present, texts)
+        joined = b"\n".join(bodies)  # one search per chunk; no marker holds the separator
         for marker in _MARKERS:
-            marked = list(map(operator.contains, bodies, itertools.repeat(marker)))
-            if any(marked):
-                for index in itertools.compress(range(len(seqs)), marked):
+            if marker in joined:
+                for index in itertools.compress(range(len(seqs)), map(operator.contains, bodies,
+                                                                      itertools.repeat(marker))):
                     _collect_event(result, scan, seqs[index], bodies[index])
         result.records += len(seqs)
         result.head_seq = expected_seq - 1
@@ -257,8 +270,44 @@ def _scan_in_processes(path: Path, ranges: list[tuple[int, int | None]], result:
     return merged
 
 
+class _ContentRows:
+    """The content rows of a chunk of records, by kind, aligned with the chunk's seqs."""
+
+    def __init__(self, db: sqlite3.Connection, lo: int):
+        self._db = db
+        self._next = lo  # content below this seq was handed out with an earlier chunk
+
+    def through(self, seqs: tuple, result: VerifyResult) -> dict[str, tuple[tuple, tuple]]:
+        """{kind: (present, texts)}: present[i] whether record i has a row of that kind, texts[i]
+        its text (None: no row, or a purge tombstone)."""
+        last = max(seqs)
+        rows = self._db.execute(_CONTENT_SCAN, (self._next, last)).fetchall()
+        self._next = last + 1
+        count = len(seqs)
+        if not rows:
+            nothing = (False,) * count, (None,) * count
+            return {"prompt": nothing, "response": nothing}
+        row_seqs, kinds, texts = zip(*rows)
+        if len(rows) == 2 * count and kinds == _BOTH_KINDS * count and row_seqs == tuple(
+                itertools.chain.from_iterable(zip(seqs, seqs))):  # the common case: both, in order
+            both = (True,) * count
+            return {"prompt": (both, texts[0::2]), "response": (both, texts[1::2])}
+        stored = dict(zip(zip(row_seqs, kinds), texts))
+        if len(stored) != len(rows):  # only a rebuilt table without its primary key allows this
+            for (seq, kind), times in collections.Counter(zip(row_seqs, kinds)).items():
+                if times > 1:
+                    result.add(seq, f"stored {_text(kind)} appears {times} times")
+        aligned = {}
+        for kind, key in _KIND_KEYS:
+            keys = tuple(zip(seqs, itertools.repeat(key)))
+            aligned[kind] = tuple(map(stored.__contains__, keys)), tuple(map(stored.get, keys))
+        return aligned
+
+
 def _check_content(db: sqlite3.Connection, result: VerifyResult, scan: _Scan, kind: str, seqs: tuple,
-                   bodies: tuple, kinds: tuple, texts: tuple) -> None:
+                   bodies: tuple, present: tuple, texts: tuple) -> None:
+    """present[i]: record i has a content row of this kind; texts[i]: its text (None: no row,
+    or a purge tombstone)."""
     if None not in texts:  # every record of the chunk has its text stored: the common case
         chosen_seqs, chosen_bodies, chosen_texts = seqs, bodies, texts
     else:
@@ -266,31 +315,36 @@ def _check_content(db: sqlite3.Connection, result: VerifyResult, scan: _Scan, ki
         chosen_seqs = tuple(itertools.compress(seqs, stored))
         chosen_bodies = tuple(itertools.compress(bodies, stored))
         chosen_texts = tuple(itertools.compress(texts, stored))
-        _check_absent_content(db, result, scan, kind, seqs, bodies, kinds, texts)
+        _check_absent_content(db, result, scan, kind, seqs, bodies, present, texts)
     if chosen_texts:
         if not _all_bytes(chosen_texts):
             chosen_texts = tuple(_as_bytes(t) for t in chosen_texts)
-        needles = map(_NEEDLE[kind].__mod__, map(_hexdigest, map(hashlib.sha256, chosen_texts)))
-        matches = list(map(operator.contains, chosen_bodies, map(str.encode, needles)))
-        if not all(matches):
-            for seq, ok in zip(chosen_seqs, matches):
-                if not ok:
+        hex_digests = tuple(map(_hexdigest, map(hashlib.sha256, chosen_texts)))
+        # The 64 hex digits (and the quote) after the record's digest key (its first occurrence is the key: see
+        # the module's docstring), all compared at once.
+        starts = tuple(map(operator.add, map(bytes.find, chosen_bodies, itertools.repeat(_DIGEST_KEY[kind])),
+                           itertools.repeat(len(_DIGEST_KEY[kind]))))
+        declared = b"".join(map(operator.getitem, chosen_bodies,
+                                map(slice, starts, map(operator.add, starts, itertools.repeat(65)))))
+        if declared != ('"'.join(hex_digests) + '"').encode("ascii"):  # each digest and its closing quote
+            for seq, body, digest in zip(chosen_seqs, chosen_bodies, hex_digests):
+                if (_NEEDLE[kind] % digest).encode("ascii") not in body:
                     result.add(seq, f"stored {kind} does not match the record's digest (content edited)")
         result.content_checked += len(chosen_texts)
-        scan.content_rows += len(chosen_texts)
 
 
 def _check_absent_content(db: sqlite3.Connection, result: VerifyResult, scan: _Scan, kind: str, seqs: tuple,
-                          bodies: tuple, kinds: tuple, texts: tuple) -> None:
-    """Rows without text: no row at all (fine unless the record declares stored text), or a
-    tombstone that a recorded purge must account for."""
-    for index in itertools.compress(range(len(seqs)), map(operator.is_, texts, itertools.repeat(None))):
+                          bodies: tuple, present: tuple, texts: tuple) -> None:
+    """Records without text: no row at all (fine unless the record declares stored text), or a
+    tombstone that a recorded purge must account for. Only those are walked one by one."""
+    absent = map(operator.is_, texts, itertools.repeat(None))
+    declares = map(operator.contains, bodies, itertools.repeat(_DECLARES[kind]))
+    for index in itertools.compress(range(len(seqs)), map(operator.and_, absent, map(operator.or_, present, declares))):
         seq, body = seqs[index], bodies[index]
-        if kinds[index] is None:
-            if _DECLARES[kind] in body and any(mode in body for mode in _STORES_TEXT):
+        if not present[index]:
+            if any(mode in body for mode in _STORES_TEXT):
                 result.add(seq, f"stored {kind} was removed without a recorded purge")
             continue
-        scan.content_rows += 1
         row = db.execute("SELECT purged_by FROM content WHERE seq = ? AND kind = ?", (seq, kind)).fetchone()
         purged_by = row[0] if row else None
         if purged_by is None:
@@ -367,9 +421,13 @@ def _valid_checkpoints(db: sqlite3.Connection, result: VerifyResult,
                                "for an independent check pass --public-key (or keep govkit.toml)")
     store_id = {_text(k): _text(v) for k, v in db.execute("SELECT key, value FROM meta")}.get("store_id")
     valid: dict[tuple[int, str], dict[str, Any]] = {}
+    verdicts: dict[str, bool] = {}  # the sidecar repeats the chain's checkpoints: check each once
     for record_seq, checkpoint in found:
         where = record_seq if record_seq is not None else checkpoint.get("seq", 0)
-        if not checkpoints.signature_valid(key, checkpoint):
+        identity = json.dumps(checkpoint, sort_keys=True, default=repr)
+        if identity not in verdicts:
+            verdicts[identity] = checkpoints.signature_valid(key, checkpoint)
+        if not verdicts[identity]:
             origin = "record" if record_seq is not None else f"sidecar {sidecar_path.name}"
             result.add(where, f"checkpoint signature invalid ({origin})")
             continue
