@@ -204,6 +204,11 @@ class FaultyUpstream:
     async def chat(self, request):
         behaviour = (await request.json())["model"]
         self.last_authorization = request.headers.getall("Authorization", [])  # every one sent
+        self.last_cookie = request.headers.get("Cookie")
+        if behaviour == "set-cookie":
+            response = aiohttp_web.json_response({"choices": [{"message": {"content": "fine"}, "finish_reason": "stop"}]})
+            response.set_cookie("session", "client-a-only")
+            return response
         if behaviour == "stall":
             await asyncio.sleep(30)
         if behaviour == "malformed":
@@ -322,6 +327,18 @@ def test_the_clients_token_never_reaches_the_upstream(tmp_path: Path) -> None:
             assert connection.getresponse().status == 200
             connection.close()
             assert upstream.last_authorization == ["Bearer upstream-secret-456"]
+    finally:
+        stop(proc)
+
+
+def test_a_cookie_the_upstream_sets_for_one_client_never_reaches_another(tmp_path: Path) -> None:
+    upstream = FaultyUpstream()
+    url, proc = start_proxy(tmp_path, upstream.url.replace("127.0.0.1", "localhost"))  # a host cookies stick to
+    try:
+        code, _ = post(url, json.dumps({"model": "set-cookie", "messages": MESSAGES}).encode())
+        assert code == 200
+        code, _ = post(url, json.dumps({"model": "ok", "messages": MESSAGES}).encode())  # another client
+        assert code == 200 and upstream.last_cookie is None
     finally:
         stop(proc)
 

@@ -131,3 +131,19 @@ def test_full_mode_keeps_text_as_given(tmp_path: Path) -> None:
         record = log.append("inference", prompt=PROMPT)
         assert log.content(record)["prompt"] == PROMPT
         assert log.verify().ok
+
+
+def _unguarded() -> Redactor:
+    redactor = Redactor()
+    redactor._needs = [(0, "")] * len(redactor.recognizers)  # search every text for everything
+    return redactor
+
+
+@settings(max_examples=300)
+@given(st.lists(st.one_of(st.sampled_from([value for _, value in SENSITIVE] + ["４１６ ５５５ ０１９９", "١٢٣-٤٥-٦٧٨٩"]),
+                          st.text(alphabet="0123456789 .:+@-()abcXYZ٣", max_size=20)), max_size=6))
+def test_skipping_text_that_cannot_match_changes_nothing(parts: list[str]) -> None:
+    """Recognizers are skipped for text with too few digits or without a character every match
+    holds; the result must be what searching everything gives, Unicode digits included."""
+    text = " ".join(parts)
+    assert Redactor().redact(text) == _unguarded().redact(text)

@@ -75,7 +75,9 @@ def _plain(match: re.Match[str]) -> tuple[int, int] | None:
 
 _Validator = Callable[[re.Match[str]], "tuple[int, int] | None"]
 
-# Most specific first: the order breaks ties between overlapping candidates.
+# Most specific first: the order breaks ties between overlapping candidates. Each recognizer
+# also says the fewest digits a match holds and a character it cannot match without, so that text
+# which cannot hold it (most prompts hold few digits) is never searched for it.
 BUILTIN: tuple[tuple[str, re.Pattern[str], _Validator], ...] = (
     ("EMAIL", re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"), _plain),
     ("IBAN", re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,32}\b"), _iban),
@@ -87,6 +89,11 @@ BUILTIN: tuple[tuple[str, re.Pattern[str], _Validator], ...] = (
     ("PHONE", re.compile(r"(?<![\w+])(?:\+?1[ .-]?)?(?:\(\d{3}\)|\d{3})[ .-]?\d{3}[ .-]?\d{4}(?!\d)"), _plain),
     ("PHONE", re.compile(r"(?<![\w+])\+[1-9]\d{0,2}(?:[ .-]?\(?\d{1,4}\)?){2,6}(?!\d)"), _plain),
 )
+# (fewest digits, a character every match holds) per BUILTIN entry, in the same order
+_NEEDS: tuple[tuple[int, str], ...] = ((0, "@"), (2, ""), (13, ""), (9, ""), (9, ""), (0, ":"), (4, "."),
+                                       (10, ""), (3, "+"))
+_DIGITS = "0123456789"
+_ANY_DIGIT = re.compile(r"\d")
 
 
 @dataclass(frozen=True)
@@ -106,10 +113,15 @@ class Redactor:
         self.recognizers = list(BUILTIN) + [
             (name, re.compile(regex), _plain) for name, regex in patterns
         ]
+        self._needs = list(_NEEDS) + [(0, "")] * (len(self.recognizers) - len(BUILTIN))
 
     def redact(self, text: str) -> Redaction:
         chosen: list[tuple[int, int, str]] = []
-        for name, pattern, validate in self.recognizers:
+        # \d matches every Unicode digit: count those too when the text is not ASCII
+        digits = sum(map(text.count, _DIGITS)) if text.isascii() else len(_ANY_DIGIT.findall(text))
+        for (name, pattern, validate), (fewest_digits, needed) in zip(self.recognizers, self._needs):
+            if digits < fewest_digits or needed not in text:
+                continue
             position = 0
             while match := pattern.search(text, position):
                 span = validate(match)

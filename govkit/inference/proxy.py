@@ -90,7 +90,10 @@ class AuditingProxy:
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=self.config.timeout_s),
             # Idle upstream connections are dropped before common servers' 5 s keep-alive runs
             # out (uvicorn, llama-server), so a request is rarely sent on a dying connection.
-            connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=4.0), auto_decompress=False)
+            connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=4.0), auto_decompress=False,
+            # One session serves every client: a cookie the upstream sets for one must never
+            # travel with another's request (and no jar means no cookie work per request).
+            cookie_jar=aiohttp.DummyCookieJar())
         if self.config.model_artifact is not None:
             cache = self.log.path.with_name("artifacts.json")
             self.identity = await asyncio.get_running_loop().run_in_executor(
