@@ -4,6 +4,10 @@ Whoever finds no commit running leads: it commits everything queued, batch after
 more arrives (up to LEAD_ROUNDS), then hands the lead to the owner of the oldest queued item.
 Coroutines never lead (that would block their event loop): a background thread leads for them.
 
+Coroutines that one commit woke append again together, a moment later: the commit thread waits
+up to GATHER_S for as many as the last batch held instead of spending an fsync on the first
+alone (PostgreSQL's commit_delay, made adaptive: a wait that times out lowers the expectation).
+
 Each caller waits on its own event (threads) or future (coroutines), so a commit wakes only the
 callers whose records it wrote. A batch's callers are woken once the next batch is in its
 fsync, where the GIL is free: their Python work overlaps the disk wait instead of delaying the
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,6 +30,7 @@ __all__ = ["GroupCommit", "Pending"]
 
 MAX_BATCH = 256
 LEAD_ROUNDS = 4  # batches one leader commits back to back before handing the lead on
+GATHER_S = 0.0005  # how long the commit thread waits for coroutines it expects to append again
 
 
 @dataclass(eq=False)
@@ -71,6 +77,8 @@ class GroupCommit:
         self._closed = False
         self._background: threading.Thread | None = None
         self._background_turn = threading.Event()
+        self._expected = 1
+        self._gathering = False
 
     def submit(self, items: list[Pending]) -> None:
         """Queue items and return when all are settled; raise the first item's error."""
@@ -111,6 +119,8 @@ class GroupCommit:
                 future: asyncio.Future[None] = loop.create_future()
                 item.waiter = _FutureWaiter(loop, future)
                 self._queue.append(item)
+                if self._gathering and len(self._queue) >= self._expected:
+                    self._cond.notify_all()
         if inline:
             try:
                 self._commit([item], _no_wake)
@@ -171,11 +181,33 @@ class GroupCommit:
                 raise
             for item in batch:
                 item.settled = True
+            if batch and not isinstance(batch[0].waiter, _ThreadWaiter):
+                self._expected = max(self._expected, len(batch))
             committed = batch
             rounds += 1
             if self._handoff(may_continue=rounds < LEAD_ROUNDS):
                 _wake(committed)
                 return
+
+    def _gather(self) -> None:
+        """Coroutines whose records the last commit made durable resume together and append
+        again within moments: wait a little for them (at most GATHER_S) rather than spend an
+        fsync on the first one alone and make the rest wait for it."""
+        with self._cond:
+            expected = self._expected
+            if len(self._queue) >= expected:
+                return
+            deadline = time.monotonic() + GATHER_S
+            self._gathering = True
+            try:
+                while len(self._queue) < expected and not self._closed:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._cond.wait(left)
+            finally:
+                self._gathering = False
+            self._expected = max(1, len(self._queue))
 
     def _interrupted(self, items: list[Pending], exc: BaseException) -> None:
         error = StoreError(f"{self._label}: append interrupted: {exc!r}")
@@ -213,6 +245,7 @@ class GroupCommit:
             self._background_turn.clear()
             if self._closed and not self._queue:
                 return
+            self._gather()
             try:
                 self._lead()
             except BaseException:  # errors were set on the items and raised to their callers
