@@ -39,7 +39,7 @@ _MAX_PROBLEMS = 100
 _CHECKPOINT = b'"event_type":"checkpoint"'
 _PURGE = b'"event_type":"purge"'
 _NEEDLE = {"prompt": '"input_sha256":"sha256:%s"', "response": '"output_sha256":"sha256:%s"'}
-_CHUNK = 256  # rows per step: small enough that each step's objects stay in the CPU cache
+_CHUNK = 128  # rows per step: small enough that each step's objects stay in the CPU cache
 
 _MARKERS = (_CHECKPOINT, _PURGE)
 _DECLARES = {"prompt": b'"input_sha256":', "response": b'"output_sha256":'}
@@ -48,10 +48,12 @@ _STORES_TEXT = (b'"content_mode":"redacted"', b'"content_mode":"full"')
 _SCAN = "SELECT seq, body, record_hash, substr(record_hash, 8) FROM records ORDER BY seq"
 # Content is read a chunk of records at a time (one range query per chunk), not joined: a join
 # probes the content index twice per record, which costs more than the whole merge.
-_CONTENT_SCAN = ("SELECT seq, kind, text FROM content WHERE typeof(seq) = 'integer' AND seq BETWEEN ? AND ? "
-                 "ORDER BY seq, kind")
-_KIND_KEYS = (("prompt", b"prompt"), ("response", b"response"))
-_BOTH_KINDS = (b"prompt", b"response")
+# The kind as a small integer (1 prompt, 2 response, 0 anything else): no bytes object per row.
+_CONTENT_SCAN = ("SELECT seq, (kind = 'prompt') + 2 * (kind = 'response'), text FROM content "
+                 "WHERE typeof(seq) = 'integer' AND seq BETWEEN ? AND ? ORDER BY seq, kind")
+_KIND_KEYS = (("prompt", 1), ("response", 2))
+_BOTH_KINDS = (1, 2)
+_KIND_NAMES = {code: name for name, code in _KIND_KEYS}
 _ENVELOPE = b'{"body":%b,"prev_hash":"%b","seq":%d}'
 _hexdigest = operator.methodcaller("hexdigest")
 _digest = operator.methodcaller("digest")
@@ -295,8 +297,8 @@ class _ContentRows:
         stored = dict(zip(zip(row_seqs, kinds), texts))
         if len(stored) != len(rows):  # only a rebuilt table without its primary key allows this
             for (seq, kind), times in collections.Counter(zip(row_seqs, kinds)).items():
-                if times > 1:
-                    result.add(seq, f"stored {_text(kind)} appears {times} times")
+                if times > 1 and kind:
+                    result.add(seq, f"stored {_KIND_NAMES[kind]} appears {times} times")
         aligned = {}
         for kind, key in _KIND_KEYS:
             keys = tuple(zip(seqs, itertools.repeat(key)))
