@@ -32,19 +32,42 @@ from tests.servers import free_port, smollm2_gguf, start_llama_server, start_pro
 
 BENCH_KEY = "sk-govkit-bench-0000"  # LiteLLM refuses to start without a master key; the others ignore it
 
+# The instant upstream answers from asyncio's protocol layer, with no web framework: it should
+# cost the machine as little as possible, since the load generator and the proxy under test
+# share the same two cores with it.
 INSTANT = r"""
-import sys
-from aiohttp import web
+import asyncio, sys
 ANSWER = b'{"id":"x","object":"chat.completion","model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":5,"completion_tokens":1,"total_tokens":6}}'
-async def chat(request):
-    await request.read()
-    return web.Response(body=ANSWER, content_type="application/json")
-async def models(request):
-    return web.json_response({"object": "list", "data": [{"id": "m", "object": "model", "owned_by": "instant"}]})
-app = web.Application()
-app.router.add_post("/v1/chat/completions", chat)
-app.router.add_get("/v1/models", models)
-web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
+MODELS = b'{"object":"list","data":[{"id":"m","object":"model","owned_by":"instant"}]}'
+def response(body):
+    return b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%b" % (len(body), body)
+CHAT, LIST = response(ANSWER), response(MODELS)
+
+class Instant(asyncio.Protocol):
+    def connection_made(self, transport):
+        self.transport, self.buffer = transport, b""
+    def data_received(self, data):
+        self.buffer += data
+        while (end := self.buffer.find(b"\r\n\r\n")) >= 0:
+            head = self.buffer[:end].lower()
+            length = 0
+            at = head.find(b"content-length:")
+            if at >= 0:
+                length = int(head[at + 15:].split(b"\r\n", 1)[0])
+            if len(self.buffer) < end + 4 + length:
+                return  # the body is still arriving
+            self.buffer = self.buffer[end + 4 + length:]
+            self.transport.write(LIST if head.startswith(b"get /v1/models") else CHAT)
+
+async def main():
+    server = await asyncio.get_running_loop().create_server(Instant, "127.0.0.1", int(sys.argv[1]))
+    await server.serve_forever()
+
+try:
+    import uvloop
+    uvloop.run(main())
+except ImportError:
+    asyncio.run(main())
 """
 
 
@@ -179,7 +202,7 @@ def main() -> None:
         print(f"  concurrency 1                      direct p50 {typical * 1000:7.2f} ms   added by govkit (median of "
               f"{len(differences)} pairs) {added * 1000:+.2f} ms -> slowdown {added / typical * 100:+.1f}% (goal < 2%)")
         spent = {"direct": 0.0, "govkit": 0.0}
-        for _ in range(max(1, args.model_requests // 32)):
+        for _ in range(max(4, args.model_requests // 32)):
             for name, url in (("direct", model), ("govkit", via_model)):
                 spent[name] += asyncio.run(load(url, 32, 16, model_body))[1]
         print(f"  concurrency 16                     direct {spent['direct']:.1f} s   govkit {spent['govkit']:.1f} s"
