@@ -97,16 +97,19 @@ def start_litellm(executable: str, upstream: str, folder: Path) -> tuple[str, su
     return f"http://127.0.0.1:{port}/v1", proc
 
 
-async def load(url: str, requests: int, concurrency: int, body: dict) -> tuple[list[float], float]:
-    """Send `requests` chat completions from `concurrency` workers; (latencies in s, elapsed s)."""
+async def load(url: str, requests: int, concurrency: int, body: dict,
+               seconds: float | None = None) -> tuple[list[float], float]:
+    """Send `requests` chat completions (or as many as fit in `seconds`) from `concurrency`
+    workers; (latencies in s, elapsed s)."""
     latencies: list[float] = []
     payload = json.dumps(body).encode()
     remaining = [requests]
+    deadline = time.perf_counter() + seconds if seconds else float("inf")
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector, headers={"Content-Type": "application/json",
                                                                    "Authorization": f"Bearer {BENCH_KEY}"}) as session:
         async def worker() -> None:
-            while remaining[0] > 0:
+            while remaining[0] > 0 and time.perf_counter() < deadline:
                 remaining[0] -= 1
                 start = time.perf_counter()
                 async with session.post(url + "/chat/completions", data=payload) as response:
@@ -166,12 +169,12 @@ def main() -> None:
             lite_results = {c: measure(lite, max(300, args.requests // 5), c, body) for c in (1, 16)}
             for c in (1, 16):
                 report(f"concurrency {c} (LiteLLM proxy)", results[c][0], lite_results[c], label="litellm")
-            # The ratio from alternating blocks (govkit, LiteLLM, govkit, ...): drift in the
-            # machine's speed during the run falls on both sides alike.
+            # The ratio from alternating blocks of equal duration (govkit, LiteLLM, govkit, ...):
+            # drift in the machine's speed during the run falls on both sides alike.
             served = {"govkit": [0, 0.0], "litellm": [0, 0.0]}
             for _ in range(3):
-                for name, url, count in (("govkit", via, args.requests // 3), ("litellm", lite, max(100, args.requests // 30))):
-                    latencies, elapsed = asyncio.run(load(url, count, 16, body))
+                for name, url in (("govkit", via), ("litellm", lite)):
+                    latencies, elapsed = asyncio.run(load(url, 10**9, 16, body, seconds=3.0))
                     served[name][0] += len(latencies)
                     served[name][1] += elapsed
             ours, theirs = (served[n][0] / served[n][1] for n in ("govkit", "litellm"))
