@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+import shutil
 import threading
 from html.parser import HTMLParser
 from pathlib import Path
@@ -117,6 +119,50 @@ def test_explaining_a_logged_record_chains_to_it(llama, project: Path) -> None:
     parser = Spans()
     parser.feed(html.read_text())
     assert "".join(parser.segments) == PROMPT and "<script" not in html.read_text()
+
+
+def _browser() -> str | None:
+    return next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
+
+
+@pytest.mark.skipif(_browser() is None, reason="no Chromium here (.ci/run installs Debian's)")
+def test_the_explanation_page_renders_in_a_real_browser(llama, project: Path) -> None:
+    """The page a reviewer opens: a real Chromium shows the prompt as text (its markup escaped),
+    each segment in the colour of its attribution's sign at a strength in proportion, and prints."""
+    sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
+    url, _ = llama
+    prompt = 'Client <b>Zoë</b> & "partner" (age 67) ask for 9000 DM. Approve or deny?'
+    page_file = project / "explanation.html"
+    result = run("explain", "text", "--prompt", prompt, "--choices", "approve,deny", "--positive", "approve",
+                 "--endpoint", url, "--max-evals", "40", "--fidelity", "0", "--format", "html", "-o", str(page_file))
+    assert result.exit_code == 0, result.output
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=_browser(), args=["--no-sandbox"])
+        try:
+            page = browser.new_page()
+            page.goto(page_file.as_uri())
+            spans = page.eval_on_selector_all(
+                "span.seg", "els => els.map(e => [e.textContent, e.title, getComputedStyle(e).backgroundColor])")
+            assert "".join(text for text, _, _ in spans) == prompt
+            assert page.locator(".prompt b").count() == 0  # the prompt's own tags stay text
+            values = [float(title) for _, title, _ in spans]
+            largest = max(map(abs, values))
+            for value, (_, _, colour) in zip(values, spans):
+                red, green, blue, alpha = _rgba(colour)
+                if value > 0:
+                    assert (red, blue) == (200, 30), colour
+                elif value < 0:
+                    assert (red, blue) == (30, 200), colour
+                assert abs(alpha - 0.6 * abs(value) / largest) < 0.01, (value, colour)
+            assert page.pdf().startswith(b"%PDF-")
+        finally:
+            browser.close()
+
+
+def _rgba(css: str) -> tuple[int, int, int, float]:
+    parts = re.fullmatch(r"rgba?\((\d+), (\d+), (\d+)(?:, ([\d.]+))?\)", css)
+    assert parts, css
+    return int(parts[1]), int(parts[2]), int(parts[3]), float(parts[4] if parts[4] is not None else 1)
 
 
 class NoLogprobs:
