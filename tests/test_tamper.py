@@ -239,3 +239,19 @@ def test_content_rows_added_behind_the_records_are_detected(template: Path, extr
     result = verify(path)
     assert not result.ok
     assert result.first_bad_seq in (seq, seqs(db)[-1] + 5), result.problems
+
+
+def test_sparse_content_across_many_chunks_is_all_checked(tmp_path: Path) -> None:
+    """Chunks without content are skipped: what lies after long runs without any is still met."""
+    with AuditLog(tmp_path / "audit.db") as log:
+        log.append_many({"event_type": "feedback", **({"prompt": f"question {i}"} if i in (3, 400, 401, 900) else {})}
+                        for i in range(1000))
+        assert log.verify().ok and log.verify().content_checked == 4
+    db = sqlite3.connect(tmp_path / "audit.db", isolation_level=None)
+    db.execute("DROP TRIGGER content_no_delete")
+    db.execute("DROP TRIGGER content_purge_only")
+    seqs = [seq for (seq,) in db.execute("SELECT seq FROM content ORDER BY seq")]
+    db.execute("UPDATE content SET text = 'edited' WHERE seq = ?", (seqs[-1],))
+    db.execute("DELETE FROM content WHERE seq = ?", (seqs[1],))
+    result = verify(tmp_path / "audit.db")
+    assert {p.seq for p in result.problems} == {seqs[1], seqs[-1]}, result.problems
