@@ -184,10 +184,10 @@ def _scan_records(db: sqlite3.Connection, result: VerifyResult, lo: int = 1, hi:
                     result.add(seq, "record hash mismatch: the record was edited, inserted or reordered")
         prev = hashes[-1]
         expected_seq = max(seqs[-1], expected_seq + len(seqs) - 1) + 1
+        joined = b"\n".join(bodies)  # one search per chunk; no marker holds the separator
         for kind, (present, texts) in content.through(seqs, result).items():
             scan.content_rows += sum(present)
-            _check_content(db, result, scan, kind, seqs, bodies, present, texts)
-        joined = b"\n".join(bodies)  # one search per chunk; no marker holds the separator
+            _check_content(db, result, scan, kind, seqs, bodies, joined, present, texts)
         for marker in _MARKERS:
             if marker in joined:
                 for index in itertools.compress(range(len(seqs)), map(operator.contains, bodies,
@@ -307,7 +307,7 @@ class _ContentRows:
 
 
 def _check_content(db: sqlite3.Connection, result: VerifyResult, scan: _Scan, kind: str, seqs: tuple,
-                   bodies: tuple, present: tuple, texts: tuple) -> None:
+                   bodies: tuple, joined: bytes, present: tuple, texts: tuple) -> None:
     """present[i]: record i has a content row of this kind; texts[i]: its text (None: no row,
     or a purge tombstone)."""
     if None not in texts:  # every record of the chunk has its text stored: the common case
@@ -317,7 +317,8 @@ def _check_content(db: sqlite3.Connection, result: VerifyResult, scan: _Scan, ki
         chosen_seqs = tuple(itertools.compress(seqs, stored))
         chosen_bodies = tuple(itertools.compress(bodies, stored))
         chosen_texts = tuple(itertools.compress(texts, stored))
-        _check_absent_content(db, result, scan, kind, seqs, bodies, present, texts)
+        if any(present) or _DECLARES[kind] in joined:  # else: no row, and no record says it has one
+            _check_absent_content(db, result, scan, kind, seqs, bodies, present, texts)
     if chosen_texts:
         if not _all_bytes(chosen_texts):
             chosen_texts = tuple(_as_bytes(t) for t in chosen_texts)
