@@ -255,3 +255,15 @@ def test_sparse_content_across_many_chunks_is_all_checked(tmp_path: Path) -> Non
     db.execute("DELETE FROM content WHERE seq = ?", (seqs[1],))
     result = verify(tmp_path / "audit.db")
     assert {p.seq for p in result.problems} == {seqs[1], seqs[-1]}, result.problems
+
+
+@pytest.mark.parametrize("where", ["head", "middle"])
+def test_a_hash_rewritten_in_upper_case_is_detected(template: Path, where: str) -> None:
+    """The same digest in other letters is still an edit of stored bytes (also at the head,
+    where no later record chains to it)."""
+    path, db = fresh(template)
+    seq = seqs(db)[-1] if where == "head" else seqs(db)[5]
+    stored = db.execute("SELECT record_hash FROM records WHERE seq = ?", (seq,)).fetchone()[0]
+    db.execute("UPDATE records SET record_hash = ? WHERE seq = ?", ("sha256:" + stored[7:].upper(), seq))
+    result = verify(path)
+    assert not result.ok and result.first_bad_seq == seq, result.problems

@@ -45,7 +45,7 @@ _MARKERS = (_CHECKPOINT, _PURGE)
 _DECLARES = {"prompt": b'"input_sha256":', "response": b'"output_sha256":'}
 _DIGEST_KEY = {kind: (needle % "").encode("ascii")[:-1] for kind, needle in _NEEDLE.items()}
 _STORES_TEXT = (b'"content_mode":"redacted"', b'"content_mode":"full"')
-_SCAN = "SELECT seq, body, record_hash, substr(record_hash, 8) FROM records ORDER BY seq"
+_SCAN = "SELECT seq, body, record_hash FROM records ORDER BY seq"
 # Content is read a chunk of records at a time (one range query per chunk), not joined: a join
 # probes the content index twice per record, which costs more than the whole merge.
 # The kind as a small integer (1 prompt, 2 response, 0 anything else): no bytes object per row.
@@ -55,8 +55,8 @@ _KIND_KEYS = (("prompt", 1), ("response", 2))
 _BOTH_KINDS = (1, 2)
 _KIND_NAMES = {code: name for name, code in _KIND_KEYS}
 _ENVELOPE = b'{"body":%b,"prev_hash":"%b","seq":%d}'
+_HASH_LENGTH = len(HASH_PREFIX) + 64
 _hexdigest = operator.methodcaller("hexdigest")
-_digest = operator.methodcaller("digest")
 
 
 @dataclass(frozen=True, order=True)
@@ -166,7 +166,7 @@ def _scan_records(db: sqlite3.Connection, result: VerifyResult, lo: int = 1, hi:
         cursor = db.execute(_SCAN.replace("ORDER BY", "WHERE seq BETWEEN ? AND ? ORDER BY"), (lo, hi))
     content = _ContentRows(db, lo)
     while rows := cursor.fetchmany(_CHUNK):
-        seqs, bodies, hashes, hex_hashes = zip(*rows)
+        seqs, bodies, hashes = zip(*rows)
         if not _all_bytes(bodies) or not _all_bytes(hashes) or not _all_int(seqs):
             bodies = tuple(_as_bytes(b) for b in bodies)
             hashes = tuple(_as_bytes(h) for h in hashes)
@@ -176,9 +176,11 @@ def _scan_records(db: sqlite3.Connection, result: VerifyResult, lo: int = 1, hi:
             seqs = tuple(seq if isinstance(seq, int) else -1 for seq in seqs)
         if seqs != tuple(range(expected_seq, expected_seq + len(seqs))):
             _report_seq_gaps(result, seqs, expected_seq)
-        computed = b"".join(map(_digest, map(hashlib.sha256, map(
-            _ENVELOPE.__mod__, zip(bodies, (prev, *hashes[:-1]), seqs)))))
-        if computed != _stored_digests(hashes, hex_hashes):
+        computed = map(_hexdigest, map(hashlib.sha256, map(_ENVELOPE.__mod__, zip(bodies, (prev, *hashes[:-1]), seqs))))
+        # Each stored hash exactly as written ("sha256:" and 64 lower-case hex digits): with every
+        # one of that length, the joined strings are equal only if each pair is.
+        if not all(map(operator.eq, map(len, hashes), itertools.repeat(_HASH_LENGTH))) or \
+                b"".join(hashes) != (HASH_PREFIX + HASH_PREFIX.join(computed)).encode("ascii"):
             for seq, body, before, stored in zip(seqs, bodies, (prev, *hashes[:-1]), hashes):
                 if _PREFIX + hashlib.sha256(_ENVELOPE % (body, before, seq)).hexdigest().encode() != stored:
                     result.add(seq, "record hash mismatch: the record was edited, inserted or reordered")
@@ -354,17 +356,6 @@ def _check_absent_content(db: sqlite3.Connection, result: VerifyResult, scan: _S
             result.add(seq, f"stored {kind} emptied without a recorded purge")
         else:
             scan.tombstones.append((seq, kind, purged_by, body))
-
-
-def _stored_digests(hashes: tuple, hex_hashes: tuple) -> bytes | None:
-    """The chunk's stored hashes as one string of raw digests (None if any is not well-formed)."""
-    try:
-        if not all(map(operator.methodcaller("startswith", _PREFIX), hashes)) or \
-                not all(map(operator.eq, map(len, hex_hashes), itertools.repeat(64))):
-            return None  # every stored hash must be exactly "sha256:" + 64 hex digits
-        return bytes.fromhex(b"".join(hex_hashes).decode("ascii"))
-    except (ValueError, TypeError):
-        return None
 
 
 def _report_seq_gaps(result: VerifyResult, seqs: tuple, expected: int) -> None:
