@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import sqlite3
 import subprocess
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from govkit.audit import AuditLog
 from govkit.audit.hashing import GENESIS_HASH, canonical_json, chain_hash, content_digest
+from govkit.audit.store import utc_text
 from govkit.errors import InputError, InvalidRecord, StoreBusy, StoreCorrupt, StoreFull, StoreNotFound
 
 
@@ -114,6 +118,11 @@ def test_purge_needs_a_criterion(log: AuditLog) -> None:
     dict(event_type="inference", sampling={"temperature": float("nan")}),
     dict(event_type="feedback", details={"nested": [{"input_sha256": "sha256:00"}]}),
     dict(event_type="feedback", details={"content_mode": "full"}),
+    dict(event_type="inference", input_tokens=True),
+    dict(event_type="inference", disclosure_shown=1),
+    dict(event_type="inference", model_id=7),
+    dict(event_type="inference", latency=3),
+    dict(event_type="feedback", details={"note": "bad \udcff surrogate"}),
 ])
 def test_invalid_records_are_refused_and_nothing_is_written(log: AuditLog, bad: dict) -> None:
     log.append("feedback")
@@ -127,6 +136,15 @@ def test_bodies_orjson_does_not_take_are_stored_as_the_json_module_writes_them(l
     assert json.loads(record.body) == {**json.loads(record.body), "details": {"counts": {"1": 2}, "big": 2**70,
                                                                               "small": 1e-07}}
     assert log.verify().ok
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(min_value=0, max_value=253_402_300_000 * 10**9))  # 1970 through 9999
+def test_times_are_written_as_datetime_writes_them(ns: int) -> None:
+    epoch = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+    for later in (0, 1_000, 10**9):  # the same second (from the cache), then the next one
+        expected = epoch + dt.timedelta(microseconds=(ns + later) // 1000)
+        assert utc_text(ns + later) == expected.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def test_non_utf8_content_is_refused(log: AuditLog) -> None:

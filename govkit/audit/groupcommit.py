@@ -8,7 +8,7 @@ Coroutines that one commit woke append again together, a moment later: the commi
 up to GATHER_S for as many as the last batch held instead of spending an fsync on the first
 alone (PostgreSQL's commit_delay, made adaptive: a wait that times out lowers the expectation).
 
-Each caller waits on its own event (threads) or future (coroutines), so a commit wakes only the
+Each caller waits on its own token queue (threads) or future (coroutines), so a commit wakes only the
 callers whose records it wrote. A batch's callers are woken once the next batch is in its
 fsync, where the GIL is free: their Python work overlaps the disk wait instead of delaying the
 next commit's statements. Nobody is woken before their own records are durable.
@@ -17,6 +17,7 @@ next commit's statements. Nobody is woken before their own records are durable.
 from __future__ import annotations
 
 import asyncio
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -46,12 +47,22 @@ class Pending:
 
 
 class _ThreadWaiter:
-    __slots__ = ("event", "lead")
+    """A blocked thread's wake-up call: a token in a SimpleQueue (one C call to wait or wake,
+    where threading.Event runs a Condition in Python). A stale token only makes the waiter look
+    at the shared state once more."""
+
+    __slots__ = ("tokens", "lead")
     can_lead = True
 
     def __init__(self) -> None:
-        self.event = threading.Event()
+        self.tokens: queue.SimpleQueue[None] = queue.SimpleQueue()
         self.lead = False
+
+    def wake(self) -> None:
+        self.tokens.put(None)
+
+    def wait(self) -> None:
+        self.tokens.get()
 
 
 class _FutureWaiter:
@@ -96,8 +107,7 @@ class GroupCommit:
                 waiter.lead = False
                 self._lead()
                 continue
-            waiter.event.wait()
-            waiter.event.clear()
+            waiter.wait()
         for item in items:
             if item.error is not None:
                 raise item.error
@@ -227,7 +237,7 @@ class GroupCommit:
             if successor.can_lead:
                 successor.lead = True
         if successor.can_lead:
-            successor.event.set()
+            successor.wake()
         else:
             self._lead_in_background()
         return True
@@ -262,7 +272,7 @@ def _wake(items: list[Pending]) -> None:
         if isinstance(waiter, _FutureWaiter):
             futures.setdefault(waiter.loop, []).append(waiter.future)
         else:
-            waiter.event.set()
+            waiter.wake()
     for loop, batch in futures.items():  # one cross-thread call per event loop, not per record
         try:
             loop.call_soon_threadsafe(_settle_futures, batch)

@@ -35,8 +35,23 @@ __all__ = ["AuditLog", "purge_covers"]
 _CONTENT_FIELDS = {"prompt": "input_sha256", "response": "output_sha256"}
 
 
+_second: tuple[int, str] = (-1, "")  # the last second formatted, and its text
+
+
 def utc_now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    """Now, as the store writes times: ISO 8601 UTC with microseconds and a Z."""
+    return utc_text(time.time_ns())
+
+
+def utc_text(ns: int) -> str:
+    """A time in nanoseconds since the epoch as the store writes it. The date and time of the
+    last second seen are formatted once; between appends usually only the microseconds change."""
+    global _second
+    seconds, micros = divmod(ns // 1000, 1_000_000)
+    cached = _second
+    if cached[0] != seconds:
+        cached = _second = (seconds, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)))
+    return f"{cached[1]}.{micros:06d}Z"
 
 
 def _parse_ts(value: str) -> dt.datetime:
@@ -301,7 +316,8 @@ class AuditLog:
                     record_hash = chain_hash(item.body, prev, seq)
                     rows.append((seq, item.body, record_hash))
                     item.record = AuditRecord(seq, record_hash, prev, item.body)
-                    content_rows.extend((seq, kind, text) for kind, text in item.contents)
+                    if item.contents:
+                        content_rows.extend((seq, kind, text) for kind, text in item.contents)
                     prev = record_hash
                 signed = self._checkpoint_due(db, seq, prev, force_checkpoint)
                 if signed is not None:

@@ -210,7 +210,8 @@ def _plan_ranges(db: sqlite3.Connection, workers: int | None) -> list[tuple[int,
     unique integer key); a rebuilt table is scanned whole, in this process."""
     if workers is None:
         workers = min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, 4)
-    low, high = db.execute("SELECT min(seq), max(seq) FROM records").fetchone()
+    # Two subqueries: SQLite answers a lone min() or max() from the key, but scans for both at once.
+    low, high = db.execute("SELECT (SELECT min(seq) FROM records), (SELECT max(seq) FROM records)").fetchone()
     schema = db.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'records'").fetchone()
     if (workers < 2 or not isinstance(high, int) or not isinstance(low, int) or high - low < _PARALLEL_MIN_RECORDS
             or schema is None or _OWN_SCHEMA.encode() not in _as_bytes(schema[0])):
