@@ -81,8 +81,15 @@ def bare_sqlite_batch_rows_per_s(folder: Path, body: bytes, record_hash: str, n:
     return seq / (time.perf_counter() - start)
 
 
-def govkit_concurrent_rows_per_s(folder: Path, writers: int, per_writer: int, key: Path) -> float:
-    with AuditLog(folder / f"conc{writers}.db", private_key=key) as log:
+def _unsynced(log: AuditLog) -> None:
+    """Diagnosis only: commit without fsync (not durable), to show what the CPU alone allows."""
+    log._writer.execute("PRAGMA synchronous=OFF")
+
+
+def govkit_concurrent_rows_per_s(folder: Path, writers: int, per_writer: int, key: Path, synced: bool = True) -> float:
+    with AuditLog(folder / f"conc{writers}{'' if synced else '-unsynced'}.db", private_key=key) as log:
+        if not synced:
+            _unsynced(log)
         log.append("inference", **FIELDS)
         barrier = threading.Barrier(writers + 1)
 
@@ -103,9 +110,11 @@ def govkit_concurrent_rows_per_s(folder: Path, writers: int, per_writer: int, ke
     return writers * per_writer / elapsed
 
 
-def govkit_async_rows_per_s(folder: Path, writers: int, per_writer: int, key: Path) -> float:
+def govkit_async_rows_per_s(folder: Path, writers: int, per_writer: int, key: Path, synced: bool = True) -> float:
     """The same, from asyncio tasks (how govkit proxy appends): one event loop, one commit thread."""
-    with AuditLog(folder / f"async{writers}.db", private_key=key) as log:
+    with AuditLog(folder / f"async{writers}{'' if synced else '-unsynced'}.db", private_key=key) as log:
+        if not synced:
+            _unsynced(log)
         async def writer() -> None:
             for _ in range(per_writer):
                 await log.append_async("inference", **FIELDS)
@@ -265,6 +274,14 @@ def main() -> None:
              async16 / anchor16, "(16 writers fill no bigger batch)")
         line("  ... threads against a bare 64-row FULL commit", f"{rate16:,.0f}/s", f"{anchor64:,.0f}/s", rate16 / anchor64,
              "(the issue's anchor)")
+        # Where the time goes: the same runs with the disk never synced. What is left is the Python
+        # work per record (one interpreter lock, whatever the core count): the ceiling of each path.
+        cpu_threads = govkit_concurrent_rows_per_s(folder, 16, args.appends // 4, key, synced=False)
+        cpu_async = govkit_async_rows_per_s(folder, 16, args.appends // 2, key, synced=False)
+        line("  ... threads, no fsync at all (CPU ceiling)", f"{cpu_threads:,.0f}/s", f"{single_rate:,.0f}/s 1 wr",
+             cpu_threads / single_rate, "(not durable: diagnosis)")
+        line("  ... asyncio, no fsync at all (CPU ceiling)", f"{cpu_async:,.0f}/s", f"{single_rate:,.0f}/s 1 wr",
+             cpu_async / single_rate, "(not durable: diagnosis)")
         # 3. MLflow tracing
         if not args.skip_mlflow:
             traced = mlflow_tracing(folder, 100, 2000)
