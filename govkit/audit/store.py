@@ -29,6 +29,7 @@ from .groupcommit import GroupCommit, Pending
 from .hashing import GENESIS_HASH, canonical_json, chain_hash, content_digest, encode_body
 from .records import SCHEMA_VERSION, AuditRecord, check_fields
 from .redact import Redactor
+from .writerlock import WriterLock
 
 __all__ = ["AuditLog", "purge_covers"]
 
@@ -142,11 +143,13 @@ class AuditLog:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         elif self.path.is_dir():
             raise InputError(f"{self.path}: is a folder, not an audit database")
+        self._writer_lock = WriterLock(self.path, busy_timeout_s)
         self._writer = self._connect()
         try:
             self._prepare_schema(create)
         except BaseException:
             self._writer.close()
+            self._writer_lock.close()
             raise
 
     @classmethod
@@ -190,10 +193,13 @@ class AuditLog:
                 raise StoreCorrupt(f"{self.path}: a SQLite database, but not a govkit audit store")
             if not tables and not create:
                 raise StoreNotFound(f"{self.path}: empty file, no audit store")
-            migrations.apply(db)
+            if migrations.pending(db):
+                with self._writer_lock.held(str(self.path)):
+                    migrations.apply(db)
             meta = dict(db.execute("SELECT key, value FROM meta"))
             if "store_id" not in meta or (self.public_key and "public_key" not in meta):
-                self._init_meta(db)
+                with self._writer_lock.held(str(self.path)):
+                    self._init_meta(db)
             self.meta = dict(db.execute("SELECT key, value FROM meta"))
         except sqlite3.Error as exc:
             raise store_error(self.path, exc, self.busy_timeout_s) from None
@@ -217,6 +223,7 @@ class AuditLog:
         """Wait for queued appends to commit, then close the store."""
         self._group.close()
         self._writer.close()
+        self._writer_lock.close()
 
     def __enter__(self) -> AuditLog:
         return self
@@ -307,38 +314,39 @@ class AuditLog:
         db = self._writer
         signed = None
         try:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                seq, prev = self._head(db)
-                rows, content_rows = [], []
-                for item in batch:
-                    seq += 1
-                    record_hash = chain_hash(item.body, prev, seq)
-                    rows.append((seq, item.body, record_hash))
-                    item.record = AuditRecord(seq, record_hash, prev, item.body)
-                    if item.contents:
-                        content_rows.extend((seq, kind, text) for kind, text in item.contents)
-                    prev = record_hash
-                signed = self._checkpoint_due(db, seq, prev, force_checkpoint)
-                if signed is not None:
-                    body = canonical_json({
-                        "record_id": new_ulid(), "schema_version": SCHEMA_VERSION,
-                        "event_type": "checkpoint", "ts_start": signed["ts"],
-                        **({"device_id": self.device_id} if self.device_id else {}),
-                        "details": signed})
-                    seq += 1
-                    rows.append((seq, body, chain_hash(body, prev, seq)))
-                if rows:
-                    db.execute(_insert_sql("records (seq, body, record_hash)", len(rows)), _flat(rows))
-                if content_rows:
-                    db.execute(_insert_sql("content (seq, kind, text)", len(content_rows)), _flat(content_rows))
-                if before_sync is not None:
-                    before_sync()
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
+            with self._writer_lock.held(str(self.path)):
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    seq, prev = self._head(db)
+                    rows, content_rows = [], []
+                    for item in batch:
+                        seq += 1
+                        record_hash = chain_hash(item.body, prev, seq)
+                        rows.append((seq, item.body, record_hash))
+                        item.record = AuditRecord(seq, record_hash, prev, item.body)
+                        if item.contents:
+                            content_rows.extend((seq, kind, text) for kind, text in item.contents)
+                        prev = record_hash
+                    signed = self._checkpoint_due(db, seq, prev, force_checkpoint)
+                    if signed is not None:
+                        body = canonical_json({
+                            "record_id": new_ulid(), "schema_version": SCHEMA_VERSION,
+                            "event_type": "checkpoint", "ts_start": signed["ts"],
+                            **({"device_id": self.device_id} if self.device_id else {}),
+                            "details": signed})
+                        seq += 1
+                        rows.append((seq, body, chain_hash(body, prev, seq)))
+                    if rows:
+                        db.execute(_insert_sql("records (seq, body, record_hash)", len(rows)), _flat(rows))
+                    if content_rows:
+                        db.execute(_insert_sql("content (seq, kind, text)", len(content_rows)), _flat(content_rows))
+                    if before_sync is not None:
+                        before_sync()
+                    db.execute("COMMIT")
+                except BaseException:
+                    if db.in_transaction:
+                        db.execute("ROLLBACK")
+                    raise
         except (sqlite3.Error, GovkitError) as exc:
             error = exc if isinstance(exc, GovkitError) else store_error(self.path, exc, self.busy_timeout_s)
             self._checkpoint = _CheckpointState()
@@ -419,7 +427,7 @@ class AuditLog:
         if not criteria:
             raise InputError("purge needs a criterion: --expired, --before or --subject")
         db = self._writer
-        with self._group.exclusive():
+        with self._group.exclusive(), self._writer_lock.held(str(self.path)):
             try:
                 db.execute("BEGIN IMMEDIATE")
                 try:
