@@ -178,3 +178,17 @@ def test_processes_take_turns(tmp_path: Path) -> None:
     assert written_by_then[0] >= count // 4, written_by_then
     with AuditLog(path, create=False) as log:
         assert log.verify().ok
+
+
+def test_a_file_system_without_flock_falls_back_to_sqlites_lock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    from govkit.audit import writerlock
+
+    def no_locks(fd: int, operation: int) -> None:  # fault injection: flock refused (ENOLCK)
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(writerlock.fcntl, "flock", no_locks)
+    with AuditLog(tmp_path / "audit.db") as log:
+        assert [log.append("feedback").seq for _ in range(3)] == [1, 2, 3]
+        assert log.verify().ok

@@ -64,22 +64,32 @@ class WriterLock:
         """Hold the lock for one write transaction; StoreBusy after the timeout."""
         if not self._opened:
             self._fd, self._opened = self._open(), True
-        if self._fd is None:
-            yield
-            return
-        try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            fd = self._fd
-        except BlockingIOError:
-            fd = self._wait(store_label)
+        fd = self._acquire(store_label)
         try:
             yield
         finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
+            if fd is not None:
+                fcntl.flock(fd, fcntl.LOCK_UN)
 
-    def _wait(self, store_label: str) -> int:
+    def _acquire(self, store_label: str) -> int | None:
+        """The descriptor now holding the lock; None: go on with SQLite's lock alone."""
+        if self._fd is None:
+            return None
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return self._fd
+        except BlockingIOError:
+            return self._wait(store_label)
+        except OSError:  # a file system without flock: SQLite's lock still keeps writers apart
+            os.close(self._fd)
+            self._fd = None
+            return None
+
+    def _wait(self, store_label: str) -> int | None:
         if self._requests is None:
-            self._helper_fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+            self._helper_fd = self._open()
+            if self._helper_fd is None:
+                return None
             self._requests = queue.SimpleQueue()
             threading.Thread(target=self._helper, args=(self._requests, self._helper_fd), daemon=True,
                              name=f"govkit-audit-writer-lock:{self.path}").start()
@@ -87,13 +97,16 @@ class WriterLock:
         self._requests.put(request)
         try:
             error = request.answer.get(timeout=self.timeout_s)
-        except queue.Empty:
+        except BaseException as exc:  # the timeout, or an interrupt: give the wait up either way
             with request.guard:
-                if request.answer.empty():
-                    request.abandoned = True
-                    raise StoreBusy(f"{store_label}: another govkit process kept the audit store locked for "
-                                    f"{self.timeout_s:g} s; nothing was written, committed records are intact") from None
-            error = request.answer.get()
+                request.abandoned = True
+                got_it = not request.answer.empty() and request.answer.get() is None
+            if got_it:  # it came just now: let the next writer in
+                fcntl.flock(self._helper_fd, fcntl.LOCK_UN)
+            if isinstance(exc, queue.Empty):
+                raise StoreBusy(f"{store_label}: another govkit process kept the audit store locked for "
+                                f"{self.timeout_s:g} s; nothing was written, committed records are intact") from None
+            raise
         if error is not None:
             raise StoreBusy(f"{store_label}: cannot lock {self.path}: {error}")
         assert self._helper_fd is not None
