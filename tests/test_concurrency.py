@@ -188,7 +188,7 @@ def test_a_file_system_without_flock_falls_back_to_sqlites_lock(tmp_path: Path, 
     def no_locks(fd: int, operation: int) -> None:  # fault injection: flock refused (ENOLCK)
         raise OSError(errno.ENOLCK, "No locks available")
 
-    monkeypatch.setattr(writerlock.fcntl, "flock", no_locks)
+    monkeypatch.setattr(writerlock, "_flock", no_locks)
     with AuditLog(tmp_path / "audit.db") as log:
         assert [log.append("feedback").seq for _ in range(3)] == [1, 2, 3]
         assert log.verify().ok

@@ -194,11 +194,11 @@ class AuditLog:
             if not tables and not create:
                 raise StoreNotFound(f"{self.path}: empty file, no audit store")
             if migrations.pending(db):
-                with self._writer_lock.held(str(self.path)):
+                with self._writer_lock.held():
                     migrations.apply(db)
             meta = dict(db.execute("SELECT key, value FROM meta"))
             if "store_id" not in meta or (self.public_key and "public_key" not in meta):
-                with self._writer_lock.held(str(self.path)):
+                with self._writer_lock.held():
                     self._init_meta(db)
             self.meta = dict(db.execute("SELECT key, value FROM meta"))
         except sqlite3.Error as exc:
@@ -314,7 +314,8 @@ class AuditLog:
         db = self._writer
         signed = None
         try:
-            with self._writer_lock.held(str(self.path)):
+            lock = self._writer_lock.acquire()
+            try:
                 db.execute("BEGIN IMMEDIATE")
                 try:
                     seq, prev = self._head(db)
@@ -347,6 +348,8 @@ class AuditLog:
                     if db.in_transaction:
                         db.execute("ROLLBACK")
                     raise
+            finally:
+                self._writer_lock.release(lock)
         except (sqlite3.Error, GovkitError) as exc:
             error = exc if isinstance(exc, GovkitError) else store_error(self.path, exc, self.busy_timeout_s)
             self._checkpoint = _CheckpointState()
@@ -427,7 +430,7 @@ class AuditLog:
         if not criteria:
             raise InputError("purge needs a criterion: --expired, --before or --subject")
         db = self._writer
-        with self._group.exclusive(), self._writer_lock.held(str(self.path)):
+        with self._group.exclusive(), self._writer_lock.held():
             try:
                 db.execute("BEGIN IMMEDIATE")
                 try:

@@ -31,6 +31,10 @@ from ..errors import StoreBusy
 
 __all__ = ["WriterLock"]
 
+_flock = fcntl.flock
+_EXCLUSIVE_NOW = fcntl.LOCK_EX | fcntl.LOCK_NB
+_UNLOCK = fcntl.LOCK_UN
+
 
 class _Request:
     __slots__ = ("answer", "guard", "abandoned")
@@ -44,6 +48,7 @@ class _Request:
 class WriterLock:
     def __init__(self, store: Path, timeout_s: float):
         self.path = Path(f"{store}.lock")
+        self.store_label = str(store)
         self.timeout_s = timeout_s
         self._fd: int | None = None
         self._opened = False  # the lock file is made at the first write, not by readers
@@ -60,32 +65,41 @@ class WriterLock:
                 return None
 
     @contextmanager
-    def held(self, store_label: str) -> Iterator[None]:
+    def held(self) -> Iterator[None]:
         """Hold the lock for one write transaction; StoreBusy after the timeout."""
-        if not self._opened:
-            self._fd, self._opened = self._open(), True
-        fd = self._acquire(store_label)
+        fd = self.acquire()
         try:
             yield
         finally:
-            if fd is not None:
-                fcntl.flock(fd, fcntl.LOCK_UN)
+            self.release(fd)
 
-    def _acquire(self, store_label: str) -> int | None:
-        """The descriptor now holding the lock; None: go on with SQLite's lock alone."""
-        if self._fd is None:
-            return None
+    def acquire(self) -> int | None:
+        """Take the lock (StoreBusy after the timeout); pass what it returns to release().
+        None: go on with SQLite's lock alone."""
+        fd = self._fd
+        if fd is None:
+            if self._opened:
+                return None
+            fd = self._fd = self._open()
+            self._opened = True
+            if fd is None:
+                return None
         try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return self._fd
+            _flock(fd, _EXCLUSIVE_NOW)
+            return fd
         except BlockingIOError:
-            return self._wait(store_label)
+            return self._wait()
         except OSError:  # a file system without flock: SQLite's lock still keeps writers apart
-            os.close(self._fd)
+            os.close(fd)
             self._fd = None
             return None
 
-    def _wait(self, store_label: str) -> int | None:
+    @staticmethod
+    def release(fd: int | None) -> None:
+        if fd is not None:
+            _flock(fd, _UNLOCK)
+
+    def _wait(self) -> int | None:
         if self._requests is None:
             self._helper_fd = self._open()
             if self._helper_fd is None:
@@ -104,11 +118,11 @@ class WriterLock:
             if got_it:  # it came just now: let the next writer in
                 fcntl.flock(self._helper_fd, fcntl.LOCK_UN)
             if isinstance(exc, queue.Empty):
-                raise StoreBusy(f"{store_label}: another govkit process kept the audit store locked for "
+                raise StoreBusy(f"{self.store_label}: another govkit process kept the audit store locked for "
                                 f"{self.timeout_s:g} s; nothing was written, committed records are intact") from None
             raise
         if error is not None:
-            raise StoreBusy(f"{store_label}: cannot lock {self.path}: {error}")
+            raise StoreBusy(f"{self.store_label}: cannot lock {self.path}: {error}")
         assert self._helper_fd is not None
         return self._helper_fd
 
