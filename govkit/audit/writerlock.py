@@ -116,7 +116,7 @@ class WriterLock:
                 request.abandoned = True
                 got_it = not request.answer.empty() and request.answer.get() is None
             if got_it:  # it came just now: let the next writer in
-                fcntl.flock(self._helper_fd, fcntl.LOCK_UN)
+                self.release(self._helper_fd)
             if isinstance(exc, queue.Empty):
                 raise StoreBusy(f"{self.store_label}: another govkit process kept the audit store locked for "
                                 f"{self.timeout_s:g} s; nothing was written, committed records are intact") from None
@@ -131,7 +131,7 @@ class WriterLock:
         while (request := requests.get()) is not None:
             error: OSError | None = None
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
+                _flock(fd, fcntl.LOCK_EX)
             except OSError as exc:
                 error = exc
             with request.guard:
@@ -139,7 +139,7 @@ class WriterLock:
                     request.answer.put(error)
                     continue
             if error is None:  # the caller gave up waiting: let the next writer in
-                fcntl.flock(fd, fcntl.LOCK_UN)
+                _flock(fd, _UNLOCK)
         os.close(fd)  # the helper's own descriptor: closed once no wait can still be using it
 
     def close(self) -> None:
