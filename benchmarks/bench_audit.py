@@ -66,6 +66,31 @@ def single_writer_us(folder: Path, n: int, key: Path, block: int = 200) -> tuple
     return spent["govkit"] / count * 1e6, spent["bare"] / count * 1e6, count / spent["govkit"]
 
 
+def wal_pages_per_append(folder: Path, n: int = 1000) -> tuple[float, float]:
+    """(govkit, bare) WAL pages written per durable append: what each commit writes to the
+    device's storage (flash wears by what is written)."""
+    with AuditLog(folder / "pages.db") as log:
+        record = log.append("inference", **FIELDS)
+        log._writer.execute("PRAGMA wal_autocheckpoint=0")  # count every frame written
+        log._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        for _ in range(n):
+            log.append("inference", **FIELDS)
+        ours = log._writer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1] / n
+    bare = sqlite3.connect(folder / "pages-bare.db", isolation_level=None)
+    bare.execute("PRAGMA journal_mode=WAL")
+    bare.execute("PRAGMA synchronous=FULL")
+    bare.execute("CREATE TABLE t (seq INTEGER PRIMARY KEY, body BLOB NOT NULL, record_hash TEXT NOT NULL)")
+    bare.execute("PRAGMA wal_autocheckpoint=0")
+    bare.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    for seq in range(1, n + 1):
+        bare.execute("BEGIN IMMEDIATE")
+        bare.execute("INSERT INTO t VALUES (?, ?, ?)", (seq, record.body, record.record_hash))
+        bare.execute("COMMIT")
+    theirs = bare.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1] / n
+    bare.close()
+    return ours, theirs
+
+
 def bare_sqlite_batch_rows_per_s(folder: Path, body: bytes, record_hash: str, n: int, batch: int = 64) -> float:
     db = sqlite3.connect(folder / f"bare{batch}.db", isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
@@ -291,6 +316,9 @@ def main() -> None:
         ours, bare, single_rate = single_writer_us(folder, args.appends, key)
         line("durable chained append, 1 writer (us/record)", f"{ours:.0f} us", f"{bare:.0f} us bare", ours / bare,
              "goal <= 1.5")
+        pages, bare_pages = wal_pages_per_append(folder)
+        line("  ... WAL pages written per append", f"{pages:.2f}", f"{bare_pages:.2f} bare", pages / bare_pages,
+             "(4 KiB pages)")
         # 2. sixteen writers
         rate16 = govkit_concurrent_rows_per_s(folder, 16, args.appends // 4, key)
         sample = AuditLog(folder / "single.db", create=False)

@@ -34,6 +34,9 @@ from .writerlock import WriterLock
 __all__ = ["AuditLog", "purge_covers"]
 
 _CONTENT_FIELDS = {"prompt": "input_sha256", "response": "output_sha256"}
+KEYS_EVERY = 256  # records appended between two updates of the query keys (see migrations.m002)
+_RECORD = ("SELECT r.seq, r.record_hash, coalesce((SELECT p.record_hash FROM records p WHERE p.seq = r.seq - 1), ?), "
+           "r.body ")
 
 
 _second: tuple[int, str] = (-1, "")  # the last second formatted, and its text
@@ -137,6 +140,7 @@ class AuditLog:
         self.public_key = public_key
         self._group = GroupCommit(self._commit, label=str(self.path))
         self._checkpoint = _CheckpointState()
+        self._keyed_upto = 0  # the query keys cover records up to here (at least)
         if not self.path.exists():
             if not create:
                 raise StoreNotFound(f"{self.path}: no audit database here")
@@ -341,6 +345,8 @@ class AuditLog:
                         db.execute(_insert_sql("records (seq, body, record_hash)", len(rows)), _flat(rows))
                     if content_rows:
                         db.execute(_insert_sql("content (seq, kind, text)", len(content_rows)), _flat(content_rows))
+                    if seq - self._keyed_upto >= KEYS_EVERY:
+                        self._key_records(db, seq)
                     if before_sync is not None:
                         before_sync()
                     db.execute("COMMIT")
@@ -353,6 +359,7 @@ class AuditLog:
         except (sqlite3.Error, GovkitError) as exc:
             error = exc if isinstance(exc, GovkitError) else store_error(self.path, exc, self.busy_timeout_s)
             self._checkpoint = _CheckpointState()
+            self._keyed_upto = 0
             for item in batch:
                 item.record, item.error = None, error
             if not batch:
@@ -366,6 +373,15 @@ class AuditLog:
                 # The checkpoint is committed in the chain; only its off-log copy is missing.
                 warnings.warn(f"checkpoint at seq {signed['seq']} not copied to the sidecar: {exc}", stacklevel=2)
         return signed
+
+    def _key_records(self, db: sqlite3.Connection, head_seq: int) -> None:
+        """Add the query keys of the records not yet keyed, once KEYS_EVERY have gathered (any
+        process may have done it meanwhile: look first). Runs inside the append's transaction."""
+        keyed = _keyed_upto(db)
+        if head_seq - keyed >= KEYS_EVERY:
+            db.execute(migrations.KEYS_AFTER, (keyed,))
+            keyed = head_seq
+        self._keyed_upto = keyed
 
     @staticmethod
     def _head(db: sqlite3.Connection) -> tuple[int, str]:
@@ -385,8 +401,7 @@ class AuditLog:
             if not due:
                 return None
         # Look at the log itself: another process may have signed one meanwhile.
-        row = db.execute("SELECT seq, body FROM records WHERE event_type = 'checkpoint' "
-                         "ORDER BY seq DESC LIMIT 1").fetchone()
+        row = _last_checkpoint(db)
         if row is None:  # nothing signed yet: the interval runs from the store's creation
             last_seq, last_wall = 0, _parse_ts(self.meta["created_at"]).timestamp()
         else:
@@ -482,37 +497,57 @@ class AuditLog:
               target_record_id: str | None = None, limit: int | None = None,
               newest_first: bool = False) -> Iterator[AuditRecord]:
         """Records by time range (ts_start, ISO 8601 UTC) and event type, in chain order."""
-        clauses, params = [], []
+        keyed, other = [], []  # (condition with {t} for the table, value)
         for column, op, value in (("event_type", "=", event_type), ("ts_start", ">=", since),
-                                  ("ts_start", "<", until), ("subject_ref", "=", subject_ref)):
+                                  ("ts_start", "<", until)):
             if value is not None:
-                clauses.append(f"r.{column} {op} ?")
-                params.append(_normalise_ts(value) if column == "ts_start" else value)
+                keyed.append((f"{{t}}.{column} {op} ?", _normalise_ts(value) if column == "ts_start" else value))
+        if subject_ref is not None:
+            other.append(("r.subject_ref = ?", subject_ref))
         if target_record_id is not None:
-            clauses.append("json_extract(CAST(r.body AS TEXT), '$.target_record_id') = ?")
-            params.append(target_record_id)
-        sql = ("SELECT r.seq, r.record_hash, coalesce((SELECT p.record_hash FROM records p WHERE p.seq = r.seq - 1), ?), r.body "
-               "FROM records r")
-        if clauses:
-            sql += " WHERE " + " AND ".join(clauses)
-        sql += " ORDER BY r.seq" + (" DESC" if newest_first else "")
-        if limit is not None:
-            sql += f" LIMIT {int(limit)}"
-        with self._reader() as db:
-            for seq, record_hash, prev, body in db.execute(sql, [GENESIS_HASH, *params]):
-                yield AuditRecord(seq, record_hash, prev, bytes(body))
+            other.append(("json_extract(CAST(r.body AS TEXT), '$.target_record_id') = ?", target_record_id))
+        yield from self._select(keyed, other, limit, newest_first)
 
     def __iter__(self) -> Iterator[AuditRecord]:
         return self.query()
 
     def get(self, record_id_or_seq: str | int) -> AuditRecord | None:
+        key = str(record_id_or_seq)
+        if key.isdigit():
+            found = self._select([], [("r.seq = ?", int(key))], 1, False)
+        else:
+            found = self._select([("{t}.record_id = ?", key)], [], 1, False)
+        return next(found, None)
+
+    def _select(self, keyed: list[tuple[str, Any]], other: list[tuple[str, Any]], limit: int | None,
+                newest_first: bool) -> Iterator[AuditRecord]:
+        """Records matching every condition, in chain order. `keyed` conditions are answered
+        from the query keys up to the last keyed record, and by scanning the records after it."""
+        order = " DESC" if newest_first else ""
         with self._reader() as db:
-            key = str(record_id_or_seq)
-            column = "seq" if key.isdigit() else "record_id"
-            row = db.execute(
-                f"SELECT r.seq, r.record_hash, coalesce((SELECT p.record_hash FROM records p WHERE p.seq = r.seq - 1), ?), r.body "
-                f"FROM records r WHERE r.{column} = ?", (GENESIS_HASH, int(key) if key.isdigit() else key)).fetchone()
-        return AuditRecord(row[0], row[1], row[2], bytes(row[3])) if row else None
+            db.execute("BEGIN")  # one snapshot for both parts
+            upto = _keyed_upto(db)
+            # Every keyed record is at or before `upto`: no need to say so (it would only tempt the
+            # planner to walk the keys in seq order instead of using the index of the condition).
+            if keyed:
+                older = (_RECORD + "FROM record_keys k JOIN records r ON r.seq = k.seq WHERE "
+                         + " AND ".join(c.format(t="k") for c, _ in keyed), [], f" ORDER BY k.seq{order}")
+            else:
+                older = (_RECORD + "FROM records r WHERE r.seq <= ?", [upto], f" ORDER BY r.seq{order}")
+            newer = (_RECORD + "FROM records r WHERE r.seq > ?" + "".join(f" AND {c.format(t='r')}" for c, _ in keyed),
+                     [upto], f" ORDER BY r.seq{order}")
+            left = limit
+            for select, bound, ordering in (newer, older) if newest_first else (older, newer):
+                if left is not None and left <= 0:
+                    break
+                sql = select + "".join(f" AND {c}" for c, _ in other) + ordering
+                if left is not None:
+                    sql += f" LIMIT {int(left)}"
+                params = [GENESIS_HASH, *bound, *(v for _, v in keyed), *(v for _, v in other)]
+                for seq, record_hash, prev, body in db.execute(sql, params):
+                    if left is not None:
+                        left -= 1
+                    yield AuditRecord(seq, record_hash, prev, bytes(body))
 
     def content(self, record: AuditRecord | int) -> dict[str, str | None]:
         """The stored prompt/response of a record; None where purged."""
@@ -523,14 +558,24 @@ class AuditLog:
 
     def stats(self) -> dict[str, Any]:
         with self._reader() as db:
-            count, first, last = db.execute("SELECT count(*), min(ts_start), max(ts_start) FROM records").fetchone()
-            by_type = dict(db.execute("SELECT event_type, count(*) FROM records GROUP BY event_type ORDER BY event_type"))
+            db.execute("BEGIN")
+            upto = _keyed_upto(db)
+            by_type = dict(db.execute("SELECT event_type, count(*) FROM record_keys GROUP BY event_type"))
+            times = list(db.execute("SELECT (SELECT min(ts_start) FROM record_keys), (SELECT max(ts_start) FROM record_keys)"))
+            for event_type, n, low, high in db.execute("SELECT event_type, count(*), min(ts_start), max(ts_start) "
+                                                       "FROM records WHERE seq > ? GROUP BY event_type", (upto,)):
+                by_type[event_type] = by_type.get(event_type, 0) + n
+                times.append((low, high))
+            firsts, lasts = [t[0] for t in times if t[0] is not None], [t[1] for t in times if t[1] is not None]
+            first, last = min(firsts, default=None), max(lasts, default=None)
+            count = sum(by_type.values())
+            by_type = dict(sorted(by_type.items(), key=lambda item: str(item[0])))
             stored, purged = db.execute(
                 "SELECT count(text), count(*) - count(text) FROM content").fetchone()
             head_seq, head_hash = self._head(db)
-            last_cp = db.execute(
-                "SELECT json_extract(CAST(body AS TEXT), '$.details.seq'), ts_start FROM records "
-                "WHERE event_type = 'checkpoint' ORDER BY seq DESC LIMIT 1").fetchone()
+            checkpoint = _last_checkpoint(db)
+            signed = json.loads(checkpoint[1]) if checkpoint else None
+            last_cp = (signed.get("details", {}).get("seq"), signed.get("ts_start")) if signed else None
         return {
             "path": str(self.path), "store_id": self.meta.get("store_id"), "records": count,
             "by_event_type": by_type, "first_ts": first, "last_ts": last,
@@ -554,6 +599,19 @@ class AuditLog:
             return verify_store(db, self.path, public_key=public_key or self.public_key,
                                 meta_public_key=self.meta.get("public_key"), sidecar=sidecar,
                                 workers=workers)
+
+
+def _keyed_upto(db: sqlite3.Connection) -> int:
+    return db.execute("SELECT coalesce(max(seq), 0) FROM record_keys").fetchone()[0]
+
+
+def _last_checkpoint(db: sqlite3.Connection) -> tuple[int, bytes] | None:
+    """(seq, body) of the newest checkpoint record, or None."""
+    upto = _keyed_upto(db)
+    return (db.execute("SELECT seq, body FROM records WHERE seq > ? AND event_type = 'checkpoint' "
+                       "ORDER BY seq DESC LIMIT 1", (upto,)).fetchone()
+            or db.execute("SELECT r.seq, r.body FROM record_keys k JOIN records r ON r.seq = k.seq "
+                          "WHERE k.event_type = 'checkpoint' ORDER BY k.seq DESC LIMIT 1").fetchone())
 
 
 def _as_text(kind: str, text: Any) -> str:

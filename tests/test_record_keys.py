@@ -1,0 +1,178 @@
+"""Query keys are kept in batches (migrations.m002): queries must find every record all the
+same, whether its keys are written yet or not, and an older store is migrated on open."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from govkit.audit import AuditLog, store
+
+EVERY = 16  # keys written per 16 records here, so that the tests cross several batches
+TYPES = ("inference", "override", "feedback", "incident")
+
+
+@pytest.fixture(scope="module")
+def mixed_store(tmp_path_factory: pytest.TempPathFactory, key_path_module: Path) -> Path:
+    """Records of four types and times out of order, ending in a tail not keyed yet."""
+    path = tmp_path_factory.mktemp("keys") / "audit.db"
+    patch = pytest.MonkeyPatch()
+    patch.setattr(store, "KEYS_EVERY", EVERY)
+    try:
+        with AuditLog(path, private_key=key_path_module, checkpoint_every=25) as log:
+            for i in range(7 * EVERY + 5):
+                event_type = TYPES[i * 7 % 4]
+                fields = {"human_decision": "accepted"} if event_type == "override" else {}
+                log.append(event_type, ts_start=f"2026-0{1 + i * 5 % 9}-{10 + i % 17}T00:00:{i % 60:02d}Z",
+                           subject_ref=f"s{i % 3}", **fields)
+            log.append("override", human_decision="edited", target_record_id="01TARGET")
+    finally:
+        patch.undo()
+    return path
+
+
+@pytest.fixture(scope="module")
+def key_path_module(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from govkit.audit.checkpoints import generate_keypair
+
+    path = tmp_path_factory.mktemp("key") / "device.pem"
+    generate_keypair(path)
+    return path
+
+
+def everything(path: Path) -> list[dict]:
+    db = sqlite3.connect(path)
+    rows = [dict(json.loads(body), seq=seq) for seq, body in db.execute("SELECT seq, body FROM records ORDER BY seq")]
+    db.close()
+    return rows
+
+
+def keyed_upto(path: Path) -> int:
+    db = sqlite3.connect(path)
+    try:
+        return db.execute("SELECT coalesce(max(seq), 0) FROM record_keys").fetchone()[0]
+    finally:
+        db.close()
+
+
+def test_the_store_has_keyed_and_unkeyed_records(mixed_store: Path) -> None:
+    head = len(everything(mixed_store))
+    assert 0 < keyed_upto(mixed_store) < head  # both parts exist: the property below covers both
+    assert head - keyed_upto(mixed_store) < EVERY + 2
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(event_type=st.none() | st.sampled_from(TYPES + ("checkpoint", "nothing")),
+       since=st.none() | st.dates(), until=st.none() | st.dates(),
+       subject_ref=st.none() | st.sampled_from(["s0", "s1", "s9"]),
+       limit=st.none() | st.integers(0, 140), newest_first=st.booleans())
+def test_queries_match_a_scan_of_every_record(mixed_store: Path, event_type, since, until, subject_ref,
+                                              limit, newest_first) -> None:
+    expected = [r for r in everything(mixed_store)
+                if (event_type is None or r["event_type"] == event_type)
+                and (since is None or r["ts_start"] >= f"{since.isoformat()}T00:00:00.000000Z")
+                and (until is None or r["ts_start"] < f"{until.isoformat()}T00:00:00.000000Z")
+                and (subject_ref is None or r.get("subject_ref") == subject_ref)]
+    if newest_first:
+        expected.reverse()
+    expected = expected[:limit] if limit is not None else expected
+    with AuditLog(mixed_store, create=False) as log:
+        found = list(log.query(event_type=event_type, since=since and since.isoformat(),
+                               until=until and until.isoformat(), subject_ref=subject_ref,
+                               limit=limit, newest_first=newest_first))
+    assert [r.seq for r in found] == [r["seq"] for r in expected]
+    assert all(r.prev_hash == p.record_hash for r, p in zip(found[1:], found) if r.seq == p.seq + 1)
+
+
+def test_lookups_by_record_id_and_seq_find_keyed_and_unkeyed_records(mixed_store: Path) -> None:
+    rows = everything(mixed_store)
+    with AuditLog(mixed_store, create=False) as log:
+        for row in rows[:3] + rows[-3:]:
+            assert log.get(row["record_id"]).seq == row["seq"] == log.get(row["seq"]).seq
+        assert log.get("01NOSUCHRECORD") is None and log.get(len(rows) + 1) is None
+        assert [r.seq for r in log.query(target_record_id="01TARGET")] == [rows[-1]["seq"]]
+
+
+def test_stats_count_keyed_and_unkeyed_records(mixed_store: Path) -> None:
+    rows = everything(mixed_store)
+    with AuditLog(mixed_store, create=False) as log:
+        stats = log.stats()
+    by_type: dict[str, int] = {}
+    for row in rows:
+        by_type[row["event_type"]] = by_type.get(row["event_type"], 0) + 1
+    assert stats["records"] == len(rows) == stats["head_seq"]
+    assert stats["by_event_type"] == dict(sorted(by_type.items()))
+    assert (stats["first_ts"], stats["last_ts"]) == (min(r["ts_start"] for r in rows), max(r["ts_start"] for r in rows))
+    last_checkpoint = [r for r in rows if r["event_type"] == "checkpoint"][-1]
+    assert stats["last_checkpoint_seq"] == last_checkpoint["details"]["seq"]
+
+
+def test_keys_are_written_in_batches_and_match_the_bodies(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(store, "KEYS_EVERY", EVERY)
+    path = tmp_path / "audit.db"
+    with AuditLog(path) as log:
+        for _ in range(EVERY - 1):
+            log.append("incident")
+        assert keyed_upto(path) == 0  # nothing keyed yet: one page per append, as the bare commit
+        log.append("incident")
+        assert keyed_upto(path) == EVERY
+        log.append_many([{"event_type": "feedback"}] * (3 * EVERY + 1))
+        assert keyed_upto(path) == 4 * EVERY + 1
+    db = sqlite3.connect(path)
+    keys = db.execute("SELECT k.seq, k.record_id, k.event_type, k.ts_start FROM record_keys k ORDER BY seq").fetchall()
+    bodies = {seq: json.loads(body) for seq, body in db.execute("SELECT seq, body FROM records")}
+    assert keys == [(seq, b["record_id"], b["event_type"], b["ts_start"]) for seq, b in sorted(bodies.items())]
+
+
+def test_a_store_from_before_the_keys_table_is_migrated_on_open(tmp_path: Path) -> None:
+    path = tmp_path / "audit.db"
+    with AuditLog(path) as log:
+        first = log.append("inference", ts_start="2026-01-01T00:00:00Z")
+        log.append("override", human_decision="accepted", target_record_id=first.record_id)
+    db = sqlite3.connect(path, isolation_level=None)  # back to the first schema, as 0.1 stores are
+    db.execute("DROP TABLE record_keys")
+    db.execute("CREATE UNIQUE INDEX records_record_id ON records(record_id)")
+    db.execute("CREATE INDEX records_event_type ON records(event_type, seq)")
+    db.execute("CREATE INDEX records_ts_start ON records(ts_start)")
+    db.execute("DELETE FROM _govkit_migrations WHERE name = 'm002_deferred_keys'")
+    db.close()
+    with AuditLog(path) as log:
+        assert log.verify().ok
+        assert keyed_upto(path) == 2
+        assert log.get(first.record_id).seq == 1
+        assert [r.event_type for r in log.query(since="2025-12-31", until="2026-01-02")] == ["inference"]
+        log.append("incident")
+        assert log.stats()["records"] == 3 and log.verify().ok
+    db = sqlite3.connect(path)
+    indexes = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert not indexes & {"records_record_id", "records_event_type", "records_ts_start"}
+
+
+def test_a_damaged_body_does_not_stop_appends(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keying reads stored bodies; one that is no longer JSON must not make every later append
+    fail (the log would stop recording): it is keyed with nulls, and verify names it."""
+    monkeypatch.setattr(store, "KEYS_EVERY", EVERY)
+    path = tmp_path / "audit.db"
+    with AuditLog(path) as log:
+        log.append("incident")
+    db = sqlite3.connect(path, isolation_level=None)  # the generated columns refuse it: rebuild the table
+    db.execute("CREATE TABLE plain AS SELECT seq, body, record_hash FROM records")
+    db.execute("DROP TABLE records")
+    db.execute("ALTER TABLE plain RENAME TO records")
+    db.execute("UPDATE records SET body = CAST('{not json' AS BLOB) WHERE seq = 1")
+    db.close()
+    with AuditLog(path) as log:
+        for _ in range(EVERY + 1):
+            log.append("incident")
+        assert keyed_upto(path) == EVERY
+        result = log.verify()
+        assert not result.ok and result.first_bad_seq == 1
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT record_id, event_type, ts_start FROM record_keys WHERE seq = 1").fetchone() == (None,) * 3
+    assert db.execute("SELECT count(*) FROM records").fetchone()[0] == EVERY + 2
