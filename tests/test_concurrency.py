@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -77,6 +79,12 @@ def test_four_processes_append_to_one_valid_chain(tmp_path: Path, key_path: Path
         assert result.ok, result.problems
         assert sum(1 for _ in log.query(event_type="inference")) == 4000
         assert len({seq for seq, _ in acked}) == 4000  # every append got its own place in the chain
+        assert all(log.get(record_id).seq == int(seq) for seq, record_id in acked[::97])
+    # The query keys, written in batches by whichever process was due, cover a gapless prefix.
+    db = sqlite3.connect(path)
+    keys = db.execute("SELECT seq, record_id FROM record_keys ORDER BY seq").fetchall()
+    bodies = {seq: json.loads(body)["record_id"] for seq, body in db.execute("SELECT seq, body FROM records")}
+    assert len(keys) >= 4000 - 256 and keys == [(seq, bodies[seq]) for seq in range(1, len(keys) + 1)]
 
 
 def test_sixteen_threads_share_commits_and_keep_one_chain(tmp_path: Path, key_path: Path) -> None:
