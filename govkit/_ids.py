@@ -13,11 +13,12 @@ _last_ms = -1
 _last_rand = 0
 
 
-def new_ulid() -> str:
-    """A ULID strictly greater than the previous one made in this process."""
+def new_ulid(now_ns: int | None = None) -> str:
+    """A ULID strictly greater than the previous one made in this process (`now_ns`: the
+    time to stamp, when the caller has just read the clock)."""
     global _last_ms, _last_rand
     with _lock:
-        ms = time.time_ns() // 1_000_000
+        ms = (time.time_ns() if now_ns is None else now_ns) // 1_000_000
         if ms <= _last_ms:
             ms = _last_ms
             _last_rand += 1

@@ -108,6 +108,69 @@ def test_sixteen_threads_share_commits_and_keep_one_chain(tmp_path: Path, key_pa
         assert result.ok and result.records == 3200 + result.checkpoints
 
 
+def test_checkpoints_and_purges_take_turns_with_busy_writers(tmp_path: Path, key_path: Path) -> None:
+    """exclusive() waits for the lead to be free while threads keep appending; it must be told
+    when it is (a lost wake-up would hang here), and close() likewise."""
+    log = AuditLog(tmp_path / "audit.db", private_key=key_path, checkpoint_every=10_000)
+    stop = threading.Event()
+
+    def work() -> None:
+        while not stop.is_set():
+            log.append("inference", prompt="x", subject_ref="s1")
+
+    threads = [threading.Thread(target=work, daemon=True) for _ in range(4)]
+    for t in threads:
+        t.start()
+    signed: list = []
+
+    def admin() -> None:
+        for _ in range(10):
+            signed.append(log.checkpoint())
+            log.purge(subject_ref="s1")
+
+    admin_thread = threading.Thread(target=admin, daemon=True)
+    admin_thread.start()
+    admin_thread.join(60)
+    stop.set()
+    for t in threads:
+        t.join(30)
+    closer = threading.Thread(target=log.close, daemon=True)
+    closer.start()
+    closer.join(30)
+    assert not admin_thread.is_alive() and not closer.is_alive() and not any(t.is_alive() for t in threads)
+    assert len(signed) == 10 and all(s is not None for s in signed)
+    with AuditLog(tmp_path / "audit.db", create=False) as reopened:
+        result = reopened.verify()
+        assert result.ok, result.problems
+        assert result.checkpoints >= 10
+
+
+def test_an_append_interrupted_inside_its_commit_leaves_the_log_usable(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from govkit.audit import store
+
+    real, calls = store.chain_hash, []
+
+    def interrupted_once(*args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(store, "chain_hash", interrupted_once)
+    with AuditLog(tmp_path / "audit.db") as log:
+        log.append("feedback")
+        with pytest.raises(KeyboardInterrupt):
+            log.append("feedback")
+        others = [threading.Thread(target=lambda: log.append("feedback")) for _ in range(4)]
+        for t in others:
+            t.start()
+        for t in others:
+            t.join(30)
+        assert not any(t.is_alive() for t in others)  # the lead was given back
+        assert [r.seq for r in log.query()] == [1, 2, 3, 4, 5] and log.verify().ok
+
+
 def _hold_writer_lock(path: Path) -> int:
     """Take the writers' lock as another govkit process would (a descriptor of our own)."""
     fd = os.open(f"{path}.lock", os.O_RDONLY | os.O_CREAT, 0o644)

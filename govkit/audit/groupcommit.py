@@ -90,9 +90,18 @@ class GroupCommit:
         self._background_turn = threading.Event()
         self._expected = 1
         self._gathering = False
+        self._idle_waiters = 0  # callers of close() or exclusive() waiting for the lead to be free
 
     def submit(self, items: list[Pending]) -> None:
         """Queue items and return when all are settled; raise the first item's error."""
+        with self._cond:
+            self._check_open()
+            alone = not self._leading and not self._queue
+            if alone:
+                self._leading = True
+        if alone:  # nothing else is being written: commit at once, without queue or wake-ups
+            self._commit_alone(items)
+            return
         waiter = _ThreadWaiter()
         for item in items:
             item.waiter = waiter
@@ -108,6 +117,22 @@ class GroupCommit:
                 self._lead()
                 continue
             waiter.wait()
+        for item in items:
+            if item.error is not None:
+                raise item.error
+
+    def _commit_alone(self, items: list[Pending]) -> None:
+        """Commit items of a caller that found the lead free, on its own thread; then hand the
+        lead to whoever queued meanwhile."""
+        try:
+            self._commit(items, _no_wake)
+        except BaseException as exc:
+            self._interrupted(items, exc)
+            raise
+        finally:
+            for item in items:
+                item.settled = True
+            self._handoff(may_continue=False)
         for item in items:
             if item.error is not None:
                 raise item.error
@@ -132,18 +157,11 @@ class GroupCommit:
                 if self._gathering and len(self._queue) >= self._expected:
                     self._cond.notify_all()
         if inline:
-            try:
-                self._commit([item], _no_wake)
-            except BaseException as exc:
-                self._interrupted([item], exc)
-                raise
-            finally:
-                item.settled = True
-                self._handoff(may_continue=False)
-        else:
-            if lead:  # the loop must not block on the disk: the background thread leads instead
-                self._lead_in_background()
-            await future
+            self._commit_alone([item])
+            return
+        if lead:  # the loop must not block on the disk: the background thread leads instead
+            self._lead_in_background()
+        await future
         if item.error is not None:
             raise item.error
 
@@ -153,7 +171,7 @@ class GroupCommit:
         with self._cond:
             self._check_open()
             while self._leading:
-                self._cond.wait()
+                self._wait_for_idle()
             self._leading = True
         try:
             yield
@@ -164,11 +182,19 @@ class GroupCommit:
         """Wait for everything queued to be committed; refuse new work."""
         with self._cond:
             while self._leading or self._queue:
-                self._cond.wait()
+                self._wait_for_idle()
             self._closed = True
         if self._background is not None:
             self._background_turn.set()
             self._background.join()
+
+    def _wait_for_idle(self) -> None:
+        """Wait (holding self._cond) until the lead is given up."""
+        self._idle_waiters += 1
+        try:
+            self._cond.wait()
+        finally:
+            self._idle_waiters -= 1
 
     def _check_open(self) -> None:
         if self._closed:
@@ -231,7 +257,8 @@ class GroupCommit:
                 return False  # more is queued: commit it without a hand-off gap
             if not self._queue:
                 self._leading = False
-                self._cond.notify_all()  # close() and exclusive() wait for this
+                if self._idle_waiters:  # close() and exclusive() wait for this
+                    self._cond.notify_all()
                 return True
             successor = self._queue[0].waiter
             if successor.can_lead:

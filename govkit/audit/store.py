@@ -279,10 +279,12 @@ class AuditLog:
     def _prepare(self, event_type: str, prompt: Any, response: Any, fields: dict[str, Any]) -> Pending:
         check_fields(event_type, fields)
         body = {name: value for name, value in fields.items() if value is not None}
-        body["record_id"] = new_ulid()
+        now_ns = time.time_ns()
+        body["record_id"] = new_ulid(now_ns)
         body["schema_version"] = SCHEMA_VERSION
         body["event_type"] = event_type
-        body.setdefault("ts_start", utc_now())
+        if "ts_start" not in body:
+            body["ts_start"] = utc_text(now_ns)
         if self.device_id:
             body.setdefault("device_id", self.device_id)
         contents: list[tuple[str, str]] = []
@@ -341,7 +343,9 @@ class AuditLog:
                             "details": signed})
                         seq += 1
                         rows.append((seq, body, chain_hash(body, prev, seq)))
-                    if rows:
+                    if len(rows) == 1:
+                        db.execute("INSERT INTO records (seq, body, record_hash) VALUES (?, ?, ?)", rows[0])
+                    elif rows:
                         db.execute(_insert_sql("records (seq, body, record_hash)", len(rows)), _flat(rows))
                     if content_rows:
                         db.execute(_insert_sql("content (seq, kind, text)", len(content_rows)), _flat(content_rows))
