@@ -252,3 +252,15 @@ def test_verify_says_when_only_the_stores_own_key_was_used(tmp_path: Path, key_p
         result = log.verify()
         assert result.ok and any("recorded in the store itself" in w for w in result.warnings)
         assert log.verify(public_key=public).warnings == []
+
+
+def test_append_many_commits_in_batches_of_at_most_256(tmp_path: Path, key_path: Path) -> None:
+    """12,000 records in one call go in commits of at most 256 (one statement's bound values
+    are limited, 32,766 in a default SQLite build), so checkpoints fall every 1,000 or so."""
+    with AuditLog(tmp_path / "a.db", private_key=key_path, checkpoint_every=1000) as log:
+        records = log.append_many([{"event_type": "inference", "prompt": f"q{i}", "response": "a"}
+                                   for i in range(12_000)])
+        assert len(records) == 12_000 and records[-1].seq <= log.stats()["head_seq"]
+        result = log.verify()
+        assert result.ok and result.records == 12_000 + result.checkpoints
+        assert 10 <= result.checkpoints <= 12

@@ -96,7 +96,7 @@ class GroupCommit:
         """Queue items and return when all are settled; raise the first item's error."""
         with self._cond:
             self._check_open()
-            alone = not self._leading and not self._queue
+            alone = not self._leading and not self._queue and len(items) <= MAX_BATCH
             if alone:
                 self._leading = True
         if alone:  # nothing else is being written: commit at once, without queue or wake-ups
