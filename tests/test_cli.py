@@ -16,6 +16,7 @@ from click.testing import CliRunner
 from govkit.audit import AuditLog
 from govkit.cli import cli
 from govkit.config import load_settings
+from govkit.errors import InputError
 
 
 def run(*args: str, input: str | None = None):
@@ -225,3 +226,49 @@ def test_demo_with_the_real_model(llama, tmp_path: Path) -> None:
         calls = [r for r in log.query(event_type="inference") if r.endpoint == "/v1/chat/completions"]
         assert len(calls) == 4 and all(r.status == "ok" and r.subject_ref for r in calls)
         assert log.verify().ok
+
+
+def _as_first_schema(path: Path) -> None:
+    """Turn a store back into one written before the query keys table (migration m002), with
+    no public key in its metadata: a device's log as an auditor may receive it."""
+    import sqlite3
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("DROP TABLE record_keys")
+    db.execute("CREATE UNIQUE INDEX records_record_id ON records(record_id)")
+    db.execute("CREATE INDEX records_event_type ON records(event_type, seq)")
+    db.execute("CREATE INDEX records_ts_start ON records(ts_start)")
+    db.execute("DELETE FROM _govkit_migrations WHERE name = 'm002_deferred_keys'")
+    db.execute("DELETE FROM meta WHERE key = 'public_key'")
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.close()
+
+
+def test_reading_commands_leave_an_auditors_copy_untouched(initialised: Path, tmp_path_factory) -> None:
+    """list, show, stats, export and verify open the log read-only: an older store is not
+    migrated, and the auditor's configured public key is not written into the evidence."""
+    with AuditLog.open() as log:
+        first = log.append("inference", prompt="q", response="a", model_id="m")
+        log.append("override", human_decision="accepted", target_record_id=first.record_id)
+    copy = tmp_path_factory.mktemp("evidence") / "device.db"
+    copy.write_bytes((initialised / ".govkit" / "audit.db").read_bytes())
+    _as_first_schema(copy)
+    before = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in copy.parent.iterdir()}
+    listed = json.loads(run("audit", "list", "--db", str(copy), "--json").output)
+    assert [r["event_type"] for r in listed] == ["override", "inference", "config_change"]
+    assert json.loads(run("audit", "list", "--db", str(copy), "--json", "--event-type", "override").output)[0][
+        "target_record_id"] == first.record_id
+    assert json.loads(run("audit", "show", first.record_id, "--db", str(copy)).output)["seq"] == first.seq
+    assert json.loads(run("audit", "stats", "--db", str(copy), "--json").output)["records"] == 3
+    assert run("audit", "export", "--db", str(copy)).output.count("\n") == 3
+    verified = run("audit", "verify", "--db", str(copy))  # checked with govkit.toml's key
+    assert verified.exit_code == 0, verified.output
+    after = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in copy.parent.iterdir()
+             if p.name in before}
+    assert after == before
+    with AuditLog(copy, read_only=True) as log:
+        with pytest.raises(InputError, match="read-only"):
+            log.append("incident")
+        with pytest.raises(InputError, match="read-only"):
+            log.purge(subject_ref="s")
+    with AuditLog(copy) as log:  # opened for writing, it is migrated
+        assert log.get(first.record_id).seq == first.seq and log.verify().ok

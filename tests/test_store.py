@@ -166,6 +166,17 @@ def test_missing_and_corrupt_databases(tmp_path: Path) -> None:
     sqlite3.connect(other).execute("CREATE TABLE t (x)")
     with pytest.raises(StoreCorrupt, match="not a govkit audit store"):
         AuditLog(other)
+    # The same refusals when opened read-only, and nothing made on the way.
+    with pytest.raises(StoreNotFound, match="nope.db"):
+        AuditLog(tmp_path / "nope.db", read_only=True)
+    with pytest.raises(StoreCorrupt, match="junk.db"):
+        AuditLog(junk, read_only=True)
+    with pytest.raises(StoreCorrupt, match="not a govkit audit store"):
+        AuditLog(other, read_only=True)
+    (tmp_path / "empty.db").touch()
+    with pytest.raises(StoreNotFound, match="empty.db: empty file"):
+        AuditLog(tmp_path / "empty.db", read_only=True)
+    assert not (tmp_path / "nope.db").exists() and (tmp_path / "empty.db").stat().st_size == 0
 
 
 def test_locked_database_times_out_cleanly(tmp_path: Path) -> None:

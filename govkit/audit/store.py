@@ -117,7 +117,8 @@ class _CheckpointState:
 class AuditLog:
     """The audit log. Open with `AuditLog.open(path)` or `AuditLog.open()` (from ./govkit.toml)."""
 
-    def __init__(self, path: str | Path, *, create: bool = True, redaction: str = "redacted",
+    def __init__(self, path: str | Path, *, create: bool = True, read_only: bool = False,
+                 redaction: str = "redacted",
                  patterns: tuple[tuple[str, str], ...] = (), retention_days: int = 183,
                  device_id: str = "", private_key: Any = None, public_key: str = "",
                  checkpoint_every: int = 1000, checkpoint_seconds: float = 300.0,
@@ -125,6 +126,7 @@ class AuditLog:
         if redaction not in REDACTION_MODES:
             raise InputError(f"redaction mode '{redaction}': expected one of {', '.join(REDACTION_MODES)}")
         self.path = Path(path)
+        self.read_only = read_only
         self.redaction = redaction
         self.retention_days = retention_days
         self.device_id = device_id
@@ -142,11 +144,15 @@ class AuditLog:
         self._checkpoint = _CheckpointState()
         self._keyed_upto = 0  # the query keys cover records up to here (at least)
         if not self.path.exists():
-            if not create:
+            if not create or read_only:
                 raise StoreNotFound(f"{self.path}: no audit database here")
             self.path.parent.mkdir(parents=True, exist_ok=True)
         elif self.path.is_dir():
             raise InputError(f"{self.path}: is a folder, not an audit database")
+        if read_only:
+            self._writer: sqlite3.Connection | None = None
+            self._read_schema()
+            return
         self._writer_lock = WriterLock(self.path, busy_timeout_s)
         self._writer = self._connect()
         try:
@@ -208,6 +214,21 @@ class AuditLog:
         except sqlite3.Error as exc:
             raise store_error(self.path, exc, self.busy_timeout_s) from None
 
+    def _read_schema(self) -> None:
+        """Open for reading only: no migration, no metadata written, nothing changed on disk
+        (an auditor's copy of a device's log is evidence)."""
+        with self._reader() as db:
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            if not tables:
+                raise StoreNotFound(f"{self.path}: empty file, no audit store")
+            if not {"_govkit_migrations", "records", "meta"} <= tables:
+                raise StoreCorrupt(f"{self.path}: a SQLite database, but not a govkit audit store")
+            self.meta = dict(db.execute("SELECT key, value FROM meta"))
+
+    def _writable(self) -> None:
+        if self.read_only:
+            raise InputError(f"{self.path}: the audit log is open read-only")
+
     def _init_meta(self, db: sqlite3.Connection) -> None:
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -226,8 +247,9 @@ class AuditLog:
     def close(self) -> None:
         """Wait for queued appends to commit, then close the store."""
         self._group.close()
-        self._writer.close()
-        self._writer_lock.close()
+        if self._writer is not None:
+            self._writer.close()
+            self._writer_lock.close()
 
     def __enter__(self) -> AuditLog:
         return self
@@ -244,6 +266,7 @@ class AuditLog:
         `prompt` and `response` are content: redacted per policy and kept in the content table
         (purgeable); the chained record keeps only their digests and the redaction summary.
         """
+        self._writable()
         item = self._prepare(event_type, prompt, response, fields)
         self._group.submit([item])
         assert item.record is not None
@@ -259,6 +282,7 @@ class AuditLog:
         is being written, commit right away on this thread (lower latency for a lone request;
         blocks the loop for one fsync), as govkit proxy does when it serves a single request.
         """
+        self._writable()
         item = self._prepare(event_type, prompt, response, fields)
         await self._group.submit_async(item, inline_when_idle=inline_when_idle)
         assert item.record is not None
@@ -267,6 +291,7 @@ class AuditLog:
     def append_many(self, records: Iterable[dict[str, Any]]) -> list[AuditRecord]:
         """Append several records, up to 256 per durable commit; each dict holds `event_type`
         plus the keyword arguments of append(). For imports, sync and bulk evidence."""
+        self._writable()
         items = []
         for spec in records:
             spec = dict(spec)
@@ -425,6 +450,7 @@ class AuditLog:
 
     def checkpoint(self) -> dict[str, Any] | None:
         """Sign the current head now; returns the checkpoint (None if the head is already signed)."""
+        self._writable()
         with self._group.exclusive():
             return self._commit([], force_checkpoint=True)
 
@@ -448,6 +474,7 @@ class AuditLog:
             criteria["subject_ref"] = subject_ref
         if not criteria:
             raise InputError("purge needs a criterion: --expired, --before or --subject")
+        self._writable()
         db = self._writer
         with self._group.exclusive(), self._writer_lock.held():
             try:
@@ -544,6 +571,8 @@ class AuditLog:
             for select, bound, ordering in (newer, older) if newest_first else (older, newer):
                 if left is not None and left <= 0:
                     break
+                if select is older[0] and not upto:
+                    continue  # nothing keyed yet (or no keys table: a store from before it)
                 sql = select + "".join(f" AND {c}" for c, _ in other) + ordering
                 if left is not None:
                     sql += f" LIMIT {int(left)}"
@@ -564,8 +593,11 @@ class AuditLog:
         with self._reader() as db:
             db.execute("BEGIN")
             upto = _keyed_upto(db)
-            by_type = dict(db.execute("SELECT event_type, count(*) FROM record_keys GROUP BY event_type"))
-            times = list(db.execute("SELECT (SELECT min(ts_start) FROM record_keys), (SELECT max(ts_start) FROM record_keys)"))
+            by_type, times = {}, []
+            if upto:
+                by_type = dict(db.execute("SELECT event_type, count(*) FROM record_keys GROUP BY event_type"))
+                times = list(db.execute("SELECT (SELECT min(ts_start) FROM record_keys), "
+                                        "(SELECT max(ts_start) FROM record_keys)"))
             for event_type, n, low, high in db.execute("SELECT event_type, count(*), min(ts_start), max(ts_start) "
                                                        "FROM records WHERE seq > ? GROUP BY event_type", (upto,)):
                 by_type[event_type] = by_type.get(event_type, 0) + n
@@ -606,16 +638,25 @@ class AuditLog:
 
 
 def _keyed_upto(db: sqlite3.Connection) -> int:
-    return db.execute("SELECT coalesce(max(seq), 0) FROM record_keys").fetchone()[0]
+    """The last seq the query keys cover; 0 for a store from before the keys table (read-only:
+    not migrated), whose records are then all scanned."""
+    try:
+        return db.execute("SELECT coalesce(max(seq), 0) FROM record_keys").fetchone()[0]
+    except sqlite3.OperationalError as exc:
+        if "no such table" not in str(exc):
+            raise
+        return 0
 
 
 def _last_checkpoint(db: sqlite3.Connection) -> tuple[int, bytes] | None:
     """(seq, body) of the newest checkpoint record, or None."""
     upto = _keyed_upto(db)
-    return (db.execute("SELECT seq, body FROM records WHERE seq > ? AND event_type = 'checkpoint' "
-                       "ORDER BY seq DESC LIMIT 1", (upto,)).fetchone()
-            or db.execute("SELECT r.seq, r.body FROM record_keys k JOIN records r ON r.seq = k.seq "
-                          "WHERE k.event_type = 'checkpoint' ORDER BY k.seq DESC LIMIT 1").fetchone())
+    row = db.execute("SELECT seq, body FROM records WHERE seq > ? AND event_type = 'checkpoint' "
+                     "ORDER BY seq DESC LIMIT 1", (upto,)).fetchone()
+    if row is None and upto:
+        row = db.execute("SELECT r.seq, r.body FROM record_keys k JOIN records r ON r.seq = k.seq "
+                         "WHERE k.event_type = 'checkpoint' ORDER BY k.seq DESC LIMIT 1").fetchone()
+    return row
 
 
 def _as_text(kind: str, text: Any) -> str:

@@ -40,7 +40,7 @@ def list_(ctx: click.Context, db: Path | None, event_type: str | None, since: st
 
     Example: govkit audit list --event-type override --since 2026-10-01
     """
-    with open_log(ctx, db) as log:
+    with open_log(ctx, db, read_only=True) as log:
         records = list(log.query(event_type=event_type, since=since, until=until, limit=limit,
                                  newest_first=True))
     if as_json:
@@ -64,7 +64,7 @@ def show(ctx: click.Context, record_id: str, db: Path | None, content: bool) -> 
 
     Example: govkit audit show 01JD0Y7Q2N3V6Z0K8R4T5W9X1C --content
     """
-    with open_log(ctx, db) as log:
+    with open_log(ctx, db, read_only=True) as log:
         record = log.get(record_id)
         if record is None:
             raise InputError(f"no audit record '{record_id}' in {log.path}")
@@ -91,7 +91,7 @@ def verify(ctx: click.Context, db: Path | None, public_key: str | None, sidecar:
 
     Example: govkit audit verify --db /var/lib/govkit/audit.db
     """
-    with open_log(ctx, db) as log:
+    with open_log(ctx, db, read_only=True) as log:
         result = log.verify(public_key=public_key, sidecar=sidecar)
     if as_json:
         echo_json(result.to_dict())
@@ -127,7 +127,7 @@ def export(ctx: click.Context, db: Path | None, fmt: str, output: Path | None, w
 
     Example: govkit audit export --format parquet -o audit-2026Q4.parquet --since 2026-10-01
     """
-    with open_log(ctx, db) as log:
+    with open_log(ctx, db, read_only=True) as log:
         records = log.query(event_type=event_type, since=since, until=until)
         rows = ({**r.to_dict(), **({"content": log.content(r)} if with_content else {})} for r in records)
         if fmt == "jsonl":
@@ -206,7 +206,7 @@ def stats(ctx: click.Context, db: Path | None, as_json: bool) -> None:
 
     Example: govkit audit stats --json
     """
-    with open_log(ctx, db) as log:
+    with open_log(ctx, db, read_only=True) as log:
         info = log.stats()
     if as_json:
         echo_json(info)
