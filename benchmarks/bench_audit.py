@@ -260,6 +260,27 @@ def content_append_us(folder: Path, n: int, key: Path) -> float:
         return (time.perf_counter() - start) / n * 1e6
 
 
+PROMPT = ("The customer applied on 2026-03-14 for a loan of $25,000 over 60 months at 7.9% APR. Income is "
+          "reported as 85,000 per year; employment for 4 years at the same company. Please assess the "
+          "affordability and summarise the risk factors for the underwriter. ") * 8  # about 2 KB
+
+
+def redaction_us(text: str, rounds: int = 300) -> tuple[float, float]:
+    """(us to redact the text, us when every recognizer searches it: no skipping)."""
+    from govkit.audit import Redactor
+
+    guarded, unguarded = Redactor(), Redactor()
+    unguarded._needs = [("", 0, False)] * len(unguarded.recognizers)
+    assert guarded.redact(text) == unguarded.redact(text)
+    spent = []
+    for redactor in (guarded, unguarded):
+        start = time.perf_counter()
+        for _ in range(rounds):
+            redactor.redact(text)
+        spent.append((time.perf_counter() - start) / rounds * 1e6)
+    return spent[0], spent[1]
+
+
 def govkit_burst_drops(folder: Path, burst: int, key: Path) -> int:
     with AuditLog(folder / "burst.db", private_key=key) as log:
         threads = [threading.Thread(target=lambda: [log.append("inference", prompt="p", response="r", **FIELDS)
@@ -337,6 +358,12 @@ def main() -> None:
         pages, bare_pages = wal_pages_per_append(folder)
         line("  ... WAL pages written per append", f"{pages:.2f}", f"{bare_pages:.2f} bare", pages / bare_pages,
              "(4 KiB pages)")
+        for label, text in (("a 2 KB prompt", PROMPT),
+                            ("... holding a card, an e-mail, a phone", PROMPT + " Card 4111 1111 1111 1111, "
+                             "jane@example.com, 416-555-0199.")):
+            ours_us, every_us = redaction_us(text)
+            line(f"redact {label}", f"{ours_us:.0f} us", f"{every_us:.0f} us all", every_us / ours_us,
+                 "(x faster than searching for everything)")
         # 2. sixteen writers
         rate16 = govkit_concurrent_rows_per_s(folder, 16, args.appends // 4, key)
         sample = AuditLog(folder / "single.db", create=False)

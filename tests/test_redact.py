@@ -135,15 +135,22 @@ def test_full_mode_keeps_text_as_given(tmp_path: Path) -> None:
 
 def _unguarded() -> Redactor:
     redactor = Redactor()
-    redactor._needs = [(0, "")] * len(redactor.recognizers)  # search every text for everything
+    redactor._needs = [("", 0, False)] * len(redactor.recognizers)  # search every text for everything
     return redactor
 
 
-@settings(max_examples=300)
-@given(st.lists(st.one_of(st.sampled_from([value for _, value in SENSITIVE] + ["４１６ ５５５ ０１９９", "١٢٣-٤٥-٦٧٨٩"]),
-                          st.text(alphabet="0123456789 .:+@-()abcXYZ٣", max_size=20)), max_size=6))
-def test_skipping_text_that_cannot_match_changes_nothing(parts: list[str]) -> None:
-    """Recognizers are skipped for text with too few digits or without a character every match
-    holds; the result must be what searching everything gives, Unicode digits included."""
-    text = " ".join(parts)
+# Values at the edge of what each skip rule allows: Unicode digits, gaps of three separators,
+# an international number of three digits, an IPv4 address of four.
+EDGES = ["４１６ ５５５ ０１９９", "١٢٣-٤٥-٦٧٨٩", "+44 (20) (7946) 0958", "1 (416) 555 0199", "+1 (2) (3)", "8.8.4.4"]
+
+
+@settings(max_examples=600)
+@given(st.lists(st.one_of(st.sampled_from([value for _, value in SENSITIVE] + EDGES),
+                          st.text(alphabet="0123456789 .:+@-()abcfXYZ٣\n", max_size=24)), max_size=6),
+       st.sampled_from([" ", "", "-", ".", "("]))
+def test_skipping_text_that_cannot_match_changes_nothing(parts: list[str], glue: str) -> None:
+    """Recognizers are skipped for text without a digit run long enough for them (digits joined
+    by at most three of " .()-") or without a character every match holds; the result must be
+    what searching everything gives, Unicode digits included."""
+    text = glue.join(parts)
     assert Redactor().redact(text) == _unguarded().redact(text)

@@ -75,9 +75,7 @@ def _plain(match: re.Match[str]) -> tuple[int, int] | None:
 
 _Validator = Callable[[re.Match[str]], "tuple[int, int] | None"]
 
-# Most specific first: the order breaks ties between overlapping candidates. Each recognizer
-# also says the fewest digits a match holds and a character it cannot match without, so that text
-# which cannot hold it (most prompts hold few digits) is never searched for it.
+# Most specific first: the order breaks ties between overlapping candidates.
 BUILTIN: tuple[tuple[str, re.Pattern[str], _Validator], ...] = (
     ("EMAIL", re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"), _plain),
     ("IBAN", re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,32}\b"), _iban),
@@ -89,11 +87,39 @@ BUILTIN: tuple[tuple[str, re.Pattern[str], _Validator], ...] = (
     ("PHONE", re.compile(r"(?<![\w+])(?:\+?1[ .-]?)?(?:\(\d{3}\)|\d{3})[ .-]?\d{3}[ .-]?\d{4}(?!\d)"), _plain),
     ("PHONE", re.compile(r"(?<![\w+])\+[1-9]\d{0,2}(?:[ .-]?\(?\d{1,4}\)?){2,6}(?!\d)"), _plain),
 )
-# (fewest digits, a character every match holds) per BUILTIN entry, in the same order
-_NEEDS: tuple[tuple[int, str], ...] = ((0, "@"), (2, ""), (13, ""), (9, ""), (9, ""), (0, ":"), (4, "."),
-                                       (10, ""), (3, "+"))
-_DIGITS = "0123456789"
-_ANY_DIGIT = re.compile(r"\d")
+# What a text must hold for each BUILTIN entry (same order) to match in it, so that the others
+# are never searched for (most prompts hold no e-mail address and no long number):
+# (a substring or pattern every match contains, digits in one digit run, whether that run must
+# hold three dots). A digit run is digits joined by at most three of " .()-": every recognizer
+# that counts digits joins them only with those, at most three at a time, so all of a match's
+# digits lie in one run.
+_IPV6_COLONS = re.compile(r":[0-9A-Fa-f]{0,4}:")
+_NEEDS: tuple[tuple[str | re.Pattern[str], int, bool], ...] = (
+    ("@", 0, False),             # EMAIL
+    ("", 2, False),              # IBAN: two letters, then two digits together
+    ("", 13, False),             # PAYMENT_CARD
+    ("", 9, False),              # US_SSN
+    ("", 9, False),              # CA_SIN
+    (_IPV6_COLONS, 0, False),    # IP_ADDRESS (IPv6): two colons at most four hex digits apart
+    (".", 4, True),              # IP_ADDRESS (IPv4): four numbers joined by three dots
+    ("", 10, False),             # PHONE
+    ("+", 3, False),             # PHONE (international)
+)
+_DIGIT_RUN = re.compile(r"\d(?:[ .()\-]{0,3}\d)*")
+_SEPARATORS = " .()-"
+
+
+def _longest_runs(text: str) -> tuple[int, int]:
+    """The most digits in one digit run of the text, and in one that holds three dots or more."""
+    longest = dotted = 0
+    for match in _DIGIT_RUN.finditer(text):
+        run = match.group()
+        if len(run) > longest or run.count(".") >= 3:
+            digits = len(run) - sum(map(run.count, _SEPARATORS))
+            longest = max(longest, digits)
+            if run.count(".") >= 3:
+                dotted = max(dotted, digits)
+    return longest, dotted
 
 
 @dataclass(frozen=True)
@@ -113,15 +139,22 @@ class Redactor:
         self.recognizers = list(BUILTIN) + [
             (name, re.compile(regex), _plain) for name, regex in patterns
         ]
-        self._needs = list(_NEEDS) + [(0, "")] * (len(self.recognizers) - len(BUILTIN))
+        self._needs = list(_NEEDS) + [("", 0, False)] * (len(self.recognizers) - len(BUILTIN))
 
     def redact(self, text: str) -> Redaction:
         chosen: list[tuple[int, int, str]] = []
-        # \d matches every Unicode digit: count those too when the text is not ASCII
-        digits = sum(map(text.count, _DIGITS)) if text.isascii() else len(_ANY_DIGIT.findall(text))
-        for (name, pattern, validate), (fewest_digits, needed) in zip(self.recognizers, self._needs):
-            if digits < fewest_digits or needed not in text:
+        runs: tuple[int, int] | None = None
+        for (name, pattern, validate), (needed, run_digits, dotted) in zip(self.recognizers, self._needs):
+            if isinstance(needed, str):
+                if needed not in text:
+                    continue
+            elif needed.search(text) is None:
                 continue
+            if run_digits:
+                if runs is None:
+                    runs = _longest_runs(text)
+                if runs[dotted] < run_digits:
+                    continue
             position = 0
             while match := pattern.search(text, position):
                 span = validate(match)
