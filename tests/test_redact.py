@@ -135,13 +135,15 @@ def test_full_mode_keeps_text_as_given(tmp_path: Path) -> None:
 
 def _unguarded() -> Redactor:
     redactor = Redactor()
-    redactor._needs = [("", 0, False)] * len(redactor.recognizers)  # search every text for everything
+    redactor._needs = [("", 0, False, False)] * len(redactor.recognizers)  # search every text for everything
     return redactor
 
 
 # Values at the edge of what each skip rule allows: Unicode digits, gaps of three separators,
-# an international number of three digits, an IPv4 address of four.
-EDGES = ["４１６ ５５５ ０１９９", "١٢٣-٤٥-٦٧٨٩", "+44 (20) (7946) 0958", "1 (416) 555 0199", "+1 (2) (3)", "8.8.4.4"]
+# an international number of three digits, an IPv4 address of four, an IBAN whose letters keep
+# its digits far apart (it must be searched for in the whole text, not around its digits).
+EDGES = ["４１６ ５５５ ０１９９", "١٢٣-٤٥-٦٧٨٩", "+44 (20) (7946) 0958", "1 (416) 555 0199", "+1 (2) (3)", "8.8.4.4",
+         iban("GB", "ABCDEFGHIJKL1234")]
 
 
 @settings(max_examples=600)

@@ -88,38 +88,59 @@ BUILTIN: tuple[tuple[str, re.Pattern[str], _Validator], ...] = (
     ("PHONE", re.compile(r"(?<![\w+])\+[1-9]\d{0,2}(?:[ .-]?\(?\d{1,4}\)?){2,6}(?!\d)"), _plain),
 )
 # What a text must hold for each BUILTIN entry (same order) to match in it, so that the others
-# are never searched for (most prompts hold no e-mail address and no long number):
-# (a substring or pattern every match contains, digits in one digit run, whether that run must
-# hold three dots). A digit run is digits joined by at most three of " .()-": every recognizer
-# that counts digits joins them only with those, at most three at a time, so all of a match's
-# digits lie in one run.
+# are never searched for (most prompts hold no e-mail address and no long number): a substring
+# or pattern every match contains; how long a digit run must be; whether it must hold three
+# dots; whether each match lies in its run, so that only the stretches around long enough runs
+# are searched. A digit run is digits joined by at most three of " .()-": the recognizers that
+# count digits join them only with those, at most three at a time, so all of a match's digits
+# lie in one run.
 _IPV6_COLONS = re.compile(r":[0-9A-Fa-f]{0,4}:")
-_NEEDS: tuple[tuple[str | re.Pattern[str], int, bool], ...] = (
-    ("@", 0, False),             # EMAIL
-    ("", 2, False),              # IBAN: two letters, then two digits together
-    ("", 13, False),             # PAYMENT_CARD
-    ("", 9, False),              # US_SSN
-    ("", 9, False),              # CA_SIN
-    (_IPV6_COLONS, 0, False),    # IP_ADDRESS (IPv6): two colons at most four hex digits apart
-    (".", 4, True),              # IP_ADDRESS (IPv4): four numbers joined by three dots
-    ("", 10, False),             # PHONE
-    ("+", 3, False),             # PHONE (international)
+_NEEDS: tuple[tuple[str | re.Pattern[str], int, bool, bool], ...] = (
+    ("@", 0, False, False),             # EMAIL
+    ("", 2, False, False),              # IBAN: two letters, then two digits together
+    ("", 13, False, True),              # PAYMENT_CARD
+    ("", 9, False, True),               # US_SSN
+    ("", 9, False, True),               # CA_SIN
+    (_IPV6_COLONS, 0, False, False),    # IP_ADDRESS (IPv6): two colons at most four hex digits apart
+    (".", 4, True, True),               # IP_ADDRESS (IPv4): four numbers joined by three dots
+    ("", 10, False, True),              # PHONE
+    ("+", 3, False, True),              # PHONE (international)
 )
 _DIGIT_RUN = re.compile(r"\d(?:[ .()\-]{0,3}\d)*")
-_SEPARATORS = " .()-"
+# Around a run: a match starts at most one character before it ("+" or "("), ends at most one
+# after it (")"), and its lookaheads read at most two more, all inside the searched stretch.
+_MARGIN = 4
 
 
-def _longest_runs(text: str) -> tuple[int, int]:
-    """The most digits in one digit run of the text, and in one that holds three dots or more."""
-    longest = dotted = 0
+def _digit_runs(text: str) -> list[tuple[int, int, int, bool]]:
+    """(start, end, digits, holds three dots or more) of each digit run. Runs shorter than five
+    characters count every character as a digit: too many, never too few, and cheap."""
+    runs = []
     for match in _DIGIT_RUN.finditer(text):
-        run = match.group()
-        if len(run) > longest or run.count(".") >= 3:
-            digits = len(run) - sum(map(run.count, _SEPARATORS))
-            longest = max(longest, digits)
-            if run.count(".") >= 3:
-                dotted = max(dotted, digits)
-    return longest, dotted
+        start, end = match.span()
+        digits, dotted = end - start, False
+        if digits >= 5:
+            run = match.group()
+            dots = run.count(".")
+            digits -= dots + run.count(" ") + run.count("-") + run.count("(") + run.count(")")
+            dotted = dots >= 3
+        runs.append((start, end, digits, dotted))
+    return runs
+
+
+def _stretches(runs: list[tuple[int, int, int, bool]], fewest: int, dotted: bool,
+               size: int) -> list[tuple[int, int]]:
+    """The stretches of text around the runs that may hold a match, overlapping ones joined."""
+    stretches: list[tuple[int, int]] = []
+    for start, end, digits, dots in runs:
+        if digits < fewest or (dotted and not dots):
+            continue
+        low, high = max(0, start - _MARGIN), min(size, end + _MARGIN)
+        if stretches and low <= stretches[-1][1]:
+            stretches[-1] = (stretches[-1][0], high)
+        else:
+            stretches.append((low, high))
+    return stretches
 
 
 @dataclass(frozen=True)
@@ -139,35 +160,41 @@ class Redactor:
         self.recognizers = list(BUILTIN) + [
             (name, re.compile(regex), _plain) for name, regex in patterns
         ]
-        self._needs = list(_NEEDS) + [("", 0, False)] * (len(self.recognizers) - len(BUILTIN))
+        self._needs = list(_NEEDS) + [("", 0, False, False)] * (len(self.recognizers) - len(BUILTIN))
 
     def redact(self, text: str) -> Redaction:
         chosen: list[tuple[int, int, str]] = []
-        runs: tuple[int, int] | None = None
-        for (name, pattern, validate), (needed, run_digits, dotted) in zip(self.recognizers, self._needs):
+        runs: list[tuple[int, int, int, bool]] | None = None
+        whole = [(0, len(text))]
+        for (name, pattern, validate), (needed, fewest, dotted, inside) in zip(self.recognizers, self._needs):
             if isinstance(needed, str):
                 if needed not in text:
                     continue
             elif needed.search(text) is None:
                 continue
-            if run_digits:
+            stretches = whole
+            if fewest:
                 if runs is None:
-                    runs = _longest_runs(text)
-                if runs[dotted] < run_digits:
+                    runs = _digit_runs(text)
+                stretches = _stretches(runs, fewest, dotted, len(text))
+                if not stretches:
                     continue
-            position = 0
-            while match := pattern.search(text, position):
-                span = validate(match)
-                if span is None or span[0] == span[1]:
-                    # A rejected candidate may hide a valid one that starts inside it
-                    # ("000 046 454 286": the SIN begins at the second group).
-                    position = match.start() + 1
-                    continue
-                start, end = span
-                position = max(end, match.start() + 1)
-                if any(start < c_end and c_start < end for c_start, c_end, _ in chosen):
-                    continue
-                chosen.append((start, end, name))
+                if not inside:
+                    stretches = whole
+            for low, high in stretches:
+                position = low
+                while match := pattern.search(text, position, high):
+                    span = validate(match)
+                    if span is None or span[0] == span[1]:
+                        # A rejected candidate may hide a valid one that starts inside it
+                        # ("000 046 454 286": the SIN begins at the second group).
+                        position = match.start() + 1
+                        continue
+                    start, end = span
+                    position = max(end, match.start() + 1)
+                    if any(start < c_end and c_start < end for c_start, c_end, _ in chosen):
+                        continue
+                    chosen.append((start, end, name))
         if not chosen:
             return Redaction(text, {})
         chosen.sort()
