@@ -237,7 +237,7 @@ def _as_first_schema(path: Path) -> None:
     db.execute("CREATE UNIQUE INDEX records_record_id ON records(record_id)")
     db.execute("CREATE INDEX records_event_type ON records(event_type, seq)")
     db.execute("CREATE INDEX records_ts_start ON records(ts_start)")
-    db.execute("DELETE FROM _govkit_migrations WHERE name = 'm002_deferred_keys'")
+    db.execute("DELETE FROM _govkit_migrations WHERE name IN ('m002_deferred_keys', 'm003_record_keys_guards')")
     db.execute("DELETE FROM meta WHERE key = 'public_key'")
     db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     db.close()

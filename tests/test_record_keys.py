@@ -140,7 +140,7 @@ def test_a_store_from_before_the_keys_table_is_migrated_on_open(tmp_path: Path) 
     db.execute("CREATE UNIQUE INDEX records_record_id ON records(record_id)")
     db.execute("CREATE INDEX records_event_type ON records(event_type, seq)")
     db.execute("CREATE INDEX records_ts_start ON records(ts_start)")
-    db.execute("DELETE FROM _govkit_migrations WHERE name = 'm002_deferred_keys'")
+    db.execute("DELETE FROM _govkit_migrations WHERE name IN ('m002_deferred_keys', 'm003_record_keys_guards')")
     db.close()
     with AuditLog(path) as log:
         assert log.verify().ok
@@ -152,6 +152,9 @@ def test_a_store_from_before_the_keys_table_is_migrated_on_open(tmp_path: Path) 
     db = sqlite3.connect(path)
     indexes = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
     assert not indexes & {"records_record_id", "records_event_type", "records_ts_start"}
+    for change in ("UPDATE record_keys SET event_type = 'feedback'", "DELETE FROM record_keys"):
+        with pytest.raises(sqlite3.IntegrityError, match="query keys are append-only"):
+            db.execute(change)
 
 
 def test_a_damaged_body_does_not_stop_appends(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

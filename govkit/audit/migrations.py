@@ -81,6 +81,21 @@ def m002_deferred_keys(db: sqlite3.Connection) -> None:
     db.execute(KEYS_AFTER, (0,))
 
 
+@migration
+def m003_record_keys_guards(db: sqlite3.Connection) -> None:
+    # The keys are derived from the chained bodies, which verify checks; the keys themselves it
+    # does not read (that would cost about a third of its time). Like the records' triggers,
+    # these stop accidents, not an attacker: edited keys could hide a record from a filtered
+    # query (never change what it returns), and verify, list without filters and export still
+    # show every record.
+    _script(db, """
+    CREATE TRIGGER record_keys_append_only_update BEFORE UPDATE ON record_keys
+        BEGIN SELECT RAISE(ABORT, 'query keys are append-only'); END;
+    CREATE TRIGGER record_keys_append_only_delete BEFORE DELETE ON record_keys
+        BEGIN SELECT RAISE(ABORT, 'query keys are append-only'); END;
+    """)
+
+
 # The keys of records after seq ?. A body that is not JSON (a damaged store) gets NULL keys
 # rather than stopping every later append; verify reports the damage.
 KEYS_AFTER = ("INSERT INTO record_keys (seq, record_id, event_type, ts_start) "
