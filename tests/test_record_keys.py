@@ -179,3 +179,21 @@ def test_a_damaged_body_does_not_stop_appends(tmp_path: Path, monkeypatch: pytes
     db = sqlite3.connect(path)
     assert db.execute("SELECT record_id, event_type, ts_start FROM record_keys WHERE seq = 1").fetchone() == (None,) * 3
     assert db.execute("SELECT count(*) FROM records").fetchone()[0] == EVERY + 2
+
+
+def test_appends_go_on_when_the_keys_table_is_gone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Damage to the query keys must not stop the log from recording: appends go on with a
+    warning, and queries scan the records instead."""
+    monkeypatch.setattr(store, "KEYS_EVERY", EVERY)
+    path = tmp_path / "audit.db"
+    with AuditLog(path) as log:
+        log.append("override", human_decision="accepted")
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("DROP TABLE record_keys")
+    db.close()
+    with AuditLog(path) as log:
+        with pytest.warns(UserWarning, match="query keys not updated"):
+            for _ in range(EVERY + 1):
+                log.append("incident")
+        assert [r.seq for r in log.query(event_type="override")] == [1]
+        assert log.stats()["records"] == EVERY + 2 and log.verify().ok

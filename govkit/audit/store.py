@@ -405,10 +405,20 @@ class AuditLog:
 
     def _key_records(self, db: sqlite3.Connection, head_seq: int) -> None:
         """Add the query keys of the records not yet keyed, once KEYS_EVERY have gathered (any
-        process may have done it meanwhile: look first). Runs inside the append's transaction."""
+        process may have done it meanwhile: look first). Runs inside the append's transaction.
+
+        Keys that cannot be written (their table damaged or removed) must not stop the log from
+        recording: the append goes on, queries scan the records the keys do not cover, and a
+        warning says so."""
         keyed = _keyed_upto(db)
         if head_seq - keyed >= KEYS_EVERY:
-            db.execute(migrations.KEYS_AFTER, (keyed,))
+            try:
+                db.execute(migrations.KEYS_AFTER, (keyed,))
+            except (sqlite3.IntegrityError, sqlite3.OperationalError) as exc:
+                if isinstance(exc, sqlite3.OperationalError) and "no such" not in str(exc):
+                    raise  # locked, full, I/O: the append fails cleanly like any other
+                warnings.warn(f"{self.path}: query keys not updated ({exc}); queries scan the records "
+                              f"instead. verify still checks every record", stacklevel=2)
             keyed = head_seq
         self._keyed_upto = keyed
 
@@ -548,7 +558,10 @@ class AuditLog:
             found = self._select([], [("r.seq = ?", int(key))], 1, False)
         else:
             found = self._select([("{t}.record_id = ?", key)], [], 1, False)
-        return next(found, None)
+        try:
+            return next(found, None)
+        finally:
+            found.close()  # closes its connection now, not when collected
 
     def _select(self, keyed: list[tuple[str, Any]], other: list[tuple[str, Any]], limit: int | None,
                 newest_first: bool) -> Iterator[AuditRecord]:
