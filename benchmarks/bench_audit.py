@@ -270,7 +270,7 @@ def redaction_us(text: str, rounds: int = 300) -> tuple[float, float]:
     from govkit.audit import Redactor
 
     guarded, unguarded = Redactor(), Redactor()
-    unguarded._needs = [("", 0, False, False)] * len(unguarded.recognizers)
+    unguarded._needs = [("", 0, False, 0)] * len(unguarded.recognizers)
     assert guarded.redact(text) == unguarded.redact(text)
     spent = []
     for redactor in (guarded, unguarded):

@@ -135,7 +135,7 @@ def test_full_mode_keeps_text_as_given(tmp_path: Path) -> None:
 
 def _unguarded() -> Redactor:
     redactor = Redactor()
-    redactor._needs = [("", 0, False, False)] * len(redactor.recognizers)  # search every text for everything
+    redactor._needs = [("", 0, False, 0)] * len(redactor.recognizers)  # search every text for everything
     return redactor
 
 

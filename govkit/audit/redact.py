@@ -90,22 +90,25 @@ BUILTIN: tuple[tuple[str, re.Pattern[str], _Validator], ...] = (
 # What a text must hold for each BUILTIN entry (same order) to match in it, so that the others
 # are never searched for (most prompts hold no e-mail address and no long number): a substring
 # or pattern every match contains; how long a digit run must be; whether it must hold three
-# dots; whether each match lies in its run, so that only the stretches around long enough runs
-# are searched. A digit run is digits joined by at most three of " .()-": the recognizers that
-# count digits join them only with those, at most three at a time, so all of a match's digits
-# lie in one run.
+# dots; where a match can be. A digit run is digits joined by at most three of " .()-": the
+# recognizers that count digits join them only with those, at most three at a time, so all of
+# a match's digits lie in one run.
+_ANYWHERE = 0
+_AROUND_RUN = 1  # inside a long enough run: only the stretches around those are searched
+_BEFORE_RUN = 2  # starting two capitals before a run (an IBAN's country code and check digits)
 _IPV6_COLONS = re.compile(r":[0-9A-Fa-f]{0,4}:")
-_NEEDS: tuple[tuple[str | re.Pattern[str], int, bool, bool], ...] = (
-    ("@", 0, False, False),             # EMAIL
-    ("", 2, False, False),              # IBAN: two letters, then two digits together
-    ("", 13, False, True),              # PAYMENT_CARD
-    ("", 9, False, True),               # US_SSN
-    ("", 9, False, True),               # CA_SIN
-    (_IPV6_COLONS, 0, False, False),    # IP_ADDRESS (IPv6): two colons at most four hex digits apart
-    (".", 4, True, True),               # IP_ADDRESS (IPv4): four numbers joined by three dots
-    ("", 10, False, True),              # PHONE
-    ("+", 3, False, True),              # PHONE (international)
+_NEEDS: tuple[tuple[str | re.Pattern[str], int, bool, int], ...] = (
+    ("@", 0, False, _ANYWHERE),             # EMAIL
+    ("", 2, False, _BEFORE_RUN),            # IBAN
+    ("", 13, False, _AROUND_RUN),           # PAYMENT_CARD
+    ("", 9, False, _AROUND_RUN),            # US_SSN
+    ("", 9, False, _AROUND_RUN),            # CA_SIN
+    (_IPV6_COLONS, 0, False, _ANYWHERE),    # IP_ADDRESS (IPv6): two colons at most four hex digits apart
+    (".", 4, True, _AROUND_RUN),            # IP_ADDRESS (IPv4): four numbers joined by three dots
+    ("", 10, False, _AROUND_RUN),           # PHONE
+    ("+", 3, False, _AROUND_RUN),           # PHONE (international)
 )
+_CAPITALS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _DIGIT_RUN = re.compile(r"\d(?:[ .()\-]{0,3}\d)*")
 # Around a run: a match starts at most one character before it ("+" or "("), ends at most one
 # after it (")"), and its lookaheads read at most two more, all inside the searched stretch.
@@ -143,6 +146,12 @@ def _stretches(runs: list[tuple[int, int, int, bool]], fewest: int, dotted: bool
     return stretches
 
 
+def _after_two_capitals(runs: list[tuple[int, int, int, bool]], fewest: int, text: str) -> list[int]:
+    """Where a match may start that begins with two capitals and then a run's first digits."""
+    return [start - 2 for start, _, digits, _ in runs
+            if digits >= fewest and start >= 2 and text[start - 2] in _CAPITALS and text[start - 1] in _CAPITALS]
+
+
 @dataclass(frozen=True)
 class Redaction:
     text: str
@@ -160,41 +169,36 @@ class Redactor:
         self.recognizers = list(BUILTIN) + [
             (name, re.compile(regex), _plain) for name, regex in patterns
         ]
-        self._needs = list(_NEEDS) + [("", 0, False, False)] * (len(self.recognizers) - len(BUILTIN))
+        self._needs = list(_NEEDS) + [("", 0, False, _ANYWHERE)] * (len(self.recognizers) - len(BUILTIN))
 
     def redact(self, text: str) -> Redaction:
         chosen: list[tuple[int, int, str]] = []
         runs: list[tuple[int, int, int, bool]] | None = None
-        whole = [(0, len(text))]
-        for (name, pattern, validate), (needed, fewest, dotted, inside) in zip(self.recognizers, self._needs):
+        for (name, pattern, validate), (needed, fewest, dotted, where) in zip(self.recognizers, self._needs):
             if isinstance(needed, str):
                 if needed not in text:
                     continue
             elif needed.search(text) is None:
                 continue
-            stretches = whole
+            stretches = [(0, len(text))]
             if fewest:
                 if runs is None:
                     runs = _digit_runs(text)
+                if where == _BEFORE_RUN:
+                    position = 0
+                    for start in _after_two_capitals(runs, fewest, text):
+                        if start >= position and (match := pattern.match(text, start)):
+                            position = _consider(match, name, validate, chosen)
+                    continue
                 stretches = _stretches(runs, fewest, dotted, len(text))
                 if not stretches:
                     continue
-                if not inside:
-                    stretches = whole
+                if where == _ANYWHERE:
+                    stretches = [(0, len(text))]
             for low, high in stretches:
                 position = low
                 while match := pattern.search(text, position, high):
-                    span = validate(match)
-                    if span is None or span[0] == span[1]:
-                        # A rejected candidate may hide a valid one that starts inside it
-                        # ("000 046 454 286": the SIN begins at the second group).
-                        position = match.start() + 1
-                        continue
-                    start, end = span
-                    position = max(end, match.start() + 1)
-                    if any(start < c_end and c_start < end for c_start, c_end, _ in chosen):
-                        continue
-                    chosen.append((start, end, name))
+                    position = _consider(match, name, validate, chosen)
         if not chosen:
             return Redaction(text, {})
         chosen.sort()
@@ -206,3 +210,16 @@ class Redactor:
             cursor = end
         parts.append(text[cursor:])
         return Redaction("".join(parts), dict(sorted(counts.items())))
+
+
+def _consider(match: re.Match[str], name: str, validate: _Validator, chosen: list[tuple[int, int, str]]) -> int:
+    """Keep a candidate that validates and overlaps nothing kept; return where to search next."""
+    span = validate(match)
+    if span is None or span[0] == span[1]:
+        # A rejected candidate may hide a valid one that starts inside it
+        # ("000 046 454 286": the SIN begins at the second group).
+        return match.start() + 1
+    start, end = span
+    if not any(start < c_end and c_start < end for c_start, c_end, _ in chosen):
+        chosen.append((start, end, name))
+    return max(end, match.start() + 1)
