@@ -568,28 +568,33 @@ class AuditLog:
         """Records matching every condition, in chain order. `keyed` conditions are answered
         from the query keys up to the last keyed record, and by scanning the records after it."""
         order = " DESC" if newest_first else ""
+        keyed_values, other_values = [v for _, v in keyed], [v for _, v in other]
+        also = "".join(f" AND {c}" for c, _ in other)
         with self._reader() as db:
             db.execute("BEGIN")  # one snapshot for both parts
             upto = _keyed_upto(db)
-            # Every keyed record is at or before `upto`: no need to say so (it would only tempt the
-            # planner to walk the keys in seq order instead of using the index of the condition).
-            if keyed:
-                older = (_RECORD + "FROM record_keys k JOIN records r ON r.seq = k.seq WHERE "
-                         + " AND ".join(c.format(t="k") for c, _ in keyed), [], f" ORDER BY k.seq{order}")
-            else:
-                older = (_RECORD + "FROM records r WHERE r.seq <= ?", [upto], f" ORDER BY r.seq{order}")
-            newer = (_RECORD + "FROM records r WHERE r.seq > ?" + "".join(f" AND {c.format(t='r')}" for c, _ in keyed),
-                     [upto], f" ORDER BY r.seq{order}")
             left = limit
-            for select, bound, ordering in (newer, older) if newest_first else (older, newer):
+            for part in ("newer", "older") if newest_first else ("older", "newer"):
                 if left is not None and left <= 0:
                     break
-                if select is older[0] and not upto:
+                cap = "" if left is None else f" LIMIT {int(left)}"
+                if part == "newer":
+                    sql = (_RECORD + "FROM records r WHERE r.seq > ?" + "".join(f" AND {c.format(t='r')}" for c, _ in keyed)
+                           + also + f" ORDER BY r.seq{order}{cap}")
+                    params = [GENESIS_HASH, upto, *keyed_values, *other_values]
+                elif not upto:
                     continue  # nothing keyed yet (or no keys table: a store from before it)
-                sql = select + "".join(f" AND {c}" for c, _ in other) + ordering
-                if left is not None:
-                    sql += f" LIMIT {int(left)}"
-                params = [GENESIS_HASH, *bound, *(v for _, v in keyed), *(v for _, v in other)]
+                elif not keyed:
+                    sql = _RECORD + f"FROM records r WHERE r.seq <= ?{also} ORDER BY r.seq{order}{cap}"
+                    params = [GENESIS_HASH, upto, *other_values]
+                else:
+                    # Every keyed record is at or before `upto`: no need to say so. With nothing
+                    # but keyed conditions, the keys alone settle which records and how many.
+                    where = " AND ".join(c.format(t="k") for c, _ in keyed)
+                    keys = (f"(SELECT seq FROM record_keys k WHERE {where} ORDER BY seq{order}{cap})"
+                            if not other else f"(SELECT seq FROM record_keys k WHERE {where})")
+                    sql = _RECORD + f"FROM {keys} k JOIN records r ON r.seq = k.seq WHERE 1{also} ORDER BY k.seq{order}{cap}"
+                    params = [GENESIS_HASH, *keyed_values, *other_values]
                 for seq, record_hash, prev, body in db.execute(sql, params):
                     if left is not None:
                         left -= 1
