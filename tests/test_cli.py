@@ -244,8 +244,9 @@ def _as_first_schema(path: Path) -> None:
 
 
 def test_reading_commands_leave_an_auditors_copy_untouched(initialised: Path, tmp_path_factory) -> None:
-    """list, show, stats, export and verify open the log read-only: an older store is not
-    migrated, and the auditor's configured public key is not written into the evidence."""
+    """list, show, stats, export and verify (and lineage show and export) open the log
+    read-only: an older store is not migrated, and the auditor's configured public key is not
+    written into the evidence."""
     with AuditLog.open() as log:
         first = log.append("inference", prompt="q", response="a", model_id="m")
         log.append("override", human_decision="accepted", target_record_id=first.record_id)
@@ -262,6 +263,8 @@ def test_reading_commands_leave_an_auditors_copy_untouched(initialised: Path, tm
     assert run("audit", "export", "--db", str(copy)).output.count("\n") == 3
     verified = run("audit", "verify", "--db", str(copy))  # checked with govkit.toml's key
     assert verified.exit_code == 0, verified.output
+    assert run("lineage", "show", "--db", str(copy), "--json").exit_code == 0
+    assert run("lineage", "export", "--db", str(copy)).exit_code == 0
     after = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in copy.parent.iterdir()
              if p.name in before}
     assert after == before

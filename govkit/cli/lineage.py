@@ -141,7 +141,7 @@ def show(ctx: click.Context, entity_id: str | None, db: Path | None, as_json: bo
 
     Example: govkit lineage show dataset/eval.csv@v2
     """
-    with open_log(ctx, db) as log:
+    with open_log(ctx, db, read_only=True) as log:
         graph = _lineage(ctx, log).graph()
     if entity_id:
         entity = graph.resolve(entity_id)
@@ -171,7 +171,7 @@ def export(ctx: click.Context, fmt: str, output: Path | None, namespace: str | N
     from ..lineage.openlineage import run_events, to_json_lines
 
     settings = settings_for(ctx, required=False)
-    with open_log(ctx, db) as log:
+    with open_log(ctx, db, read_only=True) as log:
         graph = _lineage(ctx, log).graph()
         records = list(log.query(event_type="lineage"))
         device = (settings.audit.device_id if settings else "") or "local"
