@@ -4,7 +4,6 @@ same, whether its keys are written yet or not, and an older store is migrated on
 from __future__ import annotations
 
 import json
-import shutil
 import sqlite3
 from pathlib import Path
 
