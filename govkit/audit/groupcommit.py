@@ -97,20 +97,17 @@ class GroupCommit:
         with self._cond:
             self._check_open()
             alone = not self._leading and not self._queue and len(items) <= MAX_BATCH
-            if alone:
-                self._leading = True
+            if not alone:
+                waiter = _ThreadWaiter()
+                for item in items:
+                    item.waiter = waiter
+                self._queue.extend(items)
+                waiter.lead = not self._leading
+            self._leading = True
         if alone:  # nothing else is being written: commit at once, without queue or wake-ups
             self._commit_alone(items)
             return
-        waiter = _ThreadWaiter()
-        for item in items:
-            item.waiter = waiter
         last = items[-1]
-        with self._cond:
-            self._check_open()
-            self._queue.extend(items)
-            waiter.lead = not self._leading
-            self._leading = True
         while not last.settled:
             if waiter.lead:
                 waiter.lead = False
