@@ -96,6 +96,7 @@ BUILTIN: tuple[tuple[str, re.Pattern[str], _Validator], ...] = (
 _ANYWHERE = 0
 _AROUND_RUN = 1  # inside a long enough run: only the stretches around those are searched
 _BEFORE_RUN = 2  # starting two capitals before a run (an IBAN's country code and check digits)
+_EVERY_TEXT = ("", 0, False, _ANYWHERE)  # no skipping: policy patterns, and Redactor(skip=False)
 _IPV6_COLONS = re.compile(r":[0-9A-Fa-f]{0,4}:")
 _NEEDS: tuple[tuple[str | re.Pattern[str], int, bool, int], ...] = (
     ("@", 0, False, _ANYWHERE),             # EMAIL
@@ -165,11 +166,14 @@ class Redaction:
 class Redactor:
     """Replaces recognised personal data with `[ENTITY]` placeholders."""
 
-    def __init__(self, patterns: Iterable[tuple[str, str]] = ()):
+    def __init__(self, patterns: Iterable[tuple[str, str]] = (), *, skip: bool = True):
+        """`skip=False` searches every text for every recognizer: the same results, slower (to
+        check the skips against)."""
         self.recognizers = list(BUILTIN) + [
             (name, re.compile(regex), _plain) for name, regex in patterns
         ]
-        self._needs = list(_NEEDS) + [("", 0, False, _ANYWHERE)] * (len(self.recognizers) - len(BUILTIN))
+        self._needs = (list(_NEEDS) if skip else [_EVERY_TEXT] * len(BUILTIN)) + \
+            [_EVERY_TEXT] * (len(self.recognizers) - len(BUILTIN))
 
     def redact(self, text: str) -> Redaction:
         chosen: list[tuple[int, int, str]] = []
@@ -181,7 +185,7 @@ class Redactor:
             elif needed.search(text) is None:
                 continue
             stretches = [(0, len(text))]
-            if fewest:
+            if where != _ANYWHERE:
                 if runs is None:
                     runs = _digit_runs(text)
                 if where == _BEFORE_RUN:
@@ -191,10 +195,6 @@ class Redactor:
                             position = _consider(match, name, validate, chosen)
                     continue
                 stretches = _stretches(runs, fewest, dotted, len(text))
-                if not stretches:
-                    continue
-                if where == _ANYWHERE:
-                    stretches = [(0, len(text))]
             for low, high in stretches:
                 position = low
                 while match := pattern.search(text, position, high):
