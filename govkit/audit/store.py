@@ -14,7 +14,7 @@ import json
 import sqlite3
 import time
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -444,9 +444,9 @@ class AuditLog:
         if row is None:  # nothing signed yet: the interval runs from the store's creation
             last_seq, last_wall = 0, _parse_ts(self.meta["created_at"]).timestamp()
         else:
-            details = json.loads(row[1])["details"]
+            details = json.loads(row.body)["details"]
             last_seq, last_wall = details["seq"], _parse_ts(details["ts"]).timestamp()
-            if row[0] == head_seq:  # the head is a checkpoint: nothing new to sign
+            if row.seq == head_seq:  # the head is a checkpoint: nothing new to sign
                 last_seq = head_seq
         self._checkpoint = _CheckpointState(last_seq, last_wall)
         if last_seq == head_seq:
@@ -555,50 +555,14 @@ class AuditLog:
     def get(self, record_id_or_seq: str | int) -> AuditRecord | None:
         key = str(record_id_or_seq)
         if key.isdigit():
-            found = self._select([], [("r.seq = ?", int(key))], 1, False)
-        else:
-            found = self._select([("{t}.record_id = ?", key)], [], 1, False)
-        try:
-            return next(found, None)
-        finally:
-            found.close()  # closes its connection now, not when collected
+            return _first(self._select([], [("r.seq = ?", int(key))], 1, False))
+        return _first(self._select([("{t}.record_id = ?", key)], [], 1, False))
 
     def _select(self, keyed: list[tuple[str, Any]], other: list[tuple[str, Any]], limit: int | None,
                 newest_first: bool) -> Iterator[AuditRecord]:
-        """Records matching every condition, in chain order. `keyed` conditions are answered
-        from the query keys up to the last keyed record, and by scanning the records after it."""
-        order = " DESC" if newest_first else ""
-        keyed_values, other_values = [v for _, v in keyed], [v for _, v in other]
-        also = "".join(f" AND {c}" for c, _ in other)
         with self._reader() as db:
             db.execute("BEGIN")  # one snapshot for both parts
-            upto = _keyed_upto(db)
-            left = limit
-            for part in ("newer", "older") if newest_first else ("older", "newer"):
-                if left is not None and left <= 0:
-                    break
-                cap = "" if left is None else f" LIMIT {int(left)}"
-                if part == "newer":
-                    sql = (_RECORD + "FROM records r WHERE r.seq > ?" + "".join(f" AND {c.format(t='r')}" for c, _ in keyed)
-                           + also + f" ORDER BY r.seq{order}{cap}")
-                    params = [GENESIS_HASH, upto, *keyed_values, *other_values]
-                elif not upto:
-                    continue  # nothing keyed yet (or no keys table: a store from before it)
-                elif not keyed:
-                    sql = _RECORD + f"FROM records r WHERE r.seq <= ?{also} ORDER BY r.seq{order}{cap}"
-                    params = [GENESIS_HASH, upto, *other_values]
-                else:
-                    # Every keyed record is at or before `upto`: no need to say so. With nothing
-                    # but keyed conditions, the keys alone settle which records and how many.
-                    where = " AND ".join(c.format(t="k") for c, _ in keyed)
-                    keys = (f"(SELECT seq FROM record_keys k WHERE {where} ORDER BY seq{order}{cap})"
-                            if not other else f"(SELECT seq FROM record_keys k WHERE {where})")
-                    sql = _RECORD + f"FROM {keys} k JOIN records r ON r.seq = k.seq WHERE 1{also} ORDER BY k.seq{order}{cap}"
-                    params = [GENESIS_HASH, *keyed_values, *other_values]
-                for seq, record_hash, prev, body in db.execute(sql, params):
-                    if left is not None:
-                        left -= 1
-                    yield AuditRecord(seq, record_hash, prev, bytes(body))
+            yield from _matching(db, keyed, other, limit, newest_first)
 
     def content(self, record: AuditRecord | int) -> dict[str, str | None]:
         """The stored prompt/response of a record; None where purged."""
@@ -628,7 +592,7 @@ class AuditLog:
                 "SELECT count(text), count(*) - count(text) FROM content").fetchone()
             head_seq, head_hash = self._head(db)
             checkpoint = _last_checkpoint(db)
-            signed = json.loads(checkpoint[1]) if checkpoint else None
+            signed = json.loads(checkpoint.body) if checkpoint else None
             last_cp = (signed.get("details", {}).get("seq"), signed.get("ts_start")) if signed else None
         return {
             "path": str(self.path), "store_id": self.meta.get("store_id"), "records": count,
@@ -666,15 +630,53 @@ def _keyed_upto(db: sqlite3.Connection) -> int:
         return 0
 
 
-def _last_checkpoint(db: sqlite3.Connection) -> tuple[int, bytes] | None:
-    """(seq, body) of the newest checkpoint record, or None."""
+def _matching(db: sqlite3.Connection, keyed: list[tuple[str, Any]], other: list[tuple[str, Any]],
+              limit: int | None, newest_first: bool) -> Iterator[AuditRecord]:
+    """Records matching every condition, in chain order. `keyed` conditions are answered from
+    the query keys up to the last keyed record, and by scanning the records after it."""
+    order = " DESC" if newest_first else ""
+    keyed_values, other_values = [v for _, v in keyed], [v for _, v in other]
+    also = "".join(f" AND {c}" for c, _ in other)
     upto = _keyed_upto(db)
-    row = db.execute("SELECT seq, body FROM records WHERE seq > ? AND event_type = 'checkpoint' "
-                     "ORDER BY seq DESC LIMIT 1", (upto,)).fetchone()
-    if row is None and upto:
-        row = db.execute("SELECT r.seq, r.body FROM record_keys k JOIN records r ON r.seq = k.seq "
-                         "WHERE k.event_type = 'checkpoint' ORDER BY k.seq DESC LIMIT 1").fetchone()
-    return row
+    left = limit
+    for part in ("newer", "older") if newest_first else ("older", "newer"):
+        if left is not None and left <= 0:
+            break
+        cap = "" if left is None else f" LIMIT {int(left)}"
+        if part == "newer":
+            sql = (_RECORD + "FROM records r WHERE r.seq > ?" + "".join(f" AND {c.format(t='r')}" for c, _ in keyed)
+                   + also + f" ORDER BY r.seq{order}{cap}")
+            params = [GENESIS_HASH, upto, *keyed_values, *other_values]
+        elif not upto:
+            continue  # nothing keyed yet (or no keys table: a store from before it)
+        elif not keyed:
+            sql = _RECORD + f"FROM records r WHERE r.seq <= ?{also} ORDER BY r.seq{order}{cap}"
+            params = [GENESIS_HASH, upto, *other_values]
+        else:
+            # Every keyed record is at or before `upto`: no need to say so. With nothing
+            # but keyed conditions, the keys alone settle which records and how many.
+            where = " AND ".join(c.format(t="k") for c, _ in keyed)
+            keys = (f"(SELECT seq FROM record_keys k WHERE {where} ORDER BY seq{order}{cap})"
+                    if not other else f"(SELECT seq FROM record_keys k WHERE {where})")
+            sql = _RECORD + f"FROM {keys} k JOIN records r ON r.seq = k.seq WHERE 1{also} ORDER BY k.seq{order}{cap}"
+            params = [GENESIS_HASH, *keyed_values, *other_values]
+        for seq, record_hash, prev, body in db.execute(sql, params):
+            if left is not None:
+                left -= 1
+            yield AuditRecord(seq, record_hash, prev, bytes(body))
+
+
+def _last_checkpoint(db: sqlite3.Connection) -> AuditRecord | None:
+    return _first(_matching(db, [("{t}.event_type = ?", "checkpoint")], [], 1, True))
+
+
+def _first(found: Generator[AuditRecord, None, None]) -> AuditRecord | None:
+    """The first record found, or None; the search is closed at once (and with it its cursor,
+    or its reader's connection), not when collected."""
+    try:
+        return next(found, None)
+    finally:
+        found.close()
 
 
 def _as_text(kind: str, text: Any) -> str:
