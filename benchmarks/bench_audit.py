@@ -38,15 +38,21 @@ def line(name: str, value: str, anchor: str, ratio: float, goal: str) -> None:
     print(f"{name:<46} {value:>18}   anchor {anchor:>18}   ratio {ratio:8.2f}   {goal}")
 
 
+def bare_db(path: Path, synchronous: str = "FULL") -> sqlite3.Connection:
+    """The anchor: a plain SQLite WAL table of (seq, body, record_hash), nothing else."""
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute(f"PRAGMA synchronous={synchronous}")
+    db.execute("CREATE TABLE t (seq INTEGER PRIMARY KEY, body BLOB NOT NULL, record_hash TEXT NOT NULL)")
+    return db
+
+
 def single_writer_us(folder: Path, n: int, key: Path, block: int = 200,
                      synced: bool = True) -> tuple[float, float, float]:
     """(govkit us/record, bare SQLite us/commit, single-writer records/s), measured in alternating
     blocks so that drift in the disk's state during the run falls on both sides alike."""
     name = "single" if synced else "single-unsynced"
-    bare = sqlite3.connect(folder / f"bare-{name}.db", isolation_level=None)
-    bare.execute("PRAGMA journal_mode=WAL")
-    bare.execute(f"PRAGMA synchronous={'FULL' if synced else 'OFF'}")
-    bare.execute("CREATE TABLE t (seq INTEGER PRIMARY KEY, body BLOB NOT NULL, record_hash TEXT NOT NULL)")
+    bare = bare_db(folder / f"bare-{name}.db", "FULL" if synced else "OFF")
     spent = {"govkit": 0.0, "bare": 0.0}
     with AuditLog(folder / f"{name}.db", private_key=key) as log:
         if not synced:
@@ -80,10 +86,7 @@ def wal_pages_per_append(folder: Path, n: int = 1000) -> tuple[float, float]:
         for _ in range(n):
             log.append("inference", **FIELDS)
         ours = log._writer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1] / n
-    bare = sqlite3.connect(folder / "pages-bare.db", isolation_level=None)
-    bare.execute("PRAGMA journal_mode=WAL")
-    bare.execute("PRAGMA synchronous=FULL")
-    bare.execute("CREATE TABLE t (seq INTEGER PRIMARY KEY, body BLOB NOT NULL, record_hash TEXT NOT NULL)")
+    bare = bare_db(folder / "pages-bare.db")
     bare.execute("PRAGMA wal_autocheckpoint=0")
     bare.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     for seq in range(1, n + 1):
@@ -96,10 +99,7 @@ def wal_pages_per_append(folder: Path, n: int = 1000) -> tuple[float, float]:
 
 
 def bare_sqlite_batch_rows_per_s(folder: Path, body: bytes, record_hash: str, n: int, batch: int = 64) -> float:
-    db = sqlite3.connect(folder / f"bare{batch}.db", isolation_level=None)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=FULL")
-    db.execute("CREATE TABLE t (seq INTEGER PRIMARY KEY, body BLOB NOT NULL, record_hash TEXT NOT NULL)")
+    db = bare_db(folder / f"bare{batch}.db")
     start = time.perf_counter()
     seq = 0
     for _ in range(n // batch):
