@@ -18,6 +18,8 @@ from govkit.cli import cli
 from govkit.config import load_settings
 from govkit.errors import InputError
 
+from .stores import as_first_schema
+
 
 def run(*args: str, input: str | None = None):
     return CliRunner().invoke(cli, list(args), input=input, catch_exceptions=False)
@@ -229,15 +231,12 @@ def test_demo_with_the_real_model(llama, tmp_path: Path) -> None:
 
 
 def _as_first_schema(path: Path) -> None:
-    """Turn a store back into one written before the query keys table (migration m002), with
-    no public key in its metadata: a device's log as an auditor may receive it."""
+    """A store with the first schema and no public key in its metadata: a device's log as an
+    auditor may receive it."""
     import sqlite3
+
+    as_first_schema(path)
     db = sqlite3.connect(path, isolation_level=None)
-    db.execute("DROP TABLE record_keys")
-    db.execute("CREATE UNIQUE INDEX records_record_id ON records(record_id)")
-    db.execute("CREATE INDEX records_event_type ON records(event_type, seq)")
-    db.execute("CREATE INDEX records_ts_start ON records(ts_start)")
-    db.execute("DELETE FROM _govkit_migrations WHERE name IN ('m002_deferred_keys', 'm003_record_keys_guards')")
     db.execute("DELETE FROM meta WHERE key = 'public_key'")
     db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     db.close()

@@ -13,6 +13,8 @@ from hypothesis import strategies as st
 
 from govkit.audit import AuditLog, store
 
+from .stores import as_first_schema
+
 EVERY = 16  # keys written per 16 records here, so that the tests cross several batches
 TYPES = ("inference", "override", "feedback", "incident")
 
@@ -134,13 +136,7 @@ def test_a_store_from_before_the_keys_table_is_migrated_on_open(tmp_path: Path) 
     with AuditLog(path) as log:
         first = log.append("inference", ts_start="2026-01-01T00:00:00Z")
         log.append("override", human_decision="accepted", target_record_id=first.record_id)
-    db = sqlite3.connect(path, isolation_level=None)  # back to the first schema, as 0.1 stores are
-    db.execute("DROP TABLE record_keys")
-    db.execute("CREATE UNIQUE INDEX records_record_id ON records(record_id)")
-    db.execute("CREATE INDEX records_event_type ON records(event_type, seq)")
-    db.execute("CREATE INDEX records_ts_start ON records(ts_start)")
-    db.execute("DELETE FROM _govkit_migrations WHERE name IN ('m002_deferred_keys', 'm003_record_keys_guards')")
-    db.close()
+    as_first_schema(path)
     with AuditLog(path) as log:
         assert log.verify().ok
         assert keyed_upto(path) == 2

@@ -1,0 +1,18 @@
+"""Stores as older govkit versions left them, for the tests of migrations and read-only opening."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+
+def as_first_schema(path: Path) -> None:
+    """Turn a store back into one written before the query keys table (migrations m002, m003):
+    the records table carries its three indexes, and no keys table exists."""
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("DROP TABLE record_keys")
+    db.execute("CREATE UNIQUE INDEX records_record_id ON records(record_id)")
+    db.execute("CREATE INDEX records_event_type ON records(event_type, seq)")
+    db.execute("CREATE INDEX records_ts_start ON records(ts_start)")
+    db.execute("DELETE FROM _govkit_migrations WHERE name IN ('m002_deferred_keys', 'm003_record_keys_guards')")
+    db.close()
