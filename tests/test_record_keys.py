@@ -3,6 +3,7 @@ same, whether its keys are written yet or not, and an older store is migrated on
 
 from __future__ import annotations
 
+import itertools
 import json
 import sqlite3
 from pathlib import Path
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 
 from govkit.audit import AuditLog, store
 
+from .conftest import copy_store
 from .stores import as_first_schema
 
 EVERY = 16  # keys written per 16 records here, so that the tests cross several batches
@@ -191,4 +193,60 @@ def test_appends_go_on_when_the_keys_table_is_gone(tmp_path: Path, monkeypatch: 
             for _ in range(EVERY + 1):
                 log.append("incident")
         assert [r.seq for r in log.query(event_type="override")] == [1]
-        assert log.stats()["records"] == EVERY + 2 and log.verify().ok
+        assert log.stats()["records"] == EVERY + 2
+        result = log.verify()
+        assert result.ok and any("query keys table is missing" in w for w in result.warnings)
+
+
+_copies = itertools.count()
+
+
+def keys_unguarded(store_path: Path, folder: Path) -> tuple[Path, sqlite3.Connection]:
+    """A copy of the store whose query keys an attacker can now change (triggers dropped)."""
+    path = copy_store(store_path, folder / f"copy{next(_copies)}")
+    db = sqlite3.connect(path, isolation_level=None)
+    for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'record_keys'").fetchall():
+        db.execute(f"DROP TRIGGER {name}")
+    return path, db
+
+
+def verified(path: Path):
+    with AuditLog(path, create=False, read_only=True) as log:
+        return log.verify()
+
+
+def test_a_key_edited_to_hide_a_record_from_a_filtered_query_fails_verify(mixed_store: Path, tmp_path: Path) -> None:
+    path, db = keys_unguarded(mixed_store, tmp_path)
+    hidden = db.execute("SELECT min(seq) FROM record_keys WHERE event_type = 'override'").fetchone()[0]
+    db.execute("UPDATE record_keys SET event_type = 'inference' WHERE seq = ?", (hidden,))
+    db.close()
+    with AuditLog(path, create=False, read_only=True) as log:
+        assert hidden not in [r.seq for r in log.query(event_type="override")]  # what the edit does
+        result = log.verify()
+    assert not result.ok and result.first_bad_seq == hidden
+    assert "query keys disagree" in result.problems[0].reason
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data(), how=st.sampled_from(["record_id", "event_type", "ts_start", "delete", "past the head"]))
+def test_any_change_to_the_query_keys_that_could_hide_a_record_is_detected(
+        mixed_store: Path, tmp_path_factory: pytest.TempPathFactory, data: st.DataObject, how: str) -> None:
+    assert verified(mixed_store).ok
+    path, db = keys_unguarded(mixed_store, tmp_path_factory.mktemp("tampered"))
+    keyed = keyed_upto(path)
+    head = db.execute("SELECT max(seq) FROM records").fetchone()[0]
+    if how == "past the head":  # queries would scan only past it: the records after the last key are hidden
+        bad = keyed + 1
+        db.execute("INSERT INTO record_keys VALUES (?, '01PHANTOM', 'inference', '2026-01-01T00:00:00Z')",
+                   (data.draw(st.integers(head + 1, head + 40)),))
+    elif how == "delete":  # the last key row is left out: without it, its record is scanned as tail
+        bad = data.draw(st.integers(1, keyed - 1))
+        db.execute("DELETE FROM record_keys WHERE seq = ?", (bad,))
+    else:
+        bad = data.draw(st.integers(1, keyed))
+        old = db.execute(f"SELECT {how} FROM record_keys WHERE seq = ?", (bad,)).fetchone()[0]
+        new = data.draw(st.one_of(st.none(), st.sampled_from(TYPES), st.text(max_size=30)).filter(lambda v: v != old))
+        db.execute(f"UPDATE record_keys SET {how} = ? WHERE seq = ?", (new, bad))
+    db.close()
+    result = verified(path)
+    assert not result.ok and result.first_bad_seq == bad

@@ -92,3 +92,18 @@ def test_failed_workers_fall_back_to_one_process(store: Path, monkeypatch: pytes
     assert fallback.ok and fallback.records == single.records
     assert fallback.content_checked == single.content_checked
     assert "parallel scan failed, scanned in one process instead" in fallback.warnings
+
+
+@pytest.mark.parametrize("offset", [-1, 0, 1])
+def test_a_query_key_edited_at_the_range_boundary_is_found(store: Path, offset: int) -> None:
+    with AuditLog(store, create=False) as log:
+        log.append_many([{"event_type": "incident"}] * 300)  # past 256 records: the keys cover both ranges
+        boundary = verify_module._plan_ranges(log._writer, 2)[1][0] + offset
+    db = sqlite3.connect(store)
+    assert db.execute("SELECT max(seq) FROM record_keys").fetchone()[0] > boundary
+    db.execute("DROP TRIGGER record_keys_append_only_update")
+    db.execute("UPDATE record_keys SET event_type = 'feedback' WHERE seq = ?", (boundary,))
+    db.commit()
+    single, parallel = both(store)
+    assert single.first_bad_seq == parallel.first_bad_seq == boundary
+    assert single.to_dict() == parallel.to_dict()

@@ -83,11 +83,9 @@ def m002_deferred_keys(db: sqlite3.Connection) -> None:
 
 @migration
 def m003_record_keys_guards(db: sqlite3.Connection) -> None:
-    # The keys are derived from the chained bodies, which verify checks; the keys themselves it
-    # does not read (that would cost about a third of its time). Like the records' triggers,
-    # these stop accidents, not an attacker: edited keys could hide a record from a filtered
-    # query (never change what it returns), and verify, list without filters and export still
-    # show every record.
+    # Like the records' triggers, these stop accidents, not an attacker: edited keys could hide
+    # a record from a filtered query (never change what it returns). verify compares every key
+    # with its record's body and checks that the keys cover seqs 1..K once each.
     _script(db, """
     CREATE TRIGGER record_keys_append_only_update BEFORE UPDATE ON record_keys
         BEGIN SELECT RAISE(ABORT, 'query keys are append-only'); END;

@@ -8,6 +8,10 @@ truncation of the log removed). One pass over the records hashes their stored by
 re-serialised JSON) and checks each one's content beside it; signatures are checked once per
 checkpoint, not per record.
 
+It also checks the query keys (migrations m002) that filtered queries read instead of the
+bodies: a key row edited, removed or added could hide a record from `list --event-type` or
+`show ID` while the chain itself stays intact.
+
 No generated column, index or unchecked JSON is trusted. Records are recognised by byte markers:
 a JSON string cannot hold an unescaped quote, so `"event_type":"purge"` only ever matches a key
 and its value, and the content-digest keys are reserved to the top level (records.RESERVED_KEYS),
@@ -55,6 +59,17 @@ _KIND_KEYS = (("prompt", 1), ("response", 2))
 _BOTH_KINDS = (1, 2)
 _KIND_NAMES = {code: name for name, code in _KIND_KEYS}
 _ENVELOPE = b'{"body":%b,"prev_hash":"%b","seq":%d}'
+# Key rows of a seq range that disagree with their record (json_extract reads the record's own
+# top-level fields, as migrations.KEYS_AFTER wrote them). A body that is not JSON makes
+# json_extract fail: the guarded form then expects NULL keys for it, as KEYS_AFTER gives.
+_KEYS_DISAGREE = ("SELECT k.seq FROM record_keys k LEFT JOIN records r ON r.seq = k.seq "
+                  "WHERE k.seq BETWEEN ? AND ? AND (r.seq IS NULL "
+                  "OR k.record_id IS NOT json_extract({j}, '$.record_id') "
+                  "OR k.event_type IS NOT json_extract({j}, '$.event_type') "
+                  "OR k.ts_start IS NOT json_extract({j}, '$.ts_start')) ORDER BY k.seq LIMIT 100")
+_KEYS_DISAGREE_FAST = _KEYS_DISAGREE.format(j="CAST(r.body AS TEXT)")
+_KEYS_DISAGREE_GUARDED = _KEYS_DISAGREE.format(
+    j="(CASE WHEN json_valid(CAST(r.body AS TEXT)) THEN CAST(r.body AS TEXT) END)")
 _HASH_LENGTH = len(HASH_PREFIX) + 64
 _hexdigest = operator.methodcaller("hexdigest")
 
@@ -124,6 +139,7 @@ def verify_store(db: sqlite3.Connection, path: Path, *, public_key: str | None,
         scan.checkpoints.extend((None, cp) for cp in extra)
         signed = _valid_checkpoints(db, result, scan.checkpoints, public_key, meta_public_key, sidecar_path)
         _check_heads(db, result, signed)
+        _check_keys_cover(db, result)
         # Tombstones left by a purge committed after this snapshot (worker processes read a newer
         # one): check them against that purge record, read now; the next verify covers it fully.
         late = {purged_by for _, _, purged_by, _ in scan.tombstones
@@ -198,7 +214,58 @@ def _scan_records(db: sqlite3.Connection, result: VerifyResult, lo: int = 1, hi:
         result.records += len(seqs)
         result.head_seq = expected_seq - 1
     result.head_hash = prev.decode("ascii", "replace")
+    _check_keys(db, result, lo, hi if hi is not None else result.head_seq)
     return scan
+
+
+def _has_keys(db: sqlite3.Connection) -> bool:
+    return db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'record_keys'").fetchone() is not None
+
+
+def _check_keys(db: sqlite3.Connection, result: VerifyResult, lo: int, hi: int) -> None:
+    """Each query key of seqs lo..hi must say what its record's body says."""
+    if not _has_keys(db):
+        return
+    try:
+        wrong = db.execute(_KEYS_DISAGREE_FAST, (lo, hi)).fetchall()
+    except sqlite3.OperationalError as exc:
+        if "JSON" not in str(exc):
+            raise
+        wrong = db.execute(_KEYS_DISAGREE_GUARDED, (lo, hi)).fetchall()
+    for (seq,) in wrong:
+        result.add(seq if isinstance(seq, int) else lo,
+                   "query keys disagree with the record: filtered queries could miss or misplace it")
+
+
+def _check_keys_cover(db: sqlite3.Connection, result: VerifyResult) -> None:
+    """The keys cover seqs 1..K, once each, with K at most the head: a missing row would hide its
+    record from filtered queries, and a row past the head would hide the records appended up
+    to it (queries scan only the records after the last key)."""
+    if not _has_keys(db):
+        try:
+            applied = {_text(name) for (name,) in db.execute("SELECT name FROM _govkit_migrations")}
+        except sqlite3.OperationalError:
+            applied = set()
+        if "m002_deferred_keys" in applied:
+            result.warnings.append("the query keys table is missing: queries scan every record")
+        return
+    count, low, high = db.execute("SELECT count(*), min(seq), max(seq) FROM record_keys").fetchone()
+    if not count:
+        return
+    if not all(isinstance(value, int) for value in (low, high)):
+        result.add(1, "query keys hold a seq that is not an integer")
+        return
+    if high > result.head_seq:
+        result.add(result.head_seq + 1, f"query keys name seq {high}, past the log's head "
+                                        f"{result.head_seq}: later records would be missing from filtered queries")
+    if low != 1 or count != high:
+        gap = (1,) if low != 1 else db.execute(
+            "SELECT k.seq + 1 FROM record_keys k WHERE k.seq < ? AND NOT EXISTS "
+            "(SELECT 1 FROM record_keys n WHERE n.seq = k.seq + 1) ORDER BY k.seq LIMIT 1", (high,)).fetchone()
+        if gap is None:  # no gap: some seq is keyed twice (a rebuilt table)
+            result.add(low, f"query keys hold {count} rows for seqs {low}..{high}: some seq is keyed twice")
+        else:
+            result.add(gap[0], "query keys are missing for this record: filtered queries would not find it")
 
 
 _PARALLEL_MIN_RECORDS = 200_000
