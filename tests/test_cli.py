@@ -274,3 +274,26 @@ def test_reading_commands_leave_an_auditors_copy_untouched(initialised: Path, tm
             log.purge(subject_ref="s")
     with AuditLog(copy) as log:  # opened for writing, it is migrated
         assert log.get(first.record_id).seq == first.seq and log.verify().ok
+
+
+def test_verify_names_edited_query_keys_and_rebuild_keys_repairs_them(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "audit.db"
+    with AuditLog(path) as log:
+        log.append("override", human_decision="escalated")
+        log.append_many([{"event_type": "inference"}] * 300)
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("DROP TRIGGER record_keys_append_only_update")
+    db.execute("UPDATE record_keys SET event_type = 'inference' WHERE seq = 1")
+    db.close()
+    assert "escalated" not in run("audit", "list", "--db", str(path), "--event-type", "override").output
+    failed = run("audit", "verify", "--db", str(path))
+    assert failed.exit_code == 1 and "seq 1: query keys disagree" in failed.output and "rebuild-keys" in failed.output
+    rebuilt = run("audit", "rebuild-keys", "--db", str(path), "--reason", "INC-9")
+    assert rebuilt.exit_code == 0, rebuilt.output
+    assert "Rebuilt the query keys of 301 record(s): 1 wrong row(s) removed, 1 missing row(s) added" in rebuilt.output
+    assert run("audit", "verify", "--db", str(path)).exit_code == 0
+    assert "escalated" in run("audit", "list", "--db", str(path), "--event-type", "override").output
+    incidents = run("audit", "list", "--db", str(path), "--event-type", "incident", "--json")
+    assert json.loads(incidents.output)[0]["details"]["action"] == "query keys rebuilt"

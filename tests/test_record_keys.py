@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from govkit.audit import AuditLog, store
+from govkit.errors import InputError
 
 from .conftest import copy_store
 from .stores import as_first_schema
@@ -250,3 +251,50 @@ def test_any_change_to_the_query_keys_that_could_hide_a_record_is_detected(
     db.close()
     result = verified(path)
     assert not result.ok and result.first_bad_seq == bad
+
+
+@pytest.mark.parametrize("damage", ["edit", "delete", "past the head", "drop", "rebuilt without columns"])
+def test_rebuild_keys_repairs_what_verify_found_and_records_it(mixed_store: Path, tmp_path: Path, damage: str) -> None:
+    path, db = keys_unguarded(mixed_store, tmp_path)
+    overrides = [r["seq"] for r in everything(path) if r["event_type"] == "override"]
+    hidden = overrides[0]
+    {"edit": lambda: db.execute("UPDATE record_keys SET event_type = 'feedback' WHERE seq = ?", (hidden,)),
+     "delete": lambda: db.execute("DELETE FROM record_keys WHERE seq = ?", (hidden,)),
+     "past the head": lambda: db.execute("INSERT INTO record_keys VALUES (100000, 'x', 'incident', 'x')"),
+     "drop": lambda: db.execute("DROP TABLE record_keys"),
+     "rebuilt without columns": lambda: (db.execute("DROP TABLE record_keys"),
+                                         db.execute("CREATE TABLE record_keys (seq INTEGER, junk TEXT)")),
+     }[damage]()
+    db.close()
+    records_before = everything(path)
+    with AuditLog(path, create=False) as log:
+        record = log.rebuild_keys(reason="INC-7 jane@example.com")
+        assert [r.seq for r in log.query(event_type="override")][:len(overrides)] == overrides
+        result = log.verify()
+        assert result.ok and not any("query keys" in w for w in result.warnings), result.problems
+    assert everything(path)[:-1] == records_before  # the records are untouched; one incident added
+    details = record.fields["details"]
+    assert record.fields["event_type"] == "incident" and details["action"] == "query keys rebuilt"
+    assert details["keyed_records"] == record.seq - 1 == keyed_upto(path)
+    assert record.fields["override_reason"] == "INC-7 [EMAIL]"
+    expected = {"edit": (1, 1), "delete": (0, 1), "past the head": (1, record.seq - 1 - keyed_upto(mixed_store))}
+    if damage in expected:
+        assert (details["wrong_rows_removed"], details["missing_rows_added"]) == expected[damage]
+    else:
+        assert details["previous_keys"] == "missing or unreadable"
+    db = sqlite3.connect(path)  # the guards are back
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        db.execute("UPDATE record_keys SET event_type = 'x'")
+    db.close()
+
+
+def test_rebuilding_untouched_keys_changes_nothing_and_needs_a_writer(mixed_store: Path, tmp_path: Path) -> None:
+    path, db = keys_unguarded(mixed_store, tmp_path)
+    db.close()
+    with AuditLog(path, create=False, read_only=True) as log:
+        with pytest.raises(InputError, match="read-only"):
+            log.rebuild_keys()
+    with AuditLog(path, create=False) as log:
+        details = log.rebuild_keys().fields["details"]
+        assert log.verify().ok
+    assert (details["wrong_rows_removed"], details["missing_rows_added"]) == (0, 0)

@@ -6,7 +6,7 @@ import sqlite3
 from collections.abc import Callable
 from datetime import datetime, timezone
 
-__all__ = ["KEYS_AFTER", "MIGRATIONS", "apply", "pending"]
+__all__ = ["KEYS_AFTER", "MIGRATIONS", "apply", "pending", "rebuild_keys"]
 
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = []
 migration = MIGRATIONS.append
@@ -68,6 +68,30 @@ def m002_deferred_keys(db: sqlite3.Connection) -> None:
     DROP INDEX IF EXISTS records_record_id;
     DROP INDEX IF EXISTS records_event_type;
     DROP INDEX IF EXISTS records_ts_start;
+    """)
+    _script(db, _KEYS_TABLE)
+    db.execute(KEYS_AFTER, (0,))
+
+
+@migration
+def m003_record_keys_guards(db: sqlite3.Connection) -> None:
+    # Like the records' triggers, these stop accidents, not an attacker: edited keys could hide
+    # a record from a filtered query (never change what it returns). verify compares every key
+    # with its record's body and checks that the keys cover seqs 1..K once each.
+    _script(db, _KEYS_GUARDS)
+
+
+def rebuild_keys(db: sqlite3.Connection) -> None:
+    """Make the query keys anew from the records' bodies (inside the caller's transaction):
+    the table, its indexes and guards as m002 and m003 left them, whatever became of them."""
+    db.execute("DROP TABLE IF EXISTS record_keys")  # its indexes and triggers go with it
+    _script(db, _KEYS_TABLE)
+    _script(db, _KEYS_GUARDS)
+    db.execute(KEYS_AFTER, (0,))
+
+
+# The SQL of m002 and m003 exactly as first applied (sqlite_master keeps each statement's text).
+_KEYS_TABLE = """
     CREATE TABLE record_keys (
         seq         INTEGER PRIMARY KEY,
         record_id   TEXT,
@@ -77,21 +101,13 @@ def m002_deferred_keys(db: sqlite3.Connection) -> None:
     CREATE INDEX record_keys_record_id ON record_keys(record_id);
     CREATE INDEX record_keys_event_type ON record_keys(event_type, seq);
     CREATE INDEX record_keys_ts_start ON record_keys(ts_start);
-    """)
-    db.execute(KEYS_AFTER, (0,))
-
-
-@migration
-def m003_record_keys_guards(db: sqlite3.Connection) -> None:
-    # Like the records' triggers, these stop accidents, not an attacker: edited keys could hide
-    # a record from a filtered query (never change what it returns). verify compares every key
-    # with its record's body and checks that the keys cover seqs 1..K once each.
-    _script(db, """
+    """
+_KEYS_GUARDS = """
     CREATE TRIGGER record_keys_append_only_update BEFORE UPDATE ON record_keys
         BEGIN SELECT RAISE(ABORT, 'query keys are append-only'); END;
     CREATE TRIGGER record_keys_append_only_delete BEFORE DELETE ON record_keys
         BEGIN SELECT RAISE(ABORT, 'query keys are append-only'); END;
-    """)
+    """
 
 
 # The keys of records after seq ?. A body that is not JSON (a damaged store) gets NULL keys

@@ -464,7 +464,7 @@ class AuditLog:
         with self._group.exclusive():
             return self._commit([], force_checkpoint=True)
 
-    # -- purge --------------------------------------------------------------------------------
+    # -- purge and key rebuilds: maintenance beside the group commit --------------------------
 
     def purge(self, *, expired: bool = False, before: str | None = None,
               subject_ref: str | None = None, reason: str | None = None,
@@ -484,38 +484,77 @@ class AuditLog:
             criteria["subject_ref"] = subject_ref
         if not criteria:
             raise InputError("purge needs a criterion: --expired, --before or --subject")
+        with self._maintenance(truncate_wal=True) as db:
+            covered = [(row_seq, kind) for row_seq, kind, body in db.execute(
+                "SELECT c.seq, c.kind, r.body FROM content c JOIN records r ON r.seq = c.seq "
+                "WHERE c.text IS NOT NULL ORDER BY c.seq") if purge_covers(criteria, json.loads(body))]
+            details = {"criteria": criteria, "purged_items": len(covered),
+                       "purged_records": len({row_seq for row_seq, _ in covered})}
+            record = self._chain_event(db, "purge", details, reason)
+            db.executemany("UPDATE content SET text = NULL, purged_by = ? WHERE seq = ? AND kind = ?",
+                           [(record.seq, row_seq, kind) for row_seq, kind in covered])
+        return record
+
+    def rebuild_keys(self, *, reason: str | None = None) -> AuditRecord:
+        """Make the query keys anew from the records' bodies, and chain an `incident` saying so.
+
+        The keys (migrations m002) are derived data that filtered queries read. When verify
+        finds them edited, missing or damaged, this repairs them; the record keeps how many
+        rows were wrong or missing. The records themselves are not touched: a damaged body stays
+        damaged (keyed with nulls), and verify still reports it.
+        """
+        with self._maintenance() as db:
+            head_seq = self._head(db)[0]
+            old = _copy_keys(db)
+            migrations.rebuild_keys(db)
+            details: dict[str, Any] = {"action": "query keys rebuilt", "keyed_records": head_seq}
+            if old:
+                details["wrong_rows_removed"] = db.execute(
+                    "SELECT count(*) FROM (SELECT * FROM temp.old_keys EXCEPT SELECT * FROM main.record_keys)").fetchone()[0]
+                # Up to the old last key only: the records after it were not keyed yet, as usual.
+                details["missing_rows_added"] = db.execute(
+                    "SELECT count(*) FROM (SELECT * FROM main.record_keys WHERE seq <= "
+                    "(SELECT coalesce(max(seq), 0) FROM temp.old_keys) EXCEPT SELECT * FROM temp.old_keys)").fetchone()[0]
+                db.execute("DROP TABLE temp.old_keys")
+            else:
+                details["previous_keys"] = "missing or unreadable"
+            record = self._chain_event(db, "incident", details, reason)
+        self._keyed_upto = head_seq
+        return record
+
+    @contextmanager
+    def _maintenance(self, *, truncate_wal: bool = False) -> Iterator[sqlite3.Connection]:
+        """One write transaction beside the group commit (purge, key rebuilds): it holds the lead
+        and the writer lock, commits when the block ends and rolls back on any error."""
         self._writable()
         db = self._writer
         with self._group.exclusive(), self._writer_lock.held():
             try:
                 db.execute("BEGIN IMMEDIATE")
                 try:
-                    seq, prev = self._head(db)
-                    covered = [(row_seq, kind) for row_seq, kind, body in db.execute(
-                        "SELECT c.seq, c.kind, r.body FROM content c JOIN records r ON r.seq = c.seq "
-                        "WHERE c.text IS NOT NULL ORDER BY c.seq") if purge_covers(criteria, json.loads(body))]
-                    details = {"criteria": criteria, "purged_items": len(covered),
-                               "purged_records": len({row_seq for row_seq, _ in covered})}
-                    fields: dict[str, Any] = {"details": details}
-                    if reason:
-                        fields["override_reason"] = self._redactor.redact(_as_text("reason", reason)).text
-                    item = self._prepare("purge", None, None, fields)
-                    seq += 1
-                    record_hash = chain_hash(item.body, prev, seq)
-                    db.execute("INSERT INTO records (seq, body, record_hash) VALUES (?, ?, ?)",
-                               (seq, item.body, record_hash))
-                    db.executemany("UPDATE content SET text = NULL, purged_by = ? WHERE seq = ? AND kind = ?",
-                                   [(seq, row_seq, kind) for row_seq, kind in covered])
+                    yield db
                     db.execute("COMMIT")
                 except BaseException:
                     if db.in_transaction:
                         db.execute("ROLLBACK")
                     raise
-                # Move the overwritten pages out of the WAL too, so no old copy lingers on disk.
-                db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+                if truncate_wal:  # move overwritten pages out of the WAL too: no old copy lingers on disk
+                    db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
             except sqlite3.Error as exc:
                 raise store_error(self.path, exc, self.busy_timeout_s) from None
-        return AuditRecord(seq, record_hash, prev, item.body)
+
+    def _chain_event(self, db: sqlite3.Connection, event_type: str, details: dict[str, Any],
+                     reason: str | None) -> AuditRecord:
+        """Append, inside a _maintenance() transaction, the record of what it did."""
+        seq, prev = self._head(db)
+        fields: dict[str, Any] = {"details": details}
+        if reason:
+            fields["override_reason"] = self._redactor.redact(_as_text("reason", reason)).text
+        item = self._prepare(event_type, None, None, fields)
+        record = AuditRecord(seq + 1, chain_hash(item.body, prev, seq + 1), prev, item.body)
+        db.execute("INSERT INTO records (seq, body, record_hash) VALUES (?, ?, ?)",
+                   (record.seq, record.body, record.record_hash))
+        return record
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -617,6 +656,16 @@ class AuditLog:
             return verify_store(db, self.path, public_key=public_key or self.public_key,
                                 meta_public_key=self.meta.get("public_key"), sidecar=sidecar,
                                 workers=workers)
+
+
+def _copy_keys(db: sqlite3.Connection) -> bool:
+    """Copy the query keys as they are into temp.old_keys; False if there are none to read
+    (the table missing, or rebuilt without its columns)."""
+    try:
+        db.execute("CREATE TEMP TABLE old_keys AS SELECT seq, record_id, event_type, ts_start FROM main.record_keys")
+        return True
+    except sqlite3.OperationalError:
+        return False
 
 
 def _keyed_upto(db: sqlite3.Connection) -> int:

@@ -67,6 +67,7 @@ _KEYS_DISAGREE = ("SELECT k.seq FROM record_keys k LEFT JOIN records r ON r.seq 
                   "OR k.record_id IS NOT json_extract({j}, '$.record_id') "
                   "OR k.event_type IS NOT json_extract({j}, '$.event_type') "
                   "OR k.ts_start IS NOT json_extract({j}, '$.ts_start')) ORDER BY k.seq LIMIT 100")
+_REBUILD = " (`govkit audit rebuild-keys` makes them anew)"
 _KEYS_DISAGREE_FAST = _KEYS_DISAGREE.format(j="CAST(r.body AS TEXT)")
 _KEYS_DISAGREE_GUARDED = _KEYS_DISAGREE.format(
     j="(CASE WHEN json_valid(CAST(r.body AS TEXT)) THEN CAST(r.body AS TEXT) END)")
@@ -234,7 +235,7 @@ def _check_keys(db: sqlite3.Connection, result: VerifyResult, lo: int, hi: int) 
         wrong = db.execute(_KEYS_DISAGREE_GUARDED, (lo, hi)).fetchall()
     for (seq,) in wrong:
         result.add(seq if isinstance(seq, int) else lo,
-                   "query keys disagree with the record: filtered queries could miss or misplace it")
+                   "query keys disagree with the record: filtered queries could miss or misplace it" + _REBUILD)
 
 
 def _check_keys_cover(db: sqlite3.Connection, result: VerifyResult) -> None:
@@ -257,15 +258,15 @@ def _check_keys_cover(db: sqlite3.Connection, result: VerifyResult) -> None:
         return
     if high > result.head_seq:
         result.add(result.head_seq + 1, f"query keys name seq {high}, past the log's head "
-                                        f"{result.head_seq}: later records would be missing from filtered queries")
+                                        f"{result.head_seq}: later records would be missing from filtered queries" + _REBUILD)
     if low != 1 or count != high:
         gap = (1,) if low != 1 else db.execute(
             "SELECT k.seq + 1 FROM record_keys k WHERE k.seq < ? AND NOT EXISTS "
             "(SELECT 1 FROM record_keys n WHERE n.seq = k.seq + 1) ORDER BY k.seq LIMIT 1", (high,)).fetchone()
         if gap is None:  # no gap: some seq is keyed twice (a rebuilt table)
-            result.add(low, f"query keys hold {count} rows for seqs {low}..{high}: some seq is keyed twice")
+            result.add(low, f"query keys hold {count} rows for seqs {low}..{high}: some seq is keyed twice" + _REBUILD)
         else:
-            result.add(gap[0], "query keys are missing for this record: filtered queries would not find it")
+            result.add(gap[0], "query keys are missing for this record: filtered queries would not find it" + _REBUILD)
 
 
 _PARALLEL_MIN_RECORDS = 200_000

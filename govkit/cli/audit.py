@@ -23,7 +23,8 @@ event_option = click.option("--event-type", type=click.Choice(EVENT_TYPES), help
 
 @cli.group()
 def audit() -> None:
-    """The tamper-evident audit log: list, show, verify, export, purge, checkpoint, stats, override."""
+    """The tamper-evident audit log: list, show, verify, export, purge, checkpoint, stats, override,
+    rebuild-keys."""
 
 
 @audit.command("list")
@@ -179,6 +180,30 @@ def purge(ctx: click.Context, db: Path | None, expired: bool, before: str | None
     details = record.fields["details"]
     click.echo(f"Purged {details['purged_items']} item(s) of {details['purged_records']} record(s); "
                f"purge record {record.record_id} (seq {record.seq})")
+
+
+@audit.command("rebuild-keys")
+@db_option
+@click.option("--reason", help="Why (e.g. the incident's reference).")
+@click.pass_context
+def rebuild_keys(ctx: click.Context, db: Path | None, reason: str | None) -> None:
+    """Make the query keys anew from the records, when verify finds them wrong.
+
+    Filtered lists (--event-type, --since, --until) and `show ID` read these keys. The records
+    are not touched; an `incident` record says how many key rows were wrong or missing.
+
+    Example: govkit audit rebuild-keys --reason "INC-2041"
+    """
+    with open_log(ctx, db) as log:
+        record = log.rebuild_keys(reason=reason)
+    details = record.fields["details"]
+    if "wrong_rows_removed" in details:
+        found = (f"{details['wrong_rows_removed']} wrong row(s) removed, "
+                 f"{details['missing_rows_added']} missing row(s) added")
+    else:
+        found = "the old keys were missing or unreadable"
+    click.echo(f"Rebuilt the query keys of {details['keyed_records']} record(s): {found}; "
+               f"incident record {record.record_id} (seq {record.seq})")
 
 
 @audit.command()
