@@ -108,7 +108,7 @@ def test_sixteen_threads_share_commits_and_keep_one_chain(tmp_path: Path, key_pa
         assert result.ok and result.records == 3200 + result.checkpoints
 
 
-def test_checkpoints_and_purges_take_turns_with_busy_writers(tmp_path: Path, key_path: Path) -> None:
+def test_checkpoints_purges_and_key_rebuilds_take_turns_with_busy_writers(tmp_path: Path, key_path: Path) -> None:
     """exclusive() waits for the lead to be free while threads keep appending; it must be told
     when it is (a lost wake-up would hang here), and close() likewise."""
     log = AuditLog(tmp_path / "audit.db", private_key=key_path, checkpoint_every=10_000)
@@ -127,6 +127,7 @@ def test_checkpoints_and_purges_take_turns_with_busy_writers(tmp_path: Path, key
         for _ in range(10):
             signed.append(log.checkpoint())
             log.purge(subject_ref="s1")
+            log.rebuild_keys()
 
     admin_thread = threading.Thread(target=admin, daemon=True)
     admin_thread.start()
