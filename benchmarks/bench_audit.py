@@ -420,7 +420,7 @@ def main() -> None:
              cpu_threads / single_rate, "(not durable: diagnosis)")
         line("  ... asyncio, no fsync at all (CPU ceiling)", f"{cpu_async:,.0f}/s", f"{single_rate:,.0f}/s 1 wr",
              cpu_async / single_rate, "(not durable: diagnosis)")
-        # What 10x leaves for each record: a sixteenth of the time 16 synced appends may take.
+        # What 10x leaves for all the work of one record: a tenth of one synced append.
         budget = 1e6 / single_rate / 10
         line("  ... asyncio CPU per record, no fsync", f"{1e6 / cpu_async:.0f} us", f"{budget:.0f} us at 10x",
              1e6 / cpu_async / budget, "(above 1: out of reach even unsynced)")

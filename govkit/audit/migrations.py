@@ -6,7 +6,7 @@ import sqlite3
 from collections.abc import Callable
 from datetime import datetime, timezone
 
-__all__ = ["KEYS_AFTER", "MIGRATIONS", "apply", "pending", "rebuild_keys"]
+__all__ = ["KEYS_AFTER", "KEY_FIELDS", "MIGRATIONS", "apply", "pending", "rebuild_keys"]
 
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = []
 migration = MIGRATIONS.append
@@ -112,8 +112,9 @@ _KEYS_GUARDS = """
 
 # The keys of records after seq ?. A body that is not JSON (a damaged store) gets NULL keys
 # rather than stopping every later append; verify reports the damage.
-KEYS_AFTER = ("INSERT INTO record_keys (seq, record_id, event_type, ts_start) "
-              "SELECT seq, json_extract(j, '$.record_id'), json_extract(j, '$.event_type'), json_extract(j, '$.ts_start') "
+KEY_FIELDS = ("record_id", "event_type", "ts_start")  # each a top-level field of the body, a column here
+KEYS_AFTER = ("INSERT INTO record_keys (seq, " + ", ".join(KEY_FIELDS) + ") "
+              "SELECT seq, " + ", ".join("json_extract(j, '$.%s')" % name for name in KEY_FIELDS) + " "
               "FROM (SELECT seq, CASE WHEN json_valid(CAST(body AS TEXT)) THEN CAST(body AS TEXT) END AS j "
               "FROM records WHERE seq > ?)")
 

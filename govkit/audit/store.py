@@ -662,7 +662,7 @@ def _copy_keys(db: sqlite3.Connection) -> bool:
     """Copy the query keys as they are into temp.old_keys; False if there are none to read
     (the table missing, or rebuilt without its columns)."""
     try:
-        db.execute("CREATE TEMP TABLE old_keys AS SELECT seq, record_id, event_type, ts_start FROM main.record_keys")
+        db.execute(f"CREATE TEMP TABLE old_keys AS SELECT seq, {', '.join(migrations.KEY_FIELDS)} FROM main.record_keys")
         return True
     except sqlite3.OperationalError:
         return False

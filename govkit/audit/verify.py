@@ -33,6 +33,7 @@ from typing import Any
 
 from . import checkpoints
 from .hashing import GENESIS_HASH, HASH_PREFIX
+from .migrations import KEY_FIELDS
 
 _PREFIX = HASH_PREFIX.encode("ascii")
 from .store import purge_covers
@@ -63,10 +64,9 @@ _ENVELOPE = b'{"body":%b,"prev_hash":"%b","seq":%d}'
 # top-level fields, as migrations.KEYS_AFTER wrote them). A body that is not JSON makes
 # json_extract fail: the guarded form then expects NULL keys for it, as KEYS_AFTER gives.
 _KEYS_DISAGREE = ("SELECT k.seq FROM record_keys k LEFT JOIN records r ON r.seq = k.seq "
-                  "WHERE k.seq BETWEEN ? AND ? AND (r.seq IS NULL "
-                  "OR k.record_id IS NOT json_extract({j}, '$.record_id') "
-                  "OR k.event_type IS NOT json_extract({j}, '$.event_type') "
-                  "OR k.ts_start IS NOT json_extract({j}, '$.ts_start')) ORDER BY k.seq LIMIT 100")
+                  "WHERE k.seq BETWEEN ? AND ? AND (r.seq IS NULL"
+                  + "".join(" OR k.%s IS NOT json_extract({j}, '$.%s')" % (name, name) for name in KEY_FIELDS)
+                  + ") ORDER BY k.seq LIMIT 100")
 _REBUILD = " (`govkit audit rebuild-keys` makes them anew)"
 _KEYS_DISAGREE_FAST = _KEYS_DISAGREE.format(j="CAST(r.body AS TEXT)")
 _KEYS_DISAGREE_GUARDED = _KEYS_DISAGREE.format(
