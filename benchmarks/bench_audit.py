@@ -133,6 +133,32 @@ def thread_wake_us(rounds: int = 5000) -> float:
     return elapsed / rounds / 2 * 1e6
 
 
+def asyncio_handoff_us(writers: int = 16, per_writer: int = 4000) -> float:
+    """What the group commit's machinery costs per record with nothing to do: empty records,
+    16 coroutines, a commit function that writes nothing (the floor of the asyncio path)."""
+    from govkit.audit.groupcommit import GroupCommit, Pending
+
+    def write_nothing(batch: list[Pending], before_sync) -> None:
+        before_sync()
+        for item in batch:
+            item.record = True
+
+    group = GroupCommit(write_nothing, label="hand-off only")
+
+    async def writer() -> None:
+        for _ in range(per_writer):
+            await group.submit_async(Pending(b"", []))
+
+    async def run() -> float:
+        start = time.perf_counter()
+        await asyncio.gather(*(writer() for _ in range(writers)))
+        return time.perf_counter() - start
+
+    elapsed = asyncio.run(run())
+    group.close()
+    return elapsed / (writers * per_writer) * 1e6
+
+
 def _unsynced(log: AuditLog) -> None:
     """Diagnosis only: commit without fsync (not durable), to show what the CPU alone allows."""
     log._writer.execute("PRAGMA synchronous=OFF")
@@ -424,6 +450,11 @@ def main() -> None:
         budget = 1e6 / single_rate / 10
         line("  ... asyncio CPU per record, no fsync", f"{1e6 / cpu_async:.0f} us", f"{budget:.0f} us at 10x",
              1e6 / cpu_async / budget, "(above 1: out of reach even unsynced)")
+        # The floor under any record at all: the hand-off of an empty record plus its share of a
+        # bare 16-row synced commit. What 10x leaves above it is all the record's own work may take.
+        floor = asyncio_handoff_us() + 1e6 / anchor16
+        line("  ... floor: empty record, hand-off + commit", f"{floor:.0f} us", f"{budget:.0f} us at 10x",
+             floor / budget, f"(leaves {max(budget - floor, 0):.0f} us for the record's own work)")
         wake = thread_wake_us()
         line("  ... one thread wake-up, nothing else", f"{wake:.0f} us", f"{budget:.0f} us at 10x", wake / budget,
              "(each blocked writer thread needs one)")
