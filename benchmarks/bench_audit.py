@@ -54,7 +54,7 @@ def single_writer_us(folder: Path, n: int, key: Path, block: int = 200,
     name = "single" if synced else "single-unsynced"
     bare = bare_db(folder / f"bare-{name}.db", "FULL" if synced else "OFF")
     spent = {"govkit": 0.0, "bare": 0.0}
-    with AuditLog(folder / f"{name}.db", private_key=key) as log:
+    with AuditLog(folder / f"{name}.db", private_key=key, create=True) as log:
         if not synced:
             _unsynced(log)
         record = log.append("inference", **FIELDS)  # warm up: schema, caches
@@ -79,7 +79,7 @@ def single_writer_us(folder: Path, n: int, key: Path, block: int = 200,
 def wal_pages_per_append(folder: Path, n: int = 1000) -> tuple[float, float]:
     """(govkit, bare) WAL pages written per durable append: what each commit writes to the
     device's storage (flash wears by what is written)."""
-    with AuditLog(folder / "pages.db") as log:
+    with AuditLog(folder / "pages.db", create=True) as log:
         record = log.append("inference", **FIELDS)
         log._writer.execute("PRAGMA wal_autocheckpoint=0")  # count every frame written
         log._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -165,7 +165,7 @@ def _unsynced(log: AuditLog) -> None:
 
 
 def govkit_concurrent_rows_per_s(folder: Path, writers: int, per_writer: int, key: Path, synced: bool = True) -> float:
-    with AuditLog(folder / f"conc{writers}{'' if synced else '-unsynced'}.db", private_key=key) as log:
+    with AuditLog(folder / f"conc{writers}{'' if synced else '-unsynced'}.db", private_key=key, create=True) as log:
         if not synced:
             _unsynced(log)
         log.append("inference", **FIELDS)
@@ -190,7 +190,7 @@ def govkit_concurrent_rows_per_s(folder: Path, writers: int, per_writer: int, ke
 
 def govkit_async_rows_per_s(folder: Path, writers: int, per_writer: int, key: Path, synced: bool = True) -> float:
     """The same, from asyncio tasks (how govkit proxy appends): one event loop, one commit thread."""
-    with AuditLog(folder / f"async{writers}{'' if synced else '-unsynced'}.db", private_key=key) as log:
+    with AuditLog(folder / f"async{writers}{'' if synced else '-unsynced'}.db", private_key=key, create=True) as log:
         if not synced:
             _unsynced(log)
         async def writer() -> None:
@@ -214,7 +214,7 @@ sys.path.insert(0, sys.argv[4])
 from bench_audit import FIELDS
 from govkit.audit import AuditLog
 path, count, start = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
-log = AuditLog(path)
+log = AuditLog(path, create=True)
 while time.time() < start:  # every writer begins together, whatever its start-up took
     time.sleep(0.001)
 began, spent = time.perf_counter(), []
@@ -231,7 +231,7 @@ def govkit_processes(folder: Path, processes: int, per_process: int) -> tuple[fl
     import subprocess
 
     path = folder / f"procs{processes}.db"
-    AuditLog(path).close()
+    AuditLog(path, create=True).close()
     start = time.time() + 2.0
     children = [subprocess.Popen([sys.executable, "-c", PROCESS_CHILD, str(path), str(per_process), str(start),
                                   str(Path(__file__).resolve().parent)], stdout=subprocess.PIPE, text=True)
@@ -303,8 +303,8 @@ def content_extra_us(folder: Path, n: int, key: Path, block: int = 100) -> float
     the content table), as the MLflow trace stores its function's inputs and output. Measured
     in alternating blocks against appends without, like single_writer_us."""
     spent = {"with": 0.0, "without": 0.0}
-    with AuditLog(folder / "content.db", private_key=key) as with_content, \
-            AuditLog(folder / "no-content.db", private_key=key) as without:
+    with AuditLog(folder / "content.db", private_key=key, create=True) as with_content, \
+            AuditLog(folder / "no-content.db", private_key=key, create=True) as without:
         with_content.append("inference", prompt="warm up", response="ok", **FIELDS)
         without.append("inference", **FIELDS)
         for round_ in range(max(1, n // block)):
@@ -340,7 +340,7 @@ def redaction_us(text: str, rounds: int = 300) -> tuple[float, float]:
 
 
 def govkit_burst_drops(folder: Path, burst: int, key: Path) -> int:
-    with AuditLog(folder / "burst.db", private_key=key) as log:
+    with AuditLog(folder / "burst.db", private_key=key, create=True) as log:
         threads = [threading.Thread(target=lambda: [log.append("inference", prompt="p", response="r", **FIELDS)
                                                     for _ in range(burst // 16)]) for _ in range(16)]
         for t in threads:
@@ -355,7 +355,7 @@ def build_large_store(path: Path, records: int, key: Path, with_content: bool) -
     spec = {"event_type": "inference", **FIELDS}
     if with_content:
         spec.update(prompt="What is the limit on card 4111 1111 1111 1111?", response="Your limit is 5,000.")
-    with AuditLog(path, private_key=key, checkpoint_every=1000) as log:
+    with AuditLog(path, private_key=key, checkpoint_every=1000, create=True) as log:
         done = 0
         while done < records:
             take = min(4096, records - done)

@@ -95,7 +95,7 @@ def llm_throughput(decisions: int, rounds: int) -> None:
     with tempfile.TemporaryDirectory() as folder:
         url, server = start_llama_server(gguf, Path(folder) / "server.log")
         try:
-            with AuditLog(Path(folder) / "audit.db") as log:
+            with AuditLog(Path(folder) / "audit.db", create=True) as log:
                 decider = Decider(log, ["approve", "deny"], endpoint=url, model_artifact=gguf)
                 direct = httpx.Client(timeout=120)
                 decider.decide(prompts[0])  # warm the server's cache

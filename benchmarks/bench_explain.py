@@ -35,7 +35,7 @@ def explain_at(url: str, folder: Path, budget: int, reuse: bool) -> tuple[float,
     from govkit.explain.text import Scorer, explain_text
     from govkit.fairness.llm import Decider
 
-    with AuditLog(folder / f"audit-{budget}-{reuse}.db") as log:
+    with AuditLog(folder / f"audit-{budget}-{reuse}.db", create=True) as log:
         decider = Decider(log, ["approve", "deny"], endpoint=url, purpose="explanation")
         scorer = Scorer(decider.decide, "approve", reuse=reuse)
         start = time.perf_counter()

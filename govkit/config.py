@@ -88,6 +88,7 @@ class AuditSettings:
     device_id: str = ""
     private_key: Path = Path(".govkit/device_ed25519.pem")
     public_key: str = ""  # base64 of the raw 32-byte Ed25519 public key
+    store_id: str = ""  # the store `govkit init` created; writers refuse any other, verify fails on it
     checkpoint_every: int = 1000
     checkpoint_seconds: float = 300.0
     busy_timeout_s: float = 10.0
@@ -177,6 +178,15 @@ class _Parser:
         audit = self.table(data, "audit", AuditSettings)
         if audit.checkpoint_every < 1:
             raise self.fail("audit", "checkpoint_every", "expected a positive number of records")
+        if audit.public_key:
+            import base64
+            import binascii
+            try:
+                valid = len(base64.b64decode(audit.public_key, validate=True)) == 32
+            except (binascii.Error, ValueError):
+                valid = False
+            if not valid:
+                raise self.fail("audit", "public_key", "expected the base64 of a 32-byte Ed25519 public key")
         base = self.path.parent
         audit = dataclasses.replace(audit, db=base / audit.db, private_key=base / audit.private_key)
         tracking = self.table(data, "tracking", TrackingSettings)

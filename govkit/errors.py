@@ -6,7 +6,9 @@
     │   └── InvalidRecord            (exit 2) an audit record field or event type
     ├── MissingDependency            (exit 2) an optional extra is not installed
     ├── StoreError                   (exit 3) the audit store cannot be used as asked
-    │   ├── StoreNotFound            (exit 2) no database at the path
+    │   ├── StoreNotFound            (exit 3) no store at the path (only `govkit init` makes one)
+    │   ├── StoreMismatch            (exit 3) a store, but not the one govkit.toml names
+    │   ├── StoreReplaced            (exit 3) the file was replaced or removed while open
     │   ├── StoreCorrupt             (exit 3) not a SQLite file / unreadable pages
     │   ├── StoreBusy                (exit 3) locked by another writer past the timeout
     │   └── StoreFull                (exit 3) the disk (or the store's page limit) is full
@@ -29,7 +31,9 @@ __all__ = [
     "StoreCorrupt",
     "StoreError",
     "StoreFull",
+    "StoreMismatch",
     "StoreNotFound",
+    "StoreReplaced",
     "VerificationFailed",
 ]
 
@@ -72,7 +76,15 @@ class StoreError(GovkitError):
 
 
 class StoreNotFound(StoreError):
-    exit_code = 2
+    pass
+
+
+class StoreMismatch(StoreError):
+    pass
+
+
+class StoreReplaced(StoreError):
+    pass
 
 
 class StoreCorrupt(StoreError):

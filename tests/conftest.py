@@ -26,7 +26,7 @@ def key_path(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def log(tmp_path: Path, key_path: Path):
-    with AuditLog(tmp_path / "audit.db", private_key=key_path, checkpoint_every=5) as opened:
+    with AuditLog(tmp_path / "audit.db", private_key=key_path, checkpoint_every=5, create=True) as opened:
         yield opened
 
 

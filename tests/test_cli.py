@@ -40,7 +40,8 @@ def test_init_writes_config_state_and_key(initialised: Path) -> None:
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
     assert settings.audit.public_key and settings.audit.db == initialised / ".govkit" / "audit.db"
     with AuditLog.open() as log:
-        [record] = list(log)
+        genesis, record = list(log)
+        assert genesis.event_type == "genesis" and genesis.details["store_id"] == settings.audit.store_id
         assert record.event_type == "config_change" and record.details["action"] == "init"
     assert run("init", "--yes").exit_code == 2  # refuses to overwrite
     before = key.read_bytes()
@@ -87,11 +88,11 @@ def test_list_show_stats_checkpoint_verify(initialised: Path) -> None:
     shown = json.loads(run("audit", "show", inference.record_id, "--content").output)
     assert shown["content"]["prompt"] == "hi, I am [EMAIL]" and shown["record_hash"] == inference.record_hash
     assert run("audit", "show", "01NOSUCHRECORD").exit_code == 2
-    assert "Signed seq 2" in run("audit", "checkpoint").output
+    assert "Signed seq 3" in run("audit", "checkpoint").output
     stats = json.loads(run("audit", "stats", "--json").output)
-    assert stats["records"] == 3 and stats["last_checkpoint_seq"] == 2
+    assert stats["records"] == 4 and stats["last_checkpoint_seq"] == 3
     verified = run("audit", "verify")
-    assert verified.exit_code == 0 and verified.output.startswith("OK: 3 records")
+    assert verified.exit_code == 0 and verified.output.startswith("OK (trusted): 4 records")
 
 
 def test_verify_failure_exit_1_names_first_bad_seq(initialised: Path) -> None:
@@ -136,7 +137,7 @@ def test_export_jsonl_lets_anyone_recompute_the_chain(initialised: Path) -> None
     out = initialised / "audit.jsonl"
     assert run("audit", "export", "--format", "jsonl", "-o", str(out), "--with-content").exit_code == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
-    assert len(rows) == 5 and rows[1]["content"] == {"prompt": "q0", "response": "a0"}
+    assert len(rows) == 6 and rows[2]["content"] == {"prompt": "q0", "response": "a0"}
     prev = "sha256:" + "0" * 64
     for row in rows:  # an independent verifier: plain json + hashlib, no govkit code
         fields = {k: v for k, v in row.items() if k not in ("seq", "prev_hash", "record_hash", "content")}
@@ -154,8 +155,8 @@ def test_export_parquet(initialised: Path) -> None:
     out = initialised / "audit.parquet"
     assert run("audit", "export", "--format", "parquet", "-o", str(out)).exit_code == 0
     table = pq.read_table(out).to_pylist()
-    assert [r["event_type"] for r in table] == ["config_change", "inference"]
-    assert json.loads(table[1]["body"])["model_id"] == "m"
+    assert [r["event_type"] for r in table] == ["genesis", "config_change", "inference"]
+    assert json.loads(table[2]["body"])["model_id"] == "m"
     assert run("audit", "export", "--format", "parquet").exit_code == 2
 
 
@@ -181,7 +182,7 @@ def test_purge_cli_keeps_verify_green(initialised: Path) -> None:
 
 
 def test_store_errors_exit_codes(tmp_path: Path) -> None:
-    assert run("audit", "verify", "--db", str(tmp_path / "none.db")).exit_code == 2
+    assert run("audit", "verify", "--db", str(tmp_path / "none.db")).exit_code == 3  # environment: no store
     junk = tmp_path / "junk.db"
     junk.write_bytes(os.urandom(4096))
     result = run("audit", "verify", "--db", str(junk))
@@ -254,12 +255,12 @@ def test_reading_commands_leave_an_auditors_copy_untouched(initialised: Path, tm
     _as_first_schema(copy)
     before = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in copy.parent.iterdir()}
     listed = json.loads(run("audit", "list", "--db", str(copy), "--json").output)
-    assert [r["event_type"] for r in listed] == ["override", "inference", "config_change"]
+    assert [r["event_type"] for r in listed] == ["override", "inference", "config_change", "genesis"]
     assert json.loads(run("audit", "list", "--db", str(copy), "--json", "--event-type", "override").output)[0][
         "target_record_id"] == first.record_id
     assert json.loads(run("audit", "show", first.record_id, "--db", str(copy)).output)["seq"] == first.seq
-    assert json.loads(run("audit", "stats", "--db", str(copy), "--json").output)["records"] == 3
-    assert run("audit", "export", "--db", str(copy)).output.count("\n") == 3
+    assert json.loads(run("audit", "stats", "--db", str(copy), "--json").output)["records"] == 4
+    assert run("audit", "export", "--db", str(copy)).output.count("\n") == 4
     verified = run("audit", "verify", "--db", str(copy))  # checked with govkit.toml's key
     assert verified.exit_code == 0, verified.output
     assert run("lineage", "show", "--db", str(copy), "--json").exit_code == 0
@@ -272,7 +273,7 @@ def test_reading_commands_leave_an_auditors_copy_untouched(initialised: Path, tm
             log.append("incident")
         with pytest.raises(InputError, match="read-only"):
             log.purge(subject_ref="s")
-    with AuditLog(copy) as log:  # opened for writing, it is migrated
+    with AuditLog(copy, create=True) as log:  # opened for writing, it is migrated
         assert log.get(first.record_id).seq == first.seq and log.verify().ok
 
 
@@ -280,19 +281,19 @@ def test_verify_names_edited_query_keys_and_rebuild_keys_repairs_them(tmp_path: 
     import sqlite3
 
     path = tmp_path / "audit.db"
-    with AuditLog(path) as log:
+    with AuditLog(path, create=True) as log:
         log.append("override", human_decision="escalated")
         log.append_many([{"event_type": "inference"}] * 300)
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("DROP TRIGGER record_keys_append_only_update")
-    db.execute("UPDATE record_keys SET event_type = 'inference' WHERE seq = 1")
+    db.execute("UPDATE record_keys SET event_type = 'inference' WHERE seq = 2")
     db.close()
     assert "escalated" not in run("audit", "list", "--db", str(path), "--event-type", "override").output
     failed = run("audit", "verify", "--db", str(path))
-    assert failed.exit_code == 1 and "seq 1: query keys disagree" in failed.output and "rebuild-keys" in failed.output
+    assert failed.exit_code == 1 and "seq 2: query keys disagree" in failed.output and "rebuild-keys" in failed.output
     rebuilt = run("audit", "rebuild-keys", "--db", str(path), "--reason", "INC-9")
     assert rebuilt.exit_code == 0, rebuilt.output
-    assert "Rebuilt the query keys of 301 record(s): 1 wrong row(s) removed, 1 missing row(s) added" in rebuilt.output
+    assert "Rebuilt the query keys of 302 record(s): 1 wrong row(s) removed, 1 missing row(s) added" in rebuilt.output
     assert run("audit", "verify", "--db", str(path)).exit_code == 0
     assert "escalated" in run("audit", "list", "--db", str(path), "--event-type", "override").output
     incidents = run("audit", "list", "--db", str(path), "--event-type", "incident", "--json")

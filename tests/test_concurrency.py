@@ -24,7 +24,7 @@ WRITER = r"""
 import sys, threading
 from govkit.audit import AuditLog
 path, key, threads, count = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-log = AuditLog(path, private_key=key or None, checkpoint_every=50)
+log = AuditLog(path, private_key=key or None, checkpoint_every=50, create=True)
 lock = threading.Lock()
 def work(t):
     for i in range(count):
@@ -68,7 +68,7 @@ def test_sigkill_mid_stream_loses_no_acknowledged_record(tmp_path: Path, key_pat
 
 def test_four_processes_append_to_one_valid_chain(tmp_path: Path, key_path: Path) -> None:
     path = tmp_path / "audit.db"
-    AuditLog(path).close()  # create the schema once, so the writers race only on appends
+    AuditLog(path, create=True).close()  # create the schema once, so the writers race only on appends
     writers = [_writer(path, key_path, 1, 1000) for _ in range(4)]
     outputs = [w.communicate()[0].split("\n") for w in writers]
     assert all(w.returncode == 0 for w in writers)
@@ -88,7 +88,7 @@ def test_four_processes_append_to_one_valid_chain(tmp_path: Path, key_path: Path
 
 
 def test_sixteen_threads_share_commits_and_keep_one_chain(tmp_path: Path, key_path: Path) -> None:
-    with AuditLog(tmp_path / "audit.db", private_key=key_path, checkpoint_every=100) as log:
+    with AuditLog(tmp_path / "audit.db", private_key=key_path, checkpoint_every=100, create=True) as log:
         seen: list[int] = []
         lock = threading.Lock()
 
@@ -105,13 +105,13 @@ def test_sixteen_threads_share_commits_and_keep_one_chain(tmp_path: Path, key_pa
             t.join()
         assert len(seen) == len(set(seen)) == 3200
         result = log.verify()
-        assert result.ok and result.records == 3200 + result.checkpoints
+        assert result.ok and result.records == 1 + 3200 + result.checkpoints
 
 
 def test_checkpoints_purges_and_key_rebuilds_take_turns_with_busy_writers(tmp_path: Path, key_path: Path) -> None:
     """exclusive() waits for the lead to be free while threads keep appending; it must be told
     when it is (a lost wake-up would hang here), and close() likewise."""
-    log = AuditLog(tmp_path / "audit.db", private_key=key_path, checkpoint_every=10_000)
+    log = AuditLog(tmp_path / "audit.db", private_key=key_path, checkpoint_every=10_000, create=True)
     stop = threading.Event()
 
     def work() -> None:
@@ -158,6 +158,7 @@ def test_an_append_interrupted_inside_its_commit_leaves_the_log_usable(tmp_path:
             raise KeyboardInterrupt
         return real(*args)
 
+    AuditLog(tmp_path / "audit.db", create=True).close()  # the genesis first
     monkeypatch.setattr(store, "chain_hash", interrupted_once)
     with AuditLog(tmp_path / "audit.db") as log:
         log.append("feedback")
@@ -169,7 +170,7 @@ def test_an_append_interrupted_inside_its_commit_leaves_the_log_usable(tmp_path:
         for t in others:
             t.join(30)
         assert not any(t.is_alive() for t in others)  # the lead was given back
-        assert [r.seq for r in log.query()] == [1, 2, 3, 4, 5] and log.verify().ok
+        assert [r.seq for r in log.query()] == [1, 2, 3, 4, 5, 6] and log.verify().ok
 
 
 def _hold_writer_lock(path: Path) -> int:
@@ -181,7 +182,7 @@ def _hold_writer_lock(path: Path) -> int:
 
 def test_a_writer_waits_for_the_lock_and_appends_the_moment_it_is_free(tmp_path: Path) -> None:
     path = tmp_path / "audit.db"
-    with AuditLog(path) as log:
+    with AuditLog(path, create=True) as log:
         log.append("feedback")
         held = _hold_writer_lock(path)
         done: list[int] = []
@@ -191,12 +192,12 @@ def test_a_writer_waits_for_the_lock_and_appends_the_moment_it_is_free(tmp_path:
         assert writer.is_alive() and not done  # it cannot write while another writer holds the lock
         os.close(held)
         writer.join(10)
-        assert done == [2] and log.verify().ok
+        assert done == [3] and log.verify().ok
 
 
 def test_a_lock_held_past_the_busy_timeout_is_a_clear_error_and_nothing_is_lost(tmp_path: Path) -> None:
     path = tmp_path / "audit.db"
-    with AuditLog(path, busy_timeout_s=0.2) as log:
+    with AuditLog(path, busy_timeout_s=0.2, create=True) as log:
         kept = log.append("feedback")
         held = _hold_writer_lock(path)
         try:
@@ -213,11 +214,11 @@ def test_a_lock_held_past_the_busy_timeout_is_a_clear_error_and_nothing_is_lost(
 
 def test_reading_a_store_makes_no_lock_file(tmp_path: Path) -> None:
     path = tmp_path / "audit.db"
-    with AuditLog(path) as log:
+    with AuditLog(path, create=True) as log:
         log.append("feedback")
     Path(f"{path}.lock").unlink()
     with AuditLog(path, create=False) as log:
-        assert log.verify().ok and len(list(log.query())) == 1
+        assert log.verify().ok and len(list(log.query())) == 2  # the genesis and the feedback
     assert not Path(f"{path}.lock").exists()
 
 
@@ -225,7 +226,7 @@ TURNS = r"""
 import sys, time
 from govkit.audit import AuditLog
 path, count, start = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
-log = AuditLog(path)
+log = AuditLog(path, create=True)
 while time.time() < start:  # all writers begin together, whatever their start-up took
     time.sleep(0.001)
 for _ in range(count):
@@ -239,7 +240,7 @@ def test_processes_take_turns(tmp_path: Path) -> None:
     at a time while another appended hundreds of records.) Counted in records, not seconds:
     by the time the first writer is done, every other one has written a good share of its own."""
     path = tmp_path / "audit.db"
-    AuditLog(path).close()
+    AuditLog(path, create=True).close()
     count, start = 300, time.time() + 3
     writers = [subprocess.Popen([sys.executable, "-c", TURNS, str(path), str(count), str(start)],
                                 stdout=subprocess.PIPE, text=True) for _ in range(4)]
@@ -261,6 +262,6 @@ def test_a_file_system_without_flock_falls_back_to_sqlites_lock(tmp_path: Path, 
         raise OSError(errno.ENOLCK, "No locks available")
 
     monkeypatch.setattr(writerlock, "_flock", no_locks)
-    with AuditLog(tmp_path / "audit.db") as log:
+    with AuditLog(tmp_path / "audit.db", create=True) as log:
         assert [log.append("feedback").seq for _ in range(3)] == [1, 2, 3]
         assert log.verify().ok

@@ -29,7 +29,7 @@ def mixed_store(tmp_path_factory: pytest.TempPathFactory, key_path_module: Path)
     patch = pytest.MonkeyPatch()
     patch.setattr(store, "KEYS_EVERY", EVERY)
     try:
-        with AuditLog(path, private_key=key_path_module, checkpoint_every=25) as log:
+        with AuditLog(path, private_key=key_path_module, checkpoint_every=25, create=True) as log:
             for i in range(7 * EVERY + 5):
                 event_type = TYPES[i * 7 % 4]
                 fields = {"human_decision": "accepted"} if event_type == "override" else {}
@@ -120,8 +120,8 @@ def test_stats_count_keyed_and_unkeyed_records(mixed_store: Path) -> None:
 def test_keys_are_written_in_batches_and_match_the_bodies(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(store, "KEYS_EVERY", EVERY)
     path = tmp_path / "audit.db"
-    with AuditLog(path) as log:
-        for _ in range(EVERY - 1):
+    with AuditLog(path, create=True) as log:
+        for _ in range(EVERY - 2):  # and the genesis record
             log.append("incident")
         assert keyed_upto(path) == 0  # nothing keyed yet: one page per append, as the bare commit
         log.append("incident")
@@ -136,17 +136,17 @@ def test_keys_are_written_in_batches_and_match_the_bodies(tmp_path: Path, monkey
 
 def test_a_store_from_before_the_keys_table_is_migrated_on_open(tmp_path: Path) -> None:
     path = tmp_path / "audit.db"
-    with AuditLog(path) as log:
+    with AuditLog(path, create=True) as log:
         first = log.append("inference", ts_start="2026-01-01T00:00:00Z")
         log.append("override", human_decision="accepted", target_record_id=first.record_id)
     as_first_schema(path)
-    with AuditLog(path) as log:
+    with AuditLog(path, create=True) as log:
         assert log.verify().ok
-        assert keyed_upto(path) == 2
-        assert log.get(first.record_id).seq == 1
+        assert keyed_upto(path) == 3
+        assert log.get(first.record_id).seq == 2
         assert [r.event_type for r in log.query(since="2025-12-31", until="2026-01-02")] == ["inference"]
         log.append("incident")
-        assert log.stats()["records"] == 3 and log.verify().ok
+        assert log.stats()["records"] == 4 and log.verify().ok
     db = sqlite3.connect(path)
     indexes = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
     assert not indexes & {"records_record_id", "records_event_type", "records_ts_start"}
@@ -160,23 +160,23 @@ def test_a_damaged_body_does_not_stop_appends(tmp_path: Path, monkeypatch: pytes
     fail (the log would stop recording): it is keyed with nulls, and verify names it."""
     monkeypatch.setattr(store, "KEYS_EVERY", EVERY)
     path = tmp_path / "audit.db"
-    with AuditLog(path) as log:
+    with AuditLog(path, create=True) as log:
         log.append("incident")
     db = sqlite3.connect(path, isolation_level=None)  # the generated columns refuse it: rebuild the table
     db.execute("CREATE TABLE plain AS SELECT seq, body, record_hash FROM records")
     db.execute("DROP TABLE records")
     db.execute("ALTER TABLE plain RENAME TO records")
-    db.execute("UPDATE records SET body = CAST('{not json' AS BLOB) WHERE seq = 1")
+    db.execute("UPDATE records SET body = CAST('{not json' AS BLOB) WHERE seq = 2")
     db.close()
-    with AuditLog(path) as log:
+    with AuditLog(path, create=True) as log:
         for _ in range(EVERY + 1):
             log.append("incident")
         assert keyed_upto(path) == EVERY
         result = log.verify()
-        assert not result.ok and result.first_bad_seq == 1
+        assert not result.ok and result.first_bad_seq == 2
     db = sqlite3.connect(path)
-    assert db.execute("SELECT record_id, event_type, ts_start FROM record_keys WHERE seq = 1").fetchone() == (None,) * 3
-    assert db.execute("SELECT count(*) FROM records").fetchone()[0] == EVERY + 2
+    assert db.execute("SELECT record_id, event_type, ts_start FROM record_keys WHERE seq = 2").fetchone() == (None,) * 3
+    assert db.execute("SELECT count(*) FROM records").fetchone()[0] == EVERY + 3
 
 
 def test_appends_go_on_when_the_keys_table_is_gone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -184,17 +184,17 @@ def test_appends_go_on_when_the_keys_table_is_gone(tmp_path: Path, monkeypatch: 
     warning, and queries scan the records instead."""
     monkeypatch.setattr(store, "KEYS_EVERY", EVERY)
     path = tmp_path / "audit.db"
-    with AuditLog(path) as log:
+    with AuditLog(path, create=True) as log:
         log.append("override", human_decision="accepted")
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("DROP TABLE record_keys")
     db.close()
-    with AuditLog(path) as log:
+    with AuditLog(path, create=True) as log:
         with pytest.warns(UserWarning, match="query keys not updated"):
             for _ in range(EVERY + 1):
                 log.append("incident")
-        assert [r.seq for r in log.query(event_type="override")] == [1]
-        assert log.stats()["records"] == EVERY + 2
+        assert [r.seq for r in log.query(event_type="override")] == [2]
+        assert log.stats()["records"] == EVERY + 3
         result = log.verify()
         assert result.ok and any("query keys table is missing" in w for w in result.warnings)
 

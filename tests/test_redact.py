@@ -105,7 +105,7 @@ def _disk_bytes(path: Path) -> bytes:
 
 
 def test_default_mode_keeps_raw_values_out_of_the_database_file(tmp_path: Path) -> None:
-    with AuditLog(tmp_path / "audit.db") as log:
+    with AuditLog(tmp_path / "audit.db", create=True) as log:
         record = log.append("inference", prompt=PROMPT, response=f"Reply to {ALL_VALUES[0]}")
         raw = _disk_bytes(tmp_path / "audit.db")
         for value in ALL_VALUES:
@@ -118,7 +118,7 @@ def test_default_mode_keeps_raw_values_out_of_the_database_file(tmp_path: Path) 
 
 
 def test_digest_only_mode_stores_no_text(tmp_path: Path) -> None:
-    with AuditLog(tmp_path / "audit.db", redaction="digest-only") as log:
+    with AuditLog(tmp_path / "audit.db", redaction="digest-only", create=True) as log:
         record = log.append("inference", prompt=PROMPT, response="fine")
         assert log.content(record) == {}
         assert record.input_sha256 and record.content_mode == "digest-only"
@@ -127,7 +127,7 @@ def test_digest_only_mode_stores_no_text(tmp_path: Path) -> None:
 
 
 def test_full_mode_keeps_text_as_given(tmp_path: Path) -> None:
-    with AuditLog(tmp_path / "audit.db", redaction="full") as log:
+    with AuditLog(tmp_path / "audit.db", redaction="full", create=True) as log:
         record = log.append("inference", prompt=PROMPT)
         assert log.content(record)["prompt"] == PROMPT
         assert log.verify().ok

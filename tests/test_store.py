@@ -21,15 +21,18 @@ from govkit.errors import InputError, InvalidRecord, StoreBusy, StoreCorrupt, St
 def test_append_chains_records_and_returns_them(log: AuditLog) -> None:
     first = log.append("inference", prompt="hello", response="hi", model_id="m1", latency_ms=12.5)
     second = log.append("feedback", target_record_id=first.record_id, details={"score": 1})
-    assert (first.seq, second.seq) == (1, 2)
-    assert first.prev_hash == GENESIS_HASH and second.prev_hash == first.record_hash
-    assert first.record_hash == chain_hash(first.body, GENESIS_HASH, 1)
+    genesis = log.get(1)  # the store's own first record fixes its identity
+    assert genesis.event_type == "genesis" and genesis.details["store_id"] == log.meta["store_id"]
+    assert genesis.details["public_key"] == log.public_key and genesis.prev_hash == GENESIS_HASH
+    assert (first.seq, second.seq) == (2, 3)
+    assert first.prev_hash == genesis.record_hash and second.prev_hash == first.record_hash
+    assert first.record_hash == chain_hash(first.body, genesis.record_hash, 2)
     assert json.loads(first.body) == first.fields and first.body == canonical_json(first.fields)
     assert first.input_sha256 == content_digest("hello")
     assert first.output_sha256 == content_digest("hi")
     assert first.event_type == "inference" and first.model_id == "m1"
     assert log.content(first) == {"prompt": "hello", "response": "hi"}
-    assert log.get(first.record_id) == first == log.get(1)
+    assert log.get(first.record_id) == first == log.get(2)
     assert log.verify().ok
 
 
@@ -46,7 +49,7 @@ def test_query_by_event_type_and_time(log: AuditLog) -> None:
 
 def test_every_record_is_in_the_file_before_append_returns(tmp_path: Path) -> None:
     """Another process sees the record the moment append returns: it was committed, not buffered."""
-    with AuditLog(tmp_path / "a.db") as log:
+    with AuditLog(tmp_path / "a.db", create=True) as log:
         record = log.append("incident", details={"what": "probe"})
         out = subprocess.run(
             ["python", "-c", "import sqlite3,sys; db=sqlite3.connect(sys.argv[1]);"
@@ -70,7 +73,7 @@ def test_checkpoints_every_n_records_and_on_demand(log: AuditLog) -> None:
 
 
 def test_checkpoint_without_key_is_a_clear_error(tmp_path: Path) -> None:
-    with AuditLog(tmp_path / "a.db") as log:
+    with AuditLog(tmp_path / "a.db", create=True) as log:
         log.append("feedback")
         with pytest.raises(InputError, match="no device key"):
             log.checkpoint()
@@ -128,7 +131,7 @@ def test_invalid_records_are_refused_and_nothing_is_written(log: AuditLog, bad: 
     log.append("feedback")
     with pytest.raises(InvalidRecord):
         log.append(**bad)
-    assert log.stats()["records"] == 1 and log.verify().ok
+    assert log.stats()["records"] == 2 and log.verify().ok  # the genesis and the feedback
 
 
 def test_bodies_orjson_does_not_take_are_stored_as_the_json_module_writes_them(log: AuditLog) -> None:
@@ -152,7 +155,7 @@ def test_non_utf8_content_is_refused(log: AuditLog) -> None:
         log.append("inference", prompt=b"caf\xe9")
     with pytest.raises(InvalidRecord, match="response is not valid UTF-8"):
         log.append("inference", response="x\udce9")
-    assert log.append("inference", prompt="café".encode()).seq == 1
+    assert log.append("inference", prompt="café".encode()).seq == 2
 
 
 def test_missing_and_corrupt_databases(tmp_path: Path) -> None:
@@ -161,11 +164,11 @@ def test_missing_and_corrupt_databases(tmp_path: Path) -> None:
     junk = tmp_path / "junk.db"
     junk.write_bytes(b"\x00\xffnot sqlite at all" * 100)
     with pytest.raises(StoreCorrupt, match="junk.db"):
-        AuditLog(junk)
+        AuditLog(junk, create=True)
     other = tmp_path / "other.db"
     sqlite3.connect(other).execute("CREATE TABLE t (x)")
     with pytest.raises(StoreCorrupt, match="not a govkit audit store"):
-        AuditLog(other)
+        AuditLog(other, create=True)
     # The same refusals when opened read-only, and nothing made on the way.
     with pytest.raises(StoreNotFound, match="nope.db"):
         AuditLog(tmp_path / "nope.db", read_only=True)
@@ -180,7 +183,7 @@ def test_missing_and_corrupt_databases(tmp_path: Path) -> None:
 
 
 def test_locked_database_times_out_cleanly(tmp_path: Path) -> None:
-    with AuditLog(tmp_path / "a.db", busy_timeout_s=0.2) as log:
+    with AuditLog(tmp_path / "a.db", busy_timeout_s=0.2, create=True) as log:
         kept = log.append("feedback")
         blocker = sqlite3.connect(tmp_path / "a.db", isolation_level=None)
         blocker.execute("BEGIN EXCLUSIVE")
@@ -191,12 +194,12 @@ def test_locked_database_times_out_cleanly(tmp_path: Path) -> None:
             blocker.execute("ROLLBACK")
             blocker.close()
         assert log.get(kept.record_id) == kept
-        assert log.append("feedback").seq == 2  # the failed append left no gap
+        assert log.append("feedback").seq == 3  # the failed append left no gap
         assert log.verify().ok
 
 
 def test_full_store_fails_cleanly_and_keeps_what_was_committed(tmp_path: Path) -> None:
-    with AuditLog(tmp_path / "a.db") as log:
+    with AuditLog(tmp_path / "a.db", create=True) as log:
         kept = [log.append("inference", prompt="x" * 500) for _ in range(3)]
         pages = log._writer.execute("PRAGMA page_count").fetchone()[0]
         log._writer.execute(f"PRAGMA max_page_count = {pages}")  # fault injection: SQLITE_FULL
@@ -219,16 +222,16 @@ def test_real_full_disk(tmp_path: Path) -> None:
         pytest.skip("cannot mount a tmpfs here (needs root); covered by the page-limit test")
     try:
         committed = []
-        with AuditLog(disk / "a.db") as log:
+        with AuditLog(disk / "a.db", create=True) as log:
             with pytest.raises(StoreFull):
                 for i in range(10_000):
                     committed.append(log.append("inference", prompt=f"{i} " + "z" * 2000))
         subprocess.run(["mount", "-o", "remount,size=4m", str(disk)], check=True)
-        with AuditLog(disk / "a.db") as log:
+        with AuditLog(disk / "a.db", create=True) as log:
             assert [log.get(r.record_id) for r in committed] == committed
             result = log.verify()
             assert result.ok, result.problems
-            assert result.records == len(committed)
+            assert result.records == len(committed) + 1  # and the genesis
     finally:
         subprocess.run(["umount", str(disk)], check=False)
 
@@ -254,24 +257,25 @@ def test_ulids_are_unique_sortable_and_correctly_encoded() -> None:
 
 
 def test_verify_says_when_only_the_stores_own_key_was_used(tmp_path: Path, key_path: Path) -> None:
-    with AuditLog(tmp_path / "a.db", private_key=key_path, checkpoint_every=2) as log:
+    with AuditLog(tmp_path / "a.db", private_key=key_path, checkpoint_every=2, create=True) as log:
         for _ in range(3):
             log.append("feedback")
         assert log.verify().warnings == []  # checked with the device's own key
         public = log.public_key
     with AuditLog(tmp_path / "a.db", create=False) as log:  # no key given: falls back to the store's
         result = log.verify()
-        assert result.ok and any("recorded in the store itself" in w for w in result.warnings)
-        assert log.verify(public_key=public).warnings == []
+        assert result.ok and not result.trusted and "self-consistent only" in result.scope
+        trusted = log.verify(public_key=public)
+        assert trusted.trusted and trusted.warnings == [] and "trusted device key" in trusted.scope
 
 
 def test_append_many_commits_in_batches_of_at_most_256(tmp_path: Path, key_path: Path) -> None:
     """12,000 records in one call go in commits of at most 256 (one statement's bound values
     are limited, 32,766 in a default SQLite build), so checkpoints fall every 1,000 or so."""
-    with AuditLog(tmp_path / "a.db", private_key=key_path, checkpoint_every=1000) as log:
+    with AuditLog(tmp_path / "a.db", private_key=key_path, checkpoint_every=1000, create=True) as log:
         records = log.append_many([{"event_type": "inference", "prompt": f"q{i}", "response": "a"}
                                    for i in range(12_000)])
         assert len(records) == 12_000 and records[-1].seq <= log.stats()["head_seq"]
         result = log.verify()
-        assert result.ok and result.records == 12_000 + result.checkpoints
+        assert result.ok and result.records == 1 + 12_000 + result.checkpoints
         assert 10 <= result.checkpoints <= 12

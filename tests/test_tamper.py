@@ -30,7 +30,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("template")
     key = folder / "key.pem"
     generate_keypair(key)
-    with AuditLog(folder / "audit.db", private_key=key, checkpoint_every=CHECKPOINT_EVERY) as log:
+    with AuditLog(folder / "audit.db", private_key=key, checkpoint_every=CHECKPOINT_EVERY, create=True) as log:
         for i in range(RECORDS):
             if i % 3 == 0:
                 log.append("inference", prompt=f"question {i} from jane@example.com",
@@ -39,7 +39,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 log.append("feedback", details={"i": i})
             if i == RECORDS // 2:
                 log.purge(subject_ref="s1")
-    assert AuditLog(folder / "audit.db").verify().ok
+    assert AuditLog(folder / "audit.db", create=True).verify().ok
     return folder / "audit.db"
 
 
@@ -58,7 +58,7 @@ def fresh(template: Path) -> tuple[Path, sqlite3.Connection]:
 
 
 def verify(path: Path, **kwargs):
-    with AuditLog(path, create=False) as log:
+    with AuditLog(path, read_only=True) as log:
         return log.verify(**kwargs)
 
 
@@ -243,7 +243,7 @@ def test_content_rows_added_behind_the_records_are_detected(template: Path, extr
 
 def test_sparse_content_across_many_chunks_is_all_checked(tmp_path: Path) -> None:
     """Chunks without content are skipped: what lies after long runs without any is still met."""
-    with AuditLog(tmp_path / "audit.db") as log:
+    with AuditLog(tmp_path / "audit.db", create=True) as log:
         log.append_many({"event_type": "feedback", **({"prompt": f"question {i}"} if i in (3, 400, 401, 900) else {})}
                         for i in range(1000))
         assert log.verify().ok and log.verify().content_checked == 4

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture
 def store(tmp_path: Path, key_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setattr(verify_module, "_PARALLEL_MIN_RECORDS", 10)
-    with AuditLog(tmp_path / "a.db", private_key=key_path, checkpoint_every=25) as log:
+    with AuditLog(tmp_path / "a.db", private_key=key_path, checkpoint_every=25, create=True) as log:
         log.append_many([{"event_type": "inference", "prompt": f"q{i} jane@example.com", "response": f"a{i}",
                           "subject_ref": f"s{i % 3}"} for i in range(200)])
         log.purge(subject_ref="s1")

@@ -27,7 +27,7 @@ def sha256_of(path: Path) -> str:
 
 def test_audited_openai_client(llama, tmp_path: Path) -> None:
     url, gguf = llama
-    with AuditLog(tmp_path / "a.db") as log:
+    with AuditLog(tmp_path / "a.db", create=True) as log:
         client = govkit.audited_client(openai.OpenAI(base_url=url, api_key="-"), log, model_artifact=gguf,
                                        model_id="fruit-bot")
         plain = client.chat.completions.create(**ASK)
@@ -41,7 +41,7 @@ def test_audited_openai_client(llama, tmp_path: Path) -> None:
         assert log.content(first)["response"] == plain.choices[0].message.content
         assert log.content(second)["response"] == streamed and second.status == "ok"
         assert log.content(first)["prompt"].endswith("Reply to [EMAIL].")
-        assert log.stats()["records"] == 2 and log.verify().ok
+        assert log.stats()["records"] == 3 and log.verify().ok
 
 
 def test_audited_async_client(llama, tmp_path: Path) -> None:
@@ -52,14 +52,14 @@ def test_audited_async_client(llama, tmp_path: Path) -> None:
         answers = await asyncio.gather(*(client.chat.completions.create(**ASK) for _ in range(3)))
         return [a.choices[0].message.content for a in answers]
 
-    with AuditLog(tmp_path / "a.db") as log:
+    with AuditLog(tmp_path / "a.db", create=True) as log:
         texts = asyncio.run(main(log))
         records = list(log.query(event_type="inference"))
         assert len(records) == 3 and sorted(log.content(r)["response"] for r in records) == sorted(texts)
 
 
 def test_connection_failure_is_recorded_and_raised(tmp_path: Path) -> None:
-    with AuditLog(tmp_path / "a.db") as log:
+    with AuditLog(tmp_path / "a.db", create=True) as log:
         client = govkit.audited_client(openai.OpenAI(base_url=f"http://127.0.0.1:{free_port()}/v1", api_key="-",
                                                      max_retries=0), log)
         with pytest.raises(openai.APIConnectionError):
@@ -72,7 +72,7 @@ def test_audited_llama_in_process(llama, tmp_path: Path) -> None:
     llama_cpp = pytest.importorskip("llama_cpp")
     _, gguf = llama
     llm = llama_cpp.Llama(model_path=str(gguf), n_ctx=512, n_threads=2, verbose=False, seed=1)
-    with AuditLog(tmp_path / "a.db") as log:
+    with AuditLog(tmp_path / "a.db", create=True) as log:
         audited = govkit.AuditedLlama(llm, log, model_id="fruit-bot")
         messages = ASK["messages"]
         answer = audited.create_chat_completion(messages, temperature=0, max_tokens=12)
@@ -89,7 +89,7 @@ def test_audited_llama_in_process(llama, tmp_path: Path) -> None:
 
 
 def test_audited_decorator(tmp_path: Path) -> None:
-    with AuditLog(tmp_path / "a.db") as log:
+    with AuditLog(tmp_path / "a.db", create=True) as log:
         @govkit.audited(log, model_id="rules-v2")
         def classify(prompt: str, *, temperature: float = 0.0) -> str:
             if "boom" in prompt:

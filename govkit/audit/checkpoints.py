@@ -22,7 +22,9 @@ __all__ = [
     "generate_keypair",
     "key_id",
     "load_private_key",
+    "parse_public_key",
     "public_key_b64",
+    "read_checkpoint_file",
     "read_sidecar",
     "sidecar_path",
     "sign_checkpoint",
@@ -70,6 +72,19 @@ def public_key_b64(private_key: Any) -> str:
     return base64.b64encode(raw).decode("ascii")
 
 
+def parse_public_key(text: str, *, source: str = "public key") -> str:
+    """A base64 Ed25519 public key as given by a person (config, flag); InputError if it is not one."""
+    import binascii
+
+    try:
+        raw = base64.b64decode(text.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise InputError(f"{source}: not base64 (expected the 32-byte Ed25519 public key govkit init wrote)") from None
+    if len(raw) != 32:
+        raise InputError(f"{source}: {len(raw)} bytes; an Ed25519 public key has 32")
+    return base64.b64encode(raw).decode("ascii")
+
+
 def key_id(public_b64: str) -> str:
     return "ed25519:" + hashlib.sha256(base64.b64decode(public_b64)).hexdigest()[:16]
 
@@ -113,6 +128,24 @@ def append_sidecar(db_path: Path, checkpoint: dict[str, Any]) -> None:
         if exc.errno == 28:  # ENOSPC
             raise StoreFull(f"{sidecar_path(db_path)}: disk full while writing a checkpoint") from None
         raise
+
+
+def read_checkpoint_file(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """An off-device copy of the checkpoint file, given by the person verifying: it must exist,
+    be readable and hold at least one checkpoint (InputError otherwise)."""
+    path = Path(path)
+    try:
+        path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such checkpoint file") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a folder, not a checkpoint file") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the checkpoint file: {exc.strerror}") from None
+    found, problems = read_sidecar(path)
+    if not found:
+        raise InputError(f"{path}: holds no checkpoint" + (f" ({problems[0]})" if problems else " (empty)"))
+    return found, problems
 
 
 def read_sidecar(path: Path) -> tuple[list[dict[str, Any]], list[str]]:

@@ -13,14 +13,18 @@ from typing import Any
 
 from ..errors import InvalidRecord
 
-__all__ = ["EVENT_TYPES", "FIELDS", "HUMAN_DECISIONS", "AuditRecord", "check_fields"]
+__all__ = ["EVENT_TYPES", "FIELDS", "HUMAN_DECISIONS", "STORE_EVENT_TYPES", "AuditRecord", "check_fields"]
 
 SCHEMA_VERSION = 1
 
 EVENT_TYPES = (
-    "inference", "override", "feedback", "incident", "config_change", "model_change",
+    "request", "inference", "override", "feedback", "incident", "config_change", "model_change",
     "lineage", "risk_rating", "check_run", "bias_run", "explanation", "report", "purge", "checkpoint",
+    "genesis",
 )
+# Written by the store itself, never by a caller: the first record (the store's identity) and the
+# signed checkpoints.
+STORE_EVENT_TYPES = frozenset({"genesis", "checkpoint"})
 HUMAN_DECISIONS = ("accepted", "edited", "overridden", "escalated")
 
 # name -> accepted Python types. Set by the store, not by callers: record_id, schema_version,
@@ -38,6 +42,7 @@ FIELDS: dict[str, tuple[type, ...]] = {
     # input and output
     "input_tokens": (int,), "output_tokens": (int,), "finish_reason": (str,),
     "status": (str,), "error": (str,), "endpoint": (str,), "purpose": (str,),
+    "request_record_id": (str,),  # the `request` record written before the model was called
     # explainability
     "explanation_ref": (str,), "explanation_method": (str,),
     # human oversight
@@ -66,6 +71,8 @@ _INT_FIELDS = frozenset(name for name, kinds in FIELDS.items() if int in kinds)
 def check_fields(event_type: str, fields: dict[str, Any]) -> None:
     if event_type not in EVENT_TYPES:
         raise InvalidRecord(f"unknown event_type '{event_type}'; expected one of {', '.join(EVENT_TYPES)}")
+    if event_type in STORE_EVENT_TYPES:
+        raise InvalidRecord(f"'{event_type}' records are written by the audit store itself, not appended")
     for name, value in fields.items():
         kind = type(value)
         if kind is str:

@@ -11,6 +11,7 @@ import datetime as dt
 import functools
 import itertools
 import json
+import os
 import sqlite3
 import time
 import warnings
@@ -23,7 +24,7 @@ from typing import Any
 from .._ids import new_ulid
 from ..config import REDACTION_MODES, Settings, load_settings
 from ..errors import (GovkitError, InputError, InvalidRecord, StoreBusy, StoreCorrupt, StoreError,
-                      StoreFull, StoreNotFound)
+                      StoreFull, StoreMismatch, StoreNotFound, StoreReplaced)
 from . import checkpoints, migrations
 from .groupcommit import GroupCommit, Pending
 from .hashing import GENESIS_HASH, canonical_json, chain_hash, content_digest, encode_body
@@ -31,7 +32,29 @@ from .records import SCHEMA_VERSION, AuditRecord, check_fields
 from .redact import Redactor
 from .writerlock import WriterLock
 
-__all__ = ["AuditLog", "purge_covers"]
+__all__ = ["AuditLog", "StoreWarning", "purge_covers", "store_identity"]
+
+HASH_ALGORITHM = "sha256/canonical-json-envelope/v1"
+
+
+class StoreWarning(UserWarning):
+    """Something the operator must know that does not fail the call (shown on stderr)."""
+
+
+def store_identity(db: sqlite3.Connection) -> dict[str, Any] | None:
+    """The identity the chain's first record fixes (store id, creation time, device key), or None
+    when seq 1 is not a genesis record. Its bytes are covered by every later record's hash."""
+    row = db.execute("SELECT body FROM records WHERE seq = 1").fetchone()
+    if row is None:
+        return None
+    try:
+        fields = json.loads(row[0])
+    except (ValueError, TypeError):
+        return None
+    if not isinstance(fields, dict) or fields.get("event_type") != "genesis":
+        return None
+    details = fields.get("details")
+    return details if isinstance(details, dict) and isinstance(details.get("store_id"), str) else None
 
 _CONTENT_FIELDS = {"prompt": "input_sha256", "response": "output_sha256"}
 KEYS_EVERY = 256  # records appended between two updates of the query keys (see migrations.m002)
@@ -117,12 +140,12 @@ class _CheckpointState:
 class AuditLog:
     """The audit log. Open with `AuditLog.open(path)` or `AuditLog.open()` (from ./govkit.toml)."""
 
-    def __init__(self, path: str | Path, *, create: bool = True, read_only: bool = False,
+    def __init__(self, path: str | Path, *, create: bool = False, read_only: bool = False,
                  redaction: str = "redacted",
                  patterns: tuple[tuple[str, str], ...] = (), retention_days: int = 183,
                  device_id: str = "", private_key: Any = None, public_key: str = "",
                  checkpoint_every: int = 1000, checkpoint_seconds: float = 300.0,
-                 busy_timeout_s: float = 10.0):
+                 busy_timeout_s: float = 10.0, store_id: str = ""):
         if redaction not in REDACTION_MODES:
             raise InputError(f"redaction mode '{redaction}': expected one of {', '.join(REDACTION_MODES)}")
         self.path = Path(path)
@@ -133,6 +156,10 @@ class AuditLog:
         self.checkpoint_every = checkpoint_every
         self.checkpoint_seconds = checkpoint_seconds
         self.busy_timeout_s = busy_timeout_s
+        self.expected_store_id = store_id
+        self._file_id: tuple[int, int] | None = None  # (device, inode) of the file this writer opened
+        self._lost: dict[str, Any] | None = None  # since when the path no longer names that file
+        self._sidecar_pending: list[dict[str, Any]] = []  # signed checkpoints the sidecar missed
         self._redactor = Redactor(patterns)
         self._private_key = private_key
         if isinstance(private_key, (str, Path)):
@@ -145,10 +172,12 @@ class AuditLog:
         self._keyed_upto = 0  # the query keys cover records up to here (at least)
         if not self.path.exists():
             if not create or read_only:
-                raise StoreNotFound(f"{self.path}: no audit database here")
+                raise StoreNotFound(self._missing("no audit store here"))
             self.path.parent.mkdir(parents=True, exist_ok=True)
         elif self.path.is_dir():
             raise InputError(f"{self.path}: is a folder, not an audit database")
+        elif not create and self.path.stat().st_size == 0:  # refused before SQLite writes a header
+            raise StoreNotFound(self._missing("empty file, no audit store"))
         if read_only:
             self._writer: sqlite3.Connection | None = None
             self._read_schema()
@@ -156,7 +185,9 @@ class AuditLog:
         self._writer_lock = WriterLock(self.path, busy_timeout_s)
         self._writer = self._connect()
         try:
+            self._file_id = self._current_file_id()
             self._prepare_schema(create)
+            self._flush_sidecar(reconcile=True)
         except BaseException:
             self._writer.close()
             self._writer_lock.close()
@@ -164,8 +195,11 @@ class AuditLog:
 
     @classmethod
     def open(cls, path: str | Path | None = None, *, settings: Settings | None = None,
-             create: bool = True, **overrides: Any) -> AuditLog:
-        """Open a store. With no path, path and policy come from ./govkit.toml (or `settings`)."""
+             create: bool = False, **overrides: Any) -> AuditLog:
+        """Open a store. With no path, path and policy come from ./govkit.toml (or `settings`).
+
+        Only `create=True` (what `govkit init` does) makes a new store; otherwise a missing or
+        empty file, or a store other than the one govkit.toml names, is refused (StoreError)."""
         if settings is None and path is None:
             settings = load_settings()
         options: dict[str, Any] = {}
@@ -175,7 +209,7 @@ class AuditLog:
                            retention_days=policy.retention_days, device_id=audit.device_id,
                            public_key=audit.public_key, checkpoint_every=audit.checkpoint_every,
                            checkpoint_seconds=audit.checkpoint_seconds,
-                           busy_timeout_s=audit.busy_timeout_s)
+                           busy_timeout_s=audit.busy_timeout_s, store_id=audit.store_id)
             if audit.private_key.exists():
                 options["private_key"] = audit.private_key
             path = path if path is not None else audit.db
@@ -202,7 +236,7 @@ class AuditLog:
             if tables and "_govkit_migrations" not in tables:
                 raise StoreCorrupt(f"{self.path}: a SQLite database, but not a govkit audit store")
             if not tables and not create:
-                raise StoreNotFound(f"{self.path}: empty file, no audit store")
+                raise StoreNotFound(self._missing("empty file, no audit store"))
             if migrations.pending(db):
                 with self._writer_lock.held():
                     migrations.apply(db)
@@ -211,8 +245,57 @@ class AuditLog:
                 with self._writer_lock.held():
                     self._init_meta(db)
             self.meta = dict(db.execute("SELECT key, value FROM meta"))
+            self._check_identity(db)
         except sqlite3.Error as exc:
             raise store_error(self.path, exc, self.busy_timeout_s) from None
+
+    def _missing(self, what: str) -> str:
+        expected = f" (govkit.toml names store {self.expected_store_id})" if self.expected_store_id else ""
+        return (f"{self.path}: {what}{expected}; only 'govkit init' creates an audit store, and no "
+                f"writer makes a new one in place of a missing log")
+
+    def _check_identity(self, db: sqlite3.Connection) -> None:
+        """A writer appends only to the store it was meant for: the one govkit.toml names, whose
+        first record (the genesis) fixes the same store id and public key as its metadata."""
+        genesis = store_identity(db)
+        store_id = self.meta.get("store_id")
+        if genesis is None:
+            raise StoreMismatch(f"{self.path}: its first record does not fix the store's identity "
+                                f"(not a store 'govkit init' created, or its first record was replaced)")
+        if genesis.get("store_id") != store_id:
+            raise StoreMismatch(f"{self.path}: its metadata names store {store_id}, but its first record "
+                                f"fixes store {genesis.get('store_id')}: the store was altered")
+        if self.expected_store_id and store_id != self.expected_store_id:
+            raise StoreMismatch(f"{self.path}: holds store {store_id}, but govkit.toml names store "
+                                f"{self.expected_store_id}; nothing was written")
+        bound_key = genesis.get("public_key")
+        if bound_key and self.public_key and bound_key != self.public_key:
+            raise StoreMismatch(f"{self.path}: store {store_id} was created for device key "
+                                f"{checkpoints.key_id(bound_key)}, not {checkpoints.key_id(self.public_key)}")
+
+    def _current_file_id(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        return st.st_dev, st.st_ino
+
+    def _check_file(self) -> None:
+        """Before a commit: the path must still name the file this writer opened. A file moved
+        over it, or the store unlinked, would take every later acknowledged record with it."""
+        now = self._current_file_id()
+        if now == self._file_id:
+            return
+        found = "removed" if now is None else "replaced by another file"
+        if self._lost is None:
+            self._lost = {"since": utc_now(), "refused_commits": 0, "found": found}
+            warnings.warn(f"{self.path}: the audit store was {found} while govkit had it "
+                          f"open; nothing more is acknowledged until the original store is back at this path",
+                          StoreWarning, stacklevel=2)
+        self._lost["refused_commits"] += 1
+        self._lost["found"] = found
+        raise StoreReplaced(f"{self.path}: the audit store was {self._lost['found']} while open "
+                            f"(store {self.meta.get('store_id')}); nothing was acknowledged")
 
     def _read_schema(self) -> None:
         """Open for reading only: no migration, no metadata written, nothing changed on disk
@@ -220,7 +303,7 @@ class AuditLog:
         with self._reader() as db:
             tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
             if not tables:
-                raise StoreNotFound(f"{self.path}: empty file, no audit store")
+                raise StoreNotFound(self._missing("empty file, no audit store"))
             if not {"_govkit_migrations", "records", "meta"} <= tables:
                 raise StoreCorrupt(f"{self.path}: a SQLite database, but not a govkit audit store")
             self.meta = dict(db.execute("SELECT key, value FROM meta"))
@@ -234,9 +317,24 @@ class AuditLog:
         try:
             meta = dict(db.execute("SELECT key, value FROM meta"))
             if "store_id" not in meta:
+                if db.execute("SELECT 1 FROM records LIMIT 1").fetchone() is not None:
+                    raise StoreCorrupt(f"{self.path}: holds records but no store identity in its metadata "
+                                       f"(the metadata was removed)")
+                store_id, created = new_ulid(), utc_now()
+                identity = {"store_id": store_id, "created_at": created, "hash_algorithm": HASH_ALGORITHM}
+                if self.device_id:
+                    identity["device_id"] = self.device_id
+                if self.public_key:
+                    identity.update(public_key=self.public_key, public_key_id=checkpoints.key_id(self.public_key))
+                body = canonical_json({"record_id": new_ulid(), "schema_version": SCHEMA_VERSION,
+                                       "event_type": "genesis", "ts_start": created,
+                                       **({"device_id": self.device_id} if self.device_id else {}),
+                                       "details": identity})
+                db.execute("INSERT INTO records (seq, body, record_hash) VALUES (1, ?, ?)",
+                           (body, chain_hash(body, GENESIS_HASH, 1)))
                 db.executemany("INSERT INTO meta VALUES (?, ?)",
-                               [("store_id", new_ulid()), ("created_at", utc_now()),
-                                ("hash_algorithm", "sha256/canonical-json-envelope/v1")])
+                               [("store_id", store_id), ("created_at", created),
+                                ("hash_algorithm", HASH_ALGORITHM)])
             if self.public_key and "public_key" not in meta:
                 db.execute("INSERT INTO meta VALUES ('public_key', ?)", (self.public_key,))
             db.execute("COMMIT")
@@ -247,6 +345,8 @@ class AuditLog:
     def close(self) -> None:
         """Wait for queued appends to commit, then close the store."""
         self._group.close()
+        if self._sidecar_pending:
+            self._flush_sidecar()
         if self._writer is not None:
             self._writer.close()
             self._writer_lock.close()
@@ -256,6 +356,11 @@ class AuditLog:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def redact(self, text: str) -> str:
+        """Free text as this log's policy lets it reach the chain: redacted (recognizers and
+        policy patterns) in every mode, since the chain cannot be purged."""
+        return self._redactor.redact(_as_text("text", text)).text
 
     # -- appending ----------------------------------------------------------------------------
 
@@ -344,13 +449,19 @@ class AuditLog:
         """Write a batch (and a checkpoint when due) in one transaction; see GroupCommit."""
         db = self._writer
         signed = None
+        alone = not batch  # a checkpoint with no records: its error is raised, not handed out
         try:
             lock = self._writer_lock.acquire()
             try:
                 db.execute("BEGIN IMMEDIATE")
                 try:
+                    self._check_file()
                     seq, prev = self._head(db)
                     rows, content_rows = [], []
+                    if self._lost is not None:  # the store is back: say first what happened meanwhile
+                        batch = [self._prepare("incident", None, None, {"details": {
+                            "action": "audit store missing from its path", **self._lost,
+                            "back": utc_now()}}), *batch]
                     for item in batch:
                         seq += 1
                         record_hash = chain_hash(item.body, prev, seq)
@@ -379,6 +490,7 @@ class AuditLog:
                     if before_sync is not None:
                         before_sync()
                     db.execute("COMMIT")
+                    self._lost = None
                 except BaseException:
                     if db.in_transaction:
                         db.execute("ROLLBACK")
@@ -391,17 +503,38 @@ class AuditLog:
             self._keyed_upto = 0
             for item in batch:
                 item.record, item.error = None, error
-            if not batch:
+            if alone:
                 raise error from None
             return None
         if signed is not None:
             self._checkpoint = _CheckpointState(signed["seq"], time.time())
-            try:
-                checkpoints.append_sidecar(self.path, signed)
-            except (OSError, GovkitError) as exc:
-                # The checkpoint is committed in the chain; only its off-log copy is missing.
-                warnings.warn(f"checkpoint at seq {signed['seq']} not copied to the sidecar: {exc}", stacklevel=2)
+            self._sidecar_pending.append(signed)
+        if self._sidecar_pending:
+            self._flush_sidecar()
         return signed
+
+    def _flush_sidecar(self, *, reconcile: bool = False) -> None:
+        """Copy signed checkpoints to the sidecar file. One that could not be written (a full
+        disk) is kept and written after the next commit or at close, once space returns.
+        `reconcile`: also copy the chain's newest checkpoint if the sidecar lacks it (a process
+        that died between its commit and the copy)."""
+        if reconcile and self._private_key is not None:
+            with self._reader() as db:
+                newest = _last_checkpoint(db)
+            if newest is not None:
+                signed = json.loads(newest.body).get("details") or {}
+                have, _ = checkpoints.read_sidecar(checkpoints.sidecar_path(self.path))
+                if signed and not any(cp.get("signature") == signed.get("signature") for cp in have):
+                    self._sidecar_pending.append(signed)
+        while self._sidecar_pending:
+            try:
+                checkpoints.append_sidecar(self.path, self._sidecar_pending[0])
+            except (OSError, GovkitError) as exc:
+                # The checkpoint is committed in the chain; only its off-log copy waits.
+                warnings.warn(f"checkpoint at seq {self._sidecar_pending[0]['seq']} not yet copied to the "
+                              f"sidecar ({exc}); it is written once the disk has room", StoreWarning, stacklevel=2)
+                return
+            self._sidecar_pending.pop(0)
 
     def _key_records(self, db: sqlite3.Connection, head_seq: int) -> None:
         """Add the query keys of the records not yet keyed, once KEYS_EVERY have gathered (any
@@ -532,6 +665,7 @@ class AuditLog:
             try:
                 db.execute("BEGIN IMMEDIATE")
                 try:
+                    self._check_file()
                     yield db
                     db.execute("COMMIT")
                 except BaseException:
@@ -644,18 +778,21 @@ class AuditLog:
             "bytes": sum(p.stat().st_size for p in (self.path, Path(f"{self.path}-wal")) if p.exists()),
         }
 
-    def verify(self, *, public_key: str | None = None, sidecar: str | Path | None = None,
-               workers: int | None = None) -> Any:
-        """Check every record, its content and the signed checkpoints; see govkit.audit.verify.
+    def verify(self, *, public_key: str | None = None, checkpoint_files: Iterable[str | Path] = (),
+               store_id: str | None = None, workers: int | None = None) -> Any:
+        """Check every record, its content, the store's identity and the signed checkpoints (the
+        on-device checkpoint file and any off-device copies in `checkpoint_files`); see govkit.audit.verify.
 
-        Large logs are scanned in `workers` processes (default: one per core, at most 4).
+        `public_key` and `store_id` default to the ones the config names. Large logs are scanned
+        in `workers` processes (default: one per core, at most 4).
         """
         from .verify import verify_store
 
         with self._reader() as db:
             return verify_store(db, self.path, public_key=public_key or self.public_key,
-                                meta_public_key=self.meta.get("public_key"), sidecar=sidecar,
-                                workers=workers)
+                                meta_public_key=self.meta.get("public_key"),
+                                checkpoint_files=tuple(Path(p) for p in checkpoint_files),
+                                expected_store_id=store_id or self.expected_store_id, workers=workers)
 
 
 def _copy_keys(db: sqlite3.Connection) -> bool:

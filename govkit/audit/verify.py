@@ -35,18 +35,20 @@ from . import checkpoints
 from .hashing import GENESIS_HASH, HASH_PREFIX
 from .migrations import KEY_FIELDS
 
+from .store import purge_covers, store_identity
+
 _PREFIX = HASH_PREFIX.encode("ascii")
-from .store import purge_covers
 
 __all__ = ["Problem", "VerifyResult", "verify_store"]
 
 _MAX_PROBLEMS = 100
 _CHECKPOINT = b'"event_type":"checkpoint"'
 _PURGE = b'"event_type":"purge"'
+_GENESIS = b'"event_type":"genesis"'
 _NEEDLE = {"prompt": '"input_sha256":"sha256:%s"', "response": '"output_sha256":"sha256:%s"'}
 _CHUNK = 128  # rows per step: small enough that each step's objects stay in the CPU cache
 
-_MARKERS = (_CHECKPOINT, _PURGE)
+_MARKERS = (_CHECKPOINT, _PURGE, _GENESIS)
 _DECLARES = {"prompt": b'"input_sha256":', "response": b'"output_sha256":'}
 _DIGEST_KEY = {kind: (needle % "").encode("ascii")[:-1] for kind, needle in _NEEDLE.items()}
 _STORES_TEXT = (b'"content_mode":"redacted"', b'"content_mode":"full"')
@@ -92,10 +94,31 @@ class VerifyResult:
     content_purged: int = 0
     problems: list[Problem] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    store_id: str | None = None  # as the chain's first record fixes it
+    # Where the verdict's trust comes from. Without a public key from outside the store (the
+    # config, or given), its signatures and identity were checked only against its own claims,
+    # which whoever rewrote the file could rewrite too: the log is self-consistent, no more.
+    trusted_key: bool = False
+    expected_store_id: str | None = None  # the store the config or the caller named
 
     @property
     def ok(self) -> bool:
         return not self.problems
+
+    @property
+    def trusted(self) -> bool:
+        """Intact, and checked against a public key from outside the store."""
+        return self.ok and self.trusted_key
+
+    @property
+    def scope(self) -> str:
+        """What an OK verdict means, in one phrase."""
+        if not self.trusted_key:
+            return ("self-consistent only: no trusted public key (none in govkit.toml, none given), so "
+                    "signatures and identity were checked against the store's own claims")
+        return "checked against the trusted device key" + (
+            f" and store id {self.expected_store_id}" if self.expected_store_id else
+            "; no store id named (govkit.toml has none)")
 
     @property
     def first_bad_seq(self) -> int | None:
@@ -105,7 +128,9 @@ class VerifyResult:
         return {"ok": self.ok, "records": self.records, "head_seq": self.head_seq, "head_hash": self.head_hash,
                 "checkpoints": self.checkpoints, "last_checkpoint_seq": self.last_checkpoint_seq,
                 "content_checked": self.content_checked, "content_purged": self.content_purged,
-                "first_bad_seq": self.first_bad_seq,
+                "first_bad_seq": self.first_bad_seq, "store_id": self.store_id,
+                "expected_store_id": self.expected_store_id, "trusted_key": self.trusted_key,
+                "trusted": self.trusted, "scope": self.scope,
                 "problems": [{"seq": p.seq, "reason": p.reason} for p in sorted(self.problems)],
                 "warnings": self.warnings}
 
@@ -118,14 +143,19 @@ class VerifyResult:
 class _Scan:
     checkpoints: list[tuple[int | None, dict[str, Any]]] = field(default_factory=list)
     purges: dict[int, Any] = field(default_factory=dict)
+    geneses: list[int] = field(default_factory=list)
     tombstones: list[tuple[int, str, Any, bytes]] = field(default_factory=list)
     content_rows: int = 0
 
 
 def verify_store(db: sqlite3.Connection, path: Path, *, public_key: str | None,
-                 meta_public_key: str | None, sidecar: str | Path | None = None,
-                 workers: int | None = None) -> VerifyResult:
-    result = VerifyResult()
+                 meta_public_key: str | None, checkpoint_files: tuple[Path, ...] = (),
+                 expected_store_id: str | None = None, workers: int | None = None) -> VerifyResult:
+    """`public_key`: trusted, from outside the store (config or caller); `checkpoint_files`:
+    off-device copies of the checkpoint file, read beside the on-device one; `expected_store_id`:
+    the store the config names."""
+    result = VerifyResult(trusted_key=bool(public_key), expected_store_id=expected_store_id or None)
+    given = [(file, checkpoints.read_checkpoint_file(file)) for file in checkpoint_files]  # InputError first
     db.text_factory = bytes  # stored text may have been made undecodable: hash it as bytes
     db.execute("BEGIN")  # one snapshot for every query below, even while writers append
     try:
@@ -134,11 +164,16 @@ def verify_store(db: sqlite3.Connection, path: Path, *, public_key: str | None,
             scan = _scan_records(db, result)
         else:
             scan = _scan_in_processes(path, ranges, result)
-        sidecar_path = Path(sidecar) if sidecar else checkpoints.sidecar_path(path)
+        sidecar_path = checkpoints.sidecar_path(path)
         extra, problems = checkpoints.read_sidecar(sidecar_path)
         result.warnings.extend(problems)
         scan.checkpoints.extend((None, cp) for cp in extra)
-        signed = _valid_checkpoints(db, result, scan.checkpoints, public_key, meta_public_key, sidecar_path)
+        for file, (found, problems) in given:
+            result.warnings.extend(problems)
+            scan.checkpoints.extend((None, cp) for cp in found)
+        identity = _check_identity(db, result, scan, public_key, meta_public_key)
+        signed = _valid_checkpoints(db, result, scan.checkpoints, public_key,
+                                    (identity or {}).get("public_key") or meta_public_key)
         _check_heads(db, result, signed)
         _check_keys_cover(db, result)
         # Tombstones left by a purge committed after this snapshot (worker processes read a newer
@@ -465,42 +500,79 @@ def _collect_event(result: VerifyResult, scan: _Scan, seq: int, body: bytes) -> 
             result.add(seq, "checkpoint record is not readable")
     elif fields.get("event_type") == "purge":
         scan.purges[seq] = details
+    elif fields.get("event_type") == "genesis":
+        scan.geneses.append(seq)
+
+
+def _check_identity(db: sqlite3.Connection, result: VerifyResult, scan: _Scan, public_key: str | None,
+                    meta_public_key: str | None) -> dict[str, Any] | None:
+    """The store is the one it claims to be, and the one it should be: its first record fixes its
+    id (and device key), its metadata agrees, and the config names the same store."""
+    identity = store_identity(db)
+    meta = {_text(k): _text(v) for k, v in db.execute("SELECT key, value FROM meta")}
+    for seq in scan.geneses:
+        if seq != 1:
+            result.add(seq, "a genesis record in the middle of the log: another store's start was spliced in")
+    if identity is None:
+        result.add(1, "the first record does not fix the store's identity: not a store 'govkit init' "
+                      "created, or its first record was replaced")
+        return None
+    result.store_id = identity["store_id"]
+    if meta.get("store_id") != identity["store_id"]:
+        result.add(1, f"the store's metadata names store {meta.get('store_id')}, but its first record "
+                      f"fixes store {identity['store_id']}")
+    if result.expected_store_id and result.expected_store_id != identity["store_id"]:
+        result.add(1, f"this is store {identity['store_id']}, but store {result.expected_store_id} was "
+                      f"expected (govkit.toml or --store-id): another store was put in its place")
+    bound = identity.get("public_key")
+    if bound and meta_public_key and bound != meta_public_key:
+        result.add(1, "the store's metadata holds another public key than its first record")
+    if bound and public_key and bound != public_key:
+        result.add(1, f"the store was created for device key {checkpoints.key_id(bound)}, "
+                      f"not the trusted key {checkpoints.key_id(public_key)}")
+    return identity
 
 
 def _valid_checkpoints(db: sqlite3.Connection, result: VerifyResult,
                        found: list[tuple[int | None, dict[str, Any]]], public_key: str | None,
-                       meta_public_key: str | None, sidecar_path: Path) -> list[dict[str, Any]]:
+                       store_key: str | None) -> list[dict[str, Any]]:
+    """The checkpoints that count: signed by the key and of this store. A checkpoint of another
+    store is a failure wherever it sits. Without any key, signatures cannot be checked, but the
+    checkpoints' claims still fail the log closed (another store, a seq past the end)."""
     if not found:
         return []
-    key = public_key or meta_public_key
-    if public_key and meta_public_key and public_key != meta_public_key:
-        result.add(1, "the store's recorded public key differs from the configured one")
+    key = public_key or store_key
+    if public_key and store_key and public_key != store_key:
+        result.add(1, "the store's recorded public key differs from the trusted one")
     if not key:
-        result.warnings.append("checkpoints present but no public key to check them: pass --public-key")
-        return []
-    if not public_key:
-        # Whoever can rewrite the database can also replace the key recorded in it.
-        result.warnings.append("signatures checked against the public key recorded in the store itself; "
-                               "for an independent check pass --public-key (or keep govkit.toml)")
-    store_id = {_text(k): _text(v) for k, v in db.execute("SELECT key, value FROM meta")}.get("store_id")
+        result.warnings.append("checkpoints present but no public key to check their signatures: pass "
+                               "--public-key (or keep govkit.toml); their claims are still checked")
+    store_id = result.store_id
     valid: dict[tuple[int, str], dict[str, Any]] = {}
     verdicts: dict[str, bool] = {}  # the sidecar repeats the chain's checkpoints: check each once
     for record_seq, checkpoint in found:
         where = record_seq if record_seq is not None else checkpoint.get("seq", 0)
-        identity = json.dumps(checkpoint, sort_keys=True, default=repr)
-        if identity not in verdicts:
-            verdicts[identity] = checkpoints.signature_valid(key, checkpoint)
-        if not verdicts[identity]:
-            origin = "record" if record_seq is not None else f"sidecar {sidecar_path.name}"
-            result.add(where, f"checkpoint signature invalid ({origin})")
+        where = where if isinstance(where, int) else 0
+        origin = "record" if record_seq is not None else "checkpoint file"
+        if key:
+            identity = json.dumps(checkpoint, sort_keys=True, default=repr)
+            if identity not in verdicts:
+                verdicts[identity] = checkpoints.signature_valid(key, checkpoint)
+            if not verdicts[identity]:
+                result.add(where, f"checkpoint signature invalid ({origin})")
+                continue
+        if store_id is not None and checkpoint.get("store_id") != store_id:  # unknown: judged by its claims
+            result.add(min(where, result.head_seq + 1) if where else 1,
+                       f"a checkpoint of another store ({checkpoint.get('store_id')}, seq {checkpoint.get('seq')}) "
+                       f"in the {origin}: this is store {store_id}")
             continue
-        if checkpoint.get("store_id") != store_id:
-            result.warnings.append(f"checkpoint of seq {checkpoint['seq']} belongs to another store; ignored")
+        if not isinstance(checkpoint.get("seq"), int) or not isinstance(checkpoint.get("head_hash"), str):
+            result.add(where, f"checkpoint is not readable ({origin})")
             continue
         if record_seq is not None and record_seq != checkpoint["seq"] + 1:
             result.add(record_seq, "checkpoint record does not follow the head it signs")
         valid[(checkpoint["seq"], checkpoint["head_hash"])] = checkpoint
-    result.checkpoints = len(valid)
+    result.checkpoints = len(valid) if key else 0
     return list(valid.values())
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from ..audit import HUMAN_DECISIONS, AuditRecord
+from ..audit.checkpoints import parse_public_key
 from ..audit.records import EVENT_TYPES
 from ..errors import InputError
 from ._common import db_option, echo_json, json_option, open_log
@@ -78,26 +79,33 @@ def show(ctx: click.Context, record_id: str, db: Path | None, content: bool) -> 
 @audit.command()
 @db_option
 @click.option("--public-key", help="Base64 Ed25519 public key to check checkpoints with "
-                                   "(default: govkit.toml, then the store's own).")
-@click.option("--checkpoints", "sidecar", type=click.Path(dir_okay=False, path_type=Path),
-              help="An off-device copy of the checkpoint file (default: <db>.checkpoints.jsonl).")
+                                   "(default: govkit.toml's). Without one the log is only self-consistent.")
+@click.option("--checkpoints", "checkpoint_files", multiple=True, type=click.Path(path_type=Path),
+              help="An off-device copy of the checkpoint file, checked beside the on-device one "
+                   "(<db>.checkpoints.jsonl); repeatable.")
+@click.option("--store-id", help="The store this log must be (default: govkit.toml's [audit] store_id).")
 @json_option
 @click.pass_context
-def verify(ctx: click.Context, db: Path | None, public_key: str | None, sidecar: Path | None,
-           as_json: bool) -> None:
+def verify(ctx: click.Context, db: Path | None, public_key: str | None, checkpoint_files: tuple[Path, ...],
+           store_id: str | None, as_json: bool) -> None:
     """Check that the log was not altered; exit 1 naming the first bad seq if it was.
 
     Detects edited, deleted, inserted and reordered records, edited content, content removed
-    other than by a recorded purge, and truncation behind a signed checkpoint.
+    other than by a recorded purge, truncation behind a signed checkpoint, and a store other
+    than the one govkit.toml (or --store-id, or the checkpoints) names.
 
-    Example: govkit audit verify --db /var/lib/govkit/audit.db
+    Example: govkit audit verify --checkpoints /mnt/offsite/audit.db.checkpoints.jsonl
     """
+    if public_key is not None:
+        public_key = parse_public_key(public_key, source="--public-key")
     with open_log(ctx, db, read_only=True) as log:
-        result = log.verify(public_key=public_key, sidecar=sidecar)
+        result = log.verify(public_key=public_key, checkpoint_files=checkpoint_files, store_id=store_id)
     if as_json:
         echo_json(result.to_dict())
     elif result.ok:
-        click.echo(f"OK: {result.records} records, chain intact, head {result.head_hash}")
+        click.echo(f"OK ({'trusted' if result.trusted else 'SELF-CONSISTENT ONLY'}): {result.records} records "
+                   f"of store {result.store_id}, chain intact, head {result.head_hash}")
+        click.echo(f"    {result.scope}")
         click.echo(f"    {result.checkpoints} signed checkpoint(s)"
                    + (f", last at seq {result.last_checkpoint_seq}" if result.checkpoints else "")
                    + f"; {result.content_checked} content item(s) match their digests,"

@@ -62,6 +62,7 @@ db = ".govkit/audit.db"
 device_id = {device_id}
 private_key = ".govkit/device_ed25519.pem"
 public_key = "{public_key}"
+store_id = "{store_id}"           # the store init created: writers refuse any other, verify fails on it
 checkpoint_every = 1000          # sign the chain head every N records ...
 checkpoint_seconds = 300         # ... or after this many seconds
 busy_timeout_s = 10
@@ -119,15 +120,20 @@ def init(ctx: click.Context, yes: bool, force: bool, model_id: str, model_name: 
     else:
         public_key = generate_keypair(key_path)
     device_id = "dev-" + hashlib.sha256(socket.gethostname().encode()).hexdigest()[:12]
+    db_path = state / "audit.db"
+    # The store comes first: its first record fixes its id, which govkit.toml then names. An
+    # existing store (init --force) is kept, never replaced.
+    with AuditLog(db_path, create=True, private_key=key_path, device_id=device_id) as log:
+        store_id = log.meta["store_id"]
     text = TEMPLATE.format(model_id=_toml_str(model_id), model_name=_toml_str(model_name),
                            owner=_toml_str(owner), redaction=_toml_str(redaction),
-                           device_id=_toml_str(device_id), public_key=public_key)
+                           device_id=_toml_str(device_id), public_key=public_key, store_id=store_id)
     config_path.write_text(text, encoding="utf-8")
     settings = load_settings(config_path)
     with AuditLog.open(settings=settings) as log:
         record = log.append("config_change", model_id=settings.model.id, details={
             "action": "init", "config_sha256": "sha256:" + hashlib.sha256(text.encode()).hexdigest(),
-            "public_key_id": key_id(public_key)})
+            "public_key_id": key_id(public_key), "store_id": store_id})
     click.echo(f"Wrote {config_path}")
     click.echo(f"Device key {key_path} ({key_id(public_key)}, mode 0600)")
-    click.echo(f"Audit log {settings.audit.db} (record {record.record_id})")
+    click.echo(f"Audit log {settings.audit.db} (store {store_id}, record {record.record_id})")

@@ -28,15 +28,19 @@ from ._root import cli
 @click.option("--timeout", "timeout_s", type=click.FloatRange(min=0.1), default=300.0, show_default=True,
               help="Seconds to wait for the upstream between bytes.")
 @click.option("--runtime", help="Runtime name[=version] to record, when the upstream does not say (e.g. llama.cpp=b4500).")
+@click.option("--allow-route", "allow_routes", multiple=True, metavar="PATH",
+              help="Also forward this read-only path unaudited (repeatable). Inference routes are always "
+                   "audited; any other route is refused with 404 and recorded.")
 @db_option
 @click.pass_context
 def proxy(ctx: click.Context, upstream: str, listen: str, model_artifact: Path | None, require_token: bool,
           token_file: Path | None, upstream_key_env: str | None, max_body_bytes: int, timeout_s: float,
-          runtime: str | None, db: Path | None) -> None:
+          runtime: str | None, allow_routes: tuple[str, ...], db: Path | None) -> None:
     """Serve an auditing OpenAI-compatible proxy in front of a local model server.
 
-    Apps change only their base URL. Every chat, completion and embedding call becomes a durable,
-    redacted, chained audit record before its response reaches the app.
+    Apps change only their base URL. Every call to an inference route (chat, completions,
+    responses, embeddings, rerank ...; OpenAI, llama.cpp, Ollama and Anthropic shapes) is recorded
+    before the model is asked, and its answer reaches the app only once that is recorded too.
 
     Example: govkit proxy --upstream http://127.0.0.1:8080/v1 --model-artifact phi-4-mini-q4.gguf
     """
@@ -56,8 +60,14 @@ def proxy(ctx: click.Context, upstream: str, listen: str, model_artifact: Path |
         upstream_key = os.environ.get(upstream_key_env)
         if not upstream_key:
             raise InputError(f"${upstream_key_env} is empty or unset")
+    from ..inference.routes import INFERENCE_ROUTES, normalise_path
+
+    allowed = frozenset(normalise_path(path) for path in allow_routes)
+    if allowed & INFERENCE_ROUTES.keys():
+        raise click.BadParameter(f"{sorted(allowed & INFERENCE_ROUTES.keys())[0]} is an inference route: always audited",
+                                 param_hint="--allow-route")
     settings = settings_for(ctx, required=db is None)
-    config = ProxyConfig(upstream=upstream, host=host, port=int(port_text), model_artifact=model_artifact,
+    config = ProxyConfig(allow_routes=allowed, upstream=upstream, host=host, port=int(port_text), model_artifact=model_artifact,
                          model_id=settings.model.id if settings else None, client_token=token,
                          upstream_api_key=upstream_key, max_body_bytes=max_body_bytes, timeout_s=timeout_s,
                          runtime=runtime, explain=settings.explain if settings else None, settings=settings)
@@ -68,7 +78,7 @@ def proxy(ctx: click.Context, upstream: str, listen: str, model_artifact: Path |
         loop_factory = uvloop.new_event_loop
     except ImportError:
         loop_factory = None
-    with open_log(ctx, db, create=True) as log, asyncio.Runner(loop_factory=loop_factory) as runner:
+    with open_log(ctx, db) as log, asyncio.Runner(loop_factory=loop_factory) as runner:
         runner.run(_serve(AuditingProxy(log, config), config, log.path))
 
 

@@ -1,8 +1,16 @@
 """One model call, whatever carries it (proxy, httpx transport, llama-cpp wrapper, decorator):
-what to read from an OpenAI-style request and answer, and the audit record it becomes."""
+what to read from a request and an answer, in every body shape the fronted servers speak
+(OpenAI, llama.cpp's native routes, Ollama, Anthropic messages, the Responses API), and the
+audit record it becomes.
+
+Nothing the model said is left out of the record: every choice (`n > 1`) and every tool or
+function call goes into the response text (content table, redacted per policy), with one digest
+per choice and per tool call's arguments in the chain.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import time
@@ -10,22 +18,72 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..audit.store import utc_now
+from .routes import kind_of
 
-__all__ = ["AUDITED", "SAMPLING_KEYS", "Call", "EventStream", "answer_of", "kind_of", "prompt_of"]
+__all__ = ["SAMPLING_KEYS", "Answer", "Call", "EventStream", "answer_of", "kind_of", "prompt_of", "read_answer"]
 
-AUDITED = {"/v1/chat/completions": "chat", "/v1/completions": "completion", "/v1/embeddings": "embedding"}
 SAMPLING_KEYS = ("temperature", "top_p", "top_k", "min_p", "max_tokens", "max_completion_tokens", "seed",
                  "stop", "n", "presence_penalty", "frequency_penalty", "repeat_penalty", "logprobs",
-                 "top_logprobs", "response_format", "logit_bias")
-_EVENT_END = re.compile(rb"\r?\n\r?\n")
+                 "top_logprobs", "response_format", "logit_bias", "n_predict", "num_predict", "max_output_tokens")
+# Sampling values that are free text: kept as digests (a stop sequence may be a name or a number).
+_TEXT_SAMPLING = frozenset({"stop", "logit_bias", "response_format"})
+_SSE_END = re.compile(rb"\r?\n\r?\n")
+_TOOL_NAME = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
 
 
-def kind_of(path: str) -> str | None:
-    """The audited kind of an API path, wherever the client mounts the API (…/v1/chat/completions)."""
-    for suffix, kind in AUDITED.items():
-        if path == suffix or path.endswith(suffix[3:]):
-            return kind
-    return None
+def _digest(text: str) -> str:
+    return "sha256:" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+@dataclass
+class Answer:
+    """What the model answered: per choice its text, tool calls and finish reason."""
+
+    choices: list[dict[str, Any]] = field(default_factory=list)  # {index, text, tool_calls, finish_reason}
+    usage: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def finish_reason(self) -> str | None:
+        reasons = [c.get("finish_reason") for c in self.choices if c.get("finish_reason")]
+        return str(reasons[0]) if reasons else None
+
+    @property
+    def text(self) -> str | None:
+        """The response as recorded: a lone plain answer as it is; several choices or any tool
+        call each under a header naming it, so nothing is lost."""
+        if not self.choices:
+            return None
+        if len(self.choices) == 1 and not self.choices[0].get("tool_calls"):
+            return self.choices[0].get("text")
+        parts = []
+        for choice in self.choices:
+            index = choice.get("index", 0)
+            if choice.get("text") is not None:
+                parts.append(f"[choice {index}]\n{choice['text']}")
+            for call in choice.get("tool_calls") or ():
+                parts.append(f"[choice {index} tool call {call.get('name') or '?'}]\n{call.get('arguments') or ''}")
+        return "\n".join(parts)
+
+    def chained(self) -> list[dict[str, Any]] | None:
+        """Digests for the chain, when there is more than one plain answer to tell apart."""
+        if len(self.choices) <= 1 and not any(c.get("tool_calls") for c in self.choices):
+            return None
+        out = []
+        for choice in self.choices:
+            item: dict[str, Any] = {"index": choice.get("index", 0)}
+            if choice.get("finish_reason"):
+                item["finish_reason"] = str(choice["finish_reason"])
+            if choice.get("text") is not None:
+                item["content_sha256"] = _digest(choice["text"])
+            calls = []
+            for call in choice.get("tool_calls") or ():
+                name = str(call.get("name") or "")
+                calls.append({"name": name if _TOOL_NAME.fullmatch(name) else _digest(name),
+                              "arguments_sha256": _digest(call.get("arguments") or "")})
+            if calls:
+                item["tool_calls"] = calls
+            out.append(item)
+        return out
 
 
 @dataclass
@@ -39,105 +97,326 @@ class Call:
     ts_start: str = field(default_factory=utc_now)
     started: float = field(default_factory=time.perf_counter)
 
-    def read_request(self, payload: dict[str, Any]) -> None:
+    def read_request(self, payload: dict[str, Any], raw: bytes | None = None) -> None:
         self.prompt = prompt_of(self.kind, payload)
-        self.fields["sampling"] = {k: payload[k] for k in SAMPLING_KEYS if k in payload}
+        if self.prompt is None and raw is not None:  # a shape we do not know: the whole body
+            self.prompt = raw.decode("utf-8", "replace")
+        options = payload.get("options") if isinstance(payload.get("options"), dict) else {}  # Ollama
+        sampling = {k: v for k, v in {**options, **payload}.items() if k in SAMPLING_KEYS}
+        for key in _TEXT_SAMPLING & sampling.keys():
+            sampling[key] = _digest(json.dumps(sampling[key], sort_keys=True, ensure_ascii=False))
+        self.fields["sampling"] = sampling
         if isinstance(payload.get("model"), str):
             self.fields["model_version"] = payload["model"]
 
     def record(self, *, status: str, error: str | None = None, response: str | None = None,
-               usage: dict[str, Any] | None = None, finish_reason: str | None = None) -> dict[str, Any]:
+               usage: dict[str, Any] | None = None, finish_reason: str | None = None,
+               answer: Answer | None = None) -> dict[str, Any]:
+        if answer is not None:
+            response, usage, finish_reason = answer.text, answer.usage, answer.finish_reason
         usage = usage or {}
-        return dict(prompt=self.prompt, response=response, ts_start=self.ts_start, ts_end=utc_now(),
-                    latency_ms=round((time.perf_counter() - self.started) * 1000, 3), status=status,
-                    error=error, finish_reason=finish_reason, input_tokens=_int(usage.get("prompt_tokens")),
-                    output_tokens=_int(usage.get("completion_tokens")), endpoint=self.endpoint, **self.fields)
+        fields = dict(prompt=self.prompt, response=response, ts_start=self.ts_start, ts_end=utc_now(),
+                      latency_ms=round((time.perf_counter() - self.started) * 1000, 3), status=status,
+                      error=error, finish_reason=finish_reason,
+                      input_tokens=_int(usage.get("prompt_tokens", usage.get("input_tokens"))),
+                      output_tokens=_int(usage.get("completion_tokens", usage.get("output_tokens"))),
+                      endpoint=self.endpoint, **self.fields)
+        chained = answer.chained() if answer is not None else None
+        if chained:
+            fields["details"] = {**fields.get("details", {}), "choices": chained}
+        return fields
 
 
 class EventStream:
-    """Splits a server-sent-event stream into events as they complete: passes each through at
-    once, except `data: [DONE]`, which it holds; assembles the answer for the record."""
+    """Splits a streamed answer (server-sent events, or Ollama's JSON lines) into events as they
+    complete and passes them through, except the last one seen, which it holds back until the
+    next arrives: so the final chunk (and `[DONE]`) reaches the client only once the caller has
+    committed the record and releases `held`. Assembles the answer for the record."""
 
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, *, lines: bool = False):
         self.kind = kind
+        self.lines = lines  # newline-delimited JSON (Ollama) instead of server-sent events
         self.buffer = b""
-        self.held = b""
+        self.last = b""  # the newest complete event, not yet passed on
+        self.done_events = b""
         self.done = False
-        self.parts: list[str] = []
-        self.usage: dict[str, Any] | None = None
-        self.finish_reason: str | None = None
+        self.answer = Answer()
+        self._by_index: dict[int, dict[str, Any]] = {}
 
     @property
-    def text(self) -> str:
-        return "".join(self.parts)
+    def held(self) -> bytes:
+        return self.last + self.done_events + self.buffer
+
+    @property
+    def text(self) -> str | None:
+        return self._answer().text
+
+    @property
+    def usage(self) -> dict[str, Any]:
+        return self.answer.usage
+
+    @property
+    def finish_reason(self) -> str | None:
+        return self._answer().finish_reason
+
+    def _answer(self) -> Answer:
+        self.answer.choices = [self._by_index[i] for i in sorted(self._by_index)]
+        return self.answer
+
+    def result(self) -> Answer:
+        return self._answer()
 
     def feed(self, chunk: bytes) -> bytes:
         self.buffer += chunk
         ready = []
-        while match := _EVENT_END.search(self.buffer):
-            event, self.buffer = self.buffer[:match.end()], self.buffer[match.end():]
-            data = b"".join(line[5:].strip() for line in event.splitlines() if line.startswith(b"data:"))
+        while True:
+            if self.lines:
+                end = self.buffer.find(b"\n")
+                if end < 0:
+                    break
+                event, self.buffer = self.buffer[:end + 1], self.buffer[end + 1:]
+                data = event.strip()
+            else:
+                match = _SSE_END.search(self.buffer)
+                if match is None:
+                    break
+                event, self.buffer = self.buffer[:match.end()], self.buffer[match.end():]
+                data = b"".join(line[5:].strip() for line in event.splitlines() if line.startswith(b"data:"))
             if data == b"[DONE]":
                 self.done = True
-                self.held += event
+                self.done_events += event
                 continue
-            ready.append(event)
+            if self.last:
+                ready.append(self.last)
+            self.last = event
             self._parse(data)
         return b"".join(ready)
 
     def _parse(self, data: bytes) -> None:
+        if not data:
+            return
         try:
             chunk = json.loads(data)
         except ValueError:
             return
         self.add(chunk)
 
-    def add(self, chunk: Any) -> None:
-        """Take one decoded stream chunk (as llama-cpp-python yields them in-process)."""
-        try:
-            choice = (chunk.get("choices") or [{}])[0]
-        except (AttributeError, IndexError):
-            return
-        if chunk.get("usage"):
-            self.usage = chunk["usage"]
-        piece = (choice.get("delta") or {}).get("content") if self.kind == "chat" else choice.get("text")
+    def _choice(self, index: Any) -> dict[str, Any]:
+        index = index if isinstance(index, int) else 0
+        return self._by_index.setdefault(index, {"index": index, "text": None})
+
+    def _append_text(self, index: Any, piece: Any) -> None:
         if isinstance(piece, str):
-            self.parts.append(piece)
-        if choice.get("finish_reason"):
-            self.finish_reason = choice["finish_reason"]
+            choice = self._choice(index)
+            choice["text"] = (choice["text"] or "") + piece
+
+    def _tool(self, index: Any, slot: Any) -> dict[str, Any]:
+        calls = self._choice(index).setdefault("tool_calls", [])
+        slot = slot if isinstance(slot, int) else len(calls)
+        while len(calls) <= slot:
+            calls.append({"name": "", "arguments": ""})
+        return calls[slot]
+
+    def add(self, chunk: Any) -> None:
+        """Take one decoded stream chunk, in any of the shapes the fronted servers stream."""
+        if not isinstance(chunk, dict):
+            return
+        if isinstance(chunk.get("usage"), dict) and chunk["usage"]:
+            self.answer.usage = chunk["usage"]
+        if isinstance(chunk.get("choices"), list):  # OpenAI chat and completions
+            for choice in chunk["choices"]:
+                if not isinstance(choice, dict):
+                    continue
+                index = choice.get("index", 0)
+                delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
+                self._append_text(index, delta.get("content") if self.kind == "chat" else choice.get("text"))
+                if self.kind == "chat" and "content" not in delta and isinstance(choice.get("text"), str):
+                    self._append_text(index, choice["text"])
+                for call in delta.get("tool_calls") or ():
+                    if isinstance(call, dict):
+                        tool = self._tool(index, call.get("index"))
+                        function = call.get("function") if isinstance(call.get("function"), dict) else {}
+                        tool["name"] += str(function.get("name") or "")
+                        tool["arguments"] += str(function.get("arguments") or "")
+                if isinstance(delta.get("function_call"), dict):
+                    tool = self._tool(index, 0)
+                    tool["name"] += str(delta["function_call"].get("name") or "")
+                    tool["arguments"] += str(delta["function_call"].get("arguments") or "")
+                if choice.get("finish_reason"):
+                    self._choice(index)["finish_reason"] = choice["finish_reason"]
+            return
+        kind = chunk.get("type")
+        if isinstance(kind, str):  # Anthropic messages and the Responses API: typed events
+            self._typed(kind, chunk)
+            return
+        message = chunk.get("message")
+        if isinstance(message, dict):  # Ollama /api/chat
+            self._append_text(0, message.get("content"))
+            for call in message.get("tool_calls") or ():
+                function = call.get("function") if isinstance(call, dict) else None
+                if isinstance(function, dict):
+                    tool = self._tool(0, None)
+                    tool["name"] = str(function.get("name") or "")
+                    tool["arguments"] = _as_arguments(function.get("arguments"))
+        elif isinstance(chunk.get("response"), str):  # Ollama /api/generate
+            self._append_text(0, chunk["response"])
+        elif isinstance(chunk.get("content"), str):  # llama.cpp /completion, /infill
+            self._append_text(0, chunk["content"])
+        if chunk.get("done") is True:  # Ollama's last line
+            self.done = True
+            self._choice(0)["finish_reason"] = chunk.get("done_reason") or "stop"
+            self.answer.usage = {"prompt_tokens": chunk.get("prompt_eval_count"),
+                                 "completion_tokens": chunk.get("eval_count")}
+        if chunk.get("stop") is True:  # llama.cpp's native stream ends with stop: true
+            self.done = True
+            self._choice(0)["finish_reason"] = chunk.get("stop_type") or "stop"
+            if isinstance(chunk.get("tokens_predicted"), int):
+                self.answer.usage = {"prompt_tokens": chunk.get("tokens_evaluated"),
+                                     "completion_tokens": chunk["tokens_predicted"]}
+
+    def _typed(self, kind: str, chunk: dict[str, Any]) -> None:
+        if kind == "content_block_start":
+            block = chunk.get("content_block") if isinstance(chunk.get("content_block"), dict) else {}
+            if block.get("type") == "tool_use":
+                self._tool(0, None)["name"] = str(block.get("name") or "")
+        elif kind == "content_block_delta":
+            delta = chunk.get("delta") if isinstance(chunk.get("delta"), dict) else {}
+            if delta.get("type") == "input_json_delta":
+                calls = self._choice(0).get("tool_calls") or [self._tool(0, None)]
+                calls[-1]["arguments"] += str(delta.get("partial_json") or "")
+            else:
+                self._append_text(0, delta.get("text"))
+        elif kind == "message_delta":
+            delta = chunk.get("delta") if isinstance(chunk.get("delta"), dict) else {}
+            if delta.get("stop_reason"):
+                self._choice(0)["finish_reason"] = delta["stop_reason"]
+        elif kind == "message_stop":
+            self.done = True
+        elif kind == "response.output_text.delta":
+            self._append_text(0, chunk.get("delta"))
+        elif kind == "response.completed":
+            self.done = True
+            response = chunk.get("response") if isinstance(chunk.get("response"), dict) else {}
+            final = read_answer("responses", response)
+            if final.choices:
+                self._by_index = {c["index"]: c for c in final.choices}
+            self.answer.usage = final.usage or self.answer.usage
 
 
 def prompt_of(kind: str, payload: dict[str, Any]) -> str | None:
+    """The prompt text of a request body, or None when it holds none of the known fields."""
     if kind == "chat":
         messages = payload.get("messages")
         if not isinstance(messages, list):
             return None
         lines = []
+        system = payload.get("system")  # Anthropic: the system prompt beside the messages
+        if system is not None:
+            lines.append(f"system: {_text_of(system)}")
         for message in messages:
             if not isinstance(message, dict):
                 continue
-            content = message.get("content")
-            if isinstance(content, list):  # content parts: keep the text ones
-                content = " ".join(p.get("text", "") for p in content if isinstance(p, dict))
-            lines.append(f"{message.get('role', '?')}: {content if isinstance(content, str) else ''}")
+            lines.append(f"{message.get('role', '?')}: {_text_of(message.get('content'))}")
+            for call in message.get("tool_calls") or ():
+                function = call.get("function") if isinstance(call, dict) else None
+                if isinstance(function, dict):
+                    lines.append(f"tool call {function.get('name')}: {_as_arguments(function.get('arguments'))}")
         return "\n".join(lines)
-    key = "prompt" if kind == "completion" else "input"
-    value = payload.get(key)
+    if kind == "responses":
+        parts = [f"instructions: {payload['instructions']}"] if isinstance(payload.get("instructions"), str) else []
+        value = payload.get("input")
+        if isinstance(value, str):
+            parts.append(value)
+        elif isinstance(value, list):
+            for item in value:
+                if isinstance(item, dict):
+                    parts.append(f"{item.get('role', item.get('type', '?'))}: {_text_of(item.get('content', item.get('output')))}")
+        return "\n".join(parts) if parts else None
+    keys = {"completion": ("system", "prompt", "input_prefix", "input_suffix", "input_extra"),
+            "embedding": ("input", "content", "prompt")}.get(kind)
+    if keys is None:
+        return None
+    found = [_text_of(payload[key]) for key in keys if key in payload]
+    return "\n".join(found) if found else None
+
+
+def _text_of(value: Any) -> str:
+    if isinstance(value, str):
+        return value
     if isinstance(value, list):
-        return "\n".join(str(v) for v in value)
-    return value if isinstance(value, str) else None
+        return "\n".join(_text_of(part.get("text", part.get("content", "")) if isinstance(part, dict) else part)
+                         for part in value)
+    if value is None:
+        return ""
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
 
 
-def answer_of(kind: str, answer: dict[str, Any]) -> tuple[str | None, dict[str, Any], str | None]:
-    usage = answer.get("usage") or {}
+def _as_arguments(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+def read_answer(kind: str, answer: Any) -> Answer:
+    """Every choice and tool call of a whole (not streamed) answer; TypeError on an answer of no
+    known shape."""
+    if not isinstance(answer, dict):
+        raise TypeError("the answer is not a JSON object")
+    usage = answer.get("usage") if isinstance(answer.get("usage"), dict) else {}
     if kind == "embedding":
-        return None, usage, None
-    choice = answer["choices"][0]
-    text = choice["message"].get("content") if kind == "chat" else choice.get("text")
-    return (text if isinstance(text, str) else None), usage, choice.get("finish_reason")
+        return Answer([], usage)
+    if kind == "other":
+        return Answer([{"index": 0, "text": json.dumps(answer, ensure_ascii=False, sort_keys=True)}], usage)
+    result = Answer([], usage)
+    if isinstance(answer.get("choices"), list):  # OpenAI
+        for position, choice in enumerate(answer["choices"]):
+            index = choice.get("index", position)
+            message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
+            text = message.get("content") if kind == "chat" else choice.get("text")
+            tools = [{"name": str((c.get("function") or {}).get("name") or ""),
+                      "arguments": _as_arguments((c.get("function") or {}).get("arguments") or "")}
+                     for c in message.get("tool_calls") or () if isinstance(c, dict)]
+            if isinstance(message.get("function_call"), dict):
+                tools.append({"name": str(message["function_call"].get("name") or ""),
+                              "arguments": _as_arguments(message["function_call"].get("arguments") or "")})
+            result.choices.append({"index": index, "text": text if isinstance(text, str) else None,
+                                   "finish_reason": choice.get("finish_reason"),
+                                   **({"tool_calls": tools} if tools else {})})
+        return result
+    if isinstance(answer.get("output"), list):  # the Responses API
+        texts, tools = [], []
+        for item in answer["output"]:
+            if not isinstance(item, dict):
+                continue
+            if item.get("type") == "function_call":
+                tools.append({"name": str(item.get("name") or ""), "arguments": _as_arguments(item.get("arguments") or "")})
+            for part in item.get("content") or ():
+                if isinstance(part, dict) and isinstance(part.get("text"), str):
+                    texts.append(part["text"])
+        result.choices.append({"index": 0, "text": "".join(texts) if texts or not tools else None,
+                               "finish_reason": answer.get("status"), **({"tool_calls": tools} if tools else {})})
+        return result
+    if isinstance(answer.get("content"), list):  # Anthropic messages
+        texts, tools = [], []
+        for block in answer["content"]:
+            if isinstance(block, dict) and block.get("type") == "text":
+                texts.append(str(block.get("text") or ""))
+            elif isinstance(block, dict) and block.get("type") == "tool_use":
+                tools.append({"name": str(block.get("name") or ""), "arguments": _as_arguments(block.get("input"))})
+        result.choices.append({"index": 0, "text": "".join(texts) if texts or not tools else None,
+                               "finish_reason": answer.get("stop_reason"), **({"tool_calls": tools} if tools else {})})
+        return result
+    stream = EventStream(kind)  # Ollama and llama.cpp's native answers: one chunk of their stream
+    stream.add(answer)
+    parsed = stream.result()
+    if not parsed.choices:
+        raise TypeError("the answer holds no choice, message or content")
+    parsed.usage = parsed.usage or usage
+    return parsed
+
+
+def answer_of(kind: str, answer: Any) -> tuple[str | None, dict[str, Any], str | None]:
+    parsed = read_answer(kind, answer)
+    return parsed.text, parsed.usage, parsed.finish_reason
 
 
 def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-

@@ -1,11 +1,17 @@
-"""An auditing reverse proxy for the OpenAI HTTP API (llama.cpp, Ollama, vLLM, LM Studio, ...).
+"""An auditing reverse proxy for the inference APIs of llama.cpp, Ollama, vLLM, LM Studio, ...
 
-Every call to /v1/chat/completions, /v1/completions or /v1/embeddings becomes one audit record:
-latency, token counts, finish reason, sampling parameters, status and the model artifact's
-identity. Anything else passes through unaudited. No response reaches the client before its
-record is durable: a plain response is sent after the commit; a stream passes through event by
-event as it arrives, and only its terminating `data: [DONE]` waits for the commit. Upstream
-failures become failure records and clean JSON errors (502, or 504 on a timeout).
+Every call to an inference route (routes.py: chat, completions, responses, embeddings, rerank,
+..., in the OpenAI, llama.cpp, Ollama and Anthropic shapes) becomes two audit records: a
+`request` record, durable before the upstream is called, and an `inference` record with the
+answer: latency, token counts, finish reason, sampling parameters, status, every choice and tool
+call, and the model artifact's identity. Read-only routes (models, health, props, version) are
+forwarded; anything else is refused with 404, and the refusal is recorded.
+
+No answer reaches the client before its record is committed: a plain response is sent after the
+commit; a stream passes through event by event, except its final event and `[DONE]`, which wait
+for the commit. When the record cannot be committed the client gets a 503 (or, mid-stream, an
+error event and no end). Upstream failures become failure records and clean JSON errors (502, or
+504 on a timeout). A request reaches the upstream at most once.
 """
 
 from __future__ import annotations
@@ -13,15 +19,20 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from .._lazy import require
 from ..audit import AuditLog
-from .calls import AUDITED, Call, EventStream, answer_of
+from ..errors import GovkitError
+from .calls import Call, EventStream, read_answer
 from .fingerprint import ArtifactIdentity, fingerprint_artifact
+from .routes import Route, route_of
 
 __all__ = ["AuditingProxy", "ProxyConfig"]
 
@@ -43,6 +54,7 @@ class ProxyConfig:
     runtime: str | None = None  # e.g. "llama.cpp" ("name=version" accepted)
     explain: Any = None  # ExplainSettings: background explanations of sampled decisions
     settings: Any = None  # the whole Settings, for the explanation worker's own connection to the log
+    allow_routes: frozenset[str] = frozenset()  # more normalised paths to forward unaudited (read-only ones)
 
     @property
     def upstream_root(self) -> str:
@@ -157,10 +169,15 @@ class AuditingProxy:
             if self.config.client_token is not None and not self._client_authorized(request):
                 await self._note_refused()
                 return _error(401, "missing or wrong bearer token", "unauthorized")
-            kind = AUDITED.get(request.path)
-            if request.method == "POST" and kind is not None:
-                return await self._audited(request, kind)
-            return await self._passthrough(request)
+            route = route_of(request.method, request.raw_path, self.config.allow_routes)
+            if route.kind is not None and route.method_allowed:
+                return await self._audited(request, route)
+            if route.forward:
+                return await self._passthrough(request, route)
+            if route.kind is not None:
+                return await self._refuse(request, route, 405, f"{route.path} takes POST only", "method_not_allowed")
+            return await self._refuse(request, route, 404, "not a route govkit forwards: only inference routes "
+                                      "(audited) and read-only ones (models, health, props, version)", "not_found")
         finally:
             self.in_flight -= 1
             if self.sampler is not None:
@@ -182,11 +199,26 @@ class AuditingProxy:
         headers.update(self._auth_headers())
         return headers
 
-    async def _passthrough(self, request: Any) -> Any:
+    def _upstream_url(self, request: Any, route: Route) -> str:
+        """The route as normalised (what was audited is what is asked), with the query."""
+        query = request.raw_path.partition("?")[2]
+        return self.config.upstream_root + route.path + (f"?{query}" if query else "")
+
+    async def _refuse(self, request: Any, route: Route, status: int, message: str, code: str) -> Any:
+        """Answer with an error the upstream never saw, and record that the request was refused."""
+        try:
+            await self.log.append_async("request", status="refused", error=f"{status} {code}",
+                                        endpoint=self.log.redact(route.path)[:512],
+                                        details={"method": request.method[:16]}, **self._request_context(request))
+        except GovkitError as exc:
+            return _store_failed(exc)
+        return _error(status, message, code)
+
+    async def _passthrough(self, request: Any, route: Route) -> Any:
         web = require("aiohttp.web", "proxy")
         body = await request.read()
         try:
-            async with self._session.request(request.method, self.config.upstream_root + request.path_qs,
+            async with self._session.request(request.method, self._upstream_url(request, route),
                                              data=body, headers=self._upstream_headers(request)) as upstream:
                 data = await upstream.read()
                 return web.Response(body=data, status=upstream.status, headers=_response_headers(upstream))
@@ -195,52 +227,63 @@ class AuditingProxy:
         except Exception as exc:  # aiohttp.ClientError and friends
             return _error(502, f"the upstream model server failed: {type(exc).__name__}", "upstream_error")
 
-    async def _audited(self, request: Any, kind: str) -> Any:
-        call = Call(kind, request.path, {**self.runtime, **self._request_context(request)})
+    async def _audited(self, request: Any, route: Route) -> Any:
+        call = Call(route.kind or "other", route.path, {**self.runtime, **self._request_context(request)})
         if self.config.model_id:
             call.fields["model_id"] = self.config.model_id
         raw = await self._read_limited(request)
         if raw is None:
-            await self._record(call, status="rejected", error=f"request body over {self.config.max_body_bytes} bytes")
-            return _error(413, f"request body over {self.config.max_body_bytes} bytes", "request_too_large")
+            return await self._rejected(call, 413, f"request body over {self.config.max_body_bytes} bytes",
+                                        "request_too_large")
         try:
-            payload = json.loads(raw)
+            payload = orjson.loads(raw)  # refuses NaN, Infinity, 1e999 and lone surrogates
             if not isinstance(payload, dict):
                 raise ValueError("not a JSON object")
         except ValueError as exc:
-            await self._record(call, status="rejected", error=f"request is not a JSON object: {exc}")
-            return _error(400, "request body is not a JSON object", "invalid_request")
-        call.read_request(payload)
+            return await self._rejected(call, 400, f"request body is not a JSON object the audit log can "
+                                                   f"hold ({_json_problem(exc)})", "invalid_request")
+        call.read_request(payload, raw)
         await self._check_artifact()
         if self.identity is not None:
             call.fields.update(self.identity.record_fields())
-        aiohttp = require("aiohttp", "proxy")
-        for attempt in (1, 2):
-            try:
-                upstream = await self._session.post(self.config.upstream_root + request.path_qs, data=raw,
-                                                    headers=self._upstream_headers(request))
-                break
-            except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
-                # The connection failed before any answer (typically a kept-alive connection the
-                # upstream closed just as we used it): the upstream never answered, so try once
-                # more on a fresh connection.
-                if attempt == 2:
-                    return await self._upstream_failed(call, exc, "connect")
-            except Exception as exc:  # timeouts and other client errors
-                return await self._upstream_failed(call, exc, "connect")
+        try:
+            # The request is on the record before the model is asked: an answer lost to a crash
+            # still leaves the record that the model was asked, and what.
+            requested = await self.log.append_async(
+                "request", inline_when_idle=self.in_flight == 1, prompt=call.prompt, status="started",
+                ts_start=call.ts_start, endpoint=call.endpoint, **call.fields)
+        except GovkitError as exc:
+            return _store_failed(exc)
+        call.fields["request_record_id"] = requested.record_id
+        try:
+            upstream = await self._session.post(self._upstream_url(request, route), data=raw,
+                                                headers=self._upstream_headers(request))
+        except Exception as exc:  # never retried: a request reaches the upstream at most once
+            return await self._upstream_failed(call, exc, "connect")
         async with upstream:
-            streaming = bool(payload.get("stream")) and upstream.status == 200 and \
-                "text/event-stream" in upstream.headers.get("Content-Type", "")
-            if streaming:
-                return await self._stream(request, upstream, call)
+            content_type = upstream.headers.get("Content-Type", "")
+            if upstream.status == 200 and ("text/event-stream" in content_type or "ndjson" in content_type):
+                return await self._stream(request, upstream, call, lines="ndjson" in content_type)
             return await self._whole(upstream, call)
+
+    async def _rejected(self, call: Call, status: int, message: str, code: str) -> Any:
+        """A request refused before the upstream ran, on the record as such."""
+        try:
+            await self.log.append_async("request", status="rejected", error=message, ts_start=call.ts_start,
+                                        endpoint=call.endpoint, **call.fields)
+        except GovkitError as exc:
+            return _store_failed(exc)
+        return _error(status, message, code)
 
     async def _upstream_failed(self, call: Call, exc: Exception, stage: str) -> Any:
         """Record the failure, then answer the client with a clean 504 (timeout) or 502."""
         timed_out = isinstance(exc, asyncio.TimeoutError)
         error, message = _FAILURES[stage, timed_out]
-        detail = "" if timed_out else f": {type(exc).__name__}: {exc}"
-        await self._record(call, status="error", error=error + detail)
+        detail = "" if timed_out else f": {type(exc).__name__}"
+        try:
+            await self._record(call, status="error", error=error + detail)
+        except GovkitError as store_exc:
+            return _store_failed(store_exc)
         return _error(504 if timed_out else 502, message, "upstream_timeout" if timed_out else "upstream_error")
 
     async def _whole(self, upstream: Any, call: Call) -> Any:
@@ -249,23 +292,29 @@ class AuditingProxy:
             data = await upstream.read()
         except Exception as exc:
             return await self._upstream_failed(call, exc, "read")
-        if upstream.status >= 400:
-            await self._record(call, status="error", error=f"upstream status {upstream.status}: {data[:300]!r}")
-            return web.Response(body=data, status=upstream.status, headers=_response_headers(upstream))
         try:
-            answer = json.loads(data)
-            text, usage, finish = answer_of(call.kind, answer)
-        except (ValueError, TypeError, KeyError, IndexError, AttributeError):
-            await self._record(call, status="error", error="malformed upstream JSON")
-            return _error(502, "the upstream model server sent a malformed answer", "upstream_malformed")
-        await self._record(call, status="ok", response=text, usage=usage, finish_reason=finish)
+            if upstream.status >= 400:
+                # The error body may echo the prompt: it is content (redacted, purgeable), never
+                # free text in the chain.
+                await self._record(call, status="error", error=f"upstream status {upstream.status}",
+                                   response=data.decode("utf-8", "replace"))
+                return web.Response(body=data, status=upstream.status, headers=_response_headers(upstream))
+            try:
+                answer = read_answer(call.kind, orjson.loads(data))
+            except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+                await self._record(call, status="error", error="malformed upstream JSON",
+                                   response=data.decode("utf-8", "replace"))
+                return _error(502, "the upstream model server sent a malformed answer", "upstream_malformed")
+            await self._record(call, status="ok", answer=answer)
+        except GovkitError as exc:
+            return _store_failed(exc)  # no answer without its record
         return web.Response(body=data, status=upstream.status, headers=_response_headers(upstream))
 
-    async def _stream(self, request: Any, upstream: Any, call: Call) -> Any:
+    async def _stream(self, request: Any, upstream: Any, call: Call, *, lines: bool) -> Any:
         web = require("aiohttp.web", "proxy")
         response = web.StreamResponse(status=upstream.status, headers=_response_headers(upstream))
         await response.prepare(request)
-        events = EventStream(call.kind)
+        events = EventStream(call.kind, lines=lines)
         error = None
         client_gone = False
         try:
@@ -281,17 +330,25 @@ class AuditingProxy:
         except Exception as exc:
             error = f"upstream failed mid-stream: {type(exc).__name__}"
         if error is None and not events.done:
-            error = "upstream closed the stream before [DONE]"
+            error = "upstream closed the stream before it ended"
         status = "error" if error else ("client_disconnected" if client_gone else "ok")
-        await self._record(call, status=status, error=error or ("client disconnected mid-stream" if client_gone else None),
-                           response=events.text, usage=events.usage, finish_reason=events.finish_reason)
+        try:
+            await self._record(call, status=status, error=error or ("client disconnected mid-stream" if client_gone else None),
+                               answer=events.result())
+        except GovkitError as exc:  # the final chunk and [DONE] are withheld: no answer without its record
+            error = f"the audit record could not be committed ({type(exc).__name__}); the answer is withheld"
+            status = "unrecorded"
         if not client_gone:
             try:
                 if error:
-                    payload = {"error": {"message": error, "type": "upstream_error", "code": 502}}
+                    if status != "unrecorded":  # on the record: what the upstream did send may pass
+                        await response.write(events.held)
+                    code = 503 if status == "unrecorded" else 502
+                    kind = "audit_store_unavailable" if status == "unrecorded" else "upstream_error"
+                    payload = {"error": {"message": error, "type": kind, "code": code}}
                     await response.write(b"data: " + json.dumps(payload).encode() + b"\n\n")
                 else:
-                    await response.write(events.held)  # [DONE], only now that the record is durable
+                    await response.write(events.held)  # the final chunk, only now that the record is durable
                 await response.write_eof()
             except (ConnectionResetError, RuntimeError):
                 pass
@@ -299,19 +356,29 @@ class AuditingProxy:
 
     # -- helpers --------------------------------------------------------------------------------
 
-    @staticmethod
-    def _request_context(request: Any) -> dict[str, str]:
+    def _request_context(self, request: Any) -> dict[str, str]:
+        """The headers a record keeps. The session id and purpose are free text: redacted, as the
+        chain cannot be purged. The subject reference stays as given: it is what an erasure
+        request names (a pseudonymous id, by the institution's own convention)."""
         headers = request.headers
-        context = {"session_id": headers.get("X-Session-Id"), "subject_ref": headers.get("X-Subject-Ref"),
-                   "purpose": headers.get("X-Govkit-Purpose")}
-        return {k: v for k, v in context.items() if v}
+        context = {"session_id": headers.get("X-Session-Id"), "purpose": headers.get("X-Govkit-Purpose")}
+        kept = {k: self.log.redact(v[:256]) for k, v in context.items() if v}
+        if headers.get("X-Subject-Ref"):
+            kept["subject_ref"] = headers["X-Subject-Ref"][:256]
+        return kept
 
     async def _read_limited(self, request: Any) -> bytes | None:
+        """The whole body, chunked or not, or None past the limit."""
         limit = self.config.max_body_bytes
         if request.content_length is not None and request.content_length > limit:
             return None
-        data = await request.content.read(limit + 1)
-        return None if len(data) > limit else data
+        parts, size = [], 0
+        while chunk := await request.content.read(65536):
+            size += len(chunk)
+            if size > limit:
+                return None
+            parts.append(chunk)
+        return b"".join(parts)
 
     async def _check_artifact(self) -> None:
         """Chain a model_change event before the next inference when the artifact file changed."""
@@ -332,13 +399,30 @@ class AuditingProxy:
 
     async def _record(self, call: Call, **outcome: Any) -> None:
         # A lone request commits on the loop thread (no hand-offs); under load, group commit.
-        record = await self.log.append_async("inference", inline_when_idle=self.in_flight == 1, **call.record(**outcome))
+        fields = call.record(**outcome)
+        record = await self.log.append_async("inference", inline_when_idle=self.in_flight == 1, **fields)
         if self.sampler is not None and call.kind == "chat" and outcome.get("status") == "ok":
-            self.sampler.offer(record, call.prompt, outcome.get("response"))
+            self.sampler.offer(record, call.prompt, fields.get("response"))
 
 
 def _response_headers(upstream: Any) -> dict[str, str]:
     return {k: v for k, v in upstream.headers.items() if k.lower() not in _HOP_BY_HOP}
+
+
+def _store_failed(exc: GovkitError) -> Any:
+    """The audit store refused the record: the client gets no answer (fail closed)."""
+    sys.stderr.write(f"govkit proxy: {exc}\n")
+    return _error(503, f"the audit log cannot record this call, so it was not answered: "
+                       f"{type(exc).__name__}", "audit_store_unavailable")
+
+
+def _json_problem(exc: ValueError) -> str:
+    text = str(exc)
+    if "infinity" in text or "NaN" in text or "unexpected character" in text:
+        return "NaN, Infinity or a number out of range: JSON has none"
+    if "surrogate" in text:
+        return "a lone surrogate: not Unicode text"
+    return text.split(":", 1)[0][:120]
 
 
 def _error(status: int, message: str, code: str) -> Any:
