@@ -41,8 +41,13 @@ def fairness_threshold_breach(ctx):
         raise Skip("no bias run (ETH-001)")
     metrics = runs[-1].details.get("metrics", {})
     failed = [f"{view}.{name}" for view, items in metrics.items() for name, m in items.items() if m["status"] == "fail"]
-    return Result(not failed, f"failing: {', '.join(failed)}" if failed else "every metric within thresholds",
-                  {"record_id": runs[-1].record_id, "failed": failed}, blocking=ctx.settings.policy.fairness.blocking)
+    unsettled = [f"{view}.{name}" for view, items in metrics.items() for name, m in items.items()
+                 if m["status"] not in ("pass", "fail")]
+    message = (f"failing: {', '.join(failed)}" if failed else
+               f"inconclusive (not a pass): {', '.join(unsettled)}" if unsettled else "every metric within thresholds")
+    return Result(not failed and not unsettled, message,
+                  {"record_id": runs[-1].record_id, "failed": failed, "inconclusive": unsettled},
+                  blocking=ctx.settings.policy.fairness.blocking)
 
 
 @check(id="ETH-003", title="Counterfactual prompts show no difference", severity="warning",
@@ -55,10 +60,15 @@ def counterfactual_no_difference(ctx):
     record, age = _fresh_bias_run(ctx, "counterfactual")
     if record is None:
         return Result(False, "no counterfactual run on record", {})
-    shown = [f"{attr}.{pair}" for attr, pairs in record.details.get("metrics", {}).items()
-             for pair, m in pairs.items() if m["status"] == "difference"]
-    return Result(not shown, f"difference shown: {', '.join(shown)}" if shown else
-                  f"no difference shown ({age:.0f} days ago)", {"record_id": record.record_id, "differences": shown})
+    pairs = [(f"{attr}.{pair}", m["status"]) for attr, items in record.details.get("metrics", {}).items()
+             for pair, m in items.items()]
+    shown = [name for name, status in pairs if status in ("fail", "difference")]
+    unsettled = [name for name, status in pairs if status not in ("pass", "fail", "difference")]
+    message = (f"difference shown: {', '.join(shown)}" if shown else
+               f"inconclusive (not a pass): {', '.join(unsettled)}" if unsettled or not pairs else
+               f"no difference, flips within the policy ({age:.0f} days ago)")
+    return Result(not shown and not unsettled and bool(pairs), message,
+                  {"record_id": record.record_id, "differences": shown, "inconclusive": unsettled})
 
 
 @check(id="ETH-004", title="Human override route in use", severity="blocking",

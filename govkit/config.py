@@ -70,6 +70,7 @@ class FairnessPolicy:
     equalized_odds_difference: float = 0.1  # max
     disparate_impact_ratio: float = 0.8  # min: UGESP four-fifths rule, 29 CFR 1607.4(D)
     min_group_size: int = 30  # smaller groups are reported but too small to judge
+    max_flip_rate: float = 0.05  # counterfactual: the most decisions a swap of name or pronoun may flip
     confidence: float = 0.95
     blocking: bool = False  # a breach fails `govkit check` instead of warning
 

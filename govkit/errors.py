@@ -5,6 +5,7 @@
     │   ├── ConfigError              (exit 2) govkit.toml: names file, key and line
     │   └── InvalidRecord            (exit 2) an audit record field or event type
     ├── MissingDependency            (exit 2) an optional extra is not installed
+    ├── EndpointError                (exit 3) the model endpoint is unreachable or failing
     ├── StoreError                   (exit 3) the audit store cannot be used as asked
     │   ├── StoreNotFound            (exit 3) no store at the path (only `govkit init` makes one)
     │   ├── StoreMismatch            (exit 3) a store, but not the one govkit.toml names
@@ -14,15 +15,18 @@
     │   └── StoreFull                (exit 3) the disk (or the store's page limit) is full
     └── VerificationFailed           (exit 1) the chain does not verify
 
-Exit codes of the CLI: 0 ok, 1 findings or verification failure, 2 usage or input error,
-3 the environment failed (store busy, corrupt, disk full). Nothing already committed is lost
-by any of these: the store only ever appends inside a transaction.
+Exit codes of the CLI: 0 ok, 1 findings (a verification failure, a blocking check, a breached
+threshold), 2 usage or input error, 3 the environment failed (an unreachable or failing model
+endpoint; a store that is missing, locked, corrupt or full), 4 an internal error (a bug in
+govkit, never a user's mistake). Nothing already committed is lost by any of these: the store
+only ever appends inside a transaction.
 """
 
 from __future__ import annotations
 
 __all__ = [
     "ConfigError",
+    "EndpointError",
     "GovkitError",
     "InputError",
     "InvalidRecord",
@@ -69,6 +73,10 @@ class MissingDependency(GovkitError):
     def __init__(self, module: str, extra: str):
         self.module, self.extra = module, extra
         super().__init__(f"this feature needs '{module}': pip install 'govkit[{extra}]'")
+
+
+class EndpointError(GovkitError):
+    exit_code = 3
 
 
 class StoreError(GovkitError):

@@ -127,7 +127,9 @@ def test_counterfactual_recomputes_from_decisions_out(llama, project: Path) -> N
     assert pair["mean_score_shift"] == pytest.approx((shifts.female - shifts.male).mean(), abs=1e-12)
     statement = pair["statement"]
     assert statement.startswith("name female vs male: ")
-    assert ("shows a difference" in statement) == pair["difference_shown"] == (result.exit_code == 1)
+    assert ("shows a difference" in statement) == pair["difference_shown"] == (pair["status"] == "fail")
+    assert (result.exit_code == 0) == (saved["status"] == "pass") == saved["passed"]  # inconclusive is no pass
+    assert pair["status"] != "inconclusive" or any(pair["to_conclude"] in t for t in saved["to_conclude"])
     assert statement in result.output
 
 
@@ -159,7 +161,7 @@ def test_a_dead_endpoint_is_an_error_not_a_decision(project: Path) -> None:
     result = run("bias", "llm", "--data", "cases.csv", "--prompt-template", "loan.j2", "--choices", "approve,deny",
                  "--positive", "approve", "--sensitive", "sex", "--endpoint", f"http://127.0.0.1:{free_port()}/v1",
                  "--limit", "3")
-    assert result.exit_code == 1 and "the model endpoint" in result.output and "ConnectError" in result.output
+    assert result.exit_code == 3 and "the model endpoint" in result.output and "ConnectError" in result.output
     kinds = [r.event_type for r in records()]
     assert "bias_run" not in kinds and kinds.count("inference") == 1  # the failed call itself is on record
 

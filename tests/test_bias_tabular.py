@@ -125,12 +125,80 @@ def test_planted_disparity_is_flagged_and_a_balanced_set_is_not() -> None:
     assert fair["views"]["group"]["metrics"]["demographic_parity_difference"]["value"] == 0
 
 
-def test_small_groups_are_warned_about_and_inconclusive() -> None:
+def test_one_adequate_group_and_a_small_one_is_inconclusive_never_a_pass() -> None:
     frame = pd.concat([_planted({"big": 0.5}, 2000), _planted({"tiny": 0.1}, 10)], ignore_index=True)
     result = analyze(frame, y_true="y_true", y_pred="y_pred", sensitive=["group"], policy=FairnessPolicy())
     assert result["warnings"] == ["group=tiny: only 10 rows (fewer than 30); too small to judge"]
     metric = result["views"]["group"]["metrics"]["demographic_parity_difference"]
-    assert metric["status"] == "inconclusive" and "group=tiny" in metric["reason"] and result["passed"]
+    assert metric["status"] == "inconclusive" and "nothing to compare" in metric["reason"]
+    assert metric["to_conclude"] == "20 more rows of group=tiny"
+    assert result["status"] == "inconclusive" and not result["passed"]
+
+
+def _confusion_rows(group: str, negatives: int, fp: int, positives: int, tp: int) -> pd.DataFrame:
+    y_true = [0] * negatives + [1] * positives
+    y_pred = [1] * fp + [0] * (negatives - fp) + [1] * tp + [0] * (positives - tp)
+    return pd.DataFrame({"group": group, "y_true": y_true, "y_pred": y_pred})
+
+
+def abc_case() -> pd.DataFrame:
+    """A (3,000 rows, FPR 0.42), B (2,000 rows, FPR 0.22), and C: 11 rows whose rates are extreme."""
+    return pd.concat([_confusion_rows("A", 1500, 630, 1500, 1050), _confusion_rows("B", 1000, 220, 1000, 700),
+                      _confusion_rows("C", 6, 6, 5, 5)], ignore_index=True)
+
+
+def test_a_breach_between_large_groups_stands_beside_a_small_group() -> None:
+    """Today's break: C drove the gap over all groups, made it "inconclusive", and the run passed."""
+    frame = abc_case()
+    result = analyze(frame, y_true="y_true", y_pred="y_pred", sensitive=["group"], policy=FairnessPolicy())
+    metric = result["views"]["group"]["metrics"]["equalized_odds_difference"]
+    large = frame[frame.group != "C"]
+    expected = fm.equalized_odds_difference(large.y_true, large.y_pred, sensitive_features=large.group)
+    assert metric["value"] == expected == pytest.approx(0.2)
+    assert metric["status"] == "fail" and metric["between"] == ["group=A", "group=B"]
+    assert metric["small_groups"] == [{"group": "group=C", "count": 11, "needs": 19}]
+    assert metric["with_small_groups"]["status"] == "inconclusive" and "group=C 19 more" in metric["with_small_groups"]["reason"]
+    assert result["views"]["group"]["judged_groups"] == ["group=A", "group=B"]
+    assert result["status"] == "fail" and not result["passed"]
+
+
+def test_the_abc_case_exits_1_and_names_c_as_too_small(project: Path) -> None:
+    abc_case().to_csv(project / "abc.csv", index=False)
+    result = run("bias", "tabular", "--data", "abc.csv", "--y-true", "y_true", "--y-pred", "y_pred",
+                 "--sensitive", "group", "--bootstrap", "100")
+    assert result.exit_code == 1, result.output
+    assert "equalized_odds_difference" in result.output and "FAIL  between group=A and group=B" in result.output
+    assert "group=C: only 11 rows" in result.output and "group=C 19 more" in result.output
+    assert "FAIL: at least one metric breaches its threshold" in result.output
+
+
+def test_an_attribute_with_one_group_is_inconclusive_and_exits_1(project: Path) -> None:
+    _planted({"only": 0.5}, 400).to_csv(project / "one.csv", index=False)
+    result = run("bias", "tabular", "--data", "one.csv", "--y-true", "y_true", "--y-pred", "y_pred",
+                 "--sensitive", "group", "--bootstrap", "100")
+    assert result.exit_code == 1 and "INCONCLUSIVE" in result.output and "nothing to compare" in result.output
+    assert "To conclude:" in result.output
+
+
+def test_intersections_follow_the_same_rules() -> None:
+    frame = abc_case()
+    frame["site"] = np.where(np.arange(len(frame)) % 2 == 0, "north", "south")
+    result = analyze(frame, y_true="y_true", y_pred="y_pred", sensitive=["group", "site"], policy=FairnessPolicy())
+    both = result["views"]["group x site"]
+    assert both["metrics"]["equalized_odds_difference"]["status"] == "fail"
+    assert {g["group"] for g in both["metrics"]["equalized_odds_difference"]["small_groups"]} == {
+        "group=C, site=north", "group=C, site=south"}
+    assert "group=C, site=north" not in both["judged_groups"]
+    assert result["views"]["site"]["status"] == "pass" and result["status"] == "fail"
+
+
+def test_verdict_has_three_states() -> None:
+    from govkit.fairness.tabular import verdict
+
+    assert verdict(["pass", "pass"]) == "pass"
+    assert verdict(["pass", "inconclusive"]) == "inconclusive"
+    assert verdict(["inconclusive", "fail"]) == "fail"
+    assert verdict([]) == "inconclusive"  # nothing judged is not a pass
 
 
 def test_wilson_matches_scipy() -> None:
@@ -231,3 +299,29 @@ def test_unknown_reference_group() -> None:
     with pytest.raises(InputError, match="no group 'z' in column 'group'"):
         analyze(_planted({"a": 0.5, "b": 0.4}), y_true="y_true", y_pred="y_pred", sensitive=["group"],
                 policy=FairnessPolicy(), reference="z")
+
+
+def test_counterfactual_pairs_have_three_states() -> None:
+    """No difference shown is not a pass: only a flip rate bounded under the policy is."""
+    from govkit.fairness.counterfactual import Lexicon, analyze_pairs
+
+    lexicon = Lexicon("name", "name", "", {"f": ["Anna"], "m": ["Ben"]}, "test")
+
+    def pairs(rows: int, flips: int) -> dict:
+        decisions = []
+        for row in range(rows):
+            flip = row < flips
+            decisions.append({"row": row, "group": "f", "decision": "approve", "p_positive": None})
+            decisions.append({"row": row, "group": "m", "decision": "deny" if flip and row % 2 else "approve"
+                              if not flip else "approve", "p_positive": None})
+            if flip and row % 2 == 0:
+                decisions[-2]["decision"] = "deny"
+        return analyze_pairs(decisions, lexicon, ["f", "m"], "approve", confidence=0.95, seed=0)
+
+    settled = pairs(200, 0)
+    assert settled["status"] == "pass" and settled["pairs"][0]["status"] == "pass"
+    few = pairs(12, 0)  # no flip, but too few rows to say so
+    assert few["status"] == "inconclusive" and "18 more rows" in few["pairs"][0]["to_conclude"]
+    unsure = pairs(40, 4)  # balanced flips: no difference shown, but 10% may flip
+    assert unsure["pairs"][0]["difference_shown"] is False and unsure["status"] == "inconclusive"
+    assert "INCONCLUSIVE" in unsure["pairs"][0]["statement"]

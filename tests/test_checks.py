@@ -107,7 +107,7 @@ def build_good(folder: Path) -> None:
             record_bias_run(log, settings, kind="counterfactual", out=None, artifacts={}, result={
                 "kind": "counterfactual", "data": {"name": "cases.csv", "sha256": "sha256:" + "0" * 64},
                 "passed": True, "attributes": {"name": {"pairs": [
-                    {"groups": ["female", "male"], "flip_rate": 0.0, "difference_shown": False}]}}})
+                    {"groups": ["female", "male"], "flip_rate": 0.0, "difference_shown": False, "status": "pass"}]}}})
             log.checkpoint()
     finally:
         os.chdir(cwd)
@@ -236,7 +236,8 @@ def _counterfactual(folder: Path, *, difference: bool) -> None:
     with AuditLog.open(settings=settings) as log:
         record_bias_run(log, settings, kind="counterfactual", out=None, artifacts={}, result={
             "kind": "counterfactual", "passed": not difference, "attributes": {"name": {"pairs": [
-                {"groups": ["female", "male"], "flip_rate": 0.4, "difference_shown": difference}]}}})
+                {"groups": ["female", "male"], "flip_rate": 0.4, "difference_shown": difference,
+                 "status": "fail" if difference else "inconclusive"}]}}})
 
 
 def _unlicensed_model(folder: Path) -> None:

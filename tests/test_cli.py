@@ -171,7 +171,7 @@ def test_purge_cli_keeps_verify_green(initialised: Path) -> None:
         old = log.append("inference", prompt="old text", ts_start="2020-01-01T00:00:00Z")
         log.append("inference", prompt="subject text", subject_ref="subj-1")
     assert run("audit", "purge").exit_code == 2
-    assert run("audit", "purge", "--expired", input="n\n").exit_code == 1  # declined
+    assert run("audit", "purge", "--expired", input="n\n").exit_code == 2  # declined: nothing changed
     result = run("audit", "purge", "--before", "2021-01-01", "--yes")
     assert result.exit_code == 0 and "Purged 1 item(s) of 1 record(s)" in result.output
     assert run("audit", "purge", "--subject", "subj-1", "--reason", "ER-7", "--yes").exit_code == 0

@@ -263,5 +263,5 @@ def test_a_file_system_without_flock_falls_back_to_sqlites_lock(tmp_path: Path, 
 
     monkeypatch.setattr(writerlock, "_flock", no_locks)
     with AuditLog(tmp_path / "audit.db", create=True) as log:
-        assert [log.append("feedback").seq for _ in range(3)] == [1, 2, 3]
+        assert [log.append("feedback").seq for _ in range(3)] == [2, 3, 4]  # after the genesis
         assert log.verify().ok

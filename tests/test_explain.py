@@ -197,7 +197,7 @@ def test_text_bad_input(project: Path) -> None:
                           "--endpoint", f"http://127.0.0.1:{server.port}/v1", "--max-evals", "80")
     finally:
         server.close()
-    assert no_logprobs.exit_code == 1 and "must support 'logprobs' and 'top_logprobs'" in no_logprobs.output
+    assert no_logprobs.exit_code == 3 and "must support 'logprobs' and 'top_logprobs'" in no_logprobs.output
     empty = run("explain", "text", "--prompt", "  ", "--choices", "approve,deny", "--positive", "approve",
                 "--endpoint", "http://127.0.0.1:9/v1")
     assert empty.exit_code == 2 and "the prompt is empty" in empty.output

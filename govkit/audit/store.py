@@ -728,6 +728,8 @@ class AuditLog:
     def get(self, record_id_or_seq: str | int) -> AuditRecord | None:
         key = str(record_id_or_seq)
         if key.isdigit():
+            if int(key) >= 2**63:  # past any seq SQLite can hold: no such record
+                return None
             return _first(self._select([], [("r.seq = ?", int(key))], 1, False))
         return _first(self._select([("{t}.record_id = ?", key)], [], 1, False))
 

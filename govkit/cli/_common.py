@@ -10,7 +10,7 @@ import click
 
 from ..audit import AuditLog
 from ..config import CONFIG_FILENAME, Settings, load_settings
-from ..errors import ConfigError
+from ..errors import ConfigError, InputError
 
 db_option = click.option("--db", type=click.Path(dir_okay=False, path_type=Path),
                          help="Audit database (default: from govkit.toml).")
@@ -30,6 +30,25 @@ def settings_for(ctx: click.Context, *, required: bool) -> Settings | None:
 def open_log(ctx: click.Context, db: Path | None, *, create: bool = False, **overrides: Any) -> AuditLog:
     settings = settings_for(ctx, required=db is None)
     return AuditLog.open(db, settings=settings, create=create, **overrides)
+
+
+def ask(text: str, *, flag: str, **options: Any) -> Any:
+    """click.prompt, but with no terminal (cron, CI: stdin at its end) an input error at once that
+    names the flag giving the answer, not click's "Aborted!" with exit 1."""
+    try:
+        return click.prompt(text, **options)
+    except click.Abort:
+        raise InputError(f"'{text}' needs an answer and there is no terminal to ask on; pass {flag}") from None
+
+
+def confirm(text: str, *, flag: str) -> None:
+    """Go ahead only when confirmed; with no terminal, an input error naming the flag."""
+    try:
+        answered = click.confirm(text)
+    except click.Abort:
+        raise InputError(f"'{text}' needs a yes and there is no terminal to ask on; pass {flag}") from None
+    if not answered:
+        raise InputError("not confirmed: nothing was changed")
 
 
 def echo_json(value: Any) -> None:

@@ -1,12 +1,17 @@
 """The root `govkit` group and its one error boundary.
 
-Exit codes: 0 ok; 1 findings or a failed verification; 2 usage or input error (bad file,
-field, value or config); 3 the environment failed (audit store locked, corrupt or disk full).
+Exit codes: 0 ok; 1 findings (a failed verification, a blocking check, a breached threshold);
+2 usage or input error (bad file, field, value or config; a question with no terminal to ask);
+3 the environment failed (an unreachable or failing model endpoint; an audit store missing,
+locked, corrupt or full); 4 an internal error, a bug in govkit (the message asks for a report;
+under tests, and with GOVKIT_RAISE_ERRORS set, the exception itself is raised).
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +24,25 @@ __all__ = ["cli"]
 EXIT_CODES = """\b
 Exit codes:
   0  ok
-  1  findings, or an audit log that does not verify
-  2  usage or input error (names the file, field or row)
-  3  environment failure: store locked, corrupt, or disk full"""
+  1  findings: a log that does not verify, a blocking check, a breached threshold
+  2  usage or input error (names the file, field, row or flag)
+  3  environment: model endpoint unreachable or failing; audit store missing,
+     locked, corrupt or full
+  4  internal error: a bug in govkit (please report it)"""
+
+
+def _raise_errors() -> bool:
+    return bool(os.environ.get("GOVKIT_RAISE_ERRORS") or os.environ.get("PYTEST_CURRENT_TEST"))
+
+
+def _quiet_broken_pipe() -> None:
+    """The reader went away (`govkit audit export | head -1`): nothing more to say, and the
+    interpreter must not complain when it flushes stdout at exit."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 class _Root(click.Group):
@@ -34,11 +55,23 @@ class _Root(click.Group):
             click.echo(f"Error: {exc}", err=True)
             ctx.exit(exc.exit_code)
         except OSError as exc:  # a file the user named: missing, unreadable, disk full
+            if exc.errno == errno.EPIPE:
+                _quiet_broken_pipe()
+                ctx.exit(0)
             if os.environ.get("GOVKIT_RAISE_ERRORS"):
                 raise
             where = f"{exc.filename}: " if exc.filename else ""
             click.echo(f"Error: {where}{exc.strerror or exc}", err=True)
-            ctx.exit(3 if exc.errno == 28 else 2)
+            ctx.exit(3 if exc.errno == errno.ENOSPC else 2)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except Exception as exc:  # not a user's mistake: a bug
+            if _raise_errors():
+                raise
+            click.echo(f"Internal error: {type(exc).__name__}: {exc}\nThis is a bug in govkit, not in your input. "
+                       f"Please report it with the command you ran and this message "
+                       f"(set GOVKIT_RAISE_ERRORS=1 for the traceback).", err=True)
+            ctx.exit(4)
 
 
 @click.group(cls=_Root, context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_CODES)

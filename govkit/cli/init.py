@@ -13,6 +13,7 @@ from ..audit import AuditLog
 from ..audit.checkpoints import generate_keypair, key_id, load_private_key, public_key_b64
 from ..config import CONFIG_FILENAME, REDACTION_MODES, load_settings
 from ..errors import InputError
+from ._common import ask
 from ._root import cli
 
 TEMPLATE = '''\
@@ -54,6 +55,7 @@ demographic_parity_ratio = 0.8        # min ratio of selection rates
 equalized_odds_difference = 0.1       # max of the TPR and FPR gaps
 disparate_impact_ratio = 0.8          # min, against the reference group (four-fifths rule, 29 CFR 1607.4(D))
 min_group_size = 30                   # smaller groups are reported but too small to judge
+max_flip_rate = 0.05                  # counterfactual: at most this share of decisions may flip (upper bound)
 confidence = 0.95                     # for the intervals
 blocking = false                      # true: a breach fails the pre-deployment gate
 
@@ -107,10 +109,11 @@ def init(ctx: click.Context, yes: bool, force: bool, model_id: str, model_name: 
     if config_path.exists() and not force:
         raise InputError(f"{config_path}: already exists; pass --force to rewrite it")
     if not yes:
-        model_id = click.prompt("Model inventory id", default=model_id)
-        model_name = click.prompt("Model name", default=model_name)
-        owner = click.prompt("Model owner", default=owner or "unassigned")
-        redaction = click.prompt("Redaction mode", default=redaction, type=click.Choice(REDACTION_MODES))
+        model_id = ask("Model inventory id", default=model_id, flag="--yes (or --model-id)")
+        model_name = ask("Model name", default=model_name, flag="--yes (or --model-name)")
+        owner = ask("Model owner", default=owner or "unassigned", flag="--yes (or --owner)")
+        redaction = ask("Redaction mode", default=redaction, type=click.Choice(REDACTION_MODES),
+                        flag="--yes (or --redaction)")
     state = config_path.parent / ".govkit"
     state.mkdir(mode=0o700, exist_ok=True)
     (state / ".gitignore").write_text("# device state and the private key: never commit\n*\n")

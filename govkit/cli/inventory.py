@@ -17,7 +17,7 @@ from ..config import load_settings
 from ..errors import ConfigError, InputError
 from ..inventory import EXTENDED_FIELDS, FACTORS, LEVELS, MINIMUM_FIELDS, rate as rate_worksheet, validate as check
 from ..tracking import Tracker
-from ._common import echo_json, json_option, settings_for
+from ._common import ask, echo_json, json_option, settings_for
 from ._root import cli
 
 
@@ -30,7 +30,10 @@ def inventory() -> None:
 @json_option
 @click.pass_context
 def show(ctx: click.Context, as_json: bool) -> None:
-    """The inventory record, field by field, with what E-23 Appendix 1 requires of each."""
+    """The inventory record, field by field, with what E-23 Appendix 1 requires of each.
+
+    Example: govkit inventory show --json
+    """
     settings = settings_for(ctx, required=True)
     record = dataclasses.asdict(settings.model)
     if as_json:
@@ -51,6 +54,8 @@ def validate(ctx: click.Context, as_json: bool, today: dt.datetime | None) -> No
 
     Minimum fields for every model; the extended fields unless the tier is negligible; dates that
     parse; a review that is not overdue; a reviewer independent of the developer and owner.
+
+    Example: govkit inventory validate --json
     """
     settings = settings_for(ctx, required=True)
     findings = check(settings.model, today=today.date() if today else None)
@@ -114,7 +119,10 @@ def rate(ctx: click.Context, answers: Path | None, dry_run: bool, as_json: bool)
 
 
 def _read_answers(path: Path) -> dict[str, Any]:
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not UTF-8 text (byte {exc.start}); expected a JSON or TOML table of factors") from None
     try:
         data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
     except (ValueError, tomllib.TOMLDecodeError) as exc:
@@ -131,8 +139,8 @@ def _ask() -> dict[str, Any]:
         click.echo(f"\n{question} ({kind}):")
         for level, meaning in levels.items():
             click.echo(f"  {level:<10} {meaning}")
-        level = click.prompt("Level", type=click.Choice(list(LEVELS)))
-        note = click.prompt("Why (evidence, figures)", default="", show_default=False)
+        level = ask("Level", type=click.Choice(list(LEVELS)), flag="--answers FILE")
+        note = ask("Why (evidence, figures)", default="", show_default=False, flag="--answers FILE")
         answers[factor] = {"level": level, "note": note}
     return answers
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from .._lazy import require
 from ..errors import InputError
-from .tabular import wilson
+from .tabular import verdict, wilson
 
 __all__ = ["Lexicon", "analyze_pairs", "builtin_lexicons", "load_lexicon"]
 
@@ -81,8 +81,12 @@ def _read(path: Path) -> Lexicon:
 
 
 def analyze_pairs(decisions: list[dict[str, Any]], lexicon: Lexicon, groups: list[str], positive: str, *,
-                  confidence: float, seed: int) -> dict[str, Any]:
-    """Per pair of groups: flips, McNemar's exact test, mean P(positive) shift and its permutation test.
+                  confidence: float, seed: int, max_flip_rate: float = 0.05,
+                  min_rows: int = 30) -> dict[str, Any]:
+    """Per pair of groups: flips, McNemar's exact test, mean P(positive) shift and its permutation test,
+    and a verdict in three states: fail (a difference shown), pass (no difference shown, and the
+    flip rate's upper bound at most `max_flip_rate`), inconclusive otherwise (saying how many
+    rows would settle it). Fewer than `min_rows` paired rows are inconclusive.
 
     `decisions` rows: {"row", "group", "decision" (None if unparseable), "p_positive" (or None)}.
     """
@@ -115,10 +119,43 @@ def analyze_pairs(decisions: list[dict[str, Any]], lexicon: Lexicon, groups: lis
         })
     _holm(pairs, 1 - confidence)
     for pair in pairs:
+        _judge_pair(pair, max_flip_rate, min_rows, confidence)
         pair["statement"] = _statement(pair, lexicon, positive, confidence)
     return {"attribute": lexicon.attribute, "variable": lexicon.variable, "lexicon": lexicon.source,
             "groups": groups, "positive_rate": rates, "pairs": pairs,
-            "difference_shown": any(p["difference_shown"] for p in pairs)}
+            "difference_shown": any(p["difference_shown"] for p in pairs),
+            "status": verdict(p["status"] for p in pairs)}
+
+
+def _judge_pair(pair: dict[str, Any], max_flip_rate: float, min_rows: int, confidence: float) -> None:
+    n, upper = pair["rows"], (pair["flip_interval"] or [0.0, 1.0])[1]
+    pair["max_flip_rate"] = max_flip_rate
+    if pair["difference_shown"]:
+        pair["status"] = "fail"
+    elif n < min_rows:
+        pair.update(status="inconclusive", to_conclude=f"{min_rows - n} more rows with a readable decision for both "
+                                                       f"(at least {min_rows})")
+    elif upper <= max_flip_rate:
+        pair["status"] = "pass"
+    else:
+        needed = _rows_to_bound(pair["flips"] / n, max_flip_rate, confidence)
+        pair.update(status="inconclusive", to_conclude=(
+            f"the flip rate's upper bound {upper:.1%} is above the policy's {max_flip_rate:.0%}: "
+            + (f"about {needed - n} more rows at this flip rate would settle it" if needed else
+               "at this flip rate no number of rows brings it under the policy")))
+
+
+def _rows_to_bound(rate: float, limit: float, confidence: float) -> int | None:
+    """The fewest rows whose Wilson upper bound at this flip rate is at most `limit` (None: none)."""
+    if rate >= limit:
+        return None
+    n = 1
+    while n < 10_000_000:
+        bound = wilson(round(rate * n), n, confidence)
+        if bound is not None and bound[1] <= limit:
+            return n
+        n = int(n * 1.25) + 1
+    return None
 
 
 def _sign_flip_p(shifts: Any, rng: Any) -> float:
@@ -168,5 +205,9 @@ def _statement(pair: dict[str, Any], lexicon: Lexicon, positive: str, confidence
         return (f"{lexicon.attribute} {a} vs {b}: the evidence shows a difference, favouring {favoured}: {core}. "
                 f"Holm-adjusted across the run, at {confidence:.0%} confidence.")
     upper = pair["flip_interval"][1] if pair["flip_interval"] else 1.0
-    return (f"{lexicon.attribute} {a} vs {b}: no evidence of a difference: {core}. This does not show there is "
-            f"none: with {n} rows a flip rate up to {upper:.0%} cannot be ruled out.")
+    if pair["status"] == "pass":
+        return (f"{lexicon.attribute} {a} vs {b}: no difference shown, and at most {upper:.1%} of decisions flip "
+                f"(the policy allows {pair['max_flip_rate']:.0%}): {core}.")
+    return (f"{lexicon.attribute} {a} vs {b}: INCONCLUSIVE, no evidence of a difference: {core}. This does not "
+            f"show there is none: with {n} rows a flip rate up to {upper:.0%} cannot be ruled out; to conclude: "
+            f"{pair['to_conclude']}.")

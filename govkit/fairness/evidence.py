@@ -19,7 +19,7 @@ def summary(result: dict[str, Any]) -> dict[str, Any]:
     """What goes into the chain: each metric's value and status per view or attribute (no per-row data)."""
     if "attributes" in result:  # counterfactual: one entry per pair of groups
         return {attr: {f"{p['groups'][0]}_vs_{p['groups'][1]}.flip_rate": {
-            "value": p["flip_rate"], "status": "difference" if p["difference_shown"] else "no_evidence"}
+            "value": p["flip_rate"], "status": p.get("status") or ("fail" if p.get("difference_shown") else "inconclusive")}
             for p in data["pairs"]} for attr, data in result["attributes"].items()}
     return {view: {name: {"value": m["value"], "status": m["status"]} for name, m in data["metrics"].items()}
             for view, data in result.get("views", {}).items()}
@@ -43,6 +43,7 @@ def record_bias_run(log: AuditLog, settings: Settings | None, *, kind: str, resu
         record = log.append("bias_run", mlflow_run_id=run.id, purpose="evaluation",
                             model_id=settings.model.id if settings else None, **(fields or {}), details={
                                 "kind": kind, "data": data, "passed": result.get("passed"),
+                                "status": result.get("status"),
                                 "metrics": summary(result), "warnings": result.get("warnings", [])[:50],
                                 "result_sha256": "sha256:" + hashlib.sha256(body.encode()).hexdigest()})
         run.link(record)

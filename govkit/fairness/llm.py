@@ -24,7 +24,7 @@ from typing import Any
 
 from .._lazy import require
 from ..audit import AuditLog
-from ..errors import GovkitError, InputError
+from ..errors import EndpointError, GovkitError, InputError
 
 __all__ = ["METHODS", "Decision", "Decider", "load_template", "parse_choice", "score_choices"]
 
@@ -155,10 +155,13 @@ class Decider:
         def call(body: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
             try:
                 response = client.post(url, json=body)
+            except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
+                raise InputError(f"endpoint '{self.endpoint}' is not an http(s) URL the model could be reached at: "
+                                 f"{exc}") from None
             except httpx.HTTPError as exc:
-                raise GovkitError(f"the model endpoint {url} failed: {type(exc).__name__}: {exc}") from None
+                raise EndpointError(f"the model endpoint {url} failed: {type(exc).__name__}: {exc}") from None
             if response.status_code >= 400:
-                raise GovkitError(f"the model endpoint {url} answered {response.status_code}: {response.text[:300]}")
+                raise EndpointError(f"the model endpoint {url} answered {response.status_code}")
             return response.json(), response.headers.get(RECORD_ID_HEADER)
 
         return call
@@ -203,12 +206,12 @@ class Decider:
             choice = answer["choices"][0]
             text = choice["message"]["content"] or ""
         except (KeyError, IndexError, TypeError):
-            raise GovkitError(f"the model answered in an unexpected shape: {str(answer)[:300]}") from None
+            raise EndpointError("the model answered in an unexpected shape (no choices[0].message.content)") from None
         if self.method == "logprob":
             try:
                 top = choice["logprobs"]["content"][0]["top_logprobs"]
             except (KeyError, IndexError, TypeError):
-                raise GovkitError("the model server returned no log-probabilities: it must support 'logprobs' and "
+                raise EndpointError("the model server returned no log-probabilities: it must support 'logprobs' and "
                                   "'top_logprobs' on /v1/chat/completions (llama.cpp's server, llama-cpp-python, "
                                   "vLLM and Ollama do); for bias tests, --method generate needs neither") from None
             scores = score_choices(top, self.choices)

@@ -23,7 +23,7 @@ from .._lazy import require
 from ..config import FairnessPolicy
 from ..errors import InputError
 
-__all__ = ["GROUP_METRICS", "analyze", "compress", "wilson"]
+__all__ = ["GROUP_METRICS", "analyze", "compress", "verdict", "wilson"]
 
 # fairlearn / scikit-learn names, in report order
 GROUP_METRICS = ("count", "selection_rate", "true_positive_rate", "false_positive_rate",
@@ -96,11 +96,27 @@ def analyze(frame: Any, *, y_true: str | None, y_pred: str, sensitive: list[str]
     if not truth:
         for view in results.values():
             _drop_truth_metrics(view)
-    passed = all(m["status"] != "fail" for view in results.values() for m in view["metrics"].values())
-    return {"rows": int(len(frame)), "y_true": y_true if truth else None, "y_pred": y_pred, "sensitive": list(sensitive),
+    status = verdict(m["status"] for view in results.values() for m in view["metrics"].values())
+    for view in results.values():
+        view["status"] = verdict(m["status"] for m in view["metrics"].values())
+    to_conclude = sorted({f"{key}.{name}: {m.get('to_conclude') or m['with_small_groups']['reason']}"
+                          for key, view in results.items() for name, m in view["metrics"].items()
+                          if m["status"] == "inconclusive" or "with_small_groups" in m})
+    return {"status": status, "to_conclude": to_conclude,"rows": int(len(frame)), "y_true": y_true if truth else None, "y_pred": y_pred, "sensitive": list(sensitive),
             "confidence": policy.confidence, "min_group_size": policy.min_group_size, "bootstrap": bootstrap,
-            "seed": seed, "views": results, "passed": passed,
+            "seed": seed, "views": results, "passed": status == "pass",
             "warnings": [w for view in results.values() for w in view["warnings"]]}
+
+
+def verdict(statuses: Any) -> str:
+    """Three states: fail if any judged metric fails; else inconclusive if any could not be
+    judged; pass only when every one passed (an empty set of metrics is not a pass)."""
+    seen = set(statuses)
+    if "fail" in seen:
+        return "fail"
+    if "inconclusive" in seen or not seen:
+        return "inconclusive"
+    return "pass"
 
 
 TRUTH_METRICS = ("true_positive_rate", "false_positive_rate", "false_negative_rate", "precision", "accuracy")
@@ -171,25 +187,69 @@ def _analyze_view(cells: Any, attrs: list[str], y_true: str, y_pred: str, policy
         if row["small"]:
             warnings.append(f"{label}: only {n} rows (fewer than {policy.min_group_size}); too small to judge")
         rows.append(row)
-    kwargs = dict(sensitive_features=features, sample_weight=weights)
-    values = {
+    # Each gap is judged among the groups large enough to judge (min_group_size): a breach between
+    # them stands whatever smaller groups exist, and a comparison that needs a small group is
+    # reported beside it as inconclusive, with the rows that would settle it.
+    adequate = [i for i, row in enumerate(rows) if not row["small"]]
+    small = [{"group": rows[i]["group"], "count": rows[i]["count"], "needs": policy.min_group_size - rows[i]["count"]}
+             for i in range(len(rows)) if rows[i]["small"]]
+    rates = np.array([r["selection_rate"] for r in rows], dtype=float)
+    if len(adequate) < 2:
+        for row in rows:
+            row["disparate_impact_ratio"] = None
+        reason = (f"nothing to compare: {len(adequate)} group(s) of at least {policy.min_group_size} rows"
+                  + (f" ({rows[adequate[0]]['group']})" if adequate else ""))
+        metrics = {name: _inconclusive(name, getattr(policy, name), reason, small) for name in BETWEEN_GROUPS}
+        return {"attributes": attrs, "reference": None, "by_group": rows, "metrics": metrics,
+                "warnings": warnings, "judged_groups": [rows[i]["group"] for i in adequate]}
+    row_labels = [_label(attrs, key) for key in (view[attrs].apply(tuple, axis=1) if len(attrs) > 1 else view[attrs[0]])]
+    judged = {rows[i]["group"] for i in adequate}
+    mask = np.array([label in judged for label in row_labels])
+    values = _between(fm, view[mask], attrs, y_true, y_pred)
+    ref_index = _reference_index(labels, rates, reference, attrs, among=adequate)
+    ratios = rates / rates[ref_index] if rates[ref_index] > 0 else np.full(len(rates), np.nan)
+    others = [i for i in adequate if i != ref_index]
+    values["disparate_impact_ratio"] = float(np.nanmin(ratios[others])) if others else float("nan")
+    for i, row in enumerate(rows):
+        row["disparate_impact_ratio"] = None if ratios[i] != ratios[i] else float(ratios[i])
+    intervals = _bootstrap(groups.cells[adequate], adequate.index(ref_index), bootstrap, policy.confidence, rng)
+    judged_rows = [rows[i] for i in adequate]
+    drivers = _drivers(judged_rows, rates[adequate], adequate.index(ref_index))
+    metrics = {name: _judge(name, float(value), intervals[name], getattr(policy, name), judged_rows, drivers[name])
+               for name, value in values.items()}
+    if small:
+        with_small = _between(fm, view, attrs, y_true, y_pred)
+        with_small["disparate_impact_ratio"] = float(np.nanmin(np.delete(ratios, ref_index))) if len(rows) > 1 else float("nan")
+        for name, metric in metrics.items():
+            value = with_small[name]
+            metric["small_groups"] = small
+            metric["with_small_groups"] = {
+                "value": None if value != value else float(value), "status": "inconclusive",
+                "reason": f"comparisons with {', '.join(g['group'] for g in small)} need more rows: "
+                          + ", ".join(f"{g['group']} {g['needs']} more" for g in small)}
+    return {"attributes": attrs, "reference": labels[ref_index], "by_group": rows, "metrics": metrics,
+            "warnings": warnings, "judged_groups": [rows[i]["group"] for i in adequate]}
+
+
+def _between(fm: Any, view: Any, attrs: list[str], y_true: str, y_pred: str) -> dict[str, float]:
+    """fairlearn's between-group metrics over the groups in `view` (one row per cell, weighted)."""
+    features = view[attrs] if len(attrs) > 1 else view[attrs[0]]
+    kwargs = dict(sensitive_features=features, sample_weight=view[WEIGHT].to_numpy())
+    return {
         "demographic_parity_difference": fm.demographic_parity_difference(view[y_true], view[y_pred], **kwargs),
         "demographic_parity_ratio": fm.demographic_parity_ratio(view[y_true], view[y_pred], **kwargs),
         "equalized_odds_difference": fm.equalized_odds_difference(view[y_true], view[y_pred], **kwargs),
     }
-    rates = np.array([r["selection_rate"] for r in rows], dtype=float)
-    ref_index = _reference_index(labels, rates, reference, attrs)
-    ratios = rates / rates[ref_index] if rates[ref_index] > 0 else np.full(len(rates), np.nan)
-    others = [i for i in range(len(rows)) if i != ref_index]
-    values["disparate_impact_ratio"] = float(np.nanmin(ratios[others])) if others else float("nan")
-    for i, row in enumerate(rows):
-        row["disparate_impact_ratio"] = None if ratios[i] != ratios[i] else float(ratios[i])
-    intervals = _bootstrap(groups.cells, ref_index, bootstrap, policy.confidence, rng)
-    drivers = _drivers(rows, rates, ref_index)
-    metrics = {name: _judge(name, float(value), intervals[name], getattr(policy, name), rows, drivers[name])
-               for name, value in values.items()}
-    return {"attributes": attrs, "reference": labels[ref_index], "by_group": rows, "metrics": metrics,
-            "warnings": warnings}
+
+
+def _inconclusive(name: str, threshold: float, reason: str, small: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"value": None, "interval": None, "threshold": threshold, "direction": BETWEEN_GROUPS[name],
+            "status": "inconclusive", "reason": reason, "small_groups": small,
+            "to_conclude": _to_conclude(small) or "rows of at least two groups"}
+
+
+def _to_conclude(small: list[dict[str, Any]]) -> str:
+    return ", ".join(f"{g['needs']} more rows of {g['group']}" for g in small)
 
 
 def _confusion(view: Any, attrs: list[str], y_true: str, y_pred: str) -> _Groups:
@@ -209,14 +269,19 @@ def _label(attrs: list[str], key: Any) -> str:
     return ", ".join(f"{a}={v}" for a, v in zip(attrs, values))
 
 
-def _reference_index(labels: list[str], rates: Any, reference: str | None, attrs: list[str]) -> int:
+def _reference_index(labels: list[str], rates: Any, reference: str | None, attrs: list[str],
+                     among: list[int]) -> int:
+    """The reference group, among the groups large enough to judge."""
     np = require("numpy", "bias")
-    if reference is None:
-        return int(np.nanargmax(rates))  # UGESP: against the group with the highest selection rate
+    if reference is None:  # UGESP: against the group with the highest selection rate
+        return among[int(np.nanargmax(rates[among]))]
     wanted = reference if "=" in reference else f"{attrs[0]}={reference}"
     if wanted not in labels:
         raise InputError(f"--reference: no group '{reference}' in column '{attrs[0]}'; groups: "
                          f"{', '.join(l.split('=', 1)[1] for l in labels)}")
+    if labels.index(wanted) not in among:
+        raise InputError(f"--reference: group '{reference}' is smaller than min_group_size; choose a group "
+                         f"large enough to judge against")
     return labels.index(wanted)
 
 
@@ -277,12 +342,8 @@ def _judge(name: str, value: float, interval: list[float] | None, threshold: flo
         out.update(status="inconclusive", reason="undefined: a group has no rows for this rate")
         return out
     breach = value > threshold if direction == "max" else value < threshold
-    if not breach:
-        out["status"] = "pass"
-        return out
-    small = [rows[i]["group"] for i in sorted(drivers) if rows[i]["small"]]
-    if small:
-        out.update(status="inconclusive", reason=f"the gap involves small group(s): {', '.join(small)}")
-    else:
-        out["status"] = "fail"
+    out["status"] = "fail" if breach else "pass"
+    if breach:
+        high_low = sorted(drivers)
+        out["between"] = [rows[i]["group"] for i in high_low]
     return out

@@ -1,0 +1,148 @@
+"""The CLI's contract: one meaning per exit code (0 ok, 1 findings, 2 usage or input, 3 environment,
+4 a bug), no traceback for a user's error, quiet broken pipes, no prompt without a terminal, and a
+demo that never deletes what it did not create."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from govkit.audit import AuditLog
+from govkit.cli import cli
+
+from .servers import free_port
+
+
+def run(*args: str, input: str | None = None):
+    return CliRunner().invoke(cli, list(args), input=input)
+
+
+def govkit(*args: str, cwd: Path, stdin=subprocess.DEVNULL, env: dict | None = None) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if k not in ("PYTEST_CURRENT_TEST", "GOVKIT_RAISE_ERRORS")}
+    return subprocess.run([sys.executable, "-m", "govkit", *args], cwd=cwd, stdin=stdin, capture_output=True,
+                          text=True, env={**clean, **(env or {})}, timeout=120)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    assert run("init", "--yes").exit_code == 0
+    return tmp_path
+
+
+def test_help_documents_every_exit_code() -> None:
+    text = run("--help").output
+    for code, meaning in (("0", "ok"), ("1", "findings"), ("2", "usage or input"), ("3", "environment"),
+                          ("4", "internal error")):
+        assert f"  {code}  {meaning}" in text
+
+
+def _commands(group: click.Group, prefix: tuple[str, ...] = ()):
+    for name, command in sorted(group.commands.items()):
+        if isinstance(command, click.Group):
+            yield from _commands(command, (*prefix, name))
+        else:
+            yield (*prefix, name), command
+
+
+def test_every_command_has_help_with_an_example() -> None:
+    missing = [" ".join(path) for path, command in _commands(cli)
+               if "Example" not in (command.help or "") or run(*path, "--help").exit_code != 0]
+    assert missing == []
+
+
+def test_exit_0_ok_and_1_findings(project: Path) -> None:
+    assert run("audit", "verify").exit_code == 0
+    import sqlite3
+
+    db = sqlite3.connect(project / ".govkit" / "audit.db", isolation_level=None)
+    db.execute("DROP TRIGGER records_append_only_update")
+    db.execute("UPDATE records SET body = CAST(replace(CAST(body AS TEXT), 'init', 'tini') AS BLOB) WHERE seq = 2")
+    db.close()
+    assert run("audit", "verify").exit_code == 1
+
+
+def test_user_errors_exit_2_without_a_traceback(project: Path) -> None:
+    shown = govkit("audit", "show", "99999999999999999999999", cwd=project)
+    assert shown.returncode == 2 and "no audit record" in shown.stderr and "Traceback" not in shown.stderr
+    (project / "answers.bin").write_bytes(os.urandom(256) + b"\xff\xfe")
+    rated = govkit("inventory", "rate", "--answers", "answers.bin", cwd=project)
+    assert rated.returncode == 2 and "answers.bin: not UTF-8" in rated.stderr and "Traceback" not in rated.stderr
+
+
+def test_an_unreachable_endpoint_is_the_environment_and_a_malformed_url_is_input(project: Path) -> None:
+    (project / "cases.csv").write_text("sex,income\nf,10\nm,20\nf,30\nm,40\n")
+    (project / "loan.j2").write_text("Approve a loan for income {{ income }}? Answer approve or deny.")
+    common = ["bias", "llm", "--data", "cases.csv", "--prompt-template", "loan.j2", "--choices", "approve,deny",
+              "--positive", "approve", "--sensitive", "sex", "--limit", "2"]
+    dead = run(*common, "--endpoint", f"http://127.0.0.1:{free_port()}/v1")
+    assert dead.exit_code == 3 and "the model endpoint" in dead.output
+    malformed = run(*common, "--endpoint", "htp:/nowhere")
+    assert malformed.exit_code == 2 and "endpoint" in malformed.output
+    assert "Traceback" not in dead.output + malformed.output
+
+
+def test_a_missing_store_is_the_environment(tmp_path: Path) -> None:
+    assert run("audit", "list", "--db", str(tmp_path / "none.db")).exit_code == 3
+
+
+def test_a_bug_exits_4_and_asks_for_a_report(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from govkit.audit import store
+
+    def broken(self, *args, **kwargs):  # fault injection: a bug inside the library
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr(store.AuditLog, "stats", broken)
+    monkeypatch.delenv("PYTEST_CURRENT_TEST")
+    result = CliRunner().invoke(cli, ["audit", "stats"])
+    assert result.exit_code == 4 and "This is a bug in govkit" in result.output and "ZeroDivisionError" in result.output
+    monkeypatch.setenv("PYTEST_CURRENT_TEST", "x")
+    with pytest.raises(ZeroDivisionError):  # under tests the exception itself is raised
+        CliRunner().invoke(cli, ["audit", "stats"], catch_exceptions=False)
+
+
+def test_a_broken_pipe_ends_quietly_with_0(project: Path) -> None:
+    with AuditLog.open() as log:
+        log.append_many([{"event_type": "feedback", "details": {"i": i, "pad": "x" * 200}} for i in range(3000)])
+    clean = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
+    pipeline = subprocess.run(f"set -o pipefail; {sys.executable} -m govkit audit export | head -1",
+                              shell=True, executable="/bin/bash", cwd=project, capture_output=True, text=True,
+                              env=clean, timeout=120)
+    assert pipeline.returncode == 0, pipeline.stderr
+    assert pipeline.stderr == "" and pipeline.stdout.count("\n") == 1
+
+
+def test_a_prompt_without_a_terminal_fails_at_once_naming_the_flag(project: Path) -> None:
+    purged = govkit("audit", "purge", "--expired", cwd=project)  # as the README shows it, under cron
+    assert purged.returncode == 2 and "pass --yes" in purged.stderr and "Aborted" not in purged.stderr
+    assert govkit("audit", "purge", "--expired", "--yes", cwd=project).returncode == 0
+    fresh = project / "fresh"
+    fresh.mkdir()
+    started = govkit("init", cwd=fresh)
+    assert started.returncode == 2 and "--yes" in started.stderr and not (fresh / "govkit.toml").exists()
+
+
+def test_demo_never_deletes_what_it_did_not_create(tmp_path: Path) -> None:
+    mine = tmp_path / "work"
+    mine.mkdir()
+    (mine / "thesis.txt").write_text("three years of work")
+    (mine / "data").mkdir()
+    (mine / "data" / "x.csv").write_text("a\n1\n")
+    for folder in (".", str(mine)):
+        result = govkit("demo", "--dir", folder, cwd=mine)
+        assert result.returncode == 2 and "not empty" in result.stderr, result.stderr
+    assert (mine / "thesis.txt").read_text() == "three years of work" and (mine / "data" / "x.csv").exists()
+
+
+def test_demo_runs_twice_in_its_own_folder_and_keeps_a_file_the_user_added(tmp_path: Path) -> None:
+    assert govkit("demo", "--dir", "d", cwd=tmp_path).returncode == 0
+    (tmp_path / "d" / "notes.txt").write_text("mine")
+    second = govkit("demo", "--dir", "d", cwd=tmp_path)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert (tmp_path / "d" / "notes.txt").read_text() == "mine"
+    assert "notes.txt" not in (tmp_path / "d" / ".govkit-demo").read_text()
