@@ -140,7 +140,8 @@ def test_export_jsonl_lets_anyone_recompute_the_chain(initialised: Path) -> None
     assert len(rows) == 6 and rows[2]["content"] == {"prompt": "q0", "response": "a0"}
     prev = "sha256:" + "0" * 64
     for row in rows:  # an independent verifier: plain json + hashlib, no govkit code
-        fields = {k: v for k, v in row.items() if k not in ("seq", "prev_hash", "record_hash", "content")}
+        fields = {k: v for k, v in row.items() if k not in ("seq", "prev_hash", "record_hash", "content", "body")}
+        assert json.loads(row["body"]) == fields  # the readable fields are the hashed body's
         envelope = {"body": fields, "prev_hash": prev, "seq": row["seq"]}
         canonical = json.dumps(envelope, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         assert row["prev_hash"] == prev
@@ -200,7 +201,7 @@ def test_non_utf8_reason_is_an_input_error(initialised: Path) -> None:
 
 def test_help_documents_exit_codes() -> None:
     result = run("--help")
-    assert "Exit codes" in result.output and "3  environment failure" in result.output
+    assert "Exit codes" in result.output and "3  environment:" in result.output
 
 
 def test_demo_runs_end_to_end(tmp_path: Path) -> None:

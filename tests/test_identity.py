@@ -3,6 +3,7 @@ no other store and never make one, and verify fails on any other store put in it
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sqlite3
@@ -282,3 +283,72 @@ def test_a_checkpoint_the_sidecar_missed_is_copied_when_a_writer_opens(project: 
     with AuditLog.open():
         pass
     assert sidecar.read_text().splitlines() == lines
+
+
+def _readme_export_check() -> str:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    block = readme.split("<!-- export-check -->", 1)[1]
+    return block.split("```python", 1)[1].split("```", 1)[0]
+
+
+def test_the_readme_formula_reproduces_every_hash_of_an_export(project: Path) -> None:
+    """A third party with the Python standard library and the README's own words."""
+    with AuditLog.open() as log:
+        log.append("feedback", details={"small": 1e-07, "big": 12345678901234567890.5, "name": "Zoë", "n": [1, 2.5]})
+        log.append("inference", prompt="a question", response="an answer", latency_ms=0.1)
+    assert run("audit", "export", "-o", "audit.jsonl").exit_code == 0
+    lines = (project / "audit.jsonl").read_text().splitlines()
+    assert len(lines) >= 34
+    exec(compile(_readme_export_check(), "README.md", "exec"), {})  # raises on the first hash it cannot reproduce
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+def test_verify_export_recomputes_the_chain_and_catches_an_edit(project: Path, fmt: str) -> None:
+    pytest.importorskip("pyarrow")
+    out = project / f"audit.{fmt}"
+    assert run("audit", "export", "--format", fmt, "-o", str(out), "--with-content").exit_code == 0
+    result = run("audit", "verify", "--export", str(out))
+    assert result.exit_code == 0 and result.output.startswith("OK (trusted)"), result.output
+    assert "3 signed checkpoint(s)" in result.output
+    if fmt == "jsonl":
+        lines = out.read_text().splitlines()
+        edited = json.loads(lines[5])
+        edited["model_id"] = "another-model"  # a readable field edited, the hashed body left alone
+        lines[5] = json.dumps(edited)
+        out.write_text("\n".join(lines) + "\n")
+        failed = run("audit", "verify", "--export", str(out))
+        assert failed.exit_code == 1 and "differ from the hashed body" in failed.output
+        del lines[5]  # a record removed
+        out.write_text("\n".join(lines) + "\n")
+        removed = run("audit", "verify", "--export", str(out))
+        assert removed.exit_code == 1 and "missing from the export" in removed.output and "--partial" in removed.output
+    assert run("audit", "verify", "--export", str(project / "nope.jsonl")).exit_code == 2
+
+
+def test_an_auditors_copy_on_read_only_media_opens_and_nothing_is_written(project: Path, tmp_path: Path) -> None:
+    import hashlib
+    import subprocess
+
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    with AuditLog.open() as log:
+        log.append("inference", prompt="q", response="a")
+    for part in db_of(project).parent.glob("audit.db*"):  # a closed store: no WAL beside it
+        if not part.name.endswith((".lock", "-wal", "-shm")):
+            shutil.copy(part, copy / part.name)
+    media = tmp_path / "media"
+    media.mkdir()
+    if subprocess.run(["mount", "--bind", str(copy), str(media)], capture_output=True).returncode != 0:
+        pytest.skip("cannot bind-mount here (needs root)")
+    try:
+        subprocess.run(["mount", "-o", "remount,ro,bind", str(media)], check=True)
+        before = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in media.iterdir()}
+        db = str(media / "audit.db")
+        for command in (["verify"], ["list"], ["stats"], ["show", "2"], ["export"],
+                        ["verify", "--checkpoints", str(media / "audit.db.checkpoints.jsonl")]):
+            result = run("audit", *command, "--db", db)
+            assert result.exit_code == 0, (command, result.output)
+        assert "OK (trusted)" in run("audit", "verify", "--db", db).output
+        assert {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in media.iterdir()} == before
+    finally:
+        subprocess.run(["umount", str(media)], check=False)

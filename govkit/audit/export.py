@@ -9,10 +9,11 @@ from typing import Any
 
 from .._lazy import require
 
-__all__ = ["COLUMNS", "write_parquet"]
+__all__ = ["COLUMNS", "export_row", "verify_export", "write_parquet"]
 
-# Common fields as columns; `body` keeps every field as the exact hashed JSON, so a reader can
-# recompute record_hash from (body, prev_hash, seq) without trusting the columns.
+# Common fields as columns; `body` keeps every field as the exact hashed text, so a reader can
+# recompute record_hash from (body, prev_hash, seq) without trusting the columns (README: "How
+# the log works" gives the formula).
 COLUMNS = ("seq", "record_id", "event_type", "ts_start", "ts_end", "model_id", "artifact_sha256",
            "status", "subject_ref", "input_sha256", "output_sha256", "prev_hash", "record_hash")
 
@@ -26,9 +27,8 @@ def write_parquet(rows: Iterable[dict[str, Any]], output: Path, batch_size: int 
     with pq.ParquetWriter(output, schema) as writer:
         batch: list[dict[str, Any]] = []
         for row in rows:
-            fields = {k: v for k, v in row.items() if k not in ("seq", "prev_hash", "record_hash", "content")}
             batch.append({**{c: _text(row.get(c)) for c in COLUMNS}, "seq": row["seq"],
-                          "body": json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False),
+                          "body": row["body"],  # the exact hashed text, never re-serialised
                           "content": json.dumps(row["content"], ensure_ascii=False) if "content" in row else None})
             if len(batch) >= batch_size:
                 writer.write_table(pa.Table.from_pylist(batch, schema=schema))
@@ -42,3 +42,131 @@ def write_parquet(rows: Iterable[dict[str, Any]], output: Path, batch_size: int 
 
 def _text(value: Any) -> str | None:
     return None if value is None else str(value)
+
+
+def export_row(record: Any, content: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One exported record: its fields for reading, and `body`, the exact text that was hashed."""
+    row = {**record.to_dict(), "body": record.body.decode("utf-8")}
+    if content is not None:
+        row["content"] = content
+    return row
+
+
+_ENVELOPE_KEYS = ("seq", "prev_hash", "record_hash", "body", "content")
+
+
+def verify_export(path: Path, *, public_key: str | None = None, expected_store_id: str | None = None,
+                  partial: bool = False) -> Any:
+    """Recompute the chain of a JSONL or Parquet export (`govkit audit export`), reading it a row at
+    a time: every record's hash from its exported body, prev_hash and seq (the README's formula),
+    each record's link to the one before it, that the readable fields say what the hashed body
+    says, exported content against its digests, the store's identity and the checkpoints'
+    signatures. A gap in the seqs fails it (records deleted from the file), unless `partial`
+    says the export was filtered: then each contiguous run is checked and the gaps are named."""
+    from .checkpoints import signature_valid
+    from .hashing import GENESIS_HASH, chain_hash, content_digest
+    from .verify import VerifyResult
+
+    result = VerifyResult(trusted_key=bool(public_key), expected_store_id=expected_store_id or None)
+    prev_seq, prev_hash, gaps = 0, GENESIS_HASH, 0
+    for where, row in _export_rows(Path(path)):
+        if isinstance(row, str):
+            result.add(prev_seq + 1, f"{where}: {row}")
+            continue
+        seq, body, stored, claimed_prev = row.get("seq"), row.get("body"), row.get("record_hash"), row.get("prev_hash")
+        if not isinstance(seq, int) or not isinstance(body, str) or not isinstance(stored, str) \
+                or not isinstance(claimed_prev, str):
+            result.add(prev_seq + 1, f"{where}: needs seq, body, prev_hash and record_hash (an export from an "
+                                     f"older govkit has no body: export again)")
+            continue
+        if chain_hash(body.encode("utf-8"), claimed_prev, seq) != stored:
+            result.add(seq, "record hash mismatch: the exported record was edited")
+        if seq == prev_seq + 1:
+            if claimed_prev != prev_hash:
+                result.add(seq, "does not chain to the record before it: a record was replaced or inserted")
+        elif seq <= prev_seq:
+            result.add(seq, f"seq {seq} after seq {prev_seq}: records reordered or repeated")
+        elif not partial:
+            result.add(prev_seq + 1, f"records {prev_seq + 1}..{seq - 1} are missing from the export (deleted; "
+                                     f"for an export filtered on purpose, pass --partial)")
+        else:
+            gaps += 1
+            if gaps <= 5:
+                result.warnings.append(f"seqs {prev_seq + 1}..{seq - 1} are not in this filtered export; "
+                                       f"they were not checked")
+        try:
+            fields = json.loads(body)
+        except ValueError:
+            result.add(seq, "the exported body is not JSON")
+            fields = {}
+        shown = {k: v for k, v in row.items() if k not in _ENVELOPE_KEYS}
+        if shown and any(fields.get(k) != v for k, v in shown.items()):
+            wrong = sorted(k for k, v in shown.items() if fields.get(k) != v)
+            result.add(seq, f"exported field(s) {', '.join(wrong)} differ from the hashed body")
+        for kind, key in (("prompt", "input_sha256"), ("response", "output_sha256")):
+            text = (row.get("content") or {}).get(kind) if isinstance(row.get("content"), dict) else None
+            if isinstance(text, str):
+                result.content_checked += 1
+                if content_digest(text) != fields.get(key):
+                    result.add(seq, f"exported {kind} does not match the record's digest")
+        event = fields.get("event_type")
+        details = fields.get("details") if isinstance(fields.get("details"), dict) else {}
+        if event == "genesis":
+            if seq != 1:
+                result.add(seq, "a genesis record in the middle of the log: another store's start was spliced in")
+            else:
+                result.store_id = details.get("store_id")
+                if result.expected_store_id and result.store_id != result.expected_store_id:
+                    result.add(1, f"this is store {result.store_id}, but store {result.expected_store_id} was expected")
+                if public_key and details.get("public_key") and details["public_key"] != public_key:
+                    result.add(1, "the store was created for another device key than the trusted one")
+        elif event == "checkpoint":
+            key = public_key or None
+            if key and not signature_valid(key, details):
+                result.add(seq, "checkpoint signature invalid")
+            elif details.get("store_id") != result.store_id and result.store_id is not None:
+                result.add(seq, f"a checkpoint of another store ({details.get('store_id')})")
+            elif seq == prev_seq + 1 and (details.get("seq") != prev_seq or details.get("head_hash") != prev_hash):
+                result.add(seq, "checkpoint record does not follow the head it signs")
+            elif key:
+                result.checkpoints += 1
+                result.last_checkpoint_seq = details.get("seq")
+        prev_seq, prev_hash = seq, stored
+        result.records += 1
+    if result.records and result.store_id is None:
+        result.warnings.append("the export does not hold the store's first record: its identity was not checked")
+    result.head_seq, result.head_hash = prev_seq, prev_hash
+    return result
+
+
+def _export_rows(path: Path) -> Any:
+    """(where, row dict) for each exported record; a string in place of the row names a problem."""
+    from ..errors import InputError
+
+    if not path.is_file():
+        raise InputError(f"{path}: no such export file")
+    with path.open("rb") as handle:
+        magic = handle.read(4)
+    if magic == b"PAR1":
+        pq = require("pyarrow.parquet", "parquet")
+        number = 0
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=10_000,
+                                                        columns=["seq", "prev_hash", "record_hash", "body", "content"]):
+            for row in batch.to_pylist():
+                number += 1
+                if isinstance(row.get("content"), str):
+                    row["content"] = json.loads(row["content"])
+                elif row.get("content") is None:
+                    row.pop("content", None)
+                yield f"{path.name}, row {number}", row
+        return
+    with path.open("r", encoding="utf-8", errors="surrogateescape") as lines:
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError:
+                yield f"{path.name}, line {number}", "not a JSON line"
+                continue
+            yield f"{path.name}, line {number}", row if isinstance(row, dict) else "not a JSON object"

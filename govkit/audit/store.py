@@ -14,6 +14,7 @@ import json
 import os
 import sqlite3
 import time
+import urllib.parse
 import warnings
 from collections.abc import Generator, Iterable, Iterator
 from contextlib import contextmanager
@@ -695,8 +696,7 @@ class AuditLog:
     @contextmanager
     def _reader(self) -> Iterator[sqlite3.Connection]:
         try:
-            db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=self.busy_timeout_s,
-                                 isolation_level=None, check_same_thread=False)
+            db = connect_read_only(self.path, self.busy_timeout_s)
         except sqlite3.Error as exc:
             raise store_error(self.path, exc, self.busy_timeout_s) from None
         try:
@@ -795,6 +795,28 @@ class AuditLog:
                                 meta_public_key=self.meta.get("public_key"),
                                 checkpoint_files=tuple(Path(p) for p in checkpoint_files),
                                 expected_store_id=store_id or self.expected_store_id, workers=workers)
+
+
+def connect_read_only(path: Path, timeout_s: float = 10.0) -> sqlite3.Connection:
+    """A reading connection that writes nothing, also on read-only media (an auditor's copy on a
+    write-protected disk), where SQLite cannot make the WAL index a WAL-mode store needs: then
+    the file is opened as immutable, which is exact only when no WAL is beside it, so a store
+    with an unmerged WAL there is refused rather than read short."""
+    uri = f"file:{urllib.parse.quote(str(path))}"
+    try:
+        db = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=timeout_s, isolation_level=None,
+                             check_same_thread=False)
+        db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()  # the WAL index is made here
+        return db
+    except sqlite3.OperationalError as exc:
+        if "unable to open" not in str(exc) or os.access(path.parent, os.W_OK):
+            raise
+    wal = Path(f"{path}-wal")
+    if wal.exists() and wal.stat().st_size > 0:
+        raise StoreError(f"{path}: on read-only media with a write-ahead log ({wal.name}) beside it but no "
+                         f"{path.name}-shm: copy the three files to writable storage to read it whole")
+    return sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True, timeout=timeout_s, isolation_level=None,
+                           check_same_thread=False)
 
 
 def _copy_keys(db: sqlite3.Connection) -> bool:

@@ -35,7 +35,7 @@ from . import checkpoints
 from .hashing import GENESIS_HASH, HASH_PREFIX
 from .migrations import KEY_FIELDS
 
-from .store import purge_covers, store_identity
+from .store import connect_read_only, purge_covers, store_identity
 
 _PREFIX = HASH_PREFIX.encode("ascii")
 
@@ -328,7 +328,7 @@ def _plan_ranges(db: sqlite3.Connection, workers: int | None) -> list[tuple[int,
 
 
 def _read_only(path: str | Path) -> sqlite3.Connection:
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    db = connect_read_only(Path(path))
     db.text_factory = bytes  # stored text may have been made undecodable: hash it as bytes
     return db
 

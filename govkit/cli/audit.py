@@ -14,7 +14,7 @@ from ..audit import HUMAN_DECISIONS, AuditRecord
 from ..audit.checkpoints import parse_public_key
 from ..audit.records import EVENT_TYPES
 from ..errors import InputError
-from ._common import confirm, db_option, echo_json, json_option, open_log
+from ._common import confirm, db_option, echo_json, json_option, open_log, settings_for
 from ._root import cli
 
 since_option = click.option("--since", help="Only records at or after this ISO date/time (UTC).")
@@ -84,10 +84,13 @@ def show(ctx: click.Context, record_id: str, db: Path | None, content: bool) -> 
               help="An off-device copy of the checkpoint file, checked beside the on-device one "
                    "(<db>.checkpoints.jsonl); repeatable.")
 @click.option("--store-id", help="The store this log must be (default: govkit.toml's [audit] store_id).")
+@click.option("--export", "export_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Check a JSONL or Parquet export (govkit audit export) instead of a store: recompute its chain.")
+@click.option("--partial", is_flag=True, help="With --export: the export was filtered on purpose; gaps are not deletions.")
 @json_option
 @click.pass_context
 def verify(ctx: click.Context, db: Path | None, public_key: str | None, checkpoint_files: tuple[Path, ...],
-           store_id: str | None, as_json: bool) -> None:
+           store_id: str | None, export_file: Path | None, partial: bool, as_json: bool) -> None:
     """Check that the log was not altered; exit 1 naming the first bad seq if it was.
 
     Detects edited, deleted, inserted and reordered records, edited content, content removed
@@ -98,8 +101,16 @@ def verify(ctx: click.Context, db: Path | None, public_key: str | None, checkpoi
     """
     if public_key is not None:
         public_key = parse_public_key(public_key, source="--public-key")
-    with open_log(ctx, db, read_only=True) as log:
-        result = log.verify(public_key=public_key, checkpoint_files=checkpoint_files, store_id=store_id)
+    if export_file is not None:
+        from ..audit.export import verify_export
+
+        settings = settings_for(ctx, required=False)
+        result = verify_export(export_file, public_key=public_key or (settings.audit.public_key if settings else None),
+                               expected_store_id=store_id or (settings.audit.store_id if settings else None),
+                               partial=partial)
+    else:
+        with open_log(ctx, db, read_only=True) as log:
+            result = log.verify(public_key=public_key, checkpoint_files=checkpoint_files, store_id=store_id)
     if as_json:
         echo_json(result.to_dict())
     elif result.ok:
@@ -138,13 +149,16 @@ def export(ctx: click.Context, db: Path | None, fmt: str, output: Path | None, w
     """
     with open_log(ctx, db, read_only=True) as log:
         records = log.query(event_type=event_type, since=since, until=until)
-        rows = ({**r.to_dict(), **({"content": log.content(r)} if with_content else {})} for r in records)
+        from ..audit.export import export_row
+
+        rows = (export_row(r, log.content(r) if with_content else None) for r in records)
         if fmt == "jsonl":
             count = _write_jsonl(rows, output)
         else:
             if output is None:
                 raise InputError("--format parquet needs --output FILE")
             from ..audit.export import write_parquet
+
             count = write_parquet(rows, output)
     if output is not None:
         click.echo(f"Exported {count} record(s) to {output}", err=True)

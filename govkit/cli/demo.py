@@ -239,9 +239,11 @@ def demo(ctx: click.Context, folder: Path, real_model: bool) -> None:
                        f"{result.checkpoints} checkpoint(s), {result.content_checked} content item(s) checked")
             db_path = log.path
         export = Path("audit.jsonl")
+        from ..audit.export import export_row
         from .audit import _write_jsonl
+
         with AuditLog.open() as log:
-            count = _write_jsonl((r.to_dict() for r in log), export)
+            count = _write_jsonl((export_row(r) for r in log), export)
         click.echo(f"   exported {count} records to {folder / export} for an auditor")
         click.secho("\n8. tamper with a copy: rewrite which model answered one call", bold=True)
         tampered = Path("tampered") / db_path.name
