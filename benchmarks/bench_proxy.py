@@ -1,6 +1,8 @@
 """Proxy benchmarks: added latency and throughput, direct vs through govkit proxy (every record
-durable), against an instant upstream and against the real model server, at concurrency 1 and 16;
-and the same through LiteLLM's proxy (one worker) in the same run when it is installed.
+durable: the request's before the upstream is called, the answer's before it reaches the client),
+against an instant upstream and against the real model server, at concurrency 1 and 16; the
+design before the request record in the same run; and the same through LiteLLM's proxy (one
+worker) in the same run when it is installed.
 
     python benchmarks/bench_proxy.py [--requests 3000] [--litellm PATH/TO/litellm]
 
@@ -69,6 +71,43 @@ try:
 except ImportError:
     asyncio.run(main())
 """
+
+
+# The design before the request record: one record per call, written after the answer. Only for
+# comparison in the same run; govkit itself always records the request first.
+PREVIOUS_DESIGN = r"""
+import asyncio, sys
+from pathlib import Path
+from govkit.audit import AuditLog
+from govkit.cli.proxy import _serve
+from govkit.config import load_settings
+from govkit.inference.proxy import AuditingProxy, ProxyConfig
+
+class AnswerOnly(AuditingProxy):
+    async def _record_request(self, call):
+        return None
+
+folder, upstream, port = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+settings = load_settings(folder / "govkit.toml")
+config = ProxyConfig(upstream=upstream, port=port, model_id=settings.model.id, settings=settings)
+try:
+    import uvloop
+    factory = uvloop.new_event_loop
+except ImportError:
+    factory = None
+with AuditLog.open(settings=settings) as log, asyncio.Runner(loop_factory=factory) as runner:
+    runner.run(_serve(AnswerOnly(log, config), config, log.path))
+"""
+
+
+def start_previous_design(folder: Path, upstream: str) -> tuple[str, subprocess.Popen]:
+    folder.mkdir(parents=True)
+    subprocess.run([sys.executable, "-m", "govkit", "init", "--yes"], cwd=folder, check=True, capture_output=True)
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-c", PREVIOUS_DESIGN, str(folder), upstream, str(port)], cwd=folder,
+                            stdout=(folder / "proxy.log").open("wb"), stderr=subprocess.STDOUT)
+    wait_for(f"http://127.0.0.1:{port}/v1/models", proc, 60)
+    return f"http://127.0.0.1:{port}/v1", proc
 
 
 def start_instant_upstream() -> tuple[str, subprocess.Popen]:
@@ -162,6 +201,23 @@ def main() -> None:
         added_p50 = results[1][1]["p50_ms"] - results[1][0]["p50_ms"]
         print(f"  -> added p50 at concurrency 1: {added_p50:.2f} ms (goal < 1 ms); "
               f"throughput at 16: {results[16][1]['rps']:,.0f}/s (goal >= 1,000/s)")
+        previous, p = start_previous_design(folder / "govkit-previous", instant)
+        procs.append(p)
+        # Alternating blocks (previous, current, previous, ...): drift in the machine's speed
+        # falls on both designs alike.
+        blocks: dict[str, dict[int, list[dict[str, float]]]] = {"previous": {1: [], 16: []}, "current": {1: [], 16: []}}
+        for _ in range(3):
+            for name, url in (("previous", previous), ("current", via)):
+                for concurrency in (1, 16):
+                    blocks[name][concurrency].append(measure(url, args.requests // 3, concurrency, body))
+        print("  the request recorded before the upstream (current) against one record after the answer (previous):")
+        for concurrency in (1, 16):
+            for key, unit in (("p50_ms", "ms"), ("rps", "/s")):
+                old = statistics.median(b[key] for b in blocks["previous"][concurrency])
+                new = statistics.median(b[key] for b in blocks["current"][concurrency])
+                print(f"    concurrency {concurrency:>2} {key:<7} previous {old:9.2f} {unit:<3} current {new:9.2f} {unit:<3}"
+                      f" ratio {new / old:.2f}")
+        stop(procs.pop())
         litellm = find_litellm(args.litellm)
         if litellm:
             lite, p = start_litellm(litellm, instant, folder)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from govkit.checks import Result, Skip, check
+from govkit.checks import NoEvidence, Result, Skip, check
 
 
 def _datasets(ctx):
@@ -31,7 +31,7 @@ def data_lineage_recorded(ctx):
     How to fix: govkit lineage dataset add FILE --source ... --license ..., then govkit lineage link."""
     models = _deployed_models(ctx)
     if not models:
-        return Result(False, "no deployed model in the lineage", {})
+        raise NoEvidence("no deployed model in the lineage: govkit lineage link MODEL deployment")
     fed = {e["target"] for e in ctx.lineage.edges if e["source"].startswith("dataset/")}
     bare = [m["id"] for m in models if m["id"] not in fed]
     unsourced = [d["id"] for d in _datasets(ctx) if not d.get("source") or not d.get("license")]
@@ -52,7 +52,7 @@ def data_quality_checks(ctx):
     for dataset in _datasets(ctx):
         latest[dataset["name"]] = dataset
     if not latest:
-        return Result(False, "no dataset registered", {})
+        raise NoEvidence("no dataset registered: govkit lineage dataset add FILE")
     flagged = {d["id"]: [f"{f['check']}{':' + f['column'] if 'column' in f else ''}" for f in d.get("findings", [])
                          if f["severity"] == "warning"] for d in latest.values()}
     flagged = {k: v for k, v in flagged.items() if v}
@@ -83,7 +83,7 @@ def dataset_bias_examination(ctx):
     How to fix: govkit bias tabular (or llm) --data the evaluation file."""
     evaluation = [d for d in _datasets(ctx) if d.get("role") == "eval"]
     if not evaluation:
-        return Result(False, "no evaluation dataset registered", {})
+        raise NoEvidence("no evaluation dataset registered: govkit lineage dataset add FILE --role eval")
     examined = {(r.details.get("data") or {}).get("sha256") for r in ctx.records("bias_run")}
     missing = [d["id"] for d in evaluation if d["sha256"] not in examined]
     return Result(not missing, f"never examined: {', '.join(missing)}" if missing else
@@ -99,7 +99,7 @@ def pii_declared(ctx):
     wrong = [f"{d['id']}:{f['column']}" for d in _datasets(ctx) if d.get("contains_pii") == "no"
              for f in d.get("findings", []) if f["check"] == "pii_column"]
     if not _datasets(ctx):
-        raise Skip("no dataset registered")
+        raise NoEvidence("no dataset registered: govkit lineage dataset add FILE")
     return Result(not wrong, f"personal data in: {', '.join(wrong)}" if wrong else "declarations consistent",
                   {"columns": wrong})
 
@@ -129,7 +129,7 @@ def dataset_files_unchanged(ctx):
         latest[dataset["path"]] = dataset
     present = [d for path, d in latest.items() if Path(path).is_file()]
     if not present:
-        raise Skip("no registered dataset file is present on this machine")
+        raise NoEvidence("no registered dataset file is present on this machine to check again")
     changed = [d["id"] for d in present if sha256_file(Path(d["path"]))[0] != d["sha256"]]
     return Result(not changed, f"changed since registration: {', '.join(changed)}" if changed else
                   f"{len(present)} file(s) unchanged", {"changed": changed})

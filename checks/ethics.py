@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from govkit.audit import Redactor
-from govkit.checks import Result, Skip, check
+from govkit.checks import NoEvidence, Result, Skip, check
 
 
 def _fresh_bias_run(ctx, kind):
@@ -22,7 +22,7 @@ def fairness_eval_documented(ctx):
     How to fix: run govkit bias tabular or govkit bias llm on the current evaluation data."""
     runs = [r for r in ctx.records("bias_run") if (r.details or {}).get("kind") in ("tabular", "llm")]
     if not runs:
-        return Result(False, "no bias run on record", {})
+        raise NoEvidence("no bias run on record: govkit bias tabular or govkit bias llm")
     age = ctx.age_days(runs[-1])
     limit = ctx.policy["evidence_max_age_days"]
     return Result(age <= limit, f"latest bias run {age:.0f} days old (limit {limit})",
@@ -38,7 +38,7 @@ def fairness_threshold_breach(ctx):
     How to fix: investigate the failing groups (govkit bias ... --format json), mitigate, re-run."""
     runs = [r for r in ctx.records("bias_run") if (r.details or {}).get("kind") in ("tabular", "llm")]
     if not runs:
-        raise Skip("no bias run (ETH-001)")
+        raise NoEvidence("no bias run (ETH-001)")
     metrics = runs[-1].details.get("metrics", {})
     failed = [f"{view}.{name}" for view, items in metrics.items() for name, m in items.items() if m["status"] == "fail"]
     unsettled = [f"{view}.{name}" for view, items in metrics.items() for name, m in items.items()
@@ -59,7 +59,7 @@ def counterfactual_no_difference(ctx):
     How to fix: govkit bias counterfactual; if it shows a difference, revise the prompt or the model."""
     record, age = _fresh_bias_run(ctx, "counterfactual")
     if record is None:
-        return Result(False, "no counterfactual run on record", {})
+        raise NoEvidence("no counterfactual run on record: govkit bias counterfactual")
     pairs = [(f"{attr}.{pair}", m["status"]) for attr, items in record.details.get("metrics", {}).items()
              for pair, m in items.items()]
     shown = [name for name, status in pairs if status in ("fail", "difference")]
@@ -93,7 +93,7 @@ def override_rate(ctx):
     window = ctx.policy["override_window_days"]
     decisions = [r for r in ctx.decisions if ctx.age_days(r) <= window]
     if not decisions:
-        raise Skip(f"no decision in {window} days")
+        raise NoEvidence(f"no decision in {window} days")
     overrides = [r for r in ctx.records("override") if ctx.age_days(r) <= window and r.human_decision == "overridden"]
     rate = len(overrides) / len(decisions)
     limit = ctx.policy["override_rate_max"]
@@ -129,7 +129,7 @@ def ai_disclosure_shown(ctx):
     Why it matters: people interacting with an AI system must be told so.
     How to fix: have the application send the disclosure flag with each session (X-Govkit-Disclosure or the API)."""
     if not ctx.decisions:
-        raise Skip("no inference records")
+        raise NoEvidence("no inference records")
     shown = sum(1 for r in ctx.decisions if r.disclosure_shown)
     share = shown / len(ctx.decisions)
     limit = ctx.policy["disclosure_share_min"]

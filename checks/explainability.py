@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from govkit.checks import Result, Skip, check
+from govkit.checks import NoEvidence, Result, Skip, check
 
 
 def _decision_explanations(ctx):
@@ -19,7 +19,7 @@ def explainability_evidence(ctx):
     How to fix: govkit explain text --record ID, or enable [explain] sampling in govkit proxy."""
     explained = _decision_explanations(ctx)
     if not explained:
-        return Result(False, "no explanation on record", {})
+        raise NoEvidence("no explanation on record: govkit explain text")
     age = ctx.age_days(explained[-1])
     limit = ctx.policy["evidence_max_age_days"]
     return Result(age <= limit, f"{len(explained)} explanation(s); newest {age:.0f} days old",
@@ -35,7 +35,7 @@ def explanations_additive(ctx):
     How to fix: re-run the explanation; report a persistent failure as a govkit bug."""
     explained = [r for r in _decision_explanations(ctx) if "additive" in (r.details or {})]
     if not explained:
-        raise Skip("no text explanation")
+        raise NoEvidence("no text explanation: govkit explain text")
     broken = [r.record_id for r in explained if not r.details["additive"]]
     return Result(not broken, f"not additive: {', '.join(broken)}" if broken else f"{len(explained)} additive",
                   {"broken": broken})
@@ -50,7 +50,7 @@ def explanations_faithful(ctx):
     How to fix: raise the evaluation budget (--max-evals / [explain] max_evals); check the server's noise."""
     pairs = [r.details["fidelity"] for r in _decision_explanations(ctx) if (r.details or {}).get("fidelity")]
     if not pairs:
-        raise Skip("no explanation with a fidelity test")
+        raise NoEvidence("no explanation with a fidelity test")
     top = sum(abs(p["top_k_drop"]) for p in pairs) / len(pairs)
     random = sum(abs(p["random_k_drop"]) for p in pairs) / len(pairs)
     return Result(top > random, f"top-k deletions move the score {top:.3f} on average, random ones {random:.3f}",
@@ -84,7 +84,7 @@ def explanations_linked(ctx):
     How to fix: explain logged decisions with govkit explain text --record ID."""
     targets = [r for r in _decision_explanations(ctx) if r.target_record_id]
     if not targets:
-        raise Skip("no explanation of a logged decision")
+        raise NoEvidence("no explanation of a logged decision: govkit explain text --record ID")
     known = {r.record_id for r in ctx.records("inference")}
     dangling = [r.record_id for r in targets if r.target_record_id not in known]
     return Result(not dangling, f"dangling: {', '.join(dangling)}" if dangling else f"{len(targets)} linked",

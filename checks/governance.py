@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from govkit.checks import Result, Skip, check
+from govkit.checks import NoEvidence, Result, Skip, check
 from govkit.inventory import EXTENDED_FIELDS, MINIMUM_FIELDS
 
 
@@ -51,7 +51,7 @@ def risk_rating_assigned(ctx):
     How to fix: run govkit inventory rate."""
     record = ctx.latest("risk_rating")
     if ctx.tier == "unrated" or record is None:
-        return Result(False, "no risk rating recorded; run govkit inventory rate", {"tier": ctx.tier})
+        raise NoEvidence("no risk rating recorded; run govkit inventory rate")
     agrees = record.risk_rating == ctx.tier
     return Result(agrees, f"rated {record.risk_rating} by record {record.record_id}" if agrees else
                   f"govkit.toml says {ctx.tier} but the last worksheet gave {record.risk_rating}",
@@ -67,7 +67,7 @@ def risk_rating_trigger_review(ctx):
     How to fix: review the change and run govkit inventory rate again."""
     rating = ctx.latest("risk_rating")
     if rating is None:
-        raise Skip("no rating yet (GOV-003)")
+        raise NoEvidence("no rating yet (GOV-003)")
     later = [r.record_id for r in ctx.records("model_change") if r.seq > rating.seq]
     later += [r.record_id for r in ctx.records("lineage")
               if r.seq > rating.seq and (r.details.get("entity") or {}).get("previous_version")]
@@ -144,27 +144,35 @@ def auto_logging_enabled(ctx):
     Why it matters: the AI Act requires automatic recording of events over the system's lifetime.
     How to fix: route the model's traffic through govkit proxy or the wrappers."""
     if ctx.log is None:
-        return Result(False, f"no audit log at {ctx.settings.audit.db}", {})
+        raise NoEvidence(f"no audit log at {ctx.settings.audit.db}")
     if not ctx.decisions:
-        return Result(False, "the audit log holds no inference record", {})
+        raise NoEvidence("the audit log holds no inference record")
     age = min(ctx.age_days(r) for r in ctx.decisions)
     quiet = ctx.policy["logging_quiet_days"]
     return Result(age <= quiet, f"{len(ctx.decisions)} inference records; newest {age:.1f} days old",
                   {"inference_records": len(ctx.decisions), "newest_age_days": round(age, 2)})
 
 
-@check(id="GOV-010", title="Audit log verifies", severity="warning",
+@check(id="GOV-010", title="Audit log verifies", severity="blocking",
        references={"EU AI Act": "Art. 12(1) (traceability)", "OSFI E-23": "robust controls"},
        crosswalk="log_integrity_chain")
 def log_integrity_chain(ctx):
-    """What it checks: govkit audit verify passes: hash chain, signed checkpoints, stored content.
-    Why it matters: logs are evidence only if nobody could have altered them unnoticed.
-    How to fix: find the first bad seq with govkit audit verify; restore from the off-device copy."""
+    """What it checks: govkit audit verify passes against the device's public key in govkit.toml: hash
+    chain, store identity, signed checkpoints, stored content.
+    Why it matters: logs are evidence only if nobody could have altered them unnoticed, and a log
+    checked only against its own claims is self-consistent, no more.
+    How to fix: find the first bad seq with govkit audit verify; restore from the off-device copy;
+    keep [audit] public_key and store_id in govkit.toml (govkit init writes them)."""
     if ctx.verified is None:
-        return Result(False, "no audit log", {})
+        raise NoEvidence("no audit log")
     result = ctx.verified
-    return Result(result.ok, f"{result.records} records verify" if result.ok else
-                  f"fails at seq {result.first_bad_seq}", {"records": result.records, "checkpoints": result.checkpoints})
+    evidence = {"records": result.records, "checkpoints": result.checkpoints, "store_id": result.store_id,
+                "trusted_key": result.trusted_key}
+    if not result.ok:
+        return Result(False, f"fails at seq {result.first_bad_seq}: {sorted(result.problems)[0].reason}", evidence)
+    if not result.trusted:
+        return Result(False, f"{result.records} records are {result.scope}", evidence)
+    return Result(True, f"{result.records} records verify, {result.scope}", evidence)
 
 
 @check(id="GOV-011", title="Logs kept at least six months", severity="blocking",
@@ -203,7 +211,7 @@ def deployed_artifact_registered(ctx):
     Why it matters: an unregistered artifact is an unapproved version change.
     How to fix: govkit lineage model add the file, review it, and link it to the deployment."""
     if not ctx.deployed_artifacts:
-        return Result(False, "no inference record names its model artifact", {})
+        raise NoEvidence("no inference record names its model artifact: govkit proxy --model-artifact FILE")
     registered = {e["sha256"] for e in ctx.lineage.entities.values() if e["kind"] == "model"}
     unknown = sorted(ctx.deployed_artifacts - registered)
     return Result(not unknown, f"{len(unknown)} unregistered artifact(s)" if unknown else
@@ -218,7 +226,7 @@ def log_schema_coverage(ctx):
     Why it matters: logs must let a deployer spot risks and substantial modifications.
     How to fix: pass --model-artifact to govkit proxy; set [model] id in govkit.toml."""
     if not ctx.decisions:
-        raise Skip("no inference records")
+        raise NoEvidence("no inference records")
     lacking = [r.record_id for r in ctx.decisions
                if not (r.model_id or r.artifact_sha256) or not r.ts_end or r.status is None or r.latency_ms is None]
     return Result(not lacking, f"{len(lacking)} of {len(ctx.decisions)} records lack fields" if lacking else
@@ -260,7 +268,7 @@ def evidence_tracked(ctx):
     events = [r for t in ("lineage", "risk_rating", "bias_run") for r in ctx.records(t)]
     missing = [r.record_id for r in events if not r.mlflow_run_id]
     if not events:
-        raise Skip("no evidence-producing action yet")
+        raise NoEvidence("no evidence-producing action yet")
     return Result(not missing, f"{len(missing)} of {len(events)} without an MLflow run" if missing else
                   f"{len(events)} actions mirrored", {"missing": missing[:20]})
 
@@ -274,7 +282,7 @@ def third_party_licence(ctx):
     How to fix: register the model with govkit lineage model add; add the licence to its metadata."""
     models = [e for e in ctx.lineage.entities.values() if e["kind"] == "model"] if ctx.lineage else []
     if not models:
-        return Result(False, "no model registered", {})
+        raise NoEvidence("no model registered: govkit lineage model add FILE")
     unlicensed = [e["id"] for e in models if not e.get("metadata", {}).get("license")]
     return Result(not unlicensed, f"no licence: {', '.join(unlicensed)}" if unlicensed else
                   f"{len(models)} model(s) with a licence", {"unlicensed": unlicensed})

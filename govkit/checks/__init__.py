@@ -6,9 +6,9 @@ ones live in the top-level `checks/` folder and are loaded by path, as are a use
 """
 
 from ._context import DEFAULT_POLICY, Context
-from ._model import CheckResult, CheckSpec, DuplicateCheck, Result, Severity, Skip, Status
+from ._model import CheckResult, CheckSpec, DuplicateCheck, NoEvidence, Result, Severity, Skip, Status
 from ._registry import Registry, check, load
 from ._runner import run_checks
 
 __all__ = ["DEFAULT_POLICY", "CheckResult", "CheckSpec", "Context", "DuplicateCheck", "Registry", "Result",
-           "Severity", "Skip", "Status", "check", "load", "run_checks"]
+           "NoEvidence", "Severity", "Skip", "Status", "check", "load", "run_checks"]

@@ -1,6 +1,6 @@
 """The evidence a check reads: settings, the audit log, lineage, bias and explanation runs.
 
-Everything is read lazily and once per run; checks never write. Policy values a check uses come
+Everything is read lazily and once per run; checks never write (the log is opened read-only). Policy values a check uses come
 from `policy` (built-in defaults below, overridable by a user checks folder's `POLICY` dict).
 """
 
@@ -41,7 +41,7 @@ class Context:
     def log(self) -> AuditLog | None:
         if not self.settings.audit.db.exists():
             return None
-        self._log = AuditLog.open(settings=self.settings, create=False)
+        self._log = AuditLog.open(settings=self.settings, read_only=True)  # the gate reads; it never writes
         return self._log
 
     def close(self) -> None:
@@ -68,7 +68,7 @@ class Context:
 
     @cached_property
     def verified(self) -> Any:
-        return self.log.verify(public_key=self.settings.audit.public_key or None) if self.log else None
+        return self.log.verify() if self.log else None  # against govkit.toml's public key and store id
 
     @cached_property
     def lineage(self) -> Any:

@@ -31,7 +31,7 @@ def as_table(results: list[CheckResult], width: int | None = None) -> str:
     from rich.table import Table
 
     colours = {Status.PASS: "green", Status.FAIL: "bold red", Status.WARN: "yellow", Status.ERROR: "magenta",
-               Status.SKIP: "dim"}
+               Status.SKIP: "dim", Status.NO_EVIDENCE: "bold yellow"}
     table = Table(show_lines=False, expand=False)
     for column in ("ID", "Status", "Check", "Finding"):
         table.add_column(column, overflow="fold")
@@ -44,29 +44,33 @@ def as_table(results: list[CheckResult], width: int | None = None) -> str:
     s = summary(results)
     verdict = "no blocking finding" if s["passed"] else f"{s['blocking']} blocking finding(s)"
     console.print(f"{s['checks']} checks: {s['PASS']} pass, {s['FAIL']} fail, {s['WARN']} warn, "
-                  f"{s['ERROR']} error, {s['SKIP']} skipped; {verdict}")
+                  f"{s['NO EVIDENCE']} without evidence, {s['ERROR']} error, {s['SKIP']} not applicable; {verdict}")
     return console.export_text()
 
 
 def as_junit(results: list[CheckResult]) -> str:
     """JUnit XML: a FAIL is a failure, an ERROR an error, a SKIP skipped; a WARN passes with its note."""
     s = summary(results)
-    suites = ET.Element("testsuites", name="govkit check", tests=str(len(results)), failures=str(s["FAIL"]),
+    suites = ET.Element("testsuites", name="govkit check", tests=str(len(results)),
+                        failures=str(s["FAIL"] + sum(r.status is Status.NO_EVIDENCE and r.blocking for r in results)),
                         errors=str(s["ERROR"]), skipped=str(s["SKIP"]))
     by_principle: dict[str, list[CheckResult]] = {}
     for r in results:
         by_principle.setdefault(r.spec.principle, []).append(r)
     for principle, items in by_principle.items():
         suite = ET.SubElement(suites, "testsuite", name=principle, tests=str(len(items)),
-                              failures=str(sum(r.status is Status.FAIL for r in items)),
+                              failures=str(sum(r.status is Status.FAIL or (r.status is Status.NO_EVIDENCE and r.blocking)
+                                               for r in items)),
                               errors=str(sum(r.status is Status.ERROR for r in items)),
                               skipped=str(sum(r.status is Status.SKIP for r in items)),
                               time=f"{sum(r.seconds for r in items):.4f}")
         for r in items:
             case = ET.SubElement(suite, "testcase", classname=f"govkit.{principle}", name=f"{r.spec.id} {r.spec.title}",
                                  time=f"{r.seconds:.4f}")
-            if r.status is Status.FAIL:
+            if r.status is Status.FAIL or (r.status is Status.NO_EVIDENCE and r.blocking):
                 ET.SubElement(case, "failure", message=r.message, type="blocking").text = _help(r.spec)
+            elif r.status is Status.NO_EVIDENCE:
+                ET.SubElement(case, "system-out").text = f"NO EVIDENCE: {r.message}\n{_help(r.spec)}"
             elif r.status is Status.ERROR:
                 ET.SubElement(case, "error", message=r.message, type="check error")
             elif r.status is Status.SKIP:
@@ -90,14 +94,14 @@ def as_sarif(results: list[CheckResult], specs: list[CheckSpec], version: str, c
     } for spec in specs]
     index = {spec.id: i for i, spec in enumerate(specs)}
     levels = {Status.FAIL: "error", Status.WARN: "warning", Status.ERROR: "error", Status.PASS: "none",
-              Status.SKIP: "none"}
+              Status.SKIP: "none", Status.NO_EVIDENCE: "error"}
     kinds = {Status.FAIL: "fail", Status.WARN: "fail", Status.ERROR: "fail", Status.PASS: "pass",
-             Status.SKIP: "notApplicable"}
+             Status.SKIP: "notApplicable", Status.NO_EVIDENCE: "fail"}
     sarif_results = [{
         "ruleId": r.spec.id,
         "ruleIndex": index[r.spec.id],
         "kind": kinds[r.status],
-        "level": levels[r.status],
+        "level": levels[r.status] if r.status is not Status.NO_EVIDENCE or r.blocking else "warning",
         "message": {"text": f"{r.spec.title}: {r.message}"},
         "locations": [{"physicalLocation": {"artifactLocation": {"uri": config_uri}}}],
         "properties": {"status": r.status.value, "blocking": r.blocking, "evidence": r.evidence},

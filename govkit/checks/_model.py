@@ -10,8 +10,8 @@ from typing import Any
 
 from ..errors import GovkitError, InputError
 
-__all__ = ["PRINCIPLES", "SECTIONS", "CheckResult", "CheckSpec", "DuplicateCheck", "Result", "Severity", "Skip",
-           "Status", "check_spec"]
+__all__ = ["PRINCIPLES", "SECTIONS", "CheckResult", "CheckSpec", "DuplicateCheck", "NoEvidence", "Result", "Severity",
+           "Skip", "Status", "check_spec"]
 
 PRINCIPLES = {"EXP": "Explainability", "DAT": "Data", "GOV": "Governance", "ETH": "Ethics"}
 SECTIONS = ("What it checks", "Why it matters", "How to fix")
@@ -22,8 +22,9 @@ class Status(str, enum.Enum):
     PASS = "PASS"
     FAIL = "FAIL"
     WARN = "WARN"
+    NO_EVIDENCE = "NO EVIDENCE"  # nothing to judge by: never a pass; blocks where the control blocks
     ERROR = "ERROR"
-    SKIP = "SKIP"
+    SKIP = "SKIP"  # the control does not apply (e.g. a negligible tier), never for missing evidence
 
 
 class Severity(str, enum.Enum):
@@ -38,6 +39,11 @@ class DuplicateCheck(GovkitError):
 
 class Skip(Exception):
     """Raise inside a check when it does not apply; the message is the reason."""
+
+
+class NoEvidence(Exception):
+    """Raise inside a check when the evidence it judges is not there; the message says what is
+    missing and how to make it. Never a pass: a blocking control without evidence blocks."""
 
 
 @dataclass(frozen=True)

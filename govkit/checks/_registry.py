@@ -39,6 +39,7 @@ class Registry:
     def __init__(self) -> None:
         self.specs: dict[str, CheckSpec] = {}
         self.policy: dict[str, Any] = {}
+        self.user_files: dict[str, str] = {}  # path -> sha256 of every user check file loaded (it is code)
 
     def add(self, spec: CheckSpec) -> None:
         existing = self.specs.get(spec.id)
@@ -81,6 +82,8 @@ def load(registry: Registry, folder: Path, *, builtin: bool) -> None:
         if spec is None or spec.loader is None:
             continue
         module = importlib.util.module_from_spec(spec)
+        if not builtin:
+            registry.user_files[str(path)] = "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
         try:
             spec.loader.exec_module(module)
         except Exception as exc:

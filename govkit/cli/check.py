@@ -39,15 +39,27 @@ def crosswalk() -> dict:
               show_default=True)
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="File (default: stdout).")
 @click.option("--exit-zero", is_flag=True, help="Exit 0 even with blocking findings (report only).")
+@click.option("--no-record", is_flag=True, help="Write nothing: no check_run event, no MLflow run (an auditor's "
+                                                "copy, a read-only store).")
+@click.option("--time-limit", "time_limit_s", type=click.FloatRange(min=0.1), default=120.0, show_default=True,
+              help="Seconds each check may take; a check still running then is an ERROR.")
 @click.option("--explain", "explain_id", help="Show one check's documentation and the clauses it answers.")
 @click.option("--list", "list_checks", is_flag=True, help="List the checks and exit.")
 @click.pass_context
 def check(ctx: click.Context, select: str | None, ignore: str | None, checks_dirs: tuple[Path, ...], fmt: str,
-          output: Path | None, exit_zero: bool, explain_id: str | None, list_checks: bool) -> None:
+          output: Path | None, exit_zero: bool, no_record: bool, time_limit_s: float, explain_id: str | None,
+          list_checks: bool) -> None:
     """Run the pre-deployment checks against the evidence in the audit log, lineage and govkit.toml.
 
-    Exit 0 when no blocking finding, 1 otherwise (unless --exit-zero), 2 on usage errors. The run
-    is chained as a check_run event and mirrored to MLflow with one metric per check.
+    Exit 0 when no blocking finding, 1 otherwise (unless --exit-zero), 2 on usage errors, 3 when
+    the audit store is missing or not the one govkit.toml names. Each control is PASS, FAIL (or
+    WARN), NO EVIDENCE (never a pass; a blocking control without evidence blocks), ERROR or SKIP
+    (does not apply). The run is chained as a check_run event in the existing store (never a new
+    one) and mirrored to MLflow, unless --no-record.
+
+    A --checks-dir folder is code that runs with the gate's full privileges: review it like any
+    code you run. The sha256 of each of its files, and the policy values it overrides, are
+    printed and chained with the run.
 
     Example: govkit check --format sarif -o govkit.sarif
     """
@@ -65,48 +77,67 @@ def check(ctx: click.Context, select: str | None, ignore: str | None, checks_dir
     from ..checks import Context, run_checks
     from ..checks._formats import as_json, as_junit, as_sarif, as_table, summary
 
-    context = Context(settings, policy=registry.policy)
+    from ..audit import AuditLog
+
+    provenance = {"user_check_files": registry.user_files, "policy_overrides": registry.policy}
+    for path, digest in registry.user_files.items():
+        click.echo(f"user checks: {path} {digest}", err=True)
+    for key, value in registry.policy.items():
+        click.echo(f"policy override: {key} = {value!r}", err=True)
+    # The store the run goes into is opened first: a missing or other store fails at once (exit 3),
+    # and no check writes anything while it runs.
+    writer = None if no_record else AuditLog.open(settings=settings)
     try:
-        results = run_checks(specs, context)
+        context = Context(settings, policy=registry.policy)
+        try:
+            results = run_checks(specs, context, time_limit_s=time_limit_s)
+        finally:
+            context.close()
+        record = _record(writer, settings, results, summary(results), provenance) if writer else None
     finally:
-        context.close()
-    record = _record(settings, results, summary(results))
+        if writer is not None:
+            writer.close()
+    cited = f"Record {record.record_id}." if record else "Not recorded (--no-record)."
     if fmt == "json":
-        text = as_json(results, {"record_id": record.record_id, "model_id": settings.model.id,
-                                 "risk_rating": settings.model.risk_rating})
+        text = as_json(results, {"record_id": record.record_id if record else None, "model_id": settings.model.id,
+                                 "risk_rating": settings.model.risk_rating, **provenance})
     elif fmt == "junit":
         text = as_junit(results)
     elif fmt == "sarif":
         text = as_sarif(results, specs, __version__, settings.path.name if settings.path else "govkit.toml")
     else:
-        text = as_table(results) + f"Record {record.record_id}.\n"
+        text = as_table(results) + cited + "\n"
     if output is None:
         click.echo(text, nl=False)
     else:
         output.write_text(text, encoding="utf-8")
         click.echo(f"Wrote {output}", err=True)
-    if not summary(results)["passed"] and not exit_zero:
+    totals = summary(results)
+    if fmt in ("junit", "sarif") or output is not None:  # the reason for the exit code, where the report is not a table
+        blocking = [r.spec.id for r in results if r.blocking]
+        click.echo(f"govkit check: {totals['checks']} checks, {len(blocking)} blocking"
+                   + (f" ({', '.join(blocking)})" if blocking else "") + f"; {cited}", err=True)
+    if not totals["passed"] and not exit_zero:
         ctx.exit(1)
 
 
-def _record(settings, results, totals):
-    from ..audit import AuditLog
+def _record(log, settings, results, totals, provenance):
     from ..checks import Status
     from ..tracking import Tracker
 
-    scores = {Status.PASS: 1.0, Status.WARN: 0.5, Status.FAIL: 0.0, Status.ERROR: -1.0}
-    with AuditLog.open(settings=settings) as log:
-        tracker = Tracker.from_settings(settings, log.path)
-        with tracker.run("check: pre-deployment gate", {"govkit.event": "check_run",
-                                                        "govkit.passed": str(totals["passed"])}) as run:
-            run.log_metrics({r.spec.id: scores[r.status] for r in results if r.status in scores})
-            run.log_dict({"summary": totals, "results": [r.to_dict() for r in results]}, "check_results.json")
-            record = log.append("check_run", model_id=settings.model.id, mlflow_run_id=run.id,
-                                risk_rating=settings.model.risk_rating, details={
-                                    "summary": totals,
-                                    "results": {r.spec.id: {"status": r.status.value, "blocking": r.blocking,
-                                                            "message": r.message[:300]} for r in results}})
-            run.link(record)
+    scores = {Status.PASS: 1.0, Status.WARN: 0.5, Status.FAIL: 0.0, Status.NO_EVIDENCE: 0.0, Status.ERROR: -1.0}
+    tracker = Tracker.from_settings(settings, log.path)
+    with tracker.run("check: pre-deployment gate", {"govkit.event": "check_run",
+                                                    "govkit.passed": str(totals["passed"])}) as run:
+        run.log_metrics({r.spec.id: scores[r.status] for r in results if r.status in scores})
+        run.log_dict({"summary": totals, "results": [r.to_dict() for r in results], **provenance},
+                     "check_results.json")
+        record = log.append("check_run", model_id=settings.model.id, mlflow_run_id=run.id,
+                            risk_rating=settings.model.risk_rating, details={
+                                "summary": totals, **provenance,
+                                "results": {r.spec.id: {"status": r.status.value, "blocking": r.blocking,
+                                                        "message": log.redact(r.message[:300])} for r in results}})
+        run.link(record)
     return record
 
 

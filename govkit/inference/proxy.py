@@ -247,14 +247,11 @@ class AuditingProxy:
         if self.identity is not None:
             call.fields.update(self.identity.record_fields())
         try:
-            # The request is on the record before the model is asked: an answer lost to a crash
-            # still leaves the record that the model was asked, and what.
-            requested = await self.log.append_async(
-                "request", inline_when_idle=self.in_flight == 1, prompt=call.prompt, status="started",
-                ts_start=call.ts_start, endpoint=call.endpoint, **call.fields)
+            requested = await self._record_request(call)
         except GovkitError as exc:
             return _store_failed(exc)
-        call.fields["request_record_id"] = requested.record_id
+        if requested is not None:
+            call.fields["request_record_id"] = requested.record_id
         try:
             upstream = await self._session.post(self._upstream_url(request, route), data=raw,
                                                 headers=self._upstream_headers(request))
@@ -265,6 +262,13 @@ class AuditingProxy:
             if upstream.status == 200 and ("text/event-stream" in content_type or "ndjson" in content_type):
                 return await self._stream(request, upstream, call, lines="ndjson" in content_type)
             return await self._whole(upstream, call)
+
+    async def _record_request(self, call: Call) -> Any:
+        """The request on the record before the model is asked: an answer lost to a crash still
+        leaves the record that the model was asked, and what."""
+        return await self.log.append_async("request", inline_when_idle=self.in_flight == 1, prompt=call.prompt,
+                                           status="started", ts_start=call.ts_start, endpoint=call.endpoint,
+                                           **call.fields)
 
     async def _rejected(self, call: Call, status: int, message: str, code: str) -> Any:
         """A request refused before the upstream ran, on the record as such."""
