@@ -6,26 +6,42 @@ from govkit.audit import Redactor
 from govkit.checks import NoEvidence, Result, Skip, check
 
 
-def _fresh_bias_run(ctx, kind):
-    record = ctx.latest("bias_run", kind=kind)
-    if record is None:
-        return None, None
-    return record, ctx.age_days(record)
+def _bias_runs(ctx, kinds):
+    """Bias runs about the model under review (its artifact's sha256), and what was found."""
+    runs = [r for r in ctx.records("bias_run") if (r.details or {}).get("kind") in kinds]
+    kept, phrase = ctx.about_reviewed_model(runs)
+    return kept, f"{len(runs)} bias run(s), {phrase}"
+
+
+def _standing(ctx, runs):
+    """For each (model artifact, dataset, attribute) the newest run's metrics stand, within the
+    evidence window: a later run on other data or another attribute clears nothing."""
+    limit = ctx.policy["evidence_max_age_days"]
+    standing = {}
+    for record in runs:
+        if ctx.age_days(record) > limit:
+            continue
+        data = (record.details.get("data") or {}).get("sha256") or (record.details.get("data") or {}).get("name")
+        for view, metrics in (record.details.get("metrics") or {}).items():
+            standing[(ctx.artifact_of(record), data, view)] = (record, metrics)
+    return standing
 
 
 @check(id="ETH-001", title="Fairness evaluated recently", severity="blocking",
        references={"NIST AI RMF": "MEASURE 2.11", "EU AI Act": "Art. 13(3)(b)(v), Annex IV 2(g)", "OSFI E-23": "D.2"},
        crosswalk="fairness_eval_documented")
 def fairness_eval_documented(ctx):
-    """What it checks: a bias run (tabular or LLM) is on record and younger than evidence_max_age_days.
-    Why it matters: fairness is the first thing a board and a regulator ask about; stale evidence is none.
-    How to fix: run govkit bias tabular or govkit bias llm on the current evaluation data."""
-    runs = [r for r in ctx.records("bias_run") if (r.details or {}).get("kind") in ("tabular", "llm")]
+    """What it checks: a bias run (tabular or LLM) about the model under review (its artifact's sha256)
+    is on record and younger than evidence_max_age_days.
+    Why it matters: fairness is the first thing a board and a regulator ask about; stale evidence, or
+    evidence about another model, is none.
+    How to fix: run govkit bias tabular or govkit bias llm with --model-artifact on the current evaluation data."""
+    runs, found = _bias_runs(ctx, ("tabular", "llm"))
     if not runs:
-        raise NoEvidence("no bias run on record: govkit bias tabular or govkit bias llm")
+        raise NoEvidence(f"no bias run about the reviewed model ({found}): govkit bias ... --model-artifact FILE")
     age = ctx.age_days(runs[-1])
     limit = ctx.policy["evidence_max_age_days"]
-    return Result(age <= limit, f"latest bias run {age:.0f} days old (limit {limit})",
+    return Result(age <= limit, f"latest bias run {age:.0f} days old (limit {limit}); {found}",
                   {"record_id": runs[-1].record_id, "age_days": round(age, 2)})
 
 
@@ -33,42 +49,52 @@ def fairness_eval_documented(ctx):
        references={"Institutional policy": "[policy.fairness]", "UGESP": "29 CFR 1607.4(D)"},
        crosswalk="fairness_threshold_breach")
 def fairness_threshold_breach(ctx):
-    """What it checks: no metric of the latest tabular or LLM bias run failed its threshold.
+    """What it checks: for every (model artifact, dataset, sensitive attribute) judged in the evidence
+    window, the newest bias run's metrics meet their thresholds; one failing attribute fails it, and
+    an inconclusive one is not a pass.
     Why it matters: a breach is a finding for the reviewers; blocking if [policy.fairness] blocking = true.
     How to fix: investigate the failing groups (govkit bias ... --format json), mitigate, re-run."""
-    runs = [r for r in ctx.records("bias_run") if (r.details or {}).get("kind") in ("tabular", "llm")]
-    if not runs:
-        raise NoEvidence("no bias run (ETH-001)")
-    metrics = runs[-1].details.get("metrics", {})
-    failed = [f"{view}.{name}" for view, items in metrics.items() for name, m in items.items() if m["status"] == "fail"]
-    unsettled = [f"{view}.{name}" for view, items in metrics.items() for name, m in items.items()
-                 if m["status"] not in ("pass", "fail")]
+    runs, found = _bias_runs(ctx, ("tabular", "llm"))
+    standing = _standing(ctx, runs)
+    if not standing:
+        raise NoEvidence(f"no bias run about the reviewed model in the evidence window ({found})")
+    failed, unsettled = [], []
+    for (_, data, view), (record, metrics) in sorted(standing.items(), key=lambda item: str(item[0])):
+        for name, metric in metrics.items():
+            where = f"{view}.{name} (run {record.record_id})"
+            if metric["status"] == "fail":
+                failed.append(where)
+            elif metric["status"] != "pass":
+                unsettled.append(where)
     message = (f"failing: {', '.join(failed)}" if failed else
-               f"inconclusive (not a pass): {', '.join(unsettled)}" if unsettled else "every metric within thresholds")
-    return Result(not failed and not unsettled, message,
-                  {"record_id": runs[-1].record_id, "failed": failed, "inconclusive": unsettled},
-                  blocking=ctx.settings.policy.fairness.blocking)
+               f"inconclusive (not a pass): {', '.join(unsettled)}" if unsettled else
+               f"every metric within thresholds over {len(standing)} attribute(s)")
+    return Result(not failed and not unsettled, f"{message}; {found}",
+                  {"runs": sorted({r.record_id for r, _ in standing.values()}), "failed": failed,
+                   "inconclusive": unsettled}, blocking=ctx.settings.policy.fairness.blocking)
 
 
 @check(id="ETH-003", title="Counterfactual prompts show no difference", severity="warning",
        references={"NIST AI 600-1": "Harmful Bias or Homogenization", "NIST AI RMF": "MEASURE 2.11"},
        crosswalk="fairness_eval_documented")
 def counterfactual_no_difference(ctx):
-    """What it checks: the latest counterfactual run exists and found no difference between groups.
+    """What it checks: for every (model artifact, dataset, attribute), the newest counterfactual run
+    about the model under review shows no difference and keeps flips within the policy.
     Why it matters: swapping only a name or pronoun should not change an LLM's decision.
     How to fix: govkit bias counterfactual; if it shows a difference, revise the prompt or the model."""
-    record, age = _fresh_bias_run(ctx, "counterfactual")
-    if record is None:
-        raise NoEvidence("no counterfactual run on record: govkit bias counterfactual")
-    pairs = [(f"{attr}.{pair}", m["status"]) for attr, items in record.details.get("metrics", {}).items()
-             for pair, m in items.items()]
+    runs, found = _bias_runs(ctx, ("counterfactual",))
+    standing = _standing(ctx, runs)
+    if not standing:
+        raise NoEvidence(f"no counterfactual run about the reviewed model in the evidence window ({found})")
+    pairs = [(f"{view}.{pair}", m["status"]) for (_, _, view), (_, items) in standing.items() for pair, m in items.items()]
     shown = [name for name, status in pairs if status in ("fail", "difference")]
     unsettled = [name for name, status in pairs if status not in ("pass", "fail", "difference")]
     message = (f"difference shown: {', '.join(shown)}" if shown else
                f"inconclusive (not a pass): {', '.join(unsettled)}" if unsettled or not pairs else
-               f"no difference, flips within the policy ({age:.0f} days ago)")
-    return Result(not shown and not unsettled and bool(pairs), message,
-                  {"record_id": record.record_id, "differences": shown, "inconclusive": unsettled})
+               "no difference, flips within the policy")
+    return Result(not shown and not unsettled and bool(pairs), f"{message}; {found}",
+                  {"runs": sorted({r.record_id for r, _ in standing.values()}), "differences": shown,
+                   "inconclusive": unsettled})
 
 
 @check(id="ETH-004", title="Human override route in use", severity="blocking",

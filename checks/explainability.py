@@ -6,8 +6,15 @@ from govkit.checks import NoEvidence, Result, Skip, check
 
 
 def _decision_explanations(ctx):
-    """Explanations of decisions (of a prompt or a logged record), not coverage summaries."""
-    return [r for r in ctx.records("explanation") if (r.details or {}).get("kind") != "coverage"]
+    """Explanations of decisions (of a prompt or a logged record) about the model under review (its
+    artifact's sha256, or that of the decision explained); not coverage summaries."""
+    return _explanations(ctx)[0]
+
+
+def _explanations(ctx):
+    explained = [r for r in ctx.records("explanation") if (r.details or {}).get("kind") != "coverage"]
+    kept, phrase = ctx.about_reviewed_model(explained)
+    return kept, f"{len(explained)} explanation(s), {phrase}"
 
 
 @check(id="EXP-001", title="Decisions are explained", severity="warning",
@@ -17,12 +24,12 @@ def explainability_evidence(ctx):
     """What it checks: explanations are on record and the newest is younger than evidence_max_age_days.
     Why it matters: people affected by a decision have a right to its logic; reviewers need the evidence.
     How to fix: govkit explain text --record ID, or enable [explain] sampling in govkit proxy."""
-    explained = _decision_explanations(ctx)
+    explained, found = _explanations(ctx)
     if not explained:
-        raise NoEvidence("no explanation on record: govkit explain text")
+        raise NoEvidence(f"no explanation of the reviewed model ({found}): govkit explain text --model-artifact FILE")
     age = ctx.age_days(explained[-1])
     limit = ctx.policy["evidence_max_age_days"]
-    return Result(age <= limit, f"{len(explained)} explanation(s); newest {age:.0f} days old",
+    return Result(age <= limit, f"newest {age:.0f} days old; {found}",
                   {"explanations": len(explained), "newest_age_days": round(age, 2)})
 
 
@@ -82,7 +89,8 @@ def explanations_linked(ctx):
     """What it checks: every explanation that names a target record names one that exists in the log.
     Why it matters: an explanation must be traceable to the decision it explains.
     How to fix: explain logged decisions with govkit explain text --record ID."""
-    targets = [r for r in _decision_explanations(ctx) if r.target_record_id]
+    # Every explanation, whichever model it names: one pointing nowhere is about no model at all.
+    targets = [r for r in ctx.records("explanation") if r.target_record_id and (r.details or {}).get("kind") != "coverage"]
     if not targets:
         raise NoEvidence("no explanation of a logged decision: govkit explain text --record ID")
     known = {r.record_id for r in ctx.records("inference")}

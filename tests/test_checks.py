@@ -92,7 +92,7 @@ def build_good(folder: Path) -> None:
         assert run("lineage", "link", "eval.csv", "smollm2.gguf").exit_code == 0
         assert run("lineage", "link", "smollm2.gguf", "deployment").exit_code == 0
         assert run("bias", "tabular", "--data", "eval.csv", "--y-true", "y_true", "--y-pred", "y_pred",
-                   "--sensitive", "group", "--bootstrap", "200").exit_code == 0
+                   "--sensitive", "group", "--bootstrap", "200", "--model-artifact", str(smollm2_gguf())).exit_code == 0
         settings = load_settings("govkit.toml")
         with AuditLog.open(settings=settings) as log:
             calls = decisions(log, 10)
@@ -104,7 +104,8 @@ def build_good(folder: Path) -> None:
                            "fidelity": {"k": 3, "top_k_drop": 1.5, "random_k_drop": 0.2}})
             log.append("explanation", purpose="explanation", details={
                 "kind": "coverage", "eligible": 2, "explained": 2, "dropped": 0, "failed": 0})
-            record_bias_run(log, settings, kind="counterfactual", out=None, artifacts={}, result={
+            record_bias_run(log, settings, kind="counterfactual", out=None, artifacts={},
+                            fields=fingerprint_artifact(smollm2_gguf()).record_fields(), result={
                 "kind": "counterfactual", "data": {"name": "cases.csv", "sha256": "sha256:" + "0" * 64},
                 "passed": True, "attributes": {"name": {"pairs": [
                     {"groups": ["female", "male"], "flip_rate": 0.0, "difference_shown": False, "status": "pass"}]}}})
@@ -205,7 +206,8 @@ BREAK = {
     "ETH-001": {"evidence_max_age_days": -1},
     "ETH-002": lambda f: (write_predictions(f / "unfair.csv", {"a": 0.6, "b": 0.2}),
                           in_folder(f, "bias", "tabular", "--data", "unfair.csv", "--y-true", "y_true", "--y-pred",
-                                    "y_pred", "--sensitive", "group", "--bootstrap", "0")),
+                                    "y_pred", "--sensitive", "group", "--bootstrap", "0",
+                                    "--model-artifact", str(smollm2_gguf()))),
     "ETH-003": lambda f: _counterfactual(f, difference=True),
     "ETH-004": "bare",
     "ETH-005": lambda f: [append(f, "override", target_record_id="X", reviewer_id="r", human_decision="overridden")
@@ -214,9 +216,9 @@ BREAK = {
     "ETH-007": lambda f: _decisions(f, 5, disclosure_shown=False),
     "ETH-008": lambda f: append(f, "inference", prompt="old text", response="old", ts_start="2025-01-01T00:00:00Z"),
     "EXP-001": {"evidence_max_age_days": -1},
-    "EXP-002": lambda f: append(f, "explanation", details={"kind": "text", "additive": False}),
+    "EXP-002": lambda f: append(f, "explanation", details={"kind": "text", "additive": False}, **_model_fields()),
     "EXP-003": lambda f: append(f, "explanation", details={"kind": "text", "fidelity": {
-        "k": 3, "top_k_drop": 0.0, "random_k_drop": 9.0}}),
+        "k": 3, "top_k_drop": 0.0, "random_k_drop": 9.0}}, **_model_fields()),
     "EXP-004": lambda f: append(f, "explanation", details={"kind": "coverage", "eligible": 10, "explained": 1,
                                                           "dropped": 9, "failed": 0}),
     "EXP-005": lambda f: append(f, "explanation", target_record_id="01ZZZZZZZZZZZZZZZZZZZZZZZZ",
@@ -229,12 +231,18 @@ def _decisions(folder: Path, count: int, **overrides) -> None:
         decisions(log, count, **overrides)
 
 
+def _model_fields() -> dict:
+    """The fields that tie evidence to the deployed model (SmolLM2's GGUF)."""
+    return {"artifact_sha256": fingerprint_artifact(smollm2_gguf()).sha256}
+
+
 def _counterfactual(folder: Path, *, difference: bool) -> None:
     from govkit.fairness.evidence import record_bias_run
 
     settings = load_settings(folder / "govkit.toml")
     with AuditLog.open(settings=settings) as log:
-        record_bias_run(log, settings, kind="counterfactual", out=None, artifacts={}, result={
+        record_bias_run(log, settings, kind="counterfactual", out=None, artifacts={},
+                        fields=fingerprint_artifact(smollm2_gguf()).record_fields(), result={
             "kind": "counterfactual", "passed": not difference, "attributes": {"name": {"pairs": [
                 {"groups": ["female", "male"], "flip_rate": 0.4, "difference_shown": difference,
                  "status": "fail" if difference else "inconclusive"}]}}})
@@ -395,3 +403,34 @@ def test_an_installed_wheel_runs_the_builtin_checks_from_any_folder(tmp_path: Pa
     listed = subprocess.run([str(venv / "bin" / "govkit"), "check", "--list"], cwd=elsewhere, capture_output=True,
                             text=True, check=True).stdout.splitlines()
     assert len(listed) == len(BREAK)
+
+
+def test_a_failing_attribute_is_not_cleared_by_a_later_run_on_another_attribute_or_other_data(copy: Path) -> None:
+    """Today's break: ETH-002 read only the newest run, so a later passing run on region (on other
+    data) cleared a run that failed on group."""
+    write_predictions(copy / "unfair.csv", {"a": 0.6, "b": 0.2})
+    lines = ["applicant,region,y_true,y_pred"] + [f"r{i},{region},{i % 2},{int(i < 80)}"
+                                                  for region in ("north", "south") for i in range(200)]
+    (copy / "regions.csv").write_text("\n".join(lines) + "\n")
+    artifact = str(smollm2_gguf())
+    common = ["--y-true", "y_true", "--y-pred", "y_pred", "--bootstrap", "0", "--model-artifact", artifact]
+    assert in_folder(copy, "bias", "tabular", "--data", "unfair.csv", "--sensitive", "group", *common).exit_code == 1
+    assert in_folder(copy, "bias", "tabular", "--data", "regions.csv", "--sensitive", "region", *common).exit_code == 0
+    result = run_one(copy, "ETH-002", {"evidence_max_age_days": 90})
+    assert result.status in (Status.FAIL, Status.WARN) and "group.demographic_parity_difference" in result.message
+
+
+def test_evidence_about_another_model_is_not_evidence(copy: Path, tmp_path: Path) -> None:
+    """Today's break: EXP-001 passed on explanations of an unrelated scikit-learn model."""
+    other = tmp_path / "other"
+    other.mkdir()
+    in_folder(other, "init", "--yes")
+    with AuditLog.open(settings=load_settings(other / "govkit.toml")) as log:
+        for _ in range(2):
+            log.append("explanation", purpose="explanation", artifact_sha256="sha256:" + "ab" * 32,
+                       explanation_method="shap.TreeExplainer", details={"kind": "tabular", "additive": True})
+        log.append("inference", artifact_sha256="sha256:" + "cd" * 32, model_id="m", status="ok")
+    result = run_one(other, "EXP-001")
+    assert result.status is Status.NO_EVIDENCE
+    assert "2 explanation(s), 0 about the reviewed artifact sha256:cdcdcd" in result.message
+    assert "left out: 2 about sha256:abababab" in result.message

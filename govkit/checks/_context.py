@@ -88,3 +88,46 @@ class Context:
     @cached_property
     def deployed_artifacts(self) -> set[str]:
         return {r.artifact_sha256 for r in self.decisions if r.artifact_sha256}
+
+    @cached_property
+    def reviewed_artifacts(self) -> set[str]:
+        """The model file(s) under review: the models linked to the deployment in the lineage,
+        else the ones that answered live traffic. Evidence about any other model is not evidence."""
+        graph = self.lineage
+        linked: set[str] = set()
+        if graph is not None:
+            sources = {e["source"] for e in graph.edges if e["target"].startswith("deployment/")}
+            linked = {e["sha256"] for e in graph.entities.values() if e["kind"] == "model" and e["id"] in sources}
+        return linked or self.deployed_artifacts
+
+    def artifact_of(self, record: AuditRecord) -> str | None:
+        """The model artifact a piece of evidence is about: its own, or that of the decision it targets."""
+        if record.artifact_sha256:
+            return record.artifact_sha256
+        if record.target_record_id:
+            index = self.__dict__.setdefault("_by_id", {r.record_id: r for r in self.records("inference")})
+            target = index.get(record.target_record_id)
+            return target.artifact_sha256 if target is not None else None
+        return None
+
+    def about_reviewed_model(self, records: list[AuditRecord]) -> tuple[list[AuditRecord], str]:
+        """The records about the model under review, and a phrase saying what was found: how many,
+        for which artifact, and what else was left out."""
+        wanted = self.reviewed_artifacts
+        kept, others = [], {}
+        for record in records:
+            artifact = self.artifact_of(record)
+            if artifact is not None and artifact in wanted:
+                kept.append(record)
+            else:
+                name = _short(artifact) if artifact else "no model artifact"
+                others[name] = others.get(name, 0) + 1
+        target = ", ".join(_short(a) for a in sorted(wanted)) or "none known (link the model to the deployment)"
+        phrase = f"{len(kept)} about the reviewed artifact {target}"
+        if others:
+            phrase += "; left out: " + ", ".join(f"{n} about {name}" for name, n in sorted(others.items()))
+        return kept, phrase
+
+
+def _short(sha256: str) -> str:
+    return sha256[:19] + "…" if len(sha256) > 19 else sha256

@@ -48,11 +48,15 @@ def bias() -> None:
                                   "with the highest selection rate, as in the four-fifths rule).")
 @click.option("--bootstrap", type=click.IntRange(min=0), default=2000, show_default=True,
               help="Bootstrap replicates for the between-group intervals (0: none).")
+@click.option("--model-artifact", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The model file that made the predictions: the evidence is tied to its sha256 (the gate counts "
+                   "only evidence about the deployed model).")
 @_run_options
 @click.pass_context
 def tabular(ctx: click.Context, data_path: Path, y_true: str, y_pred: str | None, sensitive: str, score: str | None,
-            threshold: float, positive_label: str | None, reference: str | None, bootstrap: int, fmt: str,
-            out: Path | None, limit: int | None, sample: int | None, seed: int, db: Path | None) -> None:
+            threshold: float, positive_label: str | None, reference: str | None, bootstrap: int,
+            model_artifact: Path | None, fmt: str, out: Path | None, limit: int | None, sample: int | None, seed: int,
+            db: Path | None) -> None:
     """Group metrics for a table of predictions, each attribute alone and together.
 
     Per group: count, selection rate, TPR, FPR, FNR, precision, accuracy (Wilson intervals). Between
@@ -89,7 +93,7 @@ def tabular(ctx: click.Context, data_path: Path, y_true: str, y_pred: str | None
               **result}
     with open_log(ctx, db) as log:
         record_bias_run(log, settings, kind="tabular", result=result, out=out,
-                        artifacts={"by_group.csv": by_group_csv(result)})
+                        artifacts={"by_group.csv": by_group_csv(result)}, fields=_identity_fields(log, model_artifact))
     _show(result, fmt)
     if not result["passed"]:
         ctx.exit(1)
