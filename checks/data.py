@@ -34,8 +34,10 @@ def data_lineage_recorded(ctx):
         raise NoEvidence("no deployed model in the lineage: govkit lineage link MODEL deployment")
     fed = {e["target"] for e in ctx.lineage.edges if e["source"].startswith("dataset/")}
     bare = [m["id"] for m in models if m["id"] not in fed]
-    unsourced = [d["id"] for d in _datasets(ctx) if not d.get("source") or not d.get("license")]
-    problems = [f"no dataset linked to {m}" for m in bare] + [f"{d}: source or licence missing" for d in unsourced]
+    missing = {d["id"]: [f"{name} (--{key})" for key, name in (("source", "source"), ("license", "licence"))
+                         if not d.get(key)] for d in _datasets(ctx)}
+    problems = [f"no dataset linked to {m}" for m in bare] + [
+        f"{d}: no {' and no '.join(names)} recorded" for d, names in missing.items() if names]
     return Result(not problems, "; ".join(problems) if problems else f"{len(models)} model(s) with lineage",
                   {"models": [m["id"] for m in models], "problems": problems})
 
@@ -93,13 +95,14 @@ def dataset_bias_examination(ctx):
 @check(id="DAT-005", title="Personal data in datasets declared", severity="warning",
        references={"GDPR": "Art. 5(1)(c)", "OSFI E-23": "P3.2 (compliant data)"})
 def pii_declared(ctx):
-    """What it checks: no dataset declared free of personal data has a column that looks like personal data.
-    Why it matters: a wrong declaration hides a privacy risk from the reviewers.
-    How to fix: remove or pseudonymise the column, or correct --contains-pii."""
-    wrong = [f"{d['id']}:{f['column']}" for d in _datasets(ctx) if d.get("contains_pii") == "no"
-             for f in d.get("findings", []) if f["check"] == "pii_column"]
+    """What it checks: no dataset declared free of personal data, or whose declaration is unknown, has a
+    column the profile flags as personal data.
+    Why it matters: a wrong or missing declaration hides a privacy risk from the reviewers.
+    How to fix: remove or pseudonymise the column, or declare it (--contains-pii yes) and handle it so."""
     if not _datasets(ctx):
         raise NoEvidence("no dataset registered: govkit lineage dataset add FILE")
+    wrong = [f"{d['id']}:{f['column']} (declared {d.get('contains_pii') or 'unknown'})" for d in _datasets(ctx)
+             if d.get("contains_pii") != "yes" for f in d.get("findings", []) if f["check"] == "pii_column"]
     return Result(not wrong, f"personal data in: {', '.join(wrong)}" if wrong else "declarations consistent",
                   {"columns": wrong})
 

@@ -434,3 +434,24 @@ def test_evidence_about_another_model_is_not_evidence(copy: Path, tmp_path: Path
     assert result.status is Status.NO_EVIDENCE
     assert "2 explanation(s), 0 about the reviewed artifact sha256:cdcdcd" in result.message
     assert "left out: 2 about sha256:abababab" in result.message
+
+
+def test_messages_say_exactly_what_is_missing(copy: Path) -> None:
+    add_dataset(copy, "extra.csv", "a,b\n1,2\n3,4\n", "--role", "train", "--source", "a survey")
+    result = run_one(copy, "DAT-001")
+    assert "dataset/extra.csv@v1: no licence (--license) recorded" in result.message
+    # A declaration of "unknown" does not hide a column of personal data either.
+    add_dataset(copy, "people.csv", "id,email\n" + "".join(f"{i},p{i}@mail.example\n" for i in range(9)),
+                "--role", "train")
+    flagged = run_one(copy, "DAT-005")
+    assert flagged.status is not Status.PASS and "people.csv@v1:email (declared unknown)" in flagged.message
+
+
+def test_every_tool_numbers_checkpoints_by_the_head_they_sign(copy: Path) -> None:
+    append(copy, "feedback", details={"score": 1})
+    signed = in_folder(copy, "audit", "checkpoint").output
+    seq = int(signed.split("Signed seq ")[1].split()[0])
+    stats = json.loads(in_folder(copy, "audit", "stats", "--json").stdout)
+    result = run_one(copy, "GOV-012")
+    assert stats["last_checkpoint_seq"] == seq and f"signs seq {seq} of {seq + 1}" in result.message
+    assert result.status is Status.PASS

@@ -4,6 +4,7 @@ demo that never deletes what it did not create."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -146,3 +147,54 @@ def test_demo_runs_twice_in_its_own_folder_and_keeps_a_file_the_user_added(tmp_p
     assert second.returncode == 0, second.stdout + second.stderr
     assert (tmp_path / "d" / "notes.txt").read_text() == "mine"
     assert "notes.txt" not in (tmp_path / "d" / ".govkit-demo").read_text()
+
+
+def test_an_override_targets_a_decision_only(project: Path) -> None:
+    with AuditLog.open() as log:
+        decision = log.append("inference", prompt="q", response="a", model_id="m")
+        log.checkpoint()
+        checkpoint = list(log.query(event_type="checkpoint"))[-1]
+    common = ["--decision", "overridden", "--reviewer", "rev-1", "--reason", "wrong"]
+    assert run("audit", "override", decision.record_id, *common).exit_code == 0
+    with AuditLog.open() as log:
+        override = list(log.query(event_type="override"))[-1]
+    for target in (checkpoint.record_id, override.record_id, "1"):
+        result = run("audit", "override", target, *common)
+        assert result.exit_code == 2 and "not a decision" in result.output, target
+
+
+def test_incidents_are_resolved_on_the_chain_and_the_gate_counts_open_ones(project: Path) -> None:
+    with AuditLog.open() as log:
+        first = log.append("incident", details={"what": "outage"})
+        log.append("incident", details={"what": "slow disk"})
+    assert "2 open incident(s)" in run("audit", "incident", "list").output
+    assert json.loads(run("check", "--select", "GOV-016", "--format", "json").stdout)["results"][0]["status"] == "WARN"
+    resolved = run("audit", "incident", "resolve", first.record_id, "--note", "restarted; jane@example.com told")
+    assert resolved.exit_code == 0, resolved.output
+    assert "1 open incident(s)" in run("audit", "incident", "list").output
+    again = run("audit", "incident", "resolve", first.record_id, "--note", "again")
+    assert again.exit_code == 2 and "already resolved" in again.output
+    with AuditLog.open() as log:
+        resolution = [r for r in log.query(event_type="incident") if (r.details or {}).get("action") == "resolved"]
+        assert resolution[0].target_record_id == first.record_id and "[EMAIL]" in resolution[0].override_reason
+        assert log.verify().ok
+
+
+def test_rebuild_keys_on_healthy_keys_changes_nothing(project: Path) -> None:
+    with AuditLog.open() as log:
+        log.append_many([{"event_type": "feedback"}] * 600)
+    before = run("audit", "stats", "--json").stdout
+    result = run("audit", "rebuild-keys")
+    assert result.exit_code == 0 and "nothing changed, no incident filed" in result.output
+    assert run("audit", "stats", "--json").stdout == before
+
+
+def test_a_command_that_fails_records_nothing(project: Path) -> None:
+    from .servers import smollm2_gguf
+
+    with AuditLog.open() as log:
+        before = log.stats()["head_seq"]
+    result = run("lineage", "model", "add", str(smollm2_gguf()), "--adapter", "missing.gguf")
+    assert result.exit_code == 2 and "missing.gguf: no such file" in result.output
+    with AuditLog.open() as log:
+        assert log.stats()["head_seq"] == before

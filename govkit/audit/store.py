@@ -629,14 +629,21 @@ class AuditLog:
                            [(record.seq, row_seq, kind) for row_seq, kind in covered])
         return record
 
-    def rebuild_keys(self, *, reason: str | None = None) -> AuditRecord:
-        """Make the query keys anew from the records' bodies, and chain an `incident` saying so.
+    def rebuild_keys(self, *, reason: str | None = None) -> AuditRecord | None:
+        """Make the query keys anew from the records' bodies, and chain an `incident` saying so;
+        None, with nothing changed and nothing chained, when the keys were right.
 
         The keys (migrations m002) are derived data that filtered queries read. When verify
         finds them edited, missing or damaged, this repairs them; the record keeps how many
         rows were wrong or missing. The records themselves are not touched: a damaged body stays
         damaged (keyed with nulls), and verify still reports it.
         """
+        try:
+            return self._rebuild_keys(reason)
+        except _KeysHealthy:
+            return None
+
+    def _rebuild_keys(self, reason: str | None) -> AuditRecord:
         with self._maintenance() as db:
             head_seq = self._head(db)[0]
             old = _copy_keys(db)
@@ -650,6 +657,8 @@ class AuditLog:
                     "SELECT count(*) FROM (SELECT * FROM main.record_keys WHERE seq <= "
                     "(SELECT coalesce(max(seq), 0) FROM temp.old_keys) EXCEPT SELECT * FROM temp.old_keys)").fetchone()[0]
                 db.execute("DROP TABLE temp.old_keys")
+                if not details["wrong_rows_removed"] and not details["missing_rows_added"]:
+                    raise _KeysHealthy  # rolls the rebuild back: healthy keys are left as they were
             else:
                 details["previous_keys"] = "missing or unreadable"
             record = self._chain_event(db, "incident", details, reason)
@@ -817,6 +826,10 @@ def connect_read_only(path: Path, timeout_s: float = 10.0) -> sqlite3.Connection
                          f"{path.name}-shm: copy the three files to writable storage to read it whole")
     return sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True, timeout=timeout_s, isolation_level=None,
                            check_same_thread=False)
+
+
+class _KeysHealthy(Exception):
+    """The query keys matched the records: the rebuild is rolled back."""
 
 
 def _copy_keys(db: sqlite3.Connection) -> bool:

@@ -218,6 +218,9 @@ def rebuild_keys(ctx: click.Context, db: Path | None, reason: str | None) -> Non
     """
     with open_log(ctx, db) as log:
         record = log.rebuild_keys(reason=reason)
+    if record is None:
+        click.echo("The query keys match the records: nothing changed, no incident filed.")
+        return
     details = record.fields["details"]
     if "wrong_rows_removed" in details:
         found = (f"{details['wrong_rows_removed']} wrong row(s) removed, "
@@ -282,6 +285,9 @@ def override(ctx: click.Context, record_id: str, db: Path | None, decision: str,
         target = log.get(record_id)
         if target is None:
             raise InputError(f"no audit record '{record_id}' in {log.path}")
+        if target.event_type != "inference":
+            raise InputError(f"record {record_id} is a {target.event_type} record, not a decision: an override "
+                             f"targets the inference record of the decision it reviews")
         record = log.append("override", **_override_fields(log, target, decision, reviewer, reason))
     click.echo(f"Recorded {decision} by {reviewer}: record {record.record_id} (seq {record.seq})")
 
@@ -295,8 +301,54 @@ def _override_fields(log: Any, target: AuditRecord, decision: str, reviewer: str
     decided_at = fields.get("ts_end") or fields["ts_start"]
     latency = (_parse_ts(now) - _parse_ts(decided_at)) / dt.timedelta(seconds=1)
     # The chain is permanent, so the reason is always redacted, whatever the content policy.
-    safe_reason = log._redactor.redact(_as_text("--reason", reason)).text
+    _as_text("--reason", reason)
+    safe_reason = log.redact(reason)
     return {"ts_start": now, "target_record_id": fields["record_id"], "reviewer_id": reviewer,
             "human_decision": decision, "override_reason": safe_reason,
             "review_latency_s": round(latency, 3), "model_id": fields.get("model_id"),
             "subject_ref": fields.get("subject_ref")}
+
+
+@audit.group()
+def incident() -> None:
+    """Incidents: list the open ones, resolve one (chained)."""
+
+
+@incident.command("list")
+@db_option
+@json_option
+@click.pass_context
+def incident_list(ctx: click.Context, db: Path | None, as_json: bool) -> None:
+    """The incidents not yet resolved, oldest first.
+
+    Example: govkit audit incident list --json
+    """
+    from ..audit.incidents import open_incidents
+
+    with open_log(ctx, db, read_only=True) as log:
+        found = open_incidents(log)
+    if as_json:
+        echo_json([r.to_dict() for r in found])
+        return
+    for record in found:
+        what = (record.details or {}).get("action") or (record.details or {}).get("kind") or "incident"
+        click.echo(f"{record.seq:>8}  {record.ts_start:<27}  {record.record_id}  {what}")
+    click.echo(f"{len(found)} open incident(s)")
+
+
+@incident.command("resolve")
+@click.argument("incident_id")
+@click.option("--note", required=True, help="What was found and done (redacted before it is stored).")
+@click.option("--reviewer", help="Pseudonymous id of who resolved it.")
+@db_option
+@click.pass_context
+def incident_resolve(ctx: click.Context, incident_id: str, note: str, reviewer: str | None, db: Path | None) -> None:
+    """Resolve an incident: a chained record naming it, with the note.
+
+    Example: govkit audit incident resolve 01JD0Y7Q2N3V6Z0K8R4T5W9X1C --note "store restored from backup"
+    """
+    from ..audit.incidents import resolve
+
+    with open_log(ctx, db) as log:
+        record = resolve(log, incident_id, note=note, reviewer=reviewer)
+    click.echo(f"Resolved incident {incident_id}: record {record.record_id} (seq {record.seq})")

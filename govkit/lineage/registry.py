@@ -151,6 +151,8 @@ class Lineage:
         """Fingerprint a model artifact (and its adapter); returns [(entity, created), ...]."""
         graph = self.graph()
         base = _registered_model(graph, base_model) if base_model else None
+        if adapter is not None:  # a command that fails records nothing: check the adapter before the base goes in
+            self._checked_identity(Path(adapter))
         model, created = self._add_artifact(graph, Path(path), name=name, base=base,
                                             base_text=None if base else base_model)
         results = [(model, created)]
@@ -160,8 +162,8 @@ class Lineage:
                                               adapter_of=model["id"]))
         return results
 
-    def _add_artifact(self, graph: LineageGraph, path: Path, *, name: str | None, base: dict[str, Any] | None,
-                      base_text: str | None, adapter_of: str | None = None) -> tuple[dict[str, Any], bool]:
+    def _checked_identity(self, path: Path) -> Any:
+        """A model file's identity, or InputError naming what is wrong with the file."""
         fmt = MODEL_FORMATS.get(path.suffix.lower())
         if fmt is None:
             raise InputError(f"{path}: unsupported model file '{path.suffix or '(none)'}'; "
@@ -173,6 +175,11 @@ class Lineage:
         identity = fingerprint_artifact(path, cache_file=self.log.path.parent / "artifacts.json")
         if identity.format != fmt:
             raise InputError(f"{path}: the name says {fmt}, but the file is not a {fmt} file")
+        return identity
+
+    def _add_artifact(self, graph: LineageGraph, path: Path, *, name: str | None, base: dict[str, Any] | None,
+                      base_text: str | None, adapter_of: str | None = None) -> tuple[dict[str, Any], bool]:
+        identity = self._checked_identity(path)
         name = _check_name(name or path.name)
         previous = graph.versions("model", name)
         if previous and previous[-1]["sha256"] == identity.sha256:
