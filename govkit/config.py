@@ -20,6 +20,7 @@ from .errors import ConfigError
 __all__ = [
     "CONFIG_FILENAME",
     "REDACTION_MODES",
+    "find_config",
     "AuditSettings",
     "ExplainSettings",
     "FairnessPolicy",
@@ -128,9 +129,21 @@ class Settings:
     explain: ExplainSettings = field(default_factory=ExplainSettings)
 
 
+def find_config(start: Path | None = None) -> Path:
+    """The govkit.toml of the project the folder is in: found by walking up from `start` (default:
+    the current folder), as git finds its repository; ./govkit.toml when there is none."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        candidate = folder / CONFIG_FILENAME
+        if candidate.is_file():
+            return candidate
+    return here / CONFIG_FILENAME
+
+
 def load_settings(path: str | Path | None = None) -> Settings:
-    """Read govkit.toml (default: ./govkit.toml). Relative paths resolve against its folder."""
-    path = Path(path) if path is not None else Path.cwd() / CONFIG_FILENAME
+    """Read govkit.toml (default: the project's, found from the current folder up). Relative paths
+    resolve against its folder."""
+    path = Path(path) if path is not None else find_config()
     try:
         raw = path.read_bytes()
     except FileNotFoundError:

@@ -198,3 +198,43 @@ def test_a_command_that_fails_records_nothing(project: Path) -> None:
     assert result.exit_code == 2 and "missing.gguf: no such file" in result.output
     with AuditLog.open() as log:
         assert log.stats()["head_seq"] == before
+
+
+def _options(command: click.Command) -> dict[str, click.Option]:
+    return {name: param for param in command.params if isinstance(param, click.Option) for name in param.opts}
+
+
+def test_the_same_flag_means_the_same_thing_everywhere() -> None:
+    for path, command in _commands(cli):
+        options = _options(command)
+        where = " ".join(path)
+        if "--json" in options:
+            assert options["--json"].hidden and "--format" in options, where  # the old spelling, hidden
+        if "--format" in options and where not in ("audit export", "lineage export", "check", "explain text",
+                                                    "lineage dataset add"):
+            assert set(options["--format"].type.choices) == {"table", "json"}, where
+        if "--out" in options:
+            assert options["--out"] is options.get("--output") and options["--out"] is options.get("-o"), where
+        if "--output" in options:
+            assert "-o" in options, where
+    reading = [" ".join(p) for p, c in _commands(cli) if p[0] in ("audit", "lineage", "bias", "explain", "check")
+               and p[-1] not in ("export",) and "--db" not in _options(c)]
+    assert reading == ["lineage export"] or reading == [], reading
+
+
+def test_old_spellings_still_work(project: Path) -> None:
+    assert json.loads(run("audit", "stats", "--json").stdout)["records"] == 2
+    assert json.loads(run("audit", "stats", "--format", "json").stdout)["records"] == 2
+    (project / "d.txt").write_text("a,b\n1,2\n3,4\n")
+    assert run("lineage", "dataset", "add", "d.txt", "--role", "eval", "--format", "csv").exit_code == 0
+    assert run("lineage", "dataset", "add", "d.txt", "--role", "eval", "--input-format", "csv").exit_code == 0
+
+
+def test_the_config_is_found_by_walking_up_as_git_does(project: Path) -> None:
+    deep = project / "notebooks" / "q4"
+    deep.mkdir(parents=True)
+    os.chdir(deep)
+    result = run("audit", "verify")
+    assert result.exit_code == 0 and result.output.startswith("OK (trusted)")
+    with AuditLog.open() as log:
+        assert log.path == project / ".govkit" / "audit.db"

@@ -52,7 +52,7 @@ def records() -> list:
 
 
 def adult_args(*extra: str) -> list[str]:
-    return ["lineage", "dataset", "add", str(adult_data()), "--format", "csv", "--columns", ",".join(ADULT_COLUMNS),
+    return ["lineage", "dataset", "add", str(adult_data()), "--input-format", "csv", "--columns", ",".join(ADULT_COLUMNS),
             "--na-values", "?", "--role", "train", "--name", "adult.csv", *extra]
 
 
@@ -89,7 +89,7 @@ def test_adult_profile_matches_pandas(project: Path) -> None:
 
 
 def test_german_credit_space_delimited(project: Path) -> None:
-    result = run("lineage", "dataset", "add", str(german_data()), "--format", "csv", "--delimiter", " ",
+    result = run("lineage", "dataset", "add", str(german_data()), "--input-format", "csv", "--delimiter", " ",
                  "--columns", ",".join(GERMAN_COLUMNS), "--role", "eval", "--name", "german.csv", "--json")
     assert result.exit_code == 0, result.output
     entity = json.loads(result.output)
@@ -105,7 +105,7 @@ def test_german_credit_space_delimited(project: Path) -> None:
 def test_readd_is_idempotent_and_a_change_is_a_new_linked_version(project: Path, tmp_path: Path) -> None:
     data = tmp_path / "eval.csv"
     shutil.copy(adult_data(), data)
-    args = ["lineage", "dataset", "add", str(data), "--format", "csv", "--columns", ",".join(ADULT_COLUMNS),
+    args = ["lineage", "dataset", "add", str(data), "--input-format", "csv", "--columns", ",".join(ADULT_COLUMNS),
             "--role", "eval"]
     assert run(*args).exit_code == 0
     before = len(records())
@@ -307,7 +307,7 @@ def test_bad_model_files(project: Path, tmp_path: Path, name: str, content: byte
 
 def _full_lineage(tmp_path: Path) -> None:
     assert run(*adult_args()).exit_code == 0
-    assert run("lineage", "dataset", "add", str(german_data()), "--format", "csv", "--delimiter", " ",
+    assert run("lineage", "dataset", "add", str(german_data()), "--input-format", "csv", "--delimiter", " ",
                "--columns", ",".join(GERMAN_COLUMNS), "--role", "eval", "--name", "german.csv").exit_code == 0
     assert run("lineage", "model", "add", str(smollm2_gguf()), "--name", "smollm2.gguf").exit_code == 0
     assert run("lineage", "link", "adult.csv", "smollm2.gguf").exit_code == 0

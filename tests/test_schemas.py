@@ -75,7 +75,7 @@ def test_lineage_export_validates(tmp_path: Path) -> None:
     assert runner.invoke(cli, ["init", "--yes"]).exit_code == 0
     config = Path("govkit.toml")
     config.write_text(config.read_text().replace("enabled = true", "enabled = false"))
-    assert runner.invoke(cli, ["lineage", "dataset", "add", str(german_data()), "--format", "csv", "--delimiter", " ",
+    assert runner.invoke(cli, ["lineage", "dataset", "add", str(german_data()), "--input-format", "csv", "--delimiter", " ",
                                "--columns", ",".join(GERMAN_COLUMNS), "--role", "eval"]).exit_code == 0
     exported = json.loads(runner.invoke(cli, ["lineage", "export", "--format", "json"]).output)
     frame = pd.DataFrame(exported["entities"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -9,17 +10,31 @@ from typing import Any
 import click
 
 from ..audit import AuditLog
-from ..config import CONFIG_FILENAME, Settings, load_settings
+from ..config import Settings, find_config, load_settings
 from ..errors import ConfigError, InputError
 
 db_option = click.option("--db", type=click.Path(dir_okay=False, path_type=Path),
                          help="Audit database (default: from govkit.toml).")
-json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
+def json_option(function: Any) -> Any:
+    """`--format table|json`, the one spelling for JSON output on every command (`--json` is kept
+    as a hidden alias); the command receives `as_json`."""
+    @functools.wraps(function)
+    def command(*args: Any, output_format: str, legacy_json: bool, **kwargs: Any) -> Any:
+        return function(*args, as_json=legacy_json or output_format == "json", **kwargs)
+
+    command = click.option("--json", "legacy_json", is_flag=True, hidden=True)(command)
+    return click.option("--format", "output_format", type=click.Choice(["table", "json"]), default="table",
+                        show_default=True, help="json: machine-readable output.")(command)
+
+
+def output_option(help: str, dest: str = "output") -> Any:
+    """`-o/--output FILE`, the one spelling for a file a command writes (`--out` still accepted)."""
+    return click.option("--output", "-o", "--out", dest, type=click.Path(dir_okay=False, path_type=Path), help=help)
 
 
 def settings_for(ctx: click.Context, *, required: bool) -> Settings | None:
     explicit = ctx.find_root().obj.get("config")
-    path = explicit or Path.cwd() / CONFIG_FILENAME
+    path = explicit or find_config()
     if explicit or path.exists():
         return load_settings(path)
     if required:

@@ -10,20 +10,19 @@ from typing import Any
 import click
 
 from ..errors import GovkitError, InputError
-from ._common import db_option, echo_json, open_log, settings_for
+from ._common import db_option, echo_json, open_log, output_option, settings_for
 from ._root import cli
 
 format_option = click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
                              show_default=True)
-out_option = click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
-                          help="Write the JSON result here (what the checks and the board report read).")
+out_option = output_option("Write the JSON result here (what the checks and the board report read).", dest="out")
 limit_option = click.option("--limit", type=click.IntRange(min=1), help="Only the first N rows (a quick look).")
 sample_option = click.option("--sample", type=click.IntRange(min=1), help="A random sample of N rows.")
 seed_option = click.option("--seed", type=int, default=0, show_default=True, help="Seed for --sample and the bootstrap.")
 
 
 def _run_options(function: Any) -> Any:
-    """--format, --out, --limit, --sample, --seed and --db: the same on every bias command."""
+    """--format, -o/--output, --limit, --sample, --seed and --db: the same on every bias command."""
     for option in reversed((format_option, out_option, limit_option, sample_option, seed_option, db_option)):
         function = option(function)
     return function

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from ..errors import InputError
-from ._common import settings_for
+from ._common import db_option, settings_for
 from ._root import cli
 
 
@@ -43,12 +43,13 @@ def crosswalk() -> dict:
                                                 "copy, a read-only store).")
 @click.option("--time-limit", "time_limit_s", type=click.FloatRange(min=0.1), default=120.0, show_default=True,
               help="Seconds each check may take; a check still running then is an ERROR.")
+@db_option
 @click.option("--explain", "explain_id", help="Show one check's documentation and the clauses it answers.")
 @click.option("--list", "list_checks", is_flag=True, help="List the checks and exit.")
 @click.pass_context
 def check(ctx: click.Context, select: str | None, ignore: str | None, checks_dirs: tuple[Path, ...], fmt: str,
-          output: Path | None, exit_zero: bool, no_record: bool, time_limit_s: float, explain_id: str | None,
-          list_checks: bool) -> None:
+          output: Path | None, exit_zero: bool, no_record: bool, time_limit_s: float, db: Path | None,
+          explain_id: str | None, list_checks: bool) -> None:
     """Run the pre-deployment checks against the evidence in the audit log, lineage and govkit.toml.
 
     Exit 0 when no blocking finding, 1 otherwise (unless --exit-zero), 2 on usage errors, 3 when
@@ -73,6 +74,10 @@ def check(ctx: click.Context, select: str | None, ignore: str | None, checks_dir
             click.echo(f"{spec.id}  {spec.severity.value:<15}  {spec.title}")
         return
     settings = settings_for(ctx, required=True)
+    if db is not None:  # the evidence of another store (an auditor's copy), judged by this project's config
+        import dataclasses
+
+        settings = dataclasses.replace(settings, audit=dataclasses.replace(settings.audit, db=db))
     from .. import __version__
     from ..checks import Context, run_checks
     from ..checks._formats import as_json, as_junit, as_sarif, as_table, summary

@@ -73,8 +73,7 @@ def _lineage_and_rating(ctx: click.Context) -> None:
     _applications(Path("applications.csv"))
     ctx.invoke(dataset_add, path=Path("applications.csv"), role="eval", name=None,
                source="synthetic demo data", license_="CC0-1.0", contains_pii="unknown", synthetic=True,
-               parents=(), transform=None, fmt=None, delimiter=",", columns=None, na_values=None, db=None,
-               as_json=False)
+               parents=(), transform=None, fmt=None, delimiter=",", columns=None, na_values=None, db=None)
     try:
         from ..inference.localserver import bundled_model
 
@@ -84,13 +83,13 @@ def _lineage_and_rating(ctx: click.Context) -> None:
         gguf = None
     if gguf is not None:
         ctx.invoke(model_add, path=gguf, name=None, base_model="HuggingFaceTB/SmolLM2-135M-Instruct",
-                   adapter=None, db=None, as_json=False)
+                   adapter=None, db=None)
         ctx.invoke(link, source="applications.csv", target=gguf.name, relation=None, db=None)
         ctx.invoke(link, source=gguf.name, target="deployment", relation=None, db=None)
-    ctx.invoke(show, entity_id=None, db=None, as_json=False)
+    ctx.invoke(show, entity_id=None, db=None)
     Path("rating.toml").write_text("".join(f'[{factor}]\nlevel = "{level}"\nnote = "{note}"\n\n'
                                            for factor, (level, note) in WORKSHEET.items()))
-    ctx.invoke(rate, answers=Path("rating.toml"), dry_run=False, as_json=False)
+    ctx.invoke(rate, answers=Path("rating.toml"), dry_run=False)
 
 
 def _gate(ctx: click.Context) -> None:

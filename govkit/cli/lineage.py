@@ -35,21 +35,27 @@ def dataset() -> None:
 @click.option("--synthetic", is_flag=True, help="The data is synthetic or a proxy (E-23 P3.2).")
 @click.option("--parent", "parents", multiple=True, help="Dataset it was derived from (id or name); repeatable.")
 @click.option("--transform", help="What was done to the parent(s) to make this dataset.")
-@click.option("--format", "fmt", type=click.Choice(FORMATS), help="Override the format the extension implies.")
+@click.option("--input-format", "fmt", type=click.Choice(FORMATS), help="The file's format, where its name does not say.")
 @click.option("--delimiter", default=",", show_default=True, help="CSV field delimiter.")
 @click.option("--columns", help="Comma-separated column names for a CSV without a header row.")
 @click.option("--na-values", help="Comma-separated extra missing-value markers, e.g. '?'.")
 @db_option
-@json_option
+@click.option("--format", "output_format", type=click.Choice(["table", "json", *FORMATS]), default="table",
+              show_default=True, help="json: machine-readable output (csv, parquet or jsonl here: the old "
+                                      "spelling of --input-format).")
+@click.option("--json", "legacy_json", is_flag=True, hidden=True)
 @click.pass_context
 def dataset_add(ctx: click.Context, path: Path, role: str, name: str | None, source: str | None,
                 license_: str | None, contains_pii: str, synthetic: bool, parents: tuple[str, ...],
                 transform: str | None, fmt: str | None, delimiter: str, columns: str | None,
-                na_values: str | None, db: Path | None, as_json: bool) -> None:
+                na_values: str | None, db: Path | None, output_format: str, legacy_json: bool) -> None:
     """Fingerprint a CSV, Parquet or JSONL file and record its schema, profile and quality findings.
 
     Example: govkit lineage dataset add eval.csv --role eval --source "core banking, 2026-10"
     """
+    if output_format in FORMATS:
+        fmt = fmt or output_format
+    as_json = legacy_json or output_format == "json"
     if transform and not parents:
         raise click.UsageError("--transform describes a --parent; give the parent too")
     read = ReadOptions(format=detect_format(path, fmt), delimiter=delimiter.replace("\\t", "\t"),

@@ -46,7 +46,7 @@ def detect_format(path: Path, explicit: str | None = None) -> str:
     fmt = _SUFFIXES.get(path.suffix.lower())
     if fmt is None:
         raise InputError(f"{path}: unsupported file type '{path.suffix or '(none)'}'; expected "
-                         f"{', '.join(sorted(_SUFFIXES))} (or pass --format csv|parquet|jsonl)")
+                         f"{', '.join(sorted(_SUFFIXES))} (or pass --input-format csv|parquet|jsonl)")
     return fmt
 
 
