@@ -125,6 +125,8 @@ class Tracker:
         if not self.enabled:
             yield TrackedRun()
             return
+        if self.artifact_root is not None:
+            relocate_local_store(self.artifact_root.parent / "mlflow.db", self.artifact_root)
         mlflow = _mlflow()
         try:
             client = mlflow.MlflowClient(tracking_uri=self.uri)
@@ -153,6 +155,47 @@ class Tracker:
             if found is None:
                 raise
             return found.experiment_id
+
+
+def relocate_local_store(db_file: Path, artifact_root: Path) -> int:
+    """Keep the embedded MLflow store with its project: MLflow writes absolute artifact locations
+    into its database, so a copied or moved project would lose its artifacts and write new ones
+    into the original's folder. When the recorded locations name another folder's
+    `.govkit/mlartifacts`, they are rewritten to this one (one transaction). Returns the rows changed."""
+    import sqlite3
+
+    if not db_file.is_file():
+        return 0
+    wanted = artifact_root.resolve().as_uri()
+    try:
+        db = sqlite3.connect(db_file, timeout=10, isolation_level=None)
+    except sqlite3.Error:
+        return 0
+    try:
+        rows = db.execute("SELECT artifact_location FROM experiments WHERE artifact_location LIKE 'file://%/mlartifacts'"
+                          ).fetchall()
+        old_roots = {location for (location,) in rows if location != wanted}
+        if not old_roots:
+            return 0
+        changed = 0
+        db.execute("BEGIN IMMEDIATE")
+        for old in old_roots:
+            for table, column in (("experiments", "artifact_location"), ("runs", "artifact_uri"),
+                                  ("logged_models", "artifact_location")):
+                try:
+                    changed += db.execute(f"UPDATE {table} SET {column} = ? || substr({column}, ?) "
+                                          f"WHERE {column} = ? OR {column} LIKE ?",
+                                          (wanted, len(old) + 1, old, old + "/%")).rowcount
+                except sqlite3.OperationalError:  # a table this MLflow version does not have
+                    continue
+        db.execute("COMMIT")
+        return changed
+    except sqlite3.Error as exc:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise TrackingError(f"{db_file}: cannot move the MLflow store's artifact locations here ({exc})") from None
+    finally:
+        db.close()
 
 
 def _version() -> str:

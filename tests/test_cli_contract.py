@@ -238,3 +238,30 @@ def test_the_config_is_found_by_walking_up_as_git_does(project: Path) -> None:
     assert result.exit_code == 0 and result.output.startswith("OK (trusted)")
     with AuditLog.open() as log:
         assert log.path == project / ".govkit" / "audit.db"
+
+
+def test_a_copied_project_keeps_its_mlflow_artifacts_and_writes_into_itself(tmp_path: Path) -> None:
+    pytest.importorskip("mlflow")
+    import shutil
+
+    original = tmp_path / "original"
+    original.mkdir()
+    os.chdir(original)
+    assert run("init", "--yes").exit_code == 0
+    (original / "d.csv").write_text("a,b\n1,2\n3,4\n5,6\n")
+    assert run("lineage", "dataset", "add", "d.csv", "--role", "eval").exit_code == 0
+    moved = tmp_path / "moved"
+    shutil.copytree(original, moved)
+    shutil.rmtree(original)
+    os.chdir(moved)
+    (moved / "e.csv").write_text("a,b\n1,2\n3,4\n5,6\n")
+    assert run("lineage", "dataset", "add", "e.csv", "--role", "eval").exit_code == 0
+    assert not original.exists()  # nothing was written into the original's folder
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{moved / '.govkit' / 'mlflow.db'}")
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert len(runs) == 2
+    for found in runs:
+        assert found.info.artifact_uri.startswith((moved / ".govkit" / "mlartifacts").as_uri())
+        assert client.list_artifacts(found.info.run_id), found.info.artifact_uri  # the copied artifacts are there

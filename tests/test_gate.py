@@ -142,3 +142,49 @@ def test_junit_and_sarif_runs_say_why_they_exit_1(project: Path, tmp_path: Path)
 
 def test_statuses_have_one_meaning_each() -> None:
     assert {s.value for s in Status} == {"PASS", "FAIL", "WARN", "NO EVIDENCE", "ERROR", "SKIP"}
+
+
+def test_the_table_fits_the_terminal_and_uses_colour_there(project: Path) -> None:
+    from govkit.checks import Context, run_checks
+    from govkit.checks._formats import as_table
+    from govkit.cli.check import load_registry
+
+    context = Context(load_settings(project / "govkit.toml"))
+    try:
+        results = run_checks(load_registry(()).select(), context)
+    finally:
+        context.close()
+    narrow = as_table(results, width=80)
+    assert max(len(line) for line in narrow.splitlines()) <= 80 and "\x1b[" not in narrow
+    coloured = as_table(results, width=100, colour=True)
+    assert "\x1b[" in coloured and "NO EVIDENCE" in coloured
+
+
+def test_check_on_a_terminal_uses_its_width_and_colour(project: Path) -> None:
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    main, secondary = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTEST_CURRENT_TEST", "NO_COLOR")}
+    proc = subprocess.Popen([sys.executable, "-m", "govkit", "check"], cwd=project, stdout=secondary,
+                            stderr=subprocess.DEVNULL, env={**env, "COLUMNS": "90"})
+    os.close(secondary)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    proc.wait(120)
+    os.close(main)
+    text = b"".join(chunks).decode("utf-8", "replace")
+    assert "\x1b[" in text
+    plain = [line for line in text.replace("\r", "").split("\n")]
+    import re
+
+    assert max(len(re.sub(r"\x1b\[[0-9;]*m", "", line)) for line in plain) <= 90

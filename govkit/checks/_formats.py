@@ -26,7 +26,8 @@ def as_json(results: list[CheckResult], extra: dict[str, Any]) -> str:
                       indent=2, sort_keys=True, ensure_ascii=False, default=str) + "\n"
 
 
-def as_table(results: list[CheckResult], width: int | None = None) -> str:
+def as_table(results: list[CheckResult], width: int | None = None, colour: bool = False) -> str:
+    """The results as a table `width` columns wide (default 140), in colour for a terminal."""
     from rich.console import Console
     from rich.table import Table
 
@@ -39,13 +40,14 @@ def as_table(results: list[CheckResult], width: int | None = None) -> str:
         table.add_row(r.spec.id, f"[{colours[r.status]}]{r.status.value}[/]", r.spec.title, r.message)
     import io
 
-    console = Console(file=io.StringIO(), record=True, width=width or 140, force_terminal=False, color_system=None)
+    console = Console(file=io.StringIO(), record=True, width=width or 140, force_terminal=colour,
+                      color_system="standard" if colour else None)
     console.print(table)
     s = summary(results)
     verdict = "no blocking finding" if s["passed"] else f"{s['blocking']} blocking finding(s)"
     console.print(f"{s['checks']} checks: {s['PASS']} pass, {s['FAIL']} fail, {s['WARN']} warn, "
                   f"{s['NO EVIDENCE']} without evidence, {s['ERROR']} error, {s['SKIP']} not applicable; {verdict}")
-    return console.export_text()
+    return console.export_text(styles=colour)
 
 
 def as_junit(results: list[CheckResult]) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import click
@@ -111,7 +112,12 @@ def check(ctx: click.Context, select: str | None, ignore: str | None, checks_dir
     elif fmt == "sarif":
         text = as_sarif(results, specs, __version__, settings.path.name if settings.path else "govkit.toml")
     else:
-        text = as_table(results) + cited + "\n"
+        import shutil
+        import sys
+
+        terminal = output is None and sys.stdout.isatty()
+        width = shutil.get_terminal_size((140, 24)).columns if terminal else None
+        text = as_table(results, width=width, colour=terminal and "NO_COLOR" not in os.environ) + cited + "\n"
     if output is None:
         click.echo(text, nl=False)
     else:
