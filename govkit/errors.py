@@ -10,6 +10,7 @@
     │   ├── StoreNotFound            (exit 3) no store at the path (only `govkit init` makes one)
     │   ├── StoreMismatch            (exit 3) a store, but not the one govkit.toml names
     │   ├── StoreReplaced            (exit 3) the file was replaced or removed while open
+    │   ├── PurgeIncomplete          (exit 3) a purge is recorded, but an open reader keeps old pages
     │   ├── StoreCorrupt             (exit 3) not a SQLite file / unreadable pages
     │   ├── StoreBusy                (exit 3) locked by another writer past the timeout
     │   └── StoreFull                (exit 3) the disk (or the store's page limit) is full
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigError",
+    "PurgeIncomplete",
     "EndpointError",
     "GovkitError",
     "InputError",
@@ -93,6 +95,15 @@ class StoreMismatch(StoreError):
 
 class StoreReplaced(StoreError):
     pass
+
+
+class PurgeIncomplete(StoreError):
+    """The purge is committed and chained (`record`), but an open reader kept the write-ahead log
+    from being emptied, so the erased text is still physically on disk until the next purge."""
+
+    def __init__(self, message: str, record: object):
+        self.record = record
+        super().__init__(message)
 
 
 class StoreCorrupt(StoreError):

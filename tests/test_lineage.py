@@ -467,3 +467,22 @@ def test_unreachable_tracking_server_records_nothing(tmp_path: Path, monkeypatch
     result = CliRunner().invoke(cli, adult_args())
     assert result.exit_code == 3 and "MLflow at http://127.0.0.1:" in result.output, result.output
     assert "Traceback" not in result.output and records() == before
+
+
+def test_a_column_of_card_numbers_stored_as_integers_leaves_no_value(tmp_path: Path) -> None:
+    """Today's break: its max, a valid card number, went into the chain and MLflow."""
+    assert run("init", "--yes").exit_code == 0
+    cards = [4111111111111111, 5500005555555559, 4012888888881881, 378282246310005, 6011111111111117]
+    (tmp_path / "cards.csv").write_text("id,card,amount\n" + "".join(
+        f"{i},{cards[i % 5]},{10 + i}\n" for i in range(40)))
+    result = run("lineage", "dataset", "add", "cards.csv", "--role", "eval", "--contains-pii", "no", "--format", "json")
+    assert result.exit_code == 0, result.output
+    entity = json.loads(result.stdout)
+    card = next(c for c in entity["profile"] if c["name"] == "card")
+    assert card.get("pii") == ["PAYMENT_CARD"] and not {"min", "max", "mean", "std"} & card.keys()
+    assert any(f["check"] == "pii_column" and f["column"] == "card" for f in entity["findings"])
+    amount = next(c for c in entity["profile"] if c["name"] == "amount")
+    assert amount["max"] == 49  # other columns keep their extremes
+    stored = b"".join(p.read_bytes() for p in (tmp_path / ".govkit").rglob("*") if p.is_file())
+    for number in cards:
+        assert str(number).encode() not in stored, number

@@ -279,3 +279,31 @@ def test_append_many_commits_in_batches_of_at_most_256(tmp_path: Path, key_path:
         result = log.verify()
         assert result.ok and result.records == 1 + 12_000 + result.checkpoints
         assert 10 <= result.checkpoints <= 12
+
+
+def test_a_purge_a_reader_keeps_from_finishing_says_so_and_the_next_one_finishes(tmp_path: Path) -> None:
+    from govkit.errors import PurgeIncomplete
+
+    path = tmp_path / "a.db"
+    with AuditLog(path, create=True, busy_timeout_s=0.3) as log:
+        log.append("inference", prompt="alice's secret question", subject_ref="alice")
+        log.append("feedback")
+        reader = sqlite3.connect(path, isolation_level=None)
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM content").fetchone()  # a snapshot older than the purge
+        log.append("feedback")
+        with pytest.raises(PurgeIncomplete, match="an open reader keeps the write-ahead log") as caught:
+            log.purge(subject_ref="alice")
+        assert caught.value.record.event_type == "purge" and log.content(2) == {"prompt": None}
+
+        def raw() -> bytes:
+            return b"".join(p.read_bytes() for p in path.parent.glob(path.name + "*"))
+
+        assert b"alice's secret question" in raw()  # still on disk: the purge said so
+        result = log.verify()
+        assert not result.ok and "may still be physically on disk" in result.problems[0].reason
+        reader.execute("COMMIT")
+        reader.close()
+        log.purge(subject_ref="alice")  # nothing new to erase, but it finishes the job
+        assert b"alice's secret question" not in raw()
+        assert log.verify().ok

@@ -24,7 +24,7 @@ from typing import Any
 
 from .._ids import new_ulid
 from ..config import REDACTION_MODES, Settings, load_settings
-from ..errors import (GovkitError, InputError, InvalidRecord, StoreBusy, StoreCorrupt, StoreError,
+from ..errors import (GovkitError, InputError, InvalidRecord, PurgeIncomplete, StoreBusy, StoreCorrupt, StoreError,
                       StoreFull, StoreMismatch, StoreNotFound, StoreReplaced)
 from . import checkpoints, migrations
 from .groupcommit import GroupCommit, Pending
@@ -161,6 +161,7 @@ class AuditLog:
         self._file_id: tuple[int, int] | None = None  # (device, inode) of the file this writer opened
         self._lost: dict[str, Any] | None = None  # since when the path no longer names that file
         self._sidecar_pending: list[dict[str, Any]] = []  # signed checkpoints the sidecar missed
+        self._wal_emptied = True  # the last truncating checkpoint emptied the WAL
         self._redactor = Redactor(patterns)
         self._private_key = private_key
         if isinstance(private_key, (str, Path)):
@@ -619,6 +620,7 @@ class AuditLog:
         if not criteria:
             raise InputError("purge needs a criterion: --expired, --before or --subject")
         with self._maintenance(truncate_wal=True) as db:
+            pending = dict(db.execute("SELECT key, value FROM meta WHERE key = 'purge_pending'"))
             covered = [(row_seq, kind) for row_seq, kind, body in db.execute(
                 "SELECT c.seq, c.kind, r.body FROM content c JOIN records r ON r.seq = c.seq "
                 "WHERE c.text IS NOT NULL ORDER BY c.seq") if purge_covers(criteria, json.loads(body))]
@@ -627,6 +629,19 @@ class AuditLog:
             record = self._chain_event(db, "purge", details, reason)
             db.executemany("UPDATE content SET text = NULL, purged_by = ? WHERE seq = ? AND kind = ?",
                            [(record.seq, row_seq, kind) for row_seq, kind in covered])
+            # Until the WAL is checkpointed and emptied, its older frames still hold the erased
+            # text: say so in the store until a purge completes (verify reads it).
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('purge_pending', ?)",
+                       (pending.get("purge_pending") or str(record.seq),))
+        if self._wal_emptied:
+            with self._maintenance(truncate_wal=True) as db:
+                db.execute("DELETE FROM meta WHERE key = 'purge_pending'")
+        if not self._wal_emptied:
+            raise PurgeIncomplete(
+                f"{self.path}: purge recorded (seq {record.seq}, {details['purged_items']} item(s)), but an open "
+                f"reader keeps the write-ahead log from being emptied, so the erased text is still on disk; close "
+                f"the readers (other govkit commands, backups, viewers) and run the purge again to finish it",
+                record)
         return record
 
     def rebuild_keys(self, *, reason: str | None = None) -> AuditRecord | None:
@@ -683,7 +698,8 @@ class AuditLog:
                         db.execute("ROLLBACK")
                     raise
                 if truncate_wal:  # move overwritten pages out of the WAL too: no old copy lingers on disk
-                    db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+                    busy, frames, copied = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+                    self._wal_emptied = busy == 0 and frames == copied
             except sqlite3.Error as exc:
                 raise store_error(self.path, exc, self.busy_timeout_s) from None
 

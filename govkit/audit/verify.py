@@ -524,6 +524,10 @@ def _check_identity(db: sqlite3.Connection, result: VerifyResult, scan: _Scan, p
     if result.expected_store_id and result.expected_store_id != identity["store_id"]:
         result.add(1, f"this is store {identity['store_id']}, but store {result.expected_store_id} was "
                       f"expected (govkit.toml or --store-id): another store was put in its place")
+    if meta.get("purge_pending"):
+        result.add(int(meta["purge_pending"]) if meta["purge_pending"].isdigit() else 1,
+                   "text this purge erased may still be physically on disk (a reader kept the write-ahead log "
+                   "from being emptied): run the purge again with no reader open")
     bound = identity.get("public_key")
     if bound and meta_public_key and bound != meta_public_key:
         result.add(1, "the store's metadata holds another public key than its first record")

@@ -4,7 +4,9 @@
 findings E-23 names (missing values, duplicates, constant columns, outliers) plus columns that
 look like personal data to the audit log's own recognizers, and the pandera schema inferred from
 the data. Raw values never leave this module except numeric and date extremes: string columns
-report lengths, not values, because the profile is kept in the audit chain for years.
+report lengths, not values, because the profile is kept in the audit chain for years; and a
+column that looks like personal data (whole numbers included) reports no value at all, its
+extremes and the schema's range checks left out.
 """
 
 from __future__ import annotations
@@ -49,9 +51,30 @@ def profile_frame(frame: Any, *, redactor: Redactor | None = None,
     duplicates = int(hashable.duplicated().sum())
     findings = _findings(columns, duplicates, len(frame))
     findings += _pii_findings(hashable, columns, redactor, declared_pii)
+    flagged = {c["name"] for c in columns if c.get("pii")}
+    for column in columns:  # no value of a column of personal data leaves: not even its extremes
+        if column["name"] in flagged:
+            for key in _VALUE_STATS:
+                column.pop(key, None)
     return DataProfile(rows=len(frame), columns=frame.shape[1],
                        missing_cells=sum(c["missing"] for c in columns), duplicate_rows=duplicates,
-                       column_profiles=columns, findings=findings, schema=infer_schema(frame))
+                       column_profiles=columns, findings=findings, schema=_without_values(infer_schema(frame), flagged))
+
+
+_VALUE_STATS = ("min", "max", "mean", "std")
+
+
+def _without_values(schema: dict[str, Any], flagged: set[str]) -> dict[str, Any]:
+    """The inferred schema without the checks that carry a flagged column's values (its range)."""
+    columns = schema.get("columns") or {}
+    for name in flagged & set(columns):
+        if isinstance(columns[name], dict):  # pandera writes a range as keys beside "checks": keep no check at all
+            columns[name] = {k: v for k, v in columns[name].items() if k in _STRUCTURE_KEYS}
+            columns[name]["checks"] = None
+    return schema
+
+
+_STRUCTURE_KEYS = ("dtype", "nullable", "unique", "coerce", "required", "regex", "title", "description")
 
 
 def infer_schema(frame: Any) -> dict[str, Any]:
@@ -132,7 +155,8 @@ def _pii_findings(frame: Any, columns: list[dict[str, Any]], redactor: Redactor,
                   declared: str) -> list[dict[str, Any]]:
     findings = []
     for column in columns:
-        if column["kind"] != "string":
+        # Strings, and whole numbers: a card number, SIN or SSN stored as an integer is personal data too.
+        if column["kind"] != "string" and not (column["kind"] == "numeric" and "int" in column["dtype"].lower()):
             continue
         sample = frame[column["name"]].dropna().astype(str)
         sample = sample.drop_duplicates().head(PII_SAMPLE)
