@@ -353,3 +353,36 @@ def test_allow_route_forwards_read_only_paths_but_never_an_inference_route(upstr
                               "--allow-route", "/V1/chat/completions/"], cwd=tmp_path, capture_output=True, text=True)
     assert refused.returncode == 2 and "always audited" in refused.stderr
     assert sqlite3.connect(tmp_path / ".govkit" / "audit.db").execute("SELECT count(*) FROM records").fetchone()[0] >= 2
+
+
+def test_idle_connections_from_one_client_do_not_starve_another(upstream: CountingUpstream, tmp_path: Path) -> None:
+    """1,100 connections that send nothing, from 127.0.0.2: a request from 127.0.0.1 is still
+    served, and the idle ones are closed once their request head is overdue."""
+    import socket
+
+    url, proc = start_proxy(tmp_path, upstream.url, "--header-timeout", "2", "--max-per-client", "64")
+    port = int(url.split(":")[2].split("/")[0])
+    idle = []
+    try:
+        for _ in range(1100):
+            sock = socket.socket()
+            sock.bind(("127.0.0.2", 0))
+            sock.connect(("127.0.0.1", port))
+            idle.append(sock)
+        status, _ = send(url, "POST", "/v1/chat/completions", json.dumps({"model": "m", "messages": MESSAGES}).encode())
+        assert status == 200
+        over_cap = idle[200]  # beyond the client's 64: refused at once with 503
+        over_cap.settimeout(30)
+        assert over_cap.recv(100).startswith(b"HTTP/1.1 503")
+        first = idle[0]  # within the cap, silent: closed when its request head is overdue
+        first.settimeout(30)
+        assert first.recv(100).startswith(b"HTTP/1.1 408")
+        slow = socket.create_connection(("127.0.0.1", port))  # headers a byte at a time: the same
+        slow.settimeout(30)
+        slow.send(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n")
+        assert slow.recv(100).startswith(b"HTTP/1.1 408")
+        slow.close()
+    finally:
+        for sock in idle:
+            sock.close()
+        stop(proc)

@@ -28,6 +28,12 @@ from ._root import cli
 @click.option("--timeout", "timeout_s", type=click.FloatRange(min=0.1), default=300.0, show_default=True,
               help="Seconds to wait for the upstream between bytes.")
 @click.option("--runtime", help="Runtime name[=version] to record, when the upstream does not say (e.g. llama.cpp=b4500).")
+@click.option("--max-connections", type=click.IntRange(min=1), default=1024, show_default=True,
+              help="Open client connections in all; beyond it a new one gets 503.")
+@click.option("--max-per-client", type=click.IntRange(min=1), default=128, show_default=True,
+              help="Open connections from one client address.")
+@click.option("--header-timeout", "header_timeout_s", type=click.FloatRange(min=0.1), default=10.0,
+              show_default=True, help="Seconds for a new connection's request head to arrive.")
 @click.option("--allow-route", "allow_routes", multiple=True, metavar="PATH",
               help="Also forward this read-only path unaudited (repeatable). Inference routes are always "
                    "audited; any other route is refused with 404 and recorded.")
@@ -35,7 +41,8 @@ from ._root import cli
 @click.pass_context
 def proxy(ctx: click.Context, upstream: str, listen: str, model_artifact: Path | None, require_token: bool,
           token_file: Path | None, upstream_key_env: str | None, max_body_bytes: int, timeout_s: float,
-          runtime: str | None, allow_routes: tuple[str, ...], db: Path | None) -> None:
+          runtime: str | None, max_connections: int, max_per_client: int, header_timeout_s: float,
+          allow_routes: tuple[str, ...], db: Path | None) -> None:
     """Serve an auditing OpenAI-compatible proxy in front of a local model server.
 
     Apps change only their base URL. Every call to an inference route (chat, completions,
@@ -67,7 +74,10 @@ def proxy(ctx: click.Context, upstream: str, listen: str, model_artifact: Path |
         raise click.BadParameter(f"{sorted(allowed & INFERENCE_ROUTES.keys())[0]} is an inference route: always audited",
                                  param_hint="--allow-route")
     settings = settings_for(ctx, required=db is None)
-    config = ProxyConfig(allow_routes=allowed, upstream=upstream, host=host, port=int(port_text), model_artifact=model_artifact,
+    from ..inference.connections import GuardPolicy
+
+    config = ProxyConfig(allow_routes=allowed, guard=GuardPolicy(max_connections, max_per_client, header_timeout_s),
+                         upstream=upstream, host=host, port=int(port_text), model_artifact=model_artifact,
                          model_id=settings.model.id if settings else None, client_token=token,
                          upstream_api_key=upstream_key, max_body_bytes=max_body_bytes, timeout_s=timeout_s,
                          runtime=runtime, explain=settings.explain if settings else None, settings=settings)
@@ -85,9 +95,14 @@ def proxy(ctx: click.Context, upstream: str, listen: str, model_artifact: Path |
 async def _serve(proxy: object, config: object, log_path: Path) -> None:
     web = require("aiohttp.web", "proxy")
     # No access log: every audited call is already a record, and the formatting costs per request.
-    runner = web.AppRunner(proxy.app(), handle_signals=False, access_log=None)  # type: ignore[attr-defined]
+    from ..inference.connections import ConnectionGuard, GuardPolicy
+
+    runner = web.AppRunner(proxy.app(), handle_signals=False, access_log=None,  # type: ignore[attr-defined]
+                           keepalive_timeout=15.0)
     await runner.setup()
-    site = web.TCPSite(runner, config.host, config.port)  # type: ignore[attr-defined]
+    # Connections pass a guard first: capped per client and in all, headers within a time limit.
+    runner._server = ConnectionGuard(runner.server, config.guard)  # type: ignore[attr-defined]
+    site = web.TCPSite(runner, config.host, config.port, backlog=1024)  # type: ignore[attr-defined]
     try:
         await site.start()
     except OSError as exc:

@@ -55,6 +55,7 @@ class ProxyConfig:
     explain: Any = None  # ExplainSettings: background explanations of sampled decisions
     settings: Any = None  # the whole Settings, for the explanation worker's own connection to the log
     allow_routes: frozenset[str] = frozenset()  # more normalised paths to forward unaudited (read-only ones)
+    guard: Any = None  # connections.GuardPolicy: connection caps and the request-head time limit
 
     @property
     def upstream_root(self) -> str:
