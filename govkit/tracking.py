@@ -157,6 +157,38 @@ class Tracker:
             return found.experiment_id
 
 
+def erase_subject_artifacts(log: Any, settings: Settings | None, subject_ref: str) -> list[str]:
+    """An erasure request reaches MLflow too: every run linked from a record about this subject (an
+    explanation of one of its decisions holds its words) loses its artifacts, and is tagged with
+    when. Returns the run ids erased. Idempotent: run it again after a failure."""
+    runs = sorted({r.mlflow_run_id for r in log.query(subject_ref=subject_ref) if r.mlflow_run_id})
+    tracker = Tracker.from_settings(settings, log.path)
+    if not runs or not tracker.enabled:
+        return []
+    if tracker.artifact_root is not None:
+        relocate_local_store(tracker.artifact_root.parent / "mlflow.db", tracker.artifact_root)
+    mlflow = _mlflow()
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    client = mlflow.MlflowClient(tracking_uri=tracker.uri)
+    for run_id in runs:
+        try:
+            run = client.get_run(run_id)
+            repository = get_artifact_repository(run.info.artifact_uri)
+            for item in repository.list_artifacts():
+                repository.delete_artifacts(item.path)
+            client.set_tag(run_id, "govkit.erased", "artifacts erased by an erasure request")
+        except mlflow.exceptions.MlflowException as exc:
+            if "RESOURCE_DOES_NOT_EXIST" in str(getattr(exc, "error_code", "")):
+                continue  # the run is gone: nothing of it to erase
+            raise TrackingError(f"MLflow at {tracker.uri}: cannot erase run {run_id}'s artifacts ({exc.message}); "
+                                f"the purge is recorded: run it again to finish") from None
+        except OSError as exc:
+            raise TrackingError(f"{run.info.artifact_uri}: cannot erase run {run_id}'s artifacts ({exc.strerror}); "
+                                f"the purge is recorded: run it again to finish") from None
+    return runs
+
+
 def relocate_local_store(db_file: Path, artifact_root: Path) -> int:
     """Keep the embedded MLflow store with its project: MLflow writes absolute artifact locations
     into its database, so a copied or moved project would lose its artifacts and write new ones

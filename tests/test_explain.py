@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import re
 import shutil
 import threading
@@ -395,3 +396,37 @@ def test_proxy_explains_the_expected_sample_off_the_request_path(llama, tmp_path
     # no explanation evaluation started while a client request was in flight
     for evaluation in evaluations:
         assert not any(c.ts_start < evaluation.ts_start < c.ts_end for c in calls), evaluation.record_id
+
+
+def test_an_erasure_request_reaches_the_explanations_their_model_calls_and_mlflow(llama, project: Path) -> None:
+    """Today's break: after `purge --subject`, the explanation of the subject's decision, the model
+    calls made to explain it, and its MLflow artifacts kept the subject's words."""
+    import httpx
+
+    from govkit.inference.transport import RECORD_ID_HEADER, transport_classes
+
+    url, _ = llama
+    words = "Wilhelmina Oosterhuis-Brandt, age 67, asks for a loan of 9000 DM. Approve or deny?"
+    with AuditLog.open(settings=load_settings("govkit.toml")) as log:
+        transport, _ = transport_classes("httpx")
+        audited = transport(log)
+        audited.base["subject_ref"] = "cust-4711"  # what the proxy takes from X-Subject-Ref
+        with httpx.Client(transport=audited, timeout=120) as client:
+            response = client.post(url + "/chat/completions", json={
+                "messages": [{"role": "user", "content": words}], "max_tokens": 2, "temperature": 0})
+        record_id = response.headers[RECORD_ID_HEADER]
+    result = run("explain", "text", "--record", record_id, "--choices", "approve,deny", "--positive", "approve",
+                 "--endpoint", url, "--max-evals", "40", "--fidelity", "0", "--noise-probes", "0")
+    assert result.exit_code == 0, result.output
+    about = [r for r in records() if r.subject_ref == "cust-4711"]
+    assert {r.event_type for r in about} == {"inference", "explanation"} and len(about) > 10
+    stored = b"".join(p.read_bytes() for p in (project / ".govkit").rglob("*") if p.is_file())
+    assert b"Oosterhuis" in stored  # before: in the content and the MLflow artifacts
+    purged = run("audit", "purge", "--subject", "cust-4711", "--yes")
+    assert purged.exit_code == 0 and "MLflow run(s) about the subject erased" in purged.output, purged.output
+    with AuditLog.open(settings=load_settings("govkit.toml")) as log:
+        assert all(all(v is None for v in log.content(r).values()) for r in about)
+        assert log.verify().ok
+    for path in (project / ".govkit").rglob("*"):
+        if path.is_file():
+            assert b"Oosterhuis" not in path.read_bytes(), path

@@ -199,9 +199,15 @@ def purge(ctx: click.Context, db: Path | None, expired: bool, before: str | None
         confirm("Erase the matching stored content? This cannot be undone", flag="--yes")
     with open_log(ctx, db) as log:
         record = log.purge(expired=expired, before=before, subject_ref=subject_ref, reason=reason)
+        erased = []
+        if subject_ref:
+            from ..tracking import erase_subject_artifacts
+
+            erased = erase_subject_artifacts(log, settings_for(ctx, required=False), subject_ref)
     details = record.fields["details"]
     click.echo(f"Purged {details['purged_items']} item(s) of {details['purged_records']} record(s); "
-               f"purge record {record.record_id} (seq {record.seq})")
+               f"purge record {record.record_id} (seq {record.seq})"
+               + (f"; the artifacts of {len(erased)} MLflow run(s) about the subject erased" if erased else ""))
 
 
 @audit.command("rebuild-keys")

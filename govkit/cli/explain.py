@@ -74,7 +74,8 @@ def text(ctx: click.Context, prompt: str | None, record_id: str | None, choices:
             system = system or stored_system
         decider = Decider(log, options, endpoint=endpoint, model_path=model_path, system=system,
                           model_artifact=model_artifact, purpose="explanation",
-                          model_id=settings.model.id if settings else None)
+                          model_id=settings.model.id if settings else None,
+                          subject_ref=target.subject_ref if target is not None else None)
         scorer = Scorer(decider.decide, positive)
         result = explain_text(scorer, prompt, choices=options, segments=segments, max_evals=max_evals,
                               noise_probes=noise_probes)
@@ -82,7 +83,7 @@ def text(ctx: click.Context, prompt: str | None, record_id: str | None, choices:
         data = {**result.to_dict(), "fidelity": checked, "target_record_id": record_id,
                 "other_evaluations": scorer.calls - result.evaluations}  # noise probes and fidelity
         html = render_html(data, record_id)
-        record = _record_text(log, settings, data, html, prompt, target, model_artifact or model_path)
+        record = _record_text(log, settings, data, prompt, target, model_artifact or model_path)
         data["record_id"], data["mlflow_run_id"] = record.record_id, record.mlflow_run_id
     if fmt == "json":
         _emit(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n", output)
@@ -137,7 +138,7 @@ def render_html(data: dict[str, Any], record_id: str | None) -> str:
         version=__version__)
 
 
-def _record_text(log: Any, settings: Any, data: dict[str, Any], html: str, prompt: str, target: Any,
+def _record_text(log: Any, settings: Any, data: dict[str, Any], prompt: str, target: Any,
                  artifact: Path | None) -> Any:
     from ..tracking import Tracker
     from .bias import _identity_fields
@@ -149,8 +150,10 @@ def _record_text(log: Any, settings: Any, data: dict[str, Any], html: str, promp
                          "additivity_error": data["additivity_error"], "noise": data["noise"],
                          **({"fidelity_top_k_drop": data["fidelity"]["top_k_drop"],
                              "fidelity_random_k_drop": data["fidelity"]["random_k_drop"]} if data["fidelity"] else {})})
-        run.log_text(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False), "explanation.json")
-        run.log_text(html, "explanation.html")
+        # What goes to MLflow holds the prompt's words: redacted first, as the log's own content is.
+        shown = {**data, "attributions": [{**a, "segment": log.redact(a["segment"])} for a in data["attributions"]]}
+        run.log_text(json.dumps(shown, indent=2, sort_keys=True, ensure_ascii=False), "explanation.json")
+        run.log_text(render_html(shown, data.get("target_record_id")), "explanation.html")
         details = {key: data[key] for key in ("value", "base_value", "evaluations", "max_evals", "segments",
                                               "additivity_error", "additive", "noise", "fidelity", "positive", "choices")}
         # the chain keeps numbers and digests; segment text sits with the content, redacted per policy
@@ -158,6 +161,7 @@ def _record_text(log: Any, settings: Any, data: dict[str, Any], html: str, promp
                                     "value": a["value"]} for a in data["attributions"]]
         record = log.append("explanation", prompt=prompt, response=json.dumps(data["attributions"], ensure_ascii=False),
                             target_record_id=target.record_id if target else None, mlflow_run_id=run.id,
+                            subject_ref=target.subject_ref if target is not None else None,
                             explanation_method="shap.PartitionExplainer", purpose="explanation",
                             explanation_ref=f"mlflow-run:{run.id}/explanation.json" if run.id else None,
                             model_id=settings.model.id if settings else None,

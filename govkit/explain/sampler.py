@@ -74,7 +74,7 @@ class ExplanationSampler:
             return
         self.eligible.value += 1
         try:
-            self.queue.put_nowait((record.record_id, prompt))
+            self.queue.put_nowait((record.record_id, prompt, record.subject_ref))
         except queue.Full:
             self.dropped.value += 1
 
@@ -116,19 +116,20 @@ def _work(db_path: str, log_settings: Any, settings: ExplainSettings, endpoint: 
 
         while not stop.is_set():
             try:
-                record_id, stored = items.get(timeout=0.2)
+                record_id, stored, subject_ref = items.get(timeout=0.2)
             except queue.Empty:
                 continue
             try:
                 system, prompt = split_chat_prompt(stored)
                 decider.system = system
+                decider.about(subject_ref)  # the calls made to explain it belong to its subject too
                 scorer = Scorer(decide, settings.positive)
                 result = explain_text(scorer, prompt, choices=list(settings.choices), segments=settings.segments,
                                       max_evals=settings.max_evals, noise_probes=0)
                 checked = fidelity(scorer, result, k=FIDELITY_K, random_sets=FIDELITY_RANDOM_SETS)
                 top_drops.append(checked["top_k_drop"])
                 random_drops.append(checked["random_k_drop"])
-                log.append("explanation", target_record_id=record_id, purpose="explanation",
+                log.append("explanation", target_record_id=record_id, purpose="explanation", subject_ref=subject_ref,
                            explanation_method="shap.PartitionExplainer", model_id=model_id,
                            prompt=prompt, response=_attributions_text(result), details={
                                "kind": "sampled", "value": result.value, "base_value": result.base_value,
@@ -138,7 +139,7 @@ def _work(db_path: str, log_settings: Any, settings: ExplainSettings, endpoint: 
                 explained += 1
             except Exception as exc:  # one bad explanation must not stop the worker
                 failed += 1
-                errors.append(f"{record_id}: {type(exc).__name__}: {exc}"[:300])
+                errors.append(log.redact(f"{record_id}: {type(exc).__name__}: {exc}"[:300]))
         pending = 0
         while True:
             try:

@@ -130,7 +130,9 @@ class Decider:
     system: str | None = None
     purpose: str = "evaluation"  # the audit records' purpose
     timeout_s: float = 120.0
+    subject_ref: str | None = None  # whose decision the calls are about (an erasure request reaches them)
     _call: Callable[[dict[str, Any]], tuple[dict[str, Any], str | None]] | None = field(default=None, repr=False)
+    _fields: dict[str, Any] = field(default_factory=dict, repr=False)  # the fields every call's record carries
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -138,6 +140,16 @@ class Decider:
         if (self.endpoint is None) == (self.model_path is None):
             raise InputError("give --endpoint URL or --model PATH (one of them)")
         self._call = self._http() if self.endpoint else self._in_process()
+        self.about(self.subject_ref)
+
+    def about(self, subject_ref: str | None) -> None:
+        """The data subject the next calls are about: their records carry its subject_ref, so that
+        `govkit audit purge --subject` erases them with the decision they explain or test."""
+        self.subject_ref = subject_ref
+        if subject_ref:
+            self._fields["subject_ref"] = subject_ref
+        else:
+            self._fields.pop("subject_ref", None)
 
     def _http(self) -> Callable[[dict[str, Any]], tuple[dict[str, Any], str | None]]:
         httpx = require("httpx", "bias")
@@ -148,8 +160,9 @@ class Decider:
         identity = (fingerprint_artifact(self.model_artifact, cache_file=self.log.path.with_name("artifacts.json"))
                     if self.model_artifact else None)
         transport, _ = transport_classes("httpx")
-        client = httpx.Client(transport=transport(self.log, identity=identity, model_id=self.model_id,
-                                                  purpose=self.purpose), timeout=self.timeout_s)
+        audited = transport(self.log, identity=identity, model_id=self.model_id, purpose=self.purpose)
+        self._fields = audited.base  # about() changes what every later record carries
+        client = httpx.Client(transport=audited, timeout=self.timeout_s)
         url = self.endpoint.rstrip("/") + "/chat/completions"
 
         def call(body: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
@@ -176,6 +189,7 @@ class Decider:
         llm = AuditedLlama(llama_cpp.Llama(model_path=str(self.model_path), n_ctx=1024 if logprob else 2048,
                                            logits_all=logprob, verbose=False, seed=0),
                            self.log, model_id=self.model_id, purpose=self.purpose)
+        self._fields = llm._base
 
         def call(body: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
             before = self.log.stats()["head_seq"]
