@@ -75,6 +75,16 @@ class CountingUpstream:
         if behaviour == "drop":  # the connection dies before any answer
             request.transport.close()
             return aiohttp_web.Response()
+        if behaviour == "stream-huge":  # 50 MB of answer, in 10 KB events
+            response = aiohttp_web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+            await response.prepare(request)
+            piece = "w" * 10_000
+            event = b'data: {"choices":[{"index":0,"delta":{"content":"%s"}}]}\n\n' % piece.encode()
+            for _ in range(5_000):
+                await response.write(event)
+            await response.write(b'data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n'
+                                 b"data: [DONE]\n\n")
+            return response
         if behaviour.startswith("stream"):
             response = aiohttp_web.StreamResponse(headers={"Content-Type": "text/event-stream"})
             await response.prepare(request)
@@ -386,3 +396,39 @@ def test_idle_connections_from_one_client_do_not_starve_another(upstream: Counti
         for sock in idle:
             sock.close()
         stop(proc)
+
+
+def _peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
+
+
+def test_a_huge_streamed_answer_passes_whole_with_bounded_memory(upstream: CountingUpstream, tmp_path: Path) -> None:
+    """Today's break: a 50 MB answer took 271 MB in the proxy. It passes through whole; its record
+    keeps the first RECORD_TEXT_LIMIT characters, the whole length and the whole text's sha256."""
+    import hashlib
+
+    from govkit.inference.calls import RECORD_TEXT_LIMIT
+
+    url, proc = start_proxy(tmp_path, upstream.url)
+    try:
+        send(url, "POST", "/v1/chat/completions", json.dumps({"model": "stream", "messages": MESSAGES,
+                                                            "stream": True}).encode())
+        before = _peak_rss_mb(proc.pid)
+        status, body = send(url, "POST", "/v1/chat/completions",
+                            json.dumps({"model": "stream-huge", "messages": MESSAGES, "stream": True}).encode())
+        grown = _peak_rss_mb(proc.pid) - before
+    finally:
+        stop(proc)
+    assert status == 200 and body.count(b"w" * 10_000) == 5_000 and body.endswith(b"data: [DONE]\n\n")
+    answer = records(tmp_path / ".govkit" / "audit.db", "inference")[-1]
+    [choice] = answer.details["choices"]
+    whole = "w" * 50_000_000
+    assert choice["truncated"] == {"chars": 50_000_000, "sha256": "sha256:" + hashlib.sha256(whole.encode()).hexdigest()}
+    with AuditLog(tmp_path / ".govkit" / "audit.db", read_only=True) as log:
+        kept = log.content(answer)["response"]
+    assert kept.startswith("w" * RECORD_TEXT_LIMIT) and "more characters not kept" in kept
+    print(f"proxy peak RSS grew {grown:.1f} MB")
+    assert grown < 50, f"the proxy grew by {grown:.0f} MB for a 50 MB answer"  # the answer is never held whole

@@ -28,6 +28,9 @@ SAMPLING_KEYS = ("temperature", "top_p", "top_k", "min_p", "max_tokens", "max_co
 # Sampling values that are free text: kept as digests (a stop sequence may be a name or a number).
 _TEXT_SAMPLING = frozenset({"stop", "logit_bias", "response_format"})
 _SSE_END = re.compile(rb"\r?\n\r?\n")
+# The most of one answer's text a record keeps (characters per choice): a longer answer passes
+# through whole, and its record keeps this much of it, the full length and the full text's sha256.
+RECORD_TEXT_LIMIT = 4 * 1024 * 1024
 _TOOL_NAME = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
 
 
@@ -65,15 +68,18 @@ class Answer:
         return "\n".join(parts)
 
     def chained(self) -> list[dict[str, Any]] | None:
-        """Digests for the chain, when there is more than one plain answer to tell apart."""
-        if len(self.choices) <= 1 and not any(c.get("tool_calls") for c in self.choices):
+        """Digests for the chain, when there is more than one plain answer to tell apart (or one
+        whose text was too long to keep whole)."""
+        if len(self.choices) <= 1 and not any(c.get("tool_calls") or c.get("truncated") for c in self.choices):
             return None
         out = []
         for choice in self.choices:
             item: dict[str, Any] = {"index": choice.get("index", 0)}
             if choice.get("finish_reason"):
                 item["finish_reason"] = str(choice["finish_reason"])
-            if choice.get("text") is not None:
+            if choice.get("truncated"):
+                item["truncated"] = choice["truncated"]  # {"chars", "sha256"} of the whole text
+            elif choice.get("text") is not None:
                 item["content_sha256"] = _digest(choice["text"])
             calls = []
             for call in choice.get("tool_calls") or ():
@@ -137,11 +143,15 @@ class EventStream:
         self.kind = kind
         self.lines = lines  # newline-delimited JSON (Ollama) instead of server-sent events
         self.buffer = b""
+        self._scanned = 0  # bytes of the buffer already searched for an event's end
         self.last = b""  # the newest complete event, not yet passed on
         self.done_events = b""
         self.done = False
         self.answer = Answer()
         self._by_index: dict[int, dict[str, Any]] = {}
+        self._parts: dict[int, list[str]] = {}  # each choice's text, as it arrived (joined once, at the end)
+        self._chars: dict[int, int] = {}  # each choice's whole length
+        self._hashes: dict[int, Any] = {}  # each choice's whole text, hashed as it arrives
 
     @property
     def held(self) -> bytes:
@@ -160,6 +170,13 @@ class EventStream:
         return self._answer().finish_reason
 
     def _answer(self) -> Answer:
+        for index, parts in self._parts.items():
+            choice = self._by_index[index]
+            choice["text"] = "".join(parts)
+            total = self._chars[index]
+            if total > RECORD_TEXT_LIMIT:
+                choice["truncated"] = {"chars": total, "sha256": "sha256:" + self._hashes[index].hexdigest()}
+                choice["text"] += f"\n[... {total - RECORD_TEXT_LIMIT} more characters not kept; see the record's sha256]"
         self.answer.choices = [self._by_index[i] for i in sorted(self._by_index)]
         return self.answer
 
@@ -170,18 +187,24 @@ class EventStream:
         self.buffer += chunk
         ready = []
         while True:
+            # Search only what is new (and the three bytes before it a separator may straddle):
+            # a huge event arriving in many chunks costs linear time, not quadratic.
+            since = max(0, self._scanned - 3)
             if self.lines:
-                end = self.buffer.find(b"\n")
+                end = self.buffer.find(b"\n", since)
                 if end < 0:
+                    self._scanned = len(self.buffer)
                     break
                 event, self.buffer = self.buffer[:end + 1], self.buffer[end + 1:]
                 data = event.strip()
             else:
-                match = _SSE_END.search(self.buffer)
+                match = _SSE_END.search(self.buffer, since)
                 if match is None:
+                    self._scanned = len(self.buffer)
                     break
                 event, self.buffer = self.buffer[:match.end()], self.buffer[match.end():]
                 data = b"".join(line[5:].strip() for line in event.splitlines() if line.startswith(b"data:"))
+            self._scanned = 0
             if data == b"[DONE]":
                 self.done = True
                 self.done_events += event
@@ -206,9 +229,15 @@ class EventStream:
         return self._by_index.setdefault(index, {"index": index, "text": None})
 
     def _append_text(self, index: Any, piece: Any) -> None:
-        if isinstance(piece, str):
-            choice = self._choice(index)
-            choice["text"] = (choice["text"] or "") + piece
+        if not isinstance(piece, str):
+            return
+        index = self._choice(index)["index"]
+        parts = self._parts.setdefault(index, [])
+        kept = self._chars.get(index, 0)
+        if kept < RECORD_TEXT_LIMIT:
+            parts.append(piece[:RECORD_TEXT_LIMIT - kept])
+        self._chars[index] = kept + len(piece)
+        self._hashes.setdefault(index, hashlib.sha256()).update(piece.encode("utf-8", "surrogatepass"))
 
     def _tool(self, index: Any, slot: Any) -> dict[str, Any]:
         calls = self._choice(index).setdefault("tool_calls", [])
@@ -300,6 +329,7 @@ class EventStream:
             final = read_answer("responses", response)
             if final.choices:
                 self._by_index = {c["index"]: c for c in final.choices}
+                self._parts, self._chars, self._hashes = {}, {}, {}  # the final answer says it all
             self.answer.usage = final.usage or self.answer.usage
 
 
@@ -357,7 +387,21 @@ def _as_arguments(value: Any) -> str:
 
 def read_answer(kind: str, answer: Any) -> Answer:
     """Every choice and tool call of a whole (not streamed) answer; TypeError on an answer of no
-    known shape."""
+    known shape. A choice's text past RECORD_TEXT_LIMIT is cut, its length and sha256 kept."""
+    return _capped(_read_answer(kind, answer))
+
+
+def _capped(answer: Answer) -> Answer:
+    for choice in answer.choices:
+        text = choice.get("text")
+        if isinstance(text, str) and len(text) > RECORD_TEXT_LIMIT and not choice.get("truncated"):
+            choice["truncated"] = {"chars": len(text), "sha256": _digest(text)}
+            choice["text"] = (text[:RECORD_TEXT_LIMIT] + f"\n[... {len(text) - RECORD_TEXT_LIMIT} more characters "
+                              "not kept; see the record's sha256]")
+    return answer
+
+
+def _read_answer(kind: str, answer: Any) -> Answer:
     if not isinstance(answer, dict):
         raise TypeError("the answer is not a JSON object")
     usage = answer.get("usage") if isinstance(answer.get("usage"), dict) else {}
