@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from govkit.audit import Redactor
-from govkit.checks import NoEvidence, Result, Skip, check
+from govkit.checks import NoEvidence, Result, check
 
 
 def _bias_runs(ctx, kinds):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 import sqlite3
 from pathlib import Path
 
@@ -16,3 +18,10 @@ def as_first_schema(path: Path) -> None:
     db.execute("CREATE INDEX records_ts_start ON records(ts_start)")
     db.execute("DELETE FROM _govkit_migrations WHERE name IN ('m002_deferred_keys', 'm003_record_keys_guards')")
     db.close()
+
+
+def hold_writer_lock(path: Path) -> int:
+    """Take the writers' lock as another govkit process would (a descriptor of our own)."""
+    fd = os.open(f"{path}.lock", os.O_RDONLY | os.O_CREAT, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import signal
@@ -17,6 +16,8 @@ import pytest
 
 from govkit.audit import AuditLog
 from govkit.errors import StoreBusy
+
+from .stores import hold_writer_lock
 
 pytestmark = pytest.mark.slow
 
@@ -173,18 +174,12 @@ def test_an_append_interrupted_inside_its_commit_leaves_the_log_usable(tmp_path:
         assert [r.seq for r in log.query()] == [1, 2, 3, 4, 5, 6] and log.verify().ok
 
 
-def _hold_writer_lock(path: Path) -> int:
-    """Take the writers' lock as another govkit process would (a descriptor of our own)."""
-    fd = os.open(f"{path}.lock", os.O_RDONLY | os.O_CREAT, 0o644)
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    return fd
-
 
 def test_a_writer_waits_for_the_lock_and_appends_the_moment_it_is_free(tmp_path: Path) -> None:
     path = tmp_path / "audit.db"
     with AuditLog(path, create=True) as log:
         log.append("feedback")
-        held = _hold_writer_lock(path)
+        held = hold_writer_lock(path)
         done: list[int] = []
         writer = threading.Thread(target=lambda: done.append(log.append("feedback").seq))
         writer.start()
@@ -199,7 +194,7 @@ def test_a_lock_held_past_the_busy_timeout_is_a_clear_error_and_nothing_is_lost(
     path = tmp_path / "audit.db"
     with AuditLog(path, busy_timeout_s=0.2, create=True) as log:
         kept = log.append("feedback")
-        held = _hold_writer_lock(path)
+        held = hold_writer_lock(path)
         try:
             with pytest.raises(StoreBusy, match=r"another govkit process kept the audit store locked for 0.2 s"):
                 log.append("feedback")

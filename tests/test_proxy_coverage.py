@@ -7,7 +7,6 @@ The upstream here is the only fake: a server that answers every path and counts 
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import http.client
 import json
 import os
@@ -21,6 +20,7 @@ import pytest
 from govkit.audit import AuditLog
 from govkit.inference.routes import normalise_path, route_of
 
+from .stores import hold_writer_lock
 from .servers import free_port, start_proxy, stop
 
 pytestmark = pytest.mark.slow
@@ -278,11 +278,6 @@ def test_a_700_kb_chunked_body_is_read_whole(upstream: CountingUpstream, tmp_pat
     assert results == [200] * 5 and len(upstream.served) == 5
 
 
-def _hold_writer_lock(path: Path) -> int:
-    fd = os.open(f"{path}.lock", os.O_RDONLY | os.O_CREAT, 0o644)
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    return fd
-
 
 def _short_busy_timeout(folder: Path) -> None:
     config = folder / "govkit.toml"
@@ -313,10 +308,10 @@ def test_no_answer_reaches_the_client_when_its_record_cannot_be_committed(upstre
             deadline = time.monotonic() + 20
             while not records(db, "request") and time.monotonic() < deadline:
                 time.sleep(0.01)
-            held = _hold_writer_lock(db)  # the store is locked past the timeout as the stream ends
+            held = hold_writer_lock(db)  # the store is locked past the timeout as the stream ends
             caller.join(30)
         else:
-            held = _hold_writer_lock(db)  # locked before the request: not even the request is recorded
+            held = hold_writer_lock(db)  # locked before the request: not even the request is recorded
             call()
     finally:
         if held is not None:

@@ -93,10 +93,10 @@ def proxy(ctx: click.Context, upstream: str, listen: str, model_artifact: Path |
 
 
 async def _serve(proxy: object, config: object, log_path: Path) -> None:
+    from ..inference.connections import ConnectionGuard
+
     web = require("aiohttp.web", "proxy")
     # No access log: every audited call is already a record, and the formatting costs per request.
-    from ..inference.connections import ConnectionGuard, GuardPolicy
-
     runner = web.AppRunner(proxy.app(), handle_signals=False, access_log=None,  # type: ignore[attr-defined]
                            keepalive_timeout=15.0)
     await runner.setup()
