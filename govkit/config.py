@@ -91,6 +91,7 @@ class AuditSettings:
     private_key: Path = Path(".govkit/device_ed25519.pem")
     public_key: str = ""  # base64 of the raw 32-byte Ed25519 public key
     store_id: str = ""  # the store `govkit init` created; writers refuse any other, verify fails on it
+    redaction_engine: str = "builtin"  # or "presidio": Presidio's analyzer beside the built-in recognizers
     checkpoint_every: int = 1000
     checkpoint_seconds: float = 300.0
     busy_timeout_s: float = 10.0
@@ -192,6 +193,8 @@ class _Parser:
         audit = self.table(data, "audit", AuditSettings)
         if audit.checkpoint_every < 1:
             raise self.fail("audit", "checkpoint_every", "expected a positive number of records")
+        if audit.redaction_engine not in ("builtin", "presidio"):
+            raise self.fail("audit", "redaction_engine", "expected \"builtin\" or \"presidio\"")
         if audit.public_key:
             import base64
             import binascii

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from pathlib import Path
 
 import pytest
@@ -150,3 +152,44 @@ def test_skipping_text_that_cannot_match_changes_nothing(parts: list[str], glue:
     what searching everything gives, Unicode digits included."""
     text = glue.join(parts)
     assert Redactor().redact(text) == Redactor(skip=False).redact(text)
+
+
+def _presidio_analyzer():
+    """Presidio's real AnalyzerEngine on a blank spaCy pipeline (no language model is shipped),
+    with a deny-list recognizer for names, as an institution might configure one."""
+    presidio = pytest.importorskip("presidio_analyzer")
+    spacy = pytest.importorskip("spacy")
+    from presidio_analyzer.nlp_engine import SpacyNlpEngine
+
+    nlp = SpacyNlpEngine(models=[{"lang_code": "en", "model_name": "blank"}])
+    nlp.nlp = {"en": spacy.blank("en")}
+    registry = presidio.RecognizerRegistry()
+    registry.add_recognizer(presidio.PatternRecognizer(supported_entity="PERSON", deny_list=["Wilhelmina", "Oosterhuis"]))
+    return presidio.AnalyzerEngine(nlp_engine=nlp, registry=registry, supported_languages=["en"])
+
+
+def test_presidio_as_an_engine_beside_the_builtin_recognizers(tmp_path: Path) -> None:
+    from govkit.audit.redact import presidio_engine
+
+    redactor = Redactor(engine=presidio_engine(_presidio_analyzer()))
+    result = redactor.redact("Wilhelmina Oosterhuis (wil@example.com) called.")
+    assert result.text == "[PERSON] [PERSON] ([EMAIL]) called." and result.counts == {"EMAIL": 1, "PERSON": 2}
+    with AuditLog(tmp_path / "a.db", create=True, redaction_engine=presidio_engine(_presidio_analyzer())) as log:
+        record = log.append("inference", prompt="Wilhelmina asks for a loan")
+        assert log.content(record)["prompt"] == "[PERSON] asks for a loan"
+    assert b"Wilhelmina" not in b"".join(p.read_bytes() for p in tmp_path.glob("a.db*"))
+
+
+def test_the_presidio_engine_without_a_language_model_is_a_clear_error(tmp_path: Path) -> None:
+    pytest.importorskip("presidio_analyzer")
+    from click.testing import CliRunner
+
+    from govkit.cli import cli
+
+    os.chdir(tmp_path)
+    assert CliRunner().invoke(cli, ["init", "--yes"]).exit_code == 0
+    config = tmp_path / "govkit.toml"
+    config.write_text(config.read_text().replace('redaction_engine = "builtin"', 'redaction_engine = "presidio"'))
+    result = CliRunner().invoke(cli, ["audit", "checkpoint"])
+    assert result.exit_code == 2 and "needs a spaCy model" in result.output and "Traceback" not in result.output
+    assert CliRunner().invoke(cli, ["audit", "verify"]).exit_code == 0  # reading needs no engine

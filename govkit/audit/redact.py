@@ -18,7 +18,12 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-__all__ = ["Redactor", "Redaction"]
+__all__ = ["ENGINES", "Redactor", "Redaction", "presidio_engine"]
+
+ENGINES = ("builtin", "presidio")  # [audit] redaction_engine
+
+# An engine beside the built-in recognizers: text -> [(start, end, entity)].
+Engine = Callable[[str], "list[tuple[int, int, str]]"]
 
 
 def luhn_valid(digits: str) -> bool:
@@ -211,9 +216,11 @@ class Redaction:
 class Redactor:
     """Replaces recognised personal data with `[ENTITY]` placeholders."""
 
-    def __init__(self, patterns: Iterable[tuple[str, str]] = (), *, skip: bool = True):
+    def __init__(self, patterns: Iterable[tuple[str, str]] = (), *, skip: bool = True, engine: Engine | None = None):
         """`skip=False` searches every text for every recognizer: the same results, slower (to
-        check the skips against)."""
+        check the skips against). `engine` finds more (names, places: what needs a language
+        model, such as Presidio's analyzer); the built-in recognizers win where both find something."""
+        self.engine = engine
         self.recognizers = list(BUILTIN) + [
             (name, re.compile(regex), _plain) for name, regex in patterns
         ]
@@ -260,6 +267,10 @@ class Redactor:
                 position = low
                 while match := pattern.search(text, position, high):
                     position = _consider(match, name, validate, chosen)
+        if self.engine is not None:
+            for start, end, name in self.engine(text):
+                if start < end and not any(start < c_end and c_start < end for c_start, c_end, _ in chosen):
+                    chosen.append((start, end, name))
         chosen.sort()
         return chosen
 
@@ -275,3 +286,28 @@ def _consider(match: re.Match[str], name: str, validate: _Validator, chosen: lis
     if not any(start < c_end and c_start < end for c_start, c_end, _ in chosen):
         chosen.append((start, end, name))
     return max(end, match.start() + 1)
+
+
+def presidio_engine(analyzer: object | None = None, *, language: str = "en", min_score: float = 0.5) -> Engine:
+    """Presidio's analyzer as an engine: every entity it finds with at least `min_score`. With no
+    `analyzer`, Presidio's default one, which needs the institution's spaCy model installed."""
+    try:
+        from presidio_analyzer import AnalyzerEngine
+    except ImportError:
+        from ..errors import MissingDependency
+
+        raise MissingDependency("presidio_analyzer", "presidio") from None
+    if analyzer is None:
+        try:
+            analyzer = AnalyzerEngine()
+        except (OSError, ValueError) as exc:  # spaCy could not load its model (and cannot fetch one offline)
+            from ..errors import InputError
+
+            raise InputError(f"[audit] redaction_engine = \"presidio\" needs a spaCy model for Presidio's analyzer "
+                             f"(for example en_core_web_lg, installed from your package mirror): {exc}") from None
+
+    def find(text: str) -> list[tuple[int, int, str]]:
+        return [(r.start, r.end, r.entity_type) for r in analyzer.analyze(text, language=language)  # type: ignore[attr-defined]
+                if r.score >= min_score]
+
+    return find

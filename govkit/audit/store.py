@@ -146,7 +146,7 @@ class AuditLog:
                  patterns: tuple[tuple[str, str], ...] = (), retention_days: int = 183,
                  device_id: str = "", private_key: Any = None, public_key: str = "",
                  checkpoint_every: int = 1000, checkpoint_seconds: float = 300.0,
-                 busy_timeout_s: float = 10.0, store_id: str = ""):
+                 busy_timeout_s: float = 10.0, store_id: str = "", redaction_engine: Any = None):
         if redaction not in REDACTION_MODES:
             raise InputError(f"redaction mode '{redaction}': expected one of {', '.join(REDACTION_MODES)}")
         self.path = Path(path)
@@ -162,7 +162,11 @@ class AuditLog:
         self._lost: dict[str, Any] | None = None  # since when the path no longer names that file
         self._sidecar_pending: list[dict[str, Any]] = []  # signed checkpoints the sidecar missed
         self._wal_emptied = True  # the last truncating checkpoint emptied the WAL
-        self._redactor = Redactor(patterns)
+        if redaction_engine == "presidio":  # a reader redacts nothing: it needs no language model
+            from .redact import presidio_engine
+
+            redaction_engine = None if read_only else presidio_engine()
+        self._redactor = Redactor(patterns, engine=None if redaction_engine in (None, "builtin") else redaction_engine)
         self._private_key = private_key
         if isinstance(private_key, (str, Path)):
             self._private_key = checkpoints.load_private_key(Path(private_key))
@@ -211,7 +215,8 @@ class AuditLog:
                            retention_days=policy.retention_days, device_id=audit.device_id,
                            public_key=audit.public_key, checkpoint_every=audit.checkpoint_every,
                            checkpoint_seconds=audit.checkpoint_seconds,
-                           busy_timeout_s=audit.busy_timeout_s, store_id=audit.store_id)
+                           busy_timeout_s=audit.busy_timeout_s, store_id=audit.store_id,
+                           redaction_engine=audit.redaction_engine)
             if audit.private_key.exists():
                 options["private_key"] = audit.private_key
             path = path if path is not None else audit.db

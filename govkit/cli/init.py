@@ -68,6 +68,7 @@ store_id = "{store_id}"           # the store init created: writers refuse any o
 checkpoint_every = 1000          # sign the chain head every N records ...
 checkpoint_seconds = 300         # ... or after this many seconds
 busy_timeout_s = 10
+redaction_engine = "builtin"      # or "presidio": Presidio's analyzer (names, places) beside the built-in recognizers
 
 [tracking]
 # MLflow mirror of every evidence-producing action (the audit log stays the record).
