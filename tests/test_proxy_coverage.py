@@ -427,3 +427,30 @@ def test_a_huge_streamed_answer_passes_whole_with_bounded_memory(upstream: Count
     assert kept.startswith("w" * RECORD_TEXT_LIMIT) and "more characters not kept" in kept
     print(f"proxy peak RSS grew {grown:.1f} MB")
     assert grown < 50, f"the proxy grew by {grown:.0f} MB for a 50 MB answer"  # the answer is never held whole
+
+
+def test_an_older_copy_moved_over_the_live_log_gets_503_not_lost_records(upstream: CountingUpstream,
+                                                                        tmp_path: Path) -> None:
+    """Today's break: an `mv` of an older copy over the live log while the proxy ran lost every
+    later acknowledged record, and verify then said OK."""
+    import shutil
+
+    url, proc = start_proxy(tmp_path, upstream.url)
+    db = tmp_path / ".govkit" / "audit.db"
+    body = json.dumps({"model": "m", "messages": MESSAGES}).encode()
+    try:
+        assert send(url, "POST", "/v1/chat/completions", body)[0] == 200
+        older = tmp_path / "older.db"
+        source = sqlite3.connect(db)
+        backup = sqlite3.connect(older)
+        source.backup(backup)  # a consistent older copy, as a backup tool makes it
+        source.close()
+        backup.close()
+        served_before = len(upstream.served)
+        assert send(url, "POST", "/v1/chat/completions", body)[0] == 200
+        shutil.move(older, db)  # the older copy replaces the live log
+        statuses = [send(url, "POST", "/v1/chat/completions", body)[0] for _ in range(5)]
+    finally:
+        stop(proc)
+    assert statuses == [503] * 5 and len(upstream.served) == served_before + 1  # no answer, no model call
+    assert "was replaced by another file while govkit had it open" in (tmp_path / "proxy.log").read_text()
