@@ -21,7 +21,7 @@ import hmac
 import json
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from .._lazy import require
 from ..audit import AuditLog
 from ..errors import GovkitError
 from .calls import Call, EventStream, read_answer
+from .connections import GuardPolicy
 from .fingerprint import ArtifactIdentity, fingerprint_artifact
 from .routes import Route, route_of
 
@@ -55,7 +56,7 @@ class ProxyConfig:
     explain: Any = None  # ExplainSettings: background explanations of sampled decisions
     settings: Any = None  # the whole Settings, for the explanation worker's own connection to the log
     allow_routes: frozenset[str] = frozenset()  # more normalised paths to forward unaudited (read-only ones)
-    guard: Any = None  # connections.GuardPolicy: connection caps and the request-head time limit
+    guard: GuardPolicy = field(default_factory=GuardPolicy)  # connection caps, the request-head time limit
 
     @property
     def upstream_root(self) -> str:
