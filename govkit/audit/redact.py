@@ -288,6 +288,9 @@ def _consider(match: re.Match[str], name: str, validate: _Validator, chosen: lis
     return max(end, match.start() + 1)
 
 
+PRESIDIO_MODEL = "en_core_web_lg"  # the model Presidio's default analyzer loads
+
+
 def presidio_engine(analyzer: object | None = None, *, language: str = "en", min_score: float = 0.5) -> Engine:
     """Presidio's analyzer as an engine: every entity it finds with at least `min_score`. With no
     `analyzer`, Presidio's default one, which needs the institution's spaCy model installed."""
@@ -298,13 +301,16 @@ def presidio_engine(analyzer: object | None = None, *, language: str = "en", min
 
         raise MissingDependency("presidio_analyzer", "presidio") from None
     if analyzer is None:
-        try:
-            analyzer = AnalyzerEngine()
-        except (OSError, ValueError) as exc:  # spaCy could not load its model (and cannot fetch one offline)
+        import spacy.util
+
+        # Presidio's default analyzer downloads its spaCy model when it is missing: govkit makes no
+        # network call of its own accord, so the model must be installed first.
+        if not spacy.util.is_package(PRESIDIO_MODEL):
             from ..errors import InputError
 
-            raise InputError(f"[audit] redaction_engine = \"presidio\" needs a spaCy model for Presidio's analyzer "
-                             f"(for example en_core_web_lg, installed from your package mirror): {exc}") from None
+            raise InputError(f"[audit] redaction_engine = \"presidio\" needs the spaCy model {PRESIDIO_MODEL} for "
+                             f"Presidio's analyzer; install it from your package mirror (govkit downloads nothing)")
+        analyzer = AnalyzerEngine()
 
     def find(text: str) -> list[tuple[int, int, str]]:
         return [(r.start, r.end, r.entity_type) for r in analyzer.analyze(text, language=language)  # type: ignore[attr-defined]
