@@ -191,5 +191,5 @@ def test_the_presidio_engine_without_a_language_model_is_a_clear_error(tmp_path:
     config = tmp_path / "govkit.toml"
     config.write_text(config.read_text().replace('redaction_engine = "builtin"', 'redaction_engine = "presidio"'))
     result = CliRunner().invoke(cli, ["audit", "checkpoint"])
-    assert result.exit_code == 2 and "needs a spaCy model" in result.output and "Traceback" not in result.output
+    assert result.exit_code == 2 and "needs the spaCy model" in result.output and "Traceback" not in result.output
     assert CliRunner().invoke(cli, ["audit", "verify"]).exit_code == 0  # reading needs no engine
