@@ -88,7 +88,7 @@ class CountingUpstream:
         if behaviour.startswith("stream"):
             response = aiohttp_web.StreamResponse(headers={"Content-Type": "text/event-stream"})
             await response.prepare(request)
-            for i in range(10):
+            for i in range(30 if behaviour == "stream-slow" else 10):  # slow: 3 s, time to lock the store
                 await response.write(b'data: {"choices":[{"index":0,"delta":{"content":"w%d "}}]}\n\n' % i)
                 await asyncio.sleep(0.1 if behaviour == "stream-slow" else 0)
             await response.write(b'data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n'
