@@ -106,7 +106,11 @@ def start_previous_design(folder: Path, upstream: str) -> tuple[str, subprocess.
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-c", PREVIOUS_DESIGN, str(folder), upstream, str(port)], cwd=folder,
                             stdout=(folder / "proxy.log").open("wb"), stderr=subprocess.STDOUT)
-    wait_for(f"http://127.0.0.1:{port}/v1/models", proc, 60)
+    try:
+        wait_for(f"http://127.0.0.1:{port}/v1/models", proc, 60)
+    except BaseException:
+        stop(proc)  # nothing of it may outlive the benchmark
+        raise
     return f"http://127.0.0.1:{port}/v1", proc
 
 
