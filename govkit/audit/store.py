@@ -301,7 +301,7 @@ class AuditLog:
                           StoreWarning, stacklevel=2)
         self._lost["refused_commits"] += 1
         self._lost["found"] = found
-        raise StoreReplaced(f"{self.path}: the audit store was {self._lost['found']} while open "
+        raise StoreReplaced(f"{self.path}: the audit store was {found} while open "
                             f"(store {self.meta.get('store_id')}); nothing was acknowledged")
 
     def _read_schema(self) -> None:
@@ -333,10 +333,7 @@ class AuditLog:
                     identity["device_id"] = self.device_id
                 if self.public_key:
                     identity.update(public_key=self.public_key, public_key_id=checkpoints.key_id(self.public_key))
-                body = canonical_json({"record_id": new_ulid(), "schema_version": SCHEMA_VERSION,
-                                       "event_type": "genesis", "ts_start": created,
-                                       **({"device_id": self.device_id} if self.device_id else {}),
-                                       "details": identity})
+                body = self._store_record("genesis", created, identity)
                 db.execute("INSERT INTO records (seq, body, record_hash) VALUES (1, ?, ?)",
                            (body, chain_hash(body, GENESIS_HASH, 1)))
                 db.executemany("INSERT INTO meta VALUES (?, ?)",
@@ -364,10 +361,17 @@ class AuditLog:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def redact(self, text: str) -> str:
+    def redact(self, text: str, *, field: str = "text") -> str:
         """Free text as this log's policy lets it reach the chain: redacted (recognizers and
-        policy patterns) in every mode, since the chain cannot be purged."""
-        return self._redactor.redact(_as_text("text", text)).text
+        policy patterns) in every mode, since the chain cannot be purged. `field` names the text
+        in the error when it is not valid UTF-8."""
+        return self._redactor.redact(_as_text(field, text)).text
+
+    def _store_record(self, event_type: str, ts: str, details: dict[str, Any]) -> bytes:
+        """The body of a record the store writes itself (the genesis, a checkpoint)."""
+        return canonical_json({"record_id": new_ulid(), "schema_version": SCHEMA_VERSION, "event_type": event_type,
+                               "ts_start": ts, **({"device_id": self.device_id} if self.device_id else {}),
+                               "details": details})
 
     # -- appending ----------------------------------------------------------------------------
 
@@ -479,11 +483,7 @@ class AuditLog:
                         prev = record_hash
                     signed = self._checkpoint_due(db, seq, prev, force_checkpoint)
                     if signed is not None:
-                        body = canonical_json({
-                            "record_id": new_ulid(), "schema_version": SCHEMA_VERSION,
-                            "event_type": "checkpoint", "ts_start": signed["ts"],
-                            **({"device_id": self.device_id} if self.device_id else {}),
-                            "details": signed})
+                        body = self._store_record("checkpoint", signed["ts"], signed)
                         seq += 1
                         rows.append((seq, body, chain_hash(body, prev, seq)))
                     if len(rows) == 1:
@@ -714,7 +714,7 @@ class AuditLog:
         seq, prev = self._head(db)
         fields: dict[str, Any] = {"details": details}
         if reason:
-            fields["override_reason"] = self._redactor.redact(_as_text("reason", reason)).text
+            fields["override_reason"] = self.redact(reason, field="reason")
         item = self._prepare(event_type, None, None, fields)
         record = AuditRecord(seq + 1, chain_hash(item.body, prev, seq + 1), prev, item.body)
         db.execute("INSERT INTO records (seq, body, record_hash) VALUES (?, ?, ?)",

@@ -260,7 +260,7 @@ def checkpoint(ctx: click.Context, db: Path | None) -> None:
 def stats(ctx: click.Context, db: Path | None, as_json: bool) -> None:
     """Counts by event type, time span, head, checkpoints, stored and purged content.
 
-    Example: govkit audit stats --json
+    Example: govkit audit stats --format json
     """
     with open_log(ctx, db, read_only=True) as log:
         info = log.stats()
@@ -300,15 +300,14 @@ def override(ctx: click.Context, record_id: str, db: Path | None, decision: str,
 
 def _override_fields(log: Any, target: AuditRecord, decision: str, reviewer: str,
                      reason: str) -> dict[str, Any]:
-    from ..audit.store import _as_text, _parse_ts, utc_now
+    from ..audit.store import _parse_ts, utc_now
 
     fields = target.fields
     now = utc_now()
     decided_at = fields.get("ts_end") or fields["ts_start"]
     latency = (_parse_ts(now) - _parse_ts(decided_at)) / dt.timedelta(seconds=1)
     # The chain is permanent, so the reason is always redacted, whatever the content policy.
-    _as_text("--reason", reason)
-    safe_reason = log.redact(reason)
+    safe_reason = log.redact(reason, field="--reason")
     return {"ts_start": now, "target_record_id": fields["record_id"], "reviewer_id": reviewer,
             "human_decision": decision, "override_reason": safe_reason,
             "review_latency_s": round(latency, 3), "model_id": fields.get("model_id"),
@@ -327,7 +326,7 @@ def incident() -> None:
 def incident_list(ctx: click.Context, db: Path | None, as_json: bool) -> None:
     """The incidents not yet resolved, oldest first.
 
-    Example: govkit audit incident list --json
+    Example: govkit audit incident list --format json
     """
     from ..audit.incidents import open_incidents
 

@@ -32,7 +32,7 @@ def inventory() -> None:
 def show(ctx: click.Context, as_json: bool) -> None:
     """The inventory record, field by field, with what E-23 Appendix 1 requires of each.
 
-    Example: govkit inventory show --json
+    Example: govkit inventory show --format json
     """
     settings = settings_for(ctx, required=True)
     record = dataclasses.asdict(settings.model)
@@ -55,7 +55,7 @@ def validate(ctx: click.Context, as_json: bool, today: dt.datetime | None) -> No
     Minimum fields for every model; the extended fields unless the tier is negligible; dates that
     parse; a review that is not overdue; a reviewer independent of the developer and owner.
 
-    Example: govkit inventory validate --json
+    Example: govkit inventory validate --format json
     """
     settings = settings_for(ctx, required=True)
     findings = check(settings.model, today=today.date() if today else None)
