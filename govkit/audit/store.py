@@ -638,10 +638,10 @@ class AuditLog:
             # text: say so in the store until a purge completes (verify reads it).
             db.execute("INSERT OR REPLACE INTO meta VALUES ('purge_pending', ?)",
                        (pending.get("purge_pending") or str(record.seq),))
-        if self._wal_emptied:
-            with self._maintenance(truncate_wal=True) as db:
+        if self._wal_emptied:  # the marker holds no erased text: its own removal needs no truncation
+            with self._maintenance() as db:
                 db.execute("DELETE FROM meta WHERE key = 'purge_pending'")
-        if not self._wal_emptied:
+        else:
             raise PurgeIncomplete(
                 f"{self.path}: purge recorded (seq {record.seq}, {details['purged_items']} item(s)), but an open "
                 f"reader keeps the write-ahead log from being emptied, so the erased text is still on disk; close "
