@@ -833,13 +833,16 @@ def connect_read_only(path: Path, timeout_s: float = 10.0) -> sqlite3.Connection
     the file is opened as immutable, which is exact only when no WAL is beside it, so a store
     with an unmerged WAL there is refused rather than read short."""
     uri = f"file:{urllib.parse.quote(str(path))}"
+    db = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=timeout_s, isolation_level=None,
+                         check_same_thread=False)
+    if os.access(path.parent, os.W_OK):  # the usual case: SQLite can make its WAL index beside the file
+        return db
     try:
-        db = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=timeout_s, isolation_level=None,
-                             check_same_thread=False)
         db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()  # the WAL index is made here
         return db
     except sqlite3.OperationalError as exc:
-        if "unable to open" not in str(exc) or os.access(path.parent, os.W_OK):
+        db.close()
+        if "unable to open" not in str(exc):
             raise
     wal = Path(f"{path}-wal")
     if wal.exists() and wal.stat().st_size > 0:
