@@ -135,14 +135,14 @@ def read_checkpoint_file(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
     be readable and hold at least one checkpoint (InputError otherwise)."""
     path = Path(path)
     try:
-        path.read_bytes()
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise InputError(f"{path}: no such checkpoint file") from None
     except IsADirectoryError:
         raise InputError(f"{path}: is a folder, not a checkpoint file") from None
     except OSError as exc:
         raise InputError(f"{path}: cannot read the checkpoint file: {exc.strerror}") from None
-    found, problems = read_sidecar(path)
+    found, problems = _parse_checkpoints(path, raw)
     if not found:
         raise InputError(f"{path}: holds no checkpoint" + (f" ({problems[0]})" if problems else " (empty)"))
     return found, problems
@@ -150,12 +150,16 @@ def read_checkpoint_file(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
 
 def read_sidecar(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
     """Checkpoints in the sidecar file, and the problems met reading it (line numbers named)."""
-    checkpoints, problems = [], []
     try:
-        lines = path.read_bytes().splitlines()
+        raw = path.read_bytes()
     except FileNotFoundError:
         return [], []
-    for number, line in enumerate(lines, 1):
+    return _parse_checkpoints(path, raw)
+
+
+def _parse_checkpoints(path: Path, raw: bytes) -> tuple[list[dict[str, Any]], list[str]]:
+    checkpoints, problems = [], []
+    for number, line in enumerate(raw.splitlines(), 1):
         if not line.strip():
             continue
         try:
