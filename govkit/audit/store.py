@@ -33,7 +33,7 @@ from .records import SCHEMA_VERSION, AuditRecord, check_fields
 from .redact import Redactor
 from .writerlock import WriterLock
 
-__all__ = ["AuditLog", "StoreWarning", "purge_covers", "store_identity"]
+__all__ = ["AuditLog", "StoreWarning", "identity_of", "purge_covers", "store_identity"]
 
 HASH_ALGORITHM = "sha256/canonical-json-envelope/v1"
 
@@ -49,9 +49,13 @@ def store_identity(db: sqlite3.Connection) -> dict[str, Any] | None:
     if row is None:
         return None
     try:
-        fields = json.loads(row[0])
+        return identity_of(json.loads(row[0]))
     except (ValueError, TypeError):
         return None
+
+
+def identity_of(fields: Any) -> dict[str, Any] | None:
+    """The identity a genesis record's fields fix, or None when they are not a genesis record's."""
     if not isinstance(fields, dict) or fields.get("event_type") != "genesis":
         return None
     details = fields.get("details")

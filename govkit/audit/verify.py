@@ -39,9 +39,10 @@ from .store import connect_read_only, purge_covers, store_identity
 
 _PREFIX = HASH_PREFIX.encode("ascii")
 
-__all__ = ["Problem", "VerifyResult", "verify_store"]
+__all__ = ["SPLICED_GENESIS", "Problem", "VerifyResult", "check_claimed_identity", "verify_store"]
 
 _MAX_PROBLEMS = 100
+SPLICED_GENESIS = "a genesis record in the middle of the log: another store's start was spliced in"
 _CHECKPOINT = b'"event_type":"checkpoint"'
 _PURGE = b'"event_type":"purge"'
 _GENESIS = b'"event_type":"genesis"'
@@ -155,7 +156,7 @@ def verify_store(db: sqlite3.Connection, path: Path, *, public_key: str | None,
     off-device copies of the checkpoint file, read beside the on-device one; `expected_store_id`:
     the store the config names."""
     result = VerifyResult(trusted_key=bool(public_key), expected_store_id=expected_store_id or None)
-    given = [(file, checkpoints.read_checkpoint_file(file)) for file in checkpoint_files]  # InputError first
+    given = [checkpoints.read_checkpoint_file(file) for file in checkpoint_files]  # InputError first
     db.text_factory = bytes  # stored text may have been made undecodable: hash it as bytes
     db.execute("BEGIN")  # one snapshot for every query below, even while writers append
     try:
@@ -168,10 +169,12 @@ def verify_store(db: sqlite3.Connection, path: Path, *, public_key: str | None,
         extra, problems = checkpoints.read_sidecar(sidecar_path)
         result.warnings.extend(problems)
         scan.checkpoints.extend((None, cp) for cp in extra)
-        for file, (found, problems) in given:
+        for found, problems in given:
             result.warnings.extend(problems)
             scan.checkpoints.extend((None, cp) for cp in found)
-        identity = _check_identity(db, result, scan, public_key, meta_public_key)
+        meta = {_text(k): _text(v) for k, v in db.execute("SELECT key, value FROM meta")}
+        identity = _check_identity(db, result, scan, meta, public_key, meta_public_key)
+        _check_purge_finished(result, meta)
         signed = _valid_checkpoints(db, result, scan.checkpoints, public_key,
                                     (identity or {}).get("public_key") or meta_public_key)
         _check_heads(db, result, signed)
@@ -504,37 +507,48 @@ def _collect_event(result: VerifyResult, scan: _Scan, seq: int, body: bytes) -> 
         scan.geneses.append(seq)
 
 
-def _check_identity(db: sqlite3.Connection, result: VerifyResult, scan: _Scan, public_key: str | None,
-                    meta_public_key: str | None) -> dict[str, Any] | None:
+def _check_identity(db: sqlite3.Connection, result: VerifyResult, scan: _Scan, meta: dict[str, str],
+                    public_key: str | None, meta_public_key: str | None) -> dict[str, Any] | None:
     """The store is the one it claims to be, and the one it should be: its first record fixes its
     id (and device key), its metadata agrees, and the config names the same store."""
     identity = store_identity(db)
-    meta = {_text(k): _text(v) for k, v in db.execute("SELECT key, value FROM meta")}
     for seq in scan.geneses:
         if seq != 1:
-            result.add(seq, "a genesis record in the middle of the log: another store's start was spliced in")
+            result.add(seq, SPLICED_GENESIS)
     if identity is None:
         result.add(1, "the first record does not fix the store's identity: not a store 'govkit init' "
                       "created, or its first record was replaced")
         return None
-    result.store_id = identity["store_id"]
     if meta.get("store_id") != identity["store_id"]:
         result.add(1, f"the store's metadata names store {meta.get('store_id')}, but its first record "
                       f"fixes store {identity['store_id']}")
-    if result.expected_store_id and result.expected_store_id != identity["store_id"]:
-        result.add(1, f"this is store {identity['store_id']}, but store {result.expected_store_id} was "
-                      f"expected (govkit.toml or --store-id): another store was put in its place")
-    if meta.get("purge_pending"):
-        result.add(int(meta["purge_pending"]) if meta["purge_pending"].isdigit() else 1,
-                   "text this purge erased may still be physically on disk (a reader kept the write-ahead log "
-                   "from being emptied): run the purge again with no reader open")
     bound = identity.get("public_key")
     if bound and meta_public_key and bound != meta_public_key:
         result.add(1, "the store's metadata holds another public key than its first record")
+    check_claimed_identity(result, identity, public_key)
+    return identity
+
+
+def check_claimed_identity(result: VerifyResult, identity: dict[str, Any], public_key: str | None) -> None:
+    """What the first record fixes against what the verifier trusts (a store or an export of one):
+    the store it was expected to be, and the device key."""
+    result.store_id = identity["store_id"]
+    if result.expected_store_id and result.expected_store_id != identity["store_id"]:
+        result.add(1, f"this is store {identity['store_id']}, but store {result.expected_store_id} was "
+                      f"expected (govkit.toml or --store-id): another store was put in its place")
+    bound = identity.get("public_key")
     if bound and public_key and bound != public_key:
         result.add(1, f"the store was created for device key {checkpoints.key_id(bound)}, "
                       f"not the trusted key {checkpoints.key_id(public_key)}")
-    return identity
+
+
+def _check_purge_finished(result: VerifyResult, meta: dict[str, str]) -> None:
+    """A purge an open reader kept from emptying the WAL left the text it erased on disk."""
+    pending = meta.get("purge_pending")
+    if pending:
+        result.add(int(pending) if pending.isdigit() else 1,
+                   "text this purge erased may still be physically on disk (a reader kept the write-ahead log "
+                   "from being emptied): run the purge again with no reader open")
 
 
 def _valid_checkpoints(db: sqlite3.Connection, result: VerifyResult,
