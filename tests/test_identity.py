@@ -352,3 +352,17 @@ def test_an_auditors_copy_on_read_only_media_opens_and_nothing_is_written(projec
         assert {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in media.iterdir()} == before
     finally:
         subprocess.run(["umount", str(media)], check=False)
+
+
+def test_verify_export_checks_a_parquet_exports_readable_columns_too(project: Path) -> None:
+    """The Parquet columns (model_id, status, ...) are what a reader of the file sees: one edited
+    while the hashed body is left alone fails the export, as a JSONL field does."""
+    pq = pytest.importorskip("pyarrow.parquet")
+    out = project / "audit.parquet"
+    assert run("audit", "export", "--format", "parquet", "-o", str(out)).exit_code == 0
+    table = pq.read_table(out)
+    rows = table.to_pylist()
+    rows[5]["model_id"] = "another-model"
+    pq.write_table(type(table).from_pylist(rows, schema=table.schema), out)
+    failed = run("audit", "verify", "--export", str(out))
+    assert failed.exit_code == 1 and "field(s) model_id differ from the hashed body" in failed.output

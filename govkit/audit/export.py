@@ -65,11 +65,12 @@ def verify_export(path: Path, *, public_key: str | None = None, expected_store_i
     says the export was filtered: then each contiguous run is checked and the gaps are named."""
     from .checkpoints import signature_valid
     from .hashing import GENESIS_HASH, chain_hash, content_digest
-    from .verify import VerifyResult
+    from .store import identity_of
+    from .verify import SPLICED_GENESIS, VerifyResult, check_claimed_identity
 
     result = VerifyResult(trusted_key=bool(public_key), expected_store_id=expected_store_id or None)
     prev_seq, prev_hash, gaps = 0, GENESIS_HASH, 0
-    for where, row in _export_rows(Path(path)):
+    for where, row, textual in _export_rows(Path(path)):
         if isinstance(row, str):
             result.add(prev_seq + 1, f"{where}: {row}")
             continue
@@ -99,9 +100,11 @@ def verify_export(path: Path, *, public_key: str | None = None, expected_store_i
         except ValueError:
             result.add(seq, "the exported body is not JSON")
             fields = {}
+        # The readable fields (JSONL) or columns (Parquet, as text) must say what the hashed body says.
+        as_shown = _text if textual else (lambda value: value)
         shown = {k: v for k, v in row.items() if k not in _ENVELOPE_KEYS}
-        if shown and any(fields.get(k) != v for k, v in shown.items()):
-            wrong = sorted(k for k, v in shown.items() if fields.get(k) != v)
+        wrong = sorted(k for k, v in shown.items() if as_shown(fields.get(k)) != v)
+        if wrong:
             result.add(seq, f"exported field(s) {', '.join(wrong)} differ from the hashed body")
         for kind, key in (("prompt", "input_sha256"), ("response", "output_sha256")):
             text = (row.get("content") or {}).get(kind) if isinstance(row.get("content"), dict) else None
@@ -112,14 +115,13 @@ def verify_export(path: Path, *, public_key: str | None = None, expected_store_i
         event = fields.get("event_type")
         details = fields.get("details") if isinstance(fields.get("details"), dict) else {}
         if event == "genesis":
+            identity = identity_of(fields)
             if seq != 1:
-                result.add(seq, "a genesis record in the middle of the log: another store's start was spliced in")
+                result.add(seq, SPLICED_GENESIS)
+            elif identity is None:
+                result.add(1, "the genesis record does not name its store")
             else:
-                result.store_id = details.get("store_id")
-                if result.expected_store_id and result.store_id != result.expected_store_id:
-                    result.add(1, f"this is store {result.store_id}, but store {result.expected_store_id} was expected")
-                if public_key and details.get("public_key") and details["public_key"] != public_key:
-                    result.add(1, "the store was created for another device key than the trusted one")
+                check_claimed_identity(result, identity, public_key)
         elif event == "checkpoint":
             key = public_key or None
             if key and not signature_valid(key, details):
@@ -140,7 +142,8 @@ def verify_export(path: Path, *, public_key: str | None = None, expected_store_i
 
 
 def _export_rows(path: Path) -> Any:
-    """(where, row dict) for each exported record; a string in place of the row names a problem."""
+    """(where, row dict, whether its readable fields are text columns) for each exported record;
+    a string in place of the row names a problem."""
     from ..errors import InputError
 
     if not path.is_file():
@@ -150,15 +153,14 @@ def _export_rows(path: Path) -> Any:
     if magic == b"PAR1":
         pq = require("pyarrow.parquet", "parquet")
         number = 0
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=10_000,
-                                                        columns=["seq", "prev_hash", "record_hash", "body", "content"]):
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=10_000, columns=[*COLUMNS, "body", "content"]):
             for row in batch.to_pylist():
                 number += 1
                 if isinstance(row.get("content"), str):
                     row["content"] = json.loads(row["content"])
                 elif row.get("content") is None:
                     row.pop("content", None)
-                yield f"{path.name}, row {number}", row
+                yield f"{path.name}, row {number}", row, True
         return
     with path.open("r", encoding="utf-8", errors="surrogateescape") as lines:
         for number, line in enumerate(lines, 1):
@@ -167,6 +169,6 @@ def _export_rows(path: Path) -> Any:
             try:
                 row = json.loads(line)
             except ValueError:
-                yield f"{path.name}, line {number}", "not a JSON line"
+                yield f"{path.name}, line {number}", "not a JSON line", False
                 continue
-            yield f"{path.name}, line {number}", row if isinstance(row, dict) else "not a JSON object"
+            yield f"{path.name}, line {number}", row if isinstance(row, dict) else "not a JSON object", False
