@@ -207,11 +207,16 @@ class AuditingProxy:
         return self.config.upstream_root + route.path + (f"?{query}" if query else "")
 
     async def _refuse(self, request: Any, route: Route, status: int, message: str, code: str) -> Any:
-        """Answer with an error the upstream never saw, and record that the request was refused."""
+        """A route govkit does not forward: refused, and on the record (the path redacted: it is
+        whatever the client sent)."""
+        return await self._turned_away("refused", status, message, code, error=f"{status} {code}",
+                                       endpoint=self.log.redact(route.path)[:512],
+                                       details={"method": request.method[:16]}, **self._request_context(request))
+
+    async def _turned_away(self, outcome: str, status: int, message: str, code: str, **fields: Any) -> Any:
+        """Answer with an error the upstream never saw, once a `request` record says why."""
         try:
-            await self.log.append_async("request", status="refused", error=f"{status} {code}",
-                                        endpoint=self.log.redact(route.path)[:512],
-                                        details={"method": request.method[:16]}, **self._request_context(request))
+            await self.log.append_async("request", status=outcome, **fields)
         except GovkitError as exc:
             return _store_failed(exc)
         return _error(status, message, code)
@@ -273,13 +278,9 @@ class AuditingProxy:
                                            **call.fields)
 
     async def _rejected(self, call: Call, status: int, message: str, code: str) -> Any:
-        """A request refused before the upstream ran, on the record as such."""
-        try:
-            await self.log.append_async("request", status="rejected", error=message, ts_start=call.ts_start,
-                                        endpoint=call.endpoint, **call.fields)
-        except GovkitError as exc:
-            return _store_failed(exc)
-        return _error(status, message, code)
+        """A request to an inference route refused before the upstream ran (too large, not JSON)."""
+        return await self._turned_away("rejected", status, message, code, error=message, ts_start=call.ts_start,
+                                       endpoint=call.endpoint, **call.fields)
 
     async def _upstream_failed(self, call: Call, exc: Exception, stage: str) -> Any:
         """Record the failure, then answer the client with a clean 504 (timeout) or 502."""
