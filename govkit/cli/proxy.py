@@ -100,11 +100,12 @@ async def _serve(proxy: object, config: object, log_path: Path) -> None:
     runner = web.AppRunner(proxy.app(), handle_signals=False, access_log=None,  # type: ignore[attr-defined]
                            keepalive_timeout=15.0)
     await runner.setup()
-    # Connections pass a guard first: capped per client and in all, headers within a time limit.
-    runner._server = ConnectionGuard(runner.server, config.guard)  # type: ignore[attr-defined]
-    site = web.TCPSite(runner, config.host, config.port, backlog=1024)  # type: ignore[attr-defined]
+    loop = asyncio.get_running_loop()
+    # Connections pass a guard before aiohttp's own handler: capped per client and in all, the
+    # request head within a time limit. The listener is ours, so the guard needs no hook in aiohttp.
     try:
-        await site.start()
+        listener = await loop.create_server(ConnectionGuard(runner.server, config.guard),  # type: ignore[attr-defined]
+                                            config.host, config.port, backlog=1024)  # type: ignore[attr-defined]
     except OSError as exc:
         await runner.cleanup()
         raise InputError(f"cannot listen on {config.host}:{config.port}: {exc.strerror}") from None  # type: ignore[attr-defined]
@@ -116,9 +117,9 @@ async def _serve(proxy: object, config: object, log_path: Path) -> None:
         click.echo(f"explaining in the background: {explain.sample_rate:.0%} of decisions"
                    + (f" and every answer matching {explain.match!r}" if explain.match else ""))
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     click.echo("govkit proxy: stopping; finishing in-flight requests")
-    await runner.cleanup()  # stops accepting, waits for handlers in flight, closes the upstream session
+    listener.close()  # stop accepting
+    await runner.cleanup()  # waits for handlers in flight, closes the upstream session

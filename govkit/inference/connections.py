@@ -39,9 +39,6 @@ class ConnectionGuard:
     def __call__(self) -> asyncio.Protocol:
         return _Guarded(self, self.factory())
 
-    def __getattr__(self, name: str) -> Any:  # the runner's shutdown and bookkeeping: aiohttp's own
-        return getattr(self.factory, name)
-
 
 class _Guarded(asyncio.Protocol):
     def __init__(self, guard: ConnectionGuard, inner: Any):
