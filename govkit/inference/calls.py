@@ -157,19 +157,8 @@ class EventStream:
     def held(self) -> bytes:
         return self.last + self.done_events + self.buffer
 
-    @property
-    def text(self) -> str | None:
-        return self._answer().text
-
-    @property
-    def usage(self) -> dict[str, Any]:
-        return self.answer.usage
-
-    @property
-    def finish_reason(self) -> str | None:
-        return self._answer().finish_reason
-
-    def _answer(self) -> Answer:
+    def result(self) -> Answer:
+        """The answer as assembled so far (each choice's text joined once per call)."""
         for index, parts in self._parts.items():
             choice = self._by_index[index]
             choice["text"] = "".join(parts)
@@ -179,9 +168,6 @@ class EventStream:
                 choice["text"] += f"\n[... {total - RECORD_TEXT_LIMIT} more characters not kept; see the record's sha256]"
         self.answer.choices = [self._by_index[i] for i in sorted(self._by_index)]
         return self.answer
-
-    def result(self) -> Answer:
-        return self._answer()
 
     def feed(self, chunk: bytes) -> bytes:
         self.buffer += chunk

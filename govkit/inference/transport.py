@@ -140,8 +140,7 @@ def transport_classes(module: str = "httpx") -> tuple[type, type]:
         def _record(self, **outcome: Any) -> None:
             if not self.recorded:
                 self.recorded = True
-                self.log.append("inference", **self.call.record(response=self.events.text, usage=self.events.usage,
-                                                                finish_reason=self.events.finish_reason, **outcome))
+                self.log.append("inference", **self.call.record(**_assembled(self.events), **outcome))
 
         def close(self) -> None:
             self._record(status="client_disconnected", error="the client stopped reading mid-stream")
@@ -169,8 +168,7 @@ def transport_classes(module: str = "httpx") -> tuple[type, type]:
         async def _record(self, **outcome: Any) -> None:
             if not self.recorded:
                 self.recorded = True
-                await self.log.append_async("inference", **self.call.record(
-                    response=self.events.text, usage=self.events.usage, finish_reason=self.events.finish_reason, **outcome))
+                await self.log.append_async("inference", **self.call.record(**_assembled(self.events), **outcome))
 
         async def aclose(self) -> None:
             await self._record(status="client_disconnected", error="the client stopped reading mid-stream")
@@ -190,6 +188,12 @@ def _with_record_id(headers: Any, record: Any) -> list[tuple[str, str]]:
 def _is_stream(payload: dict[str, Any], response: Any) -> bool:
     return bool(payload.get("stream")) and response.status_code == 200 and \
         "text/event-stream" in response.headers.get("content-type", "")
+
+
+def _assembled(events: EventStream) -> dict[str, Any]:
+    """What a stream's record keeps of its answer, assembled once."""
+    answer = events.result()
+    return {"response": answer.text, "usage": answer.usage, "finish_reason": answer.finish_reason}
 
 
 def _stream_outcome(events: EventStream) -> dict[str, Any]:

@@ -102,12 +102,14 @@ class AuditedLlama:
                 events.add(chunk)
                 last = chunk
         except Exception as exc:
+            answer = events.result()
             self._log.append("inference", **call.record(status="error", error=f"{type(exc).__name__}: {exc}",
-                                                        response=events.text, finish_reason=events.finish_reason))
+                                                        response=answer.text, finish_reason=answer.finish_reason))
             raise
         # The last chunk waits until the record is durable.
-        self._log.append("inference", **call.record(status="ok", response=events.text, usage=events.usage,
-                                                    finish_reason=events.finish_reason))
+        answer = events.result()
+        self._log.append("inference", **call.record(status="ok", response=answer.text, usage=answer.usage,
+                                                    finish_reason=answer.finish_reason))
         if last is not None:
             yield last
 
