@@ -433,6 +433,7 @@ def counterfactual(ctx: click.Context, data_path: Path, attributes: tuple[str, .
                                                  group_lists[lex.attribute], positive, confidence=policy.confidence,
                                                  seed=seed, max_flip_rate=policy.max_flip_rate,
                                                  min_rows=policy.min_group_size) for lex in chosen}
+        status = verdict(a["status"] for a in analyses.values())
         unparseable: dict[str, int] = {}
         for v in variants:
             if v["decision"] is None:
@@ -443,8 +444,7 @@ def counterfactual(ctx: click.Context, data_path: Path, attributes: tuple[str, .
                   "prompt_template_sha256": "sha256:" + hashlib.sha256(prompt_template.read_bytes()).hexdigest(),
                   "choices": options, "positive": positive, "rows": int(len(frame)), "decided": len(variants),
                   "confidence": policy.confidence, "seed": seed, "attributes": analyses, "unparseable": unparseable,
-                  "status": verdict(a["status"] for a in analyses.values()),
-                  "passed": verdict(a["status"] for a in analyses.values()) == "pass",
+                  "status": status, "passed": status == "pass",
                   "to_conclude": [f"{attr}: {' vs '.join(p['groups'])}: {p['to_conclude']}"
                                   for attr, a in analyses.items() for p in a["pairs"] if p["status"] == "inconclusive"],
                   "summary": [p["statement"] for a in analyses.values() for p in a["pairs"]],
