@@ -154,9 +154,10 @@ def _model_calls(log: AuditLog) -> list[AuditRecord]:
 MARKER = ".govkit-demo"  # lists what a demo made in its folder, so a later run removes only that
 
 
-def _prepare_folder(folder: Path) -> None:
+def _prepare_folder(folder: Path) -> set[str]:
     """An empty (or new) folder, or an earlier demo's, whose own files alone are removed. Any
-    other non-empty folder is refused: the demo never deletes what it did not create."""
+    other non-empty folder is refused: the demo never deletes what it did not create. Returns the
+    names already there, which are not the demo's."""
     if folder.exists() and not folder.is_dir():
         raise InputError(f"--dir {folder}: not a folder")
     if folder.exists() and any(folder.iterdir()):
@@ -171,14 +172,11 @@ def _prepare_folder(folder: Path) -> None:
             shutil.rmtree(target) if target.is_dir() and not target.is_symlink() else target.unlink()
         marker.unlink()
     folder.mkdir(parents=True, exist_ok=True)
-    _before[str(folder.resolve())] = {p.name for p in folder.iterdir()}
+    return {p.name for p in folder.iterdir()}
 
 
-_before: dict[str, set[str]] = {}
-
-
-def _write_marker(folder: Path) -> None:
-    made = sorted({p.name for p in folder.iterdir()} - _before.get(str(folder.resolve()), set()))
+def _write_marker(folder: Path, before: set[str]) -> None:
+    made = sorted({p.name for p in folder.iterdir()} - before)
     (folder / MARKER).write_text("\n".join(made) + "\n", encoding="utf-8")
 
 
@@ -201,7 +199,7 @@ def demo(ctx: click.Context, folder: Path, real_model: bool) -> None:
     """
     from .init import init
 
-    _prepare_folder(folder)
+    before = _prepare_folder(folder)
     here = Path.cwd()
     os.chdir(folder)
     try:
@@ -266,4 +264,4 @@ def demo(ctx: click.Context, folder: Path, real_model: bool) -> None:
                     "govkit check --explain GOV-001", fg="green")
     finally:
         os.chdir(here)
-        _write_marker(folder)
+        _write_marker(folder, before)
