@@ -105,10 +105,13 @@ class Context:
         if record.artifact_sha256:
             return record.artifact_sha256
         if record.target_record_id:
-            index = self.__dict__.setdefault("_by_id", {r.record_id: r for r in self.records("inference")})
-            target = index.get(record.target_record_id)
+            target = self._inference_by_id.get(record.target_record_id)
             return target.artifact_sha256 if target is not None else None
         return None
+
+    @cached_property
+    def _inference_by_id(self) -> dict[str, AuditRecord]:
+        return {r.record_id: r for r in self.records("inference")}
 
     def about_reviewed_model(self, records: list[AuditRecord]) -> tuple[list[AuditRecord], str]:
         """The records about the model under review, and a phrase saying what was found: how many,
