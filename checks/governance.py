@@ -258,7 +258,7 @@ def incidents_reviewed(ctx):
 
     if ctx.log is None:
         raise NoEvidence("no audit log")
-    still = open_incidents(ctx.log)
+    still = open_incidents(ctx.records("incident"))
     return Result(not still, f"{len(still)} open incident(s), oldest {ctx.age_days(still[0]):.0f} days" if still
                   else "no open incident", {"incidents": [r.record_id for r in still][:20]})
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from ..errors import InputError
@@ -16,9 +17,9 @@ def _is_resolution(record: AuditRecord) -> bool:
     return (record.details or {}).get("action") == RESOLVED
 
 
-def open_incidents(log: Any) -> list[AuditRecord]:
-    """Incident records that no later resolution names, oldest first."""
-    incidents = list(log.query(event_type="incident"))
+def open_incidents(incidents: Iterable[AuditRecord]) -> list[AuditRecord]:
+    """Of these incident records, the ones no resolution among them names, oldest first."""
+    incidents = list(incidents)
     resolved = {r.target_record_id for r in incidents if _is_resolution(r)}
     return [r for r in incidents if not _is_resolution(r) and r.record_id not in resolved]
 
@@ -31,7 +32,7 @@ def resolve(log: Any, incident_id: str, *, note: str, reviewer: str | None = Non
     if target.event_type != "incident" or _is_resolution(target):
         raise InputError(f"record {incident_id} is not an incident (it is a {target.event_type} record"
                          + (", a resolution" if _is_resolution(target) else "") + ")")
-    if target.record_id not in {r.record_id for r in open_incidents(log)}:
+    if target.record_id not in {r.record_id for r in open_incidents(log.query(event_type="incident"))}:
         raise InputError(f"incident {incident_id} is already resolved")
     if not note.strip():
         raise InputError("--note: say what was found and done")

@@ -331,7 +331,7 @@ def incident_list(ctx: click.Context, db: Path | None, as_json: bool) -> None:
     from ..audit.incidents import open_incidents
 
     with open_log(ctx, db, read_only=True) as log:
-        found = open_incidents(log)
+        found = open_incidents(log.query(event_type="incident"))
     if as_json:
         echo_json([r.to_dict() for r in found])
         return
