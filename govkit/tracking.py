@@ -125,8 +125,7 @@ class Tracker:
         if not self.enabled:
             yield TrackedRun()
             return
-        if self.artifact_root is not None:
-            relocate_local_store(self.artifact_root.parent / "mlflow.db", self.artifact_root)
+        self.relocate()
         mlflow = _mlflow()
         try:
             client = mlflow.MlflowClient(tracking_uri=self.uri)
@@ -142,6 +141,11 @@ class Tracker:
                 client.set_terminated(tracked.id, "FAILED")
             raise
         client.set_terminated(tracked.id, "FINISHED")
+
+    def relocate(self) -> None:
+        """The embedded store's artifact locations, moved to this project's folder if it moved."""
+        if self.artifact_root is not None:
+            relocate_local_store(self.artifact_root.parent / "mlflow.db", self.artifact_root)
 
     def _experiment_id(self, client: Any) -> str:
         found = client.get_experiment_by_name(self.experiment)
@@ -165,8 +169,7 @@ def erase_subject_artifacts(log: Any, settings: Settings | None, subject_ref: st
     tracker = Tracker.from_settings(settings, log.path)
     if not runs or not tracker.enabled:
         return []
-    if tracker.artifact_root is not None:
-        relocate_local_store(tracker.artifact_root.parent / "mlflow.db", tracker.artifact_root)
+    tracker.relocate()
     mlflow = _mlflow()
     from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
@@ -184,7 +187,7 @@ def erase_subject_artifacts(log: Any, settings: Settings | None, subject_ref: st
             raise TrackingError(f"MLflow at {tracker.uri}: cannot erase run {run_id}'s artifacts ({exc.message}); "
                                 f"the purge is recorded: run it again to finish") from None
         except OSError as exc:
-            raise TrackingError(f"{run.info.artifact_uri}: cannot erase run {run_id}'s artifacts ({exc.strerror}); "
+            raise TrackingError(f"MLflow at {tracker.uri}: cannot erase run {run_id}'s artifacts ({exc.strerror}); "
                                 f"the purge is recorded: run it again to finish") from None
     return runs
 
