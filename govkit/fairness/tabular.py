@@ -47,6 +47,7 @@ WEIGHT = "__govkit_rows__"
 class _Groups:
     labels: list[str]  # "sex=Female" or "sex=Female, race=Black"
     cells: Any  # int array (groups, 4): tn, fp, fn, tp
+    of_row: Any  # int array: the group of each row of the view
 
 
 def compress(frame: Any, *, y_true: str, y_pred: str, sensitive: list[str]) -> Any:
@@ -202,10 +203,7 @@ def _analyze_view(cells: Any, attrs: list[str], y_true: str, y_pred: str, policy
         metrics = {name: _inconclusive(name, getattr(policy, name), reason, small) for name in BETWEEN_GROUPS}
         return {"attributes": attrs, "reference": None, "by_group": rows, "metrics": metrics,
                 "warnings": warnings, "judged_groups": [rows[i]["group"] for i in adequate]}
-    row_labels = [_label(attrs, key) for key in (view[attrs].apply(tuple, axis=1) if len(attrs) > 1 else view[attrs[0]])]
-    judged = {rows[i]["group"] for i in adequate}
-    mask = np.array([label in judged for label in row_labels])
-    values = _between(fm, view[mask], attrs, y_true, y_pred)
+    values = _between(fm, view[np.isin(groups.of_row, adequate)], attrs, y_true, y_pred)
     ref_index = _reference_index(labels, rates, reference, attrs, among=adequate)
     ratios = rates / rates[ref_index] if rates[ref_index] > 0 else np.full(len(rates), np.nan)
     others = [i for i in adequate if i != ref_index]
@@ -259,9 +257,10 @@ def _confusion(view: Any, attrs: list[str], y_true: str, y_pred: str) -> _Groups
     order: dict[Any, int] = {}
     for key in keys:
         order.setdefault(key, len(order))
+    of_row = np.array([order[k] for k in keys], dtype=np.int64)
     counts = np.zeros((len(order), 4), dtype=np.int64)
-    np.add.at(counts, ([order[k] for k in keys], cell), view[WEIGHT].to_numpy())
-    return _Groups([_label(attrs, key) for key in order], counts)
+    np.add.at(counts, (of_row, cell), view[WEIGHT].to_numpy())
+    return _Groups([_label(attrs, key) for key in order], counts, of_row)
 
 
 def _label(attrs: list[str], key: Any) -> str:
