@@ -366,3 +366,18 @@ def test_verify_export_checks_a_parquet_exports_readable_columns_too(project: Pa
     pq.write_table(type(table).from_pylist(rows, schema=table.schema), out)
     failed = run("audit", "verify", "--export", str(out))
     assert failed.exit_code == 1 and "field(s) model_id differ from the hashed body" in failed.output
+
+
+def test_an_export_cut_short_fails_against_the_offsite_checkpoints(project: Path) -> None:
+    """By itself an export whose tail was cut looks whole; --checkpoints was ignored with --export."""
+    offsite = offsite_copy(project)
+    out = project / "audit.jsonl"
+    assert run("audit", "export", "-o", str(out)).exit_code == 0
+    whole = run("audit", "verify", "--export", str(out), "--checkpoints", str(offsite))
+    assert whole.exit_code == 0, whole.output
+    lines = out.read_text().splitlines()
+    out.write_text("\n".join(lines[:12]) + "\n")  # the tail, with its checkpoints, removed
+    alone = run("audit", "verify", "--export", str(out))
+    assert alone.exit_code == 0 and "cannot be told from a whole one" in alone.output  # and it says so
+    cut = run("audit", "verify", "--export", str(out), "--checkpoints", str(offsite))
+    assert cut.exit_code == 1 and "truncated" in cut.output

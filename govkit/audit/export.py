@@ -56,19 +56,32 @@ _ENVELOPE_KEYS = ("seq", "prev_hash", "record_hash", "body", "content")
 
 
 def verify_export(path: Path, *, public_key: str | None = None, expected_store_id: str | None = None,
-                  partial: bool = False) -> Any:
+                  partial: bool = False, checkpoint_files: tuple[Path, ...] = ()) -> Any:
     """Recompute the chain of a JSONL or Parquet export (`govkit audit export`), reading it a row at
     a time: every record's hash from its exported body, prev_hash and seq (the README's formula),
     each record's link to the one before it, that the readable fields say what the hashed body
     says, exported content against its digests, the store's identity and the checkpoints'
     signatures. A gap in the seqs fails it (records deleted from the file), unless `partial`
-    says the export was filtered: then each contiguous run is checked and the gaps are named."""
-    from .checkpoints import signature_valid
+    says the export was filtered: then each contiguous run is checked and the gaps are named.
+
+    An export cut short at its end looks whole by itself: `checkpoint_files` (off-device copies of
+    the checkpoint file) settle it, as for a store. Each signed head they name must be in the
+    export with that hash, and none may lie past its end."""
+    from .checkpoints import read_checkpoint_file, signature_valid
     from .hashing import GENESIS_HASH, chain_hash, content_digest
     from .store import identity_of
     from .verify import SPLICED_GENESIS, VerifyResult, check_claimed_identity
 
     result = VerifyResult(trusted_key=bool(public_key), expected_store_id=expected_store_id or None)
+    heads: dict[int, dict[str, Any]] = {}  # seq -> a signed checkpoint of that head, from the given files
+    for file in checkpoint_files:
+        found, problems = read_checkpoint_file(file)
+        result.warnings.extend(problems)
+        for checkpoint in found:
+            if public_key and not signature_valid(public_key, checkpoint):
+                result.add(checkpoint["seq"], f"checkpoint signature invalid ({file.name})")
+            else:
+                heads[checkpoint["seq"]] = checkpoint
     prev_seq, prev_hash, gaps = 0, GENESIS_HASH, 0
     for where, row, textual in _export_rows(Path(path)):
         if isinstance(row, str):
@@ -133,8 +146,21 @@ def verify_export(path: Path, *, public_key: str | None = None, expected_store_i
             elif key:
                 result.checkpoints += 1
                 result.last_checkpoint_seq = details.get("seq")
+        signed = heads.get(seq)
+        if signed is not None and signed.get("head_hash") != stored:
+            result.add(seq, f"record differs from the signed checkpoint of seq {seq} (log rewritten)")
         prev_seq, prev_hash = seq, stored
         result.records += 1
+    for seq, signed in sorted(heads.items()):
+        if result.store_id is not None and signed.get("store_id") != result.store_id:
+            result.add(1, f"a checkpoint of another store ({signed.get('store_id')}) in the checkpoint file")
+        elif seq > prev_seq:
+            result.add(prev_seq + 1, f"truncated: a signed checkpoint says the log reached seq {seq}, but the export "
+                                     f"ends at seq {prev_seq}")
+            break
+    if not heads and result.records and not partial:
+        result.warnings.append("no checkpoint file given (--checkpoints): an export cut short at its end cannot be "
+                               "told from a whole one")
     if result.records and result.store_id is None:
         result.warnings.append("the export does not hold the store's first record: its identity was not checked")
     result.head_seq, result.head_hash = prev_seq, prev_hash

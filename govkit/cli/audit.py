@@ -107,7 +107,7 @@ def verify(ctx: click.Context, db: Path | None, public_key: str | None, checkpoi
         settings = settings_for(ctx, required=False)
         result = verify_export(export_file, public_key=public_key or (settings.audit.public_key if settings else None),
                                expected_store_id=store_id or (settings.audit.store_id if settings else None),
-                               partial=partial)
+                               partial=partial, checkpoint_files=checkpoint_files)
     else:
         with open_log(ctx, db, read_only=True) as log:
             result = log.verify(public_key=public_key, checkpoint_files=checkpoint_files, store_id=store_id)
