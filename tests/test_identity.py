@@ -381,3 +381,10 @@ def test_an_export_cut_short_fails_against_the_offsite_checkpoints(project: Path
     assert alone.exit_code == 0 and "cannot be told from a whole one" in alone.output  # and it says so
     cut = run("audit", "verify", "--export", str(out), "--checkpoints", str(offsite))
     assert cut.exit_code == 1 and "truncated" in cut.output
+
+
+def test_an_ok_verdict_says_when_no_offsite_checkpoints_were_checked(project: Path) -> None:
+    alone = run("audit", "verify")
+    assert alone.exit_code == 0 and "no off-device checkpoint copy given" in alone.output
+    with_copy = run("audit", "verify", "--checkpoints", str(offsite_copy(project)))
+    assert with_copy.exit_code == 0 and "no off-device checkpoint copy given" not in with_copy.output

@@ -72,7 +72,8 @@ def verify_export(path: Path, *, public_key: str | None = None, expected_store_i
     from .store import identity_of
     from .verify import SPLICED_GENESIS, VerifyResult, check_claimed_identity
 
-    result = VerifyResult(trusted_key=bool(public_key), expected_store_id=expected_store_id or None)
+    result = VerifyResult(trusted_key=bool(public_key), expected_store_id=expected_store_id or None,
+                          offsite_checkpoints=bool(checkpoint_files))
     heads: dict[int, dict[str, Any]] = {}  # seq -> a signed checkpoint of that head, from the given files
     for file in checkpoint_files:
         found, problems = read_checkpoint_file(file)
@@ -158,7 +159,7 @@ def verify_export(path: Path, *, public_key: str | None = None, expected_store_i
             result.add(prev_seq + 1, f"truncated: a signed checkpoint says the log reached seq {seq}, but the export "
                                      f"ends at seq {prev_seq}")
             break
-    if not heads and result.records and not partial:
+    if not heads and result.records and not partial:  # the verdict's scope says so too
         result.warnings.append("no checkpoint file given (--checkpoints): an export cut short at its end cannot be "
                                "told from a whole one")
     if result.records and result.store_id is None:

@@ -101,6 +101,7 @@ class VerifyResult:
     # which whoever rewrote the file could rewrite too: the log is self-consistent, no more.
     trusted_key: bool = False
     expected_store_id: str | None = None  # the store the config or the caller named
+    offsite_checkpoints: bool = False  # an off-device copy of the checkpoint file was checked too
 
     @property
     def ok(self) -> bool:
@@ -119,7 +120,10 @@ class VerifyResult:
                     "signatures and identity were checked against the store's own claims")
         return "checked against the trusted device key" + (
             f" and store id {self.expected_store_id}" if self.expected_store_id else
-            "; no store id named (govkit.toml has none)")
+            "; no store id named (govkit.toml has none)") + (
+            "" if self.offsite_checkpoints else
+            "; no off-device checkpoint copy given, so a cut at the end is caught only back to the last "
+            "checkpoint this device still holds (pass --checkpoints)")
 
     @property
     def first_bad_seq(self) -> int | None:
@@ -155,7 +159,8 @@ def verify_store(db: sqlite3.Connection, path: Path, *, public_key: str | None,
     """`public_key`: trusted, from outside the store (config or caller); `checkpoint_files`:
     off-device copies of the checkpoint file, read beside the on-device one; `expected_store_id`:
     the store the config names."""
-    result = VerifyResult(trusted_key=bool(public_key), expected_store_id=expected_store_id or None)
+    result = VerifyResult(trusted_key=bool(public_key), expected_store_id=expected_store_id or None,
+                          offsite_checkpoints=bool(checkpoint_files))
     given = [checkpoints.read_checkpoint_file(file) for file in checkpoint_files]  # InputError first
     db.text_factory = bytes  # stored text may have been made undecodable: hash it as bytes
     db.execute("BEGIN")  # one snapshot for every query below, even while writers append
