@@ -86,7 +86,7 @@ def llm_throughput(decisions: int, rounds: int) -> None:
     import httpx
 
     from govkit.audit import AuditLog
-    from govkit.fairness.llm import Decider
+    from govkit.inference.decider import Decider
     from govkit.inference.localserver import bundled_model, start_llama_server
 
     gguf = bundled_model()

@@ -33,7 +33,7 @@ PROMPT = ("A retired customer aged 67, with two missed card payments last year, 
 def explain_at(url: str, folder: Path, budget: int, reuse: bool) -> tuple[float, int, list[float]]:
     from govkit.audit import AuditLog
     from govkit.explain.text import Scorer, explain_text
-    from govkit.fairness.llm import Decider
+    from govkit.inference.decider import Decider
 
     with AuditLog(folder / f"audit-{budget}-{reuse}.db", create=True) as log:
         decider = Decider(log, ["approve", "deny"], endpoint=url, purpose="explanation")

@@ -5,7 +5,8 @@
 Writes a file of random bytes (1 GiB by default), reads it once so both tools hash from the page
 cache, then alternates `sha256sum FILE` and a child process running
 `govkit.inference.fingerprint.sha256_file` (what `lineage dataset add` and `lineage model add` use).
-`--cold` drops the file from the page cache before every run instead. Prints each tool's best throughput, their ratio (goal: close to 1), both digests (they must match)
+`--cold` drops the file from the page cache before every run instead. Prints each tool's best
+throughput, their ratio (goal: close to 1), both digests (they must match)
 and the child's peak RSS against a child that only imports govkit (goal: flat, independent of the
 file size; run with a smaller --size-mib to compare).
 """
@@ -23,7 +24,7 @@ from pathlib import Path
 CHILD = """
 import sys, time
 from pathlib import Path
-from govkit.inference.fingerprint import sha256_file
+from govkit.digests import sha256_file
 if sys.argv[1] != "--import-only":
     start = time.perf_counter()
     digest, size = sha256_file(Path(sys.argv[1]))

@@ -39,7 +39,8 @@ BENCH_KEY = "sk-govkit-bench-0000"  # LiteLLM refuses to start without a master 
 # share the same two cores with it.
 INSTANT = r"""
 import asyncio, sys
-ANSWER = b'{"id":"x","object":"chat.completion","model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":5,"completion_tokens":1,"total_tokens":6}}'
+ANSWER = (b'{"id":"x","object":"chat.completion","model":"m","choices":[{"index":0,"message":{"role":"assistant",'
+          b'"content":"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":5,"completion_tokens":1,"total_tokens":6}}')
 MODELS = b'{"object":"list","data":[{"id":"m","object":"model","owned_by":"instant"}]}'
 def response(body):
     return b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%b" % (len(body), body)
@@ -89,7 +90,7 @@ class AnswerOnly(AuditingProxy):
 
 folder, upstream, port = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 settings = load_settings(folder / "govkit.toml")
-config = ProxyConfig(upstream=upstream, port=port, model_id=settings.model.id, settings=settings)
+config = ProxyConfig(upstream=upstream, port=port, model_id=settings.model.id)
 try:
     import uvloop
     factory = uvloop.new_event_loop

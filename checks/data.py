@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from govkit.checks import NoEvidence, Result, Skip, check
+from govkit.checks import Context, NoEvidence, Result, Skip, check
 
 
-def _datasets(ctx):
+def _datasets(ctx: Context):
     return [e for e in ctx.lineage.entities.values() if e["kind"] == "dataset"] if ctx.lineage else []
 
 
-def _deployed_models(ctx):
+def _deployed_models(ctx: Context):
     """Registered models linked to a deployment, and those that answered live traffic."""
     graph = ctx.lineage
     if graph is None:
@@ -24,7 +24,7 @@ def _deployed_models(ctx):
 @check(id="DAT-001", title="Data lineage recorded for the deployed model", severity="blocking",
        references={"OSFI E-23": "P3.2", "EU AI Act": "Art. 10(2)(b)", "ISO/IEC 42001": "A.7.5"},
        crosswalk="data_lineage_recorded")
-def data_lineage_recorded(ctx):
+def data_lineage_recorded(ctx: Context):
     """What it checks: every deployed model has at least one dataset linked to it, and every dataset
     records its source and licence.
     Why it matters: E-23 asks for documented lineage and provenance of the data behind a model.
@@ -32,7 +32,7 @@ def data_lineage_recorded(ctx):
     models = _deployed_models(ctx)
     if not models:
         raise NoEvidence("no deployed model in the lineage: govkit lineage link MODEL deployment")
-    fed = {e["target"] for e in ctx.lineage.edges if e["source"].startswith("dataset/")}
+    fed = {e["target"] for e in ctx.graph.edges if e["source"].startswith("dataset/")}
     bare = [m["id"] for m in models if m["id"] not in fed]
     missing = {d["id"]: [f"{name} (--{key})" for key, name in (("source", "source"), ("license", "licence"))
                          if not d.get(key)] for d in _datasets(ctx)}
@@ -45,7 +45,7 @@ def data_lineage_recorded(ctx):
 @check(id="DAT-002", title="Data-quality findings reviewed", severity="warning",
        references={"OSFI E-23": "P3.2", "ISO/IEC 42001": "A.7.4", "EU AI Act": "Art. 10(3)"},
        crosswalk="data_quality_checks")
-def data_quality_checks(ctx):
+def data_quality_checks(ctx: Context):
     """What it checks: the latest version of each dataset has no warning-level quality finding (missing
     values over 5%, duplicate rows, constant columns, personal data).
     Why it matters: E-23 asks for regular checks for outliers, missing values and consistency.
@@ -64,7 +64,7 @@ def data_quality_checks(ctx):
 
 @check(id="DAT-003", title="Synthetic data documented", severity="warning",
        references={"OSFI E-23": "P3.2"}, crosswalk="synthetic_data_documented")
-def synthetic_data_documented(ctx):
+def synthetic_data_documented(ctx: Context):
     """What it checks: every dataset marked synthetic states its source (how it was generated) or derives
     from a parent with a transform.
     Why it matters: E-23 asks that synthetic and proxy data be documented.
@@ -79,7 +79,7 @@ def synthetic_data_documented(ctx):
 
 @check(id="DAT-004", title="Evaluation data examined for bias", severity="warning",
        references={"EU AI Act": "Art. 10(2)(f)-(g), 10(6)", "OSFI E-23": "P3.2"}, crosswalk="dataset_bias_examination")
-def dataset_bias_examination(ctx):
+def dataset_bias_examination(ctx: Context):
     """What it checks: each evaluation dataset in the lineage was the input of a bias run (same sha256).
     Why it matters: the AI Act asks for an examination of possible biases in the data sets.
     How to fix: govkit bias tabular (or llm) --data the evaluation file."""
@@ -94,7 +94,7 @@ def dataset_bias_examination(ctx):
 
 @check(id="DAT-005", title="Personal data in datasets declared", severity="warning",
        references={"GDPR": "Art. 5(1)(c)", "OSFI E-23": "P3.2 (compliant data)"})
-def pii_declared(ctx):
+def pii_declared(ctx: Context):
     """What it checks: no dataset declared free of personal data, or whose declaration is unknown, has a
     column the profile flags as personal data.
     Why it matters: a wrong or missing declaration hides a privacy risk from the reviewers.
@@ -109,7 +109,7 @@ def pii_declared(ctx):
 
 @check(id="DAT-006", title="Deployed model file fingerprinted", severity="blocking",
        references={"OSFI E-23": "P2.1, P3.5", "ISO/IEC 42001": "A.7.5"})
-def model_lineage_recorded(ctx):
+def model_lineage_recorded(ctx: Context):
     """What it checks: a model is registered in the lineage and linked to this device's deployment.
     Why it matters: the inventory must point at the exact artifact in production.
     How to fix: govkit lineage model add FILE, then govkit lineage link FILE deployment."""
@@ -121,11 +121,11 @@ def model_lineage_recorded(ctx):
 
 @check(id="DAT-007", title="Registered dataset files unchanged", severity="warning",
        references={"OSFI E-23": "P3.2 (traceable)", "EU AI Act": "Art. 10(2)(b)"})
-def dataset_files_unchanged(ctx):
+def dataset_files_unchanged(ctx: Context):
     """What it checks: each dataset file still at its registered path has the registered sha256.
     Why it matters: a file edited after registration breaks the lineage silently.
     How to fix: govkit lineage dataset add the file again: it becomes a new version linked to the old."""
-    from govkit.inference.fingerprint import sha256_file
+    from govkit.digests import sha256_file
 
     latest = {}
     for dataset in _datasets(ctx):

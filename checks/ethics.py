@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from govkit.audit import Redactor
-from govkit.checks import NoEvidence, Result, check
+from typing import Any
+
+from govkit.audit import AuditRecord, Redactor
+from govkit.checks import Context, NoEvidence, Result, check
 
 
-def _bias_runs(ctx, kinds):
+def _bias_runs(ctx: Context, kinds: tuple[str, ...]) -> tuple[list[AuditRecord], str]:
     """Bias runs about the model under review (its artifact's sha256), and what was found."""
     runs = [r for r in ctx.records("bias_run") if (r.details or {}).get("kind") in kinds]
     kept, phrase = ctx.about_reviewed_model(runs)
     return kept, f"{len(runs)} bias run(s), {phrase}"
 
 
-def _standing(ctx, runs):
+def _standing(ctx: Context, runs: list[AuditRecord]) -> dict[Any, Any]:
     """For each (model artifact, dataset, attribute) the newest run's metrics stand, within the
     evidence window: a later run on other data or another attribute clears nothing."""
     limit = ctx.policy["evidence_max_age_days"]
@@ -30,7 +32,7 @@ def _standing(ctx, runs):
 @check(id="ETH-001", title="Fairness evaluated recently", severity="blocking",
        references={"NIST AI RMF": "MEASURE 2.11", "EU AI Act": "Art. 13(3)(b)(v), Annex IV 2(g)", "OSFI E-23": "D.2"},
        crosswalk="fairness_eval_documented")
-def fairness_eval_documented(ctx):
+def fairness_eval_documented(ctx: Context):
     """What it checks: a bias run (tabular or LLM) about the model under review (its artifact's sha256)
     is on record and younger than evidence_max_age_days.
     Why it matters: fairness is the first thing a board and a regulator ask about; stale evidence, or
@@ -48,7 +50,7 @@ def fairness_eval_documented(ctx):
 @check(id="ETH-002", title="Fairness within the policy's thresholds", severity="warning",
        references={"Institutional policy": "[policy.fairness]", "UGESP": "29 CFR 1607.4(D)"},
        crosswalk="fairness_threshold_breach")
-def fairness_threshold_breach(ctx):
+def fairness_threshold_breach(ctx: Context):
     """What it checks: for every (model artifact, dataset, sensitive attribute) judged in the evidence
     window, the newest bias run's metrics meet their thresholds; one failing attribute fails it, and
     an inconclusive one is not a pass.
@@ -59,7 +61,7 @@ def fairness_threshold_breach(ctx):
     if not standing:
         raise NoEvidence(f"no bias run about the reviewed model in the evidence window ({found})")
     failed, unsettled = [], []
-    for (_, data, view), (record, metrics) in sorted(standing.items(), key=lambda item: str(item[0])):
+    for (_, _data, view), (record, metrics) in sorted(standing.items(), key=lambda item: str(item[0])):
         for name, metric in metrics.items():
             where = f"{view}.{name} (run {record.record_id})"
             if metric["status"] == "fail":
@@ -77,7 +79,7 @@ def fairness_threshold_breach(ctx):
 @check(id="ETH-003", title="Counterfactual prompts show no difference", severity="warning",
        references={"NIST AI 600-1": "Harmful Bias or Homogenization", "NIST AI RMF": "MEASURE 2.11"},
        crosswalk="fairness_eval_documented")
-def counterfactual_no_difference(ctx):
+def counterfactual_no_difference(ctx: Context):
     """What it checks: for every (model artifact, dataset, attribute), the newest counterfactual run
     about the model under review shows no difference and keeps flips within the policy.
     Why it matters: swapping only a name or pronoun should not change an LLM's decision.
@@ -100,7 +102,7 @@ def counterfactual_no_difference(ctx):
 @check(id="ETH-004", title="Human override route in use", severity="blocking",
        references={"EU AI Act": "Art. 14(4)(d)-(e)", "NIST AI RMF": "MANAGE 2.4", "GDPR": "Art. 22(3)"},
        crosswalk="override_and_stop_available")
-def override_route(ctx):
+def override_route(ctx: Context):
     """What it checks: the log holds at least one human override (or review) of a logged decision.
     Why it matters: people must be able to disregard, override or stop the system, and the log should
     show that they do.
@@ -112,7 +114,7 @@ def override_route(ctx):
 
 @check(id="ETH-005", title="Override rate below the policy's limit", severity="warning",
        references={"OSFI E-23": "Model decommission (excessive overrides)"}, crosswalk="override_rate_high")
-def override_rate(ctx):
+def override_rate(ctx: Context):
     """What it checks: overrides per live decision over the last override_window_days.
     Why it matters: E-23 names excessive overrides as a reason to reconsider or decommission a model.
     How to fix: find why reviewers disagree with the model; re-validate or retrain it."""
@@ -129,7 +131,7 @@ def override_rate(ctx):
 
 @check(id="ETH-006", title="Personal data in logs minimised", severity="warning",
        references={"GDPR": "Art. 5(1)(c),(e)", "EU AI Act": "Art. 19(1)"}, crosswalk="log_pii_minimized")
-def log_pii_minimized(ctx):
+def log_pii_minimized(ctx: Context):
     """What it checks: the redaction mode is not 'full', and the stored text of the newest 500 records
     contains nothing the recognizers would redact.
     Why it matters: logs kept for years must not become a store of customers' personal data.
@@ -140,7 +142,7 @@ def log_pii_minimized(ctx):
     redactor = Redactor(ctx.settings.policy.patterns)
     leaks = []
     for record in ctx.records("inference")[-500:]:
-        for kind, text in ctx.log.content(record).items():
+        for kind, text in ctx.store.content(record).items():
             if text and redactor.redact(text).counts:
                 leaks.append(f"{record.record_id}:{kind}")
     return Result(not leaks, f"personal data in {len(leaks)} stored text(s)" if leaks else f"mode '{mode}', no leak found",
@@ -149,7 +151,7 @@ def log_pii_minimized(ctx):
 
 @check(id="ETH-007", title="Users told they are talking to an AI", severity="warning",
        references={"EU AI Act": "Art. 50(1), 26(11)"}, crosswalk="ai_disclosure_shown")
-def ai_disclosure_shown(ctx):
+def ai_disclosure_shown(ctx: Context):
     """What it checks: the share of live inference records marked disclosure_shown is at least
     disclosure_share_min.
     Why it matters: people interacting with an AI system must be told so.
@@ -164,11 +166,11 @@ def ai_disclosure_shown(ctx):
 
 @check(id="ETH-008", title="Retention purges run", severity="warning",
        references={"GDPR": "Art. 5(1)(e)", "EU AI Act": "Art. 19(1)"})
-def retention_enforced(ctx):
+def retention_enforced(ctx: Context):
     """What it checks: no stored prompt or answer is older than the retention period (plus a week's grace).
     Why it matters: keeping personal text past its retention period breaks the storage-limitation principle.
     How to fix: schedule govkit audit purge --expired."""
     limit = ctx.settings.policy.retention_days + 7
-    stale = [r.record_id for r in ctx.records("inference") if ctx.age_days(r) > limit and any(ctx.log.content(r).values())]
+    stale = [r.record_id for r in ctx.records("inference") if ctx.age_days(r) > limit and any(ctx.store.content(r).values())]
     return Result(not stale, f"{len(stale)} record(s) keep text past retention" if stale else "no text past retention",
                   {"stale": stale[:20]})

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from govkit.checks import NoEvidence, Result, Skip, check
+from govkit.checks import Context, NoEvidence, Result, Skip, check
 
 
-def _decision_explanations(ctx):
+def _decision_explanations(ctx: Context):
     """Explanations of decisions (of a prompt or a logged record) about the model under review (its
     artifact's sha256, or that of the decision explained); not coverage summaries."""
     return _explanations(ctx)[0]
 
 
-def _explanations(ctx):
+def _explanations(ctx: Context):
     explained = [r for r in ctx.records("explanation") if (r.details or {}).get("kind") != "coverage"]
     kept, phrase = ctx.about_reviewed_model(explained)
     return kept, f"{len(explained)} explanation(s), {phrase}"
@@ -20,7 +20,7 @@ def _explanations(ctx):
 @check(id="EXP-001", title="Decisions are explained", severity="warning",
        references={"OSFI E-23": "P3.3-P3.5 (explanatory outputs)", "EU AI Act": "Art. 13(1), 86",
                    "NIST AI RMF": "MEASURE 2.9"}, crosswalk="explainability_evidence")
-def explainability_evidence(ctx):
+def explainability_evidence(ctx: Context):
     """What it checks: explanations are on record and the newest is younger than evidence_max_age_days.
     Why it matters: people affected by a decision have a right to its logic; reviewers need the evidence.
     How to fix: govkit explain text --record ID, or enable [explain] sampling in govkit proxy."""
@@ -35,7 +35,7 @@ def explainability_evidence(ctx):
 
 @check(id="EXP-002", title="Explanations are additive", severity="warning",
        references={"NIST AI RMF": "MEASURE 2.9", "OSFI E-23": "P3.4 (level of explainability)"})
-def explanations_additive(ctx):
+def explanations_additive(ctx: Context):
     """What it checks: every text explanation's attributions sum to f(x) minus the base value (shap's
     additivity), within its stated tolerance.
     Why it matters: an explanation that does not add up does not explain the score it claims to.
@@ -50,7 +50,7 @@ def explanations_additive(ctx):
 
 @check(id="EXP-003", title="Explanations are faithful", severity="warning",
        references={"NIST AI RMF": "MEASURE 2.9"})
-def explanations_faithful(ctx):
+def explanations_faithful(ctx: Context):
     """What it checks: averaged over the explanations with a fidelity test, deleting the top-k attributed
     segments moves the score more than deleting k random segments.
     Why it matters: attributions that predict nothing about the model are decoration, not explanation.
@@ -66,7 +66,7 @@ def explanations_faithful(ctx):
 
 @check(id="EXP-004", title="Sampled explanations cover the sample", severity="warning",
        references={"OSFI E-23": "P3.5", "NIST AI RMF": "MEASURE 2.9"})
-def explanation_coverage(ctx):
+def explanation_coverage(ctx: Context):
     """What it checks: in the proxy's newest coverage summary, explained / eligible reaches
     explanation_coverage_min.
     Why it matters: a sampling policy only means something if the sample actually gets explained.
@@ -85,7 +85,7 @@ def explanation_coverage(ctx):
 
 @check(id="EXP-005", title="Explanations point at logged decisions", severity="warning",
        references={"EU AI Act": "Art. 86", "GDPR": "Art. 15(1)(h)"})
-def explanations_linked(ctx):
+def explanations_linked(ctx: Context):
     """What it checks: every explanation that names a target record names one that exists in the log.
     Why it matters: an explanation must be traceable to the decision it explains.
     How to fix: explain logged decisions with govkit explain text --record ID."""

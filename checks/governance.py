@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
-from govkit.checks import NoEvidence, Result, Skip, check
+from govkit.checks import Context, NoEvidence, Result, Skip, check
 from govkit.inventory import EXTENDED_FIELDS, MINIMUM_FIELDS
+from govkit.timestamps import parse_date
 
 
 def _empty(inventory, names):
@@ -16,7 +15,7 @@ def _empty(inventory, names):
 @check(id="GOV-001", title="Inventory record has the minimum fields", severity="blocking",
        references={"OSFI E-23": "P2.1, Appendix 1", "NIST AI RMF": "GOVERN 1.6", "ISO/IEC 42001": "A.4.2"},
        crosswalk="inventory_min_fields")
-def inventory_min_fields(ctx):
+def inventory_min_fields(ctx: Context):
     """What it checks: the [model] record in govkit.toml has an id, name, description, risk rating,
     owner, developer and origin.
     Why it matters: E-23 Appendix 1 requires these for every model in the inventory, whatever its risk.
@@ -30,7 +29,7 @@ def inventory_min_fields(ctx):
 
 @check(id="GOV-002", title="Inventory record has the extended fields for its tier", severity="blocking (tier)",
        references={"OSFI E-23": "Appendix 1"}, crosswalk="inventory_extended_fields")
-def inventory_extended_fields(ctx):
+def inventory_extended_fields(ctx: Context):
     """What it checks: version, deployment date, reviewer, approver, dependencies, data sources, approved
     uses, limitations, review dates and monitoring status are filled for any model not rated negligible.
     Why it matters: E-23 asks for these extra fields for every non-negligible-risk model.
@@ -44,7 +43,7 @@ def inventory_extended_fields(ctx):
 
 @check(id="GOV-003", title="Risk rating assigned through the worksheet", severity="blocking",
        references={"OSFI E-23": "P2.2"}, crosswalk="risk_rating_assigned")
-def risk_rating_assigned(ctx):
+def risk_rating_assigned(ctx: Context):
     """What it checks: the model has a tier, and the audit log holds the rating worksheet that produced it.
     Why it matters: E-23 P2.2 asks for a rating from clear quantitative and qualitative criteria, with
     the reasoning kept.
@@ -60,7 +59,7 @@ def risk_rating_assigned(ctx):
 
 @check(id="GOV-004", title="Rating re-assessed after a model change", severity="warning",
        references={"OSFI E-23": "P2.2 (trigger events)"}, crosswalk="risk_rating_trigger_review")
-def risk_rating_trigger_review(ctx):
+def risk_rating_trigger_review(ctx: Context):
     """What it checks: no model change (a new artifact seen by the proxy, or a new model version in the
     lineage) happened after the last risk rating.
     Why it matters: E-23 asks to re-rate on a material change in the model, its data or infrastructure.
@@ -77,7 +76,7 @@ def risk_rating_trigger_review(ctx):
 
 @check(id="GOV-005", title="Periodic review not overdue", severity="blocking (tier)",
        references={"OSFI E-23": "P3.4"}, crosswalk="review_overdue")
-def review_overdue(ctx):
+def review_overdue(ctx: Context):
     """What it checks: next_review in the inventory record is a date that has not passed.
     Why it matters: E-23 P3.4 expects scheduled periodic reviews; an overdue one is a finding.
     How to fix: hold the review, then set last_review and next_review."""
@@ -85,7 +84,7 @@ def review_overdue(ctx):
     if not text:
         return Result(False, "no next_review date", {})
     try:
-        due = dt.date.fromisoformat(text[:10])
+        due = parse_date(text)
     except ValueError:
         return Result(False, f"next_review '{text}' is not a date", {})
     today = ctx.now.date()
@@ -96,7 +95,7 @@ def review_overdue(ctx):
 @check(id="GOV-006", title="Owner, developer, reviewer and approver named", severity="blocking",
        references={"OSFI E-23": "A.4, P3.1", "EU AI Act": "Art. 17(1)(m)", "NIST AI RMF": "GOVERN 2.1",
                    "ISO/IEC 42001": "A.3.2"}, crosswalk="roles_assigned")
-def roles_assigned(ctx):
+def roles_assigned(ctx: Context):
     """What it checks: the owner, developer, reviewer and approver fields are filled.
     Why it matters: E-23 assigns distinct responsibilities to each role; an unnamed role is nobody's job.
     How to fix: name each role in [model] of govkit.toml."""
@@ -106,7 +105,7 @@ def roles_assigned(ctx):
 
 @check(id="GOV-007", title="Reviewer independent of developer and owner", severity="blocking",
        references={"OSFI E-23": "P3.1, P3.4"}, crosswalk="reviewer_independence")
-def reviewer_independence(ctx):
+def reviewer_independence(ctx: Context):
     """What it checks: the reviewer is neither the developer nor the owner.
     Why it matters: E-23 requires review independent of development.
     How to fix: assign an independent reviewer in govkit.toml."""
@@ -121,7 +120,7 @@ def reviewer_independence(ctx):
 
 @check(id="GOV-008", title="Approval recorded", severity="blocking",
        references={"OSFI E-23": "Model approval", "NIST AI RMF": "MANAGE 1.1"}, crosswalk="approval_recorded")
-def approval_recorded(ctx):
+def approval_recorded(ctx: Context):
     """What it checks: an approver is named and a deployment date is set, and the deployment date is not
     in the future.
     Why it matters: E-23 expects approval before production use, affirming the rating.
@@ -130,7 +129,7 @@ def approval_recorded(ctx):
     if not model.approver or not model.deployment_date:
         return Result(False, "approver or deployment_date missing", {})
     try:
-        day = dt.date.fromisoformat(model.deployment_date[:10])
+        day = parse_date(model.deployment_date)
     except ValueError:
         return Result(False, f"deployment_date '{model.deployment_date}' is not a date", {})
     return Result(day <= ctx.now.date(), f"approved by {model.approver} for {day}",
@@ -139,7 +138,7 @@ def approval_recorded(ctx):
 
 @check(id="GOV-009", title="Automatic logging on while the model is in use", severity="blocking",
        references={"EU AI Act": "Art. 12(1)", "ISO/IEC 42001": "A.6.2.8"}, crosswalk="auto_logging_enabled")
-def auto_logging_enabled(ctx):
+def auto_logging_enabled(ctx: Context):
     """What it checks: the audit log exists, holds inference records, and the newest is recent.
     Why it matters: the AI Act requires automatic recording of events over the system's lifetime.
     How to fix: route the model's traffic through govkit proxy or the wrappers."""
@@ -156,7 +155,7 @@ def auto_logging_enabled(ctx):
 @check(id="GOV-010", title="Audit log verifies", severity="blocking",
        references={"EU AI Act": "Art. 12(1) (traceability)", "OSFI E-23": "robust controls"},
        crosswalk="log_integrity_chain")
-def log_integrity_chain(ctx):
+def log_integrity_chain(ctx: Context):
     """What it checks: govkit audit verify passes against the device's public key in govkit.toml: hash
     chain, store identity, signed checkpoints, stored content.
     Why it matters: logs are evidence only if nobody could have altered them unnoticed, and a log
@@ -177,7 +176,7 @@ def log_integrity_chain(ctx):
 
 @check(id="GOV-011", title="Logs kept at least six months", severity="blocking",
        references={"EU AI Act": "Art. 19(1), 26(6)"}, crosswalk="log_retention_min_6m")
-def log_retention_min_6m(ctx):
+def log_retention_min_6m(ctx: Context):
     """What it checks: policy.retention_days is at least 183.
     Why it matters: providers and deployers must keep logs at least six months.
     How to fix: set retention_days = 183 or more in [policy]."""
@@ -187,7 +186,7 @@ def log_retention_min_6m(ctx):
 
 @check(id="GOV-012", title="Recent signed checkpoint", severity="warning",
        references={"OSFI E-23": "robust controls", "ISO/IEC 42001": "A.6.2.8"})
-def checkpoint_recent(ctx):
+def checkpoint_recent(ctx: Context):
     """What it checks: a signed checkpoint covers the head of the log, or is younger than the policy's
     checkpoint_max_age_hours.
     Why it matters: a signed head is what makes truncation of the log detectable.
@@ -195,7 +194,7 @@ def checkpoint_recent(ctx):
     latest = ctx.latest("checkpoint")
     if latest is None:
         return Result(False, "no signed checkpoint", {})
-    head = ctx.log.stats()["head_seq"]
+    head = ctx.store.stats()["head_seq"]
     signed = latest.details["seq"]  # the head it signs, as `audit checkpoint`, stats and verify number it
     age_hours = ctx.age_days(latest) * 24
     fresh = age_hours <= ctx.policy["checkpoint_max_age_hours"] or latest.seq >= head
@@ -206,14 +205,14 @@ def checkpoint_recent(ctx):
 @check(id="GOV-013", title="Deployed artifact is a registered model", severity="blocking",
        references={"OSFI E-23": "P3.6 (version updates)", "NIST AI RMF": "MANAGE 3.2"},
        crosswalk="dependency_version_change")
-def deployed_artifact_registered(ctx):
+def deployed_artifact_registered(ctx: Context):
     """What it checks: every model file that answered live traffic (artifact_sha256 in inference records)
     is a model registered in the lineage.
     Why it matters: an unregistered artifact is an unapproved version change.
     How to fix: govkit lineage model add the file, review it, and link it to the deployment."""
     if not ctx.deployed_artifacts:
         raise NoEvidence("no inference record names its model artifact: govkit proxy --model-artifact FILE")
-    registered = {e["sha256"] for e in ctx.lineage.entities.values() if e["kind"] == "model"}
+    registered = {e["sha256"] for e in ctx.graph.entities.values() if e["kind"] == "model"}
     unknown = sorted(ctx.deployed_artifacts - registered)
     return Result(not unknown, f"{len(unknown)} unregistered artifact(s)" if unknown else
                   f"{len(ctx.deployed_artifacts)} artifact(s), all registered", {"unregistered": unknown})
@@ -221,7 +220,7 @@ def deployed_artifact_registered(ctx):
 
 @check(id="GOV-014", title="Inference records carry the required fields", severity="blocking",
        references={"EU AI Act": "Art. 12(2)(a)-(c)"}, crosswalk="log_schema_coverage")
-def log_schema_coverage(ctx):
+def log_schema_coverage(ctx: Context):
     """What it checks: every live inference record has a model identity (model_id or artifact), times,
     latency and a status.
     Why it matters: logs must let a deployer spot risks and substantial modifications.
@@ -237,7 +236,7 @@ def log_schema_coverage(ctx):
 @check(id="GOV-015", title="Monitoring status kept", severity="blocking",
        references={"OSFI E-23": "P3.6", "EU AI Act": "Art. 72", "NIST AI RMF": "MEASURE 2.4, MANAGE 4.1",
                    "ISO/IEC 42001": "A.6.2.6"}, crosswalk="monitoring_plan_defined")
-def monitoring_plan_defined(ctx):
+def monitoring_plan_defined(ctx: Context):
     """What it checks: monitoring_status is set and is not 'breach' or 'red'.
     Why it matters: E-23 P3.6 expects monitoring standards and escalation per tier.
     How to fix: record the monitoring status (green / amber / red) and escalate a breach."""
@@ -249,7 +248,7 @@ def monitoring_plan_defined(ctx):
 @check(id="GOV-016", title="No open incidents", severity="warning",
        references={"EU AI Act": "Art. 73", "ISO/IEC 42001": "A.8.4", "NIST AI RMF": "MANAGE 4.3"},
        crosswalk="pmm_and_incident_clock")
-def incidents_reviewed(ctx):
+def incidents_reviewed(ctx: Context):
     """What it checks: every incident record has been resolved (a chained resolution names it).
     Why it matters: serious incidents have reporting deadlines; someone must look at each, and say so.
     How to fix: review the incidents (govkit audit incident list) and record the outcome
@@ -265,7 +264,7 @@ def incidents_reviewed(ctx):
 
 @check(id="GOV-017", title="Evidence mirrored to MLflow", severity="warning",
        references={"OSFI E-23": "P1.2 (reporting)", "NIST AI RMF": "GOVERN 2.3"})
-def evidence_tracked(ctx):
+def evidence_tracked(ctx: Context):
     """What it checks: lineage, rating, bias and explanation events name their MLflow run.
     Why it matters: auditors read the trail in MLflow; an action missing there is invisible to them.
     How to fix: keep [tracking] enabled (or sync the device's runs to the central server)."""
@@ -282,7 +281,7 @@ def evidence_tracked(ctx):
 @check(id="GOV-018", title="Third-party model licence recorded", severity="warning",
        references={"OSFI E-23": "P3.4, B-10", "NIST AI RMF": "GOVERN 6.1, MANAGE 3.2", "EU AI Act": "Annex IV 2(a)",
                    "ISO/IEC 42001": "A.10.3"}, crosswalk="third_party_components_reviewed")
-def third_party_licence(ctx):
+def third_party_licence(ctx: Context):
     """What it checks: each registered model artifact states a licence in its own metadata or lineage record.
     Why it matters: third-party weights come with terms that a reviewer must have seen.
     How to fix: register the model with govkit lineage model add; add the licence to its metadata."""

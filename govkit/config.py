@@ -11,6 +11,7 @@ import dataclasses
 import datetime as dt
 import re
 import tomllib
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -232,38 +233,39 @@ class _Parser:
 
     def table(self, data: dict[str, Any], name: str, cls: type, **fixed: Any) -> Any:
         values: dict[str, Any] = {}
-        fields = {f.name: f for f in dataclasses.fields(cls)}
+        declared = typing.get_type_hints(cls)  # the field types themselves, not their spelling
         for key, value in self.section(data, name).items():
-            if key not in fields or key in fixed:
-                raise self.fail(name, key, f"unknown key; expected one of {', '.join(sorted(fields))}")
-            values[key] = self.coerce(name, key, value, fields[key].type)
+            if key not in declared or key in fixed:
+                raise self.fail(name, key, f"unknown key; expected one of {', '.join(sorted(declared))}")
+            values[key] = self.coerce(name, key, value, declared[key])
         return cls(**values, **fixed)
 
     def coerce(self, section: str, key: str, value: Any, kind: Any) -> Any:
-        kind = str(kind)
-        if kind == "str":
+        """`value` as the declared type `kind` of the field (str, bool, int, float, Path or
+        tuple[str, ...]), or a config error naming the key."""
+        if kind is str:
             if isinstance(value, (dt.date, dt.datetime)):
                 return value.isoformat()
             if isinstance(value, str):
                 return value
             raise self.fail(section, key, f"expected a string, got {_toml_type(value)}")
-        if kind == "tuple[str, ...]":
+        if kind == tuple[str, ...]:
             if isinstance(value, list) and all(isinstance(v, str) for v in value):
                 return tuple(value)
             raise self.fail(section, key, "expected a list of strings")
-        if kind == "bool":
+        if kind is bool:
             if isinstance(value, bool):
                 return value
             raise self.fail(section, key, f"expected true or false, got {_toml_type(value)}")
-        if kind == "int":
+        if kind is int:
             if isinstance(value, int) and not isinstance(value, bool):
                 return value
             raise self.fail(section, key, f"expected an integer, got {_toml_type(value)}")
-        if kind == "float":
+        if kind is float:
             if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
                 return float(value)
             raise self.fail(section, key, f"expected a non-negative number, got {_toml_type(value)}")
-        if kind == "Path":
+        if kind is Path:
             if isinstance(value, str) and value:
                 return Path(value)
             raise self.fail(section, key, "expected a path string")

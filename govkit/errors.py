@@ -4,8 +4,10 @@
     ├── InputError                   (exit 2) bad user input: a file, field or value
     │   ├── ConfigError              (exit 2) govkit.toml: names file, key and line
     │   └── InvalidRecord            (exit 2) an audit record field or event type
+    │   └── DuplicateCheck           (exit 2) two checks claim one id
     ├── MissingDependency            (exit 2) an optional extra is not installed
     ├── EndpointError                (exit 3) the model endpoint is unreachable or failing
+    ├── TrackingError                (exit 3) the MLflow server or store cannot be used
     ├── StoreError                   (exit 3) the audit store cannot be used as asked
     │   ├── StoreNotFound            (exit 3) no store at the path (only `govkit init` makes one)
     │   ├── StoreMismatch            (exit 3) a store, but not the one govkit.toml names
@@ -14,7 +16,13 @@
     │   ├── StoreCorrupt             (exit 3) not a SQLite file / unreadable pages
     │   ├── StoreBusy                (exit 3) locked by another writer past the timeout
     │   └── StoreFull                (exit 3) the disk (or the store's page limit) is full
-    └── VerificationFailed           (exit 1) the chain does not verify
+
+A failed verification is a result (`VerifyResult.ok` false), not an error: nothing raises it.
+
+Errors speak the library's language. An error about one argument names it in `parameter` (the
+Python name, e.g. "model_path"); about a file, in `file`, and a row of it, in `row` (1-based).
+`str(error)` names them as a Python caller knows them; the CLI's error boundary renders the
+same error with the command's own flag names (`render(flag_of)`).
 
 Exit codes of the CLI: 0 ok, 1 findings (a verification failure, a blocking check, a breached
 threshold), 2 usage or input error, 3 the environment failed (an unreachable or failing model
@@ -24,6 +32,9 @@ only ever appends inside a transaction.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 __all__ = [
     "ConfigError",
@@ -40,7 +51,8 @@ __all__ = [
     "StoreMismatch",
     "StoreNotFound",
     "StoreReplaced",
-    "VerificationFailed",
+    "DuplicateCheck",
+    "TrackingError",
 ]
 
 
@@ -48,6 +60,39 @@ class GovkitError(Exception):
     """Base of every error govkit raises on purpose; the CLI shows its message without a traceback."""
 
     exit_code = 1
+
+    def __init__(self, message: str = "", *, parameter: str | tuple[str, ...] | None = None,
+                 value: object = None, file: object = None, row: int | None = None):
+        self.message, self.parameter, self.value, self.file, self.row = message, parameter, value, file, row
+        super().__init__(message)
+
+    def render(self, name: Callable[[str], str] = str) -> str:
+        """The message after where it happened: "FILE, row N: PARAMETER VALUE: message", each part
+        only when set. `name` spells a parameter (the CLI passes one giving the flag)."""
+        where = []
+        if self.file is not None:
+            where.append(f"{self.file}, row {self.row}" if self.row is not None else str(self.file))
+        elif self.row is not None:
+            where.append(f"row {self.row}")
+        if self.parameter:
+            names = (self.parameter,) if isinstance(self.parameter, str) else self.parameter
+            where.append(" / ".join(name(p) for p in names) + ("" if self.value is None else f" {self.value}"))
+        return ": ".join([*where, self.message]) if where else self.message
+
+    def __str__(self) -> str:
+        return self.render()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Subclasses take other constructor arguments; rebuild from the state instead (an error
+        # raised in the explanation sampler's process reaches the proxy whole).
+        return (_rebuild, (type(self), self.__dict__))
+
+
+def _rebuild(cls: type[GovkitError], state: dict[str, Any]) -> GovkitError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, state.get("message", ""))
+    error.__dict__.update(state)
+    return error
 
 
 class InputError(GovkitError):
@@ -69,6 +114,10 @@ class InvalidRecord(InputError):
     pass
 
 
+class DuplicateCheck(InputError):
+    """Two checks (built-in or from a --checks-dir folder) declare the same id."""
+
+
 class MissingDependency(GovkitError):
     exit_code = 2
 
@@ -78,6 +127,12 @@ class MissingDependency(GovkitError):
 
 
 class EndpointError(GovkitError):
+    exit_code = 3
+
+
+class TrackingError(GovkitError):
+    """The tracking server or store could not be used (exit 3: the environment failed)."""
+
     exit_code = 3
 
 
@@ -116,7 +171,3 @@ class StoreBusy(StoreError):
 
 class StoreFull(StoreError):
     pass
-
-
-class VerificationFailed(GovkitError):
-    exit_code = 1

@@ -12,13 +12,18 @@ measurable criteria" and leaves them to the institution.
 from __future__ import annotations
 
 import datetime as dt
+import json
+import tomllib
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
-from .config import Inventory
-from .errors import InputError
+from .config import Inventory, Settings
+from .errors import ConfigError, InputError
+from .timestamps import parse_date
 
-__all__ = ["EXTENDED_FIELDS", "FACTORS", "LEVELS", "MINIMUM_FIELDS", "Finding", "Rating", "rate", "validate"]
+__all__ = ["EXTENDED_FIELDS", "FACTORS", "LEVELS", "MINIMUM_FIELDS", "Finding", "Rating", "RecordedRating", "rate",
+           "read_answers", "record_rating", "validate"]
 
 MINIMUM_FIELDS = ("id", "name", "description", "risk_rating", "owner", "developer", "origin")
 EXTENDED_FIELDS = ("version", "deployment_date", "reviewer", "approver", "dependencies", "data_sources",
@@ -82,7 +87,7 @@ def validate(inventory: Inventory, *, today: dt.date | None = None) -> list[Find
         value = getattr(inventory, name)
         if value:
             try:
-                dates[name] = dt.date.fromisoformat(value[:10])
+                dates[name] = parse_date(value)
             except ValueError:
                 findings.append(Finding(name, "blocking", f"'{value}' is not a date (YYYY-MM-DD)", "E-23 App. 1"))
     if "next_review" in dates and dates["next_review"] < today:
@@ -158,3 +163,80 @@ def _floors(levels: dict[str, int]) -> list[tuple[str, str]]:
     if sum(1 for v in levels.values() if v == 4) >= 3:
         floors.append(("critical", "three or more factors are very high"))
     return floors
+
+
+def read_answers(path: Path) -> dict[str, Any]:
+    """A rating worksheet from a file: TOML or JSON, one table per factor with 'level' and 'note'."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not UTF-8 text (byte {exc.start}); expected a JSON or TOML table of factors") from None
+    try:
+        data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+    except (ValueError, tomllib.TOMLDecodeError) as exc:
+        raise InputError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'TOML'} ({exc})") from None
+    try:
+        return dict(data)
+    except (TypeError, ValueError):
+        raise InputError(f"{path}: expected a table of factors") from None
+
+
+@dataclass(frozen=True)
+class RecordedRating:
+    rating: Rating
+    record_id: str  # the chained risk_rating record
+    mlflow_run_id: str | None
+    config_change_id: str  # the record of govkit.toml's change
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.rating.to_dict(), "record_id": self.record_id, "mlflow_run_id": self.mlflow_run_id,
+                "config_change_id": self.config_change_id}
+
+
+def record_rating(settings: Settings, rating: Rating, *, today: dt.date | None = None) -> RecordedRating:
+    """Store a rating: chained with its worksheet and reasoning, mirrored to MLflow, and written
+    into govkit.toml's [model] (risk_rating, rating_date, rating_record; comments kept)."""
+    from .audit import AuditLog
+    from .digests import sha256_digest
+    from .evidence import evidence_run
+    from .tracking import Tracker
+
+    if settings.path is None:
+        raise ConfigError("govkit.toml", None, "the rating goes into a govkit.toml: load the settings from one")
+    day = (today or dt.date.today()).isoformat()
+    with AuditLog.open(settings=settings) as log:
+        tracker = Tracker.from_settings(settings, log.path)
+        with evidence_run(log, tracker, f"inventory: risk rating {rating.tier}",
+                          {"govkit.event": "risk_rating"}) as evidence:
+            evidence.run.log_params({f: a["level"] for f, a in rating.answers.items()})
+            evidence.run.log_params({"tier": rating.tier, "previous_tier": settings.model.risk_rating})
+            evidence.run.log_metrics({"risk_score": rating.score})
+            evidence.run.log_dict(rating.to_dict(), "risk_rating.json")
+            record = evidence.append("risk_rating", model_id=settings.model.id, risk_rating=rating.tier,
+                                     details={**rating.to_dict(), "previous_rating": settings.model.risk_rating})
+        text = _set_rating(settings.path, rating.tier, day, record.record_id)
+        change = log.append("config_change", model_id=settings.model.id, details={
+            "action": "risk_rating", "config_sha256": sha256_digest(text), "rating_record": record.record_id})
+    return RecordedRating(rating, record.record_id, record.mlflow_run_id, change.record_id)
+
+
+def _set_rating(path: Path, tier: str, today: str, record_id: str) -> str:
+    """Rewrite the three rating keys of [model] in place, keeping the file's comments."""
+    import tomlkit
+
+    text = path.read_text(encoding="utf-8")
+    document = tomlkit.parse(text)
+    model = document.get("model")
+    if model is None:
+        raise ConfigError(path, "model", "no [model] table to hold the rating")
+    model["risk_rating"] = tier
+    model["rating_date"] = today
+    model["rating_record"] = record_id
+    text = tomlkit.dumps(document)
+    tmp = path.with_suffix(".toml.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+    from .config import load_settings
+
+    load_settings(path)  # the file still parses as a govkit config
+    return text

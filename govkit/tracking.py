@@ -21,15 +21,9 @@ from typing import Any
 
 from ._lazy import require
 from .config import Settings
-from .errors import GovkitError
+from .errors import TrackingError
 
 __all__ = ["TrackedRun", "Tracker", "TrackingError"]
-
-
-class TrackingError(GovkitError):
-    """The tracking server or store could not be used (exit 3: the environment failed)."""
-
-    exit_code = 3
 
 
 def _mlflow() -> Any:
@@ -95,7 +89,8 @@ class TrackedRun:
                 from mlflow.data.dataset_source_registry import resolve_dataset_source
                 from mlflow.data.meta_dataset import MetaDataset
 
-                described = MetaDataset(resolve_dataset_source(source), name=name, digest=short).to_dict()
+                described = MetaDataset(resolve_dataset_source(source), name=name,  # type: ignore[abstract]
+                                        digest=short).to_dict()
         if profile is not None:
             described["profile"] = json.dumps(profile)
         dataset = Dataset(name=described["name"], digest=described["digest"],
@@ -234,6 +229,6 @@ def relocate_local_store(db_file: Path, artifact_root: Path) -> int:
 
 
 def _version() -> str:
-    from . import __version__
+    from ._version import __version__
 
     return __version__

@@ -12,26 +12,21 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from click.testing import CliRunner
 from fairlearn import metrics as fm
 from scipy.stats import binomtest
 
 from govkit.audit import AuditLog
-from govkit.cli import cli
 from govkit.config import load_settings
 from govkit.fairness.counterfactual import load_lexicon
-from govkit.fairness.llm import parse_choice, score_choices
+from govkit.inference.decider import parse_choice, score_choices
 
+from .conftest import run
 from .public_data import GERMAN_COLUMNS, german_data
 
 LOAN = ("A customer, age {{ age }}, asks the bank for a loan of {{ credit_amount }} DM over {{ duration }} months.\n"
         "Should the bank approve or deny the loan? Answer with one word: approve or deny.")
 NAMED = ("The applicant, {{ name }}, age {{ age }}, asks for a loan of {{ credit_amount }} DM over {{ duration }} "
          "months.\nShould the bank approve or deny the loan? Answer with one word: approve or deny.")
-
-
-def run(*args: str):
-    return CliRunner().invoke(cli, list(args))
 
 
 @pytest.fixture

@@ -10,21 +10,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from click.testing import CliRunner
 from fairlearn import metrics as fm
 from sklearn.metrics import accuracy_score, precision_score
 
 from govkit.audit import AuditLog
-from govkit.cli import cli
 from govkit.config import FairnessPolicy, load_settings
 from govkit.errors import InputError
 from govkit.fairness.tabular import analyze, wilson
 
+from .conftest import run
 from .public_data import ADULT_COLUMNS, GERMAN_COLUMNS, adult_data, german_data
-
-
-def run(*args: str):
-    return CliRunner().invoke(cli, list(args))
 
 
 @pytest.fixture
@@ -57,7 +52,8 @@ def test_numbers_equal_fairlearn_on_adult() -> None:
                 assert row[name] == value, (attr, group, name)  # identical, not approximately equal
         metrics = result["views"][attr]["metrics"]
         kwargs = dict(sensitive_features=frame[attr])
-        assert metrics["demographic_parity_difference"]["value"] == fm.demographic_parity_difference(frame.y_true, frame.y_pred, **kwargs)
+        assert metrics["demographic_parity_difference"]["value"] == fm.demographic_parity_difference(
+            frame.y_true, frame.y_pred, **kwargs)
         assert metrics["demographic_parity_ratio"]["value"] == fm.demographic_parity_ratio(frame.y_true, frame.y_pred, **kwargs)
         assert metrics["equalized_odds_difference"]["value"] == fm.equalized_odds_difference(frame.y_true, frame.y_pred, **kwargs)
         rates = plain.by_group["selection_rate"]

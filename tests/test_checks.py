@@ -14,25 +14,20 @@ from pathlib import Path
 
 import pytest
 import tomlkit
-from click.testing import CliRunner
 
 from govkit.audit import AuditLog
-from govkit.audit.store import utc_now
 from govkit.checks import Context, Registry, Status, load, run_checks
 from govkit.checks._model import SECTIONS
-from govkit.cli import cli
-from govkit.cli.check import load_registry
 from govkit.config import load_settings
+from govkit.gate import load_registry
 from govkit.inference.fingerprint import fingerprint_artifact
+from govkit.timestamps import utc_now
 
+from .conftest import run
 from .servers import smollm2_gguf
 
 DATA = Path(__file__).parent / "data"
 TODAY = dt.date.today()
-
-
-def run(*args: str):
-    return CliRunner().invoke(cli, list(args))
 
 
 def edit_config(folder: Path, section: str, **values) -> None:

@@ -11,18 +11,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from govkit.audit import AuditLog
-from govkit.cli import cli
 from govkit.config import load_settings
 from govkit.errors import InputError
 
+from .conftest import run
 from .stores import as_first_schema
-
-
-def run(*args: str, input: str | None = None):
-    return CliRunner().invoke(cli, list(args), input=input, catch_exceptions=False)
 
 
 @pytest.fixture

@@ -17,11 +17,8 @@ from click.testing import CliRunner
 from govkit.audit import AuditLog
 from govkit.cli import cli
 
+from .conftest import run
 from .servers import free_port
-
-
-def run(*args: str, input: str | None = None):
-    return CliRunner().invoke(cli, list(args), input=input)
 
 
 def govkit(*args: str, cwd: Path, stdin=subprocess.DEVNULL, env: dict | None = None) -> subprocess.CompletedProcess:

@@ -16,21 +16,16 @@ import numpy as np
 import pandas as pd
 import pytest
 import shap
-from click.testing import CliRunner
 
 from govkit.audit import AuditLog
-from govkit.cli import cli
 from govkit.config import load_settings
 
+from .conftest import run
 from .public_data import GERMAN_COLUMNS, german_data
 from .servers import free_port
 
 PROMPT = ("A customer, age 67, with two missed payments last year, asks the bank for a loan of 9000 DM over "
           "36 months. Should the bank approve or deny the loan? Answer with one word: approve or deny.")
-
-
-def run(*args: str):
-    return CliRunner().invoke(cli, list(args))
 
 
 @pytest.fixture
@@ -391,7 +386,8 @@ def test_proxy_explains_the_expected_sample_off_the_request_path(llama, tmp_path
     assert len(calls) == sent and 0 < len(expected) < sent
     fidelity = coverage.details["fidelity"]
     assert fidelity["explanations"] == len(expected) and fidelity["mean_top_k_drop"] is not None
-    assert all(r.details["additive"] and r.details["evaluations"] <= 30 for r in explanations if r.details.get("kind") == "sampled")
+    assert all(r.details["additive"] and r.details["evaluations"] <= 30
+               for r in explanations if r.details.get("kind") == "sampled")
     # no explanation evaluation started while a client request was in flight
     for evaluation in evaluations:
         assert not any(c.ts_start < evaluation.ts_start < c.ts_end for c in calls), evaluation.record_id

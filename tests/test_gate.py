@@ -17,9 +17,7 @@ from govkit.checks import Status
 from govkit.cli import cli
 from govkit.config import load_settings
 
-
-def run(*args: str):
-    return CliRunner().invoke(cli, list(args))
+from .conftest import run
 
 
 @pytest.fixture
@@ -147,7 +145,7 @@ def test_statuses_have_one_meaning_each() -> None:
 def test_the_table_fits_the_terminal_and_uses_colour_there(project: Path) -> None:
     from govkit.checks import Context, run_checks
     from govkit.checks._formats import as_table
-    from govkit.cli.check import load_registry
+    from govkit.gate import load_registry
 
     context = Context(load_settings(project / "govkit.toml"))
     try:

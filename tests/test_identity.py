@@ -11,17 +11,13 @@ import warnings
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from govkit.audit import AuditLog
 from govkit.audit import checkpoints as cp
-from govkit.cli import cli
 from govkit.config import load_settings
 from govkit.errors import InvalidRecord, StoreMismatch, StoreNotFound, StoreReplaced
 
-
-def run(*args: str):
-    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+from .conftest import run
 
 
 @pytest.fixture

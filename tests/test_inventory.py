@@ -8,18 +8,13 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from govkit.audit import AuditLog
-from govkit.cli import cli
 from govkit.config import Inventory, load_settings
 from govkit.errors import InputError
 from govkit.inventory import EXTENDED_FIELDS, FACTORS, MINIMUM_FIELDS, rate, validate
 
-
-def run(*args: str, input: str | None = None):
-    return CliRunner().invoke(cli, list(args), input=input)
-
+from .conftest import run
 
 COMPLETE = Inventory(
     id="credit-assistant", name="Credit assistant", description="Drafts credit memos", risk_rating="medium",

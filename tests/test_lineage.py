@@ -21,14 +21,11 @@ from govkit.cli import cli
 from govkit.config import load_settings
 from govkit.lineage import Lineage, ReadOptions
 
+from .conftest import run
 from .public_data import ADULT_COLUMNS, GERMAN_COLUMNS, adult_data, german_data
 from .servers import smollm2_gguf
 
 SPEC = Path(__file__).parent / "data" / "OpenLineage.json"
-
-
-def run(*args: str):
-    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
 
 
 def init(tracking: bool = False) -> Path:
@@ -418,7 +415,7 @@ def test_fingerprint_streams_in_flat_memory(tmp_path: Path) -> None:
         for _ in range(384):
             handle.write(block)
     code = ("import resource, sys\n"
-            "from govkit.inference.fingerprint import sha256_file\n"
+            "from govkit.digests import sha256_file\n"
             "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
             "digest, size = sha256_file(__import__('pathlib').Path(sys.argv[1]))\n"
             "after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"

@@ -14,14 +14,13 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from govkit.audit import AuditLog
-from govkit.cli import cli
 from govkit.config import load_settings
 
+from .conftest import run
 from .servers import start_proxy, stop
 
 pytestmark = pytest.mark.slow
@@ -37,10 +36,6 @@ PLANTED = {
     "US_SSN": "219-09-9999",
 }
 INPUTS = ("cases.csv", "loan.j2", "people.csv")  # files the test itself writes: not govkit's
-
-
-def run(*args: str):
-    return CliRunner().invoke(cli, list(args))
 
 
 def written_files(folder: Path) -> list[Path]:

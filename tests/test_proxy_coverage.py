@@ -20,8 +20,8 @@ import pytest
 from govkit.audit import AuditLog
 from govkit.inference.routes import normalise_path, route_of
 
-from .stores import hold_writer_lock
 from .servers import free_port, start_proxy, stop
+from .stores import hold_writer_lock
 
 pytestmark = pytest.mark.slow
 aiohttp_web = pytest.importorskip("aiohttp.web")

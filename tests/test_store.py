@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from govkit.audit import AuditLog
 from govkit.audit.hashing import GENESIS_HASH, canonical_json, chain_hash, content_digest
-from govkit.audit.store import utc_text
 from govkit.errors import InputError, InvalidRecord, StoreBusy, StoreCorrupt, StoreFull, StoreNotFound
+from govkit.timestamps import utc_text
 
 
 def test_append_chains_records_and_returns_them(log: AuditLog) -> None:
@@ -144,7 +144,7 @@ def test_bodies_orjson_does_not_take_are_stored_as_the_json_module_writes_them(l
 @settings(max_examples=300, deadline=None)
 @given(st.integers(min_value=0, max_value=253_402_300_000 * 10**9))  # 1970 through 9999
 def test_times_are_written_as_datetime_writes_them(ns: int) -> None:
-    epoch = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+    epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
     for later in (0, 1_000, 10**9):  # the same second (from the cache), then the next one
         expected = epoch + dt.timedelta(microseconds=(ns + later) // 1000)
         assert utc_text(ns + later) == expected.isoformat(timespec="microseconds").replace("+00:00", "Z")

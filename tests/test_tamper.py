@@ -148,7 +148,8 @@ def test_inserted_records_are_detected(template: Path, data: st.DataObject) -> N
     for seq in reversed(all_seqs):
         if seq >= at:
             db.execute("UPDATE records SET seq = seq + 1 WHERE seq = ?", (seq,))
-    body = b'{"event_type":"override","human_decision":"accepted","record_id":"01FORGED00000000000000000%d","schema_version":1,"ts_start":"2026-01-01T00:00:00Z"}' % at
+    body = (b'{"event_type":"override","human_decision":"accepted","record_id":"01FORGED00000000000000000%d",'
+            b'"schema_version":1,"ts_start":"2026-01-01T00:00:00Z"}') % at
     db.execute("INSERT INTO records (seq, body, record_hash) VALUES (?, ?, ?)", (at, body, chain_hash(body, prev_hash, at)))
     result = verify(path)
     assert not result.ok
@@ -164,7 +165,7 @@ def test_reordered_records_are_detected(template: Path, data: st.DataObject) -> 
     db.execute("DELETE FROM records WHERE seq IN (?, ?)", (a, b))
     db.execute("INSERT INTO records (seq, body, record_hash) VALUES (?, ?, ?)", (a, *rows[b]))
     db.execute("INSERT INTO records (seq, body, record_hash) VALUES (?, ?, ?)", (b, *rows[a]))
-    for seq, kind, text, purged_by in db.execute("SELECT * FROM content WHERE seq IN (?, ?)", (a, b)).fetchall():
+    for seq, kind, _text, _purged_by in db.execute("SELECT * FROM content WHERE seq IN (?, ?)", (a, b)).fetchall():
         db.execute("UPDATE content SET seq = ? WHERE seq = ? AND kind = ?", (-(a + b - seq), seq, kind))
     db.execute("UPDATE content SET seq = -seq WHERE seq < 0")  # content moved along with its record
     result = verify(path)
@@ -196,7 +197,8 @@ def test_a_rewritten_chain_is_caught_by_the_signed_checkpoints(template: Path, d
     path, db = fresh(template)
     seq = data.draw(st.integers(1, last_signed_seq(db)))
     body = bytes(db.execute("SELECT body FROM records WHERE seq = ?", (seq,)).fetchone()[0])
-    db.execute("UPDATE records SET body = ? WHERE seq = ?", (body.replace(b'"schema_version":1', b'"schema_version":1,"x":1'), seq))
+    altered = body.replace(b'"schema_version":1', b'"schema_version":1,"x":1')
+    db.execute("UPDATE records SET body = ? WHERE seq = ?", (altered, seq))
     prev = db.execute("SELECT record_hash FROM records WHERE seq = ?", (seq - 1,)).fetchone()
     prev_hash = prev[0] if prev else "sha256:" + "0" * 64
     for current, stored_body in db.execute("SELECT seq, body FROM records WHERE seq >= ? ORDER BY seq", (seq,)).fetchall():

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from govkit.audit import AuditLog
-from govkit.errors import PurgeIncomplete
 from govkit.audit import verify as verify_module
+from govkit.errors import PurgeIncomplete
 
 pytestmark = pytest.mark.slow
 

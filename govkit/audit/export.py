@@ -69,7 +69,7 @@ def verify_export(path: Path, *, public_key: str | None = None, expected_store_i
     export with that hash, and none may lie past its end."""
     from .checkpoints import read_checkpoint_file, signature_valid
     from .hashing import GENESIS_HASH, chain_hash, content_digest
-    from .store import identity_of
+    from .identity import identity_of
     from .verify import SPLICED_GENESIS, VerifyResult, check_claimed_identity
 
     result = VerifyResult(trusted_key=bool(public_key), expected_store_id=expected_store_id or None,
@@ -137,14 +137,13 @@ def verify_export(path: Path, *, public_key: str | None = None, expected_store_i
             else:
                 check_claimed_identity(result, identity, public_key)
         elif event == "checkpoint":
-            key = public_key or None
-            if key and not signature_valid(key, details):
+            if public_key and not signature_valid(public_key, details):
                 result.add(seq, "checkpoint signature invalid")
             elif details.get("store_id") != result.store_id and result.store_id is not None:
                 result.add(seq, f"a checkpoint of another store ({details.get('store_id')})")
             elif seq == prev_seq + 1 and (details.get("seq") != prev_seq or details.get("head_hash") != prev_hash):
                 result.add(seq, "checkpoint record does not follow the head it signs")
-            elif key:
+            elif public_key:
                 result.checkpoints += 1
                 result.last_checkpoint_seq = details.get("seq")
         signed = heads.get(seq)

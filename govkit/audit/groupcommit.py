@@ -17,6 +17,7 @@ next commit's statements. Nobody is woken before their own records are durable.
 from __future__ import annotations
 
 import asyncio
+import functools
 import queue
 import threading
 import time
@@ -75,7 +76,7 @@ class _FutureWaiter:
 
 # commit(batch, before_sync): write the batch in one transaction, calling before_sync() just
 # before the COMMIT; set each item's record, or its error (store errors are not raised).
-CommitFunction = Callable[[list[Pending], Callable[[], None]], None]
+CommitFunction = Callable[[list[Pending], Callable[[], None]], object]
 
 
 class GroupCommit:
@@ -206,7 +207,7 @@ class GroupCommit:
                 del self._queue[:MAX_BATCH]
             try:
                 if batch:
-                    self._commit(batch, lambda done=committed: _wake(done))
+                    self._commit(batch, functools.partial(_wake, committed))
             except BaseException as exc:  # not a store error (those are set on the items): unblock all
                 self._interrupted(batch, exc)
                 _wake(committed + batch)

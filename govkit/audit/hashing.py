@@ -15,14 +15,17 @@ import hashlib
 import json
 from typing import Any
 
-__all__ = ["GENESIS_HASH", "HASH_PREFIX", "canonical_json", "chain_hash", "content_digest", "encode_body"]
+from ..digests import PREFIX, sha256_digest
 
+__all__ = ["ENVELOPE", "GENESIS_HASH", "HASH_PREFIX", "canonical_json", "chain_hash", "content_digest", "encode_body"]
+
+_orjson: Any
 try:
     import orjson as _orjson
 except ImportError:  # pragma: no cover - orjson is a dependency; plain json is the fallback
     _orjson = None
 
-HASH_PREFIX = "sha256:"
+HASH_PREFIX = PREFIX
 GENESIS_HASH = HASH_PREFIX + "0" * 64
 
 
@@ -45,10 +48,13 @@ def encode_body(fields: dict[str, Any]) -> bytes:
     return canonical_json(fields)
 
 
+# The one spelling of the envelope: ENVELOPE % (body, prev_hash as ASCII bytes, seq).
+ENVELOPE = b'{"body":%b,"prev_hash":"%b","seq":%d}'
+
+
 def chain_hash(body: bytes, prev_hash: str, seq: int) -> str:
-    envelope = b'{"body":%b,"prev_hash":"%b","seq":%d}' % (body, prev_hash.encode("ascii"), seq)
-    return HASH_PREFIX + hashlib.sha256(envelope).hexdigest()
+    return HASH_PREFIX + hashlib.sha256(ENVELOPE % (body, prev_hash.encode("ascii"), seq)).hexdigest()
 
 
 def content_digest(text: str) -> str:
-    return HASH_PREFIX + hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return sha256_digest(text)

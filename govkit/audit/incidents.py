@@ -35,6 +35,6 @@ def resolve(log: Any, incident_id: str, *, note: str, reviewer: str | None = Non
     if target.record_id not in {r.record_id for r in open_incidents(log.query(event_type="incident"))}:
         raise InputError(f"incident {incident_id} is already resolved")
     if not note.strip():
-        raise InputError("--note: say what was found and done")
+        raise InputError("say what was found and done", parameter="note")
     return log.append("incident", target_record_id=target.record_id, reviewer_id=reviewer,
                       override_reason=log.redact(note), details={"action": RESOLVED})

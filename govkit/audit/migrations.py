@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
-__all__ = ["KEYS_AFTER", "KEY_FIELDS", "MIGRATIONS", "apply", "pending", "rebuild_keys"]
+from .querykeys import KEYS_AFTER
+
+__all__ = ["MIGRATIONS", "apply", "pending", "rebuild_keys"]
 
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = []
 migration = MIGRATIONS.append
@@ -110,15 +112,6 @@ _KEYS_GUARDS = """
     """
 
 
-# The keys of records after seq ?. A body that is not JSON (a damaged store) gets NULL keys
-# rather than stopping every later append; verify reports the damage.
-KEY_FIELDS = ("record_id", "event_type", "ts_start")  # each a top-level field of the body, a column here
-KEYS_AFTER = ("INSERT INTO record_keys (seq, " + ", ".join(KEY_FIELDS) + ") "
-              "SELECT seq, " + ", ".join("json_extract(j, '$.%s')" % name for name in KEY_FIELDS) + " "
-              "FROM (SELECT seq, CASE WHEN json_valid(CAST(body AS TEXT)) THEN CAST(body AS TEXT) END AS j "
-              "FROM records WHERE seq > ?)")
-
-
 def _script(db: sqlite3.Connection, sql: str) -> None:
     # executescript() would COMMIT the migration's transaction first; run statement by statement.
     statement = ""
@@ -140,12 +133,12 @@ def pending(db: sqlite3.Connection) -> list[str]:
 
 
 def apply(db: sqlite3.Connection) -> list[str]:
-    """Apply pending migrations, each in its own transaction; returns the names applied.
+    """Apply the pending migrations, all in one transaction (all of them or none); returns the names applied.
 
     `db` must be in autocommit mode (isolation_level=None). Concurrent openers serialise on
     BEGIN IMMEDIATE and re-check what is pending once they hold the lock.
     """
-    applied = []
+    applied: list[str] = []
     if not pending(db):
         return applied
     db.execute("BEGIN IMMEDIATE")
@@ -154,7 +147,7 @@ def apply(db: sqlite3.Connection) -> list[str]:
             step = next(m for m in MIGRATIONS if m.__name__ == name)
             step(db)
             db.execute("INSERT INTO _govkit_migrations VALUES (?, ?)",
-                       (name, datetime.now(timezone.utc).isoformat()))
+                       (name, datetime.now(UTC).isoformat()))
             applied.append(name)
         db.execute("COMMIT")
     except BaseException:

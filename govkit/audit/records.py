@@ -6,6 +6,7 @@ chain covers only these fields; raw prompt and response text lives in the conten
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from dataclasses import dataclass
@@ -61,6 +62,7 @@ FIELDS: dict[str, tuple[type, ...]] = {
 
 # Set by the store at the top level only; verification relies on these keys appearing nowhere else.
 RESERVED_KEYS = frozenset({"input_sha256", "output_sha256", "content_mode"})
+STORE_FIELDS = frozenset({"record_id", "schema_version", "event_type", "redaction", *RESERVED_KEYS})
 
 
 # The common values, settled by one exact-type test: ASCII text and plain ints (a bool is not an int here).
@@ -132,22 +134,39 @@ def _check_text(name: str, value: str) -> None:
 
 @dataclass(frozen=True)
 class AuditRecord:
-    """One committed record: its place in the chain and its fields, exactly as hashed."""
+    """One committed record: its place in the chain and its fields, exactly as hashed.
+
+    A field is an attribute (`record.event_type`); a field the record does not carry is None.
+    A name that is no record field raises AttributeError, so a typo cannot read as "absent".
+    The body is parsed once, on first use.
+    """
 
     seq: int
     record_hash: str
     prev_hash: str
     body: bytes
 
+    @functools.cached_property
+    def _parsed(self) -> dict[str, Any]:
+        parsed: dict[str, Any] = json.loads(self.body)
+        return parsed
+
     @property
     def fields(self) -> dict[str, Any]:
-        return json.loads(self.body)
+        """The body's fields (a copy: the record itself cannot change)."""
+        return dict(self._parsed)
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
             raise AttributeError(name)
-        return self.fields.get(name)
+        parsed = self._parsed
+        if name in parsed:
+            return parsed[name]
+        if name in FIELDS or name in STORE_FIELDS:
+            return None
+        raise AttributeError(f"'AuditRecord' has no field '{name}' (the record fields are in "
+                             "govkit.audit.records.FIELDS)")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"seq": self.seq, **self.fields, "prev_hash": self.prev_hash,
+        return {"seq": self.seq, **self._parsed, "prev_hash": self.prev_hash,
                 "record_hash": self.record_hash}

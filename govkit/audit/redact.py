@@ -17,6 +17,9 @@ import ipaddress
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
+
+from .._lazy import require
 
 __all__ = ["ENGINES", "Redactor", "Redaction", "presidio_engine"]
 
@@ -120,41 +123,40 @@ def _national_phone(match: re.Match[str]) -> tuple[int, int] | None:
 
 _Validator = Callable[[re.Match[str]], "tuple[int, int] | None"]
 
-# Most specific first: the order breaks ties between overlapping candidates.
-BUILTIN: tuple[tuple[str, re.Pattern[str], _Validator], ...] = (
-    ("EMAIL", re.compile(r"[\w.%+-]+@[\w-]+(?:\.[\w-]+)*\.[^\W\d_]{2,}"), _plain),
-    ("IBAN", re.compile(r"\b[A-Za-z]{2}\d{2}(?: ?[A-Za-z0-9]){11,32}\b"), _iban),
-    ("PAYMENT_CARD", re.compile(r"(?<![\d-])\d(?:[ .-]?\d){12,18}(?![\d-])"), _card),
-    ("PHONE", re.compile(r"(?<![\w+])\+[1-9]\d{0,2}(?:[ .-]?\(?\d{1,4}\)?){2,6}(?!\d)"), _plain),
-    ("US_SSN", re.compile(r"(?<![\d-])(?!000|666|9\d\d)\d{3}([- ]?)(?!00)\d{2}\1(?!0000)\d{4}(?![\d-])"), _plain),
-    ("CA_SIN", re.compile(r"(?<![\d-])\d{3}([- ]?)\d{3}\1\d{3}(?![\d-])"), _sin),
-    ("IP_ADDRESS", re.compile(r"(?<![0-9A-Fa-f:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|(?:\d{1,3}\.){3}\d{1,3})?(?![0-9A-Fa-f:])"), _ipv6),
-    ("IP_ADDRESS", re.compile(r"(?<!\d)(?<!\d\.)(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?!\d|\.\d)"), _plain),
-    ("PHONE", re.compile(r"(?<![\w+])(?:\+?1[ .-]?)?(?:\(\d{3}\)|\d{3})[ .-]?\d{3}[ .-]?\d{4}(?!\d)"), _plain),
-    ("PHONE", re.compile(r"(?<![\w+#/-])\(?0\d{1,4}\)?(?:[ .-]?\d{2,8}){1,4}(?!\d)"), _national_phone),
-)
-# What a text must hold for each BUILTIN entry (same order) to match in it, so that the others
-# are never searched for (most prompts hold no e-mail address and no long number): a substring
-# or pattern every match contains; how long a digit run must be; whether it must hold three
-# dots; where a match can be. A digit run is digits joined by at most three of " .()-": the
-# recognizers that count digits join them only with those, at most three at a time, so all of
-# a match's digits lie in one run.
+# What a text must hold for a recognizer to match in it, so that the others are never searched
+# for (most prompts hold no e-mail address and no long number): a substring or pattern every
+# match contains; how long a digit run must be; whether it must hold three dots; where a match
+# can be. A digit run is digits joined by at most three of " .()-": the recognizers that count
+# digits join them only with those, at most three at a time, so all of a match's digits lie in
+# one run.
 _ANYWHERE = 0
 _AROUND_RUN = 1  # inside a long enough run: only the stretches around those are searched
 _BEFORE_RUN = 2  # starting two capitals before a run (an IBAN's country code and check digits)
-_EVERY_TEXT = ("", 0, False, _ANYWHERE)  # no skipping: policy patterns, and Redactor(skip=False)
+_Need = tuple["str | re.Pattern[str]", int, bool, int]
+_EVERY_TEXT: _Need = ("", 0, False, _ANYWHERE)  # no skipping: policy patterns, and Redactor(skip=False)
 _IPV6_COLONS = re.compile(r":[0-9A-Fa-f]{0,4}:")
-_NEEDS: tuple[tuple[str | re.Pattern[str], int, bool, int], ...] = (
-    ("@", 0, False, _ANYWHERE),             # EMAIL
-    ("", 2, False, _BEFORE_RUN),            # IBAN
-    ("", 13, False, _AROUND_RUN),           # PAYMENT_CARD
-    ("+", 3, False, _AROUND_RUN),           # PHONE (international)
-    ("", 9, False, _AROUND_RUN),            # US_SSN
-    ("", 9, False, _AROUND_RUN),            # CA_SIN
-    (_IPV6_COLONS, 0, False, _ANYWHERE),    # IP_ADDRESS (IPv6): two colons at most four hex digits apart
-    (".", 4, True, _AROUND_RUN),            # IP_ADDRESS (IPv4): four numbers joined by three dots
-    ("", 10, False, _AROUND_RUN),           # PHONE
-    ("0", 7, False, _AROUND_RUN),           # PHONE (national, checked by phonenumbers)
+
+# (entity, pattern, validator, what a text must hold for it). Most specific first: the order
+# breaks ties between overlapping candidates.
+BUILTIN: tuple[tuple[str, re.Pattern[str], _Validator, _Need], ...] = (
+    ("EMAIL", re.compile(r"[\w.%+-]+@[\w-]+(?:\.[\w-]+)*\.[^\W\d_]{2,}"), _plain, ("@", 0, False, _ANYWHERE)),
+    ("IBAN", re.compile(r"\b[A-Za-z]{2}\d{2}(?: ?[A-Za-z0-9]){11,32}\b"), _iban, ("", 2, False, _BEFORE_RUN)),
+    ("PAYMENT_CARD", re.compile(r"(?<![\d-])\d(?:[ .-]?\d){12,18}(?![\d-])"), _card, ("", 13, False, _AROUND_RUN)),
+    ("PHONE", re.compile(r"(?<![\w+])\+[1-9]\d{0,2}(?:[ .-]?\(?\d{1,4}\)?){2,6}(?!\d)"), _plain,
+     ("+", 3, False, _AROUND_RUN)),  # international
+    ("US_SSN", re.compile(r"(?<![\d-])(?!000|666|9\d\d)\d{3}([- ]?)(?!00)\d{2}\1(?!0000)\d{4}(?![\d-])"), _plain,
+     ("", 9, False, _AROUND_RUN)),
+    ("CA_SIN", re.compile(r"(?<![\d-])\d{3}([- ]?)\d{3}\1\d{3}(?![\d-])"), _sin, ("", 9, False, _AROUND_RUN)),
+    ("IP_ADDRESS", re.compile(r"(?<![0-9A-Fa-f:.])(?:[0-9A-Fa-f]{0,4}:){2,7}"
+                              r"(?:[0-9A-Fa-f]{1,4}|(?:\d{1,3}\.){3}\d{1,3})?(?![0-9A-Fa-f:])"), _ipv6,
+     (_IPV6_COLONS, 0, False, _ANYWHERE)),  # IPv6: two colons at most four hex digits apart
+    ("IP_ADDRESS", re.compile(r"(?<!\d)(?<!\d\.)(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}"
+                              r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?!\d|\.\d)"), _plain,
+     (".", 4, True, _AROUND_RUN)),  # IPv4: four numbers joined by three dots
+    ("PHONE", re.compile(r"(?<![\w+])(?:\+?1[ .-]?)?(?:\(\d{3}\)|\d{3})[ .-]?\d{3}[ .-]?\d{4}(?!\d)"), _plain,
+     ("", 10, False, _AROUND_RUN)),
+    ("PHONE", re.compile(r"(?<![\w+#/-])\(?0\d{1,4}\)?(?:[ .-]?\d{2,8}){1,4}(?!\d)"), _national_phone,
+     ("0", 7, False, _AROUND_RUN)),  # national, checked by phonenumbers
 )
 _CAPITALS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")  # an IBAN's country code, either case
 # Digits of other scripts read as ASCII ones (one character for one, so spans stay): full-width,
@@ -221,17 +223,17 @@ class Redactor:
         check the skips against). `engine` finds more (names, places: what needs a language
         model, such as Presidio's analyzer); the built-in recognizers win where both find something."""
         self.engine = engine
-        self.recognizers = list(BUILTIN) + [
-            (name, re.compile(regex), _plain) for name, regex in patterns
-        ]
-        self._needs = (list(_NEEDS) if skip else [_EVERY_TEXT] * len(BUILTIN)) + \
-            [_EVERY_TEXT] * (len(self.recognizers) - len(BUILTIN))
+        self.recognizers: list[tuple[str, re.Pattern[str], _Validator, _Need]] = [
+            (name, pattern, validate, need if skip else _EVERY_TEXT) for name, pattern, validate, need in BUILTIN
+        ] + [(name, re.compile(regex), _plain, _EVERY_TEXT) for name, regex in patterns]
 
     def redact(self, text: str) -> Redaction:
         chosen = self.spans(text)
         if not chosen:
             return Redaction(text, {})
-        parts, counts, cursor = [], {}, 0
+        parts: list[str] = []
+        counts: dict[str, int] = {}
+        cursor = 0
         for start, end, name in chosen:
             parts.append(text[cursor:start])
             parts.append(f"[{name}]")
@@ -246,7 +248,7 @@ class Redactor:
             text = text.translate(_DIGITS)
         chosen: list[tuple[int, int, str]] = []
         runs: list[tuple[int, int, int, bool]] | None = None
-        for (name, pattern, validate), (needed, fewest, dotted, where) in zip(self.recognizers, self._needs):
+        for name, pattern, validate, (needed, fewest, dotted, where) in self.recognizers:
             if isinstance(needed, str):
                 if needed not in text:
                     continue
@@ -291,15 +293,10 @@ def _consider(match: re.Match[str], name: str, validate: _Validator, chosen: lis
 PRESIDIO_MODEL = "en_core_web_lg"  # the model Presidio's default analyzer loads
 
 
-def presidio_engine(analyzer: object | None = None, *, language: str = "en", min_score: float = 0.5) -> Engine:
+def presidio_engine(analyzer: Any = None, *, language: str = "en", min_score: float = 0.5) -> Engine:
     """Presidio's analyzer as an engine: every entity it finds with at least `min_score`. With no
     `analyzer`, Presidio's default one, which needs the institution's spaCy model installed."""
-    try:
-        from presidio_analyzer import AnalyzerEngine
-    except ImportError:
-        from ..errors import MissingDependency
-
-        raise MissingDependency("presidio_analyzer", "presidio") from None
+    AnalyzerEngine = require("presidio_analyzer", "presidio").AnalyzerEngine
     if analyzer is None:
         import spacy.util
 
@@ -313,7 +310,7 @@ def presidio_engine(analyzer: object | None = None, *, language: str = "en", min
         analyzer = AnalyzerEngine()
 
     def find(text: str) -> list[tuple[int, int, str]]:
-        return [(r.start, r.end, r.entity_type) for r in analyzer.analyze(text, language=language)  # type: ignore[attr-defined]
+        return [(r.start, r.end, r.entity_type) for r in analyzer.analyze(text, language=language)
                 if r.score >= min_score]
 
     return find

@@ -14,7 +14,6 @@ import json
 import os
 import sqlite3
 import time
-import urllib.parse
 import warnings
 from collections.abc import Generator, Iterable, Iterator
 from contextlib import contextmanager
@@ -24,16 +23,29 @@ from typing import Any
 
 from .._ids import new_ulid
 from ..config import REDACTION_MODES, Settings, load_settings
-from ..errors import (GovkitError, InputError, InvalidRecord, PurgeIncomplete, StoreBusy, StoreCorrupt, StoreError,
-                      StoreFull, StoreMismatch, StoreNotFound, StoreReplaced)
-from . import checkpoints, migrations
+from ..errors import (
+    GovkitError,
+    InputError,
+    InvalidRecord,
+    PurgeIncomplete,
+    StoreCorrupt,
+    StoreMismatch,
+    StoreNotFound,
+    StoreReplaced,
+)
+from ..timestamps import normalise_ts, parse_ts, utc_now, utc_text
+from . import checkpoints, migrations, querykeys
+from .connect import connect_read_only, store_error
 from .groupcommit import GroupCommit, Pending
 from .hashing import GENESIS_HASH, canonical_json, chain_hash, content_digest, encode_body
+from .identity import store_identity
 from .records import SCHEMA_VERSION, AuditRecord, check_fields
 from .redact import Redactor
+from .retention import purge_covers, purge_criteria
+from .verify import VerifyResult, verify_store
 from .writerlock import WriterLock
 
-__all__ = ["AuditLog", "StoreWarning", "identity_of", "purge_covers", "store_identity"]
+__all__ = ["AuditLog", "StoreWarning"]
 
 HASH_ALGORITHM = "sha256/canonical-json-envelope/v1"
 
@@ -42,53 +54,9 @@ class StoreWarning(UserWarning):
     """Something the operator must know that does not fail the call (shown on stderr)."""
 
 
-def store_identity(db: sqlite3.Connection) -> dict[str, Any] | None:
-    """The identity the chain's first record fixes (store id, creation time, device key), or None
-    when seq 1 is not a genesis record. Its bytes are covered by every later record's hash."""
-    row = db.execute("SELECT body FROM records WHERE seq = 1").fetchone()
-    if row is None:
-        return None
-    try:
-        return identity_of(json.loads(row[0]))
-    except (ValueError, TypeError):
-        return None
-
-
-def identity_of(fields: Any) -> dict[str, Any] | None:
-    """The identity a genesis record's fields fix, or None when they are not a genesis record's."""
-    if not isinstance(fields, dict) or fields.get("event_type") != "genesis":
-        return None
-    details = fields.get("details")
-    return details if isinstance(details, dict) and isinstance(details.get("store_id"), str) else None
-
 _CONTENT_FIELDS = {"prompt": "input_sha256", "response": "output_sha256"}
 KEYS_EVERY = 256  # records appended between two updates of the query keys (see migrations.m002)
-_RECORD = ("SELECT r.seq, r.record_hash, coalesce((SELECT p.record_hash FROM records p WHERE p.seq = r.seq - 1), ?), "
-           "r.body ")
 
-
-_second: tuple[int, str] = (-1, "")  # the last second formatted, and its text
-
-
-def utc_now() -> str:
-    """Now, as the store writes times: ISO 8601 UTC with microseconds and a Z."""
-    return utc_text(time.time_ns())
-
-
-def utc_text(ns: int) -> str:
-    """A time in nanoseconds since the epoch as the store writes it. The date and time of the
-    last second seen are formatted once; between appends usually only the microseconds change."""
-    global _second
-    seconds, micros = divmod(ns // 1000, 1_000_000)
-    cached = _second
-    if cached[0] != seconds:
-        cached = _second = (seconds, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)))
-    return f"{cached[1]}.{micros:06d}Z"
-
-
-def _parse_ts(value: str) -> dt.datetime:
-    parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
 
 
 @functools.lru_cache(maxsize=64)
@@ -100,40 +68,6 @@ def _insert_sql(table: str, rows: int) -> str:
 
 def _flat(rows: list[tuple[Any, Any, Any]]) -> list[Any]:
     return list(itertools.chain.from_iterable(rows))
-
-
-def purge_covers(criteria: dict[str, Any], fields: dict[str, Any]) -> bool:
-    """Whether a purge with these criteria covers a record with these fields.
-
-    One definition serves the purge and its later verification. Legal hold always wins.
-    """
-    if fields.get("legal_hold"):
-        return False
-    if "expired_at_or_before" in criteria:
-        expires = fields.get("expires_at")
-        if not isinstance(expires, str) or expires > criteria["expired_at_or_before"]:
-            return False
-    if "before" in criteria:
-        started = fields.get("ts_start")
-        if not isinstance(started, str) or started >= criteria["before"]:
-            return False
-    if "subject_ref" in criteria and fields.get("subject_ref") != criteria["subject_ref"]:
-        return False
-    return bool(criteria)
-
-
-def store_error(path: Path, exc: BaseException, busy_timeout_s: float = 0) -> GovkitError:
-    message = str(exc)
-    if isinstance(exc, sqlite3.OperationalError) and ("locked" in message or "busy" in message):
-        return StoreBusy(f"{path}: the audit store stayed locked by another writer for "
-                         f"{busy_timeout_s:g} s; nothing was written, committed records are intact")
-    if "full" in message:
-        return StoreFull(f"{path}: {message}; nothing was written, committed records are intact")
-    if isinstance(exc, sqlite3.DatabaseError) and ("not a database" in message or "malformed" in message):
-        return StoreCorrupt(f"{path}: not a readable audit database ({message})")
-    if "unable to open" in message:
-        return StoreError(f"{path}: cannot open the audit database ({message})")
-    return StoreError(f"{path}: {message}")
 
 
 @dataclass
@@ -241,7 +175,7 @@ class AuditLog:
         return conn
 
     def _prepare_schema(self, create: bool) -> None:
-        db = self._writer
+        db = self._writer_db()
         try:
             tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
             if tables and "_govkit_migrations" not in tables:
@@ -450,7 +384,7 @@ class AuditLog:
             body["content_mode"] = self.redaction
             body["redaction"] = {"mode": self.redaction, "entities": dict(sorted(entities.items()))}
             if "expires_at" not in body:
-                expiry = _parse_ts(body["ts_start"]) + dt.timedelta(days=self.retention_days)
+                expiry = parse_ts(body["ts_start"]) + dt.timedelta(days=self.retention_days)
                 body["expires_at"] = expiry.isoformat(timespec="microseconds").replace("+00:00", "Z")
             body.setdefault("retention_class", "standard")
         try:
@@ -459,10 +393,14 @@ class AuditLog:
             raise InvalidRecord(f"record cannot be stored as JSON: {exc}") from None
         return Pending(encoded, contents)
 
+    def _writer_db(self) -> sqlite3.Connection:
+        assert self._writer is not None, "a read-only log has no writer connection"
+        return self._writer
+
     def _commit(self, batch: list[Pending], before_sync: Any = None, *,
                 force_checkpoint: bool = False) -> dict[str, Any] | None:
         """Write a batch (and a checkpoint when due) in one transaction; see GroupCommit."""
-        db = self._writer
+        db = self._writer_db()
         signed = None
         alone = not batch  # a checkpoint with no records: its error is raised, not handed out
         try:
@@ -472,7 +410,8 @@ class AuditLog:
                 try:
                     self._check_file()
                     seq, prev = self._head(db)
-                    rows, content_rows = [], []
+                    rows: list[tuple[int, bytes, str]] = []
+                    content_rows: list[tuple[int, str, str]] = []
                     if self._lost is not None:  # the store is back: say first what happened meanwhile
                         batch = [self._prepare("incident", None, None, {"details": {
                             "action": "audit store missing from its path", **self._lost,
@@ -531,7 +470,7 @@ class AuditLog:
         that died between its commit and the copy)."""
         if reconcile and self._private_key is not None:
             with self._reader() as db:
-                newest = _last_checkpoint(db)
+                newest = querykeys.last_checkpoint(db)
             if newest is not None:
                 signed = json.loads(newest.body).get("details") or {}
                 have, _ = checkpoints.read_sidecar(checkpoints.sidecar_path(self.path))
@@ -554,10 +493,10 @@ class AuditLog:
         Keys that cannot be written (their table damaged or removed) must not stop the log from
         recording: the append goes on, queries scan the records the keys do not cover, and a
         warning says so."""
-        keyed = _keyed_upto(db)
+        keyed = querykeys.keyed_upto(db)
         if head_seq - keyed >= KEYS_EVERY:
             try:
-                db.execute(migrations.KEYS_AFTER, (keyed,))
+                db.execute(querykeys.KEYS_AFTER, (keyed,))
             except (sqlite3.IntegrityError, sqlite3.OperationalError) as exc:
                 if isinstance(exc, sqlite3.OperationalError) and "no such" not in str(exc):
                     raise  # locked, full, I/O: the append fails cleanly like any other
@@ -584,12 +523,12 @@ class AuditLog:
             if not due:
                 return None
         # Look at the log itself: another process may have signed one meanwhile.
-        row = _last_checkpoint(db)
+        row = querykeys.last_checkpoint(db)
         if row is None:  # nothing signed yet: the interval runs from the store's creation
-            last_seq, last_wall = 0, _parse_ts(self.meta["created_at"]).timestamp()
+            last_seq, last_wall = 0, parse_ts(self.meta["created_at"]).timestamp()
         else:
             details = json.loads(row.body)["details"]
-            last_seq, last_wall = details["seq"], _parse_ts(details["ts"]).timestamp()
+            last_seq, last_wall = details["seq"], parse_ts(details["ts"]).timestamp()
             if row.seq == head_seq:  # the head is a checkpoint: nothing new to sign
                 last_seq = head_seq
         self._checkpoint = _CheckpointState(last_seq, last_wall)
@@ -619,15 +558,7 @@ class AuditLog:
         time; `subject_ref`: an erasure request for one data subject. Records under legal hold
         are kept. Criteria combine with AND.
         """
-        criteria: dict[str, Any] = {}
-        if expired:
-            criteria["expired_at_or_before"] = now or utc_now()
-        if before:
-            criteria["before"] = _normalise_ts(before)
-        if subject_ref:
-            criteria["subject_ref"] = subject_ref
-        if not criteria:
-            raise InputError("purge needs a criterion: --expired, --before or --subject")
+        criteria = purge_criteria(expired=expired, before=before, subject_ref=subject_ref, now=now)
         with self._maintenance(truncate_wal=True) as db:
             pending = dict(db.execute("SELECT key, value FROM meta WHERE key = 'purge_pending'"))
             covered = [(row_seq, kind) for row_seq, kind, body in db.execute(
@@ -670,7 +601,7 @@ class AuditLog:
     def _rebuild_keys(self, reason: str | None) -> AuditRecord:
         with self._maintenance() as db:
             head_seq = self._head(db)[0]
-            old = _copy_keys(db)
+            old = querykeys.copy_keys(db)
             migrations.rebuild_keys(db)
             details: dict[str, Any] = {"action": "query keys rebuilt", "keyed_records": head_seq}
             if old:
@@ -694,7 +625,7 @@ class AuditLog:
         """One write transaction beside the group commit (purge, key rebuilds): it holds the lead
         and the writer lock, commits when the block ends and rolls back on any error."""
         self._writable()
-        db = self._writer
+        db = self._writer_db()
         with self._group.exclusive(), self._writer_lock.held():
             try:
                 db.execute("BEGIN IMMEDIATE")
@@ -749,7 +680,7 @@ class AuditLog:
         for column, op, value in (("event_type", "=", event_type), ("ts_start", ">=", since),
                                   ("ts_start", "<", until)):
             if value is not None:
-                keyed.append((f"{{t}}.{column} {op} ?", _normalise_ts(value) if column == "ts_start" else value))
+                keyed.append((f"{{t}}.{column} {op} ?", normalise_ts(value) if column == "ts_start" else value))
         if subject_ref is not None:
             other.append(("r.subject_ref = ?", subject_ref))
         if target_record_id is not None:
@@ -764,14 +695,14 @@ class AuditLog:
         if key.isdigit():
             if int(key) >= 2**63:  # past any seq SQLite can hold: no such record
                 return None
-            return _first(self._select([], [("r.seq = ?", int(key))], 1, False))
-        return _first(self._select([("{t}.record_id = ?", key)], [], 1, False))
+            return querykeys.first(self._select([], [("r.seq = ?", int(key))], 1, False))
+        return querykeys.first(self._select([("{t}.record_id = ?", key)], [], 1, False))
 
     def _select(self, keyed: list[tuple[str, Any]], other: list[tuple[str, Any]], limit: int | None,
-                newest_first: bool) -> Iterator[AuditRecord]:
+                newest_first: bool) -> Generator[AuditRecord, None, None]:
         with self._reader() as db:
             db.execute("BEGIN")  # one snapshot for both parts
-            yield from _matching(db, keyed, other, limit, newest_first)
+            yield from querykeys.matching(db, keyed, other, limit, newest_first)
 
     def content(self, record: AuditRecord | int) -> dict[str, str | None]:
         """The stored prompt/response of a record; None where purged."""
@@ -783,7 +714,7 @@ class AuditLog:
     def stats(self) -> dict[str, Any]:
         with self._reader() as db:
             db.execute("BEGIN")
-            upto = _keyed_upto(db)
+            upto = querykeys.keyed_upto(db)
             by_type, times = {}, []
             if upto:
                 by_type = dict(db.execute("SELECT event_type, count(*) FROM record_keys GROUP BY event_type"))
@@ -800,7 +731,7 @@ class AuditLog:
             stored, purged = db.execute(
                 "SELECT count(text), count(*) - count(text) FROM content").fetchone()
             head_seq, head_hash = self._head(db)
-            checkpoint = _last_checkpoint(db)
+            checkpoint = querykeys.last_checkpoint(db)
             signed = json.loads(checkpoint.body) if checkpoint else None
             last_cp = (signed.get("details", {}).get("seq"), signed.get("ts_start")) if signed else None
         return {
@@ -815,15 +746,13 @@ class AuditLog:
         }
 
     def verify(self, *, public_key: str | None = None, checkpoint_files: Iterable[str | Path] = (),
-               store_id: str | None = None, workers: int | None = None) -> Any:
+               store_id: str | None = None, workers: int | None = None) -> VerifyResult:
         """Check every record, its content, the store's identity and the signed checkpoints (the
         on-device checkpoint file and any off-device copies in `checkpoint_files`); see govkit.audit.verify.
 
         `public_key` and `store_id` default to the ones the config names. Large logs are scanned
         in `workers` processes (default: one per core, at most 4).
         """
-        from .verify import verify_store
-
         with self._reader() as db:
             return verify_store(db, self.path, public_key=public_key or self.public_key,
                                 meta_public_key=self.meta.get("public_key"),
@@ -831,103 +760,8 @@ class AuditLog:
                                 expected_store_id=store_id or self.expected_store_id, workers=workers)
 
 
-def connect_read_only(path: Path, timeout_s: float = 10.0) -> sqlite3.Connection:
-    """A reading connection that writes nothing, also on read-only media (an auditor's copy on a
-    write-protected disk), where SQLite cannot make the WAL index a WAL-mode store needs: then
-    the file is opened as immutable, which is exact only when no WAL is beside it, so a store
-    with an unmerged WAL there is refused rather than read short."""
-    uri = f"file:{urllib.parse.quote(str(path))}"
-    db = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=timeout_s, isolation_level=None,
-                         check_same_thread=False)
-    if os.access(path.parent, os.W_OK):  # the usual case: SQLite can make its WAL index beside the file
-        return db
-    try:
-        db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()  # the WAL index is made here
-        return db
-    except sqlite3.OperationalError as exc:
-        db.close()
-        if "unable to open" not in str(exc):
-            raise
-    wal = Path(f"{path}-wal")
-    if wal.exists() and wal.stat().st_size > 0:
-        raise StoreError(f"{path}: on read-only media with a write-ahead log ({wal.name}) beside it but no "
-                         f"{path.name}-shm: copy the three files to writable storage to read it whole")
-    return sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True, timeout=timeout_s, isolation_level=None,
-                           check_same_thread=False)
-
-
 class _KeysHealthy(Exception):
     """The query keys matched the records: the rebuild is rolled back."""
-
-
-def _copy_keys(db: sqlite3.Connection) -> bool:
-    """Copy the query keys as they are into temp.old_keys; False if there are none to read
-    (the table missing, or rebuilt without its columns)."""
-    try:
-        db.execute(f"CREATE TEMP TABLE old_keys AS SELECT seq, {', '.join(migrations.KEY_FIELDS)} FROM main.record_keys")
-        return True
-    except sqlite3.OperationalError:
-        return False
-
-
-def _keyed_upto(db: sqlite3.Connection) -> int:
-    """The last seq the query keys cover; 0 for a store from before the keys table (read-only:
-    not migrated), whose records are then all scanned."""
-    try:
-        return db.execute("SELECT coalesce(max(seq), 0) FROM record_keys").fetchone()[0]
-    except sqlite3.OperationalError as exc:
-        if "no such table" not in str(exc):
-            raise
-        return 0
-
-
-def _matching(db: sqlite3.Connection, keyed: list[tuple[str, Any]], other: list[tuple[str, Any]],
-              limit: int | None, newest_first: bool) -> Iterator[AuditRecord]:
-    """Records matching every condition, in chain order. `keyed` conditions are answered from
-    the query keys up to the last keyed record, and by scanning the records after it."""
-    order = " DESC" if newest_first else ""
-    keyed_values, other_values = [v for _, v in keyed], [v for _, v in other]
-    also = "".join(f" AND {c}" for c, _ in other)
-    upto = _keyed_upto(db)
-    left = limit
-    for part in ("newer", "older") if newest_first else ("older", "newer"):
-        if left is not None and left <= 0:
-            break
-        cap = "" if left is None else f" LIMIT {int(left)}"
-        if part == "newer":
-            sql = (_RECORD + "FROM records r WHERE r.seq > ?" + "".join(f" AND {c.format(t='r')}" for c, _ in keyed)
-                   + also + f" ORDER BY r.seq{order}{cap}")
-            params = [GENESIS_HASH, upto, *keyed_values, *other_values]
-        elif not upto:
-            continue  # nothing keyed yet (or no keys table: a store from before it)
-        elif not keyed:
-            sql = _RECORD + f"FROM records r WHERE r.seq <= ?{also} ORDER BY r.seq{order}{cap}"
-            params = [GENESIS_HASH, upto, *other_values]
-        else:
-            # Every keyed record is at or before `upto`: no need to say so. With nothing
-            # but keyed conditions, the keys alone settle which records and how many.
-            where = " AND ".join(c.format(t="k") for c, _ in keyed)
-            keys = (f"(SELECT seq FROM record_keys k WHERE {where} ORDER BY seq{order}{cap})"
-                    if not other else f"(SELECT seq FROM record_keys k WHERE {where})")
-            sql = _RECORD + f"FROM {keys} k JOIN records r ON r.seq = k.seq WHERE 1{also} ORDER BY k.seq{order}{cap}"
-            params = [GENESIS_HASH, *keyed_values, *other_values]
-        for seq, record_hash, prev, body in db.execute(sql, params):
-            if left is not None:
-                left -= 1
-            yield AuditRecord(seq, record_hash, prev, bytes(body))
-
-
-def _last_checkpoint(db: sqlite3.Connection) -> AuditRecord | None:
-    return _first(_matching(db, [("{t}.event_type = ?", "checkpoint")], [], 1, True))
-
-
-def _first(found: Generator[AuditRecord, None, None]) -> AuditRecord | None:
-    """The first record found, or None; the search is closed at once (and with it its cursor,
-    or its reader's connection), not when collected."""
-    try:
-        return next(found, None)
-    finally:
-        found.close()
 
 
 def _as_text(kind: str, text: Any) -> str:
@@ -945,11 +779,3 @@ def _as_text(kind: str, text: Any) -> str:
     return text
 
 
-def _normalise_ts(value: str) -> str:
-    """Accept a date or an ISO time; return the store's UTC form for comparisons."""
-    try:
-        parsed = _parse_ts(value)
-    except ValueError:
-        raise InputError(f"'{value}' is not an ISO 8601 date or time") from None
-    utc = parsed.astimezone(dt.timezone.utc)
-    return utc.isoformat(timespec="microseconds").replace("+00:00", "Z")

@@ -32,10 +32,11 @@ from pathlib import Path
 from typing import Any
 
 from . import checkpoints
-from .hashing import GENESIS_HASH, HASH_PREFIX
-from .migrations import KEY_FIELDS
-
-from .store import connect_read_only, purge_covers, store_identity
+from .connect import connect_read_only
+from .hashing import ENVELOPE, GENESIS_HASH, HASH_PREFIX
+from .identity import store_identity
+from .querykeys import KEYS_DISAGREE_FAST, KEYS_DISAGREE_GUARDED
+from .retention import purge_covers
 
 _PREFIX = HASH_PREFIX.encode("ascii")
 
@@ -62,18 +63,7 @@ _CONTENT_SCAN = ("SELECT seq, (kind = 'prompt') + 2 * (kind = 'response'), text 
 _KIND_KEYS = (("prompt", 1), ("response", 2))
 _BOTH_KINDS = (1, 2)
 _KIND_NAMES = {code: name for name, code in _KIND_KEYS}
-_ENVELOPE = b'{"body":%b,"prev_hash":"%b","seq":%d}'
-# Key rows of a seq range that disagree with their record (json_extract reads the record's own
-# top-level fields, as migrations.KEYS_AFTER wrote them). A body that is not JSON makes
-# json_extract fail: the guarded form then expects NULL keys for it, as KEYS_AFTER gives.
-_KEYS_DISAGREE = ("SELECT k.seq FROM record_keys k LEFT JOIN records r ON r.seq = k.seq "
-                  "WHERE k.seq BETWEEN ? AND ? AND (r.seq IS NULL"
-                  + "".join(" OR k.%s IS NOT json_extract({j}, '$.%s')" % (name, name) for name in KEY_FIELDS)
-                  + ") ORDER BY k.seq LIMIT 100")
 _REBUILD = " (`govkit audit rebuild-keys` makes them anew)"
-_KEYS_DISAGREE_FAST = _KEYS_DISAGREE.format(j="CAST(r.body AS TEXT)")
-_KEYS_DISAGREE_GUARDED = _KEYS_DISAGREE.format(
-    j="(CASE WHEN json_valid(CAST(r.body AS TEXT)) THEN CAST(r.body AS TEXT) END)")
 _HASH_LENGTH = len(HASH_PREFIX) + 64
 _hexdigest = operator.methodcaller("hexdigest")
 
@@ -236,13 +226,13 @@ def _scan_records(db: sqlite3.Connection, result: VerifyResult, lo: int = 1, hi:
             seqs = tuple(seq if isinstance(seq, int) else -1 for seq in seqs)
         if seqs != tuple(range(expected_seq, expected_seq + len(seqs))):
             _report_seq_gaps(result, seqs, expected_seq)
-        computed = map(_hexdigest, map(hashlib.sha256, map(_ENVELOPE.__mod__, zip(bodies, (prev, *hashes[:-1]), seqs))))
+        computed = map(_hexdigest, map(hashlib.sha256, map(ENVELOPE.__mod__, zip(bodies, (prev, *hashes[:-1]), seqs))))
         # Each stored hash exactly as written ("sha256:" and 64 lower-case hex digits): with every
         # one of that length, the joined strings are equal only if each pair is.
         if not all(map(operator.eq, map(len, hashes), itertools.repeat(_HASH_LENGTH))) or \
                 b"".join(hashes) != (HASH_PREFIX + HASH_PREFIX.join(computed)).encode("ascii"):
             for seq, body, before, stored in zip(seqs, bodies, (prev, *hashes[:-1]), hashes):
-                if _PREFIX + hashlib.sha256(_ENVELOPE % (body, before, seq)).hexdigest().encode() != stored:
+                if _PREFIX + hashlib.sha256(ENVELOPE % (body, before, seq)).hexdigest().encode() != stored:
                     result.add(seq, "record hash mismatch: the record was edited, inserted or reordered")
         prev = hashes[-1]
         expected_seq = max(seqs[-1], expected_seq + len(seqs) - 1) + 1
@@ -271,11 +261,11 @@ def _check_keys(db: sqlite3.Connection, result: VerifyResult, lo: int, hi: int) 
     if not _has_keys(db):
         return
     try:
-        wrong = db.execute(_KEYS_DISAGREE_FAST, (lo, hi)).fetchall()
+        wrong = db.execute(KEYS_DISAGREE_FAST, (lo, hi)).fetchall()
     except sqlite3.OperationalError as exc:
         if "JSON" not in str(exc):
             raise
-        wrong = db.execute(_KEYS_DISAGREE_GUARDED, (lo, hi)).fetchall()
+        wrong = db.execute(KEYS_DISAGREE_GUARDED, (lo, hi)).fetchall()
     for (seq,) in wrong:
         result.add(seq if isinstance(seq, int) else lo,
                    "query keys disagree with the record: filtered queries could miss or misplace it" + _REBUILD)
@@ -625,7 +615,7 @@ def _purges_after_snapshot(path: Path, seqs: set[int], result: VerifyResult) -> 
             if seq not in rows or seq - 1 not in rows:
                 continue
             body, stored = _as_bytes(rows[seq][0]), _as_bytes(rows[seq][1])
-            if _PREFIX + hashlib.sha256(_ENVELOPE % (body, _as_bytes(rows[seq - 1][1]), seq)).hexdigest().encode() != stored:
+            if _PREFIX + hashlib.sha256(ENVELOPE % (body, _as_bytes(rows[seq - 1][1]), seq)).hexdigest().encode() != stored:
                 result.add(seq, "record hash mismatch: the record was edited, inserted or reordered")
                 continue
             try:
@@ -639,7 +629,7 @@ def _purges_after_snapshot(path: Path, seqs: set[int], result: VerifyResult) -> 
     return found
 
 
-def _check_purges(result: VerifyResult, scan: _Scan, counted_elsewhere: set[int] = frozenset()) -> None:
+def _check_purges(result: VerifyResult, scan: _Scan, counted_elsewhere: frozenset[int] | set[int] = frozenset()) -> None:
     emptied: dict[Any, int] = {}
     for seq, kind, purged_by, body in scan.tombstones:
         emptied[purged_by] = emptied.get(purged_by, 0) + 1

@@ -8,10 +8,15 @@ from __future__ import annotations
 
 import datetime as dt
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..audit import AuditLog, AuditRecord
+from ..audit import AuditLog, AuditRecord, VerifyResult
 from ..config import Settings
+from ..timestamps import parse_ts
+from ._model import NoEvidence
+
+if TYPE_CHECKING:
+    from ..lineage import LineageGraph
 
 __all__ = ["DEFAULT_POLICY", "Context"]
 
@@ -27,10 +32,13 @@ DEFAULT_POLICY: dict[str, Any] = {
 
 
 class Context:
+    """What a check reads: the settings, the policy values, the audit store (read-only), the
+    lineage graph, and the evidence about the model under review. Checks annotate `ctx: Context`."""
+
     def __init__(self, settings: Settings, *, policy: dict[str, Any] | None = None, now: dt.datetime | None = None):
         self.settings = settings
         self.policy = {**DEFAULT_POLICY, **(policy or {})}
-        self.now = now or dt.datetime.now(dt.timezone.utc)
+        self.now = now or dt.datetime.now(dt.UTC)
         self._log: AuditLog | None = None
 
     @property
@@ -43,6 +51,20 @@ class Context:
             return None
         self._log = AuditLog.open(settings=self.settings, read_only=True)  # the gate reads; it never writes
         return self._log
+
+    @property
+    def store(self) -> AuditLog:
+        """The audit store, for a check that cannot judge without one (NoEvidence when there is none)."""
+        if self.log is None:
+            raise NoEvidence(f"no audit store at {self.settings.audit.db}")
+        return self.log
+
+    @property
+    def graph(self) -> LineageGraph:
+        """The lineage graph, for a check that cannot judge without one (NoEvidence when there is none)."""
+        if self.lineage is None:
+            raise NoEvidence(f"no audit store at {self.settings.audit.db}, so no lineage")
+        return self.lineage
 
     def close(self) -> None:
         if self._log is not None:
@@ -63,15 +85,15 @@ class Context:
         return None
 
     def age_days(self, record: AuditRecord) -> float:
-        stamp = dt.datetime.fromisoformat(record.ts_start.replace("Z", "+00:00"))
+        stamp = parse_ts(record.ts_start)
         return (self.now - stamp).total_seconds() / 86400
 
     @cached_property
-    def verified(self) -> Any:
+    def verified(self) -> VerifyResult | None:
         return self.log.verify() if self.log else None  # against govkit.toml's public key and store id
 
     @cached_property
-    def lineage(self) -> Any:
+    def lineage(self) -> LineageGraph | None:
         if self.log is None:
             return None
         from ..lineage import Lineage
@@ -117,7 +139,8 @@ class Context:
         """The records about the model under review, and a phrase saying what was found: how many,
         for which artifact, and what else was left out."""
         wanted = self.reviewed_artifacts
-        kept, others = [], {}
+        kept: list[AuditRecord] = []
+        others: dict[str, int] = {}
         for record in records:
             artifact = self.artifact_of(record)
             if artifact is not None and artifact in wanted:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import GovkitError, InputError
+from ..errors import DuplicateCheck, InputError
 
 __all__ = ["PRINCIPLES", "SECTIONS", "CheckResult", "CheckSpec", "DuplicateCheck", "NoEvidence", "Result", "Severity",
            "Skip", "Status", "check_spec"]
@@ -31,10 +31,6 @@ class Severity(str, enum.Enum):
     BLOCKING = "blocking"
     WARNING = "warning"
     TIER = "blocking (tier)"  # blocking unless the model's risk tier is negligible (E-23 P2.3)
-
-
-class DuplicateCheck(GovkitError):
-    exit_code = 2
 
 
 class Skip(Exception):

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from ..digests import sha256_digest
 from ..errors import InputError
 from ._model import PRINCIPLES, CheckSpec, DuplicateCheck, Result, check_spec
 
@@ -57,10 +58,10 @@ class Registry:
             chosen = [spec for spec in chosen if any(_matches(spec, w) for w in wanted)]
             for item in wanted:
                 if not any(_matches(spec, item) for spec in self.specs.values()):
-                    raise InputError(f"--select: no check matches '{item}'")
+                    raise InputError(f"no check matches '{item}'", parameter="select")
         for item in (s.strip() for s in ignore if s.strip()):
             if not any(_matches(spec, item) for spec in self.specs.values()):
-                raise InputError(f"--ignore: no check matches '{item}'")
+                raise InputError(f"no check matches '{item}'", parameter="ignore")
             chosen = [spec for spec in chosen if not _matches(spec, item)]
         return sorted(chosen, key=lambda spec: spec.id)
 
@@ -73,7 +74,7 @@ def _matches(spec: CheckSpec, selector: str) -> bool:
 
 def load(registry: Registry, folder: Path, *, builtin: bool) -> None:
     if not folder.is_dir():
-        raise InputError(f"--checks-dir: {folder} is not a folder")
+        raise InputError(f"{folder} is not a folder", parameter="checks_dirs")
     for path in sorted(folder.glob("*.py")):
         if path.name.startswith("_"):
             continue
@@ -83,7 +84,7 @@ def load(registry: Registry, folder: Path, *, builtin: bool) -> None:
             continue
         module = importlib.util.module_from_spec(spec)
         if not builtin:
-            registry.user_files[str(path)] = "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+            registry.user_files[str(path)] = sha256_digest(path.read_bytes())
         try:
             spec.loader.exec_module(module)
         except Exception as exc:

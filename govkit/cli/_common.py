@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 import click
 
@@ -15,6 +15,34 @@ from ..errors import ConfigError, InputError
 
 db_option = click.option("--db", type=click.Path(dir_okay=False, path_type=Path),
                          help="Audit database (default: from govkit.toml).")
+
+
+def model_options(function: Any) -> Any:
+    """The model a command asks (`bias llm`, `bias counterfactual`, `explain text`): an endpoint or
+    an in-process GGUF file, the file the endpoint serves, and a system message."""
+    options = [
+        click.option("--endpoint", help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8080/v1 (llama.cpp, "
+                                        "Ollama, vLLM, govkit proxy)."),
+        click.option("--model", "model_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                     help="Or a GGUF file run in-process with llama-cpp-python."),
+        click.option("--model-artifact", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                     help="The model file the endpoint serves, to tie the evidence to its sha256."),
+        click.option("--system", help="A system message sent before every prompt."),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def choice_options(positive_help: str) -> Any:
+    """--choices and --positive: the answers the model may give, and the one that counts."""
+    def decorate(function: Any) -> Any:
+        function = click.option("--positive", required=True, help=positive_help)(function)
+        return click.option("--choices", required=True,
+                            help="The allowed answers, comma-separated, e.g. approve,deny.")(function)
+    return decorate
+
+
 def json_option(function: Any) -> Any:
     """`--format table|json`, the one spelling for JSON output on every command (`--json` is kept
     as a hidden alias); the command receives `as_json`."""
@@ -32,6 +60,10 @@ def output_option(help: str, dest: str = "output") -> Any:
     return click.option("--output", "-o", "--out", dest, type=click.Path(dir_okay=False, path_type=Path), help=help)
 
 
+@overload
+def settings_for(ctx: click.Context, *, required: Literal[True]) -> Settings: ...
+@overload
+def settings_for(ctx: click.Context, *, required: bool) -> Settings | None: ...
 def settings_for(ctx: click.Context, *, required: bool) -> Settings | None:
     explicit = ctx.find_root().obj.get("config")
     path = explicit or find_config()

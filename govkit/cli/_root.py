@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,14 +46,40 @@ def _quiet_broken_pipe() -> None:
         pass
 
 
+def _flag_namer(root: click.Group, words: list[str]) -> Callable[[str], str]:
+    """How the command that ran spells a library parameter: its option of that name ("model_path"
+    is --model), else an option of that name on another command, else the name as a flag."""
+    path: list[click.Command] = []
+    command: click.Command | None = root
+    for word in words:
+        if not isinstance(command, click.Group):
+            break
+        command = command.commands.get(word)
+        if command is None:
+            break
+        path.append(command)
+
+    def every(command: click.Command) -> list[click.Command]:
+        below = [every(c) for c in command.commands.values()] if isinstance(command, click.Group) else []
+        return [command, *(c for group in below for c in group)]
+
+    flags: dict[str, str] = {}
+    for command in [*reversed(path), *every(root)]:
+        for param in command.params:
+            if isinstance(param, click.Option) and param.name and param.opts:
+                flags.setdefault(param.name, max(param.opts, key=len))
+    return lambda name: flags.get(name, "--" + name.replace("_", "-"))
+
+
 class _Root(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
+        words = [*getattr(ctx, "_protected_args", ()), *ctx.args]  # the command line below the root
         try:
             return super().invoke(ctx)
         except GovkitError as exc:
             if os.environ.get("GOVKIT_RAISE_ERRORS"):
                 raise
-            click.echo(f"Error: {exc}", err=True)
+            click.echo(f"Error: {exc.render(_flag_namer(self, words))}", err=True)
             ctx.exit(exc.exit_code)
         except OSError as exc:  # a file the user named: missing, unreadable, disk full
             if exc.errno == errno.EPIPE:

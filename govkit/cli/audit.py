@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import sys
 from pathlib import Path
@@ -10,7 +9,7 @@ from typing import Any
 
 import click
 
-from ..audit import HUMAN_DECISIONS, AuditRecord
+from ..audit import HUMAN_DECISIONS
 from ..audit.checkpoints import parse_public_key
 from ..audit.records import EVENT_TYPES
 from ..errors import InputError
@@ -197,17 +196,15 @@ def purge(ctx: click.Context, db: Path | None, expired: bool, before: str | None
         raise click.UsageError("give at least one of --expired, --before, --subject")
     if not yes:
         confirm("Erase the matching stored content? This cannot be undone", flag="--yes")
-    with open_log(ctx, db) as log:
-        record = log.purge(expired=expired, before=before, subject_ref=subject_ref, reason=reason)
-        erased = []
-        if subject_ref:
-            from ..tracking import erase_subject_artifacts
+    from ..oversight import purge as purge_content
 
-            erased = erase_subject_artifacts(log, settings_for(ctx, required=False), subject_ref)
-    details = record.fields["details"]
-    click.echo(f"Purged {details['purged_items']} item(s) of {details['purged_records']} record(s); "
-               f"purge record {record.record_id} (seq {record.seq})"
-               + (f"; the artifacts of {len(erased)} MLflow run(s) about the subject erased" if erased else ""))
+    with open_log(ctx, db) as log:
+        done = purge_content(log, settings_for(ctx, required=False), expired=expired, before=before,
+                             subject_ref=subject_ref, reason=reason)
+    click.echo(f"Purged {done.purged_items} item(s) of {done.purged_records} record(s); "
+               f"purge record {done.record.record_id} (seq {done.record.seq})"
+               + (f"; the artifacts of {len(done.erased_runs)} MLflow run(s) about the subject erased"
+                  if done.erased_runs else ""))
 
 
 @audit.command("rebuild-keys")
@@ -245,12 +242,14 @@ def checkpoint(ctx: click.Context, db: Path | None) -> None:
 
     Example: govkit audit checkpoint
     """
+    from ..oversight import checkpoint as sign_head
+
     with open_log(ctx, db) as log:
-        signed = log.checkpoint()
+        signed = sign_head(log)
     if signed is None:
         click.echo("The head is already signed (or the log is empty); nothing to do.")
     else:
-        click.echo(f"Signed seq {signed['seq']} head {signed['head_hash']} with {signed['key_id']}")
+        click.echo(f"Signed seq {signed.seq} head {signed.head_hash} with {signed.key_id}")
 
 
 @audit.command()
@@ -287,31 +286,11 @@ def override(ctx: click.Context, record_id: str, db: Path | None, decision: str,
     Example: govkit audit override 01JD0Y7Q2N3V6Z0K8R4T5W9X1C --decision overridden
     --reviewer rev-17 --reason "income misread"
     """
+    from ..oversight import override as record_override
+
     with open_log(ctx, db) as log:
-        target = log.get(record_id)
-        if target is None:
-            raise InputError(f"no audit record '{record_id}' in {log.path}")
-        if target.event_type != "inference":
-            raise InputError(f"record {record_id} is a {target.event_type} record, not a decision: an override "
-                             f"targets the inference record of the decision it reviews")
-        record = log.append("override", **_override_fields(log, target, decision, reviewer, reason))
+        record = record_override(log, record_id, decision=decision, reviewer=reviewer, reason=reason)
     click.echo(f"Recorded {decision} by {reviewer}: record {record.record_id} (seq {record.seq})")
-
-
-def _override_fields(log: Any, target: AuditRecord, decision: str, reviewer: str,
-                     reason: str) -> dict[str, Any]:
-    from ..audit.store import _parse_ts, utc_now
-
-    fields = target.fields
-    now = utc_now()
-    decided_at = fields.get("ts_end") or fields["ts_start"]
-    latency = (_parse_ts(now) - _parse_ts(decided_at)) / dt.timedelta(seconds=1)
-    # The chain is permanent, so the reason is always redacted, whatever the content policy.
-    safe_reason = log.redact(reason, field="--reason")
-    return {"ts_start": now, "target_record_id": fields["record_id"], "reviewer_id": reviewer,
-            "human_decision": decision, "override_reason": safe_reason,
-            "review_latency_s": round(latency, 3), "model_id": fields.get("model_id"),
-            "subject_ref": fields.get("subject_ref")}
 
 
 @audit.group()
@@ -328,7 +307,7 @@ def incident_list(ctx: click.Context, db: Path | None, as_json: bool) -> None:
 
     Example: govkit audit incident list --format json
     """
-    from ..audit.incidents import open_incidents
+    from ..oversight import open_incidents
 
     with open_log(ctx, db, read_only=True) as log:
         found = open_incidents(log.query(event_type="incident"))
@@ -352,8 +331,8 @@ def incident_resolve(ctx: click.Context, incident_id: str, note: str, reviewer: 
 
     Example: govkit audit incident resolve 01JD0Y7Q2N3V6Z0K8R4T5W9X1C --note "store restored from backup"
     """
-    from ..audit.incidents import resolve
+    from ..oversight import resolve_incident
 
     with open_log(ctx, db) as log:
-        record = resolve(log, incident_id, note=note, reviewer=reviewer)
+        record = resolve_incident(log, incident_id, note=note, reviewer=reviewer)
     click.echo(f"Resolved incident {incident_id}: record {record.record_id} (seq {record.seq})")

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -12,22 +15,10 @@ from ..errors import InputError
 from ._common import db_option, settings_for
 from ._root import cli
 
-
-def load_registry(checks_dirs: tuple[Path, ...]):
-    from .._resources import builtin_dir
-    from ..checks import Registry, load
-
-    registry = Registry()
-    load(registry, builtin_dir("checks"), builtin=True)
-    for folder in checks_dirs:
-        load(registry, folder, builtin=False)
-    return registry
-
-
-def crosswalk() -> dict:
-    from importlib import resources
-
-    return json.loads((resources.files("govkit.checks") / "crosswalk.json").read_text(encoding="utf-8"))
+if TYPE_CHECKING:
+    from ..checks import Registry
+    from ..config import Settings
+    from ..gate import GateResult
 
 
 @cli.command()
@@ -65,6 +56,8 @@ def check(ctx: click.Context, select: str | None, ignore: str | None, checks_dir
 
     Example: govkit check --format sarif -o govkit.sarif
     """
+    from ..gate import load_registry, run_gate
+
     registry = load_registry(checks_dirs)
     if explain_id:
         _explain(registry, explain_id)
@@ -75,46 +68,31 @@ def check(ctx: click.Context, select: str | None, ignore: str | None, checks_dir
             click.echo(f"{spec.id}  {spec.severity.value:<15}  {spec.title}")
         return
     settings = settings_for(ctx, required=True)
-    if db is not None:  # the evidence of another store (an auditor's copy), judged by this project's config
-        import dataclasses
-
-        settings = dataclasses.replace(settings, audit=dataclasses.replace(settings.audit, db=db))
-    from .. import __version__
-    from ..checks import Context, run_checks
-    from ..checks._formats import as_json, as_junit, as_sarif, as_table, summary
-
-    from ..audit import AuditLog
-
-    provenance = {"user_check_files": registry.user_files, "policy_overrides": registry.policy}
+    assert settings is not None
     for path, digest in registry.user_files.items():
         click.echo(f"user checks: {path} {digest}", err=True)
     for key, value in registry.policy.items():
         click.echo(f"policy override: {key} = {value!r}", err=True)
-    # The store the run goes into is opened first: a missing or other store fails at once (exit 3),
-    # and no check writes anything while it runs.
-    writer = None if no_record else AuditLog.open(settings=settings)
-    try:
-        context = Context(settings, policy=registry.policy)
-        try:
-            results = run_checks(specs, context, time_limit_s=time_limit_s)
-        finally:
-            context.close()
-        record = _record(writer, settings, results, summary(results), provenance) if writer else None
-    finally:
-        if writer is not None:
-            writer.close()
-    cited = f"Record {record.record_id}." if record else "Not recorded (--no-record)."
+    gate = run_gate(settings, select=_split(select), ignore=_split(ignore), registry=registry, db=db,
+                    record=not no_record, time_limit_s=time_limit_s)
+    _render(gate, fmt, output, settings)
+    if not gate.passed and not exit_zero:
+        ctx.exit(1)
+
+
+def _render(gate: GateResult, fmt: str, output: Path | None, settings: Settings) -> None:
+    from .._version import __version__
+    from ..checks._formats import as_junit, as_sarif, as_table
+
+    results = list(gate.results)
+    cited = f"Record {gate.record_id}." if gate.record_id else "Not recorded (--no-record)."
     if fmt == "json":
-        text = as_json(results, {"record_id": record.record_id if record else None, "model_id": settings.model.id,
-                                 "risk_rating": settings.model.risk_rating, **provenance})
+        text = json.dumps(gate.to_dict(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
     elif fmt == "junit":
         text = as_junit(results)
     elif fmt == "sarif":
-        text = as_sarif(results, specs, __version__, settings.path.name if settings.path else "govkit.toml")
+        text = as_sarif(results, list(gate.specs), __version__, settings.path.name if settings.path else "govkit.toml")
     else:
-        import shutil
-        import sys
-
         terminal = output is None and sys.stdout.isatty()
         width = shutil.get_terminal_size((140, 24)).columns if terminal else None
         text = as_table(results, width=width, colour=terminal and "NO_COLOR" not in os.environ) + cited + "\n"
@@ -123,39 +101,18 @@ def check(ctx: click.Context, select: str | None, ignore: str | None, checks_dir
     else:
         output.write_text(text, encoding="utf-8")
         click.echo(f"Wrote {output}", err=True)
-    totals = summary(results)
     if fmt in ("junit", "sarif") or output is not None:  # the reason for the exit code, where the report is not a table
-        blocking = [r.spec.id for r in results if r.blocking]
-        click.echo(f"govkit check: {totals['checks']} checks, {len(blocking)} blocking"
+        blocking = gate.blocking
+        click.echo(f"govkit check: {gate.summary['checks']} checks, {len(blocking)} blocking"
                    + (f" ({', '.join(blocking)})" if blocking else "") + f"; {cited}", err=True)
-    if not totals["passed"] and not exit_zero:
-        ctx.exit(1)
 
 
-def _record(log, settings, results, totals, provenance):
-    from ..checks import Status
-    from ..tracking import Tracker
+def _explain(registry: Registry, check_id: str) -> None:
+    from ..gate import crosswalk
 
-    scores = {Status.PASS: 1.0, Status.WARN: 0.5, Status.FAIL: 0.0, Status.NO_EVIDENCE: 0.0, Status.ERROR: -1.0}
-    tracker = Tracker.from_settings(settings, log.path)
-    with tracker.run("check: pre-deployment gate", {"govkit.event": "check_run",
-                                                    "govkit.passed": str(totals["passed"])}) as run:
-        run.log_metrics({r.spec.id: scores[r.status] for r in results if r.status in scores})
-        run.log_dict({"summary": totals, "results": [r.to_dict() for r in results], **provenance},
-                     "check_results.json")
-        record = log.append("check_run", model_id=settings.model.id, mlflow_run_id=run.id,
-                            risk_rating=settings.model.risk_rating, details={
-                                "summary": totals, **provenance,
-                                "results": {r.spec.id: {"status": r.status.value, "blocking": r.blocking,
-                                                        "message": log.redact(r.message[:300])} for r in results}})
-        run.link(record)
-    return record
-
-
-def _explain(registry, check_id: str) -> None:
     spec = registry.specs.get(check_id.upper())
     if spec is None:
-        raise InputError(f"--explain: no check '{check_id}'")
+        raise InputError(f"no check '{check_id}'", parameter="explain_id")
     rows = [r for r in crosswalk()["rows"] if r["crosswalk_id"] == spec.crosswalk]
     click.echo(f"{spec.id}  {spec.title}")
     click.echo(f"principle: {spec.principle}; severity: {spec.severity.value}; source: {spec.source}")

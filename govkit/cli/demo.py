@@ -94,9 +94,8 @@ def _lineage_and_rating(ctx: click.Context) -> None:
 
 def _gate(ctx: click.Context) -> None:
     """The pre-deployment gate as a report: a demo deployment is not ready, and the gate says why."""
-    from .check import check
-
     from ..errors import MissingDependency
+    from .check import check
 
     click.secho("\n9. the pre-deployment gate (report only; a real pipeline stops on exit 1)", bold=True)
     try:
@@ -206,13 +205,14 @@ def demo(ctx: click.Context, folder: Path, real_model: bool) -> None:
         click.secho("1. govkit init: inventory record, policy, device key", bold=True)
         ctx.invoke(init, yes=True, force=False, model_id="credit-assistant", model_name="Phi-4-mini (Q4_K_M)",
                    owner="model-risk@bank.example", redaction="redacted")
-        click.secho("\n2. lineage and risk rating: the evaluation data and the model file fingerprinted, the tier rated", bold=True)
+        click.secho("\n2. lineage and risk rating: the evaluation data and the model file fingerprinted, the tier rated",
+                    bold=True)
         _lineage_and_rating(ctx)
         with AuditLog.open() as log:
             click.secho("\n3. audited inference: personal data redacted before it reaches disk", bold=True)
             records = _model_calls(log) if real_model else _scripted_calls(log)
             for record in records:
-                click.echo(f"   seq {record.seq}: {log.content(record)['prompt'].splitlines()[-1]}")
+                click.echo(f"   seq {record.seq}: {str(log.content(record)['prompt']).splitlines()[-1]}")
                 click.echo(f"          removed {record.redaction['entities']}"
                            + (f"; model {record.artifact_sha256[:19]}… {record.quantization}"
                               if record.artifact_sha256 else ""))

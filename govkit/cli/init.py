@@ -12,6 +12,7 @@ import click
 from ..audit import AuditLog
 from ..audit.checkpoints import generate_keypair, key_id, load_private_key, public_key_b64
 from ..config import CONFIG_FILENAME, REDACTION_MODES, load_settings
+from ..digests import sha256_digest
 from ..errors import InputError
 from ._common import ask
 from ._root import cli
@@ -136,7 +137,7 @@ def init(ctx: click.Context, yes: bool, force: bool, model_id: str, model_name: 
     settings = load_settings(config_path)
     with AuditLog.open(settings=settings) as log:
         record = log.append("config_change", model_id=settings.model.id, details={
-            "action": "init", "config_sha256": "sha256:" + hashlib.sha256(text.encode()).hexdigest(),
+            "action": "init", "config_sha256": sha256_digest(text),
             "public_key_id": key_id(public_key), "store_id": store_id})
     click.echo(f"Wrote {config_path}")
     click.echo(f"Device key {key_path} ({key_id(public_key)}, mode 0600)")

@@ -4,19 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import hashlib
-import json
-import tomllib
 from pathlib import Path
 from typing import Any
 
 import click
 
-from ..audit import AuditLog
-from ..config import load_settings
-from ..errors import ConfigError, InputError
-from ..inventory import EXTENDED_FIELDS, FACTORS, LEVELS, MINIMUM_FIELDS, rate as rate_worksheet, validate as check
-from ..tracking import Tracker
+from ..inventory import EXTENDED_FIELDS, FACTORS, LEVELS, MINIMUM_FIELDS, read_answers, record_rating
+from ..inventory import rate as rate_worksheet
+from ..inventory import validate as check
 from ._common import ask, echo_json, json_option, settings_for
 from ._root import cli
 
@@ -88,7 +83,7 @@ def rate(ctx: click.Context, answers: Path | None, dry_run: bool, as_json: bool)
     Example: govkit inventory rate --answers rating.toml
     """
     settings = settings_for(ctx, required=True)
-    worksheet = _read_answers(answers) if answers else _ask()
+    worksheet = read_answers(answers) if answers else _ask()
     rating = rate_worksheet(worksheet)
     if as_json:
         echo_json(rating.to_dict())
@@ -98,39 +93,9 @@ def rate(ctx: click.Context, answers: Path | None, dry_run: bool, as_json: bool)
         click.echo(f"Tier: {rating.tier} (score {rating.score:.2f}; was {settings.model.risk_rating})")
     if dry_run:
         return
-    today = dt.date.today().isoformat()
-    with AuditLog.open(settings=settings) as log:
-        tracker = Tracker.from_settings(settings, log.path)
-        with tracker.run(f"inventory: risk rating {rating.tier}", {"govkit.event": "risk_rating"}) as run:
-            run.log_params({f: a["level"] for f, a in rating.answers.items()})
-            run.log_params({"tier": rating.tier, "previous_tier": settings.model.risk_rating})
-            run.log_metrics({"risk_score": rating.score})
-            run.log_dict(rating.to_dict(), "risk_rating.json")
-            record = log.append("risk_rating", model_id=settings.model.id, risk_rating=rating.tier,
-                                mlflow_run_id=run.id, details={**rating.to_dict(),
-                                                               "previous_rating": settings.model.risk_rating})
-            run.link(record)
-        text = _set_rating(settings.path, rating.tier, today, record.record_id)
-        log.append("config_change", model_id=settings.model.id, details={
-            "action": "risk_rating", "config_sha256": "sha256:" + hashlib.sha256(text.encode()).hexdigest(),
-            "rating_record": record.record_id})
+    recorded = record_rating(settings, rating)
     if not as_json:
-        click.echo(f"Recorded as {record.record_id}; {settings.path} now says risk_rating = \"{rating.tier}\"")
-
-
-def _read_answers(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: not UTF-8 text (byte {exc.start}); expected a JSON or TOML table of factors") from None
-    try:
-        data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
-    except (ValueError, tomllib.TOMLDecodeError) as exc:
-        raise InputError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'TOML'} ({exc})") from None
-    try:
-        return dict(data)
-    except (TypeError, ValueError):
-        raise InputError(f"{path}: expected a table of factors") from None
+        click.echo(f"Recorded as {recorded.record_id}; {settings.path} now says risk_rating = \"{rating.tier}\"")
 
 
 def _ask() -> dict[str, Any]:
@@ -143,23 +108,3 @@ def _ask() -> dict[str, Any]:
         note = ask("Why (evidence, figures)", default="", show_default=False, flag="--answers FILE")
         answers[factor] = {"level": level, "note": note}
     return answers
-
-
-def _set_rating(path: Path, tier: str, today: str, record_id: str) -> str:
-    """Rewrite the three rating keys of [model] in place, keeping the file's comments."""
-    import tomlkit
-
-    text = path.read_text(encoding="utf-8")
-    document = tomlkit.parse(text)
-    model = document.get("model")
-    if model is None:
-        raise ConfigError(path, "model", "no [model] table to hold the rating")
-    model["risk_rating"] = tier
-    model["rating_date"] = today
-    model["rating_record"] = record_id
-    text = tomlkit.dumps(document)
-    tmp = path.with_suffix(".toml.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-    load_settings(path)  # the file still parses as a govkit config
-    return text

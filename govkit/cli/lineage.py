@@ -61,12 +61,13 @@ def dataset_add(ctx: click.Context, path: Path, role: str, name: str | None, sou
     read = ReadOptions(format=detect_format(path, fmt), delimiter=delimiter.replace("\\t", "\t"),
                        columns=_split(columns), na_values=_split(na_values))
     with open_log(ctx, db) as log:
-        entity, created = _lineage(ctx, log).add_dataset(
+        change = _lineage(ctx, log).add_dataset(
             path, role=role, name=name, source=source, license=license_, contains_pii=contains_pii,
             synthetic=synthetic, parents=[(p, transform) for p in parents], read=read)
     if as_json:
-        echo_json({"created": created, **entity})
+        echo_json(change.to_dict())
         return
+    entity, created = change
     if not created:
         click.echo(f"{entity['id']}: unchanged ({entity['sha256']}); nothing recorded")
         return
@@ -103,7 +104,7 @@ def model_add(ctx: click.Context, path: Path, name: str | None, base_model: str 
     with open_log(ctx, db) as log:
         results = _lineage(ctx, log).add_model(path, name=name, base_model=base_model, adapter=adapter)
     if as_json:
-        echo_json([{"created": created, **entity} for entity, created in results])
+        echo_json([change.to_dict() for change in results])
         return
     for entity, created in results:
         meta = entity["metadata"]
@@ -233,7 +234,8 @@ def _label(entity: dict[str, Any]) -> str:
         return (f"{entity['id']}  {entity['sha256'][:19]}  {entity['role']}  {entity['rows']}x{entity['columns']}"
                 + (f"  {flags} warning(s)" if flags else ""))
     meta = entity.get("metadata", {})
-    return f"{entity['id']}  {entity['sha256'][:19]}  {meta.get('architecture', entity['format'])} {meta.get('quantization', '')}".rstrip()
+    kind = f"{meta.get('architecture', entity['format'])} {meta.get('quantization', '')}"
+    return f"{entity['id']}  {entity['sha256'][:19]}  {kind}".rstrip()
 
 
 def _show_entity(entity: dict[str, Any], graph: LineageGraph) -> None:

@@ -6,13 +6,20 @@ import asyncio
 import os
 import signal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from .._lazy import require
+from ..audit import AuditLog
+from ..config import Settings
 from ..errors import InputError
+from ..inference.proxy import AuditingProxy, ProxyConfig
 from ._common import db_option, open_log, settings_for
 from ._root import cli
+
+if TYPE_CHECKING:
+    from ..explain.sampler import ExplanationSampler
 
 
 @cli.command()
@@ -51,8 +58,6 @@ def proxy(ctx: click.Context, upstream: str, listen: str, model_artifact: Path |
 
     Example: govkit proxy --upstream http://127.0.0.1:8080/v1 --model-artifact phi-4-mini-q4.gguf
     """
-    from ..inference.proxy import AuditingProxy, ProxyConfig
-
     require("aiohttp", "proxy")
     host, _, port_text = listen.rpartition(":")
     if not host or not port_text.isdigit():
@@ -80,7 +85,7 @@ def proxy(ctx: click.Context, upstream: str, listen: str, model_artifact: Path |
                          upstream=upstream, host=host, port=int(port_text), model_artifact=model_artifact,
                          model_id=settings.model.id if settings else None, client_token=token,
                          upstream_api_key=upstream_key, max_body_bytes=max_body_bytes, timeout_s=timeout_s,
-                         runtime=runtime, explain=settings.explain if settings else None, settings=settings)
+                         runtime=runtime)
     if host not in ("127.0.0.1", "localhost", "::1") and token is None:
         click.echo("warning: listening beyond loopback without --require-token", err=True)
     try:  # uvloop, where installed (the `proxy` extra), roughly halves the proxy's own overhead
@@ -89,33 +94,41 @@ def proxy(ctx: click.Context, upstream: str, listen: str, model_artifact: Path |
     except ImportError:
         loop_factory = None
     with open_log(ctx, db) as log, asyncio.Runner(loop_factory=loop_factory) as runner:
-        runner.run(_serve(AuditingProxy(log, config), config, log.path))
+        runner.run(_serve(AuditingProxy(log, config, _sampler(log, config, settings)), config, log.path))
 
 
-async def _serve(proxy: object, config: object, log_path: Path) -> None:
+def _sampler(log: AuditLog, config: ProxyConfig, settings: Settings | None) -> ExplanationSampler | None:
+    """The background explainer of sampled decisions, when govkit.toml's [explain] asks for one."""
+    explain = settings.explain if settings else None
+    if explain is None or not (explain.sample_rate > 0 or explain.match):
+        return None
+    from ..explain.sampler import ExplanationSampler
+
+    click.echo(f"explaining in the background: {explain.sample_rate:.0%} of decisions"
+               + (f" and every answer matching {explain.match!r}" if explain.match else ""))
+    return ExplanationSampler(log.path, explain, endpoint=config.upstream, log_settings=settings,
+                              model_artifact=config.model_artifact, model_id=config.model_id)
+
+
+async def _serve(proxy: AuditingProxy, config: ProxyConfig, log_path: Path) -> None:
     from ..inference.connections import ConnectionGuard
 
     web = require("aiohttp.web", "proxy")
     # No access log: every audited call is already a record, and the formatting costs per request.
-    runner = web.AppRunner(proxy.app(), handle_signals=False, access_log=None,  # type: ignore[attr-defined]
-                           keepalive_timeout=15.0)
+    runner = web.AppRunner(proxy.app(), handle_signals=False, access_log=None, keepalive_timeout=15.0)
     await runner.setup()
     loop = asyncio.get_running_loop()
     # Connections pass a guard before aiohttp's own handler: capped per client and in all, the
     # request head within a time limit. The listener is ours, so the guard needs no hook in aiohttp.
     try:
-        listener = await loop.create_server(ConnectionGuard(runner.server, config.guard),  # type: ignore[attr-defined]
-                                            config.host, config.port, backlog=1024)  # type: ignore[attr-defined]
+        listener = await loop.create_server(ConnectionGuard(runner.server, config.guard), config.host, config.port,
+                                            backlog=1024)
     except OSError as exc:
         await runner.cleanup()
-        raise InputError(f"cannot listen on {config.host}:{config.port}: {exc.strerror}") from None  # type: ignore[attr-defined]
-    identity = proxy.identity  # type: ignore[attr-defined]
-    click.echo(f"govkit proxy listening on http://{config.host}:{config.port}/v1 -> {config.upstream}")  # type: ignore[attr-defined]
+        raise InputError(f"cannot listen on {config.host}:{config.port}: {exc.strerror}") from None
+    identity = proxy.identity
+    click.echo(f"govkit proxy listening on http://{config.host}:{config.port}/v1 -> {config.upstream}")
     click.echo(f"audit log {log_path}" + (f"; model {identity.sha256} ({identity.quantization})" if identity else ""))
-    if proxy.sampler is not None:  # type: ignore[attr-defined]
-        explain = proxy.sampler.settings  # type: ignore[attr-defined]
-        click.echo(f"explaining in the background: {explain.sample_rate:.0%} of decisions"
-                   + (f" and every answer matching {explain.match!r}" if explain.match else ""))
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)

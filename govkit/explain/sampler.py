@@ -5,7 +5,8 @@ and checkable after the fact. Explanations run in one worker process, one at a t
 shap's Python work never competes for the proxy's GIL), and each model evaluation waits until no
 client request is in flight and none has been for `idle_ms`: the worker uses only idle capacity and
 is never on a request's path. A request that arrives during an evaluation waits for that one
-evaluation at a single-slot server (benchmarks/bench_explain.py measures it). A full queue drops the sample and counts it. At shutdown the worker
+evaluation at a single-slot server (benchmarks/bench_explain.py measures it). A full queue drops
+the sample and counts it. At shutdown the worker
 chains a coverage event: eligible, explained, dropped, failed, still pending, and the batch's
 fidelity (mean score drop from deleting each explanation's top 3 segments against 3 random ones).
 """
@@ -92,8 +93,7 @@ def _work(db_path: str, log_settings: Any, settings: ExplainSettings, endpoint: 
           dropped: Any) -> None:
     import signal
 
-    from ..cli.explain import split_chat_prompt
-    from ..fairness.llm import Decider
+    from ..inference.decider import Decider, split_chat_prompt
     from .text import Scorer, explain_text, fidelity
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the proxy stops us

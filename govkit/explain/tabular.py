@@ -92,7 +92,7 @@ def explain_rows(model: TabularModel, frame: Any, rows: list[int] | None) -> dic
     chosen = list(range(len(data))) if rows is None else rows
     for row in chosen:
         if not 0 <= row < len(data):
-            raise InputError(f"--row {row + 1}: the data has rows 1 to {len(data)}")
+            raise InputError(f"the data has rows 1 to {len(data)}", parameter="row", value=row + 1)
     background = shap.maskers.Independent(data, max_samples=BACKGROUND_ROWS)
     subject = data.iloc[chosen]
     if model.kind == "tree":
@@ -117,7 +117,7 @@ def explain_rows(model: TabularModel, frame: Any, rows: list[int] | None) -> dic
     bases = np.broadcast_to(bases, (len(chosen),))
     explained = []
     for i, row in enumerate(chosen):
-        attributions = [{"feature": f, "value": float(v)} for f, v in zip(features, values[i])]
+        attributions: list[dict[str, Any]] = [{"feature": f, "value": float(v)} for f, v in zip(features, values[i])]
         explained.append({"row": row + 1, "value": float(bases[i] + values[i].sum()), "base_value": float(bases[i]),
                           "attributions": attributions,
                           "top": sorted(attributions, key=lambda a: -abs(a["value"]))[:5]})

@@ -1,7 +1,7 @@
 """shap attributions of a prompt's segments to a language model's decision, through its endpoint.
 
 The explained quantity f(prompt) is the log-odds of the positive choice against the others, from
-the log-probabilities the server returns for the first answer token (govkit.fairness.llm). shap's
+the log-probabilities the server returns for the first answer token (govkit.inference.decider). shap's
 Partition explainer masks segments (words or sentences) hierarchically and spends exactly its
 budget of evaluations. govkit makes those evaluations cheap: identical masked prompts are
 evaluated once, and each batch is sent in sorted order so consecutive prompts share long prefixes,
@@ -103,13 +103,13 @@ def explain_text(scorer: Scorer, prompt: str, *, choices: list[str], segments: s
     if not prompt.strip():
         raise InputError("the prompt is empty: there is nothing to explain")
     if segments not in SEGMENTS:
-        raise InputError(f"--segments: expected one of {', '.join(SEGMENTS)}")
+        raise InputError(f"expected one of {', '.join(SEGMENTS)}", parameter="segments")
     masker = shap.maskers.Text(SegmentTokenizer(SEGMENTS[segments]))
     pieces = masker.tokenizer(prompt)["input_ids"]
     if len(pieces) < 2:
         raise InputError(f"the prompt has {len(pieces)} {segments} segment(s); at least two are needed")
     if max_evals < 4:
-        raise InputError(f"--max-evals {max_evals}: at least 4 evaluations are needed")
+        raise InputError("at least 4 evaluations are needed", parameter="max_evals", value=max_evals)
     started = time.perf_counter()
     explainer = shap.Explainer(scorer, masker, algorithm="partition", output_names=[scorer.positive])
     before = scorer.calls

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -48,7 +49,7 @@ def builtin_lexicons() -> dict[str, Path]:
     return {Path(str(item)).stem: Path(str(item)) for item in folder.iterdir() if str(item).endswith(".json")}
 
 
-def load_lexicon(name: str, files: list[Path] = ()) -> Lexicon:
+def load_lexicon(name: str, files: Sequence[Path] = ()) -> Lexicon:
     """The lexicon for `name`: from a user file that declares that attribute, else the built-in one."""
     for path in files:
         lexicon = _read(path)
@@ -56,8 +57,9 @@ def load_lexicon(name: str, files: list[Path] = ()) -> Lexicon:
             return lexicon
     builtin = builtin_lexicons()
     if name not in builtin:
-        raise InputError(f"--attribute: no lexicon '{name}'; built-in: {', '.join(sorted(builtin))}"
-                         + (f"; from --lexicon: {', '.join(_read(p).attribute for p in files)}" if files else ""))
+        raise InputError(f"no lexicon '{name}'; built-in: {', '.join(sorted(builtin))}"
+                         + (f"; from the lexicon files: {', '.join(_read(p).attribute for p in files)}" if files else ""),
+                         parameter="attributes")
     return _read(builtin[name])
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from pathlib import Path
@@ -10,6 +9,8 @@ from typing import Any
 
 from ..audit import AuditLog, AuditRecord
 from ..config import Settings
+from ..digests import sha256_digest
+from ..evidence import evidence_run
 from ..tracking import Tracker
 
 __all__ = ["record_bias_run", "summary"]
@@ -30,8 +31,9 @@ def record_bias_run(log: AuditLog, settings: Settings | None, *, kind: str, resu
     """Chain the run, mirror it into MLflow and write `out`; fills result['record_id'] and ['mlflow_run_id']."""
     tracker = Tracker.from_settings(settings, log.path)
     data = result.get("data", {})
-    with tracker.run(f"bias {kind}: {data.get('name', '')}".strip(), {"govkit.event": "bias_run",
-                                                                      "govkit.bias_kind": kind}) as run:
+    with evidence_run(log, tracker, f"bias {kind}: {data.get('name', '')}".strip(),
+                      {"govkit.event": "bias_run", "govkit.bias_kind": kind}) as evidence:
+        run = evidence.run
         run.log_params({"data": data.get("path"), "data_sha256": data.get("sha256"), "rows": result.get("rows"),
                         "sensitive": ",".join(result.get("sensitive", [])), "passed": result.get("passed")})
         for view, metrics in summary(result).items():
@@ -40,13 +42,12 @@ def record_bias_run(log: AuditLog, settings: Settings | None, *, kind: str, resu
             run.log_text(text, name)
         body = json.dumps(result, sort_keys=True, ensure_ascii=False, allow_nan=False)
         run.log_text(body, "bias_result.json")
-        record = log.append("bias_run", mlflow_run_id=run.id, purpose="evaluation",
-                            model_id=settings.model.id if settings else None, **(fields or {}), details={
-                                "kind": kind, "data": data, "passed": result.get("passed"),
-                                "status": result.get("status"),
-                                "metrics": summary(result), "warnings": result.get("warnings", [])[:50],
-                                "result_sha256": "sha256:" + hashlib.sha256(body.encode()).hexdigest()})
-        run.link(record)
+        record = evidence.append("bias_run", purpose="evaluation", model_id=settings.model.id if settings else None,
+                                 **(fields or {}), details={
+                                     "kind": kind, "data": data, "passed": result.get("passed"),
+                                     "status": result.get("status"),
+                                     "metrics": summary(result), "warnings": result.get("warnings", [])[:50],
+                                     "result_sha256": sha256_digest(body)})
     result["record_id"], result["mlflow_run_id"] = record.record_id, run.id
     if out is not None:
         out.write_text(json.dumps(result, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n",

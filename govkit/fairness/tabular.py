@@ -15,7 +15,6 @@ group, a fixed seed so a report renders the same twice).
 from __future__ import annotations
 
 import functools
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,20 +56,12 @@ def compress(frame: Any, *, y_true: str, y_pred: str, sensitive: list[str]) -> A
 
 
 def wilson(successes: int, trials: int, confidence: float) -> list[float] | None:
+    """The Wilson score interval of a proportion (scipy's), or None with no trials."""
     if trials == 0:
         return None
-    z = _z(confidence)
-    p = successes / trials
-    denominator = 1 + z * z / trials
-    centre = (p + z * z / (2 * trials)) / denominator
-    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denominator
-    return [max(0.0, centre - half), min(1.0, centre + half)]
-
-
-def _z(confidence: float) -> float:
-    from statistics import NormalDist
-
-    return NormalDist().inv_cdf(0.5 + confidence / 2)
+    binomtest = require("scipy.stats", "bias").binomtest
+    interval = binomtest(int(successes), int(trials)).proportion_ci(confidence_level=confidence, method="wilson")
+    return [max(0.0, float(interval.low)), min(1.0, float(interval.high))]
 
 
 def analyze(frame: Any, *, y_true: str | None, y_pred: str, sensitive: list[str], policy: FairnessPolicy,
@@ -81,18 +72,18 @@ def analyze(frame: Any, *, y_true: str | None, y_pred: str, sensitive: list[str]
     """
     np = require("numpy", "bias")
     truth = y_true is not None
+    truth_column = y_true if y_true is not None else "__govkit_no_truth__"
     if not truth:
-        y_true = "__govkit_no_truth__"
-        frame = frame.assign(**{y_true: frame[y_pred]})
-    frame = _binary(frame, y_true, y_pred)
-    cells = compress(frame, y_true=y_true, y_pred=y_pred, sensitive=sensitive)
+        frame = frame.assign(**{truth_column: frame[y_pred]})
+    frame = _binary(frame, truth_column, y_pred)
+    cells = compress(frame, y_true=truth_column, y_pred=y_pred, sensitive=sensitive)
     _check_groups(cells, sensitive)
     views = [[name] for name in sensitive] + ([list(sensitive)] if len(sensitive) > 1 else [])
     results = {}
     rng = np.random.default_rng(seed)
     for attrs in views:
         key = " x ".join(attrs)
-        results[key] = _analyze_view(cells, attrs, y_true, y_pred, policy, reference if len(attrs) == 1 else None,
+        results[key] = _analyze_view(cells, attrs, truth_column, y_pred, policy, reference if len(attrs) == 1 else None,
                                      bootstrap, rng)
     if not truth:
         for view in results.values():
@@ -103,7 +94,8 @@ def analyze(frame: Any, *, y_true: str | None, y_pred: str, sensitive: list[str]
     to_conclude = sorted({f"{key}.{name}: {m.get('to_conclude') or m['with_small_groups']['reason']}"
                           for key, view in results.items() for name, m in view["metrics"].items()
                           if m["status"] == "inconclusive" or "with_small_groups" in m})
-    return {"status": status, "to_conclude": to_conclude,"rows": int(len(frame)), "y_true": y_true if truth else None, "y_pred": y_pred, "sensitive": list(sensitive),
+    return {"status": status, "to_conclude": to_conclude, "rows": int(len(frame)), "y_true": y_true if truth else None,
+            "y_pred": y_pred, "sensitive": list(sensitive),
             "confidence": policy.confidence, "min_group_size": policy.min_group_size, "bootstrap": bootstrap,
             "seed": seed, "views": results, "passed": status == "pass",
             "warnings": [w for view in results.values() for w in view["warnings"]]}
@@ -134,7 +126,7 @@ def _drop_truth_metrics(view: dict[str, Any]) -> None:
 def _binary(frame: Any, y_true: str, y_pred: str) -> Any:
     for column in (y_true, y_pred):
         values = set(frame[column].dropna().unique().tolist())
-        if not values <= {0, 1, True, False}:
+        if not values <= {0, 1}:
             shown = ", ".join(sorted(map(repr, values))[:5])
             raise InputError(f"column '{column}' is not binary (values {shown}); expected 0/1 "
                              "(use --positive-label to map a label)")
@@ -276,11 +268,11 @@ def _reference_index(labels: list[str], rates: Any, reference: str | None, attrs
         return among[int(np.nanargmax(rates[among]))]
     wanted = reference if "=" in reference else f"{attrs[0]}={reference}"
     if wanted not in labels:
-        raise InputError(f"--reference: no group '{reference}' in column '{attrs[0]}'; groups: "
-                         f"{', '.join(l.split('=', 1)[1] for l in labels)}")
+        raise InputError(f"no group '{reference}' in column '{attrs[0]}'; groups: "
+                         f"{', '.join(label.split('=', 1)[1] for label in labels)}", parameter="reference")
     if labels.index(wanted) not in among:
-        raise InputError(f"--reference: group '{reference}' is smaller than min_group_size; choose a group "
-                         f"large enough to judge against")
+        raise InputError(f"group '{reference}' is smaller than min_group_size; choose a group "
+                         f"large enough to judge against", parameter="reference")
     return labels.index(wanted)
 
 

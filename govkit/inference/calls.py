@@ -17,7 +17,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..audit.store import utc_now
+from ..digests import sha256_digest, tagged
+from ..timestamps import utc_now
 from .routes import kind_of
 
 __all__ = ["SAMPLING_KEYS", "Answer", "Call", "EventStream", "answer_of", "kind_of", "prompt_of", "read_answer"]
@@ -34,8 +35,13 @@ RECORD_TEXT_LIMIT = 4 * 1024 * 1024
 _TOOL_NAME = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
 
 
+def _mapping(value: Any) -> dict[str, Any]:
+    """`value` when it is a JSON object, else an empty one (a field of an unexpected shape)."""
+    return value if isinstance(value, dict) else {}
+
+
 def _digest(text: str) -> str:
-    return "sha256:" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    return sha256_digest(text.encode("utf-8", "surrogatepass"))
 
 
 @dataclass
@@ -107,7 +113,7 @@ class Call:
         self.prompt = prompt_of(self.kind, payload)
         if self.prompt is None and raw is not None:  # a shape we do not know: the whole body
             self.prompt = raw.decode("utf-8", "replace")
-        options = payload.get("options") if isinstance(payload.get("options"), dict) else {}  # Ollama
+        options = _mapping(payload.get("options"))  # Ollama
         sampling = {k: v for k, v in {**options, **payload}.items() if k in SAMPLING_KEYS}
         for key in _TEXT_SAMPLING & sampling.keys():
             sampling[key] = _digest(json.dumps(sampling[key], sort_keys=True, ensure_ascii=False))
@@ -164,7 +170,7 @@ class EventStream:
             choice["text"] = "".join(parts)
             total = self._chars[index]
             if total > RECORD_TEXT_LIMIT:
-                choice["truncated"] = {"chars": total, "sha256": "sha256:" + self._hashes[index].hexdigest()}
+                choice["truncated"] = {"chars": total, "sha256": tagged(self._hashes[index])}
                 choice["text"] += f"\n[... {total - RECORD_TEXT_LIMIT} more characters not kept; see the record's sha256]"
         self.answer.choices = [self._by_index[i] for i in sorted(self._by_index)]
         return self.answer
@@ -243,14 +249,14 @@ class EventStream:
                 if not isinstance(choice, dict):
                     continue
                 index = choice.get("index", 0)
-                delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
+                delta = _mapping(choice.get("delta"))
                 self._append_text(index, delta.get("content") if self.kind == "chat" else choice.get("text"))
                 if self.kind == "chat" and "content" not in delta and isinstance(choice.get("text"), str):
                     self._append_text(index, choice["text"])
                 for call in delta.get("tool_calls") or ():
                     if isinstance(call, dict):
                         tool = self._tool(index, call.get("index"))
-                        function = call.get("function") if isinstance(call.get("function"), dict) else {}
+                        function = _mapping(call.get("function"))
                         tool["name"] += str(function.get("name") or "")
                         tool["arguments"] += str(function.get("arguments") or "")
                 if isinstance(delta.get("function_call"), dict):
@@ -268,11 +274,11 @@ class EventStream:
         if isinstance(message, dict):  # Ollama /api/chat
             self._append_text(0, message.get("content"))
             for call in message.get("tool_calls") or ():
-                function = call.get("function") if isinstance(call, dict) else None
-                if isinstance(function, dict):
+                called = call.get("function") if isinstance(call, dict) else None
+                if isinstance(called, dict):
                     tool = self._tool(0, None)
-                    tool["name"] = str(function.get("name") or "")
-                    tool["arguments"] = _as_arguments(function.get("arguments"))
+                    tool["name"] = str(called.get("name") or "")
+                    tool["arguments"] = _as_arguments(called.get("arguments"))
         elif isinstance(chunk.get("response"), str):  # Ollama /api/generate
             self._append_text(0, chunk["response"])
         elif isinstance(chunk.get("content"), str):  # llama.cpp /completion, /infill
@@ -291,18 +297,18 @@ class EventStream:
 
     def _typed(self, kind: str, chunk: dict[str, Any]) -> None:
         if kind == "content_block_start":
-            block = chunk.get("content_block") if isinstance(chunk.get("content_block"), dict) else {}
+            block = _mapping(chunk.get("content_block"))
             if block.get("type") == "tool_use":
                 self._tool(0, None)["name"] = str(block.get("name") or "")
         elif kind == "content_block_delta":
-            delta = chunk.get("delta") if isinstance(chunk.get("delta"), dict) else {}
+            delta = _mapping(chunk.get("delta"))
             if delta.get("type") == "input_json_delta":
                 calls = self._choice(0).get("tool_calls") or [self._tool(0, None)]
                 calls[-1]["arguments"] += str(delta.get("partial_json") or "")
             else:
                 self._append_text(0, delta.get("text"))
         elif kind == "message_delta":
-            delta = chunk.get("delta") if isinstance(chunk.get("delta"), dict) else {}
+            delta = _mapping(chunk.get("delta"))
             if delta.get("stop_reason"):
                 self._choice(0)["finish_reason"] = delta["stop_reason"]
         elif kind == "message_stop":
@@ -311,7 +317,7 @@ class EventStream:
             self._append_text(0, chunk.get("delta"))
         elif kind == "response.completed":
             self.done = True
-            response = chunk.get("response") if isinstance(chunk.get("response"), dict) else {}
+            response = _mapping(chunk.get("response"))
             final = read_answer("responses", response)
             if final.choices:
                 self._by_index = {c["index"]: c for c in final.choices}
@@ -346,7 +352,8 @@ def prompt_of(kind: str, payload: dict[str, Any]) -> str | None:
         elif isinstance(value, list):
             for item in value:
                 if isinstance(item, dict):
-                    parts.append(f"{item.get('role', item.get('type', '?'))}: {_text_of(item.get('content', item.get('output')))}")
+                    role = item.get("role", item.get("type", "?"))
+                    parts.append(f"{role}: {_text_of(item.get('content', item.get('output')))}")
         return "\n".join(parts) if parts else None
     keys = {"completion": ("system", "prompt", "input_prefix", "input_suffix", "input_extra"),
             "embedding": ("input", "content", "prompt")}.get(kind)
@@ -390,7 +397,7 @@ def _capped(answer: Answer) -> Answer:
 def _read_answer(kind: str, answer: Any) -> Answer:
     if not isinstance(answer, dict):
         raise TypeError("the answer is not a JSON object")
-    usage = answer.get("usage") if isinstance(answer.get("usage"), dict) else {}
+    usage = _mapping(answer.get("usage"))
     if kind == "embedding":
         return Answer([], usage)
     if kind == "other":
@@ -399,7 +406,7 @@ def _read_answer(kind: str, answer: Any) -> Answer:
     if isinstance(answer.get("choices"), list):  # OpenAI
         for position, choice in enumerate(answer["choices"]):
             index = choice.get("index", position)
-            message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
+            message = _mapping(choice.get("message"))
             text = message.get("content") if kind == "chat" else choice.get("text")
             tools = [{"name": str((c.get("function") or {}).get("name") or ""),
                       "arguments": _as_arguments((c.get("function") or {}).get("arguments") or "")}

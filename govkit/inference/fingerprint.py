@@ -8,7 +8,6 @@ quantization (general.file_type), context length, chat-template hash, license.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import threading
@@ -17,13 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from .._lazy import require
+from ..digests import sha256_digest, sha256_file
 from ..errors import InputError
 
 __all__ = ["ArtifactIdentity", "fingerprint_artifact", "sha256_file"]
 
 METADATA_VERSION = 2  # bump when the metadata read from files changes; older cache entries are re-read
 _lock = threading.Lock()
-_memory: dict[tuple[str, int, int], "ArtifactIdentity"] = {}
+_memory: dict[tuple[str, int, int], ArtifactIdentity] = {}
 
 
 @dataclass(frozen=True)
@@ -80,27 +80,11 @@ def fingerprint_artifact(path: str | Path, *, cache_file: Path | None = None) ->
     return identity
 
 
-def sha256_file(path: Path) -> tuple[str, int]:
-    """("sha256:<hex>", bytes read), streamed in fixed-size blocks: memory stays flat for any size.
-
-    hashlib.file_digest reads straight into a reused buffer and hashes without the GIL, so this runs
-    at the speed of OpenSSL's sha256, like `sha256sum` (benchmarks/bench_lineage.py).
-    """
-    try:
-        with path.open("rb") as handle:
-            digest = hashlib.file_digest(handle, "sha256")
-            return "sha256:" + digest.hexdigest(), handle.tell()
-    except IsADirectoryError:
-        raise InputError(f"{path}: not a file") from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read ({exc.strerror})") from None
-
-
 def _fingerprint(path: Path, key: tuple[str, int, int]) -> ArtifactIdentity:
-    digest = sha256_file(path)[0].removeprefix("sha256:")
+    digest = sha256_file(path)[0]
     with path.open("rb") as handle:
         magic = handle.read(8)
-    base = dict(path=key[0], sha256="sha256:" + digest, bytes=key[1], mtime_ns=key[2])
+    base: dict[str, Any] = dict(path=key[0], sha256=digest, bytes=key[1], mtime_ns=key[2])
     if magic[:4] == b"GGUF":
         return ArtifactIdentity(**base, format="gguf", **_gguf_metadata(path))
     if path.suffix.lower() == ".onnx":
@@ -134,7 +118,7 @@ def _gguf_metadata(path: Path) -> dict[str, Any]:
         "parameter_count": sum(int(t.n_elements) for t in reader.tensors),
         "quantization": quantization,
         "context_length": field(f"{architecture}.context_length") if architecture else None,
-        "chat_template_sha256": "sha256:" + hashlib.sha256(template.encode()).hexdigest() if template else None,
+        "chat_template_sha256": sha256_digest(template) if template else None,
         "license": field("general.license"),
         "details": _gguf_details(field),
     }
@@ -195,14 +179,15 @@ def _safetensors_metadata(path: Path) -> dict[str, Any]:
     if not isinstance(header, dict):
         raise InputError(f"{path}: not a safetensors file (header is not a JSON object)")
     metadata = header.pop("__metadata__", None) or {}
-    count, dtypes = 0, {}
+    count, dtypes = 0, dict[str, int]()
     for info in header.values():
         if isinstance(info, dict):
             n = 1
             for dim in info.get("shape", []):
                 n *= dim
             count += n
-            dtypes[info.get("dtype")] = dtypes.get(info.get("dtype"), 0) + n
+            dtype = str(info.get("dtype"))
+            dtypes[dtype] = dtypes.get(dtype, 0) + n
     return {"parameter_count": count or None, "license": metadata.get("license"),
             "details": {"tensors": len(header), "dtypes": dict(sorted(dtypes.items(), key=str)),
                         "metadata": metadata}}
@@ -233,3 +218,8 @@ def _to_cache_file(cache_file: Path | None, identity: ArtifactIdentity) -> None:
     tmp = cache_file.with_suffix(".tmp")
     tmp.write_text(json.dumps(entries, indent=1, sort_keys=True))
     os.replace(tmp, cache_file)
+
+
+def artifact_fields(artifact: Path | None, *, cache_file: Path | None = None) -> dict[str, Any]:
+    """The record fields that tie evidence to a model file (its sha256 and metadata); none without one."""
+    return {} if artifact is None else fingerprint_artifact(artifact, cache_file=cache_file).record_fields()

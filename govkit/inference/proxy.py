@@ -23,19 +23,31 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
 from .._lazy import require
-from ..audit import AuditLog
+from ..audit import AuditLog, AuditRecord
 from ..errors import GovkitError
 from .calls import Call, EventStream, read_answer
 from .connections import GuardPolicy
 from .fingerprint import ArtifactIdentity, fingerprint_artifact
 from .routes import Route, route_of
 
-__all__ = ["AuditingProxy", "ProxyConfig"]
+__all__ = ["AuditingProxy", "CallObserver", "ProxyConfig"]
+
+
+class CallObserver(Protocol):
+    """What the proxy tells a watcher of its calls (`govkit proxy` plugs in the explanation
+    sampler): how many requests are in flight, and each answered chat call once it is on record.
+    Both run on the event loop and must not block it; `close` runs in a worker thread at shutdown."""
+
+    def in_flight(self, count: int) -> None: ...
+
+    def offer(self, record: AuditRecord, prompt: str | None, response: str | None) -> None: ...
+
+    def close(self) -> None: ...
 
 _HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
                "transfer-encoding", "upgrade", "host", "content-length", "content-encoding"}
@@ -53,8 +65,6 @@ class ProxyConfig:
     max_body_bytes: int = 8 * 1024 * 1024
     timeout_s: float = 300.0
     runtime: str | None = None  # e.g. "llama.cpp" ("name=version" accepted)
-    explain: Any = None  # ExplainSettings: background explanations of sampled decisions
-    settings: Any = None  # the whole Settings, for the explanation worker's own connection to the log
     allow_routes: frozenset[str] = frozenset()  # more normalised paths to forward unaudited (read-only ones)
     guard: GuardPolicy = field(default_factory=GuardPolicy)  # connection caps, the request-head time limit
 
@@ -76,9 +86,10 @@ _FAILURES = {
 
 
 class AuditingProxy:
-    def __init__(self, log: AuditLog, config: ProxyConfig):
+    def __init__(self, log: AuditLog, config: ProxyConfig, observer: CallObserver | None = None):
         self.log = log
         self.config = config
+        self.observer = observer
         self.identity: ArtifactIdentity | None = None
         self.runtime: dict[str, str] = {}
         self._session: Any = None
@@ -86,7 +97,6 @@ class AuditingProxy:
         self.in_flight = 0
         self._refused = 0  # unauthorized attempts not yet in an incident record
         self._refused_logged_at = float("-inf")
-        self.sampler: Any = None
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -110,24 +120,18 @@ class AuditingProxy:
             cookie_jar=aiohttp.DummyCookieJar())
         if self.config.model_artifact is not None:
             cache = self.log.path.with_name("artifacts.json")
+            artifact = self.config.model_artifact
             self.identity = await asyncio.get_running_loop().run_in_executor(
-                None, lambda: fingerprint_artifact(self.config.model_artifact, cache_file=cache))  # type: ignore[arg-type]
+                None, lambda: fingerprint_artifact(artifact, cache_file=cache))
         self.runtime = await self._detect_runtime()
-        explain = self.config.explain
-        if explain is not None and (explain.sample_rate > 0 or explain.match):
-            from ..explain.sampler import ExplanationSampler
-
-            self.sampler = ExplanationSampler(self.log.path, explain, endpoint=self.config.upstream,
-                                              log_settings=self.config.settings,
-                                              model_artifact=self.config.model_artifact, model_id=self.config.model_id)
 
     async def _cleanup(self, _app: Any) -> None:
         if self._session is not None:
             await self._session.close()
         if self._refused:
             await self._log_refused()
-        if self.sampler is not None:
-            await asyncio.get_running_loop().run_in_executor(None, self.sampler.close)
+        if self.observer is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.observer.close)
 
     async def _note_refused(self) -> None:
         """Unauthorized attempts become `incident` records: the first of a window at once, the
@@ -165,8 +169,8 @@ class AuditingProxy:
 
     async def handle(self, request: Any) -> Any:
         self.in_flight += 1
-        if self.sampler is not None:
-            self.sampler.in_flight(self.in_flight)
+        if self.observer is not None:
+            self.observer.in_flight(self.in_flight)
         try:
             if self.config.client_token is not None and not self._client_authorized(request):
                 await self._note_refused()
@@ -182,8 +186,8 @@ class AuditingProxy:
                                       "(audited) and read-only ones (models, health, props, version)", "not_found")
         finally:
             self.in_flight -= 1
-            if self.sampler is not None:
-                self.sampler.in_flight(self.in_flight)
+            if self.observer is not None:
+                self.observer.in_flight(self.in_flight)
 
     def _client_authorized(self, request: Any) -> bool:
         header = request.headers.get("Authorization", "")
@@ -229,7 +233,7 @@ class AuditingProxy:
                                              data=body, headers=self._upstream_headers(request)) as upstream:
                 data = await upstream.read()
                 return web.Response(body=data, status=upstream.status, headers=_response_headers(upstream))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return _error(504, "the upstream model server did not answer in time", "upstream_timeout")
         except Exception as exc:  # aiohttp.ClientError and friends
             return _error(502, f"the upstream model server failed: {type(exc).__name__}", "upstream_error")
@@ -332,7 +336,7 @@ class AuditingProxy:
                         await response.write(ready)
                     except (ConnectionResetError, RuntimeError):
                         client_gone = True  # keep reading: the record gets the full answer
-        except asyncio.TimeoutError:
+        except TimeoutError:
             error = "upstream timeout mid-stream"
         except Exception as exc:
             error = f"upstream failed mid-stream: {type(exc).__name__}"
@@ -408,8 +412,8 @@ class AuditingProxy:
         # A lone request commits on the loop thread (no hand-offs); under load, group commit.
         fields = call.record(**outcome)
         record = await self.log.append_async("inference", inline_when_idle=self.in_flight == 1, **fields)
-        if self.sampler is not None and call.kind == "chat" and outcome.get("status") == "ok":
-            self.sampler.offer(record, call.prompt, fields.get("response"))
+        if self.observer is not None and call.kind == "chat" and outcome.get("status") == "ok":
+            self.observer.offer(record, call.prompt, fields.get("response"))
 
 
 def _response_headers(upstream: Any) -> dict[str, str]:

@@ -14,13 +14,27 @@ import functools
 import importlib
 import json
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..audit import AuditLog
 from .calls import Call, EventStream, answer_of, kind_of
 from .fingerprint import ArtifactIdentity
 
-__all__ = ["RECORD_ID_HEADER", "transport_classes"]
+__all__ = ["RECORD_ID_HEADER", "AsyncAuditingTransport", "AuditingTransport", "transport_classes"]
+
+if TYPE_CHECKING:
+    AuditingTransport: type
+    AsyncAuditingTransport: type
+
+
+def __getattr__(name: str) -> type:
+    """`from govkit.inference.transport import AuditingTransport`: the classes for httpx, built on
+    first use (importing this module does not import httpx)."""
+    if name == "AuditingTransport":
+        return transport_classes("httpx")[0]
+    if name == "AsyncAuditingTransport":
+        return transport_classes("httpx")[1]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class _Auditing:
@@ -56,17 +70,17 @@ class _Auditing:
         return dict(status="ok", response=text, usage=usage, finish_reason=finish)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def transport_classes(module: str = "httpx") -> tuple[type, type]:
     """(AuditingTransport, AsyncAuditingTransport) for the `httpx` or `httpx2` module."""
-    httpx = importlib.import_module(module)
+    httpx: Any = importlib.import_module(module)
 
     class AuditingTransport(_Auditing, httpx.BaseTransport):
-        def __init__(self, log: AuditLog, inner: httpx.BaseTransport | None = None, **options: Any):
+        def __init__(self, log: AuditLog, inner: Any = None, **options: Any):
             super().__init__(log, **options)
             self.inner = inner or httpx.HTTPTransport()
 
-        def handle_request(self, request: httpx.Request) -> httpx.Response:
+        def handle_request(self, request: Any) -> Any:
             call, payload = self._start(request)
             if call is None:
                 return self.inner.handle_request(request)
@@ -91,11 +105,11 @@ def transport_classes(module: str = "httpx") -> tuple[type, type]:
 
 
     class AsyncAuditingTransport(_Auditing, httpx.AsyncBaseTransport):
-        def __init__(self, log: AuditLog, inner: httpx.AsyncBaseTransport | None = None, **options: Any):
+        def __init__(self, log: AuditLog, inner: Any = None, **options: Any):
             super().__init__(log, **options)
             self.inner = inner or httpx.AsyncHTTPTransport()
 
-        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        async def handle_async_request(self, request: Any) -> Any:
             call, payload = self._start(request)
             if call is None:
                 return await self.inner.handle_async_request(request)
@@ -120,7 +134,7 @@ def transport_classes(module: str = "httpx") -> tuple[type, type]:
 
 
     class _Stream(httpx.SyncByteStream):
-        def __init__(self, log: AuditLog, call: Call, response: httpx.Response):
+        def __init__(self, log: AuditLog, call: Call, response: Any):
             self.log, self.call, self.response = log, call, response
             self.events = EventStream(call.kind)
             self.recorded = False
@@ -148,7 +162,7 @@ def transport_classes(module: str = "httpx") -> tuple[type, type]:
 
 
     class _AsyncStream(httpx.AsyncByteStream):
-        def __init__(self, log: AuditLog, call: Call, response: httpx.Response):
+        def __init__(self, log: AuditLog, call: Call, response: Any):
             self.log, self.call, self.response = log, call, response
             self.events = EventStream(call.kind)
             self.recorded = False

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from .._lazy import require
 from ..audit import AuditLog
 from .calls import SAMPLING_KEYS, Call, EventStream, answer_of
 from .fingerprint import ArtifactIdentity, fingerprint_artifact
@@ -53,7 +54,7 @@ class AuditedLlama:
 
     def __init__(self, llm: Any, log: AuditLog | None = None, *, model_id: str | None = None,
                  purpose: str | None = None):
-        import llama_cpp
+        llama_cpp = require("llama_cpp", "llama")
 
         self._llm = llm
         self._log = log or AuditLog.open()

@@ -1,6 +1,6 @@
 """Data lineage: dataset and model fingerprints, their links, and the OpenLineage export."""
 
-from .registry import DATASET_ROLES, RELATIONS, Lineage, LineageGraph
+from .registry import DATASET_ROLES, RELATIONS, Lineage, LineageChange, LineageGraph
 from .tables import FORMATS, ReadOptions
 
-__all__ = ["DATASET_ROLES", "FORMATS", "RELATIONS", "Lineage", "LineageGraph", "ReadOptions"]
+__all__ = ["DATASET_ROLES", "FORMATS", "RELATIONS", "Lineage", "LineageChange", "LineageGraph", "ReadOptions"]

@@ -9,19 +9,22 @@ same name changes, and the new version links to the old one. Re-adding unchanged
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..audit import AuditLog, Redactor
 from ..config import Settings
+from ..digests import sha256_file
 from ..errors import InputError
-from ..inference.fingerprint import fingerprint_artifact, sha256_file
+from ..evidence import EvidenceRun, evidence_run
+from ..inference.fingerprint import fingerprint_artifact
 from ..tracking import Tracker
 from .profile import profile_frame
 from .tables import ReadOptions, detect_format, read_table
 
-__all__ = ["DATASET_ROLES", "RELATIONS", "Lineage", "LineageGraph"]
+__all__ = ["DATASET_ROLES", "RELATIONS", "Lineage", "LineageChange", "LineageGraph"]
 
 DATASET_ROLES = ("train", "fine-tune", "eval", "reference", "prompt")
 MODEL_FORMATS = {".gguf": "gguf", ".onnx": "onnx", ".safetensors": "safetensors"}
@@ -76,6 +79,21 @@ class LineageGraph:
                                                            "name": name}
 
 
+@dataclass(frozen=True)
+class LineageChange:
+    """What a lineage action did: the entity (or edge) as recorded, and whether it is new (an
+    unchanged file or an existing link records nothing). Unpacks as (entity, created)."""
+
+    entity: dict[str, Any]
+    created: bool
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter((self.entity, self.created))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"created": self.created, **self.entity}
+
+
 class Lineage:
     """Lineage over one audit log, mirrored into MLflow by `tracker`."""
 
@@ -101,14 +119,14 @@ class Lineage:
     # -- datasets ---------------------------------------------------------------------------
     def add_dataset(self, path: str | Path, *, role: str, name: str | None = None,
                     source: str | None = None, license: str | None = None, contains_pii: str = "unknown",
-                    synthetic: bool = False, parents: list[tuple[str, str | None]] = (),
-                    read: ReadOptions | None = None) -> tuple[dict[str, Any], bool]:
+                    synthetic: bool = False, parents: Sequence[tuple[str, str | None]] = (),
+                    read: ReadOptions | None = None) -> LineageChange:
         """Fingerprint, profile and record a dataset file; returns (entity, created)."""
         path = Path(path)
         if role not in DATASET_ROLES:
-            raise InputError(f"--role: expected one of {', '.join(DATASET_ROLES)}, got '{role}'")
+            raise InputError(f"expected one of {', '.join(DATASET_ROLES)}, got '{role}'", parameter="role")
         if contains_pii not in ("yes", "no", "unknown"):
-            raise InputError(f"--contains-pii: expected yes, no or unknown, got '{contains_pii}'")
+            raise InputError(f"expected yes, no or unknown, got '{contains_pii}'", parameter="contains_pii")
         name = _check_name(name or path.name)
         graph = self.graph()
         parent_refs = [(graph.resolve(ref, "dataset")["id"], transform) for ref, transform in parents]
@@ -116,7 +134,7 @@ class Lineage:
         digest, size = sha256_file(path)
         previous = graph.versions("dataset", name)
         if previous and previous[-1]["sha256"] == digest:
-            return previous[-1], False
+            return LineageChange(previous[-1], False)
         frame = read_table(path, read)
         if sha256_file(path)[0] != digest:
             raise InputError(f"{path}: the file changed while it was being read; try again")
@@ -134,7 +152,9 @@ class Lineage:
             "schema_changes": _schema_changes(previous[-1], profile.column_profiles) if previous else [],
         }
         entity = _clean(entity)
-        with self.tracker.run(f"lineage: dataset {entity['id']}", _tags("dataset_add", entity)) as run:
+        with evidence_run(self.log, self.tracker, f"lineage: dataset {entity['id']}",
+                          _tags("dataset_add", entity)) as evidence:
+            run = evidence.run
             run.log_dataset(name=entity["id"], source=entity["path"], digest=digest, context=role,
                             frame=frame, profile=profile.summary())
             run.log_params({"role": role, "format": read.format, "sha256": digest, "source": source,
@@ -142,20 +162,20 @@ class Lineage:
             run.log_metrics({**profile.summary(), "findings": len(profile.findings)})
             run.log_dict({"columns": profile.column_profiles, "findings": profile.findings}, "profile.json")
             run.log_dict(profile.schema, "pandera_schema.json")
-            self._append("dataset_add", run, entity=entity)
-        return entity, True
+            self._append("dataset_add", evidence, entity=entity)
+        return LineageChange(entity, True)
 
     # -- models -----------------------------------------------------------------------------
     def add_model(self, path: str | Path, *, name: str | None = None, base_model: str | None = None,
-                  adapter: str | Path | None = None) -> list[tuple[dict[str, Any], bool]]:
-        """Fingerprint a model artifact (and its adapter); returns [(entity, created), ...]."""
+                  adapter: str | Path | None = None) -> list[LineageChange]:
+        """Fingerprint a model artifact (and its adapter); returns the change for each."""
         graph = self.graph()
         base = _registered_model(graph, base_model) if base_model else None
         if adapter is not None:  # a command that fails records nothing: check the adapter before the base goes in
             self._checked_identity(Path(adapter))
         model, created = self._add_artifact(graph, Path(path), name=name, base=base,
                                             base_text=None if base else base_model)
-        results = [(model, created)]
+        results = [LineageChange(model, created)]
         if adapter is not None:
             graph = self.graph()
             results.append(self._add_artifact(graph, Path(adapter), name=None, base=model, base_text=None,
@@ -178,12 +198,12 @@ class Lineage:
         return identity
 
     def _add_artifact(self, graph: LineageGraph, path: Path, *, name: str | None, base: dict[str, Any] | None,
-                      base_text: str | None, adapter_of: str | None = None) -> tuple[dict[str, Any], bool]:
+                      base_text: str | None, adapter_of: str | None = None) -> LineageChange:
         identity = self._checked_identity(path)
         name = _check_name(name or path.name)
         previous = graph.versions("model", name)
         if previous and previous[-1]["sha256"] == identity.sha256:
-            return previous[-1], False
+            return LineageChange(previous[-1], False)
         details = identity.details or {}
         declared = [b.get("name") or b.get("repo_url") for b in details.get("base_models", [])]
         version = len(previous) + 1
@@ -202,17 +222,19 @@ class Lineage:
             "previous_version": previous[-1]["id"] if previous else None,
             "inventory_model_id": self.model_id or None,
         })
-        with self.tracker.run(f"lineage: model {entity['id']}", _tags("model_add", entity)) as run:
+        with evidence_run(self.log, self.tracker, f"lineage: model {entity['id']}",
+                          _tags("model_add", entity)) as evidence:
+            run = evidence.run
             run.log_params({k: v for k, v in entity["metadata"].items() if not isinstance(v, (dict, list))})
             run.log_params({"sha256": identity.sha256, "format": identity.format, "type": entity["type"],
                             "base_model": entity.get("base_model") or base_text})
             run.log_metrics({"bytes": identity.bytes, "parameter_count": identity.parameter_count})
             run.log_dict(entity, "model_artifact.json")
-            self._append("model_add", run, entity=entity, artifact=identity)
-        return entity, True
+            self._append("model_add", evidence, entity=entity, artifact=identity)
+        return LineageChange(entity, True)
 
     # -- edges ------------------------------------------------------------------------------
-    def link(self, source: str, target: str, relation: str | None = None) -> tuple[dict[str, Any], bool]:
+    def link(self, source: str, target: str, relation: str | None = None) -> LineageChange:
         """Link dataset -> model or model -> deployment; returns (edge, created)."""
         graph = self.graph()
         src = graph.resolve(source)
@@ -225,7 +247,7 @@ class Lineage:
                         else "deployed-as" if dst["kind"] == "deployment" else "derived-from")
         expected = RELATIONS.get(relation)
         if expected is None:
-            raise InputError(f"--relation: expected one of {', '.join(RELATIONS)}, got '{relation}'")
+            raise InputError(f"expected one of {', '.join(RELATIONS)}, got '{relation}'", parameter="relation")
         if expected[0] and (src["kind"], dst["kind"]) != expected:
             raise InputError(f"'{relation}' links a {expected[0]} to a {expected[1]}; "
                              f"got {src['kind']} {src['id']} -> {dst['kind']} {dst['id']}")
@@ -233,8 +255,10 @@ class Lineage:
             raise InputError(f"cannot link {src['id']} to itself")
         edge = {"source": src["id"], "target": dst["id"], "relation": relation}
         if any(_edge_key(e) == _edge_key(edge) for e in graph.edges):
-            return edge, False
-        with self.tracker.run(f"lineage: {src['id']} {relation} {dst['id']}", _tags("link", edge)) as run:
+            return LineageChange(edge, False)
+        with evidence_run(self.log, self.tracker, f"lineage: {src['id']} {relation} {dst['id']}",
+                          _tags("link", edge)) as evidence:
+            run = evidence.run
             for entity in (src, dst):
                 if entity["kind"] == "dataset":
                     run.log_dataset(name=entity["id"], source=entity["path"], digest=entity["sha256"],
@@ -242,13 +266,13 @@ class Lineage:
                                     profile={k: entity.get(k) for k in ("rows", "columns", "missing_cells",
                                                                         "duplicate_rows")})
             run.log_params(edge)
-            self._append("link", run, edge=edge, artifact_sha256=dst.get("sha256") if dst["kind"] == "model" else None)
-        return edge, True
+            self._append("link", evidence, edge=edge, artifact_sha256=dst.get("sha256") if dst["kind"] == "model" else None)
+        return LineageChange(edge, True)
 
-    def _append(self, action: str, run: Any, *, entity: dict[str, Any] | None = None,
+    def _append(self, action: str, evidence: EvidenceRun, *, entity: dict[str, Any] | None = None,
                 edge: dict[str, Any] | None = None, artifact: Any = None, artifact_sha256: str | None = None) -> None:
-        fields: dict[str, Any] = {"model_id": self.model_id or None, "mlflow_run_id": run.id,
-                                  "artifact_sha256": artifact_sha256, "purpose": "lineage"}
+        fields: dict[str, Any] = {"model_id": self.model_id or None, "artifact_sha256": artifact_sha256,
+                                  "purpose": "lineage"}
         if artifact is not None:
             fields.update(artifact.record_fields())
         details: dict[str, Any] = {"action": action}
@@ -256,8 +280,7 @@ class Lineage:
             details["entity"] = entity
         if edge is not None:
             details["edge"] = edge
-        record = self.log.append("lineage", details=details, **fields)
-        run.link(record)
+        evidence.append("lineage", details=details, **fields)
 
 
 def _implied_edges(entity: dict[str, Any]) -> list[dict[str, Any]]:
@@ -292,7 +315,7 @@ def _registered_model(graph: LineageGraph, ref: str) -> dict[str, Any] | None:
 
 def _check_name(name: str) -> str:
     if not _NAME.match(name):
-        raise InputError(f"--name: '{name}' may not contain '@' or '/' or start with a space")
+        raise InputError(f"'{name}' may not contain '@' or '/' or start with a space", parameter="name")
     return name
 
 

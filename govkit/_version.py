@@ -1,0 +1,3 @@
+"""govkit's version: the one place it is kept (pyproject.toml reads it from here)."""
+
+__version__ = "0.1.0"

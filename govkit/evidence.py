@@ -1,0 +1,38 @@
+"""Evidence: an MLflow run and the chained audit record it produced, each pointing at the other.
+
+Every governance action (a bias run, an explanation, a gate run, a lineage change, a risk
+rating) is written through `evidence_run`: the run is opened, filled, and the record appended
+with the run's id; then the run is tagged with the record's id, seq and hash.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from .audit import AuditLog, AuditRecord
+from .tracking import TrackedRun, Tracker
+
+__all__ = ["EvidenceRun", "evidence_run"]
+
+
+@dataclass
+class EvidenceRun:
+    log: AuditLog
+    run: TrackedRun
+    record: AuditRecord | None = None
+
+    def append(self, event_type: str, **fields: Any) -> AuditRecord:
+        """Chain the record of this run (it carries `mlflow_run_id`), and tag the run with it."""
+        self.record = self.log.append(event_type, mlflow_run_id=self.run.id, **fields)
+        self.run.link(self.record)
+        return self.record
+
+
+@contextlib.contextmanager
+def evidence_run(log: AuditLog, tracker: Tracker, name: str, tags: dict[str, str]) -> Iterator[EvidenceRun]:
+    """An MLflow run (FAILED if the block raises) whose block chains its record with `append`."""
+    with tracker.run(name, tags) as run:
+        yield EvidenceRun(log, run)

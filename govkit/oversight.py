@@ -1,0 +1,89 @@
+"""Human oversight and housekeeping of the audit store, as library calls: a reviewer's override
+of a logged decision, an erasure (purge) that reaches MLflow too, incidents and their resolution,
+and a checkpoint signed now. Each `govkit audit ...` command is one of these and a renderer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from .audit import HUMAN_DECISIONS, AuditLog, AuditRecord
+from .audit.incidents import open_incidents, resolve
+from .config import Settings
+from .errors import InputError
+from .timestamps import seconds_between, utc_now
+
+__all__ = ["Checkpoint", "PurgeResult", "checkpoint", "open_incidents", "override", "purge", "resolve_incident"]
+
+
+def override(log: AuditLog, record_id: str, *, decision: str, reviewer: str, reason: str) -> AuditRecord:
+    """Chain a human review of the decision in inference record `record_id` (EU AI Act Art. 14,
+    E-23 overrides): the decision, the pseudonymous reviewer, the reason (always redacted: the
+    chain cannot be purged) and how long after the decision the review came."""
+    if decision not in HUMAN_DECISIONS:
+        raise InputError(f"expected one of {', '.join(HUMAN_DECISIONS)}", parameter="decision", value=decision)
+    target = log.get(record_id)
+    if target is None:
+        raise InputError(f"no audit record '{record_id}' in {log.path}")
+    if target.event_type != "inference":
+        raise InputError(f"record {record_id} is a {target.event_type} record, not a decision: an override "
+                         f"targets the inference record of the decision it reviews")
+    fields = target.fields
+    now = utc_now()
+    latency = seconds_between(fields.get("ts_end") or fields["ts_start"], now)
+    return log.append("override", ts_start=now, target_record_id=fields["record_id"], reviewer_id=reviewer,
+                      human_decision=decision, override_reason=log.redact(reason, field="reason"),
+                      review_latency_s=round(latency, 3), model_id=fields.get("model_id"),
+                      subject_ref=fields.get("subject_ref"))
+
+
+@dataclass(frozen=True)
+class PurgeResult:
+    record: AuditRecord  # the chained purge event
+    purged_items: int
+    purged_records: int
+    erased_runs: tuple[str, ...]  # MLflow runs about the subject whose artifacts were erased
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"record_id": self.record.record_id, "seq": self.record.seq, "purged_items": self.purged_items,
+                "purged_records": self.purged_records, "erased_runs": list(self.erased_runs)}
+
+
+def purge(log: AuditLog, settings: Settings | None, *, expired: bool = False, before: str | None = None,
+          subject_ref: str | None = None, reason: str | None = None) -> PurgeResult:
+    """Erase stored content (never the chained records; legal hold wins) and chain a `purge`
+    event. An erasure request (`subject_ref`) also erases the artifacts of the MLflow runs about
+    that subject. Criteria combine with AND."""
+    record = log.purge(expired=expired, before=before, subject_ref=subject_ref, reason=reason)
+    erased: list[str] = []
+    if subject_ref:
+        from .tracking import erase_subject_artifacts
+
+        erased = erase_subject_artifacts(log, settings, subject_ref)
+    details = record.fields["details"]
+    return PurgeResult(record, details["purged_items"], details["purged_records"], tuple(erased))
+
+
+def resolve_incident(log: AuditLog, incident_id: str, *, note: str, reviewer: str | None = None) -> AuditRecord:
+    """Chain the resolution of an open incident, with what was found and done."""
+    return resolve(log, incident_id, note=note, reviewer=reviewer)
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    seq: int
+    head_hash: str
+    key_id: str
+    signed: dict[str, Any]  # the whole signed checkpoint, as the checkpoint file holds it
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def checkpoint(log: AuditLog) -> Checkpoint | None:
+    """Sign the chain's head now with the device key; None when it is already signed."""
+    signed = log.checkpoint()
+    if signed is None:
+        return None
+    return Checkpoint(signed["seq"], signed["head_hash"], signed["key_id"], signed)
