@@ -68,6 +68,17 @@ class TrackedRun:
         if self.client:
             self.client.log_text(self.id, text, artifact_file)
 
+    def log_bytes(self, data: bytes, artifact_file: str) -> None:
+        """A file of these bytes as the run's artifact `artifact_file`."""
+        if self.client:
+            import tempfile
+
+            with tempfile.TemporaryDirectory() as folder:
+                path = Path(folder) / Path(artifact_file).name
+                path.write_bytes(data)
+                parent = str(Path(artifact_file).parent)
+                self.client.log_artifact(self.id, str(path), None if parent == "." else parent)
+
     def log_dataset(self, *, name: str, source: str, digest: str, context: str,
                     frame: Any = None, profile: dict[str, Any] | None = None) -> None:
         """An MLflow dataset input: from the DataFrame itself, or from what lineage stored about it.

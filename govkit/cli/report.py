@@ -1,0 +1,88 @@
+"""`govkit report ...`: the board report from the evidence, and its verification against the store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ._common import db_option, echo_json, json_option, open_log, settings_for
+from ._root import cli
+
+
+@cli.group()
+def report() -> None:
+    """Reports rendered from an evidence snapshot, each with a signed manifest that `report verify` checks."""
+
+
+@report.command()
+@click.option("--period", help="A quarter (2026-Q4), a month (2026-11) or a year (2026).")
+@click.option("--from", "start", help="Or the first day (YYYY-MM-DD), with --to.")
+@click.option("--to", "end", help="The last day (YYYY-MM-DD), included.")
+@click.option("--as-of", help="The evidence as of this time (default: the period's end, or now).")
+@click.option("--format", "formats", multiple=True, type=click.Choice(["html", "md", "json", "pdf"]),
+              help="Repeatable (default: html).")
+@click.option("--output", "-o", type=click.Path(path_type=Path),
+              help="A file for one format, else a folder (default: reports/).")
+@click.option("--templates-dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Your own templates: they replace ours by name, or extend them block by block "
+                   "({% extends \"govkit/board.html.j2\" %}).")
+@click.option("--no-record", is_flag=True, help="Write the files only: no report event, no MLflow run.")
+@db_option
+@click.pass_context
+def board(ctx: click.Context, period: str | None, start: str | None, end: str | None, as_of: str | None,
+          formats: tuple[str, ...], output: Path | None, templates_dir: Path | None, no_record: bool,
+          db: Path | None) -> None:
+    """The board-level AI model-risk report: EDGE scorecard, regulatory map, KPIs, findings, sign-off.
+
+    Every figure cites its records, checks and runs; page one says in plain words when the log is
+    empty, does not verify, has no trusted key, or a blocking control has no evidence.
+
+    Example: govkit report board --period 2026-Q4 --format html --format md -o reports/
+    """
+    from ..report import board_report, parse_period
+    from ..timestamps import normalise_ts
+
+    settings = settings_for(ctx, required=True)
+    chosen = parse_period(period, start=start, end=end)
+    with open_log(ctx, db) as log:
+        made = board_report(log, settings, chosen, as_of=normalise_ts(as_of, parameter="as_of") if as_of else None,
+                            formats=formats or ("html",), templates_dir=templates_dir,
+                            output=output or Path("reports"), record=not no_record)
+    figures = made.manifest["figures"]
+    click.echo(f"Overall: {figures['overall']['colour'].upper()}: {figures['overall']['statement']}")
+    for alert in figures["alerts"]:
+        click.echo(f"  ! {alert}")
+    for path in made.paths:
+        click.echo(f"Wrote {path}")
+    click.echo(f"Record {made.record_id}." if made.record_id else "Not recorded (--no-record).")
+
+
+@report.command("verify")
+@click.argument("report_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--templates-dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="The templates the report was rendered with, if not govkit's own.")
+@db_option
+@json_option
+@click.pass_context
+def verify(ctx: click.Context, report_file: Path, templates_dir: Path | None, db: Path | None, as_json: bool) -> None:
+    """Rebuild a report from the store and the manifest embedded in it, and compare.
+
+    Exit 0 when every figure matches and the manifest's signature is valid under govkit.toml's
+    device key; 1 otherwise, naming each differing figure.
+
+    Example: govkit report verify reports/board-2026-Q4.html
+    """
+    from ..report import verify_report
+
+    settings = settings_for(ctx, required=True)
+    with open_log(ctx, db, read_only=True) as log:
+        checked = verify_report(report_file, log, settings, templates_dir=templates_dir)
+    if as_json:
+        echo_json(checked.to_dict())
+    else:
+        click.echo(f"{'OK' if checked.ok else 'FAILED'}: {report_file} (signature {checked.signature})")
+        for difference in checked.differences[:50]:
+            click.echo(f"  {difference}")
+    if not checked.ok:
+        ctx.exit(1)

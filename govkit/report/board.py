@@ -1,0 +1,334 @@
+"""The board report: evidence first (a snapshot at `as_of`), then words. Every figure and status
+in it cites its records, checks and runs; the signed manifest inside each output lets
+`govkit report verify` take the snapshot again and name any figure that differs.
+
+    from govkit import AuditLog, load_settings
+    from govkit.report import board_report, parse_period
+
+    settings = load_settings()
+    with AuditLog.open(settings=settings) as log:
+        report = board_report(log, settings, parse_period("2026-Q4"), formats=("html", "md", "json"))
+    print(report.paths, report.manifest["figures"]["overall"])
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .._lazy import require
+from .._version import __version__
+from ..audit import AuditLog
+from ..audit.checkpoints import load_private_key
+from ..config import Settings
+from ..digests import sha256_digest
+from ..errors import InputError
+from . import manifest as manifests
+from .render import environment, template_digests
+from .scorecard import RULE, overall, scorecard
+from .snapshot import Period, default_as_of, take_snapshot
+
+__all__ = ["FORMATS", "Report", "ReportCheck", "board_report", "verify_report"]
+
+FORMATS = ("html", "md", "json", "pdf")
+_TEMPLATES = {"html": "board.html.j2", "md": "board.md.j2"}
+
+
+@dataclass(frozen=True)
+class Report:
+    kind: str
+    manifest: dict[str, Any] = field(repr=False)
+    documents: dict[str, bytes] = field(repr=False)  # format -> the document's bytes, manifest embedded
+    record_id: str | None = None  # the chained `report` event (None: not recorded)
+    paths: tuple[Path, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "record_id": self.record_id, "paths": [str(p) for p in self.paths],
+                "manifest": copy.deepcopy(self.manifest)}
+
+
+@dataclass(frozen=True)
+class ReportCheck:
+    """What `verify_report` found: the report rebuilt from the store matches it, or each difference."""
+
+    path: Path
+    differences: tuple[str, ...]
+    signature: str  # valid, invalid, unsigned, or no trusted key
+
+    @property
+    def ok(self) -> bool:
+        return not self.differences and self.signature == "valid"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": str(self.path), "ok": self.ok, "signature": self.signature,
+                "differences": list(self.differences)}
+
+
+def board_report(log: AuditLog, settings: Settings, period: Period, *, as_of: str | None = None,
+                 formats: Sequence[str] = ("html",), templates_dir: Path | None = None, output: Path | None = None,
+                 record: bool = True) -> Report:
+    """Take the evidence snapshot, render the report in each format, sign its manifest, write the
+    files (`output`: a file for one format, else a folder), and chain a `report` event mirrored
+    to MLflow with the files and the manifest."""
+    unknown = sorted(set(formats) - set(FORMATS))
+    if unknown:
+        raise InputError(f"unknown format(s) {', '.join(unknown)}; expected {', '.join(FORMATS)}", parameter="formats")
+    as_of = as_of or default_as_of(period)
+    snapshot = take_snapshot(log, settings, period, as_of=as_of)
+    previous = _previous(log, snapshot["store"]["head_seq"])
+    documents, manifest = _render(snapshot, settings, previous, formats, templates_dir)
+    paths = _write(documents, output, period)
+    record_id = _record(log, settings, manifest, documents) if record else None
+    return Report("board", manifest, documents, record_id, paths)
+
+
+def verify_report(path: Path, log: AuditLog, settings: Settings, *, templates_dir: Path | None = None) -> ReportCheck:
+    """Rebuild the report from the store and the manifest embedded in `path`, and compare: every
+    figure of the evidence snapshot, then the document itself."""
+    fmt = {".json": "json", ".md": "md", ".pdf": "pdf"}.get(path.suffix.lower(), "html")
+    try:
+        raw = path.read_bytes()
+        text = "" if fmt == "pdf" else raw.decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read the report ({exc})", file=path) from None
+    if fmt == "pdf":
+        from .pdf import manifest_of
+
+        claimed = manifest_of(raw, source=path)
+    else:
+        claimed = manifests.extract(text, source=path)
+    public = settings.audit.public_key
+    signature = ("no trusted key" if not public else
+                 "unsigned" if "signature" not in claimed else
+                 "valid" if manifests.signature_valid(claimed, public) else "invalid")
+    try:
+        period = Period(**claimed["snapshot"]["period"])
+        as_of, head = claimed["snapshot"]["as_of"], claimed["snapshot"]["store"]["head_seq"]
+    except (KeyError, TypeError):
+        raise InputError("its manifest lacks the snapshot it was rendered from", file=path) from None
+    snapshot = take_snapshot(log, settings, period, as_of=as_of, head=head)
+    differences = [f"{where}: the report says {said}, the store gives {found}"
+                   for where, said, found in _differ(claimed["snapshot"], snapshot)]
+    previous = claimed.get("previous")
+    rendered = tuple(claimed.get("formats") or ()) or (fmt,)  # the formats rendered together (their templates)
+    documents, rebuilt = _render(snapshot, settings, previous, tuple(sorted({*rendered, fmt})), templates_dir)
+    for name in ("govkit", "inputs"):
+        for where, said, found in _differ(claimed.get(name), rebuilt.get(name), name):
+            differences.append(f"{where}: the report says {said}, now {found}")
+    if fmt == "json":  # the manifest itself, beside its figures: they must be the signed ones
+        if json.loads(text).get("figures") != claimed.get("figures"):
+            differences.append("the figures beside the manifest are not the ones it signs")
+    elif fmt == "pdf":
+        if not differences and raw != documents["pdf"]:
+            first = _first_difference(_pdf_text(raw), _pdf_text(documents["pdf"]))
+            differences.append(f"the PDF differs from its rebuild: {first}")
+    else:
+        if not differences and manifests.strip(text) != manifests.strip(documents[fmt].decode("utf-8")):
+            first = _first_difference(manifests.strip(text), manifests.strip(documents[fmt].decode("utf-8")))
+            differences.append(f"the document differs from its rebuild: {first}")
+        if claimed.get("outputs", {}).get(fmt) != manifests.digest_of(text):
+            differences.append(f"the document's digest is not the one its manifest names ({fmt})")
+    return ReportCheck(path, tuple(differences), signature)
+
+
+def _render(snapshot: dict[str, Any], settings: Settings, previous: dict[str, Any] | None,
+            formats: Sequence[str], templates_dir: Path | None) -> tuple[dict[str, bytes], dict[str, Any]]:
+    view = board_view(snapshot, previous)
+    html_env, md_env = environment(templates_dir, html=True), environment(templates_dir, html=False)
+    jinja2 = require("jinja2", "report")
+    formats = tuple(sorted(set(formats)))
+    texts = sorted({"html" if f == "pdf" else f for f in formats} - {"json"})  # a PDF is printed from the HTML
+    used = [_TEMPLATES[f] for f in texts]
+    inputs = {"govkit.toml": sha256_digest(settings.path.read_bytes()) if settings.path else None,
+              "templates": {**template_digests(html_env, [n for n in used if n.endswith(".html.j2")]),
+                            **template_digests(md_env, [n for n in used if n.endswith(".md.j2")])}}
+    renderers = {"templates": f"jinja2 {jinja2.__version__}"}
+    if "pdf" in formats:
+        from .pdf import renderer_version
+
+        renderers["pdf"] = renderer_version()
+    unsigned = {"kind": "board", "govkit": {"version": __version__, "renderers": renderers}, "formats": list(formats),
+                "inputs": inputs, "snapshot": snapshot, "figures": view["figures"], "previous": previous}
+    bodies = {}
+    for fmt in texts:
+        env = html_env if fmt == "html" else md_env
+        bodies[fmt] = env.get_template(_TEMPLATES[fmt]).render(**view, manifest=unsigned)
+    outputs = {fmt: sha256_digest(body) for fmt, body in bodies.items()}
+    manifest = _signed({**unsigned, "outputs": outputs}, settings)
+    documents = {fmt: manifests.embed(body, manifest, fmt).encode("utf-8") for fmt, body in bodies.items()
+                 if fmt in formats}
+    if "pdf" in formats:
+        from .pdf import render_pdf
+
+        documents["pdf"] = render_pdf(bodies["html"], manifest, as_of=snapshot["as_of"])
+    if "json" in formats:
+        documents["json"] = (json.dumps({"manifest": manifest, "figures": view["figures"]}, indent=2, sort_keys=True,
+                                        ensure_ascii=False) + "\n").encode("utf-8")
+    return documents, manifest
+
+
+def _signed(manifest: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    key_path = settings.audit.private_key
+    if key_path and Path(key_path).exists():
+        return manifests.sign(manifest, load_private_key(Path(key_path)))
+    return manifest
+
+
+def board_view(snapshot: dict[str, Any], previous: dict[str, Any] | None) -> dict[str, Any]:
+    """What the templates show, computed once from the snapshot (the templates only format)."""
+    from ..gate import crosswalk, load_registry
+
+    gate, verify, kpis = snapshot["gate"], snapshot["verify"], snapshot["kpis"]
+    cards = scorecard(gate, verify)
+    status = overall(cards, verify)
+    specs = load_registry().specs
+    rows = {r["crosswalk_id"]: r for r in crosswalk()["rows"]}
+    controls = []
+    for cid, result in sorted((gate or {}).get("results", {}).items()):
+        spec = specs.get(cid)
+        controls.append({"id": cid, "status": result["status"], "blocking": result["blocking"],
+                         "message": result["message"], "title": spec.title if spec else "(a user check)",
+                         "principle": spec.principle if spec else "", "references": spec.references if spec else {},
+                         "clauses": rows.get(spec.crosswalk, {}).get("clauses") if spec else None,
+                         "shown": {"PASS": "pass", "FAIL": "fail", "WARN": "fail (warning)", "NO EVIDENCE": "no evidence",
+                                   "ERROR": "error", "SKIP": "does not apply"}.get(result["status"], result["status"])})
+    inventory = snapshot["inventory"]
+    reviewer, developer = inventory.get("reviewer") or "", inventory.get("developer") or ""
+    alerts = _page_one(snapshot)
+    findings = [c for c in controls if c["status"] in ("FAIL", "WARN", "NO EVIDENCE", "ERROR")]
+    figures = {
+        "overall": status, "scorecard": {name: card["colour"] for name, card in cards.items()},
+        "alerts": alerts, "kpis": kpis, "findings": [f["id"] for f in findings],
+        "controls": {c["id"]: c["status"] for c in controls},
+        "rating": (snapshot["rating"] or {}).get("tier"), "artifacts": [m["artifact_sha256"] for m in kpis["models"]],
+        "fairness": {f"{b['kind']}:{b['data']['name']}": b["status"] for b in snapshot["fairness"]},
+        "open_incidents": len(snapshot["incidents"]["open"]),
+    }
+    return {"r": snapshot, "cards": cards, "overall": status, "rule": RULE, "controls": controls,
+            "findings": findings, "alerts": alerts, "figures": figures, "changes": _changes(figures, previous),
+            "independence": {"reviewer": reviewer, "developer": developer, "approver": inventory.get("approver") or "",
+                             "owner": inventory.get("owner") or "",
+                             "conflict": bool(reviewer) and reviewer.strip().lower() == developer.strip().lower()},
+            "version": __version__}
+
+
+def _page_one(snapshot: dict[str, Any]) -> list[str]:
+    """What page one must say in plain words before anything else."""
+    verify, kpis, store = snapshot["verify"], snapshot["kpis"], snapshot["store"]
+    alerts = []
+    if not verify["ok"]:
+        alerts.append(f"The audit log does not verify ({verify['problem_count']} problem(s); first: "
+                      f"{(verify['problems'] or ['?'])[0]}). No figure drawn from it can be relied on.")
+    if not verify["trusted_key"]:
+        alerts.append("No trusted device key: the log was checked against its own claims only, which whoever "
+                      "rewrote it could rewrite too.")
+    if not store["model_calls"]:
+        alerts.append("The audit log is empty of model calls: none has ever been recorded, so there is no "
+                      "evidence of how the model behaves in use.")
+    elif not kpis["inference"]:
+        alerts.append("No model call is on record in this period: the monitoring figures are empty.")
+    if snapshot["gate"] is None:
+        alerts.append("The pre-deployment gate (govkit check) has not been run: every control is without evidence.")
+    else:
+        missing = sorted(c for c, r in snapshot["gate"]["results"].items() if r["blocking"] and r["status"] == "NO EVIDENCE")
+        if missing:
+            alerts.append("No evidence for blocking control(s) " + ", ".join(missing) + ".")
+    return alerts
+
+
+def _changes(figures: dict[str, Any], previous: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Changes since the previous report, from the figures its record keeps."""
+    if not previous:
+        return None
+    before = previous.get("figures") or {}
+    old, new = set(before.get("findings") or []), set(figures["findings"])
+    kpi_deltas = {}
+    for name in ("inference", "error_rate", "override_rate", "refusal_rate", "explanation_coverage"):
+        a, b = (before.get("kpis") or {}).get(name), figures["kpis"].get(name)
+        if a is not None and b is not None and a != b:
+            kpi_deltas[name] = {"before": a, "now": b}
+    return {"report_record_id": previous.get("record_id"), "period": previous.get("period"),
+            "new_findings": sorted(new - old), "closed_findings": sorted(old - new),
+            "rating": None if before.get("rating") == figures["rating"] else
+            {"before": before.get("rating"), "now": figures["rating"]},
+            "artifacts": None if before.get("artifacts") == figures["artifacts"] else
+            {"before": before.get("artifacts"), "now": figures["artifacts"]},
+            "kpis": kpi_deltas}
+
+
+def _previous(log: AuditLog, head: int) -> dict[str, Any] | None:
+    """The newest board report chained before this snapshot's head: its figures, as recorded."""
+    reports = [r for r in log.query(event_type="report") if r.seq <= head and (r.details or {}).get("kind") == "board"]
+    if not reports:
+        return None
+    details = reports[-1].details or {}
+    return {"record_id": reports[-1].record_id, "seq": reports[-1].seq, "period": details.get("period"),
+            "figures": details.get("figures")}
+
+
+def _write(documents: dict[str, bytes], output: Path | None, period: Period) -> tuple[Path, ...]:
+    if output is None:
+        return ()
+    if len(documents) == 1 and output.suffix:
+        output.write_bytes(next(iter(documents.values())))
+        return (output,)
+    output.mkdir(parents=True, exist_ok=True)
+    stem = "board-" + "".join(c if c.isalnum() or c in "-_" else "_" for c in period.label)
+    paths = []
+    for fmt, data in sorted(documents.items()):
+        path = output / f"{stem}.{fmt}"
+        path.write_bytes(data)
+        paths.append(path)
+    return tuple(paths)
+
+
+def _record(log: AuditLog, settings: Settings, manifest: dict[str, Any], documents: dict[str, bytes]) -> str:
+    from ..evidence import evidence_run
+    from ..tracking import Tracker
+
+    snapshot = manifest["snapshot"]
+    tracker = Tracker.from_settings(settings, log.path)
+    with evidence_run(log, tracker, f"report: board {snapshot['period']['label']}",
+                      {"govkit.event": "report", "govkit.report_kind": "board"}) as evidence:
+        for fmt, data in sorted(documents.items()):
+            evidence.run.log_bytes(data, f"board.{fmt}")
+        evidence.run.log_dict(manifest, "manifest.json")
+        record = evidence.append("report", model_id=settings.model.id, details={
+            "kind": "board", "period": snapshot["period"], "as_of": snapshot["as_of"],
+            "head_seq": snapshot["store"]["head_seq"], "manifest_sha256": sha256_digest(json.dumps(
+                manifest, sort_keys=True, ensure_ascii=False)),
+            "outputs": manifest.get("outputs"), "figures": manifest["figures"]})
+    return record.record_id
+
+
+def _differ(said: Any, found: Any, where: str = "") -> list[tuple[str, Any, Any]]:
+    """Each leaf where two JSON values differ, named by its path (kpis.error_rate, gate.results.GOV-010)."""
+    if isinstance(said, dict) and isinstance(found, dict):
+        out = []
+        for key in sorted(set(said) | set(found)):
+            out.extend(_differ(said.get(key), found.get(key), f"{where}.{key}" if where else str(key)))
+        return out
+    if isinstance(said, list) and isinstance(found, list) and len(said) == len(found):
+        out = []
+        for i, (a, b) in enumerate(zip(said, found)):
+            out.extend(_differ(a, b, f"{where}[{i}]"))
+        return out
+    return [] if said == found else [(where or "(the whole snapshot)", json.dumps(said), json.dumps(found))]
+
+
+def _pdf_text(pdf: bytes) -> str:
+    import io
+
+    pypdf = require("pypdf", "report")
+    return "\n".join(page.extract_text() or "" for page in pypdf.PdfReader(io.BytesIO(pdf)).pages)
+
+
+def _first_difference(a: str, b: str) -> str:
+    for number, (x, y) in enumerate(zip(a.splitlines(), b.splitlines()), 1):
+        if x != y:
+            return f"line {number}: {x.strip()[:120]!r} where the evidence gives {y.strip()[:120]!r}"
+    return "its length"

@@ -1,0 +1,227 @@
+"""The evidence a report is rendered from, taken once at `as_of`: the chain's head as of then,
+what verify says of the store, the gate's last recorded run, the newest rating, bias and
+explanation evidence, lineage, incidents and the period's KPIs. Everything in it cites its
+records (seq, record id) and MLflow runs, and it is plain JSON: the report's manifest holds it
+whole, so `govkit report verify` can take it again and compare figure by figure."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import re
+import sqlite3
+from typing import Any
+
+from ..audit import AuditLog, AuditRecord
+from ..audit.connect import connect_read_only
+from ..audit.incidents import open_incidents
+from ..config import Settings
+from ..errors import InputError
+from ..timestamps import normalise_ts, parse_ts
+from .kpis import period_kpis
+
+__all__ = ["Period", "parse_period", "take_snapshot"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Period:
+    start: str  # inclusive, the store's UTC form
+    end: str  # exclusive
+    label: str  # "2026-Q4", or "2026-10-01 to 2026-12-31"
+
+    def to_dict(self) -> dict[str, str]:
+        return dataclasses.asdict(self)
+
+
+def parse_period(period: str | None = None, *, start: str | None = None, end: str | None = None) -> Period:
+    """A quarter ("2026-Q4"), a month ("2026-11"), a year ("2026"), or dates from `start` to `end`
+    (both days included)."""
+    if period and (start or end):
+        raise InputError("give a period or a start and end date, not both", parameter="period")
+    if period:
+        quarter = re.fullmatch(r"(\d{4})-Q([1-4])", period)
+        month = re.fullmatch(r"(\d{4})-(\d{2})", period)
+        year = re.fullmatch(r"(\d{4})", period)
+        if quarter:
+            y, q = int(quarter[1]), int(quarter[2])
+            first, after = dt.date(y, 3 * q - 2, 1), (dt.date(y + 1, 1, 1) if q == 4 else dt.date(y, 3 * q + 1, 1))
+        elif month and 1 <= int(month[2]) <= 12:
+            y, m = int(month[1]), int(month[2])
+            first, after = dt.date(y, m, 1), (dt.date(y + 1, 1, 1) if m == 12 else dt.date(y, m + 1, 1))
+        elif year:
+            first, after = dt.date(int(year[1]), 1, 1), dt.date(int(year[1]) + 1, 1, 1)
+        else:
+            raise InputError("expected a quarter (2026-Q4), a month (2026-11) or a year (2026)",
+                             parameter="period", value=period)
+        return Period(normalise_ts(first.isoformat()), normalise_ts(after.isoformat()), period)
+    if not (start and end):
+        raise InputError("give a period (2026-Q4), or both a start and an end date", parameter="period")
+    first_day = _day(start, "start")
+    last_day = _day(end, "end")
+    if last_day < first_day:
+        raise InputError(f"ends before it starts ({start})", parameter="end", value=end)
+    return Period(normalise_ts(first_day.isoformat()), normalise_ts((last_day + dt.timedelta(days=1)).isoformat()),
+                  f"{first_day.isoformat()} to {last_day.isoformat()}")
+
+
+def _day(text: str, parameter: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text[:10])
+    except ValueError:
+        raise InputError("expected a date (YYYY-MM-DD)", parameter=parameter, value=text) from None
+
+
+def take_snapshot(log: AuditLog, settings: Settings, period: Period, *, as_of: str, head: int | None = None) -> dict[str, Any]:
+    """The evidence as of `as_of` (the store's UTC form): only records up to the last one started
+    by then count, so records appended later change nothing. `head` pins that seq (a report
+    being verified names its own)."""
+    with _reading(log) as db:
+        if head is None:
+            head = db.execute("SELECT coalesce(max(seq), 0) FROM records WHERE "
+                              "json_extract(CAST(body AS TEXT), '$.ts_start') <= ?", (as_of,)).fetchone()[0]
+        head_row = db.execute("SELECT record_hash FROM records WHERE seq = ?", (head,)).fetchone()
+        records = _Records(db, head)
+        identity = (records.first("genesis") or _EMPTY).details or {}
+        checkpoint = records.last("checkpoint")
+        gate = records.last("check_run")
+        rating = records.last("risk_rating")
+        incidents = records.all("incident")
+        snapshot = {
+            "as_of": as_of,
+            "period": period.to_dict(),
+            "model": {"id": settings.model.id, "name": settings.model.name},
+            "store": {"store_id": identity.get("store_id"), "head_seq": head,
+                      "head_hash": head_row[0] if head_row else None,
+                      "records": head, "model_calls": records.count("inference"),
+                      "checkpoint": _checkpoint(checkpoint)},
+            "verify": _verified(log),
+            "kpis": period_kpis(db, head=head, start=period.start, end=period.end),
+            "gate": _gate(gate),
+            "inventory": dataclasses.asdict(settings.model),
+            "rating": _cite(rating, details=("tier", "score", "previous_rating")) if rating else None,
+            "fairness": [_bias(r) for r in _newest_by(records.all("bias_run"), ("kind", "data_sha256"))],
+            "explanations": {"records": records.count("explanation"),
+                             "newest": [_cite(r, fields=("target_record_id", "explanation_method", "artifact_sha256"))
+                                        for r in records.all("explanation")[-5:]]},
+            "lineage": _lineage(records.all("lineage")),
+            "incidents": {"total": len([r for r in incidents if (r.details or {}).get("action") != "resolved"]),
+                          "open": [_cite(r, details=("action", "kind")) for r in open_incidents(incidents)]},
+            "oversight": {"overrides_total": records.count("override")},
+        }
+    return json.loads(json.dumps(snapshot, sort_keys=True, default=str))  # plain JSON, as the manifest holds it
+
+
+_EMPTY = AuditRecord(0, "", "", b"{}")
+
+
+class _Records:
+    """The records of one event type up to the snapshot's head, parsed (event types a report reads
+    are few per period: gate runs, ratings, bias runs, incidents; never the inference records)."""
+
+    def __init__(self, db: sqlite3.Connection, head: int):
+        self.db, self.head = db, head
+
+    def all(self, event_type: str) -> list[AuditRecord]:
+        rows = self.db.execute("SELECT seq, record_hash, body FROM records WHERE seq <= ? AND "
+                               "json_extract(CAST(body AS TEXT), '$.event_type') = ? ORDER BY seq",
+                               (self.head, event_type))
+        return [AuditRecord(seq, record_hash, "", bytes(body)) for seq, record_hash, body in rows]
+
+    def first(self, event_type: str) -> AuditRecord | None:
+        found = self.all(event_type)
+        return found[0] if found else None
+
+    def last(self, event_type: str) -> AuditRecord | None:
+        found = self.all(event_type)
+        return found[-1] if found else None
+
+    def count(self, event_type: str) -> int:
+        return int(self.db.execute("SELECT count(*) FROM records WHERE seq <= ? AND "
+                                   "json_extract(CAST(body AS TEXT), '$.event_type') = ?",
+                                   (self.head, event_type)).fetchone()[0])
+
+
+class _reading:
+    def __init__(self, log: AuditLog):
+        self.db = connect_read_only(log.path)
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.db.execute("BEGIN")  # one snapshot of the store for every query
+        return self.db
+
+    def __exit__(self, *exc: object) -> None:
+        self.db.close()
+
+
+def _cite(record: AuditRecord, *, fields: tuple[str, ...] = (), details: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A record as the report cites it: seq, id, time, MLflow run, and the named fields."""
+    body = record.fields
+    shown = {"seq": record.seq, "record_id": body.get("record_id"), "ts": body.get("ts_start"),
+             "mlflow_run_id": body.get("mlflow_run_id")}
+    shown.update({name: body.get(name) for name in fields})
+    shown.update({name: (body.get("details") or {}).get(name) for name in details})
+    return shown
+
+
+def _checkpoint(record: AuditRecord | None) -> dict[str, Any] | None:
+    if record is None:
+        return None
+    details = record.details or {}
+    return {"record_seq": record.seq, "signs_seq": details.get("seq"), "head_hash": details.get("head_hash"),
+            "ts": details.get("ts"), "key_id": details.get("key_id")}
+
+
+def _verified(log: AuditLog) -> dict[str, Any]:
+    """What verify says of the whole store now: its verdict covers the records the report cites."""
+    result = log.verify()
+    return {"ok": result.ok, "trusted": result.trusted, "trusted_key": result.trusted_key, "scope": result.scope,
+            "offsite_checkpoints": result.offsite_checkpoints, "problem_count": len(result.problems),
+            "problems": [f"seq {p.seq}: {p.reason}" for p in result.problems[:10]]}
+
+
+def _gate(record: AuditRecord | None) -> dict[str, Any] | None:
+    if record is None:
+        return None
+    details = record.details or {}
+    return {**_cite(record), "summary": details.get("summary"), "results": details.get("results") or {},
+            "user_check_files": details.get("user_check_files") or {}}
+
+
+def _bias(record: AuditRecord) -> dict[str, Any]:
+    details = record.details or {}
+    return {**_cite(record, fields=("artifact_sha256",)), "kind": details.get("kind"), "status": details.get("status"),
+            "data": {k: (details.get("data") or {}).get(k) for k in ("name", "sha256")},
+            "metrics": details.get("metrics") or {}, "warnings": (details.get("warnings") or [])[:10]}
+
+
+def _newest_by(records: list[AuditRecord], keys: tuple[str, ...]) -> list[AuditRecord]:
+    """The newest bias run of each (kind, data file): a later run on other data clears nothing."""
+    newest: dict[tuple[Any, ...], AuditRecord] = {}
+    for record in records:
+        details = record.details or {}
+        key = (details.get("kind"), (details.get("data") or {}).get("sha256"))
+        newest[key] = record
+    return sorted(newest.values(), key=lambda r: r.seq)
+
+
+def _lineage(records: list[AuditRecord]) -> dict[str, Any]:
+    actions: dict[str, int] = {}
+    entities = []
+    for record in records:
+        details = record.details or {}
+        action = details.get("action", "?")
+        actions[action] = actions.get(action, 0) + 1
+        entity = details.get("entity") or {}
+        if entity:
+            entities.append({"seq": record.seq, "id": entity.get("id"), "kind": entity.get("kind"),
+                             "sha256": entity.get("sha256"), "mlflow_run_id": record.mlflow_run_id,
+                             "findings": len(entity.get("findings") or [])})
+    return {"actions": dict(sorted(actions.items())), "entities": entities[-20:]}
+
+
+def default_as_of(period: Period) -> str:
+    """The end of the period, or now if it has not ended (the manifest records which)."""
+    now = dt.datetime.now(dt.UTC)
+    end = parse_ts(period.end)
+    return normalise_ts((min(now, end) - dt.timedelta(microseconds=1)).isoformat())

@@ -1,0 +1,253 @@
+"""The board report: figures equal to SQL over the same store, byte-identical renders, page one
+honest about the evidence, hostile content inert in a real browser, and `report verify` failing
+on an edited figure or an edited store."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import tomlkit
+
+from govkit.audit import AuditLog
+from govkit.config import load_settings
+
+from .conftest import run
+
+AS_OF = "2026-12-31T23:00:00.000000Z"
+PERIOD = ["--period", "2026-Q4", "--as-of", AS_OF]
+
+
+def _browser() -> str | None:
+    return next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
+
+
+def edit_config(folder: Path, section: str, **values: str) -> None:
+    path = folder / "govkit.toml"
+    document = tomlkit.parse(path.read_text())
+    for key, value in values.items():
+        document[section][key] = value
+    path.write_text(tomlkit.dumps(document))
+
+
+def fill(folder: Path, calls: int = 40) -> None:
+    """Model calls in the period (latencies, errors, redactions), refusals, an override, an explanation."""
+    with AuditLog.open(settings=load_settings(folder / "govkit.toml")) as log:
+        first = None
+        for i in range(calls):
+            record = log.append("inference", prompt=f"applicant {i}: write to p{i}@mail.example or +44 20 7946 0{i % 10}00",
+                                response="approve" if i % 3 else "deny", model_id="m",
+                                ts_start=f"2026-11-{1 + i % 28:02d}T10:00:00.000000Z",
+                                latency_ms=float(50 + (i * 37) % 400), status="error" if i % 7 == 0 else "ok")
+            first = first or record
+        log.append("inference", prompt="before the period", response="x", ts_start="2026-09-30T23:59:59.000000Z",
+                   latency_ms=9999.0, status="ok")
+        for status in ("refused", "rejected", "received", "received"):
+            log.append("request", status=status, ts_start="2026-11-15T09:00:00.000000Z")
+        log.append("override", target_record_id=first.record_id, reviewer_id="rev-1", human_decision="overridden",
+                   override_reason="misread", ts_start="2026-11-20T09:00:00.000000Z")
+        log.append("explanation", target_record_id=first.record_id, explanation_method="shap.PartitionExplainer",
+                   ts_start="2026-11-21T09:00:00.000000Z", details={"value": 0.5})
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    assert run("init", "--yes", "--model-id", "loan-assistant").exit_code == 0
+    fill(tmp_path)
+    assert run("check", "--exit-zero").exit_code == 0
+    return tmp_path
+
+
+def board(*args: str) -> dict:
+    result = run("report", "board", *PERIOD, *args)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def figures_of(path: Path) -> dict:
+    return json.loads(path.read_text())["figures"]
+
+
+def test_every_kpi_equals_an_independent_sql_computation(project: Path) -> None:
+    board("--format", "json", "-o", "out", "--no-record")
+    kpis = figures_of(project / "out" / "board-2026-Q4.json")["kpis"]
+    db = sqlite3.connect(project / ".govkit" / "audit.db")
+    period = ("SELECT json_extract(body, '$.event_type') AS e, json_extract(body, '$.status') AS s, "
+              "json_extract(body, '$.latency_ms') AS l, body FROM records "
+              "WHERE json_extract(body, '$.ts_start') BETWEEN '2026-10-01' AND '2026-12-31T23:59:59.999999Z'")
+    one = lambda sql: db.execute(sql).fetchone()[0]  # noqa: E731
+    calls = one(f"SELECT count(*) FROM ({period}) WHERE e = 'inference'")
+    errors = one(f"SELECT count(*) FROM ({period}) WHERE e = 'inference' AND s <> 'ok'")
+    assert (kpis["inference"], kpis["errors"]) == (calls, errors) == (40, 6)
+    assert kpis["error_rate"] == pytest.approx(errors / calls)
+    requests = one(f"SELECT count(*) FROM ({period}) WHERE e = 'request'")
+    refused = one(f"SELECT count(*) FROM ({period}) WHERE e = 'request' AND s IN ('refused', 'rejected')")
+    assert (kpis["requests"], kpis["refused"]) == (requests, refused) == (4, 2)
+    assert kpis["override_rate"] == pytest.approx(one(f"SELECT count(*) FROM ({period}) WHERE e = 'override'") / calls)
+    assert kpis["explanation_coverage"] == pytest.approx(1 / calls)
+    ranked = (f"SELECT l, row_number() OVER (ORDER BY l) AS k, count(*) OVER () AS n FROM ({period}) "
+              "WHERE e = 'inference'")
+    for name, q in (("p50", 0.5), ("p95", 0.95)):
+        assert kpis["latency_ms"][name] == one(f"SELECT min(l) FROM ({ranked}) WHERE k >= {q} * n")
+    entities = dict(db.execute(f"SELECT j.key, sum(j.value) FROM ({period}) AS p, "
+                               "json_each(json_extract(p.body, '$.redaction.entities')) AS j GROUP BY j.key"))
+    assert kpis["redactions"] == entities and entities["EMAIL"] == 40
+
+
+def test_the_same_evidence_renders_byte_identical_reports_in_two_processes(project: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTEST_CURRENT_TEST",)}
+    outputs = []
+    for name in ("a", "b"):
+        done = subprocess.run([sys.executable, "-m", "govkit", "report", "board", *PERIOD, "--format", "html",
+                               "--format", "md", "--format", "json", "--format", "pdf", "-o", name, "--no-record"],
+                              cwd=project, capture_output=True, text=True, env=env)
+        assert done.returncode == 0, done.stderr
+        outputs.append({p.name: p.read_bytes() for p in sorted((project / name).iterdir())})
+    assert outputs[0] == outputs[1] and len(outputs[0]) == 4
+
+
+def test_report_verify_passes_untouched_and_fails_on_an_edited_figure_or_store(project: Path) -> None:
+    board("--format", "html", "--format", "md", "-o", "out")
+    html, md = project / "out" / "board-2026-Q4.html", project / "out" / "board-2026-Q4.md"
+    for path in (html, md):
+        assert run("report", "verify", str(path)).exit_code == 0
+    run("audit", "list")  # later records change nothing: the snapshot is pinned to its head
+    with AuditLog.open(settings=load_settings()) as log:
+        log.append("inference", prompt="later", response="x", status="ok")
+    assert run("report", "verify", str(html)).exit_code == 0
+
+    edited = project / "edited.html"
+    edited.write_text(html.read_text().replace("<td>40</td>", "<td>39</td>", 1))
+    result = run("report", "verify", str(edited))
+    assert result.exit_code == 1 and "Model calls" in result.output and "<td>40</td>" in result.output
+
+    db = sqlite3.connect(project / ".govkit" / "audit.db")
+    db.execute("DROP TRIGGER records_append_only_update")
+    db.execute("UPDATE records SET body = CAST(replace(CAST(body AS TEXT), '\"status\":\"error\"', "
+               "'\"status\":\"ok\"') AS BLOB) WHERE seq = (SELECT min(seq) FROM records "
+               "WHERE json_extract(body, '$.status') = 'error')")
+    db.commit()
+    db.close()
+    result = run("report", "verify", str(html))
+    assert result.exit_code == 1
+    assert "verify.ok" in result.output and "kpis.errors" in result.output
+
+
+def test_an_empty_log_is_said_on_page_one(tmp_path: Path) -> None:
+    assert run("init", "--yes").exit_code == 0
+    board("--format", "html", "-o", "out", "--no-record")
+    text = (tmp_path / "out" / "board-2026-Q4.html").read_text()
+    page_one = text.split('id="regmap"', 1)[0]
+    assert "The audit log is empty of model calls" in page_one and "has not been run" in page_one
+    assert "Overall: NO-EVIDENCE" in page_one and "GREEN" not in page_one
+
+
+def test_a_log_that_fails_verification_turns_the_scorecard_red_on_page_one(project: Path) -> None:
+    db = sqlite3.connect(project / ".govkit" / "audit.db")
+    db.execute("DROP TRIGGER records_append_only_update")
+    db.execute("UPDATE records SET body = CAST(replace(CAST(body AS TEXT), 'rev-1', 'rev-2') AS BLOB) "
+               "WHERE json_extract(body, '$.event_type') = 'override'")
+    db.commit()
+    db.close()
+    board("--format", "html", "-o", "out", "--no-record")
+    page_one = (project / "out" / "board-2026-Q4.html").read_text().split('id="regmap"', 1)[0]
+    assert "The audit log does not verify" in page_one and "Overall: RED" in page_one
+    assert "<td>Governance</td><td class=\"red\">" in page_one
+
+
+def test_a_reviewer_who_is_also_the_developer_is_flagged(project: Path) -> None:
+    edit_config(project, "model", reviewer="dev-team@bank.example", developer="Dev-Team@bank.example")
+    board("--format", "html", "--format", "md", "-o", "out", "--no-record")
+    assert "the review is not independent" in (project / "out" / "board-2026-Q4.html").read_text()
+    assert "not independent" in (project / "out" / "board-2026-Q4.md").read_text()
+
+
+def test_a_user_template_overrides_one_block_and_is_in_the_manifest(project: Path) -> None:
+    ours = project / "branding"
+    ours.mkdir()
+    (ours / "board.html.j2").write_text('{% extends "govkit/board.html.j2" %}\n'
+                                        '{% block decisions %}<h2>Decisions for the Risk Committee</h2>{% endblock %}\n')
+    board("--format", "html", "-o", "out", "--no-record", "--templates-dir", str(ours))
+    path = project / "out" / "board-2026-Q4.html"
+    text = path.read_text()
+    assert "Decisions for the Risk Committee" in text and "Decisions requested from the board" not in text
+    assert "1. Executive summary" in text
+    manifest = json.loads(text.split('id="govkit-manifest">', 1)[1].split("</script>", 1)[0])
+    assert set(manifest["inputs"]["templates"]) == {"board.html.j2", "govkit/board.html.j2"}
+    assert run("report", "verify", str(path), "--templates-dir", str(ours)).exit_code == 0
+    assert run("report", "verify", str(path)).exit_code == 1  # rebuilt with govkit's own: not the same
+
+
+def test_the_report_is_a_chained_event_with_an_mlflow_run(project: Path) -> None:
+    board("--format", "html", "-o", "out")
+    with AuditLog.open(settings=load_settings()) as log:
+        [record] = list(log.query(event_type="report"))
+    assert record.details["kind"] == "board" and record.mlflow_run_id
+    assert record.details["figures"]["kpis"]["inference"] == 40
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project / '.govkit' / 'mlflow.db'}")
+    names = {a.path for a in client.list_artifacts(record.mlflow_run_id)}
+    assert {"board.html", "manifest.json"} <= names
+    board("--format", "html", "-o", "again")  # the next report names what changed since this one
+    assert "Changes since the last report" in (project / "again" / "board-2026-Q4.html").read_text()
+
+
+@pytest.mark.skipif(_browser() is None, reason="no Chromium here (.ci/run installs Debian's)")
+def test_hostile_content_is_inert_text_in_a_real_browser(project: Path) -> None:
+    sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
+    hostile = '<script>window.__pwned = 1</script>{{ 7*7 }}</style><img src=x onerror="window.__pwned = 2">'
+    edit_config(project, "model", name=hostile, owner=hostile)
+    board("--format", "html", "--format", "md", "-o", "out", "--no-record")
+    page_file = project / "out" / "board-2026-Q4.html"
+    assert "{{ 7*7 }}" in page_file.read_text() and "<script>window" not in page_file.read_text()
+    assert "<script>" not in (project / "out" / "board-2026-Q4.md").read_text()
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=_browser(), args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 1600})
+            page.goto(page_file.as_uri())
+            assert page.evaluate("typeof window.__pwned") == "undefined"
+            assert hostile in page.inner_text("h1")
+            assert page.locator("img").count() == 0
+            shot = page.screenshot(full_page=False)
+        finally:
+            browser.close()
+    from io import BytesIO
+
+    from PIL import Image
+
+    pixels = Image.open(BytesIO(shot)).convert("L")
+    darkest, lightest = pixels.getextrema()
+    assert lightest - darkest > 100  # text and coloured cards, not a blank page
+    assert len(set(pixels.getdata())) > 20
+
+
+@pytest.mark.skipif(shutil.which("pdftoppm") is None, reason="no poppler-utils here (.ci/run installs them)")
+def test_the_pdf_has_a_title_page_numbered_pages_a_running_header_and_its_manifest(project: Path) -> None:
+    board("--format", "pdf", "-o", "out")
+    pdf = project / "out" / "board-2026-Q4.pdf"
+    assert pdf.read_bytes().startswith(b"%PDF-")
+    subprocess.run(["pdftoppm", "-r", "30", "-png", str(pdf), str(project / "page")], check=True)
+    pages = sorted(project.glob("page-*.png"))
+    text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+    per_page = text.split("\f")
+    assert len(pages) >= 4 and len(per_page) - 1 == len(pages)
+    assert "AI model-risk report" in per_page[0] and "1. Executive summary" not in per_page[0]  # a title page
+    assert f"Page 2 of {len(pages)}" in per_page[1] and "2026-Q4" in per_page[1].splitlines()[0]
+    assert "13. Evidence appendix" in text
+    from govkit.report.pdf import manifest_of
+
+    manifest = manifest_of(pdf.read_bytes(), source=pdf)
+    assert manifest["figures"]["kpis"]["inference"] == 40 and manifest["signature"]["value"]
+    assert run("report", "verify", str(pdf)).exit_code == 0
+    damaged = project / "damaged.pdf"
+    damaged.write_bytes(pdf.read_bytes() + b"\n% a byte more than was rendered\n")
+    result = run("report", "verify", str(damaged))
+    assert result.exit_code == 1 and "PDF differs" in result.output
