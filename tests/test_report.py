@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -60,6 +61,10 @@ def fill(folder: Path, calls: int = 40) -> None:
 def project(tmp_path: Path) -> Path:
     assert run("init", "--yes", "--model-id", "loan-assistant").exit_code == 0
     fill(tmp_path)
+    rows = "".join(f"{'fm'[i % 2]},{int(i % 3 == 0)},{int(i % (4 if i % 2 else 2) == 0)}\n" for i in range(120))
+    (tmp_path / "preds.csv").write_text("sex,y,decision\n" + rows)
+    run("bias", "tabular", "--data", "preds.csv", "--y-true", "y", "--y-pred", "decision", "--sensitive", "sex",
+        "--bootstrap", "50")
     assert run("check", "--exit-zero").exit_code == 0
     return tmp_path
 
@@ -251,3 +256,30 @@ def test_the_pdf_has_a_title_page_numbered_pages_a_running_header_and_its_manife
     damaged.write_bytes(pdf.read_bytes() + b"\n% a byte more than was rendered\n")
     result = run("report", "verify", str(damaged))
     assert result.exit_code == 1 and "PDF differs" in result.output
+
+
+def test_fairness_charts_are_inline_svg_with_alt_text_hatched_for_grayscale(project: Path) -> None:
+    board("--format", "html", "--format", "md", "-o", "out", "--no-record")
+    html = (project / "out" / "board-2026-Q4.html").read_text()
+    svg = html[html.index("<figure><svg"):html.index("</svg>", html.index("<figure><svg"))]
+    assert 'role="img"' in svg and "aria-label=\"tabular on preds.csv: sex: sex=f (n=60)" in svg
+    assert "<title>" in svg and "<pattern" in svg  # alt text, and hatching that survives grayscale
+    assert "dc:date" not in svg
+    with AuditLog.open(settings=load_settings()) as log:
+        [run_record] = list(log.query(event_type="bias_run"))
+    groups = run_record.details["groups"]["sex"]
+    assert [g["group"] for g in groups] == ["sex=f", "sex=m"] and all(g["count"] == 60 for g in groups)
+    assert re.search(r"sex=f \d+\.\d% \(n=60\); sex=m \d+\.\d% \(n=60\)", (project / "out" / "board-2026-Q4.md").read_text())
+
+
+def test_a_finding_is_aged_from_the_first_gate_run_of_its_unbroken_streak(project: Path) -> None:
+    assert run("check", "--exit-zero").exit_code == 0  # a second run: the same findings still stand
+    board("--format", "json", "-o", "out", "--no-record")
+    manifest = json.loads((project / "out" / "board-2026-Q4.json").read_text())["manifest"]
+    with AuditLog.open(settings=load_settings()) as log:
+        first, last = [r.record_id for r in log.query(event_type="check_run")]
+    gate = manifest["snapshot"]["gate"]
+    assert gate["record_id"] == last
+    failing = [cid for cid, r in gate["results"].items() if r["status"] not in ("PASS", "SKIP")]
+    assert failing and all(gate["open_since"][cid]["since_record_id"] == first for cid in failing)
+    assert set(gate["open_since"]) == set(failing)

@@ -13,7 +13,7 @@ from ..digests import sha256_digest
 from ..evidence import evidence_run
 from ..tracking import Tracker
 
-__all__ = ["record_bias_run", "summary"]
+__all__ = ["groups", "record_bias_run", "summary"]
 
 
 def summary(result: dict[str, Any]) -> dict[str, Any]:
@@ -23,6 +23,22 @@ def summary(result: dict[str, Any]) -> dict[str, Any]:
             "value": p["flip_rate"], "status": p.get("status") or ("fail" if p.get("difference_shown") else "inconclusive")}
             for p in data["pairs"]} for attr, data in result["attributes"].items()}
     return {view: {name: {"value": m["value"], "status": m["status"]} for name, m in data["metrics"].items()}
+            for view, data in result.get("views", {}).items()}
+
+
+MAX_GROUPS = 50  # per view in the chain; the whole table is in the MLflow run
+
+
+def groups(result: dict[str, Any], redact: Any = str) -> dict[str, list[dict[str, Any]]]:
+    """What the chain keeps per group, for the report's charts: size, selection rate and its
+    interval; the group labels (data values) as the log's redaction lets them into the chain."""
+    if "attributes" in result:  # counterfactual: the favourable-answer rate per group
+        return {attr: [{"group": redact(group), "count": None, "selection_rate": rate, "interval": None, "small": False}
+                       for group, rate in list(data.get("positive_rate", {}).items())[:MAX_GROUPS]]
+                for attr, data in result["attributes"].items()}
+    return {view: [{"group": redact(row["group"]), "count": row["count"], "selection_rate": row.get("selection_rate"),
+                    "interval": (row.get("intervals") or {}).get("selection_rate"), "small": row.get("small", False)}
+                   for row in data["by_group"][:MAX_GROUPS]]
             for view, data in result.get("views", {}).items()}
 
 
@@ -46,7 +62,8 @@ def record_bias_run(log: AuditLog, settings: Settings | None, *, kind: str, resu
                                  **(fields or {}), details={
                                      "kind": kind, "data": data, "passed": result.get("passed"),
                                      "status": result.get("status"),
-                                     "metrics": summary(result), "warnings": result.get("warnings", [])[:50],
+                                     "metrics": summary(result), "groups": groups(result, log.redact),
+                                     "warnings": result.get("warnings", [])[:50],
                                      "result_sha256": sha256_digest(body)})
     result["record_id"], result["mlflow_run_id"] = record.record_id, run.id
     if out is not None:

@@ -28,6 +28,7 @@ from ..config import Settings
 from ..digests import sha256_digest
 from ..errors import InputError
 from . import manifest as manifests
+from .charts import group_rates_chart
 from .render import environment, template_digests
 from .scorecard import RULE, overall, scorecard
 from .snapshot import Period, default_as_of, take_snapshot
@@ -190,7 +191,10 @@ def board_view(snapshot: dict[str, Any], previous: dict[str, Any] | None) -> dic
     controls = []
     for cid, result in sorted((gate or {}).get("results", {}).items()):
         spec = specs.get(cid)
+        opened = (gate or {}).get("open_since", {}).get(cid) or {}
         controls.append({"id": cid, "status": result["status"], "blocking": result["blocking"],
+                         "severity": spec.severity.value if spec else "", "since": opened.get("since"),
+                         "age_days": opened.get("age_days"),
                          "message": result["message"], "title": spec.title if spec else "(a user check)",
                          "principle": spec.principle if spec else "", "references": spec.references if spec else {},
                          "clauses": rows.get(spec.crosswalk, {}).get("clauses") if spec else None,
@@ -208,7 +212,12 @@ def board_view(snapshot: dict[str, Any], previous: dict[str, Any] | None) -> dic
         "fairness": {f"{b['kind']}:{b['data']['name']}": b["status"] for b in snapshot["fairness"]},
         "open_incidents": len(snapshot["incidents"]["open"]),
     }
-    return {"r": snapshot, "cards": cards, "overall": status, "rule": RULE, "controls": controls,
+    charts = {b["record_id"]: [{"view": view, "svg": group_rates_chart(f"{b['kind']} on {b['data']['name']}: {view}", rows,
+                                                                     measure="favourable-answer rate" if b["kind"] ==
+                                                                     "counterfactual" else "selection rate")}
+                               for view, rows in (b.get("groups") or {}).items() if rows]
+              for b in snapshot["fairness"]}
+    return {"r": snapshot, "cards": cards, "charts": charts, "overall": status, "rule": RULE, "controls": controls,
             "findings": findings, "alerts": alerts, "figures": figures, "changes": _changes(figures, previous),
             "independence": {"reviewer": reviewer, "developer": developer, "approver": inventory.get("approver") or "",
                              "owner": inventory.get("owner") or "",

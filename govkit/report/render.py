@@ -16,7 +16,7 @@ from ..digests import sha256_digest
 
 __all__ = ["environment", "template_digests"]
 
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>&~])")
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]#|<>&~])")  # what Markdown or the HTML inside it would act on
 
 
 def environment(templates_dir: Path | None, *, html: bool) -> Any:
@@ -29,6 +29,7 @@ def environment(templates_dir: Path | None, *, html: bool) -> Any:
     env = jinja2.Environment(loader=jinja2.ChoiceLoader(loaders), autoescape=html, undefined=jinja2.StrictUndefined,
                              keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
     env.filters["md"] = lambda value: _MD_SPECIAL.sub(r"\\\1", str(value)).replace("\n", " ")
+    env.filters["code"] = lambda value: "`" + str(value).replace("`", "'").replace("\n", " ") + "`"
     env.filters["pct"] = lambda value, digits=1: "n/a" if value is None else f"{value * 100:.{digits}f}%"
     env.filters["num"] = lambda value: "n/a" if value is None else (f"{value:,}" if isinstance(value, int)
                                                                       else f"{value:,.3f}")

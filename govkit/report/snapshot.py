@@ -84,7 +84,8 @@ def take_snapshot(log: AuditLog, settings: Settings, period: Period, *, as_of: s
         records = _Records(db, head)
         identity = (records.first("genesis") or _EMPTY).details or {}
         checkpoint = records.last("checkpoint")
-        gate = records.last("check_run")
+        gate_runs = records.all("check_run")
+        gate = gate_runs[-1] if gate_runs else None
         rating = records.last("risk_rating")
         incidents = records.all("incident")
         snapshot = {
@@ -97,7 +98,7 @@ def take_snapshot(log: AuditLog, settings: Settings, period: Period, *, as_of: s
                       "checkpoint": _checkpoint(checkpoint)},
             "verify": _verified(log),
             "kpis": period_kpis(db, head=head, start=period.start, end=period.end),
-            "gate": _gate(gate),
+            "gate": _gate(gate, gate_runs, as_of),
             "inventory": dataclasses.asdict(settings.model),
             "rating": _cite(rating, details=("tier", "score", "previous_rating")) if rating else None,
             "fairness": [_bias(r) for r in _newest_by(records.all("bias_run"), ("kind", "data_sha256"))],
@@ -180,11 +181,26 @@ def _verified(log: AuditLog) -> dict[str, Any]:
             "problems": [f"seq {p.seq}: {p.reason}" for p in result.problems[:10]]}
 
 
-def _gate(record: AuditRecord | None) -> dict[str, Any] | None:
+def _gate(record: AuditRecord | None, runs: list[AuditRecord], as_of: str) -> dict[str, Any] | None:
+    """The gate's last recorded run, and for each finding in it since when it has stood: the first
+    of the unbroken run of gate runs, back from the last, in which the control did not pass."""
     if record is None:
         return None
     details = record.details or {}
-    return {**_cite(record), "summary": details.get("summary"), "results": details.get("results") or {},
+    results = details.get("results") or {}
+    since = {}
+    for check_id, result in results.items():
+        if result.get("status") in ("PASS", "SKIP"):
+            continue
+        first = record
+        for earlier in reversed(runs[:-1]):
+            status = ((earlier.details or {}).get("results") or {}).get(check_id, {}).get("status")
+            if status in (None, "PASS", "SKIP"):
+                break
+            first = earlier
+        days = (parse_ts(as_of) - parse_ts(first.ts_start)).total_seconds() / 86400
+        since[check_id] = {"since": first.ts_start, "since_record_id": first.record_id, "age_days": round(days, 1)}
+    return {**_cite(record), "summary": details.get("summary"), "results": results, "open_since": since,
             "user_check_files": details.get("user_check_files") or {}}
 
 
@@ -192,7 +208,8 @@ def _bias(record: AuditRecord) -> dict[str, Any]:
     details = record.details or {}
     return {**_cite(record, fields=("artifact_sha256",)), "kind": details.get("kind"), "status": details.get("status"),
             "data": {k: (details.get("data") or {}).get(k) for k in ("name", "sha256")},
-            "metrics": details.get("metrics") or {}, "warnings": (details.get("warnings") or [])[:10]}
+            "metrics": details.get("metrics") or {}, "groups": details.get("groups"),
+            "warnings": (details.get("warnings") or [])[:10]}
 
 
 def _newest_by(records: list[AuditRecord], keys: tuple[str, ...]) -> list[AuditRecord]:

@@ -1,0 +1,67 @@
+"""Charts for reports: matplotlib SVG, inline in the page. Deterministic (a fixed hash salt, no
+date in the file, text kept as text), readable in grayscale (hatching and printed values, not
+colour alone), with alt text, and inert: labels are data, never markup or math."""
+
+from __future__ import annotations
+
+import io
+import re
+from typing import Any
+
+from .._lazy import require
+
+__all__ = ["group_rates_chart"]
+
+_HATCHES = ("", "///", "...", "xxx", "\\\\\\", "ooo", "---", "+++")
+
+
+def group_rates_chart(title: str, groups: list[dict[str, Any]], *, measure: str = "selection rate") -> str:
+    """A horizontal bar per group: its rate, its interval as an error bar, its size in the label."""
+    matplotlib = require("matplotlib", "report")
+    matplotlib.use("Agg", force=True)
+    from matplotlib import pyplot
+    from matplotlib.figure import Figure
+
+    shown = [g for g in groups if g.get("selection_rate") is not None]
+    settings = {"svg.hashsalt": "govkit", "svg.fonttype": "none", "font.family": "DejaVu Sans", "font.size": 8,
+                "text.parse_math": False, "axes.unicode_minus": False}
+    with pyplot.rc_context(settings):
+        figure = Figure(figsize=(6.4, 0.35 * max(len(shown), 1) + 0.9))
+        axes = figure.add_subplot()
+        for i, group in enumerate(shown):
+            rate = group["selection_rate"]
+            interval = group.get("interval")
+            error = [[rate - interval[0]], [interval[1] - rate]] if interval else None
+            axes.barh(i, rate, color="#cfcfcf" if group.get("small") else "#7a7a7a", edgecolor="black",
+                      hatch=_HATCHES[i % len(_HATCHES)], xerr=error, capsize=3, error_kw={"ecolor": "black"})
+            axes.text(min(max(rate, interval[1] if interval else rate) + 0.015, 0.93), i, f"{rate:.1%}", va="center",
+                      fontsize=7)
+        axes.set_yticks(range(len(shown)), [_label(g) for g in shown])
+        axes.set_xlim(0, 1)
+        axes.invert_yaxis()
+        axes.set_xlabel(f"{measure}; line: interval; light bar: group too small to judge")
+        axes.set_title(title, fontsize=9)
+        figure.tight_layout()
+        buffer = io.StringIO()
+        figure.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None})
+    svg = buffer.getvalue()
+    svg = svg[svg.index("<svg"):]  # inline: no XML declaration or doctype
+    alt = f"{title}: " + "; ".join(f"{_label(g)} {g['selection_rate']:.1%}" for g in shown)
+    svg = svg.replace("<svg ", f'<svg role="img" aria-label="{_attribute(alt)}" ', 1)
+    svg = re.sub(r"(<svg[^>]*>)", lambda m: m.group(1) + f"<title>{_text(alt)}</title>", svg, count=1)
+    if re.search(r"<script|\son\w+\s*=", svg, re.I):  # matplotlib escapes text; this makes sure
+        raise ValueError("chart SVG holds markup it must not")
+    return svg
+
+
+def _label(group: dict[str, Any]) -> str:
+    count = group.get("count")
+    return f"{group['group']} (n={count})" if count is not None else str(group["group"])
+
+
+def _text(value: str) -> str:
+    return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _attribute(value: str) -> str:
+    return _text(value).replace('"', "&quot;")
