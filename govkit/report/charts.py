@@ -23,7 +23,7 @@ def group_rates_chart(title: str, groups: list[dict[str, Any]], *, measure: str 
     from matplotlib.figure import Figure
 
     shown = [g for g in groups if g.get("selection_rate") is not None]
-    settings = {"svg.hashsalt": "govkit", "svg.fonttype": "none", "font.family": "DejaVu Sans", "font.size": 8,
+    settings: dict[str, Any] = {"svg.hashsalt": "govkit", "svg.fonttype": "none", "font.family": "DejaVu Sans", "font.size": 8,
                 "text.parse_math": False, "axes.unicode_minus": False}
     with pyplot.rc_context(settings):
         figure = Figure(figsize=(6.4, 0.35 * max(len(shown), 1) + 0.9))
