@@ -19,14 +19,14 @@ def group_rates_chart(title: str, groups: list[dict[str, Any]], *, measure: str 
     """A horizontal bar per group: its rate, its interval as an error bar, its size in the label."""
     matplotlib = require("matplotlib", "report")
     matplotlib.use("Agg", force=True)
-    from matplotlib import pyplot
-    from matplotlib.figure import Figure
+    pyplot = require("matplotlib.pyplot", "report")
+    figures = require("matplotlib.figure", "report")
 
     shown = [g for g in groups if g.get("selection_rate") is not None]
-    settings: dict[str, Any] = {"svg.hashsalt": "govkit", "svg.fonttype": "none", "font.family": "DejaVu Sans", "font.size": 8,
+    settings = {"svg.hashsalt": "govkit", "svg.fonttype": "none", "font.family": "DejaVu Sans", "font.size": 8,
                 "text.parse_math": False, "axes.unicode_minus": False}
     with pyplot.rc_context(settings):
-        figure = Figure(figsize=(6.4, 0.35 * max(len(shown), 1) + 0.9))
+        figure = figures.Figure(figsize=(6.4, 0.35 * max(len(shown), 1) + 0.9))
         axes = figure.add_subplot()
         for i, group in enumerate(shown):
             rate = group["selection_rate"]
