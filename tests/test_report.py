@@ -283,3 +283,40 @@ def test_a_finding_is_aged_from_the_first_gate_run_of_its_unbroken_streak(projec
     failing = [cid for cid, r in gate["results"].items() if r["status"] not in ("PASS", "SKIP")]
     assert failing and all(gate["open_since"][cid]["since_record_id"] == first for cid in failing)
     assert set(gate["open_since"]) == set(failing)
+
+
+def test_the_model_card_has_the_hugging_face_layout_and_the_toolkit_fields(project: Path) -> None:
+    import yaml
+
+    edit_config(project, "model", developer="ml-team@bank.example")
+    result = run("report", "model-card", *PERIOD, "--format", "md", "--format", "html", "-o", "card", "--no-record")
+    assert result.exit_code == 0, result.output
+    text = (project / "card" / "model-card-2026-Q4.md").read_text()
+    metadata = yaml.safe_load(text.split("---\n", 2)[1])
+    assert metadata["model_id"] == "loan-assistant" and metadata["date"] == AS_OF[:10]
+    [evaluation] = {r["dataset"]["name"] for r in metadata["model-index"][0]["results"]}
+    assert evaluation == "preds.csv"
+    names = {m["name"] for r in metadata["model-index"][0]["results"] for m in r["metrics"]}
+    assert "demographic_parity_difference (sex)" in names
+    for heading in ("## Model Details", "## Uses", "## Bias, Risks, and Limitations", "### Risks and mitigations",
+                    "## Evaluation", "### Metrics (with slice and interval)", "## Model Card Contact"):
+        assert heading in text
+    assert "ml\\-team@bank.example" in text or "ml-team@bank.example" in text
+    assert "How to fix" not in text and "govkit lineage" in text  # mitigations: each check's own how-to-fix
+    assert re.search(r"sex=f \d+\.\d% \[\d+\.\d%, \d+\.\d%\] \(n=60\)", text)
+    for path in (project / "card").iterdir():
+        assert run("report", "verify", str(path)).exit_code == 0
+
+
+def test_the_engineer_report_has_every_control_and_every_group_in_full(project: Path) -> None:
+    result = run("report", "engineer", *PERIOD, "--format", "html", "-o", "eng", "--no-record")
+    assert result.exit_code == 0, result.output
+    html = (project / "eng" / "engineer-2026-Q4.html").read_text()
+    with AuditLog.open(settings=load_settings()) as log:
+        [gate] = list(log.query(event_type="check_run"))
+        [bias] = list(log.query(event_type="bias_run"))
+    assert all(f"<code>{cid}</code>" in html for cid in gate.details["results"])
+    for group in bias.details["groups"]["sex"]:
+        assert f"<td>{group['group']}</td><td>{group['count']}</td><td>{group['selection_rate']}</td>" in html
+        assert " to ".join(map(str, group["interval"])) in html
+    assert f"seq {gate.seq}" in html

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -15,40 +16,82 @@ def report() -> None:
     """Reports rendered from an evidence snapshot, each with a signed manifest that `report verify` checks."""
 
 
+def _report_options(formats: tuple[str, ...]) -> Any:
+    """The options every report takes: the period, the as-of time, formats, output, templates."""
+    options = [
+        click.option("--period", help="A quarter (2026-Q4), a month (2026-11) or a year (2026)."),
+        click.option("--from", "start", help="Or the first day (YYYY-MM-DD), with --to."),
+        click.option("--to", "end", help="The last day (YYYY-MM-DD), included."),
+        click.option("--as-of", help="The evidence as of this time (default: the period's end, or now)."),
+        click.option("--format", "formats", multiple=True, type=click.Choice(list(formats)),
+                     help=f"Repeatable (default: {formats[0]})."),
+        click.option("--output", "-o", type=click.Path(path_type=Path),
+                     help="A file for one format, else a folder (default: reports/)."),
+        click.option("--templates-dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+                     help="Your own templates: they replace ours by name, or extend them block by block "
+                          "({% extends \"govkit/board.html.j2\" %})."),
+        click.option("--no-record", is_flag=True, help="Write the files only: no report event, no MLflow run."),
+        db_option,
+        click.pass_context,
+    ]
+
+    def decorate(function: Any) -> Any:
+        for option in reversed(options):
+            function = option(function)
+        return function
+    return decorate
+
+
 @report.command()
-@click.option("--period", help="A quarter (2026-Q4), a month (2026-11) or a year (2026).")
-@click.option("--from", "start", help="Or the first day (YYYY-MM-DD), with --to.")
-@click.option("--to", "end", help="The last day (YYYY-MM-DD), included.")
-@click.option("--as-of", help="The evidence as of this time (default: the period's end, or now).")
-@click.option("--format", "formats", multiple=True, type=click.Choice(["html", "md", "json", "pdf"]),
-              help="Repeatable (default: html).")
-@click.option("--output", "-o", type=click.Path(path_type=Path),
-              help="A file for one format, else a folder (default: reports/).")
-@click.option("--templates-dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="Your own templates: they replace ours by name, or extend them block by block "
-                   "({% extends \"govkit/board.html.j2\" %}).")
-@click.option("--no-record", is_flag=True, help="Write the files only: no report event, no MLflow run.")
-@db_option
-@click.pass_context
-def board(ctx: click.Context, period: str | None, start: str | None, end: str | None, as_of: str | None,
-          formats: tuple[str, ...], output: Path | None, templates_dir: Path | None, no_record: bool,
-          db: Path | None) -> None:
+@_report_options(("html", "pdf", "md", "json"))
+def board(ctx: click.Context, **options: Any) -> None:
     """The board-level AI model-risk report: EDGE scorecard, regulatory map, KPIs, findings, sign-off.
 
     Every figure cites its records, checks and runs; page one says in plain words when the log is
     empty, does not verify, has no trusted key, or a blocking control has no evidence.
 
-    Example: govkit report board --period 2026-Q4 --format html --format md -o reports/
+    Example: govkit report board --period 2026-Q4 --format html --format pdf -o reports/
     """
-    from ..report import board_report, parse_period
+    _make(ctx, "board", **options)
+
+
+@report.command()
+@_report_options(("html", "pdf", "md", "json"))
+def engineer(ctx: click.Context, **options: Any) -> None:
+    """The engineer report: every control, metric, group interval and record range in full.
+
+    Example: govkit report engineer --period 2026-Q4 --format html
+    """
+    _make(ctx, "engineer", **options)
+
+
+@report.command("model-card")
+@_report_options(("md", "html"))
+def model_card(ctx: click.Context, **options: Any) -> None:
+    """The model card: Hugging Face layout with YAML metadata, plus metrics with slice and interval,
+    version and date, limitations, and risks with their mitigations (Model Card Toolkit fields).
+
+    Example: govkit report model-card --period 2026-Q4 -o MODEL_CARD.md
+    """
+    _make(ctx, "model-card", **options)
+
+
+def _make(ctx: click.Context, kind: str, *, period: str | None, start: str | None, end: str | None,
+          as_of: str | None, formats: tuple[str, ...], output: Path | None, templates_dir: Path | None,
+          no_record: bool, db: Path | None) -> None:
+    from ..report import make_report, parse_period
+    from ..report.board import TEMPLATES
     from ..timestamps import normalise_ts
 
     settings = settings_for(ctx, required=True)
     chosen = parse_period(period, start=start, end=end)
+    default = ("md",) if kind == "model-card" else ("html",)
+    assert kind in TEMPLATES
     with open_log(ctx, db) as log:
-        made = board_report(log, settings, chosen, as_of=normalise_ts(as_of, parameter="as_of") if as_of else None,
-                            formats=formats or ("html",), templates_dir=templates_dir,
-                            output=output or Path("reports"), record=not no_record)
+        made = make_report(kind, log, settings, chosen,
+                           as_of=normalise_ts(as_of, parameter="as_of") if as_of else None,
+                           formats=formats or default, templates_dir=templates_dir,
+                           output=output or Path("reports"), record=not no_record)
     figures = made.manifest["figures"]
     click.echo(f"Overall: {figures['overall']['colour'].upper()}: {figures['overall']['statement']}")
     for alert in figures["alerts"]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,10 +34,15 @@ from .render import environment, template_digests
 from .scorecard import RULE, overall, scorecard
 from .snapshot import Period, default_as_of, take_snapshot
 
-__all__ = ["FORMATS", "Report", "ReportCheck", "board_report", "verify_report"]
+__all__ = ["FORMATS", "TEMPLATES", "Report", "ReportCheck", "board_report", "make_report", "verify_report"]
 
 FORMATS = ("html", "md", "json", "pdf")
-_TEMPLATES = {"html": "board.html.j2", "md": "board.md.j2"}
+# The templates of each kind of report, by format (a PDF is printed from the HTML).
+TEMPLATES = {
+    "board": {"html": "board.html.j2", "md": "board.md.j2"},
+    "engineer": {"html": "engineer.html.j2", "md": "engineer.md.j2"},
+    "model-card": {"html": "model_card.html.j2", "md": "model_card.md.j2"},
+}
 
 
 @dataclass(frozen=True)
@@ -69,22 +75,31 @@ class ReportCheck:
                 "differences": list(self.differences)}
 
 
-def board_report(log: AuditLog, settings: Settings, period: Period, *, as_of: str | None = None,
-                 formats: Sequence[str] = ("html",), templates_dir: Path | None = None, output: Path | None = None,
-                 record: bool = True) -> Report:
-    """Take the evidence snapshot, render the report in each format, sign its manifest, write the
-    files (`output`: a file for one format, else a folder), and chain a `report` event mirrored
-    to MLflow with the files and the manifest."""
-    unknown = sorted(set(formats) - set(FORMATS))
+def board_report(log: AuditLog, settings: Settings, period: Period, **options: Any) -> Report:
+    """The board report: page-one summary and scorecard, regulatory map, KPIs, findings, sign-off."""
+    return make_report("board", log, settings, period, **options)
+
+
+def make_report(kind: str, log: AuditLog, settings: Settings, period: Period, *, as_of: str | None = None,
+                formats: Sequence[str] = ("html",), templates_dir: Path | None = None, output: Path | None = None,
+                record: bool = True) -> Report:
+    """Take the evidence snapshot, render the report of this kind (board, engineer, model-card) in
+    each format, sign its manifest, write the files (`output`: a file for one format, else a
+    folder), and chain a `report` event mirrored to MLflow with the files and the manifest."""
+    if kind not in TEMPLATES:
+        raise InputError(f"expected one of {', '.join(TEMPLATES)}", parameter="kind", value=kind)
+    allowed = (*TEMPLATES[kind], "json", "pdf")
+    unknown = sorted(set(formats) - set(allowed))
     if unknown:
-        raise InputError(f"unknown format(s) {', '.join(unknown)}; expected {', '.join(FORMATS)}", parameter="formats")
+        raise InputError(f"unknown format(s) {', '.join(unknown)} for a {kind} report; expected "
+                         f"{', '.join(allowed)}", parameter="formats")
     as_of = as_of or default_as_of(period)
     snapshot = take_snapshot(log, settings, period, as_of=as_of)
-    previous = _previous(log, snapshot["store"]["head_seq"])
-    documents, manifest = _render(snapshot, settings, previous, formats, templates_dir)
-    paths = _write(documents, output, period)
-    record_id = _record(log, settings, manifest, documents) if record else None
-    return Report("board", manifest, documents, record_id, paths)
+    previous = _previous(log, snapshot["store"]["head_seq"], kind)
+    documents, manifest = _render(kind, snapshot, settings, previous, formats, templates_dir)
+    paths = _write(kind, documents, output, period)
+    record_id = _record(kind, log, settings, manifest, documents) if record else None
+    return Report(kind, manifest, documents, record_id, paths)
 
 
 def verify_report(path: Path, log: AuditLog, settings: Settings, *, templates_dir: Path | None = None) -> ReportCheck:
@@ -116,7 +131,8 @@ def verify_report(path: Path, log: AuditLog, settings: Settings, *, templates_di
                    for where, said, found in _differ(claimed["snapshot"], snapshot)]
     previous = claimed.get("previous")
     rendered = tuple(claimed.get("formats") or ()) or (fmt,)  # the formats rendered together (their templates)
-    documents, rebuilt = _render(snapshot, settings, previous, tuple(sorted({*rendered, fmt})), templates_dir)
+    kind = claimed.get("kind") if claimed.get("kind") in TEMPLATES else "board"
+    documents, rebuilt = _render(kind, snapshot, settings, previous, tuple(sorted({*rendered, fmt})), templates_dir)
     for name in ("govkit", "inputs"):
         for where, said, found in _differ(claimed.get(name), rebuilt.get(name), name):
             differences.append(f"{where}: the report says {said}, now {found}")
@@ -136,14 +152,14 @@ def verify_report(path: Path, log: AuditLog, settings: Settings, *, templates_di
     return ReportCheck(path, tuple(differences), signature)
 
 
-def _render(snapshot: dict[str, Any], settings: Settings, previous: dict[str, Any] | None,
+def _render(kind: str, snapshot: dict[str, Any], settings: Settings, previous: dict[str, Any] | None,
             formats: Sequence[str], templates_dir: Path | None) -> tuple[dict[str, bytes], dict[str, Any]]:
     view = board_view(snapshot, previous)
     html_env, md_env = environment(templates_dir, html=True), environment(templates_dir, html=False)
     jinja2 = require("jinja2", "report")
     formats = tuple(sorted(set(formats)))
     texts = sorted({"html" if f == "pdf" else f for f in formats} - {"json"})  # a PDF is printed from the HTML
-    used = [_TEMPLATES[f] for f in texts]
+    used = [TEMPLATES[kind][f] for f in texts]
     inputs = {"govkit.toml": sha256_digest(settings.path.read_bytes()) if settings.path else None,
               "templates": {**template_digests(html_env, [n for n in used if n.endswith(".html.j2")]),
                             **template_digests(md_env, [n for n in used if n.endswith(".md.j2")])}}
@@ -152,12 +168,12 @@ def _render(snapshot: dict[str, Any], settings: Settings, previous: dict[str, An
         from .pdf import renderer_version
 
         renderers["pdf"] = renderer_version()
-    unsigned = {"kind": "board", "govkit": {"version": __version__, "renderers": renderers}, "formats": list(formats),
+    unsigned = {"kind": kind, "govkit": {"version": __version__, "renderers": renderers}, "formats": list(formats),
                 "inputs": inputs, "snapshot": snapshot, "figures": view["figures"], "previous": previous}
     bodies = {}
     for fmt in texts:
         env = html_env if fmt == "html" else md_env
-        bodies[fmt] = env.get_template(_TEMPLATES[fmt]).render(**view, manifest=unsigned)
+        bodies[fmt] = env.get_template(TEMPLATES[kind][fmt]).render(**view, manifest=unsigned)
     outputs = {fmt: sha256_digest(body) for fmt, body in bodies.items()}
     manifest = _signed({**unsigned, "outputs": outputs}, settings)
     documents = {fmt: manifests.embed(body, manifest, fmt).encode("utf-8") for fmt, body in bodies.items()
@@ -194,6 +210,7 @@ def board_view(snapshot: dict[str, Any], previous: dict[str, Any] | None) -> dic
         opened = (gate or {}).get("open_since", {}).get(cid) or {}
         controls.append({"id": cid, "status": result["status"], "blocking": result["blocking"],
                          "severity": spec.severity.value if spec else "", "since": opened.get("since"),
+                         "fix": _how_to_fix(spec.doc) if spec else "",
                          "age_days": opened.get("age_days"),
                          "message": result["message"], "title": spec.title if spec else "(a user check)",
                          "principle": spec.principle if spec else "", "references": spec.references if spec else {},
@@ -223,6 +240,12 @@ def board_view(snapshot: dict[str, Any], previous: dict[str, Any] | None) -> dic
                              "owner": inventory.get("owner") or "",
                              "conflict": bool(reviewer) and reviewer.strip().lower() == developer.strip().lower()},
             "version": __version__}
+
+
+def _how_to_fix(doc: str) -> str:
+    """The "How to fix:" part of a check's documentation: the mitigation a model card states."""
+    found = re.search(r"How to fix:\s*(.*?)(?:\n\s*\n|\Z)", doc, re.S)
+    return " ".join(found.group(1).split()) if found else ""
 
 
 def _page_one(snapshot: dict[str, Any]) -> list[str]:
@@ -269,9 +292,9 @@ def _changes(figures: dict[str, Any], previous: dict[str, Any] | None) -> dict[s
             "kpis": kpi_deltas}
 
 
-def _previous(log: AuditLog, head: int) -> dict[str, Any] | None:
-    """The newest board report chained before this snapshot's head: its figures, as recorded."""
-    reports = [r for r in log.query(event_type="report") if r.seq <= head and (r.details or {}).get("kind") == "board"]
+def _previous(log: AuditLog, head: int, kind: str) -> dict[str, Any] | None:
+    """The newest report of this kind chained before this snapshot's head: its figures, as recorded."""
+    reports = [r for r in log.query(event_type="report") if r.seq <= head and (r.details or {}).get("kind") == kind]
     if not reports:
         return None
     details = reports[-1].details or {}
@@ -279,14 +302,14 @@ def _previous(log: AuditLog, head: int) -> dict[str, Any] | None:
             "figures": details.get("figures")}
 
 
-def _write(documents: dict[str, bytes], output: Path | None, period: Period) -> tuple[Path, ...]:
+def _write(kind: str, documents: dict[str, bytes], output: Path | None, period: Period) -> tuple[Path, ...]:
     if output is None:
         return ()
     if len(documents) == 1 and output.suffix:
         output.write_bytes(next(iter(documents.values())))
         return (output,)
     output.mkdir(parents=True, exist_ok=True)
-    stem = "board-" + "".join(c if c.isalnum() or c in "-_" else "_" for c in period.label)
+    stem = f"{kind}-" + "".join(c if c.isalnum() or c in "-_" else "_" for c in period.label)
     paths = []
     for fmt, data in sorted(documents.items()):
         path = output / f"{stem}.{fmt}"
@@ -295,19 +318,19 @@ def _write(documents: dict[str, bytes], output: Path | None, period: Period) -> 
     return tuple(paths)
 
 
-def _record(log: AuditLog, settings: Settings, manifest: dict[str, Any], documents: dict[str, bytes]) -> str:
+def _record(kind: str, log: AuditLog, settings: Settings, manifest: dict[str, Any], documents: dict[str, bytes]) -> str:
     from ..evidence import evidence_run
     from ..tracking import Tracker
 
     snapshot = manifest["snapshot"]
     tracker = Tracker.from_settings(settings, log.path)
-    with evidence_run(log, tracker, f"report: board {snapshot['period']['label']}",
-                      {"govkit.event": "report", "govkit.report_kind": "board"}) as evidence:
+    with evidence_run(log, tracker, f"report: {kind} {snapshot['period']['label']}",
+                      {"govkit.event": "report", "govkit.report_kind": kind}) as evidence:
         for fmt, data in sorted(documents.items()):
-            evidence.run.log_bytes(data, f"board.{fmt}")
+            evidence.run.log_bytes(data, f"{kind}.{fmt}")
         evidence.run.log_dict(manifest, "manifest.json")
         record = evidence.append("report", model_id=settings.model.id, details={
-            "kind": "board", "period": snapshot["period"], "as_of": snapshot["as_of"],
+            "kind": kind, "period": snapshot["period"], "as_of": snapshot["as_of"],
             "head_seq": snapshot["store"]["head_seq"], "manifest_sha256": sha256_digest(json.dumps(
                 manifest, sort_keys=True, ensure_ascii=False)),
             "outputs": manifest.get("outputs"), "figures": manifest["figures"]})

@@ -6,6 +6,7 @@ the `md` filter. The same inputs render the same bytes: no clock, no random ids.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ def environment(templates_dir: Path | None, *, html: bool) -> Any:
     env = jinja2.Environment(loader=jinja2.ChoiceLoader(loaders), autoescape=html, undefined=jinja2.StrictUndefined,
                              keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
     env.filters["md"] = lambda value: _MD_SPECIAL.sub(r"\\\1", str(value)).replace("\n", " ")
+    env.filters["yaml"] = lambda value: json.dumps(value, ensure_ascii=False)  # a JSON scalar is a YAML scalar
     env.filters["code"] = lambda value: "`" + str(value).replace("`", "'").replace("\n", " ") + "`"
     env.filters["pct"] = lambda value, digits=1: "n/a" if value is None else f"{value * 100:.{digits}f}%"
     env.filters["num"] = lambda value: "n/a" if value is None else (f"{value:,}" if isinstance(value, int)

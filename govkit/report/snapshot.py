@@ -231,9 +231,14 @@ def _lineage(records: list[AuditRecord]) -> dict[str, Any]:
         actions[action] = actions.get(action, 0) + 1
         entity = details.get("entity") or {}
         if entity:
+            metadata = entity.get("metadata") or {}
             entities.append({"seq": record.seq, "id": entity.get("id"), "kind": entity.get("kind"),
                              "sha256": entity.get("sha256"), "mlflow_run_id": record.mlflow_run_id,
-                             "findings": len(entity.get("findings") or [])})
+                             "findings": len(entity.get("findings") or []), "role": entity.get("role"),
+                             "source": entity.get("source"), "license": entity.get("license") or metadata.get("license"),
+                             "rows": entity.get("rows"), "base_model": entity.get("base_model") or entity.get("base_model_ref"),
+                             "metadata": {k: metadata.get(k) for k in ("architecture", "parameter_count", "quantization",
+                                                                        "context_length", "name") if metadata.get(k)}})
     return {"actions": dict(sorted(actions.items())), "entities": entities[-20:]}
 
 
