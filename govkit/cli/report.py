@@ -18,7 +18,7 @@ def report() -> None:
 
 def _report_options(formats: tuple[str, ...]) -> Any:
     """The options every report takes: the period, the as-of time, formats, output, templates."""
-    options = [
+    options: list[Any] = [
         click.option("--period", help="A quarter (2026-Q4), a month (2026-11) or a year (2026)."),
         click.option("--from", "start", help="Or the first day (YYYY-MM-DD), with --to."),
         click.option("--to", "end", help="The last day (YYYY-MM-DD), included."),

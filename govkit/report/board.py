@@ -131,7 +131,9 @@ def verify_report(path: Path, log: AuditLog, settings: Settings, *, templates_di
                    for where, said, found in _differ(claimed["snapshot"], snapshot)]
     previous = claimed.get("previous")
     rendered = tuple(claimed.get("formats") or ()) or (fmt,)  # the formats rendered together (their templates)
-    kind = claimed.get("kind") if claimed.get("kind") in TEMPLATES else "board"
+    kind = str(claimed.get("kind"))
+    if kind not in TEMPLATES:
+        raise InputError(f"its manifest names no report kind govkit renders ({kind})", file=path)
     documents, rebuilt = _render(kind, snapshot, settings, previous, tuple(sorted({*rendered, fmt})), templates_dir)
     for name in ("govkit", "inputs"):
         for where, said, found in _differ(claimed.get(name), rebuilt.get(name), name):
