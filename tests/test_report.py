@@ -184,7 +184,7 @@ def test_a_user_template_overrides_one_block_and_is_in_the_manifest(project: Pat
     assert "Decisions for the Risk Committee" in text and "Decisions requested from the board" not in text
     assert "1. Executive summary" in text
     manifest = json.loads(text.split('id="govkit-manifest">', 1)[1].split("</script>", 1)[0])
-    assert set(manifest["inputs"]["templates"]) == {"board.html.j2", "govkit/board.html.j2"}
+    assert set(manifest["inputs"]["templates"]) == {"board.html.j2", "govkit/board.html.j2", "_report.css"}
     assert run("report", "verify", str(path), "--templates-dir", str(ours)).exit_code == 0
     assert run("report", "verify", str(path)).exit_code == 1  # rebuilt with govkit's own: not the same
 

@@ -76,6 +76,21 @@ def model_card(ctx: click.Context, **options: Any) -> None:
     _make(ctx, "model-card", **options)
 
 
+def _steps() -> Any:
+    """Each step of a long report on stderr, with the seconds the last one took (large logs take a while)."""
+    import time
+
+    last: dict[str, Any] = {"name": "", "at": time.perf_counter()}
+
+    def step(name: str) -> None:
+        now = time.perf_counter()
+        if last["name"]:
+            click.echo(f"  {last['name']}: {now - last['at']:.1f} s", err=True)
+        last.update(name=name, at=now)
+        click.echo(f"{name} ...", err=True)
+    return step
+
+
 def _make(ctx: click.Context, kind: str, *, period: str | None, start: str | None, end: str | None,
           as_of: str | None, formats: tuple[str, ...], output: Path | None, templates_dir: Path | None,
           no_record: bool, db: Path | None) -> None:
@@ -91,7 +106,7 @@ def _make(ctx: click.Context, kind: str, *, period: str | None, start: str | Non
         made = make_report(kind, log, settings, chosen,
                            as_of=normalise_ts(as_of, parameter="as_of") if as_of else None,
                            formats=formats or default, templates_dir=templates_dir,
-                           output=output or Path("reports"), record=not no_record)
+                           output=output or Path("reports"), record=not no_record, progress=_steps())
     figures = made.manifest["figures"]
     click.echo(f"Overall: {figures['overall']['colour'].upper()}: {figures['overall']['statement']}")
     for alert in figures["alerts"]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import copy
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,7 +82,7 @@ def board_report(log: AuditLog, settings: Settings, period: Period, **options: A
 
 def make_report(kind: str, log: AuditLog, settings: Settings, period: Period, *, as_of: str | None = None,
                 formats: Sequence[str] = ("html",), templates_dir: Path | None = None, output: Path | None = None,
-                record: bool = True) -> Report:
+                record: bool = True, progress: Callable[[str], None] | None = None) -> Report:
     """Take the evidence snapshot, render the report of this kind (board, engineer, model-card) in
     each format, sign its manifest, write the files (`output`: a file for one format, else a
     folder), and chain a `report` event mirrored to MLflow with the files and the manifest."""
@@ -94,8 +94,10 @@ def make_report(kind: str, log: AuditLog, settings: Settings, period: Period, *,
         raise InputError(f"unknown format(s) {', '.join(unknown)} for a {kind} report; expected "
                          f"{', '.join(allowed)}", parameter="formats")
     as_of = as_of or default_as_of(period)
-    snapshot = take_snapshot(log, settings, period, as_of=as_of)
+    snapshot = take_snapshot(log, settings, period, as_of=as_of, progress=progress)
     previous = _previous(log, snapshot["store"]["head_seq"], kind)
+    if progress:
+        progress(f"rendering {', '.join(formats)}")
     documents, manifest = _render(kind, snapshot, settings, previous, formats, templates_dir)
     paths = _write(kind, documents, output, period)
     record_id = _record(kind, log, settings, manifest, documents) if record else None

@@ -11,9 +11,10 @@ import datetime as dt
 import json
 import re
 import sqlite3
+from collections.abc import Callable
 from typing import Any
 
-from ..audit import AuditLog, AuditRecord
+from ..audit import AuditLog, AuditRecord, querykeys
 from ..audit.connect import connect_read_only
 from ..audit.incidents import open_incidents
 from ..config import Settings
@@ -72,15 +73,21 @@ def _day(text: str, parameter: str) -> dt.date:
         raise InputError("expected a date (YYYY-MM-DD)", parameter=parameter, value=text) from None
 
 
-def take_snapshot(log: AuditLog, settings: Settings, period: Period, *, as_of: str, head: int | None = None) -> dict[str, Any]:
+def take_snapshot(log: AuditLog, settings: Settings, period: Period, *, as_of: str, head: int | None = None,
+                  progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """The evidence as of `as_of` (the store's UTC form): only records up to the last one started
     by then count, so records appended later change nothing. `head` pins that seq (a report
-    being verified names its own)."""
+    being verified names its own). `progress` hears each step's name as it starts."""
+    step = progress or (lambda _name: None)
     with _reading(log) as db:
         if head is None:
-            head = db.execute("SELECT coalesce(max(seq), 0) FROM records WHERE "
-                              "json_extract(CAST(body AS TEXT), '$.ts_start') <= ?", (as_of,)).fetchone()[0]
+            head = _head_as_of(db, as_of)
         head_row = db.execute("SELECT record_hash FROM records WHERE seq = ?", (head,)).fetchone()
+        step(f"verifying the chain ({head:,} records)")
+        verified = _verified(log)
+        step("aggregating the period's KPIs")
+        kpis = period_kpis(db, head=head, start=period.start, end=period.end)
+        step("reading the governance records")
         records = _Records(db, head)
         identity = (records.first("genesis") or _EMPTY).details or {}
         checkpoint = records.last("checkpoint")
@@ -96,15 +103,15 @@ def take_snapshot(log: AuditLog, settings: Settings, period: Period, *, as_of: s
                       "head_hash": head_row[0] if head_row else None,
                       "records": head, "model_calls": records.count("inference"),
                       "checkpoint": _checkpoint(checkpoint)},
-            "verify": _verified(log),
-            "kpis": period_kpis(db, head=head, start=period.start, end=period.end),
+            "verify": verified,
+            "kpis": kpis,
             "gate": _gate(gate, gate_runs, as_of),
             "inventory": dataclasses.asdict(settings.model),
             "rating": _cite(rating, details=("tier", "score", "previous_rating")) if rating else None,
             "fairness": [_bias(r) for r in _newest_by(records.all("bias_run"), ("kind", "data_sha256"))],
             "explanations": {"records": records.count("explanation"),
                              "newest": [_cite(r, fields=("target_record_id", "explanation_method", "artifact_sha256"))
-                                        for r in records.all("explanation")[-5:]]},
+                                        for r in records.newest("explanation", 5)]},
             "lineage": _lineage(records.all("lineage")),
             "incidents": {"total": len([r for r in incidents if (r.details or {}).get("action") != "resolved"]),
                           "open": [_cite(r, details=("action", "kind")) for r in open_incidents(incidents)]},
@@ -116,31 +123,53 @@ def take_snapshot(log: AuditLog, settings: Settings, period: Period, *, as_of: s
 _EMPTY = AuditRecord(0, "", "", b"{}")
 
 
+def _head_as_of(db: sqlite3.Connection, as_of: str) -> int:
+    """The last seq started by `as_of`: from the query keys' time index, then the unkeyed tail."""
+    upto = querykeys.keyed_upto(db)
+    keyed = db.execute("SELECT coalesce(max(seq), 0) FROM record_keys WHERE ts_start <= ?", (as_of,)).fetchone()[0] \
+        if upto else 0
+    tail = db.execute("SELECT coalesce(max(seq), 0) FROM records WHERE seq > ? AND "
+                      "json_extract(CAST(body AS TEXT), '$.ts_start') <= ?", (upto, as_of)).fetchone()[0]
+    return int(max(keyed, tail))
+
+
 class _Records:
-    """The records of one event type up to the snapshot's head, parsed (event types a report reads
-    are few per period: gate runs, ratings, bias runs, incidents; never the inference records)."""
+    """Records up to the snapshot's head, found through the query keys (indexed by event type; the
+    short tail after the last keyed record is scanned). The keys are a cache: verify, whose verdict
+    the snapshot carries, checks every key against its record's body."""
 
     def __init__(self, db: sqlite3.Connection, head: int):
         self.db, self.head = db, head
+        self._counts: dict[str, int] | None = None
 
     def all(self, event_type: str) -> list[AuditRecord]:
-        rows = self.db.execute("SELECT seq, record_hash, body FROM records WHERE seq <= ? AND "
-                               "json_extract(CAST(body AS TEXT), '$.event_type') = ? ORDER BY seq",
-                               (self.head, event_type))
-        return [AuditRecord(seq, record_hash, "", bytes(body)) for seq, record_hash, body in rows]
+        return list(querykeys.matching(self.db, [("{t}.event_type = ?", event_type)], [("r.seq <= ?", self.head)],
+                                       None, False))
 
     def first(self, event_type: str) -> AuditRecord | None:
-        found = self.all(event_type)
-        return found[0] if found else None
+        return querykeys.first(querykeys.matching(self.db, [("{t}.event_type = ?", event_type)],
+                                                  [("r.seq <= ?", self.head)], 1, False))
 
     def last(self, event_type: str) -> AuditRecord | None:
-        found = self.all(event_type)
-        return found[-1] if found else None
+        return querykeys.first(querykeys.matching(self.db, [("{t}.event_type = ?", event_type)],
+                                                  [("r.seq <= ?", self.head)], 1, True))
+
+    def newest(self, event_type: str, n: int) -> list[AuditRecord]:
+        return list(reversed(list(querykeys.matching(self.db, [("{t}.event_type = ?", event_type)],
+                                                     [("r.seq <= ?", self.head)], n, True))))
 
     def count(self, event_type: str) -> int:
-        return int(self.db.execute("SELECT count(*) FROM records WHERE seq <= ? AND "
-                                   "json_extract(CAST(body AS TEXT), '$.event_type') = ?",
-                                   (self.head, event_type)).fetchone()[0])
+        if self._counts is None:
+            upto = min(querykeys.keyed_upto(self.db), self.head)
+            counts: dict[str, int] = {}
+            rows = [*(self.db.execute("SELECT event_type, count(*) FROM record_keys WHERE seq <= ? GROUP BY 1", (upto,))
+                      if upto else []),
+                    *self.db.execute("SELECT json_extract(CAST(body AS TEXT), '$.event_type'), count(*) FROM records "
+                                     "WHERE seq > ? AND seq <= ? GROUP BY 1", (upto, self.head))]
+            for name, n in rows:
+                counts[str(name)] = counts.get(str(name), 0) + int(n)
+            self._counts = counts
+        return self._counts.get(event_type, 0)
 
 
 class _reading:
