@@ -80,8 +80,9 @@ def figures_of(path: Path) -> dict:
 
 
 def test_every_kpi_equals_an_independent_sql_computation(project: Path) -> None:
-    board("--format", "json", "-o", "out", "--no-record")
+    board("--format", "json", "--format", "html", "-o", "out", "--no-record")
     kpis = figures_of(project / "out" / "board-2026-Q4.json")["kpis"]
+    html = (project / "out" / "board-2026-Q4.html").read_text()
     db = sqlite3.connect(project / ".govkit" / "audit.db")
     period = ("SELECT json_extract(body, '$.event_type') AS e, json_extract(body, '$.status') AS s, "
               "json_extract(body, '$.latency_ms') AS l, body FROM records "
@@ -103,6 +104,11 @@ def test_every_kpi_equals_an_independent_sql_computation(project: Path) -> None:
     entities = dict(db.execute(f"SELECT j.key, sum(j.value) FROM ({period}) AS p, "
                                "json_each(json_extract(p.body, '$.redaction.entities')) AS j GROUP BY j.key"))
     assert kpis["redactions"] == entities and entities["EMAIL"] == 40
+    p50, p95 = kpis["latency_ms"]["p50"], kpis["latency_ms"]["p95"]
+    for shown in (f"<td>Model calls (volume)</td><td>{calls}</td>", f"{errors / calls:.1%} ({errors} of {calls})",
+                  f"{p50:,.3f} / {p95:,.3f}", f"{refused / requests:.1%} ({refused} of {requests})",
+                  f"EMAIL {entities['EMAIL']}"):
+        assert shown in html, shown
 
 
 def test_the_same_evidence_renders_byte_identical_reports_in_two_processes(project: Path) -> None:
