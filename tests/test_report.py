@@ -326,3 +326,15 @@ def test_the_engineer_report_has_every_control_and_every_group_in_full(project: 
         assert f"<td>{group['group']}</td><td>{group['count']}</td><td>{group['selection_rate']}</td>" in html
         assert " to ".join(map(str, group["interval"])) in html
     assert f"seq {gate.seq}" in html
+
+
+def test_a_store_with_no_trusted_key_is_said_on_page_one_and_its_reports_do_not_verify(project: Path) -> None:
+    """An auditor's copy without the device's key: no public key in govkit.toml, no private key file."""
+    edit_config(project, "audit", public_key="")
+    (project / ".govkit" / "device_ed25519.pem").rename(project / "elsewhere.pem")
+    board("--format", "html", "-o", "out", "--no-record")
+    path = project / "out" / "board-2026-Q4.html"
+    page_one = path.read_text().split('id="regmap"', 1)[0]
+    assert "No trusted device key" in page_one and "Overall: GREEN" not in page_one
+    result = run("report", "verify", str(path))
+    assert result.exit_code == 1 and "signature no trusted key" in result.output
