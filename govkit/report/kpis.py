@@ -25,6 +25,8 @@ _BATCH = 10_000
 _KEYED = ("SELECT r.seq, r.body FROM record_keys k JOIN records r ON r.seq = k.seq "
           "WHERE k.seq <= :keyed AND +k.ts_start >= :start AND +k.ts_start < :end")
 _TAIL = "SELECT seq, body FROM records WHERE seq > :keyed AND seq <= :head"
+# What identifies the model that answered: its file, its version, its runtime, its quantization.
+_IDENTITY = ("artifact_sha256", "model_version", "runtime", "runtime_version", "quantization")
 _LATENCY = "SELECT ms FROM temp.kpi_latency ORDER BY ms LIMIT 1 OFFSET ?"
 
 
@@ -36,7 +38,7 @@ def period_kpis(db: sqlite3.Connection, *, head: int, start: str, end: str) -> d
     per_event = {"inference": "inference", "request": "requests", "override": "overrides",
                  "explanation": "explanations", "model_change": "model_changes", "incident": "incidents"}
     redactions: dict[str, int] = {}
-    models: set[tuple[str, str]] = set()
+    models: set[tuple[str, str, str, str, str]] = set()
     first = last = None
     db.execute("DROP TABLE IF EXISTS temp.kpi_latency")
     db.execute("CREATE TEMP TABLE kpi_latency (ms REAL)")
@@ -71,7 +73,7 @@ def period_kpis(db: sqlite3.Connection, *, head: int, start: str, end: str) -> d
                     for name, n in entities.items():
                         if isinstance(n, int):
                             redactions[name] = redactions.get(name, 0) + n
-                models.add((record.get("artifact_sha256") or "", record.get("model_version") or ""))
+                models.add(tuple(str(record.get(k) or "") for k in _IDENTITY))  # type: ignore[arg-type]
             elif event == "request" and record.get("status") in ("refused", "rejected"):
                 counts["refused"] += 1
         if pending:
@@ -88,7 +90,7 @@ def period_kpis(db: sqlite3.Connection, *, head: int, start: str, end: str) -> d
         "override_rate": _rate(counts["overrides"], inference),
         "explanation_coverage": _rate(counts["explanations"], inference),
         "latency_ms": latency_ms, "redactions": dict(sorted(redactions.items())),
-        "models": [{"artifact_sha256": a or None, "model_version": v or None} for a, v in sorted(models)],
+        "models": [{k: v or None for k, v in zip(_IDENTITY, model)} for model in sorted(models)],
     }
 
 
