@@ -87,7 +87,8 @@ def _steps() -> Any:
         if last["name"]:
             click.echo(f"  {last['name']}: {now - last['at']:.1f} s", err=True)
         last.update(name=name, at=now)
-        click.echo(f"{name} ...", err=True)
+        if name:
+            click.echo(f"{name} ...", err=True)
     return step
 
 
@@ -102,15 +103,17 @@ def _make(ctx: click.Context, kind: str, *, period: str | None, start: str | Non
     chosen = parse_period(period, start=start, end=end)
     default = ("md",) if kind == "model-card" else ("html",)
     assert kind in TEMPLATES
+    progress = _steps()
     with open_log(ctx, db) as log:
         made = make_report(kind, log, settings, chosen,
                            as_of=normalise_ts(as_of, parameter="as_of") if as_of else None,
                            formats=formats or default, templates_dir=templates_dir,
-                           output=output or Path("reports"), record=not no_record, progress=_steps())
+                           output=output or Path("reports"), record=not no_record, progress=progress)
     figures = made.manifest["figures"]
     click.echo(f"Overall: {figures['overall']['colour'].upper()}: {figures['overall']['statement']}")
     for alert in figures["alerts"]:
         click.echo(f"  ! {alert}")
+    progress("")  # the last step's time
     for path in made.paths:
         click.echo(f"Wrote {path}")
     click.echo(f"Record {made.record_id}." if made.record_id else "Not recorded (--no-record).")

@@ -32,7 +32,7 @@ from . import manifest as manifests
 from .charts import group_rates_chart
 from .render import environment, template_digests
 from .scorecard import RULE, overall, scorecard
-from .snapshot import Period, default_as_of, take_snapshot
+from .snapshot import LARGE_LOG, Period, default_as_of, take_snapshot
 
 __all__ = ["FORMATS", "TEMPLATES", "Report", "ReportCheck", "board_report", "make_report", "verify_report"]
 
@@ -96,7 +96,7 @@ def make_report(kind: str, log: AuditLog, settings: Settings, period: Period, *,
     as_of = as_of or default_as_of(period)
     snapshot = take_snapshot(log, settings, period, as_of=as_of, progress=progress)
     previous = _previous(log, snapshot["store"]["head_seq"], kind)
-    if progress:
+    if progress and snapshot["store"]["head_seq"] >= LARGE_LOG:
         progress(f"rendering {', '.join(formats)}")
     documents, manifest = _render(kind, snapshot, settings, previous, formats, templates_dir)
     paths = _write(kind, documents, output, period)
@@ -312,6 +312,9 @@ def _write(kind: str, documents: dict[str, bytes], output: Path | None, period: 
     if len(documents) == 1 and output.suffix:
         output.write_bytes(next(iter(documents.values())))
         return (output,)
+    if output.suffix and not output.is_dir():
+        raise InputError(f"{len(documents)} formats go into a folder, not one file; give a folder",
+                         parameter="output", value=output)
     output.mkdir(parents=True, exist_ok=True)
     stem = f"{kind}-" + "".join(c if c.isalnum() or c in "-_" else "_" for c in period.label)
     paths = []

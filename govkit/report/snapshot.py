@@ -22,7 +22,9 @@ from ..errors import InputError
 from ..timestamps import normalise_ts, parse_ts
 from .kpis import period_kpis
 
-__all__ = ["Period", "parse_period", "take_snapshot"]
+__all__ = ["LARGE_LOG", "Period", "parse_period", "take_snapshot"]
+
+LARGE_LOG = 100_000  # records from which a report's steps are shown as they run
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,11 +79,12 @@ def take_snapshot(log: AuditLog, settings: Settings, period: Period, *, as_of: s
                   progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """The evidence as of `as_of` (the store's UTC form): only records up to the last one started
     by then count, so records appended later change nothing. `head` pins that seq (a report
-    being verified names its own). `progress` hears each step's name as it starts."""
-    step = progress or (lambda _name: None)
+    being verified names its own). On a large log (LARGE_LOG records or more) `progress` hears
+    each step's name as it starts."""
     with _reading(log) as db:
         if head is None:
             head = _head_as_of(db, as_of)
+        step = progress if progress is not None and head >= LARGE_LOG else (lambda _name: None)
         head_row = db.execute("SELECT record_hash FROM records WHERE seq = ?", (head,)).fetchone()
         step(f"verifying the chain ({head:,} records)")
         verified = _verified(log)
