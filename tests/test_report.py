@@ -338,3 +338,13 @@ def test_a_store_with_no_trusted_key_is_said_on_page_one_and_its_reports_do_not_
     assert "No trusted device key" in page_one and "Overall: GREEN" not in page_one
     result = run("report", "verify", str(path))
     assert result.exit_code == 1 and "signature no trusted key" in result.output
+
+
+def test_several_formats_into_one_file_name_is_an_input_error_that_records_nothing(project: Path) -> None:
+    result = run("report", "board", *PERIOD, "--format", "html", "--format", "md", "-o", "board.html")
+    assert result.exit_code == 2 and "--output board.html: 2 formats go into a folder" in result.output
+    assert not (project / "board.html").exists()
+    with AuditLog.open(settings=load_settings()) as log:
+        assert list(log.query(event_type="report")) == []
+    result = run("report", "board", "--period", "2026-Q5")
+    assert result.exit_code == 2 and "--period 2026-Q5: expected a quarter" in result.output
