@@ -22,7 +22,7 @@ def python_api_examples() -> str:
     text = README.read_text(encoding="utf-8")
     section = text.split("<!-- python-api -->", 1)[1].split("<!-- /python-api -->", 1)[0]
     blocks = re.findall(r"```python\n(.*?)```", section, re.S)
-    assert len(blocks) >= 4  # sample inputs, evidence, oversight, rating and gate
+    assert len(blocks) >= 5  # sample inputs, evidence, oversight, rating and gate, report
     return "\n".join(blocks)
 
 
@@ -44,6 +44,7 @@ def test_the_readme_python_api_examples_run_and_leave_their_evidence(tmp_path: P
         assert len(list(log.query(event_type="purge"))) == 1
         assert len(list(log.query(event_type="risk_rating"))) == 1
         assert len(list(log.query(event_type="check_run"))) == 1
+        assert [r.details["kind"] for r in log.query(event_type="report")] == ["board"]
         assert len(list(log.query(event_type="lineage"))) == 1
         assert log.verify().ok
     assert 'risk_rating = "' in (tmp_path / "govkit.toml").read_text()
