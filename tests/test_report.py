@@ -120,7 +120,10 @@ def test_the_same_evidence_renders_byte_identical_reports_in_two_processes(proje
                               cwd=project, capture_output=True, text=True, env=env)
         assert done.returncode == 0, done.stderr
         outputs.append({p.name: p.read_bytes() for p in sorted((project / name).iterdir())})
-    assert outputs[0] == outputs[1] and len(outputs[0]) == 4
+    assert outputs[0] == outputs[1] and len(outputs[0]) == 5  # html, json, md, pdf, and the manifest beside them
+    manifest = json.loads(outputs[0]["board-2026-Q4.manifest.json"])
+    assert manifest["signature"]["value"] and set(manifest["outputs"]) == {"html", "md"}
+    assert run("report", "verify", str(project / "a" / "board-2026-Q4.manifest.json")).exit_code == 0
 
 
 def test_report_verify_passes_untouched_and_fails_on_an_edited_figure_or_store(project: Path) -> None:

@@ -99,7 +99,7 @@ def make_report(kind: str, log: AuditLog, settings: Settings, period: Period, *,
     if progress and snapshot["store"]["head_seq"] >= LARGE_LOG:
         progress(f"rendering {', '.join(formats)}")
     documents, manifest = _render(kind, snapshot, settings, previous, formats, templates_dir)
-    paths = _write(kind, documents, output, period)
+    paths = _write(kind, documents, manifest, output, period)
     record_id = _record(kind, log, settings, manifest, documents) if record else None
     return Report(kind, manifest, documents, record_id, paths)
 
@@ -140,8 +140,9 @@ def verify_report(path: Path, log: AuditLog, settings: Settings, *, templates_di
     for name in ("govkit", "inputs"):
         for where, said, found in _differ(claimed.get(name), rebuilt.get(name), name):
             differences.append(f"{where}: the report says {said}, now {found}")
-    if fmt == "json":  # the manifest itself, beside its figures: they must be the signed ones
-        if json.loads(text).get("figures") != claimed.get("figures"):
+    if fmt == "json":  # the manifest, alone (name.manifest.json) or beside its figures: they must be the signed ones
+        document = json.loads(text)
+        if "manifest" in document and document.get("figures") != claimed.get("figures"):
             differences.append("the figures beside the manifest are not the ones it signs")
     elif fmt == "pdf":
         if not differences and raw != documents["pdf"]:
@@ -306,12 +307,17 @@ def _previous(log: AuditLog, head: int, kind: str) -> dict[str, Any] | None:
             "figures": details.get("figures")}
 
 
-def _write(kind: str, documents: dict[str, bytes], output: Path | None, period: Period) -> tuple[Path, ...]:
+def _write(kind: str, documents: dict[str, bytes], manifest: dict[str, Any], output: Path | None,
+           period: Period) -> tuple[Path, ...]:
+    """The documents, and their signed manifest beside them as JSON (`<name>.manifest.json`)."""
     if output is None:
         return ()
+    beside = (json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
     if len(documents) == 1 and output.suffix:
         output.write_bytes(next(iter(documents.values())))
-        return (output,)
+        sidecar = output.with_name(output.stem + ".manifest.json")
+        sidecar.write_bytes(beside)
+        return (output, sidecar)
     if output.suffix and not output.is_dir():
         raise InputError(f"{len(documents)} formats go into a folder, not one file; give a folder",
                          parameter="output", value=output)
@@ -322,7 +328,9 @@ def _write(kind: str, documents: dict[str, bytes], output: Path | None, period: 
         path = output / f"{stem}.{fmt}"
         path.write_bytes(data)
         paths.append(path)
-    return tuple(paths)
+    sidecar = output / f"{stem}.manifest.json"
+    sidecar.write_bytes(beside)
+    return (*paths, sidecar)
 
 
 def _record(kind: str, log: AuditLog, settings: Settings, manifest: dict[str, Any], documents: dict[str, bytes]) -> str:

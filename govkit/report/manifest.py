@@ -69,7 +69,8 @@ def extract(document: str, *, source: object) -> dict[str, Any]:
         elif (comment := _MD_BLOCK.search(document)) is not None:
             manifest = json.loads(base64.b64decode(comment.group(1)))
         else:
-            manifest = json.loads(document)["manifest"]
+            data = json.loads(document)
+            manifest = data["manifest"] if "manifest" in data else data if "snapshot" in data else data["manifest"]
     except (ValueError, KeyError, TypeError):
         raise InputError("no readable govkit manifest in it: not a govkit report, or cut short", file=source) from None
     if not isinstance(manifest, dict):
