@@ -59,7 +59,7 @@ def explain_decision(log: AuditLog, settings: Settings | None, *, choices: str |
     (the explanation is then chained to that record and its data subject)."""
     from .text import Scorer, explain_text, fidelity
 
-    options = parse_choices(list(choices) if not isinstance(choices, str) else choices, positive)
+    options = parse_choices(choices, positive)
     if (prompt is None) == (record_id is None):
         raise InputError("give a prompt or an inference record id (one of them)", parameter=("prompt", "record_id"))
     target = None

@@ -100,7 +100,7 @@ def bias_llm(log: AuditLog, settings: Settings | None, data: str | Path, *, sens
     from .llm import load_template, prompt_digest
     from .tabular import analyze
 
-    options = parse_choices(list(choices) if not isinstance(choices, str) else choices, positive)
+    options = parse_choices(choices, positive)
     data_path, columns = Path(data), _columns(sensitive)
     policy, identity, frame = _cases(settings, data_path, limit, sample, seed)
     template = load_template(prompt_template, frame.columns)
@@ -159,7 +159,7 @@ def bias_counterfactual(log: AuditLog, settings: Settings | None, data: str | Pa
     from .llm import load_template
     from .tabular import verdict
 
-    options = parse_choices(list(choices) if not isinstance(choices, str) else choices, positive)
+    options = parse_choices(choices, positive)
     data_path = Path(data)
     policy, identity, frame = _cases(settings, data_path, limit, sample, seed)
     chosen = [load_lexicon(name, list(lexicons)) for name in attributes]

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -217,7 +217,7 @@ class Decider:
         return Decision(parse_choice(text, self.choices), {c: None for c in self.choices}, text, record_id)
 
 
-def parse_choices(choices: str | list[str], positive: str) -> list[str]:
+def parse_choices(choices: str | Sequence[str], positive: str) -> list[str]:
     """The allowed answers ("approve,deny" or a list), checked: two or more, distinct, `positive`
     among them, and no two beginning with the same word (the first answer token must tell them apart)."""
     items = [c.strip() for c in (choices.split(",") if isinstance(choices, str) else choices) if c.strip()]

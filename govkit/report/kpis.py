@@ -38,7 +38,7 @@ def period_kpis(db: sqlite3.Connection, *, head: int, start: str, end: str) -> d
     per_event = {"inference": "inference", "request": "requests", "override": "overrides",
                  "explanation": "explanations", "model_change": "model_changes", "incident": "incidents"}
     redactions: dict[str, int] = {}
-    models: set[tuple[str, str, str, str, str]] = set()
+    models: set[tuple[str, ...]] = set()
     first = last = None
     db.execute("DROP TABLE IF EXISTS temp.kpi_latency")
     db.execute("CREATE TEMP TABLE kpi_latency (ms REAL)")
@@ -73,7 +73,7 @@ def period_kpis(db: sqlite3.Connection, *, head: int, start: str, end: str) -> d
                     for name, n in entities.items():
                         if isinstance(n, int):
                             redactions[name] = redactions.get(name, 0) + n
-                models.add(tuple(str(record.get(k) or "") for k in _IDENTITY))  # type: ignore[arg-type]
+                models.add(tuple(str(record.get(k) or "") for k in _IDENTITY))
             elif event == "request" and record.get("status") in ("refused", "rejected"):
                 counts["refused"] += 1
         if pending:

@@ -11,7 +11,7 @@ import datetime as dt
 import json
 import re
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from typing import Any
 
 from ..audit import AuditLog, AuditRecord, querykeys
@@ -19,7 +19,7 @@ from ..audit.connect import connect_read_only
 from ..audit.incidents import open_incidents
 from ..config import Settings
 from ..errors import InputError
-from ..timestamps import normalise_ts, parse_ts
+from ..timestamps import normalise_ts, parse_date, parse_ts
 from .kpis import period_kpis
 
 __all__ = ["LARGE_LOG", "Period", "parse_period", "take_snapshot"]
@@ -70,7 +70,7 @@ def parse_period(period: str | None = None, *, start: str | None = None, end: st
 
 def _day(text: str, parameter: str) -> dt.date:
     try:
-        return dt.date.fromisoformat(text[:10])
+        return parse_date(text)
     except ValueError:
         raise InputError("expected a date (YYYY-MM-DD)", parameter=parameter, value=text) from None
 
@@ -111,7 +111,7 @@ def take_snapshot(log: AuditLog, settings: Settings, period: Period, *, as_of: s
             "gate": _gate(gate, gate_runs, as_of),
             "inventory": dataclasses.asdict(settings.model),
             "rating": _cite(rating, details=("tier", "score", "previous_rating")) if rating else None,
-            "fairness": [_bias(r) for r in _newest_by(records.all("bias_run"), ("kind", "data_sha256"))],
+            "fairness": [_bias(r) for r in _newest_by_data(records.all("bias_run"))],
             "explanations": {"records": records.count("explanation"),
                              "newest": [_cite(r, fields=("target_record_id", "explanation_method", "artifact_sha256"))
                                         for r in records.newest("explanation", 5)]},
@@ -145,21 +145,21 @@ class _Records:
         self.db, self.head = db, head
         self._counts: dict[str, int] | None = None
 
+    def _matching(self, event_type: str, limit: int | None, newest_first: bool) -> Generator[AuditRecord, None, None]:
+        return querykeys.matching(self.db, [("{t}.event_type = ?", event_type)], [("r.seq <= ?", self.head)],
+                                  limit, newest_first)
+
     def all(self, event_type: str) -> list[AuditRecord]:
-        return list(querykeys.matching(self.db, [("{t}.event_type = ?", event_type)], [("r.seq <= ?", self.head)],
-                                       None, False))
+        return list(self._matching(event_type, None, False))
 
     def first(self, event_type: str) -> AuditRecord | None:
-        return querykeys.first(querykeys.matching(self.db, [("{t}.event_type = ?", event_type)],
-                                                  [("r.seq <= ?", self.head)], 1, False))
+        return querykeys.first(self._matching(event_type, 1, False))
 
     def last(self, event_type: str) -> AuditRecord | None:
-        return querykeys.first(querykeys.matching(self.db, [("{t}.event_type = ?", event_type)],
-                                                  [("r.seq <= ?", self.head)], 1, True))
+        return querykeys.first(self._matching(event_type, 1, True))
 
     def newest(self, event_type: str, n: int) -> list[AuditRecord]:
-        return list(reversed(list(querykeys.matching(self.db, [("{t}.event_type = ?", event_type)],
-                                                     [("r.seq <= ?", self.head)], n, True))))
+        return list(reversed(list(self._matching(event_type, n, True))))
 
     def count(self, event_type: str) -> int:
         if self._counts is None:
@@ -244,7 +244,7 @@ def _bias(record: AuditRecord) -> dict[str, Any]:
             "warnings": (details.get("warnings") or [])[:10]}
 
 
-def _newest_by(records: list[AuditRecord], keys: tuple[str, ...]) -> list[AuditRecord]:
+def _newest_by_data(records: list[AuditRecord]) -> list[AuditRecord]:
     """The newest bias run of each (kind, data file): a later run on other data clears nothing."""
     newest: dict[tuple[Any, ...], AuditRecord] = {}
     for record in records:
