@@ -351,3 +351,24 @@ def test_several_formats_into_one_file_name_is_an_input_error_that_records_nothi
         assert list(log.query(event_type="report")) == []
     result = run("report", "board", "--period", "2026-Q5")
     assert result.exit_code == 2 and "--period 2026-Q5: expected a quarter" in result.output
+
+
+def test_report_verify_rebuilds_the_figures_and_the_previous_report_not_only_the_signature(project: Path) -> None:
+    """A manifest signed by the device key but not rendered from the store (its figures or its
+    "changes since" edited, then signed again) does not verify: both are rebuilt and compared."""
+    from govkit.audit.checkpoints import load_private_key
+    from govkit.report.manifest import sign
+
+    board("--format", "json", "-o", "out")
+    beside = project / "out" / "board-2026-Q4.manifest.json"
+    key = load_private_key(project / ".govkit" / "device_ed25519.pem")
+    for edit in ("figures", "previous"):
+        manifest = json.loads(beside.read_text())
+        if edit == "figures":
+            manifest["figures"]["overall"] = {"colour": "green", "statement": "Within risk appetite."}
+        else:
+            manifest["previous"] = {"record_id": "01FORGED", "figures": {"findings": []}}
+        forged = project / f"forged-{edit}.manifest.json"
+        forged.write_text(json.dumps(sign(manifest, key)))
+        result = run("report", "verify", str(forged))
+        assert result.exit_code == 1 and f"{edit}." in result.output and "signature valid" in result.output

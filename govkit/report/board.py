@@ -131,13 +131,13 @@ def verify_report(path: Path, log: AuditLog, settings: Settings, *, templates_di
     snapshot = take_snapshot(log, settings, period, as_of=as_of, head=head)
     differences = [f"{where}: the report says {said}, the store gives {found}"
                    for where, said, found in _differ(claimed["snapshot"], snapshot)]
-    previous = claimed.get("previous")
     rendered = tuple(claimed.get("formats") or ()) or (fmt,)  # the formats rendered together (their templates)
     kind = str(claimed.get("kind"))
     if kind not in TEMPLATES:
         raise InputError(f"its manifest names no report kind govkit renders ({kind})", file=path)
+    previous = _previous(log, head, kind)  # from the store too, as the report took it
     documents, rebuilt = _render(kind, snapshot, settings, previous, tuple(sorted({*rendered, fmt})), templates_dir)
-    for name in ("govkit", "inputs"):
+    for name in ("govkit", "inputs", "previous", "figures"):
         for where, said, found in _differ(claimed.get(name), rebuilt.get(name), name):
             differences.append(f"{where}: the report says {said}, now {found}")
     if fmt == "json":  # the manifest, alone (name.manifest.json) or beside its figures: they must be the signed ones
@@ -149,9 +149,9 @@ def verify_report(path: Path, log: AuditLog, settings: Settings, *, templates_di
             first = _first_difference(_pdf_text(raw), _pdf_text(documents["pdf"]))
             differences.append(f"the PDF differs from its rebuild: {first}")
     else:
-        if not differences and manifests.strip(text) != manifests.strip(documents[fmt].decode("utf-8")):
-            first = _first_difference(manifests.strip(text), manifests.strip(documents[fmt].decode("utf-8")))
-            differences.append(f"the document differs from its rebuild: {first}")
+        given, rebuilt_text = manifests.strip(text), manifests.strip(documents[fmt].decode("utf-8"))
+        if not differences and given != rebuilt_text:
+            differences.append(f"the document differs from its rebuild: {_first_difference(given, rebuilt_text)}")
         if claimed.get("outputs", {}).get(fmt) != manifests.digest_of(text):
             differences.append(f"the document's digest is not the one its manifest names ({fmt})")
     return ReportCheck(path, tuple(differences), signature)
