@@ -25,3 +25,14 @@ def hold_writer_lock(path: Path) -> int:
     fd = os.open(f"{path}.lock", os.O_RDONLY | os.O_CREAT, 0o644)
     fcntl.flock(fd, fcntl.LOCK_EX)
     return fd
+
+
+def edit_bodies(db_path: Path, old: str, new: str, where: str) -> None:
+    """A tamperer's edit: `old` replaced by `new` in the body of each record `where` selects, past
+    the append-only trigger (which stops accidents, not an attacker with the file)."""
+    db = sqlite3.connect(db_path, isolation_level=None)
+    try:
+        db.execute("DROP TRIGGER records_append_only_update")
+        db.execute(f"UPDATE records SET body = CAST(replace(CAST(body AS TEXT), ?, ?) AS BLOB) WHERE {where}", (old, new))
+    finally:
+        db.close()

@@ -7,7 +7,6 @@ import datetime as dt
 import json
 import os
 import shutil
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +24,7 @@ from govkit.timestamps import utc_now
 
 from .conftest import run
 from .servers import smollm2_gguf
+from .stores import edit_bodies
 
 DATA = Path(__file__).parent / "data"
 TODAY = dt.date.today()
@@ -150,12 +150,7 @@ def add_dataset(folder: Path, name: str, text: str, *args: str) -> None:
 
 
 def tamper(folder: Path) -> None:
-    db = sqlite3.connect(folder / ".govkit" / "audit.db")
-    db.execute("DROP TRIGGER records_append_only_update")
-    db.execute("UPDATE records SET body = CAST(replace(CAST(body AS TEXT), 'income misread', 'typo') AS BLOB) "
-               "WHERE CAST(body AS TEXT) LIKE '%income misread%'")
-    db.commit()
-    db.close()
+    edit_bodies(folder / ".govkit" / "audit.db", "income misread", "typo", "CAST(body AS TEXT) LIKE '%income misread%'")
 
 
 def in_folder(folder: Path, *args: str):

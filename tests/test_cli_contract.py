@@ -19,6 +19,7 @@ from govkit.cli import cli
 
 from .conftest import run
 from .servers import free_port
+from .stores import edit_bodies
 
 
 def govkit(*args: str, cwd: Path, stdin=subprocess.DEVNULL, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -56,12 +57,7 @@ def test_every_command_has_help_with_an_example() -> None:
 
 def test_exit_0_ok_and_1_findings(project: Path) -> None:
     assert run("audit", "verify").exit_code == 0
-    import sqlite3
-
-    db = sqlite3.connect(project / ".govkit" / "audit.db", isolation_level=None)
-    db.execute("DROP TRIGGER records_append_only_update")
-    db.execute("UPDATE records SET body = CAST(replace(CAST(body AS TEXT), 'init', 'tini') AS BLOB) WHERE seq = 2")
-    db.close()
+    edit_bodies(project / ".govkit" / "audit.db", "init", "tini", "seq = 2")
     assert run("audit", "verify").exit_code == 1
 
 

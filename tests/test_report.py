@@ -20,6 +20,7 @@ from govkit.audit import AuditLog
 from govkit.config import load_settings
 
 from .conftest import run
+from .stores import edit_bodies
 
 AS_OF = "2026-12-31T23:00:00.000000Z"
 PERIOD = ["--period", "2026-Q4", "--as-of", AS_OF]
@@ -141,13 +142,8 @@ def test_report_verify_passes_untouched_and_fails_on_an_edited_figure_or_store(p
     result = run("report", "verify", str(edited))
     assert result.exit_code == 1 and "Model calls" in result.output and "<td>40</td>" in result.output
 
-    db = sqlite3.connect(project / ".govkit" / "audit.db")
-    db.execute("DROP TRIGGER records_append_only_update")
-    db.execute("UPDATE records SET body = CAST(replace(CAST(body AS TEXT), '\"status\":\"error\"', "
-               "'\"status\":\"ok\"') AS BLOB) WHERE seq = (SELECT min(seq) FROM records "
-               "WHERE json_extract(body, '$.status') = 'error')")
-    db.commit()
-    db.close()
+    edit_bodies(project / ".govkit" / "audit.db", '"status":"error"', '"status":"ok"',
+                "seq = (SELECT min(seq) FROM records WHERE json_extract(body, '$.status') = 'error')")
     result = run("report", "verify", str(html))
     assert result.exit_code == 1
     assert "verify.ok" in result.output and "kpis.errors" in result.output
@@ -163,12 +159,7 @@ def test_an_empty_log_is_said_on_page_one(tmp_path: Path) -> None:
 
 
 def test_a_log_that_fails_verification_turns_the_scorecard_red_on_page_one(project: Path) -> None:
-    db = sqlite3.connect(project / ".govkit" / "audit.db")
-    db.execute("DROP TRIGGER records_append_only_update")
-    db.execute("UPDATE records SET body = CAST(replace(CAST(body AS TEXT), 'rev-1', 'rev-2') AS BLOB) "
-               "WHERE json_extract(body, '$.event_type') = 'override'")
-    db.commit()
-    db.close()
+    edit_bodies(project / ".govkit" / "audit.db", "rev-1", "rev-2", "json_extract(body, '$.event_type') = 'override'")
     board("--format", "html", "-o", "out", "--no-record")
     page_one = (project / "out" / "board-2026-Q4.html").read_text().split('id="regmap"', 1)[0]
     assert "The audit log does not verify" in page_one and "Overall: RED" in page_one
