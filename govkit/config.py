@@ -28,6 +28,7 @@ __all__ = [
     "Inventory",
     "Policy",
     "Settings",
+    "SyncSettings",
     "TrackingSettings",
     "load_settings",
 ]
@@ -108,6 +109,17 @@ class TrackingSettings:
 
 
 @dataclass(frozen=True)
+class SyncSettings:
+    """`govkit sync`: shipping this device's log to the fleet's central MLflow."""
+
+    to: str = ""  # the central tracking URI (default for `govkit sync --to`)
+    ship_content: bool = False  # whether the stored (redacted) text may leave the device
+    segment_records: int = 20000  # records per segment at most
+    witness_public_key: str = ""  # the central witness's key: its acknowledgements are checked with it
+    retries: int = 3  # MLflow's retries with backoff before a sync gives up (nothing is lost)
+
+
+@dataclass(frozen=True)
 class ExplainSettings:
     """Explanations the proxy makes in the background for a sample of live decisions."""
 
@@ -129,6 +141,7 @@ class Settings:
     audit: AuditSettings = field(default_factory=AuditSettings)
     tracking: TrackingSettings = field(default_factory=TrackingSettings)
     explain: ExplainSettings = field(default_factory=ExplainSettings)
+    sync: SyncSettings = field(default_factory=SyncSettings)
 
 
 def find_config(start: Path | None = None) -> Path:
@@ -173,9 +186,9 @@ class _Parser:
 
     def settings(self, data: dict[str, Any]) -> Settings:
         for name in data:
-            if name not in ("model", "policy", "audit", "tracking", "explain"):
-                raise self.fail(name, None, "unknown table; expected [model], [policy], [audit], [tracking] "
-                                            "or [explain]")
+            if name not in ("model", "policy", "audit", "tracking", "explain", "sync"):
+                raise self.fail(name, None, "unknown table; expected [model], [policy], [audit], [tracking], "
+                                            "[explain] or [sync]")
         model = self.table(data, "model", Inventory)
         if model.risk_rating not in RISK_RATINGS:
             raise self.fail("model", "risk_rating", f"expected one of {', '.join(RISK_RATINGS)}")
@@ -196,21 +209,20 @@ class _Parser:
             raise self.fail("audit", "checkpoint_every", "expected a positive number of records")
         if audit.redaction_engine not in ("builtin", "presidio"):
             raise self.fail("audit", "redaction_engine", "expected \"builtin\" or \"presidio\"")
-        if audit.public_key:
-            import base64
-            import binascii
-            try:
-                valid = len(base64.b64decode(audit.public_key, validate=True)) == 32
-            except (binascii.Error, ValueError):
-                valid = False
-            if not valid:
-                raise self.fail("audit", "public_key", "expected the base64 of a 32-byte Ed25519 public key")
+        if audit.public_key and not _is_public_key(audit.public_key):
+            raise self.fail("audit", "public_key", "expected the base64 of a 32-byte Ed25519 public key")
         base = self.path.parent
         audit = dataclasses.replace(audit, db=base / audit.db, private_key=base / audit.private_key)
         tracking = self.table(data, "tracking", TrackingSettings)
         explain = self.table(data, "explain", ExplainSettings)
         self.check_explain(explain)
-        return Settings(path=self.path, model=model, policy=policy, audit=audit, tracking=tracking, explain=explain)
+        sync = self.table(data, "sync", SyncSettings)
+        if sync.segment_records < 1:
+            raise self.fail("sync", "segment_records", "expected a positive number of records")
+        if sync.witness_public_key and not _is_public_key(sync.witness_public_key):
+            raise self.fail("sync", "witness_public_key", "expected the base64 of a 32-byte Ed25519 public key")
+        return Settings(path=self.path, model=model, policy=policy, audit=audit, tracking=tracking, explain=explain,
+                        sync=sync)
 
     def check_explain(self, explain: ExplainSettings) -> None:
         if not 0 <= explain.sample_rate <= 1:
@@ -284,6 +296,16 @@ class _Parser:
                 raise self.fail("policy.patterns", name, f"invalid regular expression: {exc}") from None
             out.append((name.upper(), regex))
         return tuple(out)
+
+
+def _is_public_key(text: str) -> bool:
+    import base64
+    import binascii
+
+    try:
+        return len(base64.b64decode(text, validate=True)) == 32
+    except (binascii.Error, ValueError):
+        return False
 
 
 def _toml_type(value: Any) -> str:

@@ -27,8 +27,16 @@ class EvidenceRun:
     def append(self, event_type: str, **fields: Any) -> AuditRecord:
         """Chain the record of this run (it carries `mlflow_run_id`), and tag the run with it."""
         self.record = self.log.append(event_type, mlflow_run_id=self.run.id, **fields)
-        self.run.link(self.record)
+        self.run.link(self.record, None if self.record.fields.get("artifact_sha256") else current_artifact(self.log))
         return self.record
+
+
+def current_artifact(log: AuditLog) -> str | None:
+    """The sha256 of the model artifact the log's lineage registered last, if any."""
+    for record in log.query(event_type="lineage", newest_first=True, limit=200):
+        if record.fields.get("artifact_sha256"):
+            return str(record.fields["artifact_sha256"])
+    return None
 
 
 @contextlib.contextmanager

@@ -6,6 +6,11 @@ each points at the other. The embedded default is a SQLite store beside the audi
 (`.govkit/mlflow.db`, artifacts in `.govkit/mlartifacts/`); `[tracking] tracking_uri` points
 elsewhere.
 MLflow's own telemetry is switched off: govkit talks to no one the user did not configure.
+
+Every run carries the same tags (CONVENTION), so one search finds a model's, a device's or an
+operation's whole trail: `govkit.model_id`, `govkit.artifact_sha256`, `govkit.operation`,
+`govkit.principle` (EDGE), `govkit.device_id`, `govkit.store_id`, `govkit.seq_range` and
+`govkit.chain_head` (the audit records the run produced) and `govkit.version`.
 """
 
 from __future__ import annotations
@@ -23,7 +28,14 @@ from ._lazy import require
 from .config import Settings
 from .errors import TrackingError
 
-__all__ = ["TrackedRun", "Tracker", "TrackingError"]
+__all__ = ["CONVENTION", "PRINCIPLES", "TrackedRun", "Tracker", "TrackingError"]
+
+CONVENTION = ("govkit.model_id", "govkit.artifact_sha256", "govkit.operation", "govkit.principle",
+              "govkit.device_id", "govkit.store_id", "govkit.seq_range", "govkit.chain_head", "govkit.version")
+# The EDGE principle each kind of governance action is evidence for.
+PRINCIPLES = {"explanation": "Explainability", "lineage": "Data", "bias_run": "Ethics", "override": "Ethics",
+              "purge": "Ethics", "check_run": "Governance", "risk_rating": "Governance", "report": "Governance",
+              "sync": "Governance", "incident": "Governance"}
 
 
 def _mlflow() -> Any:
@@ -40,10 +52,12 @@ class TrackedRun:
     def __init__(self, client: Any = None, run_id: str | None = None):
         self.client, self.id = client, run_id
 
-    def link(self, record: Any) -> None:
+    def link(self, record: Any, artifact_sha256: str | None = None) -> None:
         """Tag the run with the audit record it produced, so each points at the other."""
         self.set_tags({"govkit.record_id": record.record_id, "govkit.seq": record.seq,
-                       "govkit.record_hash": record.record_hash})
+                       "govkit.record_hash": record.record_hash, "govkit.seq_range": f"{record.seq}-{record.seq}",
+                       "govkit.chain_head": record.record_hash,
+                       "govkit.artifact_sha256": record.fields.get("artifact_sha256") or artifact_sha256})
 
     def set_tags(self, tags: dict[str, Any]) -> None:
         for key, value in tags.items():
@@ -112,8 +126,10 @@ class TrackedRun:
 
 
 class Tracker:
-    def __init__(self, *, uri: str, experiment: str, artifact_root: Path | None = None, enabled: bool = True):
+    def __init__(self, *, uri: str, experiment: str, artifact_root: Path | None = None, enabled: bool = True,
+                 identity: dict[str, str] | None = None):
         self.uri, self.experiment, self.artifact_root, self.enabled = uri, experiment, artifact_root, enabled
+        self.identity = identity or {}  # the convention's model, device and store tags
 
     @classmethod
     def from_settings(cls, settings: Settings | None, db_path: Path) -> Tracker:
@@ -122,8 +138,10 @@ class Tracker:
         uri = (tracking.tracking_uri if tracking else "") or f"sqlite:///{state / 'mlflow.db'}"
         experiment = (tracking.experiment if tracking else "") or (settings.model.id if settings else "") or "govkit"
         local = not (tracking and tracking.tracking_uri)
+        identity = {"govkit.model_id": settings.model.id, "govkit.device_id": settings.audit.device_id,
+                    "govkit.store_id": settings.audit.store_id} if settings else {}
         return cls(uri=uri, experiment=experiment, artifact_root=state / "mlartifacts" if local else None,
-                   enabled=tracking.enabled if tracking else True)
+                   enabled=tracking.enabled if tracking else True, identity={k: v for k, v in identity.items() if v})
 
     @contextlib.contextmanager
     def run(self, name: str, tags: dict[str, str] | None = None) -> Iterator[TrackedRun]:
@@ -135,8 +153,7 @@ class Tracker:
         mlflow = _mlflow()
         try:
             client = mlflow.MlflowClient(tracking_uri=self.uri)
-            run = client.create_run(self._experiment_id(client), run_name=name,
-                                    tags={"govkit.version": _version(), **(tags or {})})
+            run = client.create_run(self._experiment_id(client), run_name=name, tags=self.tags(tags or {}))
         except mlflow.exceptions.MlflowException as exc:
             raise TrackingError(f"MLflow at {self.uri}: {exc.message}") from None
         tracked = TrackedRun(client, run.info.run_id)
@@ -147,6 +164,13 @@ class Tracker:
                 client.set_terminated(tracked.id, "FAILED")
             raise
         client.set_terminated(tracked.id, "FINISHED")
+
+    def tags(self, tags: dict[str, str]) -> dict[str, str]:
+        """The convention's tags a run opens with: what is known before its record is chained."""
+        operation = tags.get("govkit.operation") or tags.get("govkit.event") or ""
+        event = tags.get("govkit.event") or operation
+        return {"govkit.version": _version(), **self.identity, "govkit.operation": operation,
+                "govkit.principle": PRINCIPLES.get(event, "Governance"), **tags}
 
     def relocate(self) -> None:
         """The embedded store's artifact locations, moved to this project's folder if it moved."""

@@ -9,7 +9,7 @@ from typing import Any
 
 from .._lazy import require
 
-__all__ = ["COLUMNS", "export_row", "verify_export", "write_parquet"]
+__all__ = ["COLUMNS", "export_row", "verify_export", "verify_rows", "write_parquet"]
 
 # Common fields as columns; `body` keeps every field as the exact hashed text, so a reader can
 # recompute record_hash from (body, prev_hash, seq) without trusting the columns (README: "How
@@ -68,9 +68,7 @@ def verify_export(path: Path, *, public_key: str | None = None, expected_store_i
     the checkpoint file) settle it, as for a store. Each signed head they name must be in the
     export with that hash, and none may lie past its end."""
     from .checkpoints import read_checkpoint_file, signature_valid
-    from .hashing import GENESIS_HASH, chain_hash, content_digest
-    from .identity import identity_of
-    from .verify import SPLICED_GENESIS, VerifyResult, check_claimed_identity
+    from .verify import VerifyResult
 
     result = VerifyResult(trusted_key=bool(public_key), expected_store_id=expected_store_id or None,
                           offsite_checkpoints=bool(checkpoint_files))
@@ -83,8 +81,22 @@ def verify_export(path: Path, *, public_key: str | None = None, expected_store_i
                 result.add(checkpoint["seq"], f"checkpoint signature invalid ({file.name})")
             else:
                 heads[checkpoint["seq"]] = checkpoint
+    return verify_rows(_export_rows(Path(path)), result, heads=heads, public_key=public_key, partial=partial)
+
+
+def verify_rows(rows: Any, result: Any, *, heads: dict[int, dict[str, Any]], public_key: str | None,
+                partial: bool = False, heads_source: str = "the checkpoint file") -> Any:
+    """The chain of exported rows ((where, row, whether its fields are text columns), in seq
+    order) checked into `result`: what `verify_export` does for a file, and `audit verify
+    --from-mlflow` for a device's segments. `heads` are signed heads (seq -> checkpoint) the
+    rows must agree with and reach."""
+    from .checkpoints import signature_valid
+    from .hashing import GENESIS_HASH, chain_hash, content_digest
+    from .identity import identity_of
+    from .verify import SPLICED_GENESIS, check_claimed_identity
+
     prev_seq, prev_hash, gaps = 0, GENESIS_HASH, 0
-    for where, row, textual in _export_rows(Path(path)):
+    for where, row, textual in rows:
         if isinstance(row, str):
             result.add(prev_seq + 1, f"{where}: {row}")
             continue
@@ -153,7 +165,7 @@ def verify_export(path: Path, *, public_key: str | None = None, expected_store_i
         result.records += 1
     for seq, signed in sorted(heads.items()):
         if result.store_id is not None and signed.get("store_id") != result.store_id:
-            result.add(1, f"a checkpoint of another store ({signed.get('store_id')}) in the checkpoint file")
+            result.add(1, f"a checkpoint of another store ({signed.get('store_id')}) in {heads_source}")
         elif seq > prev_seq:
             result.add(prev_seq + 1, f"truncated: a signed checkpoint says the log reached seq {seq}, but the export "
                                      f"ends at seq {prev_seq}")

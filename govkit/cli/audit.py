@@ -86,10 +86,16 @@ def show(ctx: click.Context, record_id: str, db: Path | None, content: bool) -> 
 @click.option("--export", "export_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Check a JSONL or Parquet export (govkit audit export) instead of a store: recompute its chain.")
 @click.option("--partial", is_flag=True, help="With --export: the export was filtered on purpose; gaps are not deletions.")
+@click.option("--from-mlflow", "mlflow_uri", help="Check a device's whole chain from the central MLflow's segments instead.")
+@click.option("--device", "device_id", help="With --from-mlflow: the device to check.")
+@click.option("--registry", type=click.Path(dir_okay=False, path_type=Path),
+              help="With --from-mlflow: the device registry to take the device's key from (or --public-key).")
+@click.option("--witness-key", help="With --from-mlflow: the witness's public key, to count its cosignatures.")
 @json_option
 @click.pass_context
 def verify(ctx: click.Context, db: Path | None, public_key: str | None, checkpoint_files: tuple[Path, ...],
-           store_id: str | None, export_file: Path | None, partial: bool, as_json: bool) -> None:
+           store_id: str | None, export_file: Path | None, partial: bool, mlflow_uri: str | None,
+           device_id: str | None, registry: Path | None, witness_key: str | None, as_json: bool) -> None:
     """Check that the log was not altered; exit 1 naming the first bad seq if it was.
 
     Detects edited, deleted, inserted and reordered records, edited content, content removed
@@ -100,7 +106,9 @@ def verify(ctx: click.Context, db: Path | None, public_key: str | None, checkpoi
     """
     if public_key is not None:
         public_key = parse_public_key(public_key, source="--public-key")
-    if export_file is not None:
+    if mlflow_uri is not None:
+        result = _verify_from_mlflow(mlflow_uri, device_id, public_key, registry, store_id, witness_key)
+    elif export_file is not None:
         from ..audit.export import verify_export
 
         settings = settings_for(ctx, required=False)
@@ -128,6 +136,25 @@ def verify(ctx: click.Context, db: Path | None, public_key: str | None, checkpoi
         click.echo(f"warning: {warning}", err=True)
     if not result.ok:
         ctx.exit(1)
+
+
+def _verify_from_mlflow(uri: str, device_id: str | None, public_key: str | None, registry: Path | None,
+                        store_id: str | None, witness_key: str | None) -> Any:
+    from ..fleet.central import Central
+    from ..fleet.status import device_key, verify_device
+
+    if not device_id:
+        raise InputError("--from-mlflow checks one device: give --device", parameter="device_id")
+    if public_key is None:
+        public_key, store_id = device_key(registry, device_id, store_id)
+    if witness_key is not None:
+        witness_key = parse_public_key(witness_key, source="--witness-key")
+    central = Central(uri)
+    try:
+        return verify_device(central, central.experiments(), device_id=device_id, public_key=public_key,
+                             store_id=store_id, witness_key=witness_key)
+    finally:
+        central.close()
 
 
 @audit.command()

@@ -1,0 +1,167 @@
+"""The central store as govkit uses it: MLflow runs are the index, their artifacts the segments.
+
+One experiment per inventory model. One sync run per (device, sync), tagged with the govkit
+convention; its artifacts:
+
+    segments/device_id=<device>/date=<UTC day>/<lo>-<hi>-<sha>.parquet   the records (Parquet)
+    notes/<lo>-<hi>-<sha>.note      the device's signed segment note (uploaded after the file)
+    head.note                       the device's signed head at the time of the sync
+    oversight/records.json          overrides and incidents of the sync, uploaded first
+    oversight/overrides.json        the same overrides as an MLflow table (the UI shows it)
+
+Credentials are MLflow's own (MLFLOW_TRACKING_USERNAME / _PASSWORD / _TOKEN). A refused login is
+a TrackingError (exit 3) at once; an unreachable or failing server gets MLflow's retries with
+backoff ([sync] retries), then a TrackingError saying nothing was lost.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from ..errors import TrackingError
+
+__all__ = ["Central", "SYNC_FILTER"]
+
+SYNC_FILTER = "tags.`govkit.operation` = 'sync'"
+_AUTH_CODES = ("UNAUTHENTICATED", "PERMISSION_DENIED")
+
+
+class Central:
+    """An MLflow tracking server (or local store) seen as the fleet's central store."""
+
+    def __init__(self, uri: str, *, retries: int = 3, timeout_s: float = 30.0):
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(retries))
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(int(timeout_s)))
+        from ..tracking import _mlflow
+
+        self.mlflow = _mlflow()
+        self.uri = uri
+        self.client = self.mlflow.MlflowClient(tracking_uri=uri)
+        self._scratch = tempfile.TemporaryDirectory(prefix="govkit-sync-")
+
+    def close(self) -> None:
+        self._scratch.cleanup()
+
+    @contextlib.contextmanager
+    def calling(self, what: str) -> Iterator[None]:
+        """MLflow's failures as TrackingError naming the server and what was being done."""
+        try:
+            yield
+        except self.mlflow.exceptions.MlflowException as exc:
+            code = str(getattr(exc, "error_code", ""))
+            status = getattr(exc, "get_http_status_code", lambda: None)()
+            if code in _AUTH_CODES or status in (401, 403) or "401" in str(exc)[:200]:
+                raise TrackingError(f"MLflow at {self.uri} refused the credentials while {what} "
+                                    f"(set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD, or "
+                                    f"MLFLOW_TRACKING_TOKEN); nothing was lost, nothing retried") from None
+            raise TrackingError(f"MLflow at {self.uri}: {what} failed: {_first_line(exc)}") from None
+        except OSError as exc:
+            raise TrackingError(f"MLflow at {self.uri}: {what} failed: {exc.strerror or exc}") from None
+        except Exception as exc:  # requests' and urllib3's errors after MLflow's own retries
+            if type(exc).__module__.split(".")[0] in ("requests", "urllib3"):
+                raise TrackingError(f"MLflow at {self.uri} is unreachable while {what} ({type(exc).__name__}) "
+                                    f"after retries with backoff") from None
+            raise
+
+    def experiment(self, name: str, *, create: bool = True) -> str | None:
+        with self.calling(f"finding experiment {name}"):
+            found = self.client.get_experiment_by_name(name)
+            if found is not None:
+                return str(found.experiment_id)
+            if not create:
+                return None
+            try:
+                return str(self.client.create_experiment(name))
+            except self.mlflow.exceptions.MlflowException:  # another device created it first
+                found = self.client.get_experiment_by_name(name)
+                if found is None:
+                    raise
+                return str(found.experiment_id)
+
+    def experiments(self) -> list[str]:
+        with self.calling("listing experiments"):
+            return [e.experiment_id for e in self.client.search_experiments()]
+
+    def runs(self, experiment_ids: list[str], filter_string: str = SYNC_FILTER) -> list[Any]:
+        """Every run matching the filter, all pages, oldest first."""
+        found: list[Any] = []
+        token = None
+        with self.calling("searching runs"):
+            while experiment_ids:
+                page = self.client.search_runs(experiment_ids, filter_string, max_results=1000,
+                                               order_by=["attributes.start_time ASC"], page_token=token)
+                found.extend(page)
+                token = page.token
+                if not token:
+                    break
+        return found
+
+    def create_run(self, experiment_id: str, name: str, tags: dict[str, str]) -> str:
+        with self.calling("opening a sync run"):
+            return str(self.client.create_run(experiment_id, run_name=name, tags=tags).info.run_id)
+
+    def set_tags(self, run_id: str, tags: dict[str, Any]) -> None:
+        from mlflow.entities import RunTag
+
+        with self.calling("tagging a run"):
+            self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items() if v is not None])
+
+    def log_metrics(self, run_id: str, metrics: dict[str, float]) -> None:
+        import time
+
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        with self.calling("logging metrics"):
+            self.client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
+
+    def upload(self, run_id: str, artifact_path: str, data: bytes) -> None:
+        """`data` as the run's artifact at `artifact_path` (folders included)."""
+        folder = Path(tempfile.mkdtemp(dir=self._scratch.name))
+        try:
+            path = folder / Path(artifact_path).name
+            path.write_bytes(data)
+            parent = str(Path(artifact_path).parent)
+            with self.calling(f"uploading {artifact_path}"):
+                self.client.log_artifact(run_id, str(path), None if parent == "." else parent)
+        finally:
+            for item in folder.iterdir():
+                item.unlink()
+            folder.rmdir()
+
+    def download(self, run_id: str, artifact_path: str) -> bytes:
+        folder = tempfile.mkdtemp(dir=self._scratch.name)
+        try:
+            with self.calling(f"downloading {artifact_path}"):
+                local = self.client.download_artifacts(run_id, artifact_path, folder)
+            return Path(local).read_bytes()
+        finally:
+            import shutil
+
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def list(self, run_id: str, folder: str | None) -> list[str]:
+        with self.calling(f"listing {folder}"):
+            return [item.path for item in self.client.list_artifacts(run_id, folder) if not item.is_dir]
+
+    def delete(self, run: Any, artifact_path: str) -> None:
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+        with self.calling(f"removing the unfinished upload {artifact_path}"):
+            get_artifact_repository(run.info.artifact_uri).delete_artifacts(artifact_path)
+
+    def finish(self, run_id: str, status: str = "FINISHED") -> None:
+        with self.calling("closing the sync run"):
+            self.client.set_terminated(run_id, status)
+
+
+def _first_line(exc: Any) -> str:
+    text = str(getattr(exc, "message", "") or exc)
+    return text.strip().splitlines()[0][:300] if text.strip() else type(exc).__name__

@@ -1,0 +1,263 @@
+"""Sealed segments: a contiguous seq range of one device's log as Parquet, named by its sha256
+and described by a note the device signs.
+
+The Parquet file has the columns of `govkit audit export --format parquet` (so `audit verify
+--export FILE --partial` checks one segment by itself, and any engine reads it); `content` holds
+the stored (redacted) text only where `[sync] ship_content` allows it to leave the device.
+
+The segment note, signed by the device key (c2sp.org/signed-note, see notes.py):
+
+    govkit.dev/segment/v1
+    device <device id>
+    store <store id>
+    range <lo> <hi>
+    prev <record_hash of seq lo-1, or the genesis hash for lo = 1>
+    head <record_hash of seq hi>
+    file sha256:<hex of the Parquet file> <bytes>
+    date <UTC day of the first record: the segment's partition>
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from .._lazy import require
+from ..audit.export import COLUMNS
+from ..audit.hashing import ENVELOPE, GENESIS_HASH, HASH_PREFIX
+from ..errors import InputError
+from .notes import parse_note, sign_note, verify_note
+
+__all__ = ["Segment", "SegmentNote", "build_segments", "check_segment", "head_note", "parse_head_note",
+           "parse_segment_note", "segment_rows"]
+
+SEGMENT_MAGIC = "govkit.dev/segment/v1"
+HEAD_MAGIC = "govkit.dev/head/v1"
+_EVENT_COUNTS = {"inference": "inferences", "override": "overrides", "incident": "incidents", "purge": "purges"}
+
+
+@dataclass(frozen=True)
+class SegmentNote:
+    """What a segment note states."""
+
+    device_id: str
+    store_id: str
+    lo: int
+    hi: int
+    prev_hash: str
+    head_hash: str
+    sha256: str
+    size: int
+    date: str
+
+    @property
+    def records(self) -> int:
+        return self.hi - self.lo + 1
+
+    @property
+    def key(self) -> str:
+        """The segment's place: a file name that sorts in seq order and names the content."""
+        return f"{self.lo:012d}-{self.hi:012d}-{self.sha256.removeprefix(HASH_PREFIX)[:16]}"
+
+    def text(self) -> str:
+        return (f"{SEGMENT_MAGIC}\ndevice {self.device_id}\nstore {self.store_id}\nrange {self.lo} {self.hi}\n"
+                f"prev {self.prev_hash}\nhead {self.head_hash}\nfile {self.sha256} {self.size}\ndate {self.date}\n")
+
+
+@dataclass
+class Segment:
+    """A built segment: its Parquet bytes, its signed note, and what it holds."""
+
+    note: SegmentNote
+    signed: str
+    data: bytes
+    counts: dict[str, int] = field(default_factory=dict)
+    redactions: dict[str, int] = field(default_factory=dict)
+    oversight: list[dict[str, Any]] = field(default_factory=list)  # overrides and incidents, shipped first
+    artifacts: dict[str, int] = field(default_factory=dict)  # model artifact sha256 -> inference records
+
+
+def parse_segment_note(note: str, *, source: str = "segment note") -> tuple[SegmentNote, Any]:
+    parsed = parse_note(note, source=source)
+    lines = parsed.lines()
+    try:
+        if lines[0] != SEGMENT_MAGIC or len(lines) != 8:
+            raise ValueError
+        words = [line.split(" ") for line in lines[1:]]
+        values = {w[0]: w[1:] for w in words}
+        lo, hi = int(values["range"][0]), int(values["range"][1])
+        statement = SegmentNote(values["device"][0], values["store"][0], lo, hi, values["prev"][0],
+                                values["head"][0], values["file"][0], int(values["file"][1]), values["date"][0])
+    except (ValueError, KeyError, IndexError):
+        raise InputError(f"{source}: not a govkit segment note") from None
+    if not 1 <= lo <= hi:
+        raise InputError(f"{source}: range {lo}..{hi} is not a seq range")
+    return statement, parsed
+
+
+def head_note(private_key: Any, *, device_id: str, store_id: str, seq: int, head_hash: str, ts: str) -> str:
+    """The device's signed statement of its store's head at the time of a sync (rollback evidence)."""
+    return sign_note(f"{HEAD_MAGIC}\ndevice {device_id}\nstore {store_id}\nseq {seq}\nhead {head_hash}\ntime {ts}\n",
+                     private_key, "device")
+
+
+def parse_head_note(note: str, *, source: str = "head note") -> tuple[dict[str, Any], Any]:
+    parsed = parse_note(note, source=source)
+    lines = parsed.lines()
+    try:
+        if lines[0] != HEAD_MAGIC or len(lines) != 6:
+            raise ValueError
+        values = dict(line.split(" ", 1) for line in lines[1:])
+        head = {"device_id": values["device"], "store_id": values["store"], "seq": int(values["seq"]),
+                "head_hash": values["head"], "ts": values["time"]}
+    except (ValueError, KeyError):
+        raise InputError(f"{source}: not a govkit head note") from None
+    return head, parsed
+
+
+def _schema() -> Any:
+    pa = require("pyarrow", "parquet")
+    return pa.schema([("seq", pa.int64())] + [(c, pa.string()) for c in COLUMNS[1:]]
+                     + [("body", pa.string()), ("content", pa.string())])
+
+
+def build_segments(db: sqlite3.Connection, *, start: int, stop: int, max_records: int, device_id: str,
+                   store_id: str, private_key: Any, with_content: bool) -> Iterator[Segment]:
+    """Segments covering seqs start..stop of the store, at most `max_records` each, a new one
+    when the UTC day of the records moves on. Each record's hash is recomputed on the way: the
+    device never signs a segment of a chain that does not verify (InputError naming the seq)."""
+    orjson = require("orjson", "mlflow")
+    if start > 1:
+        row = db.execute("SELECT record_hash FROM records WHERE seq = ?", (start - 1,)).fetchone()
+        if row is None:
+            raise InputError(f"the store has no seq {start - 1}: cannot chain a segment from it")
+        prev = row[0]
+    else:
+        prev = GENESIS_HASH
+    rows = db.execute("SELECT seq, body, record_hash FROM records WHERE seq BETWEEN ? AND ? ORDER BY seq",
+                      (start, stop))
+    contents = _content_rows(db, start, stop) if with_content else None
+    expected = start
+    batch: list[tuple[int, bytes, str, dict[str, Any]]] = []
+    segment_prev, date = prev, ""
+    for seq, body, stored in rows:
+        body = bytes(body)
+        if seq != expected:
+            raise InputError(f"seq {expected} is missing from the store: run 'govkit audit verify' before a sync")
+        if HASH_PREFIX + hashlib.sha256(ENVELOPE % (body, prev.encode("ascii"), seq)).hexdigest() != stored:
+            raise InputError(f"seq {seq} does not verify: the store was altered; run 'govkit audit verify' "
+                             f"(nothing was shipped from seq {seq} on)")
+        fields = orjson.loads(body)
+        day = str(fields.get("ts_start") or "")[:10]
+        if batch and (len(batch) >= max_records or day > date):
+            yield _seal(batch, segment_prev, date, device_id, store_id, private_key, contents)
+            segment_prev, batch = batch[-1][2], []
+        if not batch:
+            date = day or "unknown"
+        batch.append((seq, body, stored, fields))
+        prev, expected = stored, seq + 1
+    if expected <= stop:
+        raise InputError(f"the store ends at seq {expected - 1}, before seq {stop}")
+    if batch:
+        yield _seal(batch, segment_prev, date, device_id, store_id, private_key, contents)
+
+
+def _content_rows(db: sqlite3.Connection, start: int, stop: int) -> dict[int, dict[str, str]]:
+    found: dict[int, dict[str, str]] = {}
+    for seq, kind, text in db.execute("SELECT seq, kind, text FROM content WHERE seq BETWEEN ? AND ? "
+                                      "AND text IS NOT NULL", (start, stop)):
+        found.setdefault(seq, {})[kind] = text
+    return found
+
+
+def _seal(batch: list[tuple[int, bytes, str, dict[str, Any]]], prev: str, date: str, device_id: str,
+          store_id: str, private_key: Any, contents: dict[int, dict[str, str]] | None) -> Segment:
+    pa = require("pyarrow", "parquet")
+    pq = require("pyarrow.parquet", "parquet")
+    columns: dict[str, list[Any]] = {name: [] for name in (*COLUMNS, "body", "content")}
+    counts = dict.fromkeys(("records", "inferences", "errors", "overrides", "incidents", "purges"), 0)
+    redactions: dict[str, int] = {}
+    artifacts: dict[str, int] = {}
+    oversight = []
+    before = prev
+    for seq, body, stored, fields in batch:
+        columns["seq"].append(seq)
+        for name in COLUMNS[1:]:
+            value = fields.get(name)
+            columns[name].append(None if value is None else str(value))
+        columns["prev_hash"][-1] = before
+        columns["record_hash"][-1] = stored
+        columns["body"].append(body.decode("utf-8"))
+        text = contents.get(seq) if contents is not None else None
+        columns["content"].append(json.dumps(text, ensure_ascii=False) if text else None)
+        before = stored
+        event = fields.get("event_type")
+        counts["records"] += 1
+        if event in _EVENT_COUNTS:
+            counts[_EVENT_COUNTS[event]] += 1
+        if event == "inference":
+            if fields.get("status") != "ok":
+                counts["errors"] += 1
+            if fields.get("artifact_sha256"):
+                artifacts[fields["artifact_sha256"]] = artifacts.get(fields["artifact_sha256"], 0) + 1
+            for name, n in ((fields.get("redaction") or {}).get("entities") or {}).items():
+                if isinstance(n, int):
+                    redactions[name] = redactions.get(name, 0) + n
+        elif event in ("override", "incident"):
+            oversight.append({"seq": seq, "record_hash": stored, **{k: fields.get(k) for k in (
+                "event_type", "ts_start", "record_id", "target_record_id", "reviewer_id", "human_decision",
+                "override_reason", "incident_id", "status", "error")}})
+    table = pa.table(columns, schema=_schema())
+    sink = io.BytesIO()
+    pq.write_table(table, sink, compression="zstd")
+    data = sink.getvalue()
+    note = SegmentNote(device_id, store_id, batch[0][0], batch[-1][0], prev, batch[-1][2],
+                       HASH_PREFIX + hashlib.sha256(data).hexdigest(), len(data), date)
+    return Segment(note, sign_note(note.text(), private_key, "device"), data, counts, redactions, oversight,
+                   artifacts)
+
+
+def check_segment(note: SegmentNote, data: bytes) -> list[str]:
+    """What is wrong with a segment's bytes against its (signature-checked) note: its sha256 and
+    size, its seqs lo..hi in order, every record's hash recomputed from its body, the chain from
+    `prev` to `head`. An empty list: the segment is exactly what the device signed."""
+    if len(data) != note.size or HASH_PREFIX + hashlib.sha256(data).hexdigest() != note.sha256:
+        return [f"segment {note.lo}..{note.hi}: its file is not the one the device signed (sha256 or size differs)"]
+    pq = require("pyarrow.parquet", "parquet")
+    try:
+        table = pq.read_table(io.BytesIO(data), columns=["seq", "body", "record_hash"])
+    except Exception as exc:  # pyarrow raises several kinds for a damaged file
+        return [f"segment {note.lo}..{note.hi}: not a readable Parquet file ({exc})"]
+    seqs = table.column("seq").to_pylist()
+    if seqs != list(range(note.lo, note.hi + 1)):
+        return [f"segment {note.lo}..{note.hi}: its seqs are not {note.lo}..{note.hi} in order"]
+    prev = note.prev_hash.encode("ascii")
+    sha256 = hashlib.sha256
+    for seq, body, stored in zip(seqs, table.column("body").to_pylist(), table.column("record_hash").to_pylist()):
+        if HASH_PREFIX + sha256(ENVELOPE % (body.encode("utf-8"), prev, seq)).hexdigest() != stored:
+            return [f"seq {seq}: record hash mismatch in segment {note.lo}..{note.hi}"]
+        prev = stored.encode("ascii")
+    if prev.decode("ascii") != note.head_hash:
+        return [f"segment {note.lo}..{note.hi}: its last record is not the head its note names"]
+    return []
+
+
+def segment_rows(data: bytes) -> Iterator[dict[str, Any]]:
+    """The rows of a segment's Parquet file, as `audit verify --export` reads an export's."""
+    pq = require("pyarrow.parquet", "parquet")
+    for batch in pq.ParquetFile(io.BytesIO(data)).iter_batches(batch_size=10_000):
+        for row in batch.to_pylist():
+            if isinstance(row.get("content"), str):
+                row["content"] = json.loads(row["content"])
+            else:
+                row.pop("content", None)
+            yield row
+
+
+def signed_by(note: Any, public_key: str) -> bool:
+    return verify_note(note, public_key, "device")

@@ -1,0 +1,220 @@
+"""Reading the fleet from the central store alone: each device's state, and a device's whole
+chain verified from its segments (`govkit audit verify --from-mlflow`)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError
+from .central import SYNC_FILTER, Central
+from .notes import verify_note
+from .registry import Device
+from .segments import SegmentNote, check_segment, parse_head_note, parse_segment_note, segment_rows, signed_by
+from .sync import segment_path
+
+__all__ = ["DeviceStatus", "fleet_status", "verify_device"]
+
+
+@dataclass
+class DeviceStatus:
+    device_id: str
+    store_id: str
+    enrolled: bool
+    syncs: int = 0
+    last_sync: str | None = None
+    shipped_seq: int = 0
+    acked_seq: int = 0
+    records: int = 0  # records in acknowledged syncs
+    days_silent: float | None = None
+    silent: bool = False
+    late_acks: int = 0
+    unchecked: int = 0  # shipped syncs the witness has not looked at yet
+    findings: dict[str, list[str]] = field(default_factory=dict)  # kind -> details
+
+    @property
+    def healthy(self) -> bool:
+        return self.enrolled and not self.silent and not self.late_acks and not any(
+            k in self.findings for k in ("fork", "rollback", "altered", "unknown", "gap"))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"device_id": self.device_id, "store_id": self.store_id, "enrolled": self.enrolled,
+                "syncs": self.syncs, "last_sync": self.last_sync, "shipped_seq": self.shipped_seq,
+                "acked_seq": self.acked_seq, "records": self.records,
+                "days_silent": None if self.days_silent is None else round(self.days_silent, 2),
+                "silent": self.silent, "late_acks": self.late_acks, "unchecked": self.unchecked,
+                "findings": self.findings, "healthy": self.healthy}
+
+
+def _ms(ts: str | None) -> int | None:
+    if not ts:
+        return None
+    from ..timestamps import parse_ts
+
+    return int(parse_ts(ts).timestamp() * 1000)
+
+
+def _iso(ms: int) -> str:
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def fleet_status(central: Central, experiment_ids: list[str], *, registry: dict[tuple[str, str], Device] | None = None,
+                 witness_key: str | None = None, as_of: str | None = None, silent_days: float = 7.0,
+                 late_hours: float = 24.0) -> list[DeviceStatus]:
+    """Every device's state as the central store shows it at `as_of` (default now): syncs and their
+    witness verdicts. With `witness_key`, an acknowledgement counts only if its cosignature verifies."""
+    now_ms = _ms(as_of) or int(dt.datetime.now(dt.UTC).timestamp() * 1000)
+    states: dict[tuple[str, str], DeviceStatus] = {}
+    for key in (registry or {}):
+        states[key] = DeviceStatus(key[0], key[1], True)
+    for run in central.runs(experiment_ids, SYNC_FILTER):
+        if run.info.start_time > now_ms:
+            continue
+        tags = run.data.tags
+        key = (tags.get("govkit.device_id", ""), tags.get("govkit.store_id", ""))
+        state = states.setdefault(key, DeviceStatus(key[0], key[1], registry is None))
+        state.syncs += 1
+        state.last_sync = max(state.last_sync or "", _iso(run.info.start_time))
+        if tags.get("govkit.sync.status") != "shipped":
+            continue
+        try:
+            hi = int(tags.get("govkit.seq_range", "0-0").split("-")[1])
+        except (ValueError, IndexError):
+            hi = 0
+        state.shipped_seq = max(state.shipped_seq, hi)
+        checked_ms = _ms(tags.get("govkit.witness.checked_at"))
+        verdict = tags.get("govkit.witness.status") if checked_ms is not None and checked_ms <= now_ms else None
+        shipped_ms = _ms(tags.get("govkit.sync.shipped_at")) or run.info.start_time
+        if verdict is None:
+            state.unchecked += 1
+            if now_ms - shipped_ms > late_hours * 3_600_000:
+                state.late_acks += 1
+            continue
+        if checked_ms is not None and checked_ms - shipped_ms > late_hours * 3_600_000:
+            state.late_acks += 1
+        for item in filter(None, tags.get("govkit.witness.findings", "").split("; ")):
+            kind, _, detail = item.partition(": ")
+            state.findings.setdefault(kind, []).append(detail)
+        ack = tags.get("govkit.witness.ack")
+        if ack and verdict in ("acknowledged", "duplicate", "rejected", "held"):
+            try:
+                note, parsed = parse_segment_note(ack, source="govkit.witness.ack")
+            except InputError:
+                state.findings.setdefault("altered", []).append(f"run {run.info.run_id}: its ack is not a segment note")
+                continue
+            if witness_key and not verify_note(parsed, witness_key, "witness"):
+                state.findings.setdefault("altered", []).append(f"run {run.info.run_id}: its ack's cosignature does not verify")
+                continue
+            state.acked_seq = max(state.acked_seq, note.hi)
+        if verdict == "acknowledged":
+            state.records += int(run.data.metrics.get("records", 0))
+    for state in states.values():
+        if state.last_sync is None:
+            state.silent = True
+        else:
+            state.days_silent = (now_ms - (_ms(state.last_sync) or 0)) / 86_400_000
+            state.silent = state.days_silent > silent_days
+        if not state.enrolled:
+            state.findings.setdefault("unknown", []).append("not in the device registry")
+    return sorted(states.values(), key=lambda s: (s.device_id, s.store_id))
+
+
+def verify_device(central: Central, experiment_ids: list[str], *, device_id: str, public_key: str | None,
+                  store_id: str | None = None, witness_key: str | None = None) -> Any:
+    """A device's whole chain from its segments on the central store: every segment note's
+    signature, every file against its note, the segments covering seqs 1.. without a gap or a
+    conflicting copy, then the chain itself as `audit verify --export` checks an export (every
+    hash, every link, fields against bodies, the genesis record's identity), and every signed
+    head the device shipped. The witness's cosignatures are counted with `witness_key`."""
+    from ..audit.export import verify_rows
+    from ..audit.verify import VerifyResult
+
+    runs = central.runs(experiment_ids, f"{SYNC_FILTER} and tags.`govkit.device_id` = '{device_id}'")
+    stores = sorted({r.data.tags.get("govkit.store_id", "") for r in runs})
+    if not runs:
+        raise InputError(f"no sync of device {device_id} on the central store {central.uri}", parameter="device")
+    if store_id is None:
+        if len(stores) > 1:
+            raise InputError(f"device {device_id} shipped {len(stores)} stores ({', '.join(stores)}): say which",
+                             parameter="store_id")
+        store_id = stores[0]
+    runs = [r for r in runs if r.data.tags.get("govkit.store_id") == store_id]
+    result = VerifyResult(trusted_key=bool(public_key), expected_store_id=store_id, offsite_checkpoints=True)
+    notes: dict[str, tuple[SegmentNote, str, str]] = {}  # key -> (note, its text, run id)
+    heads: dict[int, dict[str, Any]] = {}
+    for run in runs:
+        run_id = run.info.run_id
+        for path in central.list(run_id, "notes"):
+            text = central.download(run_id, path).decode("utf-8", "replace")
+            try:
+                note, parsed = parse_segment_note(text, source=path)
+            except InputError as exc:
+                result.add(1, str(exc))
+                continue
+            if public_key and not signed_by(parsed, public_key):
+                result.add(note.lo, f"segment {note.lo}..{note.hi} (run {run_id}): its note is not signed by the device key")
+                continue
+            notes.setdefault(note.key, (note, text, run_id))
+        if run.data.tags.get("govkit.sync.status") == "shipped" and "head.note" in central.list(run_id, None):
+            head, parsed = parse_head_note(central.download(run_id, "head.note").decode("utf-8", "replace"))
+            if public_key and not signed_by(parsed, public_key):
+                result.add(head["seq"], f"run {run_id}: its head note is not signed by the device key")
+            elif head["store_id"] == store_id:
+                heads[head["seq"]] = {"seq": head["seq"], "head_hash": head["head_hash"], "store_id": store_id}
+    cover, reached = [], 0
+    for note, _text, run_id in sorted(notes.values(), key=lambda n: (n[0].lo, -n[0].hi)):
+        if note.lo > reached + 1:
+            result.add(reached + 1, f"seqs {reached + 1}..{note.lo - 1} are not on the central store (a gap)")
+        if note.hi <= reached:
+            heads.setdefault(note.hi, {"seq": note.hi, "head_hash": note.head_hash, "store_id": store_id})
+            continue  # a copy of what the cover holds: its head must agree (checked as a signed head)
+        if note.lo <= reached:
+            result.add(note.lo, f"segment {note.lo}..{note.hi} overlaps another copy of seqs {note.lo}..{reached}")
+            continue
+        cover.append((note, run_id))
+        reached = note.hi
+    cosigned = 0
+    if witness_key:
+        acks = [r.data.tags.get("govkit.witness.ack") for r in runs if r.data.tags.get("govkit.witness.ack")]
+        for ack in acks:
+            try:
+                note, parsed = parse_segment_note(ack)
+            except InputError:
+                continue
+            if verify_note(parsed, witness_key, "witness") and note.store_id == store_id:
+                cosigned = max(cosigned, note.hi)
+    result = verify_rows(_rows(central, cover, result), result, heads=heads, public_key=public_key,
+                         heads_source="a head the device signed")
+    if witness_key:
+        if cosigned < result.head_seq:
+            result.warnings.append(f"the witness has cosigned seqs up to {cosigned} of {result.head_seq}")
+    result.warnings = [w for w in result.warnings if "no checkpoint file given" not in w]
+    return result
+
+
+def _rows(central: Central, cover: list[tuple[SegmentNote, str]], result: Any) -> Iterator[tuple[str, Any, bool]]:
+    for note, run_id in cover:
+        data = central.download(run_id, segment_path(note))
+        problems = check_segment(note, data)
+        if problems:
+            result.add(note.lo, problems[0])
+            continue
+        for row in segment_rows(data):
+            yield f"segment {note.lo}..{note.hi}, seq {row['seq']}", row, True
+
+
+def device_key(registry_path: Path | None, device_id: str, store_id: str | None) -> tuple[str | None, str | None]:
+    """The enrolled public key (and store) of a device, from the registry file."""
+    if registry_path is None:
+        return None, store_id
+    from .registry import load_registry
+
+    found = [d for (i, s), d in load_registry(registry_path).items() if i == device_id and (store_id in (None, s))]
+    if not found:
+        raise InputError(f"{registry_path}: device {device_id} is not enrolled" + (f" with store {store_id}" if store_id else ""))
+    if len(found) > 1:
+        raise InputError(f"{registry_path}: device {device_id} has {len(found)} enrolled stores: give --store-id")
+    return found[0].public_key, found[0].store_id

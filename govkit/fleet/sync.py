@@ -1,0 +1,293 @@
+"""`govkit sync`: the device ships its log to the central MLflow, segment by segment.
+
+The device's log is the queue. Nothing is dropped on the device's own account: no retry
+timeout, no oldest-first drop; a sync that cannot reach the server stops and says how much
+waits, and the next one starts where the central store ends. What the central store already
+holds is read from it (the segment notes of this device and store), so a sync killed midway
+resumes in its own unfinished run, without duplicates or gaps: a segment counts as uploaded once
+its note, which is uploaded after its file, is there; a file without its note is removed.
+
+The governance records of the range (overrides, incidents, purges, lineage, bias, checks ...)
+ship first, in oversight/records.json with the overrides also as an MLflow table, so a link that
+drops mid-sync still delivered the human-oversight trail, and `govkit trail` reads it centrally. The witness's
+acknowledgements (cosigned segment notes) are fetched at each sync and kept beside the store in
+`<db>.acks.jsonl`; retention purges content only up to the highest acknowledged seq.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..audit.checkpoints import load_private_key
+from ..audit.connect import connect_read_only
+from ..audit.identity import store_identity
+from ..config import Settings
+from ..errors import InputError, StoreNotFound
+from ..timestamps import utc_now
+from .central import SYNC_FILTER, Central
+from .notes import verify_note
+from .segments import Segment, build_segments, head_note, parse_segment_note
+
+__all__ = ["SyncResult", "acknowledged_seq", "acks_path", "sync"]
+
+Progress = Callable[[int, int], None]  # (records shipped so far, records to ship)
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    run_id: str | None
+    device_id: str
+    store_id: str
+    shipped: tuple[tuple[int, int], ...]  # seq ranges shipped by this sync
+    records: int
+    bytes: int
+    head_seq: int
+    central_seq: int  # the central store holds this device's log up to here (before this sync)
+    acknowledged_seq: int  # the highest seq the witness has cosigned, as the device knows it
+    new_acks: int
+    resumed: bool
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "device_id": self.device_id, "store_id": self.store_id,
+                "shipped": [list(r) for r in self.shipped], "records": self.records, "bytes": self.bytes,
+                "head_seq": self.head_seq, "central_seq": self.central_seq,
+                "acknowledged_seq": self.acknowledged_seq, "new_acks": self.new_acks, "resumed": self.resumed,
+                "counts": self.counts}
+
+
+def acks_path(db_path: Path) -> Path:
+    return db_path.with_name(db_path.name + ".acks.jsonl")
+
+
+def read_acks(db_path: Path) -> list[dict[str, Any]]:
+    try:
+        lines = acks_path(db_path).read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return []
+    acks = []
+    for line in lines:
+        try:
+            acks.append(json.loads(line))
+        except ValueError:
+            continue  # a torn last line: the ack is fetched again at the next sync
+    return acks
+
+
+def acknowledged_seq(db_path: Path, witness_public_key: str, store_id: str) -> int:
+    """The highest seq of this store the witness has cosigned (0 with no trusted key or no ack).
+    Only acknowledgements whose witness signature verifies with the configured key count."""
+    best = 0
+    for ack in read_acks(db_path):
+        try:
+            statement, parsed = parse_segment_note(ack["note"])
+        except (InputError, KeyError, TypeError):
+            continue
+        if statement.store_id == store_id and verify_note(parsed, witness_public_key, "witness"):
+            best = max(best, statement.hi)
+    return best
+
+
+def _keep_acks(db_path: Path, notes: list[str]) -> int:
+    known = {a.get("note") for a in read_acks(db_path)}
+    new = [n for n in notes if n not in known]
+    if new:
+        fd = os.open(acks_path(db_path), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            os.write(fd, "".join(json.dumps({"note": n}) + "\n" for n in new).encode("utf-8"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    return len(new)
+
+
+def sync(settings: Settings, *, to: str | None = None, db: Path | None = None, progress: Progress | None = None,
+         max_records: int | None = None) -> SyncResult:
+    """Ship this device's unshipped records to the central MLflow at `to` (default `[sync] to`)."""
+    uri = to or settings.sync.to
+    if not uri:
+        raise InputError("no central store to sync to: give --to URI or set [sync] to in govkit.toml", parameter="to")
+    db_path = Path(db or settings.audit.db)
+    if not db_path.is_file():
+        raise StoreNotFound(f"{db_path}: no audit store here; only 'govkit init' creates one")
+    if not settings.audit.private_key.is_file():
+        raise InputError(f"{settings.audit.private_key}: no device key; a sync ships only segments the device signs")
+    key = load_private_key(settings.audit.private_key)
+    central = Central(uri, retries=settings.sync.retries)
+    try:
+        with contextlib.closing(connect_read_only(db_path, settings.audit.busy_timeout_s)) as reader:
+            return _sync(settings, central, reader, db_path, key, progress, max_records or settings.sync.segment_records)
+    except sqlite3.Error as exc:
+        from ..audit.connect import store_error
+
+        raise store_error(db_path, exc, settings.audit.busy_timeout_s) from None
+    finally:
+        central.close()
+
+
+def _sync(settings: Settings, central: Central, db: sqlite3.Connection, db_path: Path, key: Any,
+          progress: Progress | None, max_records: int) -> SyncResult:
+    from ..tracking import Tracker
+
+    identity = store_identity(db)
+    if identity is None:
+        raise StoreNotFound(f"{db_path}: its first record does not name a store; only 'govkit init' creates one")
+    store_id = identity["store_id"]
+    if settings.audit.store_id and settings.audit.store_id != store_id:
+        from ..errors import StoreMismatch
+
+        raise StoreMismatch(f"{db_path}: store {store_id}, but govkit.toml names store {settings.audit.store_id}")
+    device_id = settings.audit.device_id or str(identity.get("device_id") or "") or store_id
+    head_seq, head_hash = db.execute("SELECT seq, record_hash FROM records ORDER BY seq DESC LIMIT 1").fetchone()
+    experiment = Tracker.from_settings(settings, db_path).experiment
+    experiment_id = central.experiment(experiment)
+    assert experiment_id is not None
+    runs = central.runs([experiment_id], f"{SYNC_FILTER} and tags.`govkit.device_id` = '{device_id}' "
+                                         f"and tags.`govkit.store_id` = '{store_id}'")
+    new_acks = _keep_acks(db_path, [r.data.tags["govkit.witness.ack"] for r in runs if "govkit.witness.ack" in r.data.tags])
+    held = _held_ranges(central, runs)
+    central_seq = _contiguous(held)
+    witness_key = settings.sync.witness_public_key
+    acked = acknowledged_seq(db_path, witness_key, store_id) if witness_key else 0
+    unfinished = next((r for r in reversed(runs) if r.data.tags.get("govkit.sync.status") == "uploading"), None)
+    if central_seq >= head_seq:
+        _clean_unfinished(central, unfinished, finish=True)
+        return SyncResult(None, device_id, store_id, (), 0, 0, head_seq, central_seq, acked, new_acks, False)
+    from ..tracking import _version
+
+    if unfinished is not None:
+        run_id, resumed = unfinished.info.run_id, True
+        _clean_unfinished(central, unfinished, finish=False)
+    else:
+        run_id, resumed = central.create_run(experiment_id, f"sync {device_id} {central_seq + 1}-{head_seq}", {
+            "govkit.operation": "sync", "govkit.principle": "Governance", "govkit.model_id": settings.model.id,
+            "govkit.device_id": device_id, "govkit.store_id": store_id, "govkit.version": _version(),
+            "govkit.sync.status": "uploading", "govkit.seq_range": f"{central_seq + 1}-{head_seq}",
+            "govkit.chain_head": head_hash}), False
+    _ship_oversight_first(central, run_id, db, central_seq + 1, head_seq)
+    shipped: list[tuple[int, int]] = []
+    totals: dict[str, int] = {}
+    redactions: dict[str, int] = {}
+    artifacts: dict[str, int] = {}
+    size = 0
+    total = head_seq - central_seq
+    for segment in build_segments(db, start=central_seq + 1, stop=head_seq, max_records=max_records,
+                                  device_id=device_id, store_id=store_id, private_key=key,
+                                  with_content=settings.sync.ship_content):
+        _upload(central, run_id, segment)
+        shipped.append((segment.note.lo, segment.note.hi))
+        size += segment.note.size
+        for name, n in segment.counts.items():
+            totals[name] = totals.get(name, 0) + n
+        for name, n in segment.redactions.items():
+            redactions[name] = redactions.get(name, 0) + n
+        for name, n in segment.artifacts.items():
+            artifacts[name] = artifacts.get(name, 0) + n
+        if progress:
+            progress(segment.note.hi - central_seq, total)
+    ts = utc_now()
+    central.upload(run_id, "head.note", head_note(key, device_id=device_id, store_id=store_id, seq=head_seq,
+                                                  head_hash=head_hash, ts=ts).encode("utf-8"))
+    inferences = totals.get("inferences", 0)
+    central.log_metrics(run_id, {
+        "records": totals.get("records", 0), "inference_volume": inferences, "overrides": totals.get("overrides", 0),
+        "incidents": totals.get("incidents", 0), "purges": totals.get("purges", 0),
+        "error_rate": (totals.get("errors", 0) / inferences) if inferences else 0.0, "bytes": size,
+        **{f"redactions.{name}": n for name, n in sorted(redactions.items())}})
+    lo = shipped[0][0] if shipped else central_seq + 1
+    central.set_tags(run_id, {"govkit.seq_range": f"{lo}-{head_seq}", "govkit.chain_head": head_hash,
+                              "govkit.artifact_sha256": max(artifacts, key=artifacts.__getitem__) if artifacts else None,
+                              "govkit.sync.shipped_at": ts, "govkit.sync.status": "shipped"})
+    central.finish(run_id)
+    return SyncResult(run_id, device_id, store_id, tuple(shipped), totals.get("records", 0), size, head_seq,
+                      central_seq, acked, new_acks, resumed, totals)
+
+
+def _held_ranges(central: Central, runs: list[Any]) -> list[tuple[int, int]]:
+    """The seq ranges this device's segments cover on the central store: those of finished syncs
+    (their notes), and the completed segments of an unfinished one. A segment the witness
+    rejected does not count: it is shipped again."""
+    ranges: list[tuple[int, int]] = []
+    for run in runs:
+        rejected = set(filter(None, run.data.tags.get("govkit.witness.rejected", "").split(",")))
+        for path in central.list(run.info.run_id, "notes"):
+            name = Path(path).stem
+            if name in rejected:
+                continue
+            try:
+                lo, hi = (int(part) for part in name.split("-")[:2])
+            except ValueError:
+                continue
+            ranges.append((lo, hi))
+    return ranges
+
+
+def _contiguous(ranges: list[tuple[int, int]]) -> int:
+    """The highest seq up to which the ranges cover 1..seq without a hole."""
+    reached = 0
+    for lo, hi in sorted(ranges):
+        if lo > reached + 1:
+            break
+        reached = max(reached, hi)
+    return reached
+
+
+def _clean_unfinished(central: Central, run: Any, *, finish: bool) -> None:
+    """An interrupted sync's run: files whose note never arrived are removed (they were cut short
+    or are about to be shipped again); the run is closed when nothing is left to ship into it."""
+    if run is None:
+        return
+    noted = {Path(p).stem for p in central.list(run.info.run_id, "notes")}
+    for path in _parquet_files(central, run.info.run_id):
+        if Path(path).stem not in noted:
+            central.delete(run, path)
+    if finish:
+        central.set_tags(run.info.run_id, {"govkit.sync.status": "shipped" if noted else "empty"})
+        central.finish(run.info.run_id, "FINISHED" if noted else "KILLED")
+
+
+def _parquet_files(central: Central, run_id: str) -> list[str]:
+    found: list[str] = []
+    for device in _dirs(central, run_id, "segments"):
+        for day in _dirs(central, run_id, device):
+            found.extend(p for p in central.list(run_id, day) if p.endswith(".parquet"))
+    return found
+
+
+def _dirs(central: Central, run_id: str, folder: str) -> list[str]:
+    with central.calling(f"listing {folder}"):
+        return [item.path for item in central.client.list_artifacts(run_id, folder) if item.is_dir]
+
+
+def segment_path(note: Any) -> str:
+    return f"segments/device_id={note.device_id}/date={note.date}/{note.key}.parquet"
+
+
+def _upload(central: Central, run_id: str, segment: Segment) -> None:
+    central.upload(run_id, segment_path(segment.note), segment.data)
+    central.upload(run_id, f"notes/{segment.note.key}.note", segment.signed.encode("utf-8"))
+
+
+def _ship_oversight_first(central: Central, run_id: str, db: sqlite3.Connection, lo: int, hi: int) -> None:
+    from .trail import GOVERNANCE_EVENTS
+
+    marks = ",".join("?" * len(GOVERNANCE_EVENTS))
+    rows = [json.loads(body) | {"seq": seq, "record_hash": stored} for seq, body, stored in db.execute(
+        f"SELECT seq, body, record_hash FROM records WHERE event_type IN ({marks}) AND seq BETWEEN ? AND ? "
+        f"ORDER BY seq", (*GOVERNANCE_EVENTS, lo, hi))]
+    if not rows:
+        return
+    central.upload(run_id, "oversight/records.json", json.dumps(rows, ensure_ascii=False, sort_keys=True).encode("utf-8"))
+    overrides = [r for r in rows if r.get("event_type") == "override"]
+    if overrides:
+        columns = ("seq", "ts_start", "record_id", "target_record_id", "reviewer_id", "human_decision", "override_reason")
+        table = {c: [str(r.get(c) or "") for r in overrides] for c in columns}
+        with central.calling("logging the overrides table"):
+            central.client.log_table(run_id, table, "oversight/overrides.json")

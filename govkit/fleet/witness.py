@@ -1,0 +1,309 @@
+"""The central witness: it checks what devices ship and cosigns what holds.
+
+For each shipped sync run, oldest segment first per (device, store), the witness checks:
+- the segment note's signature against the device registry (never a key that came with the upload);
+- the file against the note (sha256, size), its seqs, every record hash, the chain from `prev` to `head`;
+- continuity with what it already cosigned for that store: the segment's `prev` is the head it
+  cosigned at lo-1.
+What holds is cosigned (the witness adds its signature to the device's segment note, a C2SP
+cosignature) and the run is tagged with the acknowledgement, which the device fetches at its next
+sync. What does not is reported, never silently dropped:
+- gap: a segment starts past the cosigned head (held until the missing seqs arrive);
+- fork: two different heads for one seq from one store (a cloned or rewritten device log);
+- rollback: the device's signed head is behind a head the witness already cosigned;
+- altered: a file that is not the one the device signed, or a signature that does not verify;
+- unknown: a device or store the registry does not hold.
+A replayed segment (one already cosigned) changes nothing.
+
+The witness's memory is its ledger (a SQLite file it alone writes), not MLflow's tags, which
+anyone with access can edit: what it cosigned is what it remembers.
+"""
+
+from __future__ import annotations
+
+import io
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .._lazy import require
+from ..audit.hashing import GENESIS_HASH
+from ..errors import InputError, StoreError
+from ..timestamps import utc_now
+from .central import SYNC_FILTER, Central
+from .notes import add_signature
+from .registry import Device
+from .segments import SegmentNote, check_segment, parse_head_note, parse_segment_note, signed_by
+from .sync import segment_path
+
+__all__ = ["Finding", "WitnessResult", "witness"]
+
+SERIOUS = ("fork", "rollback", "altered", "unknown")
+
+
+@dataclass(frozen=True)
+class Finding:
+    kind: str  # gap, fork, rollback, altered, unknown
+    device_id: str
+    store_id: str
+    detail: str
+    run_id: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"kind": self.kind, "device_id": self.device_id, "store_id": self.store_id, "detail": self.detail,
+                "run_id": self.run_id}
+
+
+@dataclass
+class WitnessResult:
+    runs: int = 0
+    segments: int = 0  # newly cosigned
+    records: int = 0  # newly cosigned
+    duplicates: int = 0  # segments already cosigned: replays, changing nothing
+    held: int = 0  # runs waiting for missing seqs
+    bytes: int = 0
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not any(f.kind in SERIOUS for f in self.findings)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "runs": self.runs, "segments": self.segments, "records": self.records,
+                "duplicates": self.duplicates, "held": self.held, "bytes": self.bytes,
+                "findings": [f.to_dict() for f in self.findings]}
+
+
+_LEDGER = """
+CREATE TABLE IF NOT EXISTS heads (device_id TEXT, store_id TEXT, seq INTEGER NOT NULL, head_hash TEXT NOT NULL,
+                                  acked_at TEXT NOT NULL, PRIMARY KEY (device_id, store_id));
+CREATE TABLE IF NOT EXISTS segments (device_id TEXT, store_id TEXT, lo INTEGER, hi INTEGER, sha256 TEXT,
+                                     prev_hash TEXT, head_hash TEXT, run_id TEXT, path TEXT, acked_at TEXT,
+                                     PRIMARY KEY (device_id, store_id, lo, sha256));
+CREATE TABLE IF NOT EXISTS runs (run_id TEXT PRIMARY KEY, status TEXT NOT NULL, at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS findings (device_id TEXT, store_id TEXT, kind TEXT, detail TEXT, run_id TEXT, at TEXT);
+"""
+
+
+class Ledger:
+    """What the witness has cosigned, per store: its head and every segment's place."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        try:
+            self.db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.executescript(_LEDGER)
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot open the witness ledger ({exc})") from None
+
+    def head(self, device_id: str, store_id: str) -> tuple[int, str]:
+        row = self.db.execute("SELECT seq, head_hash FROM heads WHERE device_id = ? AND store_id = ?",
+                              (device_id, store_id)).fetchone()
+        return (row[0], row[1]) if row else (0, GENESIS_HASH)
+
+    def holds(self, note: SegmentNote) -> bool:
+        return self.db.execute("SELECT 1 FROM segments WHERE device_id = ? AND store_id = ? AND lo = ? AND sha256 = ?",
+                               (note.device_id, note.store_id, note.lo, note.sha256)).fetchone() is not None
+
+    def covering(self, device_id: str, store_id: str, lo: int, hi: int) -> list[tuple[int, int, str, str, str, str]]:
+        return self.db.execute("SELECT lo, hi, prev_hash, head_hash, run_id, path FROM segments WHERE device_id = ? "
+                               "AND store_id = ? AND hi >= ? AND lo <= ? ORDER BY lo",
+                               (device_id, store_id, lo, hi)).fetchall()
+
+    def accept(self, note: SegmentNote, run_id: str, path: str, at: str) -> None:
+        with self.db:
+            self.db.execute("INSERT OR IGNORE INTO segments VALUES (?,?,?,?,?,?,?,?,?,?)",
+                            (note.device_id, note.store_id, note.lo, note.hi, note.sha256, note.prev_hash,
+                             note.head_hash, run_id, path, at))
+            self.db.execute("INSERT INTO heads VALUES (?,?,?,?,?) ON CONFLICT (device_id, store_id) DO UPDATE SET "
+                            "seq = excluded.seq, head_hash = excluded.head_hash, acked_at = excluded.acked_at "
+                            "WHERE excluded.seq > heads.seq", (note.device_id, note.store_id, note.hi, note.head_hash, at))
+
+    def done(self, run_id: str) -> bool:
+        row = self.db.execute("SELECT status FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        return row is not None and row[0] != "held"
+
+    def finish(self, run_id: str, status: str, findings: list[Finding]) -> None:
+        at = utc_now()
+        with self.db:
+            self.db.execute("INSERT OR REPLACE INTO runs VALUES (?,?,?)", (run_id, status, at))
+            self.db.executemany("INSERT INTO findings VALUES (?,?,?,?,?,?)",
+                                [(f.device_id, f.store_id, f.kind, f.detail, f.run_id, at) for f in findings])
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def witness(central: Central, *, registry: dict[tuple[str, str], Device], key: Any, ledger: Path,
+            experiments: list[str] | None = None, progress: Callable[[int], None] | None = None) -> WitnessResult:
+    """One pass over every shipped sync run not yet settled: check, cosign, report."""
+    result = WitnessResult()
+    book = Ledger(ledger)
+    try:
+        ids = experiments if experiments is not None else central.experiments()
+        runs = [r for r in central.runs(ids, f"{SYNC_FILTER} and tags.`govkit.sync.status` = 'shipped'")
+                if not book.done(r.info.run_id)]
+        runs.sort(key=lambda r: (r.data.tags.get("govkit.device_id", ""), r.data.tags.get("govkit.store_id", ""),
+                                 _range_lo(r), r.info.start_time))
+        for run in runs:
+            _witness_run(central, book, registry, key, run, result)
+            result.runs += 1
+            if progress:
+                progress(result.runs)
+    finally:
+        book.close()
+    return result
+
+
+def _range_lo(run: Any) -> int:
+    try:
+        return int(run.data.tags.get("govkit.seq_range", "0-0").split("-")[0])
+    except ValueError:
+        return 0
+
+
+def _witness_run(central: Central, book: Ledger, registry: dict[tuple[str, str], Device], key: Any, run: Any,
+                 result: WitnessResult) -> None:
+    tags = run.data.tags
+    device_id, store_id, run_id = tags.get("govkit.device_id", ""), tags.get("govkit.store_id", ""), run.info.run_id
+    findings: list[Finding] = []
+
+    def find(kind: str, detail: str) -> None:
+        findings.append(Finding(kind, device_id, store_id, detail, run_id))
+
+    device = registry.get((device_id, store_id))
+    status, ack, rejected = "acknowledged", None, []
+    if device is None:
+        others = [d for (i, _), d in registry.items() if i == device_id]
+        find("unknown", f"store {store_id} of device {device_id} is not enrolled" + (
+            " (the device is enrolled with another store: re-initialised, replaced or cloned)" if others else ""))
+        status = "rejected"
+    else:
+        notes = []
+        for path in central.list(run_id, "notes"):
+            text = central.download(run_id, path).decode("utf-8", "replace")
+            try:
+                note, parsed = parse_segment_note(text, source=path)
+            except InputError as exc:
+                find("altered", str(exc))
+                rejected.append(Path(path).stem)
+                continue
+            if not signed_by(parsed, device.public_key) or (note.device_id, note.store_id) != (device_id, store_id) \
+                    or note.key != Path(path).stem:
+                find("altered", f"{path}: not signed by device {device_id}'s enrolled key for store {store_id}")
+                rejected.append(Path(path).stem)
+                continue
+            notes.append((note, text))
+        for note, text in sorted(notes, key=lambda n: n[0].lo):
+            verdict = _witness_segment(central, book, note, run_id, find)
+            if verdict == "accepted":
+                ack = add_signature(text, key, "witness")
+                result.segments += 1
+                result.records += note.records
+                result.bytes += note.size
+            elif verdict == "duplicate":
+                result.duplicates += 1
+                ack = ack or add_signature(text, key, "witness")
+            elif verdict == "held":
+                status = "held"
+                break
+            else:
+                rejected.append(note.key)
+        _witness_head(central, book, device, run_id, find)
+    if status != "held" and (rejected or any(f.kind in SERIOUS for f in findings)):
+        status = "rejected"
+    if status == "held":
+        result.held += 1
+    result.findings.extend(findings)
+    seq, _ = book.head(device_id, store_id)
+    central.set_tags(run_id, {"govkit.witness.status": status, "govkit.witness.checked_at": utc_now(),
+                              "govkit.witness.findings": "; ".join(f"{f.kind}: {f.detail}" for f in findings)[:4900],
+                              "govkit.witness.rejected": ",".join(rejected), "govkit.witness.acked_seq": seq,
+                              **({"govkit.witness.ack": ack} if ack else {})})
+    book.finish(run_id, status, findings)
+
+
+def _witness_segment(central: Central, book: Ledger, note: SegmentNote, run_id: str, find: Any) -> str:
+    if book.holds(note):
+        return "duplicate"
+    seq, head = book.head(note.device_id, note.store_id)
+    if note.lo > seq + 1:
+        find("gap", f"seqs {seq + 1}..{note.lo - 1} have not arrived; segment {note.lo}..{note.hi} waits for them")
+        return "held"
+    path = segment_path(note)
+    data = central.download(run_id, path)
+    problems = check_segment(note, data)
+    if problems:
+        find("altered", problems[0])
+        return "rejected"
+    if note.lo == seq + 1:
+        if note.prev_hash != head:
+            find("fork", f"seq {seq}: the witness cosigned head {head[:19]}…, this segment chains from "
+                         f"{note.prev_hash[:19]}… (two different logs under one store)")
+            return "rejected"
+    else:  # it overlaps what is cosigned: every shared seq must hold the record cosigned there
+        cosigned: dict[int, str] = {}
+        for lo, hi, _, _, other_run, other_path in book.covering(note.device_id, note.store_id, note.lo, min(note.hi, seq)):
+            shared = range(max(lo, note.lo), min(hi, note.hi) + 1)
+            cosigned.update(_hashes_at(central.download(other_run, other_path), set(shared)))
+        mine = _hashes_at(data, set(cosigned))
+        differing = [s for s in sorted(cosigned) if mine.get(s) != cosigned[s]]
+        if differing:
+            find("fork", f"seq {differing[0]}: a different record than the one the witness cosigned")
+            return "rejected"
+        if note.hi <= seq:
+            return "duplicate"
+    book.accept(note, run_id, path, utc_now())
+    return "accepted"
+
+
+def _hashes_at(data: bytes, wanted: set[int]) -> dict[int, str]:
+    if not wanted:
+        return {}
+    pq = require("pyarrow.parquet", "parquet")
+    table = pq.read_table(io.BytesIO(data), columns=["seq", "record_hash"])
+    return {s: h for s, h in zip(table.column("seq").to_pylist(), table.column("record_hash").to_pylist()) if s in wanted}
+
+
+def _witness_head(central: Central, book: Ledger, device: Device, run_id: str, find: Any) -> None:
+    """The device's signed head against what the witness cosigned: behind it is a rollback, or a
+    fork when the device's record at that seq is not the one cosigned."""
+    if "head.note" not in central.list(run_id, None):
+        find("altered", "head.note: the sync run holds no signed head")
+        return
+    text = central.download(run_id, "head.note").decode("utf-8", "replace")
+    try:
+        head, parsed = parse_head_note(text, source="head.note")
+    except InputError as exc:
+        find("altered", str(exc))
+        return
+    if not signed_by(parsed, device.public_key) or (head["device_id"], head["store_id"]) != (device.id, device.store_id):
+        find("altered", "head.note: not signed by the device's enrolled key")
+        return
+    seq, cosigned = book.head(device.id, device.store_id)
+    if head["seq"] > seq or (head["seq"] == seq and head["head_hash"] == cosigned):
+        return
+    if head["seq"] == seq:
+        find("fork", f"seq {seq}: the device's head is not the record the witness cosigned")
+        return
+    theirs = _record_hash_at(central, book, device, head["seq"])
+    if theirs is not None and theirs != head["head_hash"]:
+        find("fork", f"seq {head['seq']}: the device's head is not the record the witness cosigned at that seq "
+                     f"(its log was replaced by another, or cloned)")
+    else:
+        find("rollback", f"the device's signed head is seq {head['seq']} ({head['ts']}), behind seq {seq}, which the "
+                         f"witness cosigned: records {head['seq'] + 1}..{seq} are gone from the device")
+
+
+def _record_hash_at(central: Central, book: Ledger, device: Device, seq: int) -> str | None:
+    for lo, hi, prev_hash, head_hash, run_id, path in book.covering(device.id, device.store_id, seq, seq):
+        if hi == seq:
+            return head_hash
+        if lo - 1 == seq:
+            return prev_hash
+        return _hashes_at(central.download(run_id, path), {seq}).get(seq)
+    return None
