@@ -66,6 +66,10 @@ def sync(ctx: click.Context, to: str | None, db: Path | None, segment_records: i
         click.echo(f"shipped {result.records} records (seqs {result.shipped[0][0]}..{result.shipped[-1][1]}) in "
                    f"{len(result.shipped)} segment(s), {result.bytes} bytes, to run {result.run_id}"
                    + (" (resumed an interrupted sync)" if result.resumed else ""))
+    elif result.central_seq > result.head_seq:
+        click.echo(f"warning: the central store holds this store's log up to seq {result.central_seq}, but it ends at "
+                   f"seq {result.head_seq}: restored from an older copy, or cloned? The signed head was shipped; "
+                   f"the witness reports it", err=True)
     else:
         click.echo(f"nothing to ship: the central store holds this device's log up to seq {result.central_seq}")
     acked = (f"acknowledged by the witness up to seq {result.acknowledged_seq}" if result.acknowledged_seq
@@ -130,8 +134,9 @@ def enroll(registry: Path, device_config: Path | None, device_id: str | None, st
               help="The witness's private key (govkit fleet keygen).")
 @click.option("--ledger", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="The witness's ledger (SQLite): what it cosigned. Created on first use; keep it.")
+@click.option("--experiment", "experiments", multiple=True, help="Only these experiments (model ids); repeatable.")
 @json_option
-def witness(uri: str, registry: Path, key_path: Path, ledger: Path, as_json: bool) -> None:
+def witness(uri: str, registry: Path, key_path: Path, ledger: Path, experiments: tuple[str, ...], as_json: bool) -> None:
     """Check every shipped segment and cosign what holds; exit 1 on a fork, rollback, altered
     segment or unknown device (a gap is held, not failed).
 
@@ -145,7 +150,8 @@ def witness(uri: str, registry: Path, key_path: Path, ledger: Path, as_json: boo
     key = load_private_key(key_path)
     central = _central(uri)
     try:
-        result = run_witness(central, registry=devices, key=key, ledger=ledger)
+        result = run_witness(central, registry=devices, key=key, ledger=ledger,
+                             experiments=_experiment_ids(central, experiments))
     finally:
         central.close()
     if as_json:

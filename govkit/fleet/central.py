@@ -78,12 +78,22 @@ class Central:
             if not create:
                 return None
             try:
-                return str(self.client.create_experiment(name))
+                return str(self.client.create_experiment(name, artifact_location=self._local_artifacts(name)))
             except self.mlflow.exceptions.MlflowException:  # another device created it first
                 found = self.client.get_experiment_by_name(name)
                 if found is None:
                     raise
                 return str(found.experiment_id)
+
+    def _local_artifacts(self, name: str) -> str | None:
+        """A local store (sqlite:///FILE) keeps its artifacts beside its database, wherever the
+        sync runs from; a server decides for itself (--artifacts-destination)."""
+        if not self.uri.startswith("sqlite:///"):
+            return None
+        import re
+
+        folder = Path(self.uri.removeprefix("sqlite:///")).resolve().parent / "mlartifacts" / re.sub(r"[^\w.-]", "_", name)
+        return folder.as_uri()
 
     def experiments(self) -> list[str]:
         with self.calling("listing experiments"):

@@ -157,20 +157,19 @@ def _sync(settings: Settings, central: Central, db: sqlite3.Connection, db_path:
     witness_key = settings.sync.witness_public_key
     acked = acknowledged_seq(db_path, witness_key, store_id) if witness_key else 0
     unfinished = next((r for r in reversed(runs) if r.data.tags.get("govkit.sync.status") == "uploading"), None)
-    if central_seq >= head_seq:
-        _clean_unfinished(central, unfinished, finish=True)
-        return SyncResult(None, device_id, store_id, (), 0, 0, head_seq, central_seq, acked, new_acks, False)
     from ..tracking import _version
 
+    # A sync with nothing new still ships the device's signed head: a heartbeat that shows the
+    # device alive, and the evidence of a rollback behind what the witness cosigned.
+    pending = f"{central_seq + 1}-{head_seq}" if head_seq > central_seq else "none"
     if unfinished is not None:
         run_id, resumed = unfinished.info.run_id, True
-        _clean_unfinished(central, unfinished, finish=False)
+        _clean_unfinished(central, unfinished)
     else:
-        run_id, resumed = central.create_run(experiment_id, f"sync {device_id} {central_seq + 1}-{head_seq}", {
+        run_id, resumed = central.create_run(experiment_id, f"sync {device_id} {pending}", {
             "govkit.operation": "sync", "govkit.principle": "Governance", "govkit.model_id": settings.model.id,
             "govkit.device_id": device_id, "govkit.store_id": store_id, "govkit.version": _version(),
-            "govkit.sync.status": "uploading", "govkit.seq_range": f"{central_seq + 1}-{head_seq}",
-            "govkit.chain_head": head_hash}), False
+            "govkit.sync.status": "uploading", "govkit.seq_range": pending, "govkit.chain_head": head_hash}), False
     _ship_oversight_first(central, run_id, db, central_seq + 1, head_seq)
     shipped: list[tuple[int, int]] = []
     totals: dict[str, int] = {}
@@ -178,9 +177,10 @@ def _sync(settings: Settings, central: Central, db: sqlite3.Connection, db_path:
     artifacts: dict[str, int] = {}
     size = 0
     total = head_seq - central_seq
-    for segment in build_segments(db, start=central_seq + 1, stop=head_seq, max_records=max_records,
-                                  device_id=device_id, store_id=store_id, private_key=key,
-                                  with_content=settings.sync.ship_content):
+    segments = build_segments(db, start=central_seq + 1, stop=head_seq, max_records=max_records, device_id=device_id,
+                              store_id=store_id, private_key=key, with_content=settings.sync.ship_content) \
+        if head_seq > central_seq else iter(())
+    for segment in segments:
         _upload(central, run_id, segment)
         shipped.append((segment.note.lo, segment.note.hi))
         size += segment.note.size
@@ -201,8 +201,8 @@ def _sync(settings: Settings, central: Central, db: sqlite3.Connection, db_path:
         "incidents": totals.get("incidents", 0), "purges": totals.get("purges", 0),
         "error_rate": (totals.get("errors", 0) / inferences) if inferences else 0.0, "bytes": size,
         **{f"redactions.{name}": n for name, n in sorted(redactions.items())}})
-    lo = shipped[0][0] if shipped else central_seq + 1
-    central.set_tags(run_id, {"govkit.seq_range": f"{lo}-{head_seq}", "govkit.chain_head": head_hash,
+    central.set_tags(run_id, {"govkit.seq_range": f"{shipped[0][0]}-{head_seq}" if shipped else "none",
+                              "govkit.chain_head": head_hash,
                               "govkit.artifact_sha256": max(artifacts, key=artifacts.__getitem__) if artifacts else None,
                               "govkit.sync.shipped_at": ts, "govkit.sync.status": "shipped"})
     central.finish(run_id)
@@ -239,18 +239,13 @@ def _contiguous(ranges: list[tuple[int, int]]) -> int:
     return reached
 
 
-def _clean_unfinished(central: Central, run: Any, *, finish: bool) -> None:
-    """An interrupted sync's run: files whose note never arrived are removed (they were cut short
-    or are about to be shipped again); the run is closed when nothing is left to ship into it."""
-    if run is None:
-        return
+def _clean_unfinished(central: Central, run: Any) -> None:
+    """An interrupted sync's run, before the sync goes on in it: files whose note never arrived
+    are removed (they were cut short, and are shipped again)."""
     noted = {Path(p).stem for p in central.list(run.info.run_id, "notes")}
     for path in _parquet_files(central, run.info.run_id):
         if Path(path).stem not in noted:
             central.delete(run, path)
-    if finish:
-        central.set_tags(run.info.run_id, {"govkit.sync.status": "shipped" if noted else "empty"})
-        central.finish(run.info.run_id, "FINISHED" if noted else "KILLED")
 
 
 def _parquet_files(central: Central, run_id: str) -> list[str]:

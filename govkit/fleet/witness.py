@@ -147,8 +147,9 @@ def witness(central: Central, *, registry: dict[tuple[str, str], Device], key: A
         ids = experiments if experiments is not None else central.experiments()
         runs = [r for r in central.runs(ids, f"{SYNC_FILTER} and tags.`govkit.sync.status` = 'shipped'")
                 if not book.done(r.info.run_id)]
+        # Per store in the order the device shipped; a run held for a gap is tried again at the next pass.
         runs.sort(key=lambda r: (r.data.tags.get("govkit.device_id", ""), r.data.tags.get("govkit.store_id", ""),
-                                 _range_lo(r), r.info.start_time))
+                                 r.info.start_time, _range_lo(r)))
         for run in runs:
             _witness_run(central, book, registry, key, run, result)
             result.runs += 1

@@ -1,0 +1,301 @@
+"""Fleet sync against a local central MLflow store: every record arrives once, the witness
+cosigns what holds and reports gaps, forks, rollbacks, tampering and silence. The server path
+(PostgreSQL, `mlflow server`, basic auth, 20 devices) is tests/test_fleet_server.py."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from govkit.fleet.central import Central
+from govkit.fleet.registry import load_registry
+from govkit.fleet.status import fleet_status, verify_device
+from govkit.fleet.sync import acknowledged_seq, sync
+from govkit.fleet.witness import witness
+
+from .conftest import run
+from .fleet import Device, inside, make_device
+
+MODEL = "credit-assistant"
+
+
+@pytest.fixture
+def central(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'central' / 'mlflow.db'}"
+
+
+@pytest.fixture
+def witness_key(tmp_path: Path) -> tuple[Path, str]:
+    key = tmp_path / "witness.pem"
+    result = run("fleet", "keygen", "--key", str(key))
+    assert result.exit_code == 0, result.output
+    return key, result.output.strip()
+
+
+def _enroll(tmp_path: Path, *devices: Device) -> Path:
+    registry = tmp_path / "fleet.toml"
+    for device in devices:
+        assert run("fleet", "enroll", "--registry", str(registry), "--device-config", str(device.config)).exit_code == 0
+    return registry
+
+
+def _witness(central: str, registry: Path, key: Path, tmp_path: Path):
+    from govkit.audit.checkpoints import load_private_key
+
+    c = Central(central)
+    try:
+        return witness(c, registry=load_registry(registry), key=load_private_key(key), ledger=tmp_path / "witness.db")
+    finally:
+        c.close()
+
+
+def _sync(device: Device, central: str, **options):
+    with inside(device.folder):
+        return sync(device.settings, to=central, **options)
+
+
+def _segment_rows(tmp_path: Path) -> list[int]:
+    """Every record seq in the central store's Parquet dataset, read as one hive-partitioned dataset."""
+    import pyarrow.dataset as ds
+
+    files = sorted((tmp_path / "central" / "mlartifacts").rglob("*.parquet"))
+    if not files:
+        return []
+    dataset = ds.dataset([str(f) for f in files], format="parquet", partitioning="hive")
+    return dataset.to_table(columns=["seq"]).column("seq").to_pylist()
+
+
+def test_sync_ships_every_record_once_and_the_witness_cosigns_it(tmp_path: Path, central: str,
+                                                                  witness_key: tuple[Path, str]) -> None:
+    key, public = witness_key
+    device = make_device(tmp_path, "branch-17")
+    device.set_sync(witness_public_key=public, segment_records=1000)
+    head = device.append(2500, overrides=3)
+    with inside(device.folder):
+        first = run("sync", "--to", central)
+    assert first.exit_code == 0, first.output
+    assert f"seqs 1..{head}" in first.output
+    registry = _enroll(tmp_path, device)
+    result = run("fleet", "witness", "--from", central, "--registry", str(registry), "--key", str(key),
+                 "--ledger", str(tmp_path / "witness.db"))
+    assert result.exit_code == 0, result.output
+    assert f"{head} records" in result.output
+    again = _sync(device, central)
+    assert again.records == 0 and again.central_seq == head
+    assert again.new_acks == 1 and acknowledged_seq(device.settings.audit.db, public, device.store_id) == head
+    assert sorted(_segment_rows(tmp_path)) == list(range(1, head + 1))  # every record once, none twice
+
+    verified = run("audit", "verify", "--from-mlflow", central, "--device", device.id, "--registry", str(registry),
+                   "--witness-key", public, "--format", "json")
+    assert verified.exit_code == 0, verified.output
+    report = json.loads(verified.output)
+    assert report["ok"] and report["records"] == head and report["store_id"] == device.store_id
+
+    status = run("fleet", "status", "--from", central, "--registry", str(registry), "--witness-key", public,
+                 "--format", "json")
+    assert status.exit_code == 0, status.output
+    [state] = json.loads(status.output)
+    assert (state["shipped_seq"], state["acked_seq"], state["records"], state["healthy"]) == (head, head, head, True)
+
+    trail = run("trail", "--from", central, "--model", MODEL, "--format", "json")
+    assert trail.exit_code == 0, trail.output
+    events = json.loads(trail.output)
+    overrides = [e for e in events if e["operation"] == "override"]
+    assert len(overrides) == 3 and {e["who"] for e in overrides} == {"alice"}
+    assert all(e["device_id"] == device.id for e in events)
+
+
+def test_every_run_carries_the_tag_convention(tmp_path: Path, central: str) -> None:
+    import mlflow
+
+    from govkit.tracking import CONVENTION
+
+    device = make_device(tmp_path, "branch-1")
+    device.append(20)
+    with inside(device.folder):
+        run("check")  # a governance action: one run in the device's own MLflow
+    _sync(device, central)
+    local = mlflow.MlflowClient(f"sqlite:///{device.folder / '.govkit' / 'mlflow.db'}")
+    remote = mlflow.MlflowClient(central)
+    runs = [*local.search_runs([local.get_experiment_by_name(MODEL).experiment_id]),
+            *remote.search_runs([remote.get_experiment_by_name(MODEL).experiment_id])]
+    assert {r.data.tags.get("govkit.operation") for r in runs} >= {"check_run", "sync"}
+    for r in runs:
+        missing = [t for t in CONVENTION if not r.data.tags.get(t) and t != "govkit.artifact_sha256"]
+        assert not missing, (r.info.run_name, missing)
+        assert r.data.tags["govkit.device_id"] == device.id and r.data.tags["govkit.store_id"] == device.store_id
+    [shipped] = [r for r in runs if r.data.tags["govkit.operation"] == "sync"]
+    assert shipped.data.tags["govkit.artifact_sha256"] == "sha256:" + "ab" * 32
+    assert shipped.data.metrics["inference_volume"] == 20 and shipped.data.metrics["error_rate"] == pytest.approx(1 / 20)
+
+
+def test_a_sync_killed_mid_upload_resumes_without_duplicates_or_gaps(tmp_path: Path, central: str,
+                                                                     witness_key: tuple[Path, str]) -> None:
+    device = make_device(tmp_path, "branch-2")
+    head = device.append(6000)
+    proc = subprocess.Popen([sys.executable, "-c", "from govkit.cli import main; main()", "sync", "--to", central, "--segment-records", "200"],
+                            cwd=device.folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    notes = tmp_path / "central" / "mlartifacts"
+    deadline = time.monotonic() + 120
+    while len(list(notes.rglob("*.note"))) < 3 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    shipped_before = len(list(notes.rglob("*.note")))
+    assert 3 <= shipped_before < 30, "the sync was not killed midway"
+    resumed = _sync(device, central, max_records=200)
+    assert resumed.resumed and resumed.central_seq >= 600 and resumed.records == head - resumed.central_seq
+    assert sorted(_segment_rows(tmp_path)) == list(range(1, head + 1))
+    registry = _enroll(tmp_path, device)
+    checked = _witness(central, registry, witness_key[0], tmp_path)
+    assert checked.ok and checked.records == head, checked.to_dict()
+    c = Central(central)
+    try:
+        assert verify_device(c, c.experiments(), device_id=device.id, public_key=device.settings.audit.public_key).ok
+    finally:
+        c.close()
+
+
+def test_a_replayed_segment_changes_nothing(tmp_path: Path, central: str, witness_key: tuple[Path, str]) -> None:
+    device = make_device(tmp_path, "branch-3")
+    head = device.append(1500)
+    first = _sync(device, central, max_records=500)
+    registry = _enroll(tmp_path, device)
+    assert _witness(central, registry, witness_key[0], tmp_path).records == head
+    c = Central(central)
+    try:
+        [original] = [r for r in c.runs(c.experiments()) if r.info.run_id == first.run_id]
+        replay = c.create_run(original.info.experiment_id, "replay", {
+            k: v for k, v in original.data.tags.items() if k.startswith("govkit.") and not k.startswith("govkit.witness")})
+        for path in [*c.list(first.run_id, "notes"), "head.note"]:
+            c.upload(replay, path, c.download(first.run_id, path))
+        for note in c.list(first.run_id, "notes"):
+            lo, hi = note.split("/")[-1].split("-")[:2]
+            [parquet] = [p for p in _all_files(c, first.run_id) if p.endswith(".parquet") and f"/{lo}-{hi}-" in p]
+            c.upload(replay, parquet, c.download(first.run_id, parquet))
+        c.finish(replay)
+        segments = len(c.list(first.run_id, "notes"))
+        before = fleet_status(c, c.experiments())
+    finally:
+        c.close()
+    again = _witness(central, registry, witness_key[0], tmp_path)
+    assert again.ok and again.segments == 0 and again.records == 0 and again.duplicates == segments, again.to_dict()
+    c = Central(central)
+    try:
+        after = fleet_status(c, c.experiments())
+        assert [s.records for s in after] == [head] and after[0].acked_seq == before[0].acked_seq == head
+    finally:
+        c.close()
+
+
+def _all_files(c: Central, run_id: str, folder: str | None = None) -> list[str]:
+    found = []
+    for item in c.client.list_artifacts(run_id, folder):
+        found.extend(_all_files(c, run_id, item.path) if item.is_dir else [item.path])
+    return found
+
+
+def test_a_tampered_segment_is_rejected_and_fails_central_verification(tmp_path: Path, central: str,
+                                                                       witness_key: tuple[Path, str]) -> None:
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    device = make_device(tmp_path, "branch-4")
+    device.append(900)
+    _sync(device, central, max_records=300)
+    [target] = [f for f in (tmp_path / "central" / "mlartifacts").rglob("*.parquet") if "/000000000301-" in str(f)]
+    table = pq.read_table(target)
+    table = table.set_column(table.schema.get_field_index("body"), "body",
+                             pc.replace_substring(table.column("body"), "approve", "deny!!!"))
+    pq.write_table(table, target)
+    registry = _enroll(tmp_path, device)
+    result = run("fleet", "witness", "--from", central, "--registry", str(registry), "--key", str(witness_key[0]),
+                 "--ledger", str(tmp_path / "witness.db"))
+    assert result.exit_code == 1 and "altered" in result.output and "301..600" in result.output, result.output
+    verified = run("audit", "verify", "--from-mlflow", central, "--device", device.id, "--registry", str(registry))
+    assert verified.exit_code == 1 and "301..600" in verified.output, verified.output
+
+
+def test_a_forked_device_log_is_reported(tmp_path: Path, central: str, witness_key: tuple[Path, str]) -> None:
+    device = make_device(tmp_path, "branch-5")
+    device.append(400)
+    _sync(device, central)
+    registry = _enroll(tmp_path, device)
+    assert _witness(central, registry, witness_key[0], tmp_path).ok
+    twin = device.clone(tmp_path / "branch-5-copy")  # the same store, cloned onto a second tablet
+    device.append(100, marker="original")
+    _sync(device, central)
+    twin.append(300, marker="clone")
+    _sync(twin, central)
+    checked = _witness(central, registry, witness_key[0], tmp_path)
+    assert not checked.ok and [f.kind for f in checked.findings] == ["fork"], checked.to_dict()
+    status = run("fleet", "status", "--from", central, "--registry", str(registry), "--format", "json")
+    assert status.exit_code == 1 and "fork" in json.loads(status.output)[0]["findings"]
+
+
+def test_a_rolled_back_device_is_reported(tmp_path: Path, central: str, witness_key: tuple[Path, str]) -> None:
+    device = make_device(tmp_path, "branch-6")
+    device.append(300)
+    backup = device.clone(tmp_path / "backup")
+    device.append(300)
+    _sync(device, central)
+    registry = _enroll(tmp_path, device)
+    assert _witness(central, registry, witness_key[0], tmp_path).ok
+    import shutil
+
+    shutil.rmtree(device.folder / ".govkit")
+    shutil.copytree(backup.folder / ".govkit", device.folder / ".govkit")  # restored from last week's backup
+    _sync(device, central)
+    checked = _witness(central, registry, witness_key[0], tmp_path)
+    assert [f.kind for f in checked.findings] == ["rollback"] and not checked.ok, checked.to_dict()
+    assert "behind seq" in checked.findings[0].detail
+
+
+def test_a_silent_device_and_a_gap_are_flagged(tmp_path: Path, central: str, witness_key: tuple[Path, str]) -> None:
+    talking, silent = make_device(tmp_path, "branch-7"), make_device(tmp_path, "branch-8")
+    talking.append(600)
+    _sync(talking, central, max_records=200)
+    registry = _enroll(tmp_path, talking, silent)
+    c = Central(central)
+    try:
+        [shipped] = c.runs(c.experiments())
+        middle = [p for p in c.list(shipped.info.run_id, "notes") if "/000000000201-" in p]
+        # the segment 201..400 is lost on the way: the central store never got its note
+        (tmp_path / "central" / "mlartifacts").joinpath(*_artifact_parts(shipped, middle[0])).unlink()
+    finally:
+        c.close()
+    checked = _witness(central, registry, witness_key[0], tmp_path)
+    assert checked.ok and checked.held == 1 and [f.kind for f in checked.findings] == ["gap"], checked.to_dict()
+    c = Central(central)
+    try:
+        states = {s.device_id: s for s in fleet_status(c, c.experiments(), registry=load_registry(registry))}
+        assert states[silent.id].silent and states[silent.id].last_sync is None
+        assert "gap" in states[talking.id].findings and not states[talking.id].healthy
+        later = {s.device_id: s for s in fleet_status(c, c.experiments(), as_of="2027-06-01T00:00:00Z")}
+        assert later[talking.id].silent and later[talking.id].days_silent > 100
+    finally:
+        c.close()
+    resent = _sync(talking, central, max_records=200)  # the device ships the lost seqs again
+    assert resent.central_seq == 200 and resent.shipped[0][0] == 201
+    assert _witness(central, registry, witness_key[0], tmp_path).ok
+
+
+def _artifact_parts(run, path: str) -> list[str]:
+    root = run.info.artifact_uri.split("/mlartifacts/")[1]
+    return [*root.split("/"), *path.split("/")]
+
+
+def test_an_unreachable_server_exits_3_and_loses_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    device = make_device(tmp_path, "branch-9")
+    head = device.append(50)
+    with inside(device.folder):
+        result = run("sync", "--to", "http://127.0.0.1:9")
+    assert result.exit_code == 3 and "127.0.0.1:9" in result.output and "Traceback" not in result.output, result.output
+    assert device.head() == head
