@@ -81,8 +81,9 @@ def _toml(value: object) -> str:
 
 
 def make_device(root: Path, name: str, *, model_id: str = "credit-assistant", tracking_uri: str = "") -> Device:
-    from govkit.cli import cli
     from click.testing import CliRunner
+
+    from govkit.cli import cli
 
     folder = root / name
     folder.mkdir(parents=True)

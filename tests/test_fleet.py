@@ -139,8 +139,8 @@ def test_a_sync_killed_mid_upload_resumes_without_duplicates_or_gaps(tmp_path: P
                                                                      witness_key: tuple[Path, str]) -> None:
     device = make_device(tmp_path, "branch-2")
     head = device.append(6000)
-    proc = subprocess.Popen([sys.executable, "-c", "from govkit.cli import main; main()", "sync", "--to", central, "--segment-records", "200"],
-                            cwd=device.folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    command = [sys.executable, "-c", "from govkit.cli import main; main()", "sync", "--to", central, "--segment-records", "200"]
+    proc = subprocess.Popen(command, cwd=device.folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     notes = tmp_path / "central" / "mlartifacts"
     deadline = time.monotonic() + 120
     while len(list(notes.rglob("*.note"))) < 3 and proc.poll() is None and time.monotonic() < deadline:
