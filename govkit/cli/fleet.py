@@ -89,7 +89,10 @@ def fleet() -> None:
               help="Where to write the witness's private key (mode 0600).")
 def keygen(key_path: Path) -> None:
     """Create the witness's Ed25519 key; prints its public key (set it as [sync] witness_public_key
-    on the devices)."""
+    on the devices).
+
+    Example: govkit fleet keygen --key /srv/govkit/witness.pem
+    """
     from ..audit.checkpoints import generate_keypair
 
     if key_path.exists():

@@ -37,6 +37,7 @@ class Central:
     def __init__(self, uri: str, *, retries: int = 3, timeout_s: float = 30.0):
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(retries))
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # stdout is for our output (--format json)
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(int(timeout_s)))
         from ..tracking import _mlflow

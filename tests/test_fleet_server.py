@@ -1,0 +1,91 @@
+"""The scale-out path: a real PostgreSQL, a real `mlflow server` with proxied artifacts, 20
+devices with their own keys and 10,000 records each syncing at once; and MLflow's basic-auth app
+refusing wrong credentials with exit 3."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from govkit.fleet.central import Central
+from govkit.fleet.registry import load_registry
+from govkit.fleet.status import fleet_status, verify_device
+
+from .central_server import mlflow_server, postgres
+from .conftest import run
+from .fleet import inside, make_device
+
+pytestmark = pytest.mark.slow
+
+
+def test_twenty_devices_sync_at_once_into_mlflow_on_postgresql(tmp_path: Path) -> None:
+    from govkit.audit.checkpoints import load_private_key
+    from govkit.fleet.sync import sync
+    from govkit.fleet.witness import witness
+
+    devices = [make_device(tmp_path / "devices", f"branch-{n:02d}") for n in range(20)]
+    heads = {d.id: d.append(10_000, overrides=2) for d in devices}
+    registry = tmp_path / "fleet.toml"
+    for device in devices:
+        assert run("fleet", "enroll", "--registry", str(registry), "--device-config", str(device.config)).exit_code == 0
+    key = tmp_path / "witness.pem"
+    assert run("fleet", "keygen", "--key", str(key)).exit_code == 0
+    with postgres(tmp_path / "pg") as backend, mlflow_server(tmp_path / "mlflow", backend) as url:
+        def ship(device):  # the library call, one thread per device (chdir is per process)
+            return sync(device.settings, to=url, max_records=4000)
+
+        with ThreadPoolExecutor(max_workers=20) as pool:
+            results = list(pool.map(ship, devices))
+        assert sum(r.records for r in results) == sum(heads.values())
+        central = Central(url)
+        try:
+            checked = witness(central, registry=load_registry(registry), key=load_private_key(key),
+                              ledger=tmp_path / "witness.db")
+            assert checked.ok and checked.records == sum(heads.values()) and checked.duplicates == 0, checked.to_dict()
+            again = [sync(d.settings, to=url) for d in devices[:3]]  # nothing new: nothing shipped twice
+            assert all(r.records == 0 and r.new_acks == 1 for r in again)
+            ids = central.experiments()
+            for device in devices:
+                result = verify_device(central, ids, device_id=device.id, public_key=device.settings.audit.public_key)
+                assert result.ok and result.records == heads[device.id], (device.id, result.to_dict())
+            states = fleet_status(central, ids, registry=load_registry(registry))
+            assert len(states) == 20 and all(s.healthy for s in states), [s.to_dict() for s in states]
+            assert {s.device_id: s.records for s in states} == heads  # every record counted, exactly once
+        finally:
+            central.close()
+        artifacts = sorted((tmp_path / "mlflow" / "artifacts").rglob("*.parquet"))
+        import pyarrow.dataset as ds
+
+        table = ds.dataset([str(f) for f in artifacts], format="parquet", partitioning="hive").to_table(
+            columns=["seq", "device_id"])
+        assert table.num_rows == sum(heads.values())
+        assert len(set(zip(table.column("device_id").to_pylist(), table.column("seq").to_pylist()))) == table.num_rows
+
+
+def test_wrong_credentials_exit_3_without_retrying(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    device = make_device(tmp_path, "branch-auth")
+    device.append(10)
+    with mlflow_server(tmp_path / "mlflow", f"sqlite:///{tmp_path / 'mlflow.db'}", "--app-name", "basic-auth",
+                       env={"MLFLOW_AUTH_CONFIG_PATH": str(_auth_config(tmp_path)),
+                            "MLFLOW_FLASK_SERVER_SECRET_KEY": "govkit-test-csrf-secret"}) as url:
+        monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
+        monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "not-the-password")
+        with inside(device.folder):
+            refused = run("sync", "--to", url)
+        assert refused.exit_code == 3 and "refused the credentials" in refused.output, refused.output
+        monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "fleet-secret-1234")
+        with inside(device.folder):
+            accepted = run("sync", "--to", url, "--format", "json")
+        assert accepted.exit_code == 0, accepted.output
+        assert json.loads(accepted.stdout)["records"] == device.head(), accepted.output
+
+
+def _auth_config(tmp_path: Path) -> Path:
+    config = tmp_path / "basic_auth.ini"
+    config.write_text(f"[mlflow]\ndefault_permission = READ\ndatabase_uri = sqlite:///{tmp_path / 'auth.db'}\n"
+                      f"admin_username = admin\nadmin_password = fleet-secret-1234\nauthorization_function = "
+                      f"mlflow.server.auth:authenticate_request_basic_auth\n")
+    return config
