@@ -23,23 +23,31 @@ def _as_postgres(*command: str) -> list[str]:
 
 @contextmanager
 def postgres(folder: Path) -> Iterator[str]:
-    """A fresh PostgreSQL cluster in `folder` on a free loopback port; yields its SQLAlchemy URI."""
+    """A fresh PostgreSQL cluster on a free loopback port; yields its SQLAlchemy URI. The cluster
+    lives in a folder of its own under the system's temp folder (the postgres user cannot enter
+    pytest's, which is its owner's only); `folder` keeps the server's log."""
+    import tempfile
+
     bins = PG_BIN if PG_BIN.is_dir() else Path(shutil.which("pg_ctl") or "pg_ctl").parent
     folder.mkdir(parents=True, exist_ok=True)
+    cluster = Path(tempfile.mkdtemp(prefix="govkit-pg-"))
     if os.geteuid() == 0:
-        shutil.chown(folder, "postgres", "postgres")
-    data, port = folder / "data", free_port()
+        shutil.chown(cluster, "postgres", "postgres")
+    data, port = cluster / "data", free_port()
     subprocess.run(_as_postgres(str(bins / "initdb"), "-D", str(data), "-U", "govkit", "--auth=trust", "-E", "UTF8"),
                    check=True, capture_output=True)
-    subprocess.run(_as_postgres(str(bins / "pg_ctl"), "-D", str(data), "-l", str(folder / "pg.log"), "-w", "-o",
-                                f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=on", "start"),
+    subprocess.run(_as_postgres(str(bins / "pg_ctl"), "-D", str(data), "-l", str(cluster / "pg.log"), "-w", "-o",
+                                f"-p {port} -k {cluster} -c listen_addresses=127.0.0.1 -c fsync=on", "start"),
                    check=True, capture_output=True)
     try:
         subprocess.run(_as_postgres(str(bins / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "govkit", "mlflow"),
                        check=True, capture_output=True)
-        yield f"postgresql://govkit@127.0.0.1:{port}/mlflow"
+        yield f"postgresql+psycopg2://govkit@127.0.0.1:{port}/mlflow"
     finally:
         subprocess.run(_as_postgres(str(bins / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"), capture_output=True)
+        if (cluster / "pg.log").exists():
+            shutil.copy(cluster / "pg.log", folder / "pg.log")
+        shutil.rmtree(cluster, ignore_errors=True)
 
 
 @contextmanager

@@ -45,10 +45,11 @@ class Device:
 
     def append(self, count: int, *, marker: str = "", overrides: int = 0) -> int:
         """`count` inference records (and `overrides` overrides); returns the head seq."""
-        with AuditLog.open(settings=self.settings) as log:
+        settings = self.settings
+        with AuditLog.open(settings=settings) as log:
             log.append_many([{"event_type": "inference", "prompt": f"{marker} application {i}: limit request",
                               "response": "approve" if i % 3 else "deny", "status": "ok" if i % 50 else "error",
-                              "model_id": self.settings.model.id, "artifact_sha256": "sha256:" + "ab" * 32,
+                              "model_id": settings.model.id, "artifact_sha256": "sha256:" + "ab" * 32,
                               "latency_ms": 12.5} for i in range(count)])
             for i in range(overrides):
                 log.append("override", target_record_id=f"decision-{i}", reviewer_id="alice",
