@@ -14,6 +14,8 @@ from ._root import cli
 
 registry_option = click.option("--registry", type=click.Path(dir_okay=False, path_type=Path), required=True,
                                help="The device registry (TOML) the central side trusts: govkit fleet enroll writes it.")
+experiment_option = click.option("--experiment", "experiments", multiple=True,
+                                 help="Only these experiments (model ids); repeatable.")
 central_option = click.option("--from", "--tracking-uri", "uri", required=True,
                               help="The central MLflow tracking URI, e.g. http://mlflow.internal:5000.")
 
@@ -137,7 +139,7 @@ def enroll(registry: Path, device_config: Path | None, device_id: str | None, st
               help="The witness's private key (govkit fleet keygen).")
 @click.option("--ledger", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="The witness's ledger (SQLite): what it cosigned. Created on first use; keep it.")
-@click.option("--experiment", "experiments", multiple=True, help="Only these experiments (model ids); repeatable.")
+@experiment_option
 @json_option
 def witness(uri: str, registry: Path, key_path: Path, ledger: Path, experiments: tuple[str, ...], as_json: bool) -> None:
     """Check every shipped segment and cosign what holds; exit 1 on a fork, rollback, altered
@@ -178,7 +180,7 @@ def witness(uri: str, registry: Path, key_path: Path, ledger: Path, experiments:
               help="A device with no sync for longer is flagged silent.")
 @click.option("--late-hours", type=click.FloatRange(min=0), default=24.0, show_default=True,
               help="A sync not acknowledged within this many hours is late.")
-@click.option("--experiment", "experiments", multiple=True, help="Only these experiments (model ids); repeatable.")
+@experiment_option
 @json_option
 def status(uri: str, registry: Path | None, witness_key: str | None, silent_days: float, late_hours: float,
            experiments: tuple[str, ...], as_json: bool) -> None:
