@@ -25,6 +25,7 @@ __all__ = [
     "AuditSettings",
     "ExplainSettings",
     "FairnessPolicy",
+    "FleetSettings",
     "Inventory",
     "Policy",
     "Settings",
@@ -120,6 +121,18 @@ class SyncSettings:
 
 
 @dataclass(frozen=True)
+class FleetSettings:
+    """The central side's view of the fleet: `govkit report board --fleet` reads it from here."""
+
+    central: str = ""  # the central tracking URI (default: [sync] to)
+    registry: str = ""  # the device registry (TOML) the witness trusts; relative to govkit.toml
+    witness_public_key: str = ""  # acknowledgements count only if this key verifies them (default: [sync]'s)
+    experiments: tuple[str, ...] = ()  # only these models' experiments (default: every experiment)
+    silent_days: float = 7.0  # a device with no sync for longer is silent
+    late_hours: float = 24.0  # a sync not acknowledged within this many hours is late
+
+
+@dataclass(frozen=True)
 class ExplainSettings:
     """Explanations the proxy makes in the background for a sample of live decisions."""
 
@@ -142,6 +155,7 @@ class Settings:
     tracking: TrackingSettings = field(default_factory=TrackingSettings)
     explain: ExplainSettings = field(default_factory=ExplainSettings)
     sync: SyncSettings = field(default_factory=SyncSettings)
+    fleet: FleetSettings = field(default_factory=FleetSettings)
 
 
 def find_config(start: Path | None = None) -> Path:
@@ -186,9 +200,9 @@ class _Parser:
 
     def settings(self, data: dict[str, Any]) -> Settings:
         for name in data:
-            if name not in ("model", "policy", "audit", "tracking", "explain", "sync"):
+            if name not in ("model", "policy", "audit", "tracking", "explain", "sync", "fleet"):
                 raise self.fail(name, None, "unknown table; expected [model], [policy], [audit], [tracking], "
-                                            "[explain] or [sync]")
+                                            "[explain], [sync] or [fleet]")
         model = self.table(data, "model", Inventory)
         if model.risk_rating not in RISK_RATINGS:
             raise self.fail("model", "risk_rating", f"expected one of {', '.join(RISK_RATINGS)}")
@@ -221,8 +235,14 @@ class _Parser:
             raise self.fail("sync", "segment_records", "expected a positive number of records")
         if sync.witness_public_key and not _is_public_key(sync.witness_public_key):
             raise self.fail("sync", "witness_public_key", "expected the base64 of a 32-byte Ed25519 public key")
+        fleet = self.table(data, "fleet", FleetSettings)
+        if fleet.witness_public_key and not _is_public_key(fleet.witness_public_key):
+            raise self.fail("fleet", "witness_public_key", "expected the base64 of a 32-byte Ed25519 public key")
+        fleet = dataclasses.replace(fleet, central=fleet.central or sync.to,
+                                    registry=str(base / fleet.registry) if fleet.registry else "",
+                                    witness_public_key=fleet.witness_public_key or sync.witness_public_key)
         return Settings(path=self.path, model=model, policy=policy, audit=audit, tracking=tracking, explain=explain,
-                        sync=sync)
+                        sync=sync, fleet=fleet)
 
     def check_explain(self, explain: ExplainSettings) -> None:
         if not 0 <= explain.sample_rate <= 1:

@@ -44,25 +44,39 @@ class PurgeResult:
     purged_items: int
     purged_records: int
     erased_runs: tuple[str, ...]  # MLflow runs about the subject whose artifacts were erased
+    acknowledged_upto: int | None = None  # a fleet device: content after this seq waits for the witness
 
     def to_dict(self) -> dict[str, Any]:
         return {"record_id": self.record.record_id, "seq": self.record.seq, "purged_items": self.purged_items,
-                "purged_records": self.purged_records, "erased_runs": list(self.erased_runs)}
+                "purged_records": self.purged_records, "erased_runs": list(self.erased_runs),
+                "acknowledged_upto": self.acknowledged_upto}
 
 
 def purge(log: AuditLog, settings: Settings | None, *, expired: bool = False, before: str | None = None,
           subject_ref: str | None = None, reason: str | None = None) -> PurgeResult:
     """Erase stored content (never the chained records; legal hold wins) and chain a `purge`
     event. An erasure request (`subject_ref`) also erases the artifacts of the MLflow runs about
-    that subject. Criteria combine with AND."""
-    record = log.purge(expired=expired, before=before, subject_ref=subject_ref, reason=reason)
+    that subject. Criteria combine with AND.
+
+    On a fleet device ([sync] to is set) a retention purge (`expired`, `before`) reaches only the
+    records the central witness has acknowledged, as its cosignatures kept beside the store show
+    under [sync] witness_public_key (none without that key): the device never lets evidence go
+    before the central side holds it. An erasure request is not held back: the law does not wait
+    for a sync, and the chain's digests, which are what ships, stay."""
+    upto = None
+    if settings is not None and settings.sync.to and not subject_ref:
+        from .fleet.sync import acknowledged_seq
+
+        key = settings.sync.witness_public_key
+        upto = acknowledged_seq(log.path, key, settings.audit.store_id) if key else 0
+    record = log.purge(expired=expired, before=before, subject_ref=subject_ref, reason=reason, upto_seq=upto)
     erased: list[str] = []
     if subject_ref:
         from .tracking import erase_subject_artifacts
 
         erased = erase_subject_artifacts(log, settings, subject_ref)
     details = record.fields["details"]
-    return PurgeResult(record, details["purged_items"], details["purged_records"], tuple(erased))
+    return PurgeResult(record, details["purged_items"], details["purged_records"], tuple(erased), upto)
 
 
 def resolve_incident(log: AuditLog, incident_id: str, *, note: str, reviewer: str | None = None) -> AuditRecord:

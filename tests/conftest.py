@@ -56,3 +56,19 @@ def run(*args: str, input: str | None = None) -> Result:
     from govkit.cli import cli
 
     return CliRunner().invoke(cli, list(args), input=input, catch_exceptions=False)
+
+
+@pytest.fixture
+def central(tmp_path: Path) -> str:
+    """A local central MLflow store (the server path is tests/central_server.py)."""
+    return f"sqlite:///{tmp_path / 'central' / 'mlflow.db'}"
+
+
+@pytest.fixture
+def witness_key(tmp_path: Path) -> tuple[Path, str]:
+    """The witness's private key file and its public key, as `govkit fleet keygen` makes them."""
+    key = tmp_path / "witness.pem"
+    result = run("fleet", "keygen", "--key", str(key))
+    assert result.exit_code == 0, result.output
+    return key, result.output.strip()
+

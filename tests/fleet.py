@@ -100,3 +100,35 @@ def make_device(root: Path, name: str, *, model_id: str = "credit-assistant", tr
         with device.config.open("a", encoding="utf-8") as handle:
             handle.write(f'\n[tracking]\ntracking_uri = "{tracking_uri}"\n')
     return device
+
+
+def enroll(tmp_path: Path, *devices: Device) -> Path:
+    """The registry (tmp_path/fleet.toml) with these devices enrolled by `govkit fleet enroll`."""
+    from .conftest import run
+
+    registry = tmp_path / "fleet.toml"
+    for device in devices:
+        assert run("fleet", "enroll", "--registry", str(registry), "--device-config", str(device.config)).exit_code == 0
+    return registry
+
+
+def witness_pass(central: str, registry: Path, key: Path, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """One pass of the witness over the central store, its ledger in tmp_path."""
+    from govkit.audit.checkpoints import load_private_key
+    from govkit.fleet.central import Central
+    from govkit.fleet.registry import load_registry
+    from govkit.fleet.witness import witness
+
+    c = Central(central)
+    try:
+        return witness(c, registry=load_registry(registry), key=load_private_key(key), ledger=tmp_path / "witness.db")
+    finally:
+        c.close()
+
+
+def ship(device: Device, central: str, **options: object):  # type: ignore[no-untyped-def]
+    """`govkit sync` of this device to the central store, as a library call from its folder."""
+    from govkit.fleet.sync import sync
+
+    with inside(device.folder):
+        return sync(device.settings, to=central, **options)  # type: ignore[arg-type]

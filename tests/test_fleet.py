@@ -16,48 +16,12 @@ import pytest
 from govkit.fleet.central import Central
 from govkit.fleet.registry import load_registry
 from govkit.fleet.status import fleet_status, verify_device
-from govkit.fleet.sync import acknowledged_seq, sync
-from govkit.fleet.witness import witness
+from govkit.fleet.sync import acknowledged_seq
 
 from .conftest import run
-from .fleet import Device, inside, make_device
+from .fleet import enroll, inside, make_device, ship, witness_pass
 
 MODEL = "credit-assistant"
-
-
-@pytest.fixture
-def central(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'central' / 'mlflow.db'}"
-
-
-@pytest.fixture
-def witness_key(tmp_path: Path) -> tuple[Path, str]:
-    key = tmp_path / "witness.pem"
-    result = run("fleet", "keygen", "--key", str(key))
-    assert result.exit_code == 0, result.output
-    return key, result.output.strip()
-
-
-def _enroll(tmp_path: Path, *devices: Device) -> Path:
-    registry = tmp_path / "fleet.toml"
-    for device in devices:
-        assert run("fleet", "enroll", "--registry", str(registry), "--device-config", str(device.config)).exit_code == 0
-    return registry
-
-
-def _witness(central: str, registry: Path, key: Path, tmp_path: Path):
-    from govkit.audit.checkpoints import load_private_key
-
-    c = Central(central)
-    try:
-        return witness(c, registry=load_registry(registry), key=load_private_key(key), ledger=tmp_path / "witness.db")
-    finally:
-        c.close()
-
-
-def _sync(device: Device, central: str, **options):
-    with inside(device.folder):
-        return sync(device.settings, to=central, **options)
 
 
 def _segment_rows(tmp_path: Path) -> list[int]:
@@ -81,12 +45,12 @@ def test_sync_ships_every_record_once_and_the_witness_cosigns_it(tmp_path: Path,
         first = run("sync", "--to", central)
     assert first.exit_code == 0, first.output
     assert f"seqs 1..{head}" in first.output
-    registry = _enroll(tmp_path, device)
+    registry = enroll(tmp_path, device)
     result = run("fleet", "witness", "--from", central, "--registry", str(registry), "--key", str(key),
                  "--ledger", str(tmp_path / "witness.db"))
     assert result.exit_code == 0, result.output
     assert f"{head} records" in result.output
-    again = _sync(device, central)
+    again = ship(device, central)
     assert again.records == 0 and again.central_seq == head
     assert again.new_acks == 1 and acknowledged_seq(device.settings.audit.db, public, device.store_id) == head
     assert sorted(_segment_rows(tmp_path)) == list(range(1, head + 1))  # every record once, none twice
@@ -120,7 +84,7 @@ def test_every_run_carries_the_tag_convention(tmp_path: Path, central: str) -> N
     device.append(20)
     with inside(device.folder):
         run("check")  # a governance action: one run in the device's own MLflow
-    _sync(device, central)
+    ship(device, central)
     local = mlflow.MlflowClient(f"sqlite:///{device.folder / '.govkit' / 'mlflow.db'}")
     remote = mlflow.MlflowClient(central)
     runs = [*local.search_runs([local.get_experiment_by_name(MODEL).experiment_id]),
@@ -149,11 +113,11 @@ def test_a_sync_killed_mid_upload_resumes_without_duplicates_or_gaps(tmp_path: P
     proc.wait()
     shipped_before = len(list(notes.rglob("*.note")))
     assert 3 <= shipped_before < 30, "the sync was not killed midway"
-    resumed = _sync(device, central, max_records=200)
+    resumed = ship(device, central, max_records=200)
     assert resumed.resumed and resumed.central_seq >= 600 and resumed.records == head - resumed.central_seq
     assert sorted(_segment_rows(tmp_path)) == list(range(1, head + 1))
-    registry = _enroll(tmp_path, device)
-    checked = _witness(central, registry, witness_key[0], tmp_path)
+    registry = enroll(tmp_path, device)
+    checked = witness_pass(central, registry, witness_key[0], tmp_path)
     assert checked.ok and checked.records == head, checked.to_dict()
     c = Central(central)
     try:
@@ -165,9 +129,9 @@ def test_a_sync_killed_mid_upload_resumes_without_duplicates_or_gaps(tmp_path: P
 def test_a_replayed_segment_changes_nothing(tmp_path: Path, central: str, witness_key: tuple[Path, str]) -> None:
     device = make_device(tmp_path, "branch-3")
     head = device.append(1500)
-    first = _sync(device, central, max_records=500)
-    registry = _enroll(tmp_path, device)
-    assert _witness(central, registry, witness_key[0], tmp_path).records == head
+    first = ship(device, central, max_records=500)
+    registry = enroll(tmp_path, device)
+    assert witness_pass(central, registry, witness_key[0], tmp_path).records == head
     c = Central(central)
     try:
         [original] = [r for r in c.runs(c.experiments()) if r.info.run_id == first.run_id]
@@ -184,7 +148,7 @@ def test_a_replayed_segment_changes_nothing(tmp_path: Path, central: str, witnes
         before = fleet_status(c, c.experiments())
     finally:
         c.close()
-    again = _witness(central, registry, witness_key[0], tmp_path)
+    again = witness_pass(central, registry, witness_key[0], tmp_path)
     assert again.ok and again.segments == 0 and again.records == 0 and again.duplicates == segments, again.to_dict()
     c = Central(central)
     try:
@@ -208,13 +172,13 @@ def test_a_tampered_segment_is_rejected_and_fails_central_verification(tmp_path:
 
     device = make_device(tmp_path, "branch-4")
     device.append(900)
-    _sync(device, central, max_records=300)
+    ship(device, central, max_records=300)
     [target] = [f for f in (tmp_path / "central" / "mlartifacts").rglob("*.parquet") if "/000000000301-" in str(f)]
     table = pq.read_table(target)
     table = table.set_column(table.schema.get_field_index("body"), "body",
                              pc.replace_substring(table.column("body"), "approve", "deny!!!"))
     pq.write_table(table, target)
-    registry = _enroll(tmp_path, device)
+    registry = enroll(tmp_path, device)
     result = run("fleet", "witness", "--from", central, "--registry", str(registry), "--key", str(witness_key[0]),
                  "--ledger", str(tmp_path / "witness.db"))
     assert result.exit_code == 1 and "altered" in result.output and "301..600" in result.output, result.output
@@ -225,15 +189,15 @@ def test_a_tampered_segment_is_rejected_and_fails_central_verification(tmp_path:
 def test_a_forked_device_log_is_reported(tmp_path: Path, central: str, witness_key: tuple[Path, str]) -> None:
     device = make_device(tmp_path, "branch-5")
     device.append(400)
-    _sync(device, central)
-    registry = _enroll(tmp_path, device)
-    assert _witness(central, registry, witness_key[0], tmp_path).ok
+    ship(device, central)
+    registry = enroll(tmp_path, device)
+    assert witness_pass(central, registry, witness_key[0], tmp_path).ok
     twin = device.clone(tmp_path / "branch-5-copy")  # the same store, cloned onto a second tablet
     device.append(100, marker="original")
-    _sync(device, central)
+    ship(device, central)
     twin.append(300, marker="clone")
-    _sync(twin, central)
-    checked = _witness(central, registry, witness_key[0], tmp_path)
+    ship(twin, central)
+    checked = witness_pass(central, registry, witness_key[0], tmp_path)
     assert not checked.ok and [f.kind for f in checked.findings] == ["fork"], checked.to_dict()
     status = run("fleet", "status", "--from", central, "--registry", str(registry), "--format", "json")
     assert status.exit_code == 1 and "fork" in json.loads(status.output)[0]["findings"]
@@ -244,15 +208,15 @@ def test_a_rolled_back_device_is_reported(tmp_path: Path, central: str, witness_
     device.append(300)
     backup = device.clone(tmp_path / "backup")
     device.append(300)
-    _sync(device, central)
-    registry = _enroll(tmp_path, device)
-    assert _witness(central, registry, witness_key[0], tmp_path).ok
+    ship(device, central)
+    registry = enroll(tmp_path, device)
+    assert witness_pass(central, registry, witness_key[0], tmp_path).ok
     import shutil
 
     shutil.rmtree(device.folder / ".govkit")
     shutil.copytree(backup.folder / ".govkit", device.folder / ".govkit")  # restored from last week's backup
-    _sync(device, central)
-    checked = _witness(central, registry, witness_key[0], tmp_path)
+    ship(device, central)
+    checked = witness_pass(central, registry, witness_key[0], tmp_path)
     assert [f.kind for f in checked.findings] == ["rollback"] and not checked.ok, checked.to_dict()
     assert "behind seq" in checked.findings[0].detail
 
@@ -260,8 +224,8 @@ def test_a_rolled_back_device_is_reported(tmp_path: Path, central: str, witness_
 def test_a_silent_device_and_a_gap_are_flagged(tmp_path: Path, central: str, witness_key: tuple[Path, str]) -> None:
     talking, silent = make_device(tmp_path, "branch-7"), make_device(tmp_path, "branch-8")
     talking.append(600)
-    _sync(talking, central, max_records=200)
-    registry = _enroll(tmp_path, talking, silent)
+    ship(talking, central, max_records=200)
+    registry = enroll(tmp_path, talking, silent)
     c = Central(central)
     try:
         [shipped] = c.runs(c.experiments())
@@ -270,7 +234,7 @@ def test_a_silent_device_and_a_gap_are_flagged(tmp_path: Path, central: str, wit
         (tmp_path / "central" / "mlartifacts").joinpath(*_artifact_parts(shipped, middle[0])).unlink()
     finally:
         c.close()
-    checked = _witness(central, registry, witness_key[0], tmp_path)
+    checked = witness_pass(central, registry, witness_key[0], tmp_path)
     assert checked.ok and checked.held == 1 and [f.kind for f in checked.findings] == ["gap"], checked.to_dict()
     c = Central(central)
     try:
@@ -281,9 +245,9 @@ def test_a_silent_device_and_a_gap_are_flagged(tmp_path: Path, central: str, wit
         assert later[talking.id].silent and later[talking.id].days_silent > 100
     finally:
         c.close()
-    resent = _sync(talking, central, max_records=200)  # the device ships the lost seqs again
+    resent = ship(talking, central, max_records=200)  # the device ships the lost seqs again
     assert resent.central_seq == 200 and resent.shipped[0][0] == 201
-    assert _witness(central, registry, witness_key[0], tmp_path).ok
+    assert witness_pass(central, registry, witness_key[0], tmp_path).ok
 
 
 def _artifact_parts(run, path: str) -> list[str]:

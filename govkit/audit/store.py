@@ -551,19 +551,20 @@ class AuditLog:
 
     def purge(self, *, expired: bool = False, before: str | None = None,
               subject_ref: str | None = None, reason: str | None = None,
-              now: str | None = None) -> AuditRecord:
+              now: str | None = None, upto_seq: int | None = None) -> AuditRecord:
         """Erase stored content (never the chained records) and chain a `purge` event saying so.
 
         `expired`: content past its expires_at; `before`: content of records started before that
         time; `subject_ref`: an erasure request for one data subject. Records under legal hold
-        are kept. Criteria combine with AND.
+        are kept. Criteria combine with AND; `upto_seq` keeps every record after it (a fleet
+        device's content waits for the witness's acknowledgement).
         """
-        criteria = purge_criteria(expired=expired, before=before, subject_ref=subject_ref, now=now)
+        criteria = purge_criteria(expired=expired, before=before, subject_ref=subject_ref, now=now, upto_seq=upto_seq)
         with self._maintenance(truncate_wal=True) as db:
             pending = dict(db.execute("SELECT key, value FROM meta WHERE key = 'purge_pending'"))
             covered = [(row_seq, kind) for row_seq, kind, body in db.execute(
                 "SELECT c.seq, c.kind, r.body FROM content c JOIN records r ON r.seq = c.seq "
-                "WHERE c.text IS NOT NULL ORDER BY c.seq") if purge_covers(criteria, json.loads(body))]
+                "WHERE c.text IS NOT NULL ORDER BY c.seq") if purge_covers(criteria, json.loads(body), row_seq)]
             details = {"criteria": criteria, "purged_items": len(covered),
                        "purged_records": len({row_seq for row_seq, _ in covered})}
             record = self._chain_event(db, "purge", details, reason)

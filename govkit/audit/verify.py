@@ -641,7 +641,7 @@ def _check_purges(result: VerifyResult, scan: _Scan, counted_elsewhere: frozense
             fields = json.loads(body)
         except ValueError:
             fields = {}
-        if not isinstance(purged_by, int) or seq >= purged_by or not purge_covers(details.get("criteria") or {}, fields):
+        if not isinstance(purged_by, int) or seq >= purged_by or not purge_covers(details.get("criteria") or {}, fields, seq):
             result.add(seq, f"stored {kind} emptied outside what purge seq {purged_by} covered")
     result.content_purged = sum(emptied.values())
     for purge_seq, details in scan.purges.items():

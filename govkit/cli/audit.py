@@ -215,7 +215,8 @@ def purge(ctx: click.Context, db: Path | None, expired: bool, before: str | None
           subject_ref: str | None, reason: str | None, yes: bool) -> None:
     """Erase stored prompt/response text; the chain keeps digests and a `purge` event.
 
-    Records under legal hold are kept. Verification stays green.
+    Records under legal hold are kept. Verification stays green. On a fleet device ([sync] to
+    set), --expired and --before erase only what the central witness has acknowledged.
 
     Example: govkit audit purge --expired --yes
     """
@@ -232,6 +233,11 @@ def purge(ctx: click.Context, db: Path | None, expired: bool, before: str | None
                f"purge record {done.record.record_id} (seq {done.record.seq})"
                + (f"; the artifacts of {len(done.erased_runs)} MLflow run(s) about the subject erased"
                   if done.erased_runs else ""))
+    if done.acknowledged_upto is not None:
+        click.echo(f"    a fleet device: only records the witness has acknowledged were eligible (up to seq "
+                   f"{done.acknowledged_upto}); later content waits for 'govkit sync' and the witness's cosignature"
+                   + ("" if done.acknowledged_upto else
+                      " ([sync] witness_public_key must be set for an acknowledgement to count)"))
 
 
 @audit.command("rebuild-keys")

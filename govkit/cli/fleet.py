@@ -202,10 +202,13 @@ def status(uri: str, registry: Path | None, witness_key: str | None, silent_days
     if as_json:
         echo_json([s.to_dict() for s in states])
     else:
+        if not witness_key:
+            click.echo("warning: no --witness-key: the acknowledgements are taken from MLflow's tags unverified, "
+                       "and anyone with write access to the tracking server can edit those", err=True)
         click.echo(f"{'device':<24} {'store':<28} {'shipped':>9} {'acked':>9} {'last sync':<21} {'silent d':>8}  state")
         for s in states:
             problems = ", ".join(f"{k} ({len(v)})" for k, v in sorted(s.findings.items()))
-            state = "ok" if s.healthy else "; ".join(filter(None, [
+            state = ("ok" if witness_key else "ok (acks unverified)") if s.healthy else "; ".join(filter(None, [
                 "silent" if s.silent else "", f"{s.late_acks} late ack(s)" if s.late_acks else "", problems]))
             click.echo(f"{s.device_id:<24} {s.store_id:<28} {s.shipped_seq:>9} {s.acked_seq:>9} "
                        f"{s.last_sync or 'never':<21} {'' if s.days_silent is None else f'{s.days_silent:.1f}':>8}  {state}")

@@ -44,15 +44,19 @@ def _report_options(formats: tuple[str, ...]) -> Any:
 
 @report.command()
 @_report_options(("html", "pdf", "md", "json"))
-def board(ctx: click.Context, **options: Any) -> None:
+@click.option("--fleet", is_flag=True, help="Add every device's state from the central MLflow ([fleet] in "
+                                            "govkit.toml): devices not synced, gaps, forks, late acknowledgements.")
+def board(ctx: click.Context, fleet: bool, **options: Any) -> None:
     """The board-level AI model-risk report: EDGE scorecard, regulatory map, KPIs, findings, sign-off.
 
     Every figure cites its records, checks and runs; page one says in plain words when the log is
-    empty, does not verify, has no trusted key, or a blocking control has no evidence.
+    empty, does not verify, has no trusted key, or a blocking control has no evidence. With
+    --fleet, it also says which devices have not synced, and every gap, fork, rollback and late
+    acknowledgement the central store shows.
 
-    Example: govkit report board --period 2026-Q4 --format html --format pdf -o reports/
+    Example: govkit report board --period 2026-Q4 --fleet --format html --format pdf -o reports/
     """
-    _make(ctx, "board", **options)
+    _make(ctx, "board", fleet=fleet, **options)
 
 
 @report.command()
@@ -94,7 +98,7 @@ def _steps() -> Any:
 
 def _make(ctx: click.Context, kind: str, *, period: str | None, start: str | None, end: str | None,
           as_of: str | None, formats: tuple[str, ...], output: Path | None, templates_dir: Path | None,
-          no_record: bool, db: Path | None) -> None:
+          no_record: bool, db: Path | None, fleet: bool = False) -> None:
     from ..report import make_report, parse_period
     from ..report.board import TEMPLATES
     from ..timestamps import normalise_ts
@@ -108,7 +112,7 @@ def _make(ctx: click.Context, kind: str, *, period: str | None, start: str | Non
         made = make_report(kind, log, settings, chosen,
                            as_of=normalise_ts(as_of, parameter="as_of") if as_of else None,
                            formats=formats or default, templates_dir=templates_dir,
-                           output=output or Path("reports"), record=not no_record, progress=progress)
+                           output=output or Path("reports"), record=not no_record, progress=progress, fleet=fleet)
     figures = made.manifest["figures"]
     click.echo(f"Overall: {figures['overall']['colour'].upper()}: {figures['overall']['statement']}")
     for alert in figures["alerts"]:

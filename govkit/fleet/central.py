@@ -17,13 +17,14 @@ backoff ([sync] retries), then a TrackingError saying nothing was lost.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from ..errors import TrackingError
+from ..errors import StoreFull, TrackingError
 
 __all__ = ["Central", "SYNC_FILTER"]
 
@@ -64,6 +65,9 @@ class Central:
                                     f"MLFLOW_TRACKING_TOKEN); nothing was lost, nothing retried") from None
             raise TrackingError(f"MLflow at {self.uri}: {what} failed: {_first_line(exc)}") from None
         except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise TrackingError(f"MLflow at {self.uri}: the central store's disk is full while {what}; nothing "
+                                    f"was lost on the device, and the next sync resumes this one") from None
             raise TrackingError(f"MLflow at {self.uri}: {what} failed: {exc.strerror or exc}") from None
         except Exception as exc:  # requests' and urllib3's errors after MLflow's own retries
             if type(exc).__module__.split(".")[0] in ("requests", "urllib3"):
@@ -135,10 +139,16 @@ class Central:
 
     def upload(self, run_id: str, artifact_path: str, data: bytes) -> None:
         """`data` as the run's artifact at `artifact_path` (folders included)."""
-        folder = Path(tempfile.mkdtemp(dir=self._scratch.name))
         try:
+            folder = Path(tempfile.mkdtemp(dir=self._scratch.name))
             path = folder / Path(artifact_path).name
             path.write_bytes(data)
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC:
+                raise
+            raise StoreFull(f"this device's disk is full ({self._scratch.name}, TMPDIR) while staging {artifact_path} "
+                            f"for upload; nothing was lost, and 'govkit sync' resumes once there is space") from None
+        try:
             parent = str(Path(artifact_path).parent)
             with self.calling(f"uploading {artifact_path}"):
                 self.client.log_artifact(run_id, str(path), None if parent == "." else parent)
@@ -158,9 +168,14 @@ class Central:
 
             shutil.rmtree(folder, ignore_errors=True)
 
-    def list(self, run_id: str, folder: str | None) -> list[str]:
-        with self.calling(f"listing {folder}"):
-            return [item.path for item in self.client.list_artifacts(run_id, folder) if not item.is_dir]
+    def list(self, run_id: str, folder: str | None, *, dirs: bool = False) -> list[str]:
+        """The files (or, with `dirs`, the folders) directly in a run's artifact folder."""
+        with self.calling(f"listing {folder or 'the run'}"):
+            return [item.path for item in self.client.list_artifacts(run_id, folder) if item.is_dir == dirs]
+
+    def log_table(self, run_id: str, table: Mapping[str, Iterable[str]], artifact_path: str) -> None:
+        with self.calling(f"logging the table {artifact_path}"):
+            self.client.log_table(run_id, table, artifact_path)
 
     def delete(self, run: Any, artifact_path: str) -> None:
         from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository

@@ -78,7 +78,6 @@ class Segment:
     data: bytes
     counts: dict[str, int] = field(default_factory=dict)
     redactions: dict[str, int] = field(default_factory=dict)
-    oversight: list[dict[str, Any]] = field(default_factory=list)  # overrides and incidents, shipped first
     artifacts: dict[str, int] = field(default_factory=dict)  # model artifact sha256 -> inference records
 
 
@@ -130,8 +129,9 @@ def build_segments(db: sqlite3.Connection, *, start: int, stop: int, max_records
                    store_id: str, private_key: Any, with_content: bool) -> Iterator[Segment]:
     """Segments covering seqs start..stop of the store, at most `max_records` each, a new one
     when the UTC day of the records moves on. Each record's hash is recomputed on the way: the
-    device never signs a segment of a chain that does not verify (InputError naming the seq)."""
-    orjson = require("orjson", "mlflow")
+    device never signs a segment of a chain that does not verify (InputError naming the seq).
+    The per-record work other than hashing is done in C: SQLite reads each record's day, and
+    Arrow parses the bodies into the export's columns."""
     if start > 1:
         row = db.execute("SELECT record_hash FROM records WHERE seq = ?", (start - 1,)).fetchone()
         if row is None:
@@ -139,32 +139,34 @@ def build_segments(db: sqlite3.Connection, *, start: int, stop: int, max_records
         prev = row[0]
     else:
         prev = GENESIS_HASH
-    rows = db.execute("SELECT seq, body, record_hash FROM records WHERE seq BETWEEN ? AND ? ORDER BY seq",
-                      (start, stop))
-    contents = _content_rows(db, start, stop) if with_content else None
+    rows = db.execute("SELECT seq, body, record_hash, substr(json_extract(CAST(body AS TEXT), '$.ts_start'), 1, 10) "
+                      "FROM records WHERE seq BETWEEN ? AND ? ORDER BY seq", (start, stop))
     expected = start
-    batch: list[tuple[int, bytes, str, dict[str, Any]]] = []
+    bodies: list[bytes] = []
+    hashes: list[str] = []
     segment_prev, date = prev, ""
-    for seq, body, stored in rows:
-        body = bytes(body)
+    sha256, envelope = hashlib.sha256, ENVELOPE
+    for seq, body, stored, day in rows:
         if seq != expected:
             raise InputError(f"seq {expected} is missing from the store: run 'govkit audit verify' before a sync")
-        if HASH_PREFIX + hashlib.sha256(ENVELOPE % (body, prev.encode("ascii"), seq)).hexdigest() != stored:
+        if HASH_PREFIX + sha256(envelope % (body, prev.encode("ascii"), seq)).hexdigest() != stored:
             raise InputError(f"seq {seq} does not verify: the store was altered; run 'govkit audit verify' "
                              f"(nothing was shipped from seq {seq} on)")
-        fields = orjson.loads(body)
-        day = str(fields.get("ts_start") or "")[:10]
-        if batch and (len(batch) >= max_records or day > date):
-            yield _seal(batch, segment_prev, date, device_id, store_id, private_key, contents)
-            segment_prev, batch = batch[-1][2], []
-        if not batch:
+        day = day or ""
+        if bodies and (len(bodies) >= max_records or day > date):
+            yield _seal(db, seq - len(bodies), bodies, hashes, segment_prev, date, device_id, store_id, private_key,
+                        with_content)
+            segment_prev, bodies, hashes = hashes[-1], [], []
+        if not bodies:
             date = day or "unknown"
-        batch.append((seq, body, stored, fields))
+        bodies.append(bytes(body))
+        hashes.append(stored)
         prev, expected = stored, seq + 1
     if expected <= stop:
         raise InputError(f"the store ends at seq {expected - 1}, before seq {stop}")
-    if batch:
-        yield _seal(batch, segment_prev, date, device_id, store_id, private_key, contents)
+    if bodies:
+        yield _seal(db, expected - len(bodies), bodies, hashes, segment_prev, date, device_id, store_id, private_key,
+                    with_content)
 
 
 def _content_rows(db: sqlite3.Connection, start: int, stop: int) -> dict[int, dict[str, str]]:
@@ -175,51 +177,70 @@ def _content_rows(db: sqlite3.Connection, start: int, stop: int) -> dict[int, di
     return found
 
 
-def _seal(batch: list[tuple[int, bytes, str, dict[str, Any]]], prev: str, date: str, device_id: str,
-          store_id: str, private_key: Any, contents: dict[int, dict[str, str]] | None) -> Segment:
+def _fields(pa: Any, bodies: list[bytes]) -> Any:
+    """The export's field columns of these bodies (one canonical JSON object per line), parsed by
+    Arrow; a field of another JSON type than text is taken as Python's str() of it, as exports are."""
+    pj = require("pyarrow.json", "parquet")
+    names = COLUMNS[1:-2]  # the hashed body's fields; prev_hash and record_hash are the envelope's
+    schema = pa.schema([(name, pa.string()) for name in names])
+    try:
+        return pj.read_json(io.BytesIO(b"\n".join(bodies)), read_options=pj.ReadOptions(block_size=1 << 26),
+                            parse_options=pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore"))
+    except pa.ArrowInvalid:  # a field that is not text somewhere: the slow, general way
+        parsed = [json.loads(b) for b in bodies]
+        return pa.table({name: [None if f.get(name) is None else str(f[name]) for f in parsed] for name in names},
+                        schema=schema)
+
+
+def _strings(pa: Any, numpy: Any, items: list[bytes]) -> Any:
+    """A string array of UTF-8 byte strings, from one buffer and their offsets (no per-item objects)."""
+    offsets = numpy.zeros(len(items) + 1, dtype=numpy.int32)
+    numpy.cumsum([len(item) for item in items], out=offsets[1:])
+    array = pa.StringArray.from_buffers(len(items), pa.py_buffer(offsets), pa.py_buffer(b"".join(items)))
+    array.validate(full=True)  # valid UTF-8, as the hashed bodies are
+    return array
+
+
+def _seal(db: sqlite3.Connection, lo: int, bodies: list[bytes], hashes: list[str], prev: str, date: str,
+          device_id: str, store_id: str, private_key: Any, with_content: bool) -> Segment:
     pa = require("pyarrow", "parquet")
+    pc = require("pyarrow.compute", "parquet")
     pq = require("pyarrow.parquet", "parquet")
-    columns: dict[str, list[Any]] = {name: [] for name in (*COLUMNS, "body", "content")}
-    counts = dict.fromkeys(("records", "inferences", "errors", "overrides", "incidents", "purges"), 0)
-    redactions: dict[str, int] = {}
-    artifacts: dict[str, int] = {}
-    oversight = []
-    before = prev
-    for seq, body, stored, fields in batch:
-        columns["seq"].append(seq)
-        for name in COLUMNS[1:]:
-            value = fields.get(name)
-            columns[name].append(None if value is None else str(value))
-        columns["prev_hash"][-1] = before
-        columns["record_hash"][-1] = stored
-        columns["body"].append(body.decode("utf-8"))
-        text = contents.get(seq) if contents is not None else None
-        columns["content"].append(json.dumps(text, ensure_ascii=False) if text else None)
-        before = stored
-        event = fields.get("event_type")
-        counts["records"] += 1
-        if event in _EVENT_COUNTS:
-            counts[_EVENT_COUNTS[event]] += 1
-        if event == "inference":
-            if fields.get("status") != "ok":
-                counts["errors"] += 1
-            if fields.get("artifact_sha256"):
-                artifacts[fields["artifact_sha256"]] = artifacts.get(fields["artifact_sha256"], 0) + 1
-            for name, n in ((fields.get("redaction") or {}).get("entities") or {}).items():
-                if isinstance(n, int):
-                    redactions[name] = redactions.get(name, 0) + n
-        elif event in ("override", "incident"):
-            oversight.append({"seq": seq, "record_hash": stored, **{k: fields.get(k) for k in (
-                "event_type", "ts_start", "record_id", "target_record_id", "reviewer_id", "human_decision",
-                "override_reason", "incident_id", "status", "error")}})
+    numpy = require("numpy", "parquet")
+    hi = lo + len(bodies) - 1
+    fields = _fields(pa, bodies)
+    columns = {"seq": pa.array(numpy.arange(lo, hi + 1, dtype=numpy.int64)),
+               **{name: fields.column(name) for name in COLUMNS[1:-2]},
+               "prev_hash": pa.array([prev, *hashes[:-1]], pa.string()), "record_hash": pa.array(hashes, pa.string()),
+               "body": _strings(pa, numpy, bodies)}
+    if with_content:
+        contents = _content_rows(db, lo, hi)
+        columns["content"] = pa.array([json.dumps(contents[seq], ensure_ascii=False) if contents.get(seq) else None
+                                       for seq in range(lo, hi + 1)], pa.string())
+    else:
+        columns["content"] = pa.nulls(len(bodies), pa.string())
     table = pa.table(columns, schema=_schema())
+    events = fields.column("event_type")
+    counts = dict.fromkeys(("records", "inferences", "errors", "overrides", "incidents", "purges"), 0)
+    counts["records"] = len(bodies)
+    for item in pc.value_counts(events).to_pylist():
+        if item["values"] in _EVENT_COUNTS:
+            counts[_EVENT_COUNTS[item["values"]]] += item["counts"]
+    inference = pc.equal(events, "inference")
+    counts["errors"] = int(pc.sum(pc.and_kleene(inference, pc.invert(pc.fill_null(
+        pc.equal(fields.column("status"), "ok"), False)))).as_py() or 0)
+    artifacts = {item["values"]: item["counts"] for item in pc.value_counts(pc.filter(
+        fields.column("artifact_sha256"), inference)).to_pylist() if item["values"]}
+    redactions = {str(name): int(n) for name, n in db.execute(
+        "SELECT e.key, sum(e.value) FROM records r, json_each(CAST(r.body AS TEXT), '$.redaction.entities') e "
+        "WHERE r.seq BETWEEN ? AND ? AND r.event_type = 'inference' AND e.type = 'integer' GROUP BY e.key",
+        (lo, hi))}
     sink = io.BytesIO()
     pq.write_table(table, sink, compression="zstd")
     data = sink.getvalue()
-    note = SegmentNote(device_id, store_id, batch[0][0], batch[-1][0], prev, batch[-1][2],
+    note = SegmentNote(device_id, store_id, lo, hi, prev, hashes[-1],
                        HASH_PREFIX + hashlib.sha256(data).hexdigest(), len(data), date)
-    return Segment(note, sign_note(note.text(), private_key, "device"), data, counts, redactions, oversight,
-                   artifacts)
+    return Segment(note, sign_note(note.text(), private_key, "device"), data, counts, redactions, artifacts)
 
 
 def check_segment(note: SegmentNote, data: bytes) -> list[str]:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError
+from ..errors import InputError, TrackingError
 from .central import SYNC_FILTER, Central
 from .notes import verify_note
 from .registry import Device
@@ -143,7 +143,7 @@ def verify_device(central: Central, experiment_ids: list[str], *, device_id: str
         store_id = stores[0]
     runs = [r for r in runs if r.data.tags.get("govkit.store_id") == store_id]
     result = VerifyResult(trusted_key=bool(public_key), expected_store_id=store_id, offsite_checkpoints=True)
-    notes: dict[str, tuple[SegmentNote, str, str]] = {}  # key -> (note, its text, run id)
+    notes: dict[str, tuple[SegmentNote, list[str]]] = {}  # key -> (note, the runs holding a copy, oldest first)
     heads: dict[int, dict[str, Any]] = {}
     for run in runs:
         run_id = run.info.run_id
@@ -157,7 +157,7 @@ def verify_device(central: Central, experiment_ids: list[str], *, device_id: str
             if public_key and not signed_by(parsed, public_key):
                 result.add(note.lo, f"segment {note.lo}..{note.hi} (run {run_id}): its note is not signed by the device key")
                 continue
-            notes.setdefault(note.key, (note, text, run_id))
+            notes.setdefault(note.key, (note, []))[1].append(run_id)
         if run.data.tags.get("govkit.sync.status") == "shipped" and "head.note" in central.list(run_id, None):
             head, parsed = parse_head_note(central.download(run_id, "head.note").decode("utf-8", "replace"))
             if public_key and not signed_by(parsed, public_key):
@@ -165,7 +165,7 @@ def verify_device(central: Central, experiment_ids: list[str], *, device_id: str
             elif head["store_id"] == store_id:
                 heads[head["seq"]] = {"seq": head["seq"], "head_hash": head["head_hash"], "store_id": store_id}
     cover, reached = [], 0
-    for note, _text, run_id in sorted(notes.values(), key=lambda n: (n[0].lo, -n[0].hi)):
+    for note, run_ids in sorted(notes.values(), key=lambda n: (n[0].lo, -n[0].hi)):
         if note.lo > reached + 1:
             result.add(reached + 1, f"seqs {reached + 1}..{note.lo - 1} are not on the central store (a gap)")
         if note.hi <= reached:
@@ -174,7 +174,7 @@ def verify_device(central: Central, experiment_ids: list[str], *, device_id: str
         if note.lo <= reached:
             result.add(note.lo, f"segment {note.lo}..{note.hi} overlaps another copy of seqs {note.lo}..{reached}")
             continue
-        cover.append((note, run_id))
+        cover.append((note, run_ids))
         reached = note.hi
     cosigned = 0
     if witness_key:
@@ -195,12 +195,23 @@ def verify_device(central: Central, experiment_ids: list[str], *, device_id: str
     return result
 
 
-def _rows(central: Central, cover: list[tuple[SegmentNote, str]], result: Any) -> Iterator[tuple[str, Any, bool]]:
-    for note, run_id in cover:
-        data = central.download(run_id, segment_path(note))
-        problems = check_segment(note, data)
-        if problems:
-            result.add(note.lo, problems[0])
+def _rows(central: Central, cover: list[tuple[SegmentNote, list[str]]], result: Any) -> Iterator[tuple[str, Any, bool]]:
+    """The records of each segment of the cover, from the first copy whose file matches its note
+    (a replayed upload is a second copy; an altered one does not hide a good one)."""
+    for note, run_ids in cover:
+        first_problem, data = "", b""
+        for run_id in run_ids:
+            try:
+                data = central.download(run_id, segment_path(note))
+            except TrackingError as exc:  # the file is missing (or the server stopped answering): said, not hidden
+                first_problem = first_problem or f"segment {note.lo}..{note.hi}, run {run_id}: {exc}"
+                continue
+            problems = check_segment(note, data)
+            if not problems:
+                break
+            first_problem = first_problem or f"run {run_id}: {problems[0]}"
+        else:
+            result.add(note.lo, first_problem)
             continue
         for row in segment_rows(data):
             yield f"segment {note.lo}..{note.hi}, seq {row['seq']}", row, True

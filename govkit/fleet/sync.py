@@ -17,6 +17,7 @@ acknowledgements (cosigned segment notes) are fetched at each sync and kept besi
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import sqlite3
@@ -29,7 +30,7 @@ from ..audit.checkpoints import load_private_key
 from ..audit.connect import connect_read_only
 from ..audit.identity import store_identity
 from ..config import Settings
-from ..errors import InputError, StoreNotFound
+from ..errors import InputError, StoreFull, StoreNotFound
 from ..timestamps import utc_now
 from .central import SYNC_FILTER, Central
 from .notes import verify_note
@@ -103,6 +104,11 @@ def _keep_acks(db_path: Path, notes: list[str]) -> int:
         try:
             os.write(fd, "".join(json.dumps({"note": n}) + "\n" for n in new).encode("utf-8"))
             os.fsync(fd)
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC:
+                raise
+            raise StoreFull(f"{acks_path(db_path)}: disk full while keeping the witness's acknowledgements; they stay "
+                            f"on the central store and the next sync fetches them again (nothing was lost)") from None
         finally:
             os.close(fd)
     return len(new)
@@ -250,15 +256,10 @@ def _clean_unfinished(central: Central, run: Any) -> None:
 
 def _parquet_files(central: Central, run_id: str) -> list[str]:
     found: list[str] = []
-    for device in _dirs(central, run_id, "segments"):
-        for day in _dirs(central, run_id, device):
+    for device in central.list(run_id, "segments", dirs=True):
+        for day in central.list(run_id, device, dirs=True):
             found.extend(p for p in central.list(run_id, day) if p.endswith(".parquet"))
     return found
-
-
-def _dirs(central: Central, run_id: str, folder: str) -> list[str]:
-    with central.calling(f"listing {folder}"):
-        return [item.path for item in central.client.list_artifacts(run_id, folder) if item.is_dir]
 
 
 def segment_path(note: Any) -> str:
@@ -284,5 +285,4 @@ def _ship_oversight_first(central: Central, run_id: str, db: sqlite3.Connection,
     if overrides:
         columns = ("seq", "ts_start", "record_id", "target_record_id", "reviewer_id", "human_decision", "override_reason")
         table = {c: [str(r.get(c) or "") for r in overrides] for c in columns}
-        with central.calling("logging the overrides table"):
-            central.client.log_table(run_id, table, "oversight/overrides.json")
+        central.log_table(run_id, table, "oversight/overrides.json")

@@ -30,7 +30,7 @@ from typing import Any
 
 from .._lazy import require
 from ..audit.hashing import GENESIS_HASH
-from ..errors import InputError, StoreError
+from ..errors import InputError, StoreError, StoreFull
 from ..timestamps import utc_now
 from .central import SYNC_FILTER, Central
 from .notes import add_signature
@@ -151,7 +151,12 @@ def witness(central: Central, *, registry: dict[tuple[str, str], Device], key: A
         runs.sort(key=lambda r: (r.data.tags.get("govkit.device_id", ""), r.data.tags.get("govkit.store_id", ""),
                                  r.info.start_time, _range_lo(r)))
         for run in runs:
-            _witness_run(central, book, registry, key, run, result)
+            try:
+                _witness_run(central, book, registry, key, run, result)
+            except sqlite3.Error as exc:  # the ledger could not keep it: the run is not settled, the next pass retries
+                kind = StoreFull if "full" in str(exc) else StoreError
+                raise kind(f"{ledger}: the witness ledger could not record run {run.info.run_id} ({exc}); what "
+                           f"was not recorded is checked again at the next pass") from None
             result.runs += 1
             if progress:
                 progress(result.runs)

@@ -32,7 +32,7 @@ from . import manifest as manifests
 from .charts import group_rates_chart
 from .render import environment, template_digests
 from .scorecard import RULE, overall, scorecard
-from .snapshot import LARGE_LOG, Period, default_as_of, take_snapshot
+from .snapshot import LARGE_LOG, Period, claimed_fleet_parameters, default_as_of, fleet_parameters, take_fleet, take_snapshot
 
 __all__ = ["FORMATS", "TEMPLATES", "Report", "ReportCheck", "board_report", "make_report", "verify_report"]
 
@@ -82,12 +82,15 @@ def board_report(log: AuditLog, settings: Settings, period: Period, **options: A
 
 def make_report(kind: str, log: AuditLog, settings: Settings, period: Period, *, as_of: str | None = None,
                 formats: Sequence[str] = ("html",), templates_dir: Path | None = None, output: Path | None = None,
-                record: bool = True, progress: Callable[[str], None] | None = None) -> Report:
+                record: bool = True, progress: Callable[[str], None] | None = None, fleet: bool = False) -> Report:
     """Take the evidence snapshot, render the report of this kind (board, engineer, model-card) in
     each format, sign its manifest, write the files (`output`: a file for one format, else a
-    folder), and chain a `report` event mirrored to MLflow with the files and the manifest."""
+    folder), and chain a `report` event mirrored to MLflow with the files and the manifest.
+    `fleet` adds every device's state from the central store ([fleet] in govkit.toml) at `as_of`."""
     if kind not in TEMPLATES:
         raise InputError(f"expected one of {', '.join(TEMPLATES)}", parameter="kind", value=kind)
+    if fleet and kind != "board":
+        raise InputError("the fleet section is part of the board report only", parameter="fleet")
     allowed = (*TEMPLATES[kind], "json", "pdf")
     unknown = sorted(set(formats) - set(allowed))
     if unknown:
@@ -95,6 +98,10 @@ def make_report(kind: str, log: AuditLog, settings: Settings, period: Period, *,
                          f"{', '.join(allowed)}", parameter="formats")
     as_of = as_of or default_as_of(period)
     snapshot = take_snapshot(log, settings, period, as_of=as_of, progress=progress)
+    if fleet:
+        if progress:
+            progress("reading the fleet from the central store")
+        snapshot["fleet"] = take_fleet(fleet_parameters(settings), as_of)
     previous = _previous(log, snapshot["store"]["head_seq"], kind)
     if progress and snapshot["store"]["head_seq"] >= LARGE_LOG:
         progress(f"rendering {', '.join(formats)}")
@@ -129,6 +136,8 @@ def verify_report(path: Path, log: AuditLog, settings: Settings, *, templates_di
     except (KeyError, TypeError):
         raise InputError("its manifest lacks the snapshot it was rendered from", file=path) from None
     snapshot = take_snapshot(log, settings, period, as_of=as_of, head=head)
+    if isinstance(claimed["snapshot"].get("fleet"), dict):  # taken again as it was: same store, same parameters
+        snapshot["fleet"] = take_fleet(claimed_fleet_parameters(claimed["snapshot"]["fleet"]), as_of)
     differences = [f"{where}: the report says {said}, the store gives {found}"
                    for where, said, found in _differ(claimed["snapshot"], snapshot)]
     rendered = tuple(claimed.get("formats") or ()) or (fmt,)  # the formats rendered together (their templates)
@@ -205,8 +214,9 @@ def board_view(snapshot: dict[str, Any], previous: dict[str, Any] | None) -> dic
     from ..gate import crosswalk, load_registry
 
     gate, verify, kpis = snapshot["gate"], snapshot["verify"], snapshot["kpis"]
+    fleet = snapshot.get("fleet")
     cards = scorecard(gate, verify)
-    status = overall(cards, verify)
+    status = overall(cards, verify, fleet)
     specs = load_registry().specs
     rows = {r["crosswalk_id"]: r for r in crosswalk()["rows"]}
     controls = []
@@ -224,7 +234,7 @@ def board_view(snapshot: dict[str, Any], previous: dict[str, Any] | None) -> dic
                                    "ERROR": "error", "SKIP": "does not apply"}.get(result["status"], result["status"])})
     inventory = snapshot["inventory"]
     reviewer, developer = inventory.get("reviewer") or "", inventory.get("developer") or ""
-    alerts = _page_one(snapshot)
+    alerts = _page_one(snapshot) + (fleet_alerts(fleet) if fleet else [])
     findings = [c for c in controls if c["status"] in ("FAIL", "WARN", "NO EVIDENCE", "ERROR")]
     figures = {
         "overall": status, "scorecard": {name: card["colour"] for name, card in cards.items()},
@@ -234,6 +244,12 @@ def board_view(snapshot: dict[str, Any], previous: dict[str, Any] | None) -> dic
         "fairness": {f"{b['kind']}:{b['data']['name']}": b["status"] for b in snapshot["fairness"]},
         "open_incidents": len(snapshot["incidents"]["open"]),
     }
+    if fleet:
+        totals = fleet["totals"]
+        figures["fleet"] = {"devices": totals["devices"], "healthy": totals["healthy"],
+                            "not_synced": sorted(totals["never_synced"] + totals["silent"]),
+                            "findings": totals["findings"], "late_acks": totals["late_acks"],
+                            "records_acknowledged": totals["records_acknowledged"]}
     charts = {b["record_id"]: [{"view": view, "svg": group_rates_chart(f"{b['kind']} on {b['data']['name']}: {view}", rows,
                                                                      measure="favourable-answer rate" if b["kind"] ==
                                                                      "counterfactual" else "selection rate")}
@@ -274,6 +290,47 @@ def _page_one(snapshot: dict[str, Any]) -> list[str]:
         missing = sorted(c for c, r in snapshot["gate"]["results"].items() if r["blocking"] and r["status"] == "NO EVIDENCE")
         if missing:
             alerts.append("No evidence for blocking control(s) " + ", ".join(missing) + ".")
+    return alerts
+
+
+def _names(ids: list[str], limit: int = 10) -> str:
+    shown = ", ".join(ids[:limit])
+    return shown + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
+
+
+def fleet_alerts(fleet: dict[str, Any]) -> list[str]:
+    """What page one must say of the fleet: every device that has not synced, every gap, fork,
+    rollback, altered segment, unknown device and late acknowledgement, and what the figures rest on."""
+    totals, alerts = fleet["totals"], []
+    if not fleet["devices"]:
+        alerts.append(f"The central store {fleet['central']} holds no sync of {', '.join(fleet['experiments'])}: "
+                      "no device's evidence has reached it.")
+    elif fleet["experiments_missing"]:
+        alerts.append(f"The central store has no experiment for {', '.join(fleet['experiments_missing'])}.")
+    said = {"fork": "Forked device log(s), two different records for one seq, from {n}: {ids}.",
+            "rollback": "Device(s) rolled back behind a head the witness had cosigned: {ids}.",
+            "altered": "Altered or forged evidence on the central store from {n}: {ids}.",
+            "unknown": "Evidence shipped by {n} not in the device registry: {ids}.",
+            "gap": "Records missing on the central store (a gap in the chain) for {n}: {ids}."}
+    for kind, text in said.items():
+        ids = totals["findings"].get(kind) or []
+        if ids:
+            alerts.append(text.format(n=f"{len(ids)} device(s)", ids=_names(ids)))
+    if totals["never_synced"]:
+        alerts.append(f"{len(totals['never_synced'])} enrolled device(s) have never synced: "
+                      f"{_names(totals['never_synced'])}. Their evidence is not in this report.")
+    if totals["silent"]:
+        alerts.append(f"{len(totals['silent'])} device(s) have not synced for more than {fleet['silent_days']:g} days: "
+                      f"{_names(totals['silent'])}.")
+    if totals["late_acks"]:
+        alerts.append(f"{totals['late_acks']} sync(s) were not acknowledged by the witness within "
+                      f"{fleet['late_hours']:g} hours (device(s) {_names(totals['late_devices'])}).")
+    if not fleet["witness_public_key"]:
+        alerts.append("No witness key is configured ([fleet] witness_public_key): the acknowledgements were read "
+                      "from MLflow tags, which anyone with write access to the tracking server can edit.")
+    if fleet["registry"] is None:
+        alerts.append("No device registry is configured ([fleet] registry): devices that never synced cannot be "
+                      "listed, and no device can be told unknown.")
     return alerts
 
 

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["PRINCIPLES", "RULE", "overall", "scorecard"]
+__all__ = ["PRINCIPLES", "RULE", "fleet_gaps", "overall", "scorecard"]
 
 PRINCIPLES = {"EXP": "Explainability", "DAT": "Data", "GOV": "Governance", "ETH": "Ethics"}
 
 RULE = ("Red: a blocking control failed or errored, or the audit log does not verify. No evidence: a "
         "blocking control has no evidence, or the gate has not been run (never shown as green). Amber: a "
-        "warning-level control failed or has no evidence. Green: every control passed or does not apply.")
+        "warning-level control failed or has no evidence. Green: every control passed or does not apply. "
+        "With a fleet section, red also when a device's log is forked, rolled back or altered or an unknown "
+        "device shipped evidence, and amber at best while the fleet's evidence is incomplete (a device not "
+        "synced, a gap, a late acknowledgement, no witness key or no device registry).")
 
 
 def scorecard(gate: dict[str, Any] | None, verify: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -43,11 +46,15 @@ def scorecard(gate: dict[str, Any] | None, verify: dict[str, Any]) -> dict[str, 
     return cards
 
 
-def overall(cards: dict[str, dict[str, Any]], verify: dict[str, Any]) -> dict[str, str]:
+def overall(cards: dict[str, dict[str, Any]], verify: dict[str, Any],
+            fleet: dict[str, Any] | None = None) -> dict[str, str]:
     colours = {card["colour"] for card in cards.values()}
     if not verify["ok"]:
         return {"colour": "red", "statement": "Not within risk appetite: the audit log does not verify, so none "
                                               "of its evidence can be relied on until that is resolved."}
+    if fleet is not None and not fleet["totals"]["integrity"]:
+        return {"colour": "red", "statement": "Not within risk appetite: the fleet's central evidence shows a forked, "
+                                              "rolled-back or altered device log, or an unknown device."}
     if "red" in colours:
         return {"colour": "red", "statement": "Not within risk appetite: at least one blocking control fails."}
     if "no-evidence" in colours:
@@ -56,6 +63,30 @@ def overall(cards: dict[str, dict[str, Any]], verify: dict[str, Any]) -> dict[st
     if not verify["trusted"]:
         return {"colour": "amber", "statement": "Within risk appetite on the evidence, but the log was checked "
                                                 "against its own claims only (no trusted device key)."}
+    gaps = fleet_gaps(fleet) if fleet is not None else []
+    if gaps:
+        return {"colour": "amber", "statement": "Within risk appetite on the evidence held, but the fleet's evidence "
+                                                "is incomplete: " + "; ".join(gaps) + "."}
     if "amber" in colours:
         return {"colour": "amber", "statement": "Within risk appetite, with warning-level findings to address."}
     return {"colour": "green", "statement": "Within risk appetite: every control passed on verified evidence."}
+
+
+def fleet_gaps(fleet: dict[str, Any]) -> list[str]:
+    """Why a fleet's evidence is incomplete, in short words (empty: it is complete)."""
+    totals = fleet["totals"]
+    gaps = []
+    if not fleet["devices"]:
+        gaps.append("no device has synced")
+    not_synced = len(totals["never_synced"]) + len(totals["silent"])
+    if not_synced:
+        gaps.append(f"{not_synced} device(s) not synced")
+    if totals["findings"].get("gap"):
+        gaps.append(f"{len(totals['findings']['gap'])} device(s) with a gap")
+    if totals["late_acks"]:
+        gaps.append(f"{totals['late_acks']} late acknowledgement(s)")
+    if not fleet["witness_public_key"]:
+        gaps.append("acknowledgements not verified (no witness key)")
+    if fleet["registry"] is None:
+        gaps.append("no device registry")
+    return gaps

@@ -22,7 +22,7 @@ from ..errors import InputError
 from ..timestamps import normalise_ts, parse_date, parse_ts
 from .kpis import period_kpis
 
-__all__ = ["LARGE_LOG", "Period", "parse_period", "take_snapshot"]
+__all__ = ["LARGE_LOG", "Period", "fleet_parameters", "parse_period", "take_fleet", "take_snapshot"]
 
 LARGE_LOG = 100_000  # records from which a report's steps are shown as they run
 
@@ -272,6 +272,32 @@ def _lineage(records: list[AuditRecord]) -> dict[str, Any]:
                              "metadata": {k: metadata.get(k) for k in ("architecture", "parameter_count", "quantization",
                                                                         "context_length", "name") if metadata.get(k)}})
     return {"actions": dict(sorted(actions.items())), "entities": entities[-20:]}
+
+
+def fleet_parameters(settings: Settings) -> dict[str, Any]:
+    """What a fleet section is taken with, from [fleet] (this model's experiment by default)."""
+    fleet = settings.fleet
+    return {"central_uri": fleet.central, "registry": fleet.registry, "witness_public_key": fleet.witness_public_key,
+            "experiments": fleet.experiments or (settings.model.id,), "silent_days": fleet.silent_days,
+            "late_hours": fleet.late_hours}
+
+
+def take_fleet(parameters: dict[str, Any], as_of: str) -> dict[str, Any]:
+    """The fleet section of a snapshot: every device as the central store shows it at `as_of`."""
+    from ..fleet.summary import fleet_summary
+
+    return json.loads(json.dumps(fleet_summary(**parameters, as_of=as_of), sort_keys=True))
+
+
+def claimed_fleet_parameters(fleet: dict[str, Any]) -> dict[str, Any]:
+    """The parameters a report's fleet section was taken with, to take it again."""
+    try:
+        return {"central_uri": fleet["central"], "registry": (fleet.get("registry") or {}).get("path") or "",
+                "witness_public_key": fleet.get("witness_public_key") or "",
+                "experiments": tuple(fleet.get("experiments") or ()), "silent_days": float(fleet["silent_days"]),
+                "late_hours": float(fleet["late_hours"])}
+    except (KeyError, TypeError, ValueError):
+        raise InputError("its manifest's fleet section lacks what it was taken with") from None
 
 
 def default_as_of(period: Period) -> str:

@@ -1,0 +1,156 @@
+"""Faults on the way to the central store: a full disk on the central side, on the device and
+under the witness's ledger, and a server that never answers. Each gives a clear exit 3, loses
+nothing, and the next run goes on where this one stopped. The faults are injected (a full disk
+cannot be had on demand); everything around them is the real MLflow store and the real sync."""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import sqlite3
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .conftest import run
+from .fleet import enroll, inside, make_device, ship, witness_pass
+
+
+def _full_after(monkeypatch: pytest.MonkeyPatch, target: object, name: str, calls: int) -> None:
+    """`target.name` works `calls` times, then fails as a full disk does."""
+    real = getattr(target, name)
+    count = {"n": 0}
+
+    def failing(*args: object, **kwargs: object) -> object:
+        count["n"] += 1
+        if count["n"] > calls:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(target, name, failing)
+
+
+def test_a_full_central_disk_mid_sync_exits_3_and_the_next_sync_resumes(
+        tmp_path: Path, central: str, witness_key: tuple[Path, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
+
+    device = make_device(tmp_path, "branch-20")
+    head = device.append(900)
+    with monkeypatch.context() as patched:
+        _full_after(patched, LocalArtifactRepository, "log_artifact", 3)  # the third segment's file does not fit
+        with inside(device.folder):
+            failed = run("sync", "--to", central, "--segment-records", "300")
+    assert failed.exit_code == 3 and "central store's disk is full" in failed.output, failed.output
+    assert "Traceback" not in failed.output and device.head() == head
+    resumed = ship(device, central, max_records=300)
+    assert resumed.resumed and resumed.shipped[-1][1] == head
+    checked = witness_pass(central, enroll(tmp_path, device), witness_key[0], tmp_path)
+    assert checked.ok and checked.records == head and checked.duplicates == 0, checked.to_dict()
+
+
+def test_a_full_device_disk_exits_3_and_loses_nothing(tmp_path: Path, central: str,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import tempfile
+
+    device = make_device(tmp_path, "branch-21")
+    head = device.append(200)
+    with monkeypatch.context() as patched:
+        _full_after(patched, tempfile, "mkdtemp", 1)  # the scratch folder where uploads are staged fills up
+        with inside(device.folder):
+            failed = run("sync", "--to", central)
+    assert failed.exit_code == 3 and "this device's disk is full" in failed.output, failed.output
+    assert device.head() == head
+    assert ship(device, central).shipped[-1][1] == head
+
+
+def test_a_full_disk_under_the_acknowledgements_exits_3_and_the_next_sync_fetches_them(
+        tmp_path: Path, central: str, witness_key: tuple[Path, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import govkit.fleet.sync as sync_module
+
+    key, public = witness_key
+    device = make_device(tmp_path, "branch-22")
+    device.set_sync(witness_public_key=public)
+    head = device.append(100)
+    ship(device, central)
+    assert witness_pass(central, enroll(tmp_path, device), key, tmp_path).ok
+    class FullDisk:  # the sync module's view of the OS: every write finds the disk full
+        def __getattr__(self, name: str) -> object:
+            return getattr(os, name)
+
+        @staticmethod
+        def write(fd: int, data: bytes) -> int:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(sync_module, "os", FullDisk())
+        with inside(device.folder):
+            failed = run("sync", "--to", central)
+    assert failed.exit_code == 3 and "acks.jsonl: disk full" in failed.output, failed.output
+    assert ship(device, central).acknowledged_seq == head
+
+
+def test_a_full_witness_ledger_exits_3_and_the_next_pass_settles_the_run(
+        tmp_path: Path, central: str, witness_key: tuple[Path, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from govkit.fleet.witness import Ledger
+
+    device = make_device(tmp_path, "branch-23")
+    head = device.append(300)
+    ship(device, central)
+    registry = enroll(tmp_path, device)
+
+    def full(*args: object) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(Ledger, "accept", full)
+        failed = run("fleet", "witness", "--from", central, "--registry", str(registry), "--key", str(witness_key[0]),
+                     "--ledger", str(tmp_path / "witness.db"))
+    assert failed.exit_code == 3 and "witness ledger could not record" in failed.output, failed.output
+    checked = witness_pass(central, registry, witness_key[0], tmp_path)
+    assert checked.ok and checked.records == head and checked.runs == 1, checked.to_dict()
+
+
+@pytest.fixture
+def hung_server() -> Iterator[str]:
+    """A server that accepts connections and never answers (a hung proxy, an overloaded host)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(listener.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join()
+        for connection in held:
+            connection.close()
+        listener.close()
+
+
+def test_a_server_that_never_answers_exits_3_after_its_timeout_and_loses_nothing(
+        tmp_path: Path, hung_server: str, central: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "1")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "0")
+    device = make_device(tmp_path, "branch-24")
+    head = device.append(50)
+    with inside(device.folder):
+        failed = run("sync", "--to", hung_server)
+    assert failed.exit_code == 3 and hung_server.split("//")[1] in failed.output, failed.output
+    assert "Traceback" not in failed.output and device.head() == head
+    assert ship(device, central).shipped[-1][1] == head  # the same records, to a server that answers
