@@ -3,6 +3,7 @@ into a local folder), started for the fleet tests and benchmarks/bench_sync.py."
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -75,3 +76,60 @@ def mlflow_server(folder: Path, backend: str, *extra: str, env: dict[str, str] |
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
         log.close()
+
+
+@contextmanager
+def slow_proxy(url: str, *, delay_s: float, unavailable: int = 0) -> Iterator[str]:
+    """Fault injection in front of a real server: every request waits `delay_s` before it is
+    forwarded (a slow link or an overloaded server), and the first `unavailable` connections
+    are answered 503 and closed (a server restarting). Yields the proxy's URL."""
+    import socket
+    import threading
+    import time
+
+    host, port = url.split("//")[1].split(":")
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    listener.settimeout(0.2)
+    stop = threading.Event()
+    refused = {"n": 0}
+
+    def pump(source: socket.socket, target: socket.socket, slow: bool) -> None:
+        try:
+            while data := source.recv(65536):
+                if slow:
+                    time.sleep(delay_s)
+                target.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for end in (source, target):
+                with contextlib.suppress(OSError):
+                    end.shutdown(socket.SHUT_RDWR)
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                continue
+            if refused["n"] < unavailable:
+                refused["n"] += 1
+                with contextlib.suppress(OSError):
+                    client.recv(65536)
+                    client.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                client.close()
+                continue
+            upstream = socket.create_connection((host, int(port)))
+            threading.Thread(target=pump, args=(client, upstream, True), daemon=True).start()
+            threading.Thread(target=pump, args=(upstream, client, False), daemon=True).start()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join()
+        listener.close()

@@ -14,7 +14,7 @@ from govkit.fleet.central import Central
 from govkit.fleet.registry import load_registry
 from govkit.fleet.status import fleet_status, verify_device
 
-from .central_server import mlflow_server, postgres
+from .central_server import mlflow_server, postgres, slow_proxy
 from .conftest import run
 from .fleet import inside, make_device
 
@@ -89,3 +89,25 @@ def _auth_config(tmp_path: Path) -> Path:
                       f"admin_username = admin\nadmin_password = fleet-secret-1234\nauthorization_function = "
                       f"mlflow.server.auth:authenticate_request_basic_auth\n")
     return config
+
+
+def test_a_slow_and_restarting_server_gets_retries_with_backoff_and_everything_arrives_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from govkit.fleet.sync import sync
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    device = make_device(tmp_path, "branch-slow")
+    head = device.append(3000)
+    with mlflow_server(tmp_path / "mlflow", f"sqlite:///{tmp_path / 'mlflow.db'}") as url, \
+            slow_proxy(url, delay_s=0.05, unavailable=2) as slow:
+        shipped = sync(device.settings, to=slow, max_records=1000)  # the first requests meet a 503, then a slow link
+        assert shipped.records == head and len(shipped.shipped) == -(-head // 1000)
+        again = sync(device.settings, to=slow)
+        assert again.records == 0 and again.central_seq == head
+        central = Central(url)
+        try:
+            checked = verify_device(central, central.experiments(), device_id=device.id,
+                                    public_key=device.settings.audit.public_key)
+            assert checked.ok and checked.records == head, checked.to_dict()
+        finally:
+            central.close()

@@ -47,6 +47,8 @@ class Central:
         self.uri = uri
         self.client = self.mlflow.MlflowClient(tracking_uri=uri)
         self._scratch = tempfile.TemporaryDirectory(prefix="govkit-sync-")
+        self._repos: dict[str, Any] = {}  # run id -> its artifact repository, resolved once
+        self._artifact_uris: dict[str, str] = {}  # run id -> artifact URI, from the runs already read
 
     def close(self) -> None:
         self._scratch.cleanup()
@@ -113,6 +115,7 @@ class Central:
                 page = self.client.search_runs(experiment_ids, filter_string, max_results=1000,
                                                order_by=["attributes.start_time ASC"], page_token=token)
                 found.extend(page)
+                self._artifact_uris.update((run.info.run_id, run.info.artifact_uri) for run in page)
                 token = page.token
                 if not token:
                     break
@@ -120,7 +123,9 @@ class Central:
 
     def create_run(self, experiment_id: str, name: str, tags: dict[str, str]) -> str:
         with self.calling("opening a sync run"):
-            return str(self.client.create_run(experiment_id, run_name=name, tags=tags).info.run_id)
+            info = self.client.create_run(experiment_id, run_name=name, tags=tags).info
+        self._artifact_uris[info.run_id] = info.artifact_uri
+        return str(info.run_id)
 
     def set_tags(self, run_id: str, tags: dict[str, Any]) -> None:
         from mlflow.entities import RunTag
@@ -137,6 +142,17 @@ class Central:
         with self.calling("logging metrics"):
             self.client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
 
+    def _repo(self, run_id: str) -> Any:
+        """The run's artifact repository itself (proxied `mlflow-artifacts:`, S3, a folder): one
+        request per file, where the client's run-level calls resolve the run again each time."""
+        if run_id not in self._repos:
+            from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+            with self.calling("finding the run's artifact store"):
+                uri = self._artifact_uris.get(run_id) or self.client.get_run(run_id).info.artifact_uri
+                self._repos[run_id] = get_artifact_repository(uri, tracking_uri=self.uri)
+        return self._repos[run_id]
+
     def upload(self, run_id: str, artifact_path: str, data: bytes) -> None:
         """`data` as the run's artifact at `artifact_path` (folders included)."""
         try:
@@ -151,7 +167,7 @@ class Central:
         try:
             parent = str(Path(artifact_path).parent)
             with self.calling(f"uploading {artifact_path}"):
-                self.client.log_artifact(run_id, str(path), None if parent == "." else parent)
+                self._repo(run_id).log_artifact(str(path), None if parent == "." else parent)
         finally:
             for item in folder.iterdir():
                 item.unlink()
@@ -161,7 +177,7 @@ class Central:
         folder = tempfile.mkdtemp(dir=self._scratch.name)
         try:
             with self.calling(f"downloading {artifact_path}"):
-                local = self.client.download_artifacts(run_id, artifact_path, folder)
+                local = self._repo(run_id).download_artifacts(artifact_path, folder)
             return Path(local).read_bytes()
         finally:
             import shutil
@@ -171,17 +187,15 @@ class Central:
     def list(self, run_id: str, folder: str | None, *, dirs: bool = False) -> list[str]:
         """The files (or, with `dirs`, the folders) directly in a run's artifact folder."""
         with self.calling(f"listing {folder or 'the run'}"):
-            return [item.path for item in self.client.list_artifacts(run_id, folder) if item.is_dir == dirs]
+            return [item.path for item in self._repo(run_id).list_artifacts(folder) if item.is_dir == dirs]
 
     def log_table(self, run_id: str, table: Mapping[str, Iterable[str]], artifact_path: str) -> None:
         with self.calling(f"logging the table {artifact_path}"):
             self.client.log_table(run_id, table, artifact_path)
 
     def delete(self, run: Any, artifact_path: str) -> None:
-        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
-
         with self.calling(f"removing the unfinished upload {artifact_path}"):
-            get_artifact_repository(run.info.artifact_uri).delete_artifacts(artifact_path)
+            self._repo(run.info.run_id).delete_artifacts(artifact_path)
 
     def finish(self, run_id: str, status: str = "FINISHED") -> None:
         with self.calling("closing the sync run"):

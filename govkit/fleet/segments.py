@@ -257,9 +257,12 @@ def check_segment(note: SegmentNote, data: bytes) -> list[str]:
     seqs = table.column("seq").to_pylist()
     if seqs != list(range(note.lo, note.hi + 1)):
         return [f"segment {note.lo}..{note.hi}: its seqs are not {note.lo}..{note.hi} in order"]
+    stored_hashes = table.column("record_hash").to_pylist()
+    if any(not isinstance(h, str) for h in stored_hashes) or table.column("body").null_count:
+        return [f"segment {note.lo}..{note.hi}: a record without its body or hash"]
     prev = note.prev_hash.encode("ascii")
     sha256 = hashlib.sha256
-    for seq, body, stored in zip(seqs, table.column("body").to_pylist(), table.column("record_hash").to_pylist()):
+    for seq, body, stored in zip(seqs, table.column("body").to_pylist(), stored_hashes):
         if HASH_PREFIX + sha256(ENVELOPE % (body.encode("utf-8"), prev, seq)).hexdigest() != stored:
             return [f"seq {seq}: record hash mismatch in segment {note.lo}..{note.hi}"]
         prev = stored.encode("ascii")

@@ -186,8 +186,8 @@ def _sync(settings: Settings, central: Central, db: sqlite3.Connection, db_path:
     segments = build_segments(db, start=central_seq + 1, stop=head_seq, max_records=max_records, device_id=device_id,
                               store_id=store_id, private_key=key, with_content=settings.sync.ship_content) \
         if head_seq > central_seq else iter(())
-    for segment in segments:
-        _upload(central, run_id, segment)
+    def shipped_one(segment: Segment) -> None:
+        nonlocal size
         shipped.append((segment.note.lo, segment.note.hi))
         size += segment.note.size
         for name, n in segment.counts.items():
@@ -198,6 +198,20 @@ def _sync(settings: Settings, central: Central, db: sqlite3.Connection, db_path:
             artifacts[name] = artifacts.get(name, 0) + n
         if progress:
             progress(segment.note.hi - central_seq, total)
+
+    # One segment uploads while the next is built: two in memory at most, shipped in seq order.
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="govkit-upload") as uploader:
+        pending_upload: tuple[Any, Segment] | None = None
+        for segment in segments:
+            if pending_upload is not None:
+                pending_upload[0].result()  # an upload's failure stops the sync here, nothing built past it
+                shipped_one(pending_upload[1])
+            pending_upload = (uploader.submit(_upload, central, run_id, segment), segment)
+        if pending_upload is not None:
+            pending_upload[0].result()
+            shipped_one(pending_upload[1])
     ts = utc_now()
     central.upload(run_id, "head.note", head_note(key, device_id=device_id, store_id=store_id, seq=head_seq,
                                                   head_hash=head_hash, ts=ts).encode("utf-8"))
@@ -274,10 +288,17 @@ def _upload(central: Central, run_id: str, segment: Segment) -> None:
 def _ship_oversight_first(central: Central, run_id: str, db: sqlite3.Connection, lo: int, hi: int) -> None:
     from .trail import GOVERNANCE_EVENTS
 
+    from ..audit.querykeys import keyed_upto
+
     marks = ",".join("?" * len(GOVERNANCE_EVENTS))
+    # Found through the query keys' event-type index up to the last keyed record, then the short
+    # unkeyed tail; a key that lies only loses an early copy: the segments carry every record.
+    upto = min(keyed_upto(db), hi)
+    keyed = (f"SELECT r.seq, r.body, r.record_hash FROM record_keys k JOIN records r ON r.seq = k.seq WHERE "
+             f"k.event_type IN ({marks}) AND k.seq BETWEEN ? AND ? UNION ALL ") if upto >= lo else ""
     rows = [json.loads(body) | {"seq": seq, "record_hash": stored} for seq, body, stored in db.execute(
-        f"SELECT seq, body, record_hash FROM records WHERE event_type IN ({marks}) AND seq BETWEEN ? AND ? "
-        f"ORDER BY seq", (*GOVERNANCE_EVENTS, lo, hi))]
+        keyed + f"SELECT seq, body, record_hash FROM records WHERE event_type IN ({marks}) AND seq BETWEEN ? AND ? "
+        f"ORDER BY 1", (*((*GOVERNANCE_EVENTS, lo, upto) if keyed else ()), *GOVERNANCE_EVENTS, max(lo, upto + 1), hi))]
     if not rows:
         return
     central.upload(run_id, "oversight/records.json", json.dumps(rows, ensure_ascii=False, sort_keys=True).encode("utf-8"))
