@@ -286,9 +286,8 @@ def _upload(central: Central, run_id: str, segment: Segment) -> None:
 
 
 def _ship_oversight_first(central: Central, run_id: str, db: sqlite3.Connection, lo: int, hi: int) -> None:
-    from .trail import GOVERNANCE_EVENTS
-
     from ..audit.querykeys import keyed_upto
+    from .trail import GOVERNANCE_EVENTS
 
     marks = ",".join("?" * len(GOVERNANCE_EVENTS))
     # Found through the query keys' event-type index up to the last keyed record, then the short
