@@ -4,6 +4,7 @@ refusing wrong credentials with exit 3."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -32,7 +33,9 @@ def test_twenty_devices_sync_at_once_into_mlflow_on_postgresql(tmp_path: Path) -
     for device in devices:
         assert run("fleet", "enroll", "--registry", str(registry), "--device-config", str(device.config)).exit_code == 0
     key = tmp_path / "witness.pem"
-    assert run("fleet", "keygen", "--key", str(key)).exit_code == 0
+    keygen = run("fleet", "keygen", "--key", str(key))
+    assert keygen.exit_code == 0
+    public = keygen.output.strip()
     with postgres(tmp_path / "pg") as backend, mlflow_server(tmp_path / "mlflow", backend) as url:
         def ship(device):  # the library call, one thread per device (chdir is per process)
             return sync(device.settings, to=url, max_records=4000)
@@ -56,6 +59,18 @@ def test_twenty_devices_sync_at_once_into_mlflow_on_postgresql(tmp_path: Path) -
             assert {s.device_id: s.records for s in states} == heads  # every record counted, exactly once
         finally:
             central.close()
+        office = make_device(tmp_path, "office")  # the compliance office's project: the fleet's board report
+        with office.config.open("a", encoding="utf-8") as handle:
+            handle.write(f'\n[fleet]\ncentral = "{url}"\nregistry = "{registry}"\nwitness_public_key = "{public}"\n')
+        with inside(office.folder):
+            made = run("report", "board", "--period", str(dt.date.today().year), "--fleet",
+                       "--format", "json", "-o", "out", "--no-record")
+            assert made.exit_code == 0, made.output
+            [report] = (office.folder / "out").glob("board-*.json")
+            figures = json.loads(report.read_text(encoding="utf-8"))["figures"]["fleet"]
+            assert figures["devices"] == 20 and figures["healthy"] == 20 and not figures["not_synced"]
+            assert figures["records_acknowledged"] == sum(heads.values()) and figures["findings"] == {}
+            assert run("report", "verify", str(report)).exit_code == 0
         artifacts = sorted((tmp_path / "mlflow" / "artifacts").rglob("*.parquet"))
         import pyarrow.dataset as ds
 
