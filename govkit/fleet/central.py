@@ -127,20 +127,16 @@ class Central:
         self._artifact_uris[info.run_id] = info.artifact_uri
         return str(info.run_id)
 
-    def set_tags(self, run_id: str, tags: dict[str, Any]) -> None:
-        from mlflow.entities import RunTag
-
-        with self.calling("tagging a run"):
-            self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items() if v is not None])
-
-    def log_metrics(self, run_id: str, metrics: dict[str, float]) -> None:
+    def set_tags(self, run_id: str, tags: dict[str, Any], metrics: dict[str, float] | None = None) -> None:
+        """Tags (None values left out), and metrics at step 0 now, in one request."""
         import time
 
-        from mlflow.entities import Metric
+        from mlflow.entities import Metric, RunTag
 
         now = int(time.time() * 1000)
-        with self.calling("logging metrics"):
-            self.client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
+        with self.calling("tagging a run"):
+            self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items() if v is not None],
+                                  metrics=[Metric(k, float(v), now, 0) for k, v in (metrics or {}).items()])
 
     def _repo(self, run_id: str) -> Any:
         """The run's artifact repository itself (proxied `mlflow-artifacts:`, S3, a folder): one

@@ -130,8 +130,8 @@ def build_segments(db: sqlite3.Connection, *, start: int, stop: int, max_records
     """Segments covering seqs start..stop of the store, at most `max_records` each, a new one
     when the UTC day of the records moves on. Each record's hash is recomputed on the way: the
     device never signs a segment of a chain that does not verify (InputError naming the seq).
-    The per-record work other than hashing is done in C: SQLite reads each record's day, and
-    Arrow parses the bodies into the export's columns."""
+    The per-record work other than hashing is done in C: Arrow parses the bodies into the
+    export's columns, the days among them."""
     if start > 1:
         row = db.execute("SELECT record_hash FROM records WHERE seq = ?", (start - 1,)).fetchone()
         if row is None:
@@ -139,34 +139,45 @@ def build_segments(db: sqlite3.Connection, *, start: int, stop: int, max_records
         prev = row[0]
     else:
         prev = GENESIS_HASH
-    rows = db.execute("SELECT seq, body, record_hash, substr(json_extract(CAST(body AS TEXT), '$.ts_start'), 1, 10) "
-                      "FROM records WHERE seq BETWEEN ? AND ? ORDER BY seq", (start, stop))
+    rows = db.execute("SELECT seq, body, record_hash FROM records WHERE seq BETWEEN ? AND ? ORDER BY seq", (start, stop))
     expected = start
     bodies: list[bytes] = []
     hashes: list[str] = []
-    segment_prev, date = prev, ""
+    segment_prev = prev
     sha256, envelope = hashlib.sha256, ENVELOPE
-    for seq, body, stored, day in rows:
+    for seq, body, stored in rows:
         if seq != expected:
             raise InputError(f"seq {expected} is missing from the store: run 'govkit audit verify' before a sync")
         if HASH_PREFIX + sha256(envelope % (body, prev.encode("ascii"), seq)).hexdigest() != stored:
             raise InputError(f"seq {seq} does not verify: the store was altered; run 'govkit audit verify' "
                              f"(nothing was shipped from seq {seq} on)")
-        day = day or ""
-        if bodies and (len(bodies) >= max_records or day > date):
-            yield _seal(db, seq - len(bodies), bodies, hashes, segment_prev, date, device_id, store_id, private_key,
-                        with_content)
+        if len(bodies) >= max_records:
+            yield from _seal_days(db, seq - len(bodies), bodies, hashes, segment_prev, device_id, store_id,
+                                  private_key, with_content)
             segment_prev, bodies, hashes = hashes[-1], [], []
-        if not bodies:
-            date = day or "unknown"
         bodies.append(bytes(body))
         hashes.append(stored)
         prev, expected = stored, seq + 1
     if expected <= stop:
         raise InputError(f"the store ends at seq {expected - 1}, before seq {stop}")
     if bodies:
-        yield _seal(db, expected - len(bodies), bodies, hashes, segment_prev, date, device_id, store_id, private_key,
-                    with_content)
+        yield from _seal_days(db, expected - len(bodies), bodies, hashes, segment_prev, device_id, store_id,
+                              private_key, with_content)
+
+
+def _seal_days(db: sqlite3.Connection, lo: int, bodies: list[bytes], hashes: list[str], prev: str, device_id: str,
+               store_id: str, private_key: Any, with_content: bool) -> Iterator[Segment]:
+    """The batch's segments: a new one wherever the UTC day of the records moves on."""
+    pa = require("pyarrow", "parquet")
+    fields = _fields(pa, bodies)
+    days = [str(ts or "")[:10] for ts in fields.column("ts_start").to_pylist()]
+    first, date = 0, days[0] or "unknown"
+    for i in range(1, len(days) + 1):
+        if i == len(days) or days[i] > date:
+            yield _seal(db, lo + first, bodies[first:i], hashes[first:i], prev if first == 0 else hashes[first - 1],
+                        date, device_id, store_id, private_key, with_content, fields.slice(first, i - first))
+            if i < len(days):
+                first, date = i, days[i] or "unknown"
 
 
 def _content_rows(db: sqlite3.Connection, start: int, stop: int) -> dict[int, dict[str, str]]:
@@ -202,13 +213,12 @@ def _strings(pa: Any, numpy: Any, items: list[bytes]) -> Any:
 
 
 def _seal(db: sqlite3.Connection, lo: int, bodies: list[bytes], hashes: list[str], prev: str, date: str,
-          device_id: str, store_id: str, private_key: Any, with_content: bool) -> Segment:
+          device_id: str, store_id: str, private_key: Any, with_content: bool, fields: Any) -> Segment:
     pa = require("pyarrow", "parquet")
     pc = require("pyarrow.compute", "parquet")
     pq = require("pyarrow.parquet", "parquet")
     numpy = require("numpy", "parquet")
     hi = lo + len(bodies) - 1
-    fields = _fields(pa, bodies)
     columns = {"seq": pa.array(numpy.arange(lo, hi + 1, dtype=numpy.int64)),
                **{name: fields.column(name) for name in COLUMNS[1:-2]},
                "prev_hash": pa.array([prev, *hashes[:-1]], pa.string()), "record_hash": pa.array(hashes, pa.string()),
@@ -231,10 +241,11 @@ def _seal(db: sqlite3.Connection, lo: int, bodies: list[bytes], hashes: list[str
         pc.equal(fields.column("status"), "ok"), False)))).as_py() or 0)
     artifacts = {item["values"]: item["counts"] for item in pc.value_counts(pc.filter(
         fields.column("artifact_sha256"), inference)).to_pylist() if item["values"]}
+    # Only bodies holding a non-empty "entities" object are parsed again (canonical JSON, no spaces).
     redactions = {str(name): int(n) for name, n in db.execute(
         "SELECT e.key, sum(e.value) FROM records r, json_each(CAST(r.body AS TEXT), '$.redaction.entities') e "
-        "WHERE r.seq BETWEEN ? AND ? AND r.event_type = 'inference' AND e.type = 'integer' GROUP BY e.key",
-        (lo, hi))}
+        "WHERE r.seq BETWEEN ? AND ? AND instr(CAST(r.body AS TEXT), '\"entities\":{\"') > 0 "
+        "AND r.event_type = 'inference' AND e.type = 'integer' GROUP BY e.key", (lo, hi))}
     sink = io.BytesIO()
     pq.write_table(table, sink, compression="zstd")
     data = sink.getvalue()

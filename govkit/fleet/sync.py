@@ -216,15 +216,16 @@ def _sync(settings: Settings, central: Central, db: sqlite3.Connection, db_path:
     central.upload(run_id, "head.note", head_note(key, device_id=device_id, store_id=store_id, seq=head_seq,
                                                   head_hash=head_hash, ts=ts).encode("utf-8"))
     inferences = totals.get("inferences", 0)
-    central.log_metrics(run_id, {
+    metrics = {
         "records": totals.get("records", 0), "inference_volume": inferences, "overrides": totals.get("overrides", 0),
         "incidents": totals.get("incidents", 0), "purges": totals.get("purges", 0),
         "error_rate": (totals.get("errors", 0) / inferences) if inferences else 0.0, "bytes": size,
-        **{f"redactions.{name}": n for name, n in sorted(redactions.items())}})
+        **{f"redactions.{name}": n for name, n in sorted(redactions.items())}}
+    # "shipped" and the run's metrics arrive together, in one batch: a shipped run always has its figures.
     central.set_tags(run_id, {"govkit.seq_range": f"{shipped[0][0]}-{head_seq}" if shipped else "none",
                               "govkit.chain_head": head_hash,
                               "govkit.artifact_sha256": max(artifacts, key=artifacts.__getitem__) if artifacts else None,
-                              "govkit.sync.shipped_at": ts, "govkit.sync.status": "shipped"})
+                              "govkit.sync.shipped_at": ts, "govkit.sync.status": "shipped"}, metrics)
     central.finish(run_id)
     return SyncResult(run_id, device_id, store_id, tuple(shipped), totals.get("records", 0), size, head_seq,
                       central_seq, acked, new_acks, resumed, totals)

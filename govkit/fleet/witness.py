@@ -190,35 +190,38 @@ def _witness_run(central: Central, book: Ledger, registry: dict[tuple[str, str],
         status = "rejected"
     else:
         notes = []
-        for path in central.list(run_id, "notes"):
-            text = central.download(run_id, path).decode("utf-8", "replace")
-            try:
-                note, parsed = parse_segment_note(text, source=path)
-            except InputError as exc:
-                find("altered", str(exc))
-                rejected.append(Path(path).stem)
-                continue
-            if not signed_by(parsed, device.public_key) or (note.device_id, note.store_id) != (device_id, store_id) \
-                    or note.key != Path(path).stem:
-                find("altered", f"{path}: not signed by device {device_id}'s enrolled key for store {store_id}")
-                rejected.append(Path(path).stem)
-                continue
-            notes.append((note, text))
-        for note, text in sorted(notes, key=lambda n: n[0].lo):
-            verdict = _witness_segment(central, book, note, run_id, find)
-            if verdict == "accepted":
-                ack = add_signature(text, key, "witness")
-                result.segments += 1
-                result.records += note.records
-                result.bytes += note.size
-            elif verdict == "duplicate":
-                result.duplicates += 1
-                ack = ack or add_signature(text, key, "witness")
-            elif verdict == "held":
-                status = "held"
-                break
-            else:
-                rejected.append(note.key)
+        with _Prefetch(central, run_id) as fetch:
+            note_paths = central.list(run_id, "notes")
+            for path, text in zip(note_paths, fetch.all(note_paths)):
+                try:
+                    note, parsed = parse_segment_note(text, source=path)
+                except InputError as exc:
+                    find("altered", str(exc))
+                    rejected.append(Path(path).stem)
+                    continue
+                if not signed_by(parsed, device.public_key) or (note.device_id, note.store_id) != (device_id, store_id) \
+                        or note.key != Path(path).stem:
+                    find("altered", f"{path}: not signed by device {device_id}'s enrolled key for store {store_id}")
+                    rejected.append(Path(path).stem)
+                    continue
+                notes.append((note, text))
+            notes.sort(key=lambda n: n[0].lo)
+            fetch.ahead([segment_path(note) for note, _ in notes if not book.holds(note)])
+            for note, text in notes:
+                verdict = _witness_segment(central, book, note, run_id, find, fetch)
+                if verdict == "accepted":
+                    ack = add_signature(text, key, "witness")
+                    result.segments += 1
+                    result.records += note.records
+                    result.bytes += note.size
+                elif verdict == "duplicate":
+                    result.duplicates += 1
+                    ack = ack or add_signature(text, key, "witness")
+                elif verdict == "held":
+                    status = "held"
+                    break
+                else:
+                    rejected.append(note.key)
         _witness_head(central, book, device, run_id, find)
     if status != "held" and (rejected or any(f.kind in SERIOUS for f in findings)):
         status = "rejected"
@@ -233,7 +236,56 @@ def _witness_run(central: Central, book: Ledger, registry: dict[tuple[str, str],
     book.finish(run_id, status, findings)
 
 
-def _witness_segment(central: Central, book: Ledger, note: SegmentNote, run_id: str, find: Any) -> str:
+class _Prefetch:
+    """A run's files downloaded ahead, two at a time, while the witness checks the one before:
+    each request waits on the server more than on this machine. At most two segments wait in
+    memory beside the one being checked."""
+
+    WINDOW = 2
+
+    def __init__(self, central: Central, run_id: str):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.central, self.run_id = central, run_id
+        self.pool = ThreadPoolExecutor(max_workers=self.WINDOW, thread_name_prefix="govkit-witness")
+        self.queued: list[str] = []
+        self.pending: dict[str, Any] = {}
+
+    def all(self, paths: list[str]) -> list[str]:
+        """Small files (notes), all at once, as text."""
+        return [data.decode("utf-8", "replace") for data in
+                self.pool.map(lambda path: self.central.download(self.run_id, path), paths)]
+
+    def ahead(self, paths: list[str]) -> None:
+        self.queued = list(paths)
+        self._top_up()
+
+    def _top_up(self) -> None:
+        while self.queued and len(self.pending) < self.WINDOW:
+            path = self.queued.pop(0)
+            self.pending[path] = self.pool.submit(self.central.download, self.run_id, path)
+
+    def get(self, path: str) -> bytes:
+        future = self.pending.pop(path, None)
+        if future is None:
+            if path in self.queued:
+                self.queued.remove(path)
+            data = self.central.download(self.run_id, path)
+        else:
+            data = future.result()
+        self._top_up()
+        return bytes(data)
+
+    def __enter__(self) -> _Prefetch:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.queued.clear()
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _witness_segment(central: Central, book: Ledger, note: SegmentNote, run_id: str, find: Any,
+                     fetch: _Prefetch) -> str:
     if book.holds(note):
         return "duplicate"
     seq, head = book.head(note.device_id, note.store_id)
@@ -241,7 +293,7 @@ def _witness_segment(central: Central, book: Ledger, note: SegmentNote, run_id: 
         find("gap", f"seqs {seq + 1}..{note.lo - 1} have not arrived; segment {note.lo}..{note.hi} waits for them")
         return "held"
     path = segment_path(note)
-    data = central.download(run_id, path)
+    data = fetch.get(path)
     problems = check_segment(note, data)
     if problems:
         find("altered", problems[0])
