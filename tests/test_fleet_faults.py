@@ -154,3 +154,17 @@ def test_a_server_that_never_answers_exits_3_after_its_timeout_and_loses_nothing
     assert failed.exit_code == 3 and hung_server.split("//")[1] in failed.output, failed.output
     assert "Traceback" not in failed.output and device.head() == head
     assert ship(device, central).shipped[-1][1] == head  # the same records, to a server that answers
+
+
+def test_a_segment_file_lost_on_the_central_store_fails_central_verification_by_name(tmp_path: Path,
+                                                                                      central: str) -> None:
+    device = make_device(tmp_path, "branch-25")
+    device.append(600)
+    ship(device, central, max_records=200)
+    [lost] = [p for p in (tmp_path / "central" / "mlartifacts").rglob("*.parquet") if "000000000201-" in p.name]
+    lost.unlink()
+    with inside(device.folder):
+        checked = run("audit", "verify", "--from-mlflow", central, "--device", device.id,
+                      "--public-key", device.settings.audit.public_key)
+    assert checked.exit_code == 1 and "segment 201..400" in checked.output, checked.output
+    assert "unreachable" not in checked.output

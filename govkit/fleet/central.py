@@ -56,26 +56,31 @@ class Central:
     @contextlib.contextmanager
     def calling(self, what: str) -> Iterator[None]:
         """MLflow's failures as TrackingError naming the server and what was being done."""
+        refused = (f"MLflow at {self.uri} refused the credentials while {what} (set MLFLOW_TRACKING_USERNAME and "
+                   f"MLFLOW_TRACKING_PASSWORD, or MLFLOW_TRACKING_TOKEN); nothing was lost, nothing retried")
         try:
             yield
         except self.mlflow.exceptions.MlflowException as exc:
             code = str(getattr(exc, "error_code", ""))
             status = getattr(exc, "get_http_status_code", lambda: None)()
             if code in _AUTH_CODES or status in (401, 403) or "401" in str(exc)[:200]:
-                raise TrackingError(f"MLflow at {self.uri} refused the credentials while {what} "
-                                    f"(set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD, or "
-                                    f"MLFLOW_TRACKING_TOKEN); nothing was lost, nothing retried") from None
+                raise TrackingError(refused) from None
             raise TrackingError(f"MLflow at {self.uri}: {what} failed: {_first_line(exc)}") from None
-        except OSError as exc:
+        except Exception as exc:
+            if type(exc).__module__.split(".")[0] in ("requests", "urllib3"):  # after MLflow's own retries
+                status = getattr(getattr(exc, "response", None), "status_code", None)
+                if status in (401, 403):
+                    raise TrackingError(refused) from None
+                if status is not None:  # the server answered, with an error (a file that is not there: 404)
+                    raise TrackingError(f"MLflow at {self.uri}: {what} failed: HTTP {status}") from None
+                raise TrackingError(f"MLflow at {self.uri} is unreachable while {what} ({type(exc).__name__}) "
+                                    f"after retries with backoff") from None
+            if not isinstance(exc, OSError):
+                raise
             if exc.errno == errno.ENOSPC:
                 raise TrackingError(f"MLflow at {self.uri}: the central store's disk is full while {what}; nothing "
                                     f"was lost on the device, and the next sync resumes this one") from None
             raise TrackingError(f"MLflow at {self.uri}: {what} failed: {exc.strerror or exc}") from None
-        except Exception as exc:  # requests' and urllib3's errors after MLflow's own retries
-            if type(exc).__module__.split(".")[0] in ("requests", "urllib3"):
-                raise TrackingError(f"MLflow at {self.uri} is unreachable while {what} ({type(exc).__name__}) "
-                                    f"after retries with backoff") from None
-            raise
 
     def experiment(self, name: str, *, create: bool = True) -> str | None:
         with self.calling(f"finding experiment {name}"):
@@ -172,8 +177,13 @@ class Central:
     def download(self, run_id: str, artifact_path: str) -> bytes:
         folder = tempfile.mkdtemp(dir=self._scratch.name)
         try:
+            repo = self._repo(run_id)
             with self.calling(f"downloading {artifact_path}"):
-                local = self._repo(run_id).download_artifacts(artifact_path, folder)
+                if hasattr(repo, "_download_file"):  # one GET; the public call lists the path first, in a pool
+                    local = str(Path(folder) / Path(artifact_path).name)
+                    repo._download_file(artifact_path, local)
+                else:
+                    local = repo.download_artifacts(artifact_path, folder)
             return Path(local).read_bytes()
         finally:
             import shutil
