@@ -99,6 +99,25 @@ def test_every_run_carries_the_tag_convention(tmp_path: Path, central: str) -> N
     assert shipped.data.metrics["inference_volume"] == 20 and shipped.data.metrics["error_rate"] == pytest.approx(1 / 20)
 
 
+def test_the_sync_run_counts_redactions_by_type(tmp_path: Path, central: str) -> None:
+    import mlflow
+
+    from govkit.audit import AuditLog
+
+    device = make_device(tmp_path, "branch-2")
+    device.append(30)
+    with AuditLog.open(settings=device.settings) as log:
+        for n in range(3):
+            log.append("inference", prompt=f"mail client{n}@example.com or call +1 415 555 010{n}", response="ok",
+                       status="ok")
+        log.append("inference", prompt="two mails: a@example.org, b@example.org", response="ok", status="ok")
+    ship(device, central, max_records=10)  # several segments: the counts add up across them
+    remote = mlflow.MlflowClient(central)
+    [shipped] = remote.search_runs([remote.get_experiment_by_name(MODEL).experiment_id])
+    metrics = shipped.data.metrics
+    assert (metrics["redactions.EMAIL"], metrics["redactions.PHONE"], metrics["inference_volume"]) == (5, 3, 34)
+
+
 def test_a_sync_killed_mid_upload_resumes_without_duplicates_or_gaps(tmp_path: Path, central: str,
                                                                      witness_key: tuple[Path, str]) -> None:
     device = make_device(tmp_path, "branch-2")

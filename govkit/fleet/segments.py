@@ -119,6 +119,10 @@ def parse_head_note(note: str, *, source: str = "head note") -> tuple[dict[str, 
     return head, parsed
 
 
+# Columns with few distinct values: dictionary-encoded (smaller and faster to write); the rest plain.
+_DICTIONARY = ["event_type", "model_id", "artifact_sha256", "status", "subject_ref"]
+
+
 def _schema() -> Any:
     pa = require("pyarrow", "parquet")
     return pa.schema([("seq", pa.int64())] + [(c, pa.string()) for c in COLUMNS[1:]]
@@ -241,13 +245,16 @@ def _seal(db: sqlite3.Connection, lo: int, bodies: list[bytes], hashes: list[str
         pc.equal(fields.column("status"), "ok"), False)))).as_py() or 0)
     artifacts = {item["values"]: item["counts"] for item in pc.value_counts(pc.filter(
         fields.column("artifact_sha256"), inference)).to_pylist() if item["values"]}
-    # Only bodies holding a non-empty "entities" object are parsed again (canonical JSON, no spaces).
-    redactions = {str(name): int(n) for name, n in db.execute(
-        "SELECT e.key, sum(e.value) FROM records r, json_each(CAST(r.body AS TEXT), '$.redaction.entities') e "
-        "WHERE r.seq BETWEEN ? AND ? AND instr(CAST(r.body AS TEXT), '\"entities\":{\"') > 0 "
-        "AND r.event_type = 'inference' AND e.type = 'integer' GROUP BY e.key", (lo, hi))}
+    redactions: dict[str, int] = {}
+    marked = pc.indices_nonzero(pc.fill_null(inference, False)).to_pylist() if counts["inferences"] else []
+    for i in marked:  # only a body holding a non-empty "entities" object is parsed again (canonical JSON)
+        if b'"entities":{"' in bodies[i]:
+            entities = (json.loads(bodies[i]).get("redaction") or {}).get("entities") or {}
+            for name, n in entities.items():
+                if isinstance(n, int) and not isinstance(n, bool):
+                    redactions[name] = redactions.get(name, 0) + n
     sink = io.BytesIO()
-    pq.write_table(table, sink, compression="zstd")
+    pq.write_table(table, sink, compression="zstd", use_dictionary=_DICTIONARY)
     data = sink.getvalue()
     note = SegmentNote(device_id, store_id, lo, hi, prev, hashes[-1],
                        HASH_PREFIX + hashlib.sha256(data).hexdigest(), len(data), date)
