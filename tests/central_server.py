@@ -11,6 +11,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from govkit.inference.localserver import free_port, wait_for_http
 
@@ -79,6 +80,49 @@ def mlflow_server(folder: Path, backend: str, *extra: str, env: dict[str, str] |
 
 
 @contextmanager
+def _serving(handle: Any) -> Iterator[str]:
+    """A loopback listener handing each accepted connection to `handle`; yields its URL."""
+    import socket
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                continue
+            handle(client)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join()
+        listener.close()
+
+
+@contextmanager
+def hung_server() -> Iterator[str]:
+    """Fault injection: a server that accepts connections and never answers (a hung proxy, an
+    overloaded host). Yields its URL."""
+    held: list[Any] = []
+    try:
+        with _serving(held.append) as url:
+            yield url
+    finally:
+        for connection in held:
+            connection.close()
+
+
+@contextmanager
 def slow_proxy(url: str, *, delay_s: float, unavailable: int = 0) -> Iterator[str]:
     """Fault injection in front of a real server: every request waits `delay_s` before it is
     forwarded (a slow link or an overloaded server), and the first `unavailable` connections
@@ -88,14 +132,9 @@ def slow_proxy(url: str, *, delay_s: float, unavailable: int = 0) -> Iterator[st
     import time
 
     host, port = url.split("//")[1].split(":")
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(64)
-    listener.settimeout(0.2)
-    stop = threading.Event()
     refused = {"n": 0}
 
-    def pump(source: socket.socket, target: socket.socket, slow: bool) -> None:
+    def pump(source: Any, target: Any, slow: bool) -> None:
         try:
             while data := source.recv(65536):
                 if slow:
@@ -108,28 +147,17 @@ def slow_proxy(url: str, *, delay_s: float, unavailable: int = 0) -> Iterator[st
                 with contextlib.suppress(OSError):
                     end.shutdown(socket.SHUT_RDWR)
 
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                client, _ = listener.accept()
-            except OSError:
-                continue
-            if refused["n"] < unavailable:
-                refused["n"] += 1
-                with contextlib.suppress(OSError):
-                    client.recv(65536)
-                    client.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-                client.close()
-                continue
-            upstream = socket.create_connection((host, int(port)))
-            threading.Thread(target=pump, args=(client, upstream, True), daemon=True).start()
-            threading.Thread(target=pump, args=(upstream, client, False), daemon=True).start()
+    def handle(client: Any) -> None:
+        if refused["n"] < unavailable:
+            refused["n"] += 1
+            with contextlib.suppress(OSError):
+                client.recv(65536)
+                client.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            client.close()
+            return
+        upstream = socket.create_connection((host, int(port)))
+        threading.Thread(target=pump, args=(client, upstream, True), daemon=True).start()
+        threading.Thread(target=pump, args=(upstream, client, False), daemon=True).start()
 
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
-    finally:
-        stop.set()
-        thread.join()
-        listener.close()
+    with _serving(handle) as proxy:
+        yield proxy

@@ -282,3 +282,18 @@ def test_an_unreachable_server_exits_3_and_loses_nothing(tmp_path: Path, monkeyp
         result = run("sync", "--to", "http://127.0.0.1:9")
     assert result.exit_code == 3 and "127.0.0.1:9" in result.output and "Traceback" not in result.output, result.output
     assert device.head() == head
+
+
+def test_segment_columns_read_every_body_as_an_export_does() -> None:
+    import pyarrow as pa
+
+    from govkit.fleet.segments import _fields
+
+    plain = [b'{"event_type":"inference","status":"ok","ts_start":"2026-12-02T10:00:00Z"}', b'{"event_type":"x"}']
+    odd = [*plain, b'{"event_type":"inference","status":1}', b'{"event_type":\n"two lines"}']
+    for bodies in (plain, odd):
+        table = _fields(pa, bodies)  # Arrow's parse, or the general one where a field is not text
+        assert table.num_rows == len(bodies)
+        assert table.column("status").to_pylist()[:2] == ["ok", None]
+    assert _fields(pa, odd).column("status").to_pylist()[2] == "1"  # str() of it, as `audit export` writes
+    assert _fields(pa, odd).column("event_type").to_pylist()[3] == "two lines"

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import errno
 import os
-import socket
 import sqlite3
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from .central_server import hung_server
 from .conftest import run
 from .fleet import enroll, inside, make_device, ship, witness_pass
 
@@ -114,44 +113,21 @@ def test_a_full_witness_ledger_exits_3_and_the_next_pass_settles_the_run(
 
 
 @pytest.fixture
-def hung_server() -> Iterator[str]:
-    """A server that accepts connections and never answers (a hung proxy, an overloaded host)."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(16)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        listener.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                held.append(listener.accept()[0])
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
-    finally:
-        stop.set()
-        thread.join()
-        for connection in held:
-            connection.close()
-        listener.close()
+def hung() -> Iterator[str]:
+    with hung_server() as url:
+        yield url
 
 
 def test_a_server_that_never_answers_exits_3_after_its_timeout_and_loses_nothing(
-        tmp_path: Path, hung_server: str, central: str, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, hung: str, central: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "1")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "0")
     device = make_device(tmp_path, "branch-24")
     head = device.append(50)
     with inside(device.folder):
-        failed = run("sync", "--to", hung_server)
-    assert failed.exit_code == 3 and hung_server.split("//")[1] in failed.output, failed.output
+        failed = run("sync", "--to", hung)
+    assert failed.exit_code == 3 and hung.split("//")[1] in failed.output, failed.output
     assert "Traceback" not in failed.output and device.head() == head
     assert ship(device, central).shipped[-1][1] == head  # the same records, to a server that answers
 

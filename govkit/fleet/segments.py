@@ -199,12 +199,15 @@ def _fields(pa: Any, bodies: list[bytes]) -> Any:
     names = COLUMNS[1:-2]  # the hashed body's fields; prev_hash and record_hash are the envelope's
     schema = pa.schema([(name, pa.string()) for name in names])
     try:
-        return pj.read_json(io.BytesIO(b"\n".join(bodies)), read_options=pj.ReadOptions(block_size=1 << 26),
-                            parse_options=pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore"))
+        table = pj.read_json(io.BytesIO(b"\n".join(bodies)), read_options=pj.ReadOptions(block_size=1 << 26),
+                             parse_options=pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore"))
+        if table.num_rows == len(bodies):  # a body is one line in canonical JSON; any other takes the slow way
+            return table
     except pa.ArrowInvalid:  # a field that is not text somewhere: the slow, general way
-        parsed = [json.loads(b) for b in bodies]
-        return pa.table({name: [None if f.get(name) is None else str(f[name]) for f in parsed] for name in names},
-                        schema=schema)
+        pass
+    parsed = [json.loads(b) for b in bodies]
+    return pa.table({name: [None if f.get(name) is None else str(f[name]) for f in parsed] for name in names},
+                    schema=schema)
 
 
 def _strings(pa: Any, numpy: Any, items: list[bytes]) -> Any:
