@@ -56,21 +56,19 @@ class Central:
     @contextlib.contextmanager
     def calling(self, what: str) -> Iterator[None]:
         """MLflow's failures as TrackingError naming the server and what was being done."""
-        refused = (f"MLflow at {self.uri} refused the credentials while {what} (set MLFLOW_TRACKING_USERNAME and "
-                   f"MLFLOW_TRACKING_PASSWORD, or MLFLOW_TRACKING_TOKEN); nothing was lost, nothing retried")
         try:
             yield
         except self.mlflow.exceptions.MlflowException as exc:
             code = str(getattr(exc, "error_code", ""))
             status = getattr(exc, "get_http_status_code", lambda: None)()
             if code in _AUTH_CODES or status in (401, 403) or "401" in str(exc)[:200]:
-                raise TrackingError(refused) from None
+                raise self._refused(what) from None
             raise TrackingError(f"MLflow at {self.uri}: {what} failed: {_first_line(exc)}") from None
         except Exception as exc:
             if type(exc).__module__.split(".")[0] in ("requests", "urllib3"):  # after MLflow's own retries
                 status = getattr(getattr(exc, "response", None), "status_code", None)
                 if status in (401, 403):
-                    raise TrackingError(refused) from None
+                    raise self._refused(what) from None
                 if status is not None:  # the server answered, with an error (a file that is not there: 404)
                     raise TrackingError(f"MLflow at {self.uri}: {what} failed: HTTP {status}") from None
                 raise TrackingError(f"MLflow at {self.uri} is unreachable while {what} ({type(exc).__name__}) "
@@ -81,6 +79,10 @@ class Central:
                 raise TrackingError(f"MLflow at {self.uri}: the central store's disk is full while {what}; nothing "
                                     f"was lost on the device, and the next sync resumes this one") from None
             raise TrackingError(f"MLflow at {self.uri}: {what} failed: {exc.strerror or exc}") from None
+
+    def _refused(self, what: str) -> TrackingError:
+        return TrackingError(f"MLflow at {self.uri} refused the credentials while {what} (set MLFLOW_TRACKING_USERNAME "
+                             f"and MLFLOW_TRACKING_PASSWORD, or MLFLOW_TRACKING_TOKEN); nothing was lost, nothing retried")
 
     def experiment(self, name: str, *, create: bool = True) -> str | None:
         with self.calling(f"finding experiment {name}"):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import itertools
 import json
 import os
 import sqlite3
@@ -204,14 +205,11 @@ def _sync(settings: Settings, central: Central, db: sqlite3.Connection, db_path:
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="govkit-upload") as uploader:
         pending_upload: tuple[Any, Segment] | None = None
-        for segment in segments:
+        for segment in itertools.chain(segments, [None]):  # None: the last upload's turn to be waited for
             if pending_upload is not None:
                 pending_upload[0].result()  # an upload's failure stops the sync here, nothing built past it
                 shipped_one(pending_upload[1])
-            pending_upload = (uploader.submit(_upload, central, run_id, segment), segment)
-        if pending_upload is not None:
-            pending_upload[0].result()
-            shipped_one(pending_upload[1])
+            pending_upload = None if segment is None else (uploader.submit(_upload, central, run_id, segment), segment)
     ts = utc_now()
     central.upload(run_id, "head.note", head_note(key, device_id=device_id, store_id=store_id, seq=head_seq,
                                                   head_hash=head_hash, ts=ts).encode("utf-8"))
@@ -287,18 +285,14 @@ def _upload(central: Central, run_id: str, segment: Segment) -> None:
 
 
 def _ship_oversight_first(central: Central, run_id: str, db: sqlite3.Connection, lo: int, hi: int) -> None:
-    from ..audit.querykeys import keyed_upto
+    from ..audit.querykeys import matching
     from .trail import GOVERNANCE_EVENTS
 
-    marks = ",".join("?" * len(GOVERNANCE_EVENTS))
-    # Found through the query keys' event-type index up to the last keyed record, then the short
-    # unkeyed tail; a key that lies only loses an early copy: the segments carry every record.
-    upto = min(keyed_upto(db), hi)
-    keyed = (f"SELECT r.seq, r.body, r.record_hash FROM record_keys k JOIN records r ON r.seq = k.seq WHERE "
-             f"k.event_type IN ({marks}) AND k.seq BETWEEN ? AND ? UNION ALL ") if upto >= lo else ""
-    rows = [json.loads(body) | {"seq": seq, "record_hash": stored} for seq, body, stored in db.execute(
-        keyed + f"SELECT seq, body, record_hash FROM records WHERE event_type IN ({marks}) AND seq BETWEEN ? AND ? "
-        f"ORDER BY 1", (*((*GOVERNANCE_EVENTS, lo, upto) if keyed else ()), *GOVERNANCE_EVENTS, max(lo, upto + 1), hi))]
+    # Through the query keys' event-type index, then the short unkeyed tail; a key that lies only
+    # loses an early copy: the segments carry every record.
+    found = matching(db, [("{t}.event_type IN (SELECT value FROM json_each(?))", json.dumps(GOVERNANCE_EVENTS))],
+                     [("r.seq >= ?", lo), ("r.seq <= ?", hi)], None, False)
+    rows = [record.fields | {"seq": record.seq, "record_hash": record.record_hash} for record in found]
     if not rows:
         return
     central.upload(run_id, "oversight/records.json", json.dumps(rows, ensure_ascii=False, sort_keys=True).encode("utf-8"))
