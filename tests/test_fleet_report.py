@@ -112,6 +112,11 @@ def test_an_incomplete_fleet_is_never_green(tmp_path: Path, central: str, witnes
     nothing = fleet_summary(central, as_of=_now(), registry=str(registry), witness_public_key=public,
                             experiments=("another-model",))
     assert overall(_green(), VERIFIED, nothing)["colour"] == "amber" and nothing["experiments_missing"]
+    half = fleet_summary(central, as_of=_now(), registry=str(registry), witness_public_key=public,
+                         experiments=(MODEL, "another-model"))  # one model's devices healthy, the other's absent
+    assert half["experiments_missing"] == ["another-model"] and half["totals"]["healthy"] == 1
+    statement = overall(_green(), VERIFIED, half)
+    assert statement["colour"] == "amber" and "another-model" in statement["statement"], statement
 
 
 def _now() -> str:

@@ -14,7 +14,8 @@ RULE = ("Red: a blocking control failed or errored, or the audit log does not ve
         "warning-level control failed or has no evidence. Green: every control passed or does not apply. "
         "With a fleet section, red also when a device's log is forked, rolled back or altered or an unknown "
         "device shipped evidence, and amber at best while the fleet's evidence is incomplete (a device not "
-        "synced, a gap, a late acknowledgement, no witness key or no device registry).")
+        "synced, a gap, a late acknowledgement, a model with no experiment on the central store, no witness key "
+        "or no device registry).")
 
 
 def scorecard(gate: dict[str, Any] | None, verify: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -78,6 +79,8 @@ def fleet_gaps(fleet: dict[str, Any]) -> list[str]:
     gaps = []
     if not fleet["devices"]:
         gaps.append("no device has synced")
+    if fleet["experiments_missing"]:
+        gaps.append("no experiment on the central store for " + ", ".join(fleet["experiments_missing"]))
     not_synced = len(totals["never_synced"]) + len(totals["silent"])
     if not_synced:
         gaps.append(f"{not_synced} device(s) not synced")
