@@ -321,3 +321,32 @@ def test_counterfactual_pairs_have_three_states() -> None:
     unsure = pairs(40, 4)  # balanced flips: no difference shown, but 10% may flip
     assert unsure["pairs"][0]["difference_shown"] is False and unsure["status"] == "inconclusive"
     assert "INCONCLUSIVE" in unsure["pairs"][0]["statement"]
+
+
+def test_an_empty_intersection_is_left_out_not_a_crash() -> None:
+    """fairlearn lists every combination of two attributes' values, the empty ones too (its
+    by_group has a NaN row for them); the intersection view lists the groups the data holds.
+    Found by `govkit demo`: German credit has no foreign workers aged 60 and over among its women."""
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame({"sex": ["f"] * 120 + ["m"] * 200, "band": ["young"] * 60 + ["old"] * 60 + ["young"] * 200})
+    frame["y_true"] = rng.integers(0, 2, len(frame))
+    frame["y_pred"] = rng.integers(0, 2, len(frame))
+    result = analyze(frame, y_true="y_true", y_pred="y_pred", sensitive=["sex", "band"], policy=FairnessPolicy(),
+                     bootstrap=50)
+    view = next(v for key, v in result["views"].items() if key not in ("sex", "band"))
+    assert [row["group"] for row in view["by_group"]] == ["sex=f, band=old", "sex=f, band=young", "sex=m, band=young"]
+    expected = fm.MetricFrame(metrics=fm.selection_rate, y_true=frame.y_true, y_pred=frame.y_pred,
+                              sensitive_features=frame[["sex", "band"]]).by_group.dropna()
+    assert [row["selection_rate"] for row in view["by_group"]] == pytest.approx(list(expected))
+
+
+def test_no_selection_at_all_is_judged_without_warnings() -> None:
+    """A model that selects nobody: every ratio is undefined, and numpy's all-NaN warnings stay out of the output."""
+    import warnings
+
+    frame = pd.DataFrame({"sex": ["f", "m"] * 100, "y_true": [0, 1] * 100, "y_pred": 0})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = analyze(frame, y_true="y_true", y_pred="y_pred", sensitive=["sex"], policy=FairnessPolicy(),
+                         bootstrap=50)
+    assert result["views"]["sex"]["metrics"]["demographic_parity_difference"]["value"] == 0

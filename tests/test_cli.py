@@ -199,32 +199,21 @@ def test_help_documents_exit_codes() -> None:
     assert "Exit codes" in result.output and "3  environment:" in result.output
 
 
-def test_demo_runs_end_to_end(tmp_path: Path) -> None:
-    result = run("demo", "--dir", str(tmp_path / "demo"))
+def test_the_scripted_demo_marks_every_model_call_synthetic(tmp_path: Path) -> None:
+    """--scripted runs with no model: every record it makes says so, and so do the console and the report."""
+    result = run("demo", "--dir", str(tmp_path / "demo"), "--scripted")
     assert result.exit_code == 0, result.output
-    assert "7. verify\n   OK:" in result.output
-    assert re.search(r"FAILED at seq \d+: record hash mismatch", result.output)
-    assert "[PAYMENT_CARD]" in result.output and "4111" not in result.output.split("3. audited")[1]
-    # lineage and the rating: the synthetic table's flaws are found, the tier is recorded
-    assert "dataset/applications.csv@v1" in result.output and "1 duplicate rows" in result.output
-    assert "pii_column: email" in result.output and "Tier: high" in result.output
-    assert "9. the pre-deployment gate" in result.output and "38 checks:" in result.output
+    assert "SYNTHETIC: 30 scripted answers, no model ran" in result.output and "SYNTHETIC RUN" in result.output
+    assert re.search(r"tampered copy: FAILED at seq \d+: record hash mismatch", result.output)
+    assert "4111" not in result.output
     with AuditLog(tmp_path / "demo" / ".govkit" / "audit.db", create=False) as log:
         assert log.verify().ok
-        assert {r.event_type for r in log} >= {"lineage", "risk_rating", "inference", "override", "purge"}
-
-
-@pytest.mark.slow
-def test_demo_with_the_real_model(llama, tmp_path: Path) -> None:
-    result = run("demo", "--dir", str(tmp_path / "demo"), "--real-model")
-    assert result.exit_code == 0, result.output
-    assert result.output.count("   model: ") == 4 and "Q4_1" in result.output
-    assert "7. verify\n   OK:" in result.output
-    assert re.search(r"FAILED at seq \d+: record hash mismatch", result.output)
-    with AuditLog(tmp_path / "demo" / ".govkit" / "audit.db", create=False) as log:
-        calls = [r for r in log.query(event_type="inference") if r.endpoint == "/v1/chat/completions"]
-        assert len(calls) == 4 and all(r.status == "ok" and r.subject_ref for r in calls)
-        assert log.verify().ok
+        calls = list(log.query(event_type="inference"))
+        assert len(calls) == 30 and all(r.purpose == "synthetic" and r.runtime == "synthetic" for r in calls)
+        assert not any(r.artifact_sha256 for r in calls)
+        assert {r.event_type for r in log} >= {"lineage", "risk_rating", "override", "purge", "checkpoint", "report"}
+    [board] = (tmp_path / "demo" / "reports").glob("board-*.html")
+    assert "30 of the period&#39;s" in board.read_text() or "30 of the period's" in board.read_text()
 
 
 def _as_first_schema(path: Path) -> None:

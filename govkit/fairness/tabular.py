@@ -91,7 +91,7 @@ def analyze(frame: Any, *, y_true: str | None, y_pred: str, sensitive: list[str]
     status = verdict(m["status"] for view in results.values() for m in view["metrics"].values())
     for view in results.values():
         view["status"] = verdict(m["status"] for m in view["metrics"].values())
-    to_conclude = sorted({f"{key}.{name}: {m.get('to_conclude') or m['with_small_groups']['reason']}"
+    to_conclude = sorted({f"{key}.{name}: {m.get('to_conclude') or m.get('reason') or m['with_small_groups']['reason']}"
                           for key, view in results.items() for name, m in view["metrics"].items()
                           if m["status"] == "inconclusive" or "with_small_groups" in m})
     return {"status": status, "to_conclude": to_conclude, "rows": int(len(frame)), "y_true": y_true if truth else None,
@@ -160,6 +160,9 @@ def _analyze_view(cells: Any, attrs: list[str], y_true: str, y_pred: str, policy
     frame = fm.MetricFrame(metrics=functions, y_true=view[y_true], y_pred=view[y_pred], sensitive_features=features,
                            sample_params={name: {"sample_weight": weights} for name in functions})
     by_group = frame.by_group
+    if len(attrs) > 1:  # fairlearn lists every combination of the values, the empty ones too: keep the data's
+        observed = set(view[attrs].itertuples(index=False, name=None))
+        by_group = by_group[[key in observed for key in by_group.index]]
     groups = _confusion(view, attrs, y_true, y_pred)
     labels = [_label(attrs, index) for index in by_group.index]
     if labels != groups.labels:  # both sorted the same way; a mismatch would be a bug, not bad input
@@ -199,7 +202,7 @@ def _analyze_view(cells: Any, attrs: list[str], y_true: str, y_pred: str, policy
     ref_index = _reference_index(labels, rates, reference, attrs, among=adequate)
     ratios = rates / rates[ref_index] if rates[ref_index] > 0 else np.full(len(rates), np.nan)
     others = [i for i in adequate if i != ref_index]
-    values["disparate_impact_ratio"] = float(np.nanmin(ratios[others])) if others else float("nan")
+    values["disparate_impact_ratio"] = _nanmin(ratios[others])
     for i, row in enumerate(rows):
         row["disparate_impact_ratio"] = None if ratios[i] != ratios[i] else float(ratios[i])
     intervals = _bootstrap(groups.cells[adequate], adequate.index(ref_index), bootstrap, policy.confidence, rng)
@@ -209,7 +212,7 @@ def _analyze_view(cells: Any, attrs: list[str], y_true: str, y_pred: str, policy
                for name, value in values.items()}
     if small:
         with_small = _between(fm, view, attrs, y_true, y_pred)
-        with_small["disparate_impact_ratio"] = float(np.nanmin(np.delete(ratios, ref_index))) if len(rows) > 1 else float("nan")
+        with_small["disparate_impact_ratio"] = _nanmin(np.delete(ratios, ref_index))
         for name, metric in metrics.items():
             value = with_small[name]
             metric["small_groups"] = small
@@ -219,6 +222,16 @@ def _analyze_view(cells: Any, attrs: list[str], y_true: str, y_pred: str, policy
                           + ", ".join(f"{g['group']} {g['needs']} more" for g in small)}
     return {"attributes": attrs, "reference": labels[ref_index], "by_group": rows, "metrics": metrics,
             "warnings": warnings, "judged_groups": [rows[i]["group"] for i in adequate]}
+
+
+def _nanmin(values: Any, axis: int | None = None) -> Any:
+    """np.nanmin, NaN where every value is NaN (no selection in the reference group), without numpy's warning."""
+    np = require("numpy", "bias")
+    values = np.asarray(values, dtype=float)
+    if axis is None:
+        return float(np.nanmin(values)) if values.size and not np.isnan(values).all() else float("nan")
+    empty = np.isnan(values).all(axis=axis)
+    return np.where(empty, np.nan, np.nanmin(np.where(np.isnan(values), np.inf, values), axis=axis))
 
 
 def _between(fm: Any, view: Any, attrs: list[str], y_true: str, y_pred: str) -> dict[str, float]:
@@ -295,7 +308,7 @@ def _bootstrap(cells: Any, ref_index: int, replicates: int, confidence: float, r
             "demographic_parity_ratio": np.nanmin(selection, 1) / np.nanmax(selection, 1),
             "equalized_odds_difference": np.fmax(np.nanmax(tpr, 1) - np.nanmin(tpr, 1),
                                                  np.nanmax(fpr, 1) - np.nanmin(fpr, 1)),
-            "disparate_impact_ratio": np.nanmin(others, 1) if others.shape[1] else np.full(replicates, np.nan),
+            "disparate_impact_ratio": _nanmin(others, axis=1) if others.shape[1] else np.full(replicates, np.nan),
         }
     tail = (1 - confidence) / 2 * 100
     out: dict[str, list[float] | None] = {}
@@ -330,7 +343,8 @@ def _judge(name: str, value: float, interval: list[float] | None, threshold: flo
     out: dict[str, Any] = {"value": None if value != value else value, "interval": interval,
                            "threshold": threshold, "direction": direction}
     if value != value:
-        out.update(status="inconclusive", reason="undefined: a group has no rows for this rate")
+        out.update(status="inconclusive", reason="undefined: a rate it needs is 0/0 (a group with no rows for that "
+                                                 "rate, or no group selected at all)")
         return out
     breach = value > threshold if direction == "max" else value < threshold
     out["status"] = "fail" if breach else "pass"

@@ -34,6 +34,7 @@ from .calls import Call, EventStream, read_answer
 from .connections import GuardPolicy
 from .fingerprint import ArtifactIdentity, fingerprint_artifact
 from .routes import Route, route_of
+from .transport import RECORD_ID_HEADER
 
 __all__ = ["AuditingProxy", "CallObserver", "ProxyConfig"]
 
@@ -316,10 +317,12 @@ class AuditingProxy:
                 await self._record(call, status="error", error="malformed upstream JSON",
                                    response=data.decode("utf-8", "replace"))
                 return _error(502, "the upstream model server sent a malformed answer", "upstream_malformed")
-            await self._record(call, status="ok", answer=answer)
+            record = await self._record(call, status="ok", answer=answer)
         except GovkitError as exc:
             return _store_failed(exc)  # no answer without its record
-        return web.Response(body=data, status=upstream.status, headers=_response_headers(upstream))
+        # The app can cite the record of each answer (an override names it), as the wrappers do.
+        return web.Response(body=data, status=upstream.status,
+                            headers={**_response_headers(upstream), RECORD_ID_HEADER: record.record_id})
 
     async def _stream(self, request: Any, upstream: Any, call: Call, *, lines: bool) -> Any:
         web = require("aiohttp.web", "proxy")
@@ -408,12 +411,13 @@ class AuditingProxy:
                                                      "bytes": current.bytes})
             self.identity = current
 
-    async def _record(self, call: Call, **outcome: Any) -> None:
+    async def _record(self, call: Call, **outcome: Any) -> Any:
         # A lone request commits on the loop thread (no hand-offs); under load, group commit.
         fields = call.record(**outcome)
         record = await self.log.append_async("inference", inline_when_idle=self.in_flight == 1, **fields)
         if self.observer is not None and call.kind == "chat" and outcome.get("status") == "ok":
             self.observer.offer(record, call.prompt, fields.get("response"))
+        return record
 
 
 def _response_headers(upstream: Any) -> dict[str, str]:

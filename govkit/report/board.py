@@ -284,6 +284,9 @@ def _page_one(snapshot: dict[str, Any]) -> list[str]:
                       "evidence of how the model behaves in use.")
     elif not kpis["inference"]:
         alerts.append("No model call is on record in this period: the monitoring figures are empty.")
+    if kpis.get("synthetic"):
+        alerts.append(f"{kpis['synthetic']} of the period's {kpis['inference']} model calls are synthetic (scripted "
+                      "answers, no model ran): the monitoring figures describe a demonstration, not a model in use.")
     if snapshot["gate"] is None:
         alerts.append("The pre-deployment gate (govkit check) has not been run: every control is without evidence.")
     else:

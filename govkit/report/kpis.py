@@ -16,7 +16,9 @@ import orjson
 
 from ..audit.querykeys import keyed_upto
 
-__all__ = ["period_kpis"]
+__all__ = ["SYNTHETIC", "period_kpis"]
+
+SYNTHETIC = "synthetic"  # the purpose of a record no model produced (`govkit demo --scripted`)
 
 _BATCH = 10_000
 # (seq, body) of the period's records: keyed ones by their keys, in seq order (no time index: that
@@ -34,7 +36,7 @@ def period_kpis(db: sqlite3.Connection, *, head: int, start: str, end: str) -> d
     """The KPIs of records with start <= ts_start < end and seq <= head (the snapshot's head)."""
     keyed = min(keyed_upto(db), head)
     counts = {"records": 0, "inference": 0, "errors": 0, "requests": 0, "refused": 0, "overrides": 0,
-              "explanations": 0, "model_changes": 0, "incidents": 0}
+              "explanations": 0, "model_changes": 0, "incidents": 0, "synthetic": 0}
     per_event = {"inference": "inference", "request": "requests", "override": "overrides",
                  "explanation": "explanations", "model_change": "model_changes", "incident": "incidents"}
     redactions: dict[str, int] = {}
@@ -62,6 +64,8 @@ def period_kpis(db: sqlite3.Connection, *, head: int, start: str, end: str) -> d
             if event == "inference":
                 if record.get("status") != "ok":
                     counts["errors"] += 1
+                if record.get("purpose") == SYNTHETIC:
+                    counts["synthetic"] += 1
                 latency = record.get("latency_ms")
                 if isinstance(latency, (int, float)) and not isinstance(latency, bool):
                     pending.append((float(latency),))
