@@ -81,7 +81,8 @@ def fairness_threshold_breach(ctx: Context):
        crosswalk="fairness_eval_documented")
 def counterfactual_no_difference(ctx: Context):
     """What it checks: for every (model artifact, dataset, attribute), the newest counterfactual run
-    about the model under review shows no difference and keeps flips within the policy.
+    about the model under review shows no difference and keeps flips within the policy (a flip rate
+    whose lower bound exceeds the policy fails even when neither group is favoured).
     Why it matters: swapping only a name or pronoun should not change an LLM's decision.
     How to fix: govkit bias counterfactual; if it shows a difference, revise the prompt or the model."""
     runs, found = _bias_runs(ctx, ("counterfactual",))
@@ -91,7 +92,7 @@ def counterfactual_no_difference(ctx: Context):
     pairs = [(f"{view}.{pair}", m["status"]) for (_, _, view), (_, items) in standing.items() for pair, m in items.items()]
     shown = [name for name, status in pairs if status in ("fail", "difference")]
     unsettled = [name for name, status in pairs if status not in ("pass", "fail", "difference")]
-    message = (f"difference shown: {', '.join(shown)}" if shown else
+    message = (f"fails (a difference shown, or too many flips): {', '.join(shown)}" if shown else
                f"inconclusive (not a pass): {', '.join(unsettled)}" if unsettled or not pairs else
                "no difference, flips within the policy")
     return Result(not shown and not unsettled and bool(pairs), f"{message}; {found}",

@@ -321,6 +321,14 @@ def test_counterfactual_pairs_have_three_states() -> None:
     unsure = pairs(40, 4)  # balanced flips: no difference shown, but 10% may flip
     assert unsure["pairs"][0]["difference_shown"] is False and unsure["status"] == "inconclusive"
     assert "INCONCLUSIVE" in unsure["pairs"][0]["statement"]
+    # Flips in both directions, so no side is favoured, but far too many: the decision depends on
+    # the name, whichever way. Found by `govkit demo` (SmolLM2 flipped 17 of 30 German credit
+    # decisions on a female or male first name), which an earlier rule called inconclusive.
+    swayed = pairs(30, 17)
+    pair = swayed["pairs"][0]
+    assert pair["difference_shown"] is False and pair["flip_interval"][0] > 0.05
+    assert swayed["status"] == "fail" and pair["status"] == "fail"
+    assert "FAIL" in pair["statement"] and "At least 39.2% of decisions flip" in pair["statement"]
 
 
 def test_an_empty_intersection_is_left_out_not_a_crash() -> None:

@@ -15,6 +15,7 @@ import os
 import shutil
 import sqlite3
 import time
+import tomllib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,8 +99,7 @@ def _lineage(run: Run, settings: Any) -> None:
 
     _step(2, "lineage and risk rating: the evaluation data and the model file fingerprinted and linked",
           "govkit lineage dataset add inputs/german_credit.csv --role eval ...; govkit lineage model add MODEL.gguf")
-    data = Path("inputs/german_credit.csv")
-    write_csv(data)
+    data = _inputs(write_csv)
     with AuditLog.open(settings=settings) as log:
         lineage = Lineage(log, settings=settings)
         dataset, _ = lineage.add_dataset(data, role="eval", source=SOURCE, license=LICENSE, contains_pii="no")
@@ -112,9 +112,30 @@ def _lineage(run: Run, settings: Any) -> None:
                        f"{meta.get('quantization')}, sha256 {model['sha256'][7:19]}…")
             lineage.link(dataset["id"], model["id"])
             lineage.link(model["id"], "deployment")
-    rating = record_rating(settings, rate({k: {"level": level, "note": note} for k, (level, note) in WORKSHEET.items()}))
+    rating = record_rating(settings, rate(tomllib.loads(Path("inputs/rating.toml").read_text(encoding="utf-8"))))
     click.echo(f"    risk tier {rating.rating.tier} (E-23 P2.2 worksheet; record {rating.record_id})")
     run.files["evaluation data"] = data
+
+
+def _inputs(write_csv: Any) -> Path:
+    """The sample inputs the README's user path uses too: the data, the prompt templates and
+    system message, one credit request as an app sends it, and the rating worksheet."""
+    import json
+
+    from ..demo.workload import CREDIT_SYSTEM, CREDIT_TEMPLATE, NAMED_TEMPLATE, credit_body
+
+    data = Path("inputs/german_credit.csv")
+    write_csv(data)
+    Path("inputs/credit_request.j2").write_text(CREDIT_TEMPLATE + "\n", encoding="utf-8")
+    Path("inputs/named_request.j2").write_text(NAMED_TEMPLATE + "\n", encoding="utf-8")
+    Path("inputs/credit_system.txt").write_text(CREDIT_SYSTEM + "\n", encoding="utf-8")
+    from ..demo.german import read_applicants
+
+    Path("inputs/request.json").write_text(json.dumps(credit_body(read_applicants()[41]), indent=1) + "\n",
+                                           encoding="utf-8")
+    Path("inputs/rating.toml").write_text("".join(f'[{factor}]\nlevel = "{level}"\nnote = "{note}"\n\n'
+                                                  for factor, (level, note) in WORKSHEET.items()), encoding="utf-8")
+    return data
 
 
 # ---- 3-4: serve and play the workload ---------------------------------------------------------
@@ -206,12 +227,10 @@ def _oversight(run: Run, settings: Any) -> None:
 
 def _bias(run: Run, settings: Any, model_url: str) -> None:
     from ..audit import AuditLog
-    from ..demo.workload import CHOICES, CREDIT_SYSTEM, CREDIT_TEMPLATE, NAMED_TEMPLATE
+    from ..demo.workload import CHOICES, CREDIT_SYSTEM
     from ..fairness.runs import bias_counterfactual, bias_llm
 
     data = Path("inputs/german_credit.csv")
-    Path("inputs/credit_request.j2").write_text(CREDIT_TEMPLATE + "\n", encoding="utf-8")
-    Path("inputs/named_request.j2").write_text(NAMED_TEMPLATE + "\n", encoding="utf-8")
     sample = Path("inputs/bias_sample.csv")
     rows = data.read_text(encoding="utf-8").splitlines(keepends=True)
     sample.write_text(rows[0] + "".join(rows[101:101 + BIAS_ROWS]), encoding="utf-8")

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["CHOICES", "COMPLAINTS", "CREDIT_SYSTEM", "CREDIT_TEMPLATE", "NAMED_TEMPLATE", "TRIAGE_SYSTEM", "Call",
-           "credit_prompt", "play"]
+           "credit_body", "credit_prompt", "play"]
 
 CHOICES = ("approve", "refer")
 CREDIT_SYSTEM = ("You are the credit assistant on a bank branch's tablet. Decide whether a credit request can be "
@@ -56,12 +56,21 @@ def credit_prompt(row: dict[str, Any]) -> str:
     return Template(CREDIT_TEMPLATE).render(**row)
 
 
+def credit_body(row: dict[str, Any]) -> dict[str, Any]:
+    """The chat completion a tablet sends for one applicant: one token, with its log-probabilities."""
+    from ..inference.decider import TOP_LOGPROBS
+
+    return {"model": "credit-assistant", "temperature": 0, "seed": 0, "max_tokens": 1, "logprobs": True,
+            "top_logprobs": TOP_LOGPROBS, "messages": [{"role": "system", "content": CREDIT_SYSTEM},
+                                                       {"role": "user", "content": credit_prompt(row)}]}
+
+
 def play(base_url: str, applicants: Sequence[dict[str, Any]], *, complaints: Sequence[tuple[str, str]] = COMPLAINTS,
          step: Callable[[Call], None] = lambda call: None) -> list[Call]:
     """Send every credit request, then every complaint, one at a time (a tablet has one user)."""
     import httpx
 
-    from ..inference.decider import TOP_LOGPROBS, score_choices
+    from ..inference.decider import score_choices
     from ..inference.transport import RECORD_ID_HEADER
 
     calls = []
@@ -73,10 +82,7 @@ def play(base_url: str, applicants: Sequence[dict[str, Any]], *, complaints: Seq
             return response.json(), response.headers.get(RECORD_ID_HEADER)
 
         for row in applicants:
-            answer, record_id = ask(row["applicant"], {
-                "model": "credit-assistant", "temperature": 0, "seed": 0, "max_tokens": 1, "logprobs": True,
-                "top_logprobs": TOP_LOGPROBS, "messages": [{"role": "system", "content": CREDIT_SYSTEM},
-                                                           {"role": "user", "content": credit_prompt(row)}]})
+            answer, record_id = ask(row["applicant"], credit_body(row))
             top = answer["choices"][0]["logprobs"]["content"][0]["top_logprobs"]
             scored = {c: s for c, s in score_choices(top, list(CHOICES)).items() if s is not None}
             calls.append(Call("credit", row["applicant"], record_id, max(scored, key=scored.__getitem__) if scored else ""))
