@@ -89,16 +89,16 @@ def test_the_demo_runs_the_main_job_on_the_real_model(tmp_path: Path) -> None:
     assert "4111 1111 1111 1111" not in (folder / ".govkit" / "audit.db").read_bytes().decode("latin-1")
 
 
-def test_ctrl_c_stops_the_servers_and_a_second_run_cleans_up(tmp_path: Path) -> None:
-    folder = tmp_path / "demo"
-    demo = start_demo(folder)
+def wait_for_the_proxy(demo: subprocess.Popen, folder: Path) -> None:
     deadline = time.monotonic() + 300
     proxy_log = folder / "logs" / "proxy.log"
     while not (proxy_log.exists() and b"listening on" in proxy_log.read_bytes()):
         assert demo.poll() is None and time.monotonic() < deadline, demo.stdout.read() if demo.stdout else ""
         time.sleep(0.2)
     time.sleep(2)  # into the workload
-    os.killpg(demo.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole foreground group
+
+
+def stopped(demo: subprocess.Popen) -> str:
     output, _ = demo.communicate(timeout=120)
     assert demo.returncode != 0, output
     for _ in range(50):
@@ -106,6 +106,19 @@ def test_ctrl_c_stops_the_servers_and_a_second_run_cleans_up(tmp_path: Path) -> 
             break
         time.sleep(0.1)
     assert left_running(demo.pid) == [], output
+    return output
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def test_an_interrupted_demo_stops_its_servers_and_a_second_run_cleans_up(tmp_path: Path, how: str) -> None:
+    folder = tmp_path / "demo"
+    demo = start_demo(folder)
+    wait_for_the_proxy(demo, folder)
+    if how == "ctrl-c":
+        os.killpg(demo.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole foreground group
+    else:
+        os.kill(demo.pid, signal.SIGTERM)  # a supervisor stopping the demo alone: it must stop its children
+    stopped(demo)
     with AuditLog(folder / ".govkit" / "audit.db", create=False, read_only=True) as log:
         assert log.verify().ok  # interrupted, nothing half-written
     again = start_demo(folder, "--scripted")  # the same folder: the first run's files are replaced

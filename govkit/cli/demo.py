@@ -275,8 +275,26 @@ def _say_bias(run: Run, groups: Any) -> None:
                f"({result['views'][a]['metrics']['demographic_parity_difference']['status']})"
                for a in ("sex", "age_band", "foreign_worker")
                if result["views"][a]["metrics"]["demographic_parity_difference"]["value"] is not None]
+    quality = _against_outcomes(groups.decisions_csv or "")
+    click.echo(f"    against the real outcomes: {quality}")
     run.findings.append(f"Bias (approval rate by group, {result['decided']} decisions): {groups.status.upper()}; "
-                        + "; ".join(overall) + ".")
+                        + "; ".join(overall) + f". Against the real outcomes: {quality}.")
+
+
+def _against_outcomes(decisions_csv: str) -> str:
+    """How the model's decisions compare with what the applicants in fact did (good_credit)."""
+    import csv
+    import io
+
+    rows = [r for r in csv.DictReader(io.StringIO(decisions_csv)) if r.get("decision")]
+    if not rows:
+        return "no decision to compare"
+    approved = [r for r in rows if r["decision"] == "approve"]
+    right = sum((r["decision"] == "approve") == (r["label"] == "1") for r in rows)
+    bad = [r for r in rows if r["label"] == "0"]
+    bad_approved = sum(1 for r in bad if r["decision"] == "approve")
+    return (f"it approved {len(approved)} of {len(rows)}, matched the outcome for {right} ({right / len(rows):.0%}), "
+            f"and approved {bad_approved} of the {len(bad)} applicants whose credit went bad")
 
 
 def _group(row: dict[str, Any]) -> str:
