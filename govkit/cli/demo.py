@@ -23,7 +23,7 @@ from typing import Any
 
 import click
 
-from ..errors import GovkitError, InputError
+from ..errors import GovkitError
 from ..report.kpis import SYNTHETIC  # the purpose and runtime of every scripted record
 from ._root import cli
 
@@ -260,6 +260,8 @@ def _bias(run: Run, settings: Any, model_url: str) -> None:
 
 
 def _say_bias(run: Run, groups: Any) -> None:
+    from ..demo.workload import against_outcomes
+
     result = groups.result
     for attribute in ("sex", "age_band", "foreign_worker"):
         view = result["views"][attribute]
@@ -275,26 +277,10 @@ def _say_bias(run: Run, groups: Any) -> None:
                f"({result['views'][a]['metrics']['demographic_parity_difference']['status']})"
                for a in ("sex", "age_band", "foreign_worker")
                if result["views"][a]["metrics"]["demographic_parity_difference"]["value"] is not None]
-    quality = _against_outcomes(groups.decisions_csv or "")
+    quality = against_outcomes(groups.decisions_csv or "")
     click.echo(f"    against the real outcomes: {quality}")
     run.findings.append(f"Bias (approval rate by group, {result['decided']} decisions): {groups.status.upper()}; "
                         + "; ".join(overall) + f". Against the real outcomes: {quality}.")
-
-
-def _against_outcomes(decisions_csv: str) -> str:
-    """How the model's decisions compare with what the applicants in fact did (good_credit)."""
-    import csv
-    import io
-
-    rows = [r for r in csv.DictReader(io.StringIO(decisions_csv)) if r.get("decision")]
-    if not rows:
-        return "no decision to compare"
-    approved = [r for r in rows if r["decision"] == "approve"]
-    right = sum((r["decision"] == "approve") == (r["label"] == "1") for r in rows)
-    bad = [r for r in rows if r["label"] == "0"]
-    bad_approved = sum(1 for r in bad if r["decision"] == "approve")
-    return (f"it approved {len(approved)} of {len(rows)}, matched the outcome for {right} ({right / len(rows):.0%}), "
-            f"and approved {bad_approved} of the {len(bad)} applicants whose credit went bad")
 
 
 def _group(row: dict[str, Any]) -> str:
@@ -474,37 +460,6 @@ def _summary(run: Run, mlflow_uri: str, started: float) -> None:
     click.echo(f"\nDone in {time.monotonic() - started:.0f} s. Next: cd {run.folder} && govkit audit list && govkit check")
 
 
-# ---- the folder --------------------------------------------------------------------------------
-
-MARKER = ".govkit-demo"  # lists what a demo made in its folder, so a later run removes only that
-
-
-def _prepare_folder(folder: Path) -> set[str]:
-    """An empty (or new) folder, or an earlier demo's, whose own files alone are removed. Any
-    other non-empty folder is refused: the demo never deletes what it did not create. Returns the
-    names already there, which are not the demo's."""
-    if folder.exists() and not folder.is_dir():
-        raise InputError(f"--dir {folder}: not a folder")
-    if folder.exists() and any(folder.iterdir()):
-        marker = folder / MARKER
-        if not marker.is_file():
-            raise InputError(f"--dir {folder}: the folder is not empty and holds no earlier demo; choose a new "
-                             f"or empty folder (the demo never deletes files it did not create)")
-        for name in marker.read_text(encoding="utf-8").split():
-            target = folder / name
-            if "/" in name or name in ("", ".", "..") or not target.exists():
-                continue
-            shutil.rmtree(target) if target.is_dir() and not target.is_symlink() else target.unlink()
-        marker.unlink()
-    folder.mkdir(parents=True, exist_ok=True)
-    return {p.name for p in folder.iterdir()}
-
-
-def _write_marker(folder: Path, before: set[str]) -> None:
-    made = sorted({p.name for p in folder.iterdir()} - before)
-    (folder / MARKER).write_text("\n".join(made) + "\n", encoding="utf-8")
-
-
 def _model() -> Path:
     """The bundled GGUF and llama.cpp's server, or a clear error naming what to install."""
     import importlib.util
@@ -539,6 +494,7 @@ def demo(ctx: click.Context, folder: Path, scripted: bool) -> None:
     Example: govkit demo --dir govkit-demo
     """
     from ..config import load_settings
+    from ..demo.folder import prepare_folder, write_marker
     from ..demo.german import read_applicants
     from ..demo.services import Services
 
@@ -547,7 +503,7 @@ def demo(ctx: click.Context, folder: Path, scripted: bool) -> None:
     if not scripted:
         run.gguf = _model()  # before anything is written: a missing piece is named at once
     run.applicants = read_applicants()
-    before = _prepare_folder(folder)
+    before = prepare_folder(folder)
     here = Path.cwd()
     os.chdir(folder)
     try:
@@ -587,4 +543,4 @@ def demo(ctx: click.Context, folder: Path, scripted: bool) -> None:
             raise GovkitError("the demo's own evidence failed: " + "; ".join(run.problems))
     finally:
         os.chdir(here)
-        _write_marker(folder, before)
+        write_marker(folder, before)

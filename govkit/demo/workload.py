@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["CHOICES", "COMPLAINTS", "CREDIT_SYSTEM", "CREDIT_TEMPLATE", "NAMED_TEMPLATE", "TRIAGE_SYSTEM", "Call",
-           "credit_body", "credit_prompt", "play"]
+           "against_outcomes", "credit_body", "credit_prompt", "play"]
 
 CHOICES = ("approve", "refer")
 CREDIT_SYSTEM = ("You are the credit assistant on a bank branch's tablet. Decide whether a credit request can be "
@@ -94,3 +94,19 @@ def play(base_url: str, applicants: Sequence[dict[str, Any]], *, complaints: Seq
             calls.append(Call("complaint", subject, record_id, (answer["choices"][0]["message"]["content"] or "").strip()))
             step(calls[-1])
     return calls
+
+
+def against_outcomes(decisions_csv: str) -> str:
+    """How the model's decisions compare with what the applicants in fact did (good_credit)."""
+    import csv
+    import io
+
+    rows = [r for r in csv.DictReader(io.StringIO(decisions_csv)) if r.get("decision")]
+    if not rows:
+        return "no decision to compare"
+    approved = [r for r in rows if r["decision"] == "approve"]
+    right = sum((r["decision"] == "approve") == (r["label"] == "1") for r in rows)
+    bad = [r for r in rows if r["label"] == "0"]
+    bad_approved = sum(1 for r in bad if r["decision"] == "approve")
+    return (f"it approved {len(approved)} of {len(rows)}, matched the outcome for {right} ({right / len(rows):.0%}), "
+            f"and approved {bad_approved} of the {len(bad)} applicants whose credit went bad")
