@@ -52,10 +52,4 @@ def start_proxy(folder: Path, upstream: str, *extra: str, env: dict | None = Non
 
 
 def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    localserver.stop(proc, timeout_s=30)

@@ -9,13 +9,16 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from ..errors import EndpointError
 
 __all__ = ["Services"]
+
+T = TypeVar("T")
 
 
 class Services:
@@ -32,21 +35,23 @@ class Services:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        from ..inference.localserver import stop
+
         try:
             for process in reversed(self.processes):  # the proxy first: it chains its shutdown
-                _stop(process)
+                stop(process)
         finally:
             signal.signal(signal.SIGTERM, self._previous)
 
     def model_server(self, gguf: Path) -> str:
         """Start llama.cpp's server (llama-cpp-python) on a free loopback port: the base URL of /v1."""
-        from ..inference.localserver import free_port, wait_for_http
+        from ..inference.localserver import start_llama_server
 
-        port = free_port()
-        process = self._start([sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1",
-                               "--port", str(port), "--n_ctx", "2048", "--n_threads", "2"], "llama-server.log")
-        self._wait(lambda: wait_for_http(f"http://127.0.0.1:{port}/v1/models", process, 180), "llama-server.log")
-        return f"http://127.0.0.1:{port}/v1"
+        self.logs.mkdir(parents=True, exist_ok=True)
+        # A server that never comes up (or Ctrl-C while it starts) is stopped by start_llama_server itself.
+        url, process = self._wait(lambda: start_llama_server(gguf, self.logs / "llama-server.log"), "llama-server.log")
+        self.processes.append(process)
+        return url
 
     def proxy(self, upstream: str, gguf: Path) -> str:
         """Start `govkit proxy` in front of `upstream` for this folder's govkit.toml: its base URL."""
@@ -74,21 +79,11 @@ class Services:
         self.processes.append(process)
         return process
 
-    def _wait(self, ready: Any, log_name: str) -> None:
+    def _wait(self, ready: Callable[[], T], log_name: str) -> T:
         try:
-            ready()
+            return ready()
         except RuntimeError as exc:
             tail = (self.logs / log_name).read_text(encoding="utf-8", errors="replace")[-800:]
             raise EndpointError(f"{log_name.removesuffix('.log')} did not come up ({exc}); the end of "
                                      f"{self.logs / log_name}:\n{tail}") from None
 
-
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()

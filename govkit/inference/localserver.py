@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..errors import InputError, MissingDependency
 
-__all__ = ["bundled_model", "free_port", "start_llama_server", "wait_for_http"]
+__all__ = ["bundled_model", "free_port", "start_llama_server", "stop", "wait_for_http"]
 
 
 def bundled_model() -> Path:
@@ -59,7 +59,19 @@ def start_llama_server(gguf: Path, log: Path, *extra: str) -> tuple[str, subproc
                             stdout=log.open("wb"), stderr=subprocess.STDOUT)
     try:
         wait_for_http(f"http://127.0.0.1:{port}/v1/models", proc, 180)
-    except RuntimeError:
-        proc.kill()
+    except BaseException:  # a server that never came up, or Ctrl-C while waiting: it must not outlive us
+        stop(proc)
         raise
     return f"http://127.0.0.1:{port}/v1", proc
+
+
+def stop(proc: subprocess.Popen, timeout_s: float = 20.0) -> None:
+    """Terminate a server, and kill it if it has not stopped within `timeout_s`."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
