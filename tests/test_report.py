@@ -378,3 +378,16 @@ def test_synthetic_model_calls_are_counted_and_said_on_page_one(project: Path) -
     alerts = [a for a in figures["alerts"] if "synthetic" in a]
     assert alerts == [f"3 of the period's {40 + 3} model calls are synthetic (scripted answers, no model ran): the "
                       "monitoring figures describe a demonstration, not a model in use."]
+
+
+def test_synthetic_model_calls_keep_the_overall_status_from_green() -> None:
+    """Every control passed, on a verified and trusted log, is green, unless some of the period's
+    model calls are synthetic: then the monitoring evidence is a demonstration's, and amber at best."""
+    from govkit.report.scorecard import overall
+
+    cards = {p: {"colour": "green"} for p in ("EXP", "DAT", "GOV", "ETH")}
+    verify = {"ok": True, "trusted": True}
+    assert overall(cards, verify)["colour"] == "green"
+    scripted = overall(cards, verify, synthetic=3)
+    assert scripted["colour"] == "amber" and "3 of the period's model calls are synthetic" in scripted["statement"]
+

@@ -216,7 +216,7 @@ def board_view(snapshot: dict[str, Any], previous: dict[str, Any] | None) -> dic
     gate, verify, kpis = snapshot["gate"], snapshot["verify"], snapshot["kpis"]
     fleet = snapshot.get("fleet")
     cards = scorecard(gate, verify)
-    status = overall(cards, verify, fleet)
+    status = overall(cards, verify, fleet, synthetic=kpis.get("synthetic", 0))
     specs = load_registry().specs
     rows = {r["crosswalk_id"]: r for r in crosswalk()["rows"]}
     controls = []

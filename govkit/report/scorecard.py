@@ -11,7 +11,8 @@ PRINCIPLES = {"EXP": "Explainability", "DAT": "Data", "GOV": "Governance", "ETH"
 
 RULE = ("Red: a blocking control failed or errored, or the audit log does not verify. No evidence: a "
         "blocking control has no evidence, or the gate has not been run (never shown as green). Amber: a "
-        "warning-level control failed or has no evidence. Green: every control passed or does not apply. "
+        "warning-level control failed or has no evidence, or a model call of the period is synthetic (no "
+        "model ran). Green: every control passed or does not apply. "
         "With a fleet section, red also when a device's log is forked, rolled back or altered or an unknown "
         "device shipped evidence, and amber at best while the fleet's evidence is incomplete (a device not "
         "synced, a gap, a late acknowledgement, a model with no experiment on the central store, no witness key "
@@ -48,7 +49,7 @@ def scorecard(gate: dict[str, Any] | None, verify: dict[str, Any]) -> dict[str, 
 
 
 def overall(cards: dict[str, dict[str, Any]], verify: dict[str, Any],
-            fleet: dict[str, Any] | None = None) -> dict[str, str]:
+            fleet: dict[str, Any] | None = None, synthetic: int = 0) -> dict[str, str]:
     colours = {card["colour"] for card in cards.values()}
     if not verify["ok"]:
         return {"colour": "red", "statement": "Not within risk appetite: the audit log does not verify, so none "
@@ -64,6 +65,10 @@ def overall(cards: dict[str, dict[str, Any]], verify: dict[str, Any],
     if not verify["trusted"]:
         return {"colour": "amber", "statement": "Within risk appetite on the evidence, but the log was checked "
                                                 "against its own claims only (no trusted device key)."}
+    if synthetic:
+        return {"colour": "amber", "statement": f"Within risk appetite on the evidence, but {synthetic} of the "
+                                                "period's model calls are synthetic (no model ran): the monitoring "
+                                                "evidence describes a demonstration, not a model in use."}
     gaps = fleet_gaps(fleet) if fleet is not None else []
     if gaps:
         return {"colour": "amber", "statement": "Within risk appetite on the evidence held, but the fleet's evidence "
