@@ -25,9 +25,10 @@ def fleet_commands() -> list[str]:
 
 def test_the_readme_fleet_commands_run_as_written(tmp_path: Path, central: str) -> None:
     commands = fleet_commands()
-    assert [c.split()[1] for c in commands] == ["sync", "fleet", "fleet", "fleet", "fleet", "audit", "trail",
+    assert [c.split()[1] for c in commands] == ["sync", "sync", "fleet", "fleet", "fleet", "fleet", "audit", "trail",
                                                 "report", "report"]
     device = make_device(tmp_path, "branch-17")
+    device.set_sync(segment_records=100)
     head = device.append(400, overrides=2)
     office = make_device(tmp_path, "office")
     today = dt.date.today()
@@ -45,7 +46,9 @@ def test_the_readme_fleet_commands_run_as_written(tmp_path: Path, central: str) 
         with inside(device.folder if words[0] == "sync" else office.folder):
             result = run(*words)
         assert result.exit_code == 0, (command, result.output)
-        outputs[words[1] if words[0] == "fleet" else words[0]] = result.output.strip()
+        outputs["seal" if "--seal" in words else words[1] if words[0] == "fleet" else words[0]] = result.output.strip()
+    assert outputs["seal"].startswith("sealed 4 segment(s), 400 records"), outputs["seal"]
+    assert "4 of them sealed ahead" in outputs["sync"], outputs["sync"]
     assert f"seqs 1..{head}" in outputs["sync"] and f"{head} records" in outputs["witness"]
     assert re.search(r"branch-17 .* ok$", outputs["status"], re.M), outputs["status"]
     assert outputs["audit"].startswith("OK")

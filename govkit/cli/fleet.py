@@ -31,20 +31,39 @@ def _central(uri: str) -> Any:
 @db_option
 @click.option("--segment-records", type=click.IntRange(min=1), help="Records per segment at most "
                                                                      "(default: [sync] segment_records).")
+@click.option("--seal", "seal_only", is_flag=True, help="Only seal the complete segments now, offline (no network): "
+                                                          "the next sync then only uploads them.")
 @json_option
 @click.pass_context
-def sync(ctx: click.Context, to: str | None, db: Path | None, segment_records: int | None, as_json: bool) -> None:
+def sync(ctx: click.Context, to: str | None, db: Path | None, segment_records: int | None, seal_only: bool,
+         as_json: bool) -> None:
     """Ship this device's unshipped audit records to the central MLflow as signed segments.
 
     Idempotent and resumable: what the central store holds is not shipped again, and an
     interrupted sync resumes where it stopped. The witness's acknowledgements are fetched and
     kept beside the store. Nothing is ever dropped on the device.
 
+    With --seal, the segments are built and signed ahead of the link (say, hourly while the
+    device is offline) and kept beside the store; a sync uses them when they still match the
+    store, so the link's time goes to the upload.
+
     Example: govkit sync --to http://mlflow.internal:5000
     """
+    from ..fleet.sync import seal
     from ..fleet.sync import sync as run_sync
 
     settings = settings_for(ctx, required=True)
+    if seal_only:
+        if to:
+            raise InputError("--seal works offline: it takes no --to", parameter="to")
+        sealed = seal(settings, db=db, max_records=segment_records)
+        if as_json:
+            echo_json(sealed.to_dict())
+            return
+        click.echo(f"sealed {sealed.segments} segment(s), {sealed.records} records, {sealed.bytes} bytes; the log is "
+                   f"sealed or central up to seq {sealed.ready_upto}"
+                   + (f"; {sealed.open_tail} record(s) in the open segment wait for the sync" if sealed.open_tail else ""))
+        return
     bar: Any = None
 
     def progress(done: int, total: int) -> None:
@@ -67,6 +86,7 @@ def sync(ctx: click.Context, to: str | None, db: Path | None, segment_records: i
     if result.records:
         click.echo(f"shipped {result.records} records (seqs {result.shipped[0][0]}..{result.shipped[-1][1]}) in "
                    f"{len(result.shipped)} segment(s), {result.bytes} bytes, to run {result.run_id}"
+                   + (f", {result.sealed} of them sealed ahead" if result.sealed else "")
                    + (" (resumed an interrupted sync)" if result.resumed else ""))
     elif result.central_seq > result.head_seq:
         click.echo(f"warning: the central store holds this store's log up to seq {result.central_seq}, but it ends at "

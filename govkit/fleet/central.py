@@ -168,13 +168,19 @@ class Central:
             raise StoreFull(f"this device's disk is full ({self._scratch.name}, TMPDIR) while staging {artifact_path} "
                             f"for upload; nothing was lost, and 'govkit sync' resumes once there is space") from None
         try:
-            parent = str(Path(artifact_path).parent)
-            with self.calling(f"uploading {artifact_path}"):
-                self._repo(run_id).log_artifact(str(path), None if parent == "." else parent)
+            self.upload_file(run_id, artifact_path, path)
         finally:
             for item in folder.iterdir():
                 item.unlink()
             folder.rmdir()
+
+    def upload_file(self, run_id: str, artifact_path: str, path: Path) -> None:
+        """The file at `path` as the run's artifact at `artifact_path`; both end in the same name."""
+        if path.name != Path(artifact_path).name:
+            raise ValueError(f"{path} cannot be uploaded as {artifact_path}: the names differ")
+        parent = str(Path(artifact_path).parent)
+        with self.calling(f"uploading {artifact_path}"):
+            self._repo(run_id).log_artifact(str(path), None if parent == "." else parent)
 
     def download(self, run_id: str, artifact_path: str) -> bytes:
         folder = tempfile.mkdtemp(dir=self._scratch.name)

@@ -79,6 +79,7 @@ class Segment:
     counts: dict[str, int] = field(default_factory=dict)
     redactions: dict[str, int] = field(default_factory=dict)
     artifacts: dict[str, int] = field(default_factory=dict)  # model artifact sha256 -> inference records
+    path: Any = None  # the file holding `data`, when it is already on disk (a sealed segment)
 
 
 def parse_segment_note(note: str, *, source: str = "segment note") -> tuple[SegmentNote, Any]:

@@ -22,7 +22,7 @@ import itertools
 import json
 import os
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,9 +35,10 @@ from ..errors import InputError, StoreFull, StoreNotFound
 from ..timestamps import utc_now
 from .central import SYNC_FILTER, Central
 from .notes import verify_note
+from .sealed import SealResult, forget_shipped, seal_segments, usable_sealed
 from .segments import Segment, build_segments, head_note, parse_segment_note
 
-__all__ = ["SyncResult", "acknowledged_seq", "acks_path", "sync"]
+__all__ = ["SyncResult", "acknowledged_seq", "acks_path", "seal", "sync"]
 
 Progress = Callable[[int, int], None]  # (records shipped so far, records to ship)
 
@@ -56,13 +57,14 @@ class SyncResult:
     new_acks: int
     resumed: bool
     counts: dict[str, int] = field(default_factory=dict)
+    sealed: int = 0  # segments shipped as they were sealed ahead of the link (govkit sync --seal)
 
     def to_dict(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "device_id": self.device_id, "store_id": self.store_id,
                 "shipped": [list(r) for r in self.shipped], "records": self.records, "bytes": self.bytes,
                 "head_seq": self.head_seq, "central_seq": self.central_seq,
                 "acknowledged_seq": self.acknowledged_seq, "new_acks": self.new_acks, "resumed": self.resumed,
-                "counts": self.counts}
+                "counts": self.counts, "sealed": self.sealed}
 
 
 def acks_path(db_path: Path) -> Path:
@@ -115,34 +117,58 @@ def _keep_acks(db_path: Path, notes: list[str]) -> int:
     return len(new)
 
 
+def _opened(settings: Settings, db: Path | None) -> tuple[Path, Any]:
+    db_path = Path(db or settings.audit.db)
+    if not db_path.is_file():
+        raise StoreNotFound(f"{db_path}: no audit store here; only 'govkit init' creates one")
+    if not settings.audit.private_key.is_file():
+        raise InputError(f"{settings.audit.private_key}: no device key; a sync ships only segments the device signs")
+    return db_path, load_private_key(settings.audit.private_key)
+
+
+@contextlib.contextmanager
+def _reading(settings: Settings, db_path: Path) -> Iterator[sqlite3.Connection]:
+    try:
+        with contextlib.closing(connect_read_only(db_path, settings.audit.busy_timeout_s)) as reader:
+            yield reader
+    except sqlite3.Error as exc:
+        from ..audit.connect import store_error
+
+        raise store_error(db_path, exc, settings.audit.busy_timeout_s) from None
+
+
 def sync(settings: Settings, *, to: str | None = None, db: Path | None = None, progress: Progress | None = None,
          max_records: int | None = None) -> SyncResult:
     """Ship this device's unshipped records to the central MLflow at `to` (default `[sync] to`)."""
     uri = to or settings.sync.to
     if not uri:
         raise InputError("no central store to sync to: give --to URI or set [sync] to in govkit.toml", parameter="to")
-    db_path = Path(db or settings.audit.db)
-    if not db_path.is_file():
-        raise StoreNotFound(f"{db_path}: no audit store here; only 'govkit init' creates one")
-    if not settings.audit.private_key.is_file():
-        raise InputError(f"{settings.audit.private_key}: no device key; a sync ships only segments the device signs")
-    key = load_private_key(settings.audit.private_key)
+    db_path, key = _opened(settings, db)
     central = Central(uri, retries=settings.sync.retries)
     try:
-        with contextlib.closing(connect_read_only(db_path, settings.audit.busy_timeout_s)) as reader:
+        with _reading(settings, db_path) as reader:
             return _sync(settings, central, reader, db_path, key, progress, max_records or settings.sync.segment_records)
-    except sqlite3.Error as exc:
-        from ..audit.connect import store_error
-
-        raise store_error(db_path, exc, settings.audit.busy_timeout_s) from None
     finally:
         central.close()
 
 
-def _sync(settings: Settings, central: Central, db: sqlite3.Connection, db_path: Path, key: Any,
-          progress: Progress | None, max_records: int) -> SyncResult:
-    from ..tracking import Tracker
+def seal(settings: Settings, *, db: Path | None = None, max_records: int | None = None) -> SealResult:
+    """Seal this device's complete segments ahead of the link (no network): the next sync only
+    uploads them. Refused with `[sync] ship_content` on (sealed segments never hold content)."""
+    if settings.sync.ship_content:
+        raise InputError("[sync] ship_content is on: segments that carry content are built at sync time, so that an "
+                         "erasure between sealing and shipping cannot leave a copy; nothing was sealed",
+                         parameter="seal")
+    db_path, key = _opened(settings, db)
+    with _reading(settings, db_path) as reader:
+        store_id, device_id = _identity(settings, reader, db_path)
+        head = reader.execute("SELECT max(seq) FROM records").fetchone()[0] or 0
+        return seal_segments(reader, db_path, head_seq=head, device_id=device_id, store_id=store_id,
+                             private_key=key, max_records=max_records or settings.sync.segment_records)
 
+
+def _identity(settings: Settings, db: sqlite3.Connection, db_path: Path) -> tuple[str, str]:
+    """(store id, device id) of the store, checked against govkit.toml."""
     identity = store_identity(db)
     if identity is None:
         raise StoreNotFound(f"{db_path}: its first record does not name a store; only 'govkit init' creates one")
@@ -151,7 +177,14 @@ def _sync(settings: Settings, central: Central, db: sqlite3.Connection, db_path:
         from ..errors import StoreMismatch
 
         raise StoreMismatch(f"{db_path}: store {store_id}, but govkit.toml names store {settings.audit.store_id}")
-    device_id = settings.audit.device_id or str(identity.get("device_id") or "") or store_id
+    return store_id, settings.audit.device_id or str(identity.get("device_id") or "") or store_id
+
+
+def _sync(settings: Settings, central: Central, db: sqlite3.Connection, db_path: Path, key: Any,
+          progress: Progress | None, max_records: int) -> SyncResult:
+    from ..tracking import Tracker
+
+    store_id, device_id = _identity(settings, db, db_path)
     head_seq, head_hash = db.execute("SELECT seq, record_hash FROM records ORDER BY seq DESC LIMIT 1").fetchone()
     experiment = Tracker.from_settings(settings, db_path).experiment
     experiment_id = central.experiment(experiment)
@@ -184,9 +217,25 @@ def _sync(settings: Settings, central: Central, db: sqlite3.Connection, db_path:
     artifacts: dict[str, int] = {}
     size = 0
     total = head_seq - central_seq
-    segments = build_segments(db, start=central_seq + 1, stop=head_seq, max_records=max_records, device_id=device_id,
-                              store_id=store_id, private_key=key, with_content=settings.sync.ship_content) \
-        if head_seq > central_seq else iter(())
+    sealed = 0
+
+    def planned() -> Iterator[Segment]:
+        """The sealed segments that continue the central copy, then the rest built from the store."""
+        nonlocal sealed
+        start = central_seq + 1
+        if not settings.sync.ship_content:
+            from ..audit.checkpoints import public_key_b64
+
+            for segment in usable_sealed(db, db_path, start=start, device_id=device_id, store_id=store_id,
+                                         public_key=public_key_b64(key)):
+                yield segment
+                sealed, start = sealed + 1, segment.note.hi + 1
+        if start <= head_seq:
+            yield from build_segments(db, start=start, stop=head_seq, max_records=max_records, device_id=device_id,
+                                      store_id=store_id, private_key=key, with_content=settings.sync.ship_content)
+
+    segments = planned()
+
     def shipped_one(segment: Segment) -> None:
         nonlocal size
         shipped.append((segment.note.lo, segment.note.hi))
@@ -210,23 +259,27 @@ def _sync(settings: Settings, central: Central, db: sqlite3.Connection, db_path:
                 pending_upload[0].result()  # an upload's failure stops the sync here, nothing built past it
                 shipped_one(pending_upload[1])
             pending_upload = None if segment is None else (uploader.submit(_upload, central, run_id, segment), segment)
-    ts = utc_now()
-    central.upload(run_id, "head.note", head_note(key, device_id=device_id, store_id=store_id, seq=head_seq,
-                                                  head_hash=head_hash, ts=ts).encode("utf-8"))
-    inferences = totals.get("inferences", 0)
-    metrics = {
-        "records": totals.get("records", 0), "inference_volume": inferences, "overrides": totals.get("overrides", 0),
-        "incidents": totals.get("incidents", 0), "purges": totals.get("purges", 0),
-        "error_rate": (totals.get("errors", 0) / inferences) if inferences else 0.0, "bytes": size,
-        **{f"redactions.{name}": n for name, n in sorted(redactions.items())}}
-    # "shipped" and the run's metrics arrive together, in one batch: a shipped run always has its figures.
-    central.set_tags(run_id, {"govkit.seq_range": f"{shipped[0][0]}-{head_seq}" if shipped else "none",
-                              "govkit.chain_head": head_hash,
-                              "govkit.artifact_sha256": max(artifacts, key=artifacts.__getitem__) if artifacts else None,
-                              "govkit.sync.shipped_at": ts, "govkit.sync.status": "shipped"}, metrics)
-    central.finish(run_id)
+        ts = utc_now()
+        central.upload(run_id, "head.note", head_note(key, device_id=device_id, store_id=store_id, seq=head_seq,
+                                                      head_hash=head_hash, ts=ts).encode("utf-8"))
+        inferences = totals.get("inferences", 0)
+        metrics = {
+            "records": totals.get("records", 0), "inference_volume": inferences,
+            "overrides": totals.get("overrides", 0), "incidents": totals.get("incidents", 0),
+            "purges": totals.get("purges", 0), "error_rate": (totals.get("errors", 0) / inferences) if inferences else 0.0,
+            "bytes": size, **{f"redactions.{name}": n for name, n in sorted(redactions.items())}}
+        # The run's status (what the UI shows) and its "shipped" tags are independent: both at once, one
+        # round trip. "shipped" and the run's metrics arrive together, in one batch: a shipped run always
+        # has its figures.
+        finished = uploader.submit(central.finish, run_id)
+        central.set_tags(run_id, {
+            "govkit.seq_range": f"{shipped[0][0]}-{head_seq}" if shipped else "none", "govkit.chain_head": head_hash,
+            "govkit.artifact_sha256": max(artifacts, key=artifacts.__getitem__) if artifacts else None,
+            "govkit.sync.shipped_at": ts, "govkit.sync.status": "shipped"}, metrics)
+        finished.result()
+    forget_shipped(db_path, shipped[-1][1] if shipped else central_seq)
     return SyncResult(run_id, device_id, store_id, tuple(shipped), totals.get("records", 0), size, head_seq,
-                      central_seq, acked, new_acks, resumed, totals)
+                      central_seq, acked, new_acks, resumed, totals, sealed)
 
 
 def _held_ranges(central: Central, runs: list[Any]) -> list[tuple[int, int]]:
@@ -280,7 +333,10 @@ def segment_path(note: Any) -> str:
 
 
 def _upload(central: Central, run_id: str, segment: Segment) -> None:
-    central.upload(run_id, segment_path(segment.note), segment.data)
+    if segment.path is not None:  # sealed: the file itself, checked against its note just before
+        central.upload_file(run_id, segment_path(segment.note), segment.path)
+    else:
+        central.upload(run_id, segment_path(segment.note), segment.data)
     central.upload(run_id, f"notes/{segment.note.key}.note", segment.signed.encode("utf-8"))
 
 
