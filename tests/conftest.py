@@ -46,7 +46,8 @@ def copy_store(src: Path, dst_dir: Path) -> Path:
     """Copy a closed store with its checkpoint sidecar."""
     dst_dir.mkdir(parents=True, exist_ok=True)
     for path in src.parent.glob(src.name + "*"):
-        shutil.copy(path, dst_dir / path.name)
+        if path.is_file():  # not the folder of sealed segments
+            shutil.copy(path, dst_dir / path.name)
     return dst_dir / src.name
 
 

@@ -416,8 +416,9 @@ def _verify(run: Run, settings: Any) -> None:
     Path("verify.txt").write_text(f"{'OK' if result.ok else 'FAILED'}: {result.to_dict()}\n", encoding="utf-8")
     tampered = Path("tampered") / db_path.name
     tampered.parent.mkdir(exist_ok=True)
-    for path in db_path.parent.glob(db_path.name + "*"):
-        shutil.copy(path, tampered.parent / path.name)
+    for path in db_path.parent.glob(db_path.name + "*"):  # the store, its WAL and sidecars (not folders)
+        if path.is_file():
+            shutil.copy(path, tampered.parent / path.name)
     target = next(c for c in run.calls if c.kind == "credit")
     db = sqlite3.connect(tampered)
     try:
