@@ -236,9 +236,8 @@ def _sync(settings: Settings, central: Central, db: sqlite3.Connection, db_path:
 
     segments = planned()
 
-    def shipped_one(segment: Segment) -> None:
+    def counted(segment: Segment) -> None:
         nonlocal size
-        shipped.append((segment.note.lo, segment.note.hi))
         size += segment.note.size
         for name, n in segment.counts.items():
             totals[name] = totals.get(name, 0) + n
@@ -246,36 +245,56 @@ def _sync(settings: Settings, central: Central, db: sqlite3.Connection, db_path:
             redactions[name] = redactions.get(name, 0) + n
         for name, n in segment.artifacts.items():
             artifacts[name] = artifacts.get(name, 0) + n
-        if progress:
-            progress(segment.note.hi - central_seq, total)
 
-    # One segment uploads while the next is built: two in memory at most, shipped in seq order.
-    from concurrent.futures import ThreadPoolExecutor
+    def metrics() -> dict[str, float]:
+        inferences = totals.get("inferences", 0)
+        return {"records": totals.get("records", 0), "inference_volume": inferences,
+                "overrides": totals.get("overrides", 0), "incidents": totals.get("incidents", 0),
+                "purges": totals.get("purges", 0),
+                "error_rate": (totals.get("errors", 0) / inferences) if inferences else 0.0, "bytes": size,
+                **{f"redactions.{name}": n for name, n in sorted(redactions.items())}}
 
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="govkit-upload") as uploader:
-        pending_upload: tuple[Any, Segment] | None = None
-        for segment in itertools.chain(segments, [None]):  # None: the last upload's turn to be waited for
-            if pending_upload is not None:
-                pending_upload[0].result()  # an upload's failure stops the sync here, nothing built past it
-                shipped_one(pending_upload[1])
-            pending_upload = None if segment is None else (uploader.submit(_upload, central, run_id, segment), segment)
+    # A segment uploads while the next is built, and its note (which makes it count as uploaded) goes
+    # while the next file uploads: shipped in seq order, a note always after its own file, two
+    # segments in memory at most. The run's metrics go once every segment is built, during the last
+    # upload; "shipped" comes only after every note, so a shipped run always has its figures.
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="govkit-upload") as uploader:
+        uploading: tuple[Future[None], Segment] | None = None
+        noting: list[tuple[Future[None], Segment]] = []
+        figures: Future[None] | None = None
+
+        def settle(*, wait: bool) -> None:
+            while noting and (wait or noting[0][0].done()):
+                future, done = noting.pop(0)
+                future.result()  # a failed upload stops the sync here; the next one resumes
+                shipped.append((done.note.lo, done.note.hi))
+                if progress:
+                    progress(done.note.hi - central_seq, total)
+
+        for segment in itertools.chain(segments, [None]):  # None: every segment is built
+            if segment is None:
+                figures = uploader.submit(central.set_tags, run_id, {}, metrics())
+            else:
+                counted(segment)
+            if uploading is not None:
+                uploading[0].result()  # nothing is built past a failed upload
+                noting.append((uploader.submit(_upload_note, central, run_id, uploading[1]), uploading[1]))
+            settle(wait=False)
+            uploading = None if segment is None else (uploader.submit(_upload_file, central, run_id, segment), segment)
+        settle(wait=True)
+        if figures is not None:
+            figures.result()
         ts = utc_now()
         central.upload(run_id, "head.note", head_note(key, device_id=device_id, store_id=store_id, seq=head_seq,
                                                       head_hash=head_hash, ts=ts).encode("utf-8"))
-        inferences = totals.get("inferences", 0)
-        metrics = {
-            "records": totals.get("records", 0), "inference_volume": inferences,
-            "overrides": totals.get("overrides", 0), "incidents": totals.get("incidents", 0),
-            "purges": totals.get("purges", 0), "error_rate": (totals.get("errors", 0) / inferences) if inferences else 0.0,
-            "bytes": size, **{f"redactions.{name}": n for name, n in sorted(redactions.items())}}
-        # The run's status (what the UI shows) and its "shipped" tags are independent: both at once, one
-        # round trip. "shipped" and the run's metrics arrive together, in one batch: a shipped run always
-        # has its figures.
+        # The run's status (what the UI shows) and its "shipped" tags are independent: both at once.
         finished = uploader.submit(central.finish, run_id)
         central.set_tags(run_id, {
             "govkit.seq_range": f"{shipped[0][0]}-{head_seq}" if shipped else "none", "govkit.chain_head": head_hash,
             "govkit.artifact_sha256": max(artifacts, key=artifacts.__getitem__) if artifacts else None,
-            "govkit.sync.shipped_at": ts, "govkit.sync.status": "shipped"}, metrics)
+            "govkit.sync.shipped_at": ts, "govkit.sync.status": "shipped"})
         finished.result()
     forget_shipped(db_path, shipped[-1][1] if shipped else central_seq)
     return SyncResult(run_id, device_id, store_id, tuple(shipped), totals.get("records", 0), size, head_seq,
@@ -332,11 +351,14 @@ def segment_path(note: Any) -> str:
     return f"segments/device_id={note.device_id}/date={note.date}/{note.key}.parquet"
 
 
-def _upload(central: Central, run_id: str, segment: Segment) -> None:
+def _upload_file(central: Central, run_id: str, segment: Segment) -> None:
     if segment.path is not None:  # sealed: the file itself, checked against its note just before
         central.upload_file(run_id, segment_path(segment.note), segment.path)
     else:
         central.upload(run_id, segment_path(segment.note), segment.data)
+
+
+def _upload_note(central: Central, run_id: str, segment: Segment) -> None:
     central.upload(run_id, f"notes/{segment.note.key}.note", segment.signed.encode("utf-8"))
 
 
