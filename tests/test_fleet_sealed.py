@@ -43,6 +43,11 @@ def test_sealed_segments_ship_as_they_are_and_the_open_tail_is_built_at_sync(
     assert all(central_files[name] == data for name, data in files.items())  # byte for byte what was sealed
     assert sorted(_segment_rows(tmp_path)) == list(range(1, head + 1))
     assert _sealed(device) == []  # the central store holds them: the sealed copies are gone
+    import mlflow
+
+    run = mlflow.MlflowClient(tracking_uri=central).get_run(shipped.run_id)
+    assert run.data.tags["govkit.sync.status"] == "shipped" and run.data.metrics["records"] == head
+    assert run.data.metrics["overrides"] == 2 and run.data.metrics["inference_volume"] == 2500
     checked = witness_pass(central, enroll(tmp_path, device), witness_key[0], tmp_path)
     assert checked.ok and checked.records == head and not checked.findings, checked.to_dict()
 
