@@ -222,6 +222,38 @@ def test_a_forked_device_log_is_reported(tmp_path: Path, central: str, witness_k
     assert status.exit_code == 1 and "fork" in json.loads(status.output)[0]["findings"]
 
 
+def test_a_fork_hidden_by_editing_the_witness_tags_is_still_reported(tmp_path: Path, central: str,
+                                                                     witness_key: tuple[Path, str]) -> None:
+    """Someone with write access to MLflow clears the witness's findings on the forked run and
+    marks it acknowledged: the witness signed its verdict, so the fleet views see the edit."""
+    import mlflow
+
+    device = make_device(tmp_path, "branch-9")
+    device.append(400)
+    ship(device, central)
+    registry = enroll(tmp_path, device)
+    assert witness_pass(central, registry, witness_key[0], tmp_path).ok
+    twin = device.clone(tmp_path / "branch-9-copy")
+    device.append(100, marker="original")
+    ship(device, central)
+    twin.append(300, marker="clone")
+    forked = ship(twin, central)
+    assert not witness_pass(central, registry, witness_key[0], tmp_path).ok
+    arguments = ("fleet", "status", "--from", central, "--registry", str(registry), "--witness-key", witness_key[1],
+                 "--format", "json")
+    before = run(*arguments)
+    assert before.exit_code == 1 and "fork" in json.loads(before.output)[0]["findings"], before.output
+    client = mlflow.MlflowClient(tracking_uri=central)
+    client.set_tag(forked.run_id, "govkit.witness.findings", "")
+    client.set_tag(forked.run_id, "govkit.witness.status", "acknowledged")
+    after = run(*arguments)
+    [state] = json.loads(after.output)
+    assert after.exit_code == 1 and not state["healthy"], after.output
+    assert any("not what the witness signed" in d for d in state["findings"]["altered"]), state
+    client.delete_tag(forked.run_id, "govkit.witness.verdict")  # the signed verdict removed too: still not believed
+    assert run(*arguments).exit_code == 1
+
+
 def test_a_rolled_back_device_is_reported(tmp_path: Path, central: str, witness_key: tuple[Path, str]) -> None:
     device = make_device(tmp_path, "branch-6")
     device.append(300)

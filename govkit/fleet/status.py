@@ -93,6 +93,12 @@ def fleet_status(central: Central, experiment_ids: list[str], *, registry: dict[
             if now_ms - shipped_ms > late_hours * 3_600_000:
                 state.late_acks += 1
             continue
+        if witness_key and not _verdict_holds(run, witness_key):
+            # The witness signs each verdict: tags that do not match what it signed were edited (or
+            # written by something else). Nothing of them is believed.
+            state.findings.setdefault("altered", []).append(
+                f"run {run.info.run_id}: its witness tags (status, time, findings) are not what the witness signed")
+            continue
         if checked_ms is not None and checked_ms - shipped_ms > late_hours * 3_600_000:
             state.late_acks += 1
         for item in filter(None, tags.get("govkit.witness.findings", "").split("; ")):
@@ -120,6 +126,22 @@ def fleet_status(central: Central, experiment_ids: list[str], *, registry: dict[
         if not state.enrolled:
             state.findings.setdefault("unknown", []).append("not in the device registry")
     return sorted(states.values(), key=lambda s: (s.device_id, s.store_id))
+
+
+def _verdict_holds(run: Any, witness_key: str) -> bool:
+    from .notes import parse_note
+    from .witness import verdict_text
+
+    tags = run.data.tags
+    note = tags.get("govkit.witness.verdict", "")
+    try:
+        parsed = parse_note(note, source="govkit.witness.verdict")
+    except InputError:
+        return False
+    expected = verdict_text(run_id=run.info.run_id, status=tags.get("govkit.witness.status", ""),
+                            checked_at=tags.get("govkit.witness.checked_at", ""),
+                            findings=tags.get("govkit.witness.findings", ""))
+    return parsed.text == expected and verify_note(parsed, witness_key, "witness")
 
 
 def verify_device(central: Central, experiment_ids: list[str], *, device_id: str, public_key: str | None,

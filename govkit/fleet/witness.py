@@ -21,6 +21,7 @@ anyone with access can edit: what it cosigned is what it remembers.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import sqlite3
 from collections.abc import Callable
@@ -33,12 +34,12 @@ from ..audit.hashing import GENESIS_HASH
 from ..errors import InputError, StoreError, StoreFull
 from ..timestamps import utc_now
 from .central import SYNC_FILTER, Central
-from .notes import add_signature
+from .notes import add_signature, sign_note
 from .registry import Device
 from .segments import SegmentNote, check_segment, parse_head_note, parse_segment_note, signed_by
 from .sync import segment_path
 
-__all__ = ["Finding", "WitnessResult", "witness"]
+__all__ = ["Finding", "WitnessResult", "verdict_text", "witness"]
 
 SERIOUS = ("fork", "rollback", "altered", "unknown")
 
@@ -229,11 +230,29 @@ def _witness_run(central: Central, book: Ledger, registry: dict[tuple[str, str],
         result.held += 1
     result.findings.extend(findings)
     seq, _ = book.head(device_id, store_id)
-    central.set_tags(run_id, {"govkit.witness.status": status, "govkit.witness.checked_at": utc_now(),
-                              "govkit.witness.findings": "; ".join(f"{f.kind}: {f.detail}" for f in findings)[:4900],
-                              "govkit.witness.rejected": ",".join(rejected), "govkit.witness.acked_seq": seq,
+    checked_at, told = utc_now(), "; ".join(f"{f.kind}: {f.detail}" for f in findings)[:4900]
+    central.set_tags(run_id, {"govkit.witness.status": status, "govkit.witness.checked_at": checked_at,
+                              "govkit.witness.findings": told, "govkit.witness.rejected": ",".join(rejected),
+                              "govkit.witness.acked_seq": seq,
+                              "govkit.witness.verdict": verdict_note(key, run_id=run_id, status=status,
+                                                                     checked_at=checked_at, findings=told),
                               **({"govkit.witness.ack": ack} if ack else {})})
     book.finish(run_id, status, findings)
+
+
+VERDICT_MAGIC = "govkit.dev/witness-verdict/v1"
+
+
+def verdict_text(*, run_id: str, status: str, checked_at: str, findings: str) -> str:
+    """What the witness states of one sync run: its verdict, when, and the digest of its findings
+    as the run's `govkit.witness.findings` tag holds them. The views check the tags against it, so
+    findings cleared or a status edited in MLflow are seen, not believed."""
+    digest = hashlib.sha256(findings.encode("utf-8")).hexdigest()
+    return f"{VERDICT_MAGIC}\nrun {run_id}\nstatus {status}\nchecked {checked_at}\nfindings sha256:{digest}\n"
+
+
+def verdict_note(key: Any, **fields: str) -> str:
+    return sign_note(verdict_text(**fields), key, "witness")
 
 
 class _Prefetch:
