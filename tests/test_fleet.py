@@ -66,6 +66,9 @@ def test_sync_ships_every_record_once_and_the_witness_cosigns_it(tmp_path: Path,
     assert status.exit_code == 0, status.output
     [state] = json.loads(status.output)
     assert (state["shipped_seq"], state["acked_seq"], state["records"], state["healthy"]) == (head, head, head, True)
+    unkeyed = run("fleet", "status", "--from", central, "--registry", str(registry))
+    assert unkeyed.exit_code == 1 and "acks unverified" in unkeyed.output  # no key: no verified "ok", no exit 0
+    assert "--witness-key" in unkeyed.output
 
     trail = run("trail", "--from", central, "--model", MODEL, "--format", "json")
     assert trail.exit_code == 0, trail.output
@@ -219,7 +222,7 @@ def test_a_forked_device_log_is_reported(tmp_path: Path, central: str, witness_k
     checked = witness_pass(central, registry, witness_key[0], tmp_path)
     assert not checked.ok and [f.kind for f in checked.findings] == ["fork"], checked.to_dict()
     status = run("fleet", "status", "--from", central, "--registry", str(registry), "--format", "json")
-    assert status.exit_code == 1 and "fork" in json.loads(status.output)[0]["findings"]
+    assert status.exit_code == 1 and "fork" in json.loads(status.stdout)[0]["findings"]
 
 
 def test_a_fork_hidden_by_editing_the_witness_tags_is_still_reported(tmp_path: Path, central: str,

@@ -205,7 +205,8 @@ def witness(uri: str, registry: Path, key_path: Path, ledger: Path, experiments:
 def status(uri: str, registry: Path | None, witness_key: str | None, silent_days: float, late_hours: float,
            experiments: tuple[str, ...], as_json: bool) -> None:
     """Each device: its shipped and acknowledged head, last sync, days silent, gaps and forks.
-    Exit 1 when any device is silent, late, forked, rolled back, altered or unknown.
+    Exit 1 when any device is silent, late, forked, rolled back, altered or unknown, and
+    without --witness-key: nothing the central store's tags say is verified then.
 
     Example: govkit fleet status --from http://mlflow:5000 --registry fleet.toml
     """
@@ -222,17 +223,18 @@ def status(uri: str, registry: Path | None, witness_key: str | None, silent_days
     if as_json:
         echo_json([s.to_dict() for s in states])
     else:
-        if not witness_key:
-            click.echo("warning: no --witness-key: the acknowledgements are taken from MLflow's tags unverified, "
-                       "and anyone with write access to the tracking server can edit those", err=True)
         click.echo(f"{'device':<24} {'store':<28} {'shipped':>9} {'acked':>9} {'last sync':<21} {'silent d':>8}  state")
         for s in states:
             problems = ", ".join(f"{k} ({len(v)})" for k, v in sorted(s.findings.items()))
-            state = ("ok" if witness_key else "ok (acks unverified)") if s.healthy else "; ".join(filter(None, [
+            state = ("ok" if witness_key else "acks unverified") if s.healthy else "; ".join(filter(None, [
                 "silent" if s.silent else "", f"{s.late_acks} late ack(s)" if s.late_acks else "", problems]))
             click.echo(f"{s.device_id:<24} {s.store_id:<28} {s.shipped_seq:>9} {s.acked_seq:>9} "
                        f"{s.last_sync or 'never':<21} {'' if s.days_silent is None else f'{s.days_silent:.1f}':>8}  {state}")
-    if any(not s.healthy for s in states):
+    if not witness_key:
+        click.echo("not verified: without --witness-key the acknowledgements and the witness's verdicts are taken "
+                   "from MLflow's tags, which anyone with write access to the tracking server can edit; give the "
+                   "witness's public key (govkit fleet keygen printed it) to settle it", err=True)
+    if any(not s.healthy for s in states) or not witness_key:
         raise click.exceptions.Exit(1)
 
 
