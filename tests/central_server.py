@@ -52,6 +52,12 @@ def postgres(folder: Path) -> Iterator[str]:
         shutil.rmtree(cluster, ignore_errors=True)
 
 
+# MLflow's server starts a job runner by default (huey consumers for its GenAI jobs: eight
+# processes, each importing MLflow, ~200 MB apiece); govkit runs no MLflow jobs. Left on, they
+# hold both cores for the first minute after the server starts.
+_NO_JOB_RUNNER = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+
+
 @contextmanager
 def mlflow_server(folder: Path, backend: str, *extra: str, env: dict[str, str] | None = None,
                   gunicorn: bool = True) -> Iterator[str]:
@@ -66,7 +72,7 @@ def mlflow_server(folder: Path, backend: str, *extra: str, env: dict[str, str] |
                              "--host", "127.0.0.1", "--port", str(port), "--workers", "2",
                              *(["--gunicorn-opts", "--timeout 300"] if gunicorn else []), *extra],
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                            env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", **(env or {})})
+                            env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", **_NO_JOB_RUNNER, **(env or {})})
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for_http(f"{url}/health", proc, 180)

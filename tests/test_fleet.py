@@ -124,20 +124,32 @@ def test_the_sync_run_counts_redactions_by_type(tmp_path: Path, central: str) ->
 def test_a_sync_killed_mid_upload_resumes_without_duplicates_or_gaps(tmp_path: Path, central: str,
                                                                      witness_key: tuple[Path, str]) -> None:
     device = make_device(tmp_path, "branch-2")
+    device.set_sync(witness_public_key=witness_key[1])
     head = device.append(6000)
     command = [sys.executable, "-c", "from govkit.cli import main; main()", "sync", "--to", central, "--segment-records", "200"]
     proc = subprocess.Popen(command, cwd=device.folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    notes = tmp_path / "central" / "mlartifacts"
+    artifacts = tmp_path / "central" / "mlartifacts"
     deadline = time.monotonic() + 120
-    while len(list(notes.rglob("*.note"))) < 3 and proc.poll() is None and time.monotonic() < deadline:
+
+    def segment_notes() -> int:  # head.note is not one
+        return sum(1 for path in artifacts.rglob("*.note") if path.parent.name == "notes")
+
+    while segment_notes() < 3 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    shipped_before = len(list(notes.rglob("*.note")))
+    shipped_before = segment_notes()
     assert 3 <= shipped_before < 30, "the sync was not killed midway"
     resumed = ship(device, central, max_records=200)
     assert resumed.resumed and resumed.central_seq >= 600 and resumed.records == head - resumed.central_seq
     assert sorted(_segment_rows(tmp_path)) == list(range(1, head + 1))
+    c = Central(central)
+    try:  # the resumed run's figures count the whole run, the part shipped before the kill included
+        [run_metrics] = [r.data.metrics for r in c.runs(c.experiments()) if r.info.run_id == resumed.run_id]
+    finally:
+        c.close()
+    assert (run_metrics["records"], run_metrics["inference_volume"]) == (head, 6000)
+    assert run_metrics["error_rate"] == pytest.approx(120 / 6000)
     registry = enroll(tmp_path, device)
     checked = witness_pass(central, registry, witness_key[0], tmp_path)
     assert checked.ok and checked.records == head, checked.to_dict()
@@ -146,6 +158,44 @@ def test_a_sync_killed_mid_upload_resumes_without_duplicates_or_gaps(tmp_path: P
         assert verify_device(c, c.experiments(), device_id=device.id, public_key=device.settings.audit.public_key).ok
     finally:
         c.close()
+    # The resumed run's range covers its first part too: the next sync, which takes the
+    # acknowledged runs at their range tags, ships only what is new.
+    later = device.append(100)
+    after = ship(device, central, max_records=200)
+    assert after.acknowledged_seq == head and after.central_seq == head and after.shipped == ((head + 1, later),)
+
+
+def test_acknowledged_syncs_are_not_listed_again_but_a_deleted_run_is_shipped_again(
+        tmp_path: Path, central: str, witness_key: tuple[Path, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    device = make_device(tmp_path, "branch-25")
+    device.set_sync(witness_public_key=witness_key[1])
+    registry = enroll(tmp_path, device)
+    heads, runs = [], []
+    for _ in range(4):
+        heads.append(device.append(300))
+        runs.append(ship(device, central).run_id)
+        assert witness_pass(central, registry, witness_key[0], tmp_path).ok
+    listed: list[str] = []
+    real = Central.list
+
+    def counting(self: Central, run_id: str, folder: str | None, **kw: bool) -> list[str]:
+        if folder == "notes":
+            listed.append(run_id)
+        return real(self, run_id, folder, **kw)
+
+    monkeypatch.setattr(Central, "list", counting)
+    heads.append(device.append(300))
+    fifth = ship(device, central)
+    assert fifth.central_seq == heads[3] and fifth.shipped[-1][1] == heads[4]
+    assert listed == []  # four acknowledged runs, taken at their range tags: none listed
+    c = Central(central)
+    try:
+        c.client.delete_run(runs[1])  # the central store loses the second sync's run
+    finally:
+        c.close()
+    again = ship(device, central)
+    assert again.central_seq == heads[0] and again.shipped[0][0] == heads[0] + 1  # its hole is shipped again
+    assert again.shipped[-1][1] == heads[4]
 
 
 def test_a_replayed_segment_changes_nothing(tmp_path: Path, central: str, witness_key: tuple[Path, str]) -> None:

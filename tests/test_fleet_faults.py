@@ -144,3 +144,39 @@ def test_a_segment_file_lost_on_the_central_store_fails_central_verification_by_
                       "--public-key", device.settings.audit.public_key)
     assert checked.exit_code == 1 and "segment 201..400" in checked.output, checked.output
     assert "unreachable" not in checked.output
+
+
+def test_overrides_ship_first_a_link_lost_at_the_first_segment_still_delivered_them(
+        tmp_path: Path, central: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
+
+    from govkit.fleet.central import Central
+
+    device = make_device(tmp_path, "branch-24")
+    head = device.append(400, overrides=3)
+    real = LocalArtifactRepository.log_artifact
+
+    def lost_at_segments(self: object, local: str, artifact_path: str | None = None) -> None:
+        if (artifact_path or "").startswith("segments"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(self, local, artifact_path)  # type: ignore[arg-type]
+
+    with monkeypatch.context() as patched:
+        patched.setattr(LocalArtifactRepository, "log_artifact", lost_at_segments)
+        with inside(device.folder):
+            failed = run("sync", "--to", central)
+    assert failed.exit_code == 3, failed.output
+    c = Central(central)
+    try:
+        [unfinished] = c.runs(c.experiments())
+        assert c.list(unfinished.info.run_id, "notes") == []  # no segment counts as shipped
+        records = json.loads(c.download(unfinished.info.run_id, "oversight/records.json"))
+        table = json.loads(c.download(unfinished.info.run_id, "oversight/overrides.json"))
+    finally:
+        c.close()
+    overrides = [r for r in records if r["event_type"] == "override"]
+    assert [r["seq"] for r in overrides] == [head - 2, head - 1, head]
+    assert {r["reviewer_id"] for r in overrides} == {"alice"} and len(table["data"]) == 3
+    assert ship(device, central).shipped[-1][1] == head  # and the next sync ships the rest

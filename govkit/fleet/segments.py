@@ -223,7 +223,6 @@ def _strings(pa: Any, numpy: Any, items: list[bytes]) -> Any:
 def _seal(db: sqlite3.Connection, lo: int, bodies: list[bytes], hashes: list[str], prev: str, date: str,
           device_id: str, store_id: str, private_key: Any, with_content: bool, fields: Any) -> Segment:
     pa = require("pyarrow", "parquet")
-    pc = require("pyarrow.compute", "parquet")
     pq = require("pyarrow.parquet", "parquet")
     numpy = require("numpy", "parquet")
     hi = lo + len(bodies) - 1
@@ -238,6 +237,19 @@ def _seal(db: sqlite3.Connection, lo: int, bodies: list[bytes], hashes: list[str
     else:
         columns["content"] = pa.nulls(len(bodies), pa.string())
     table = pa.table(columns, schema=_schema())
+    counts, redactions, artifacts = _tally(fields, bodies)
+    sink = io.BytesIO()
+    pq.write_table(table, sink, compression="zstd", use_dictionary=_DICTIONARY)
+    data = sink.getvalue()
+    note = SegmentNote(device_id, store_id, lo, hi, prev, hashes[-1],
+                       HASH_PREFIX + hashlib.sha256(data).hexdigest(), len(data), date)
+    return Segment(note, sign_note(note.text(), private_key, "device"), data, counts, redactions, artifacts)
+
+
+def _tally(fields: Any, bodies: list[bytes]) -> tuple[dict[str, int], dict[str, int], dict[str, int]]:
+    """What these records hold: counts by kind (records, inferences, errors, overrides, incidents,
+    purges), redactions by entity type, and inference records by model artifact sha256."""
+    pc = require("pyarrow.compute", "parquet")
     events = fields.column("event_type")
     counts = dict.fromkeys(("records", "inferences", "errors", "overrides", "incidents", "purges"), 0)
     counts["records"] = len(bodies)
@@ -257,12 +269,23 @@ def _seal(db: sqlite3.Connection, lo: int, bodies: list[bytes], hashes: list[str
             for name, n in entities.items():
                 if isinstance(n, int) and not isinstance(n, bool):
                     redactions[name] = redactions.get(name, 0) + n
-    sink = io.BytesIO()
-    pq.write_table(table, sink, compression="zstd", use_dictionary=_DICTIONARY)
-    data = sink.getvalue()
-    note = SegmentNote(device_id, store_id, lo, hi, prev, hashes[-1],
-                       HASH_PREFIX + hashlib.sha256(data).hexdigest(), len(data), date)
-    return Segment(note, sign_note(note.text(), private_key, "device"), data, counts, redactions, artifacts)
+    return counts, redactions, artifacts
+
+
+def tally_range(db: sqlite3.Connection, lo: int, hi: int, *, batch: int = 50_000) -> tuple[
+        dict[str, int], dict[str, int], dict[str, int]]:
+    """`_tally` of the store's records lo..hi, read in batches (a resumed sync's run counts what
+    its earlier part shipped)."""
+    pa = require("pyarrow", "parquet")
+    totals: tuple[dict[str, int], dict[str, int], dict[str, int]] = ({}, {}, {})
+    for start in range(lo, hi + 1, batch):
+        bodies = [bytes(body) for (body,) in db.execute(
+            "SELECT body FROM records WHERE seq BETWEEN ? AND ? ORDER BY seq", (start, min(hi, start + batch - 1)))]
+        if bodies:
+            for total, part in zip(totals, _tally(_fields(pa, bodies), bodies)):
+                for name, n in part.items():
+                    total[name] = total.get(name, 0) + n
+    return totals
 
 
 def check_segment(note: SegmentNote, data: bytes) -> list[str]:

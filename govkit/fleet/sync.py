@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import itertools
 import json
 import os
 import sqlite3
@@ -36,7 +35,7 @@ from ..timestamps import utc_now
 from .central import SYNC_FILTER, Central
 from .notes import verify_note
 from .sealed import SealResult, forget_shipped, seal_segments, usable_sealed
-from .segments import Segment, build_segments, head_note, parse_segment_note
+from .segments import Segment, SegmentNote, build_segments, head_note, parse_segment_note, tally_range
 
 __all__ = ["SyncResult", "acknowledged_seq", "acks_path", "seal", "sync"]
 
@@ -192,25 +191,25 @@ def _sync(settings: Settings, central: Central, db: sqlite3.Connection, db_path:
     runs = central.runs([experiment_id], f"{SYNC_FILTER} and tags.`govkit.device_id` = '{device_id}' "
                                          f"and tags.`govkit.store_id` = '{store_id}'")
     new_acks = _keep_acks(db_path, [r.data.tags["govkit.witness.ack"] for r in runs if "govkit.witness.ack" in r.data.tags])
-    held = _held_ranges(central, runs)
-    central_seq = _contiguous(held)
     witness_key = settings.sync.witness_public_key
     acked = acknowledged_seq(db_path, witness_key, store_id) if witness_key else 0
+    central_seq = _contiguous(_held_ranges(central, runs, acked))
     unfinished = next((r for r in reversed(runs) if r.data.tags.get("govkit.sync.status") == "uploading"), None)
     from ..tracking import _version
 
     # A sync with nothing new still ships the device's signed head: a heartbeat that shows the
     # device alive, and the evidence of a rollback behind what the witness cosigned.
     pending = f"{central_seq + 1}-{head_seq}" if head_seq > central_seq else "none"
+    earlier: list[SegmentNote] = []  # what an interrupted run already holds: its figures count them too
     if unfinished is not None:
         run_id, resumed = unfinished.info.run_id, True
-        _clean_unfinished(central, unfinished)
+        earlier = _clean_unfinished(central, unfinished)
     else:
         run_id, resumed = central.create_run(experiment_id, f"sync {device_id} {pending}", {
             "govkit.operation": "sync", "govkit.principle": "Governance", "govkit.model_id": settings.model.id,
             "govkit.device_id": device_id, "govkit.store_id": store_id, "govkit.version": _version(),
             "govkit.sync.status": "uploading", "govkit.seq_range": pending, "govkit.chain_head": head_hash}), False
-    _ship_oversight_first(central, run_id, db, central_seq + 1, head_seq)
+    oversight = _oversight_rows(db, central_seq + 1, head_seq)
     shipped: list[tuple[int, int]] = []
     totals: dict[str, int] = {}
     redactions: dict[str, int] = {}
@@ -218,6 +217,12 @@ def _sync(settings: Settings, central: Central, db: sqlite3.Connection, db_path:
     size = 0
     total = head_seq - central_seq
     sealed = 0
+    run_totals: dict[str, int] = {}
+    run_redactions: dict[str, int] = {}
+    for note in earlier:
+        for total_of, part in zip((run_totals, run_redactions), tally_range(db, note.lo, note.hi)[:2]):
+            _add(total_of, part)
+    earlier_bytes = sum(note.size for note in earlier)
 
     def planned() -> Iterator[Segment]:
         """The sealed segments that continue the central copy, then the rest built from the store."""
@@ -239,74 +244,95 @@ def _sync(settings: Settings, central: Central, db: sqlite3.Connection, db_path:
     def counted(segment: Segment) -> None:
         nonlocal size
         size += segment.note.size
-        for name, n in segment.counts.items():
-            totals[name] = totals.get(name, 0) + n
-        for name, n in segment.redactions.items():
-            redactions[name] = redactions.get(name, 0) + n
-        for name, n in segment.artifacts.items():
-            artifacts[name] = artifacts.get(name, 0) + n
+        _add(totals, segment.counts)
+        _add(redactions, segment.redactions)
+        _add(artifacts, segment.artifacts)
 
     def metrics() -> dict[str, float]:
-        inferences = totals.get("inferences", 0)
-        return {"records": totals.get("records", 0), "inference_volume": inferences,
-                "overrides": totals.get("overrides", 0), "incidents": totals.get("incidents", 0),
-                "purges": totals.get("purges", 0),
-                "error_rate": (totals.get("errors", 0) / inferences) if inferences else 0.0, "bytes": size,
-                **{f"redactions.{name}": n for name, n in sorted(redactions.items())}}
+        """The run's figures: this sync's segments and, for a resumed run, those it already held."""
+        counts, redacted = _add(dict(run_totals), totals), _add(dict(run_redactions), redactions)
+        inferences = counts.get("inferences", 0)
+        return {"records": counts.get("records", 0), "inference_volume": inferences,
+                "overrides": counts.get("overrides", 0), "incidents": counts.get("incidents", 0),
+                "purges": counts.get("purges", 0),
+                "error_rate": (counts.get("errors", 0) / inferences) if inferences else 0.0,
+                "bytes": earlier_bytes + size, **{f"redactions.{name}": n for name, n in sorted(redacted.items())}}
 
-    # A segment uploads while the next is built, and its note (which makes it count as uploaded) goes
-    # while the next file uploads: shipped in seq order, a note always after its own file, two
-    # segments in memory at most. The run's metrics go once every segment is built, during the last
-    # upload; "shipped" comes only after every note, so a shipped run always has its figures.
+    # Two segment files upload at once while the next is built (three segments in memory at most);
+    # each note (which makes its segment count as uploaded) goes once its own file is there and
+    # every earlier note has been sent: notes arrive in seq order, so a sync cut short leaves
+    # the run holding 1..n and nothing past a hole. The device's signed head (read before the
+    # first segment) goes beside the first files; the run's metrics go with its "shipped" tags,
+    # in one request after every note, so a shipped run always has its figures and a run with
+    # figures is shipped.
     from concurrent.futures import Future, ThreadPoolExecutor
 
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="govkit-upload") as uploader:
-        uploading: tuple[Future[None], Segment] | None = None
-        noting: list[tuple[Future[None], Segment]] = []
-        figures: Future[None] | None = None
+    ts = utc_now()
+    with ThreadPoolExecutor(max_workers=4, thread_name_prefix="govkit-upload") as uploader:
+        # The governance records go beside the first files; the first note waits for them, so no
+        # segment counts as shipped before the oversight trail has arrived.
+        first: Future[None] | None = uploader.submit(_ship_oversight, central, run_id, oversight) if oversight else None
+        uploading: list[tuple[Future[None], Segment]] = []
+        noting: list[tuple[Future[None], Segment | None]] = [
+            (uploader.submit(central.upload, run_id, "head.note", head_note(
+                key, device_id=device_id, store_id=store_id, seq=head_seq, head_hash=head_hash, ts=ts).encode("utf-8")),
+             None)]
 
         def settle(*, wait: bool) -> None:
             while noting and (wait or noting[0][0].done()):
                 future, done = noting.pop(0)
                 future.result()  # a failed upload stops the sync here; the next one resumes
+                if done is None:  # the head note
+                    continue
                 shipped.append((done.note.lo, done.note.hi))
                 if progress:
                     progress(done.note.hi - central_seq, total)
 
-        for segment in itertools.chain(segments, [None]):  # None: every segment is built
-            if segment is None:
-                figures = uploader.submit(central.set_tags, run_id, {}, metrics())
-            else:
-                counted(segment)
-            if uploading is not None:
-                uploading[0].result()  # nothing is built past a failed upload
-                noting.append((uploader.submit(_upload_note, central, run_id, uploading[1]), uploading[1]))
+        def note_uploaded(*, keep: int) -> None:
+            """Notes for the oldest files in flight, in order, until `keep` files are left."""
+            while len(uploading) > keep or (uploading and uploading[0][0].done()):
+                future, done = uploading.pop(0)
+                future.result()  # nothing is built past a failed upload
+                if first is not None:
+                    first.result()
+                before = noting[-1][0] if noting else None
+                noting.append((uploader.submit(_upload_note, central, run_id, done, before), done))
+
+        for segment in segments:
+            counted(segment)
+            note_uploaded(keep=1)
             settle(wait=False)
-            uploading = None if segment is None else (uploader.submit(_upload_file, central, run_id, segment), segment)
+            uploading.append((uploader.submit(_upload_file, central, run_id, segment), segment))
+        note_uploaded(keep=0)
         settle(wait=True)
-        if figures is not None:
-            figures.result()
-        ts = utc_now()
-        central.upload(run_id, "head.note", head_note(key, device_id=device_id, store_id=store_id, seq=head_seq,
-                                                      head_hash=head_hash, ts=ts).encode("utf-8"))
+        # The run's range: a resumed run's starts where its first part did.
+        run_lo = min([note.lo for note in earlier] + [lo for lo, _ in shipped[:1]], default=0)
         # The run's status (what the UI shows) and its "shipped" tags are independent: both at once.
         finished = uploader.submit(central.finish, run_id)
         central.set_tags(run_id, {
-            "govkit.seq_range": f"{shipped[0][0]}-{head_seq}" if shipped else "none", "govkit.chain_head": head_hash,
+            "govkit.seq_range": f"{run_lo}-{head_seq}" if run_lo else "none", "govkit.chain_head": head_hash,
             "govkit.artifact_sha256": max(artifacts, key=artifacts.__getitem__) if artifacts else None,
-            "govkit.sync.shipped_at": ts, "govkit.sync.status": "shipped"})
+            "govkit.sync.shipped_at": utc_now(), "govkit.sync.status": "shipped"}, metrics())
         finished.result()
     forget_shipped(db_path, shipped[-1][1] if shipped else central_seq)
     return SyncResult(run_id, device_id, store_id, tuple(shipped), totals.get("records", 0), size, head_seq,
                       central_seq, acked, new_acks, resumed, totals, sealed)
 
 
-def _held_ranges(central: Central, runs: list[Any]) -> list[tuple[int, int]]:
+def _held_ranges(central: Central, runs: list[Any], acked: int = 0) -> list[tuple[int, int]]:
     """The seq ranges this device's segments cover on the central store: those of finished syncs
     (their notes), and the completed segments of an unfinished one. A segment the witness
-    rejected does not count: it is shipped again."""
+    rejected does not count: it is shipped again. A run whose range tag ends at or below `acked`,
+    the highest seq the witness has cosigned (its signature checked), is taken at its tag and
+    not listed again: a year of daily syncs costs a listing for the newest, not 365. A deleted
+    run still leaves its hole, and a tag can only mislead within what the witness verified."""
     ranges: list[tuple[int, int]] = []
     for run in runs:
+        tagged = _tagged_range(run.data.tags.get("govkit.seq_range", ""))
+        if tagged is not None and acked and tagged[1] <= acked:
+            if tagged[1]:  # "none": a heartbeat, holding no segment
+                ranges.append(tagged)
+            continue
         rejected = set(filter(None, run.data.tags.get("govkit.witness.rejected", "").split(",")))
         for path in central.list(run.info.run_id, "notes"):
             name = Path(path).stem
@@ -320,6 +346,17 @@ def _held_ranges(central: Central, runs: list[Any]) -> list[tuple[int, int]]:
     return ranges
 
 
+def _tagged_range(tag: str) -> tuple[int, int] | None:
+    """A `govkit.seq_range` tag as (lo, hi): "none" is (0, 0), anything else unparsable None."""
+    if tag == "none":
+        return 0, 0
+    try:
+        lo, hi = (int(part) for part in tag.split("-"))
+    except ValueError:
+        return None
+    return (lo, hi) if 1 <= lo <= hi else None
+
+
 def _contiguous(ranges: list[tuple[int, int]]) -> int:
     """The highest seq up to which the ranges cover 1..seq without a hole."""
     reached = 0
@@ -330,13 +367,25 @@ def _contiguous(ranges: list[tuple[int, int]]) -> int:
     return reached
 
 
-def _clean_unfinished(central: Central, run: Any) -> None:
+def _add(total: dict[str, int], part: dict[str, int]) -> dict[str, int]:
+    for name, n in part.items():
+        total[name] = total.get(name, 0) + n
+    return total
+
+
+def _clean_unfinished(central: Central, run: Any) -> list[SegmentNote]:
     """An interrupted sync's run, before the sync goes on in it: files whose note never arrived
-    are removed (they were cut short, and are shipped again)."""
-    noted = {Path(p).stem for p in central.list(run.info.run_id, "notes")}
+    are removed (they were cut short, and are shipped again). Returns the notes it holds."""
+    paths = central.list(run.info.run_id, "notes")
+    noted = {Path(p).stem for p in paths}
     for path in _parquet_files(central, run.info.run_id):
         if Path(path).stem not in noted:
             central.delete(run, path)
+    notes = []
+    for path in paths:
+        with contextlib.suppress(InputError):  # a note that does not parse is the witness's to report
+            notes.append(parse_segment_note(central.download(run.info.run_id, path).decode("utf-8", "replace"))[0])
+    return notes
 
 
 def _parquet_files(central: Central, run_id: str) -> list[str]:
@@ -358,11 +407,15 @@ def _upload_file(central: Central, run_id: str, segment: Segment) -> None:
         central.upload(run_id, segment_path(segment.note), segment.data)
 
 
-def _upload_note(central: Central, run_id: str, segment: Segment) -> None:
+def _upload_note(central: Central, run_id: str, segment: Segment, after: Any = None) -> None:
+    """The segment's note, once the note before it (`after`, a future) is there: notes arrive in order."""
+    if after is not None:
+        after.result()
     central.upload(run_id, f"notes/{segment.note.key}.note", segment.signed.encode("utf-8"))
 
 
-def _ship_oversight_first(central: Central, run_id: str, db: sqlite3.Connection, lo: int, hi: int) -> None:
+def _oversight_rows(db: sqlite3.Connection, lo: int, hi: int) -> list[dict[str, Any]]:
+    """The governance records (overrides, incidents, purges, lineage, bias, checks ...) of lo..hi."""
     from ..audit.querykeys import matching
     from .trail import GOVERNANCE_EVENTS
 
@@ -370,9 +423,10 @@ def _ship_oversight_first(central: Central, run_id: str, db: sqlite3.Connection,
     # loses an early copy: the segments carry every record.
     found = matching(db, [("{t}.event_type IN (SELECT value FROM json_each(?))", json.dumps(GOVERNANCE_EVENTS))],
                      [("r.seq >= ?", lo), ("r.seq <= ?", hi)], None, False)
-    rows = [record.fields | {"seq": record.seq, "record_hash": record.record_hash} for record in found]
-    if not rows:
-        return
+    return [record.fields | {"seq": record.seq, "record_hash": record.record_hash} for record in found]
+
+
+def _ship_oversight(central: Central, run_id: str, rows: list[dict[str, Any]]) -> None:
     central.upload(run_id, "oversight/records.json", json.dumps(rows, ensure_ascii=False, sort_keys=True).encode("utf-8"))
     overrides = [r for r in rows if r.get("event_type") == "override"]
     if overrides:
