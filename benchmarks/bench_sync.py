@@ -38,7 +38,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--records", type=int, default=200_000)
     parser.add_argument("--segment-records", type=int, default=50_000)
-    parser.add_argument("--rounds", type=int, default=3, help="sealed syncs measured, one device each")
+    parser.add_argument("--rounds", type=int, default=5, help="sealed syncs measured, one device each")
     args = parser.parse_args()
     from govkit.audit.checkpoints import generate_keypair, load_private_key
     from govkit.fleet.central import Central

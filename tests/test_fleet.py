@@ -303,6 +303,15 @@ def test_a_fork_hidden_by_editing_the_witness_tags_is_still_reported(tmp_path: P
     [state] = json.loads(after.output)
     assert after.exit_code == 1 and not state["healthy"], after.output
     assert any("not what the witness signed" in d for d in state["findings"]["altered"]), state
+
+    def trail_says(*key: str) -> str:
+        shown = run("trail", "--from", central, "--device", device.id, *key, "--format", "json")
+        assert shown.exit_code == 0, shown.output
+        [sync_event] = [e for e in json.loads(shown.output) if e["run_id"] == forked.run_id]
+        return str(sync_event["what"])
+
+    assert "witness: ALTERED" in trail_says("--witness-key", witness_key[1])  # the trail does not repeat the edit
+    assert "witness: acknowledged (unverified" in trail_says()
     client.delete_tag(forked.run_id, "govkit.witness.verdict")  # the signed verdict removed too: still not believed
     assert run(*arguments).exit_code == 1
 

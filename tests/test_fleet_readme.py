@@ -53,6 +53,7 @@ def test_the_readme_fleet_commands_run_as_written(tmp_path: Path, central: str) 
     assert re.search(r"branch-17 .* ok$", outputs["status"], re.M), outputs["status"]
     assert outputs["audit"].startswith("OK")
     assert sum("override" in line for line in outputs["trail"].splitlines()) == 2
+    assert "witness: acknowledged (signed by the witness)" in outputs["trail"], outputs["trail"]
     document = json.loads((office.folder / "reports" / f"board-{quarter}.json").read_text(encoding="utf-8"))
     assert document["figures"]["fleet"] == {"devices": 1, "healthy": 1, "not_synced": [], "findings": {},
                                             "late_acks": 0, "records_acknowledged": head}

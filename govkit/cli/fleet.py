@@ -254,9 +254,12 @@ def _experiment_ids(central: Any, names: tuple[str, ...]) -> list[str]:
 @click.option("--from", "--tracking-uri", "uri", help="The MLflow to read (default: this project's tracking store).")
 @click.option("--model", "model_id", help="Only this inventory model's experiment.")
 @click.option("--device", "device_id", help="Only this device.")
+@click.option("--witness-key", help="The witness's public key: each sync's witness verdict is checked against its "
+                                    "signature (without it, the verdicts are MLflow's tags, unverified).")
 @json_option
 @click.pass_context
-def trail(ctx: click.Context, uri: str | None, model_id: str | None, device_id: str | None, as_json: bool) -> None:
+def trail(ctx: click.Context, uri: str | None, model_id: str | None, device_id: str | None, witness_key: str | None,
+          as_json: bool) -> None:
     """The governance timeline from MLflow alone: who did what, when, with which evidence, on which
     model artifact, across every device (overrides and incidents from each sync included).
 
@@ -272,7 +275,7 @@ def trail(ctx: click.Context, uri: str | None, model_id: str | None, device_id: 
     central = _central(uri)
     try:
         ids = _experiment_ids(central, (model_id,) if model_id else ())
-        events = timeline(central, ids, device_id=device_id)
+        events = timeline(central, ids, device_id=device_id, witness_key=witness_key)
     finally:
         central.close()
     if as_json:

@@ -16,7 +16,7 @@ from .registry import Device
 from .segments import SegmentNote, check_segment, parse_head_note, parse_segment_note, segment_rows, signed_by
 from .sync import segment_path
 
-__all__ = ["DeviceStatus", "fleet_status", "verify_device"]
+__all__ = ["DeviceStatus", "fleet_status", "verdict_holds", "verify_device"]
 
 
 @dataclass
@@ -93,7 +93,7 @@ def fleet_status(central: Central, experiment_ids: list[str], *, registry: dict[
             if now_ms - shipped_ms > late_hours * 3_600_000:
                 state.late_acks += 1
             continue
-        if witness_key and not _verdict_holds(run, witness_key):
+        if witness_key and not verdict_holds(run, witness_key):
             # The witness signs each verdict: tags that do not match what it signed were edited (or
             # written by something else). Nothing of them is believed.
             state.findings.setdefault("altered", []).append(
@@ -128,7 +128,8 @@ def fleet_status(central: Central, experiment_ids: list[str], *, registry: dict[
     return sorted(states.values(), key=lambda s: (s.device_id, s.store_id))
 
 
-def _verdict_holds(run: Any, witness_key: str) -> bool:
+def verdict_holds(run: Any, witness_key: str) -> bool:
+    """Whether the run's witness tags (status, time, findings) are what the witness signed."""
     from .notes import parse_note
     from .witness import verdict_text
 

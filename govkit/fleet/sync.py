@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import itertools
 import json
 import os
 import sqlite3
@@ -200,16 +201,6 @@ def _sync(settings: Settings, central: Central, db: sqlite3.Connection, db_path:
     # A sync with nothing new still ships the device's signed head: a heartbeat that shows the
     # device alive, and the evidence of a rollback behind what the witness cosigned.
     pending = f"{central_seq + 1}-{head_seq}" if head_seq > central_seq else "none"
-    earlier: list[SegmentNote] = []  # what an interrupted run already holds: its figures count them too
-    if unfinished is not None:
-        run_id, resumed = unfinished.info.run_id, True
-        earlier = _clean_unfinished(central, unfinished)
-    else:
-        run_id, resumed = central.create_run(experiment_id, f"sync {device_id} {pending}", {
-            "govkit.operation": "sync", "govkit.principle": "Governance", "govkit.model_id": settings.model.id,
-            "govkit.device_id": device_id, "govkit.store_id": store_id, "govkit.version": _version(),
-            "govkit.sync.status": "uploading", "govkit.seq_range": pending, "govkit.chain_head": head_hash}), False
-    oversight = _oversight_rows(db, central_seq + 1, head_seq)
     shipped: list[tuple[int, int]] = []
     totals: dict[str, int] = {}
     redactions: dict[str, int] = {}
@@ -217,12 +208,6 @@ def _sync(settings: Settings, central: Central, db: sqlite3.Connection, db_path:
     size = 0
     total = head_seq - central_seq
     sealed = 0
-    run_totals: dict[str, int] = {}
-    run_redactions: dict[str, int] = {}
-    for note in earlier:
-        for total_of, part in zip((run_totals, run_redactions), tally_range(db, note.lo, note.hi)[:2]):
-            _add(total_of, part)
-    earlier_bytes = sum(note.size for note in earlier)
 
     def planned() -> Iterator[Segment]:
         """The sealed segments that continue the central copy, then the rest built from the store."""
@@ -240,6 +225,32 @@ def _sync(settings: Settings, central: Central, db: sqlite3.Connection, db_path:
                                       store_id=store_id, private_key=key, with_content=settings.sync.ship_content)
 
     segments = planned()
+
+    # The run opens (or an interrupted one is cleaned) while the device reads the oversight
+    # records and builds its first segment, or checks its sealed copy: the link's round trip and
+    # the device's first work overlap.
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="govkit-open") as opener:
+        if unfinished is not None:
+            opening: Future[Any] = opener.submit(_clean_unfinished, central, unfinished)
+        else:
+            opening = opener.submit(central.create_run, experiment_id, f"sync {device_id} {pending}", {
+                "govkit.operation": "sync", "govkit.principle": "Governance", "govkit.model_id": settings.model.id,
+                "govkit.device_id": device_id, "govkit.store_id": store_id, "govkit.version": _version(),
+                "govkit.sync.status": "uploading", "govkit.seq_range": pending, "govkit.chain_head": head_hash})
+        oversight = _oversight_rows(db, central_seq + 1, head_seq)
+        upcoming = next(segments, None)
+        opened = opening.result()
+    resumed = unfinished is not None
+    run_id: str = unfinished.info.run_id if unfinished is not None else opened
+    earlier: list[SegmentNote] = opened if resumed else []  # what the interrupted run already holds
+    run_totals: dict[str, int] = {}  # the run's figures count what it already held, too
+    run_redactions: dict[str, int] = {}
+    for note in earlier:
+        for total_of, part in zip((run_totals, run_redactions), tally_range(db, note.lo, note.hi)[:2]):
+            _add(total_of, part)
+    earlier_bytes = sum(note.size for note in earlier)
 
     def counted(segment: Segment) -> None:
         nonlocal size
@@ -265,8 +276,6 @@ def _sync(settings: Settings, central: Central, db: sqlite3.Connection, db_path:
     # first segment) goes beside the first files; the run's metrics go with its "shipped" tags,
     # in one request after every note, so a shipped run always has its figures and a run with
     # figures is shipped.
-    from concurrent.futures import Future, ThreadPoolExecutor
-
     ts = utc_now()
     with ThreadPoolExecutor(max_workers=4, thread_name_prefix="govkit-upload") as uploader:
         # The governance records go beside the first files; the first note waits for them, so no
@@ -298,7 +307,7 @@ def _sync(settings: Settings, central: Central, db: sqlite3.Connection, db_path:
                 before = noting[-1][0] if noting else None
                 noting.append((uploader.submit(_upload_note, central, run_id, done, before), done))
 
-        for segment in segments:
+        for segment in itertools.chain([] if upcoming is None else [upcoming], segments):
             counted(segment)
             note_uploaded(keep=1)
             settle(wait=False)

@@ -26,7 +26,11 @@ def _iso(ms: int) -> str:
     return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def timeline(central: Central, experiment_ids: list[str], *, device_id: str | None = None) -> list[dict[str, Any]]:
+def timeline(central: Central, experiment_ids: list[str], *, device_id: str | None = None,
+             witness_key: str | None = None) -> list[dict[str, Any]]:
+    """The events, oldest first. A sync's witness verdict is MLflow's tag, which anyone with
+    write access can edit: with `witness_key` it is checked against the witness's signed verdict
+    (an edited one reads ALTERED), without it the event says the verdict is unverified."""
     where = f"tags.`govkit.device_id` = '{device_id}'" if device_id else ""
     events: list[dict[str, Any]] = []
     seen: set[str] = set()
@@ -40,7 +44,7 @@ def timeline(central: Central, experiment_ids: list[str], *, device_id: str | No
                 "model_id": tags.get("govkit.model_id", ""), "artifact_sha256": tags.get("govkit.artifact_sha256", ""),
                 "run_id": run.info.run_id}
         if operation == "sync":
-            witness = tags.get("govkit.witness.status", "not yet checked by the witness")
+            witness = _witness(run, witness_key)
             count = int(run.data.metrics.get("records", 0))
             events.append({**base, "ts": _iso(run.info.start_time), "principle": "Governance", "operation": "sync",
                            "who": tags.get("mlflow.user", ""),
@@ -66,6 +70,19 @@ def timeline(central: Central, experiment_ids: list[str], *, device_id: str | No
                            "evidence": f"record {record.get('record_id')} (seq {record.get('seq')}, shipped)",
                            "artifact_sha256": str(record.get("artifact_sha256") or base["artifact_sha256"])})
     return sorted(events, key=lambda e: (e["ts"], e["device_id"], e["evidence"]))
+
+
+def _witness(run: Any, witness_key: str | None) -> str:
+    status = run.data.tags.get("govkit.witness.status")
+    if status is None:
+        return "not yet checked by the witness"
+    if not witness_key:
+        return f"{status} (unverified: MLflow's tag; --witness-key checks the witness's signature)"
+    from .status import verdict_holds
+
+    if not verdict_holds(run, witness_key):
+        return f"ALTERED (the tags say {status}, which is not what the witness signed)"
+    return f"{status} (signed by the witness)"
 
 
 def _summary(record: dict[str, Any]) -> str:
