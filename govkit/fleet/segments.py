@@ -34,7 +34,7 @@ from ..errors import InputError
 from .notes import parse_note, sign_note, verify_note
 
 __all__ = ["Segment", "SegmentNote", "build_segments", "check_segment", "head_note", "parse_head_note",
-           "parse_segment_note", "segment_rows"]
+           "parse_segment_note", "segment_path", "segment_rows"]
 
 SEGMENT_MAGIC = "govkit.dev/segment/v1"
 HEAD_MAGIC = "govkit.dev/head/v1"
@@ -80,6 +80,11 @@ class Segment:
     redactions: dict[str, int] = field(default_factory=dict)
     artifacts: dict[str, int] = field(default_factory=dict)  # model artifact sha256 -> inference records
     path: Any = None  # the file holding `data`, when it is already on disk (a sealed segment)
+
+
+def segment_path(note: SegmentNote) -> str:
+    """Where the segment's file lies in its sync run: partitioned by device and UTC day."""
+    return f"segments/device_id={note.device_id}/date={note.date}/{note.key}.parquet"
 
 
 def parse_segment_note(note: str, *, source: str = "segment note") -> tuple[SegmentNote, Any]:

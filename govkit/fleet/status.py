@@ -13,8 +13,7 @@ from ..errors import InputError, TrackingError
 from .central import SYNC_FILTER, Central
 from .notes import verify_note
 from .registry import Device
-from .segments import SegmentNote, check_segment, parse_head_note, parse_segment_note, segment_rows, signed_by
-from .sync import segment_path
+from .segments import SegmentNote, check_segment, parse_head_note, parse_segment_note, segment_path, segment_rows, signed_by
 
 __all__ = ["DeviceStatus", "fleet_status", "verdict_holds", "verify_device"]
 

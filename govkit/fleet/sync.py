@@ -36,7 +36,7 @@ from ..timestamps import utc_now
 from .central import SYNC_FILTER, Central
 from .notes import verify_note
 from .sealed import SealResult, forget_shipped, seal_segments, usable_sealed
-from .segments import Segment, SegmentNote, build_segments, head_note, parse_segment_note, tally_range
+from .segments import Segment, SegmentNote, build_segments, head_note, parse_segment_note, segment_path, tally_range
 
 __all__ = ["SyncResult", "acknowledged_seq", "acks_path", "seal", "sync"]
 
@@ -403,10 +403,6 @@ def _parquet_files(central: Central, run_id: str) -> list[str]:
         for day in central.list(run_id, device, dirs=True):
             found.extend(p for p in central.list(run_id, day) if p.endswith(".parquet"))
     return found
-
-
-def segment_path(note: Any) -> str:
-    return f"segments/device_id={note.device_id}/date={note.date}/{note.key}.parquet"
 
 
 def _upload_file(central: Central, run_id: str, segment: Segment) -> None:

@@ -36,8 +36,7 @@ from ..timestamps import utc_now
 from .central import SYNC_FILTER, Central
 from .notes import add_signature, sign_note
 from .registry import Device
-from .segments import SegmentNote, check_segment, parse_head_note, parse_segment_note, signed_by
-from .sync import segment_path
+from .segments import SegmentNote, check_segment, parse_head_note, parse_segment_note, segment_path, signed_by
 
 __all__ = ["Finding", "WitnessResult", "verdict_text", "witness"]
 
