@@ -33,8 +33,8 @@ from ..audit.hashing import ENVELOPE, GENESIS_HASH, HASH_PREFIX
 from ..errors import InputError
 from .notes import parse_note, sign_note, verify_note
 
-__all__ = ["Segment", "SegmentNote", "build_segments", "check_segment", "head_note", "parse_head_note",
-           "parse_segment_note", "segment_path", "segment_rows"]
+__all__ = ["Segment", "SegmentNote", "add_counts", "build_segments", "check_segment", "head_note", "parse_head_note",
+           "parse_segment_note", "segment_path", "segment_rows", "tally_range"]
 
 SEGMENT_MAGIC = "govkit.dev/segment/v1"
 HEAD_MAGIC = "govkit.dev/head/v1"
@@ -288,9 +288,15 @@ def tally_range(db: sqlite3.Connection, lo: int, hi: int, *, batch: int = 50_000
             "SELECT body FROM records WHERE seq BETWEEN ? AND ? ORDER BY seq", (start, min(hi, start + batch - 1)))]
         if bodies:
             for total, part in zip(totals, _tally(_fields(pa, bodies), bodies)):
-                for name, n in part.items():
-                    total[name] = total.get(name, 0) + n
+                add_counts(total, part)
     return totals
+
+
+def add_counts(total: dict[str, int], part: dict[str, int]) -> dict[str, int]:
+    """`part`'s counts added into `total`, which is returned."""
+    for name, n in part.items():
+        total[name] = total.get(name, 0) + n
+    return total
 
 
 def check_segment(note: SegmentNote, data: bytes) -> list[str]:

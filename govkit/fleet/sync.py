@@ -36,7 +36,7 @@ from ..timestamps import utc_now
 from .central import SYNC_FILTER, Central
 from .notes import verify_note
 from .sealed import SealResult, forget_shipped, seal_segments, usable_sealed
-from .segments import Segment, SegmentNote, build_segments, head_note, parse_segment_note, segment_path, tally_range
+from .segments import Segment, SegmentNote, add_counts, build_segments, head_note, parse_segment_note, segment_path, tally_range
 
 __all__ = ["SyncResult", "acknowledged_seq", "acks_path", "seal", "sync"]
 
@@ -249,19 +249,19 @@ def _sync(settings: Settings, central: Central, db: sqlite3.Connection, db_path:
     run_redactions: dict[str, int] = {}
     for note in earlier:
         for total_of, part in zip((run_totals, run_redactions), tally_range(db, note.lo, note.hi)[:2]):
-            _add(total_of, part)
+            add_counts(total_of, part)
     earlier_bytes = sum(note.size for note in earlier)
 
     def counted(segment: Segment) -> None:
         nonlocal size
         size += segment.note.size
-        _add(totals, segment.counts)
-        _add(redactions, segment.redactions)
-        _add(artifacts, segment.artifacts)
+        add_counts(totals, segment.counts)
+        add_counts(redactions, segment.redactions)
+        add_counts(artifacts, segment.artifacts)
 
     def metrics() -> dict[str, float]:
         """The run's figures: this sync's segments and, for a resumed run, those it already held."""
-        counts, redacted = _add(dict(run_totals), totals), _add(dict(run_redactions), redactions)
+        counts, redacted = add_counts(dict(run_totals), totals), add_counts(dict(run_redactions), redactions)
         inferences = counts.get("inferences", 0)
         return {"records": counts.get("records", 0), "inference_volume": inferences,
                 "overrides": counts.get("overrides", 0), "incidents": counts.get("incidents", 0),
@@ -374,12 +374,6 @@ def _contiguous(ranges: list[tuple[int, int]]) -> int:
             break
         reached = max(reached, hi)
     return reached
-
-
-def _add(total: dict[str, int], part: dict[str, int]) -> dict[str, int]:
-    for name, n in part.items():
-        total[name] = total.get(name, 0) + n
-    return total
 
 
 def _clean_unfinished(central: Central, run: Any) -> list[SegmentNote]:
