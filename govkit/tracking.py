@@ -28,7 +28,11 @@ from ._lazy import require
 from .config import Settings
 from .errors import TrackingError
 
-__all__ = ["CONVENTION", "PRINCIPLES", "TrackedRun", "Tracker", "TrackingError"]
+# govkit's evidence is runs, not GenAI traces: the tag says so to MLflow, whose UI reads it where its
+# GenAI / model-training toggle is off (with the toggle, the URL's workflowType=machine_learning does).
+EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
+
+__all__ = ["CONVENTION", "EXPERIMENT_TAGS", "PRINCIPLES", "TrackedRun", "Tracker", "TrackingError"]
 
 CONVENTION = ("govkit.model_id", "govkit.artifact_sha256", "govkit.operation", "govkit.principle",
               "govkit.device_id", "govkit.store_id", "govkit.seq_range", "govkit.chain_head", "govkit.version")
@@ -180,10 +184,13 @@ class Tracker:
     def _experiment_id(self, client: Any) -> str:
         found = client.get_experiment_by_name(self.experiment)
         if found is not None:
+            for key, value in EXPERIMENT_TAGS.items():  # an experiment made before govkit set the tag
+                if key not in (found.tags or {}):
+                    client.set_experiment_tag(found.experiment_id, key, value)
             return found.experiment_id
         location = self.artifact_root.as_uri() if self.artifact_root else None
         try:
-            return client.create_experiment(self.experiment, artifact_location=location)
+            return client.create_experiment(self.experiment, artifact_location=location, tags=EXPERIMENT_TAGS)
         except Exception:  # another process created it first
             found = client.get_experiment_by_name(self.experiment)
             if found is None:

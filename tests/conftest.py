@@ -33,7 +33,7 @@ def log(tmp_path: Path, key_path: Path):
 
 @pytest.fixture(scope="session")
 def llama(tmp_path_factory: pytest.TempPathFactory):
-    """The real llama.cpp server (llama-cpp-python) serving SmolLM2 on loopback: (url, gguf path)."""
+    """llama.cpp's own server (`govkit serve`) serving SmolLM2 on loopback: (url, gguf path)."""
     from .servers import smollm2_gguf, start_llama_server, stop
 
     gguf = smollm2_gguf()

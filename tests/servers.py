@@ -1,4 +1,4 @@
-"""Real processes for integration tests: the llama.cpp server with SmolLM2, and `govkit proxy`."""
+"""Real processes for integration tests: llama.cpp's own server (`govkit serve`) with SmolLM2, and `govkit proxy`."""
 
 from __future__ import annotations
 
@@ -28,8 +28,8 @@ def smollm2_gguf() -> Path:
 
 
 def start_llama_server(gguf: Path, log: Path, *extra: str) -> tuple[str, subprocess.Popen]:
-    if importlib.util.find_spec("llama_cpp") is None:
-        pytest.skip("llama-cpp-python[server] is not installed")
+    if importlib.util.find_spec("xllamacpp") is None:
+        pytest.skip("xllamacpp is not installed (the serve extra)")
     return localserver.start_llama_server(gguf, log, *extra)
 
 

@@ -18,7 +18,7 @@ def test_all_is_sorted_and_complete() -> None:
 
 def test_import_loads_no_heavy_library() -> None:
     code = ("import sys, govkit, govkit.cli; heavy = {'mlflow', 'shap', 'sklearn', 'fairlearn', 'pyarrow', "
-            "'pandas', 'numpy', 'llama_cpp', 'torch', 'cryptography', 'httpx', 'aiohttp', 'gguf', 'openai'}; "
+            "'pandas', 'numpy', 'llama_cpp', 'xllamacpp', 'torch', 'cryptography', 'httpx', 'aiohttp', 'gguf', 'openai'}; "
             "print(sorted(heavy & {m.split('.')[0] for m in sys.modules}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -291,6 +291,24 @@ def test_bad_input(project: Path, tmp_path: Path, case: str) -> None:
     assert len(list(AuditLog.open(settings=load_settings("govkit.toml")))) == before
 
 
+@pytest.mark.parametrize("args, flags", [
+    (["--y-true", "a", "--y-pred", "a", "--sensitive", "sex"], "--y-true / --y-pred"),
+    (["--y-true", "a", "--score", "a", "--sensitive", "sex"], "--y-true / --score"),
+    (["--y-true", "a", "--y-pred", "b", "--sensitive", "b"], "--y-pred / --sensitive"),
+    (["--y-true", "sex", "--y-pred", "b", "--sensitive", "sex"], "--y-true / --sensitive"),
+])
+def test_one_column_in_two_roles_is_a_usage_error_naming_both_flags(project: Path, tmp_path: Path, args: list[str],
+                                                                     flags: str) -> None:
+    """It crashed with exit 4 ('cannot insert a, already exists')."""
+    path = tmp_path / "preds.csv"
+    path.write_text("a,b,sex\n0,1,f\n1,0,m\n1,1,m\n0,0,f\n")
+    before = len(list(AuditLog.open(settings=load_settings("govkit.toml"))))
+    result = run("bias", "tabular", "--data", str(path), *args)
+    assert result.exit_code == 2, result.output
+    assert f"Error: {flags}: the column" in result.output and "given twice" in result.output
+    assert len(list(AuditLog.open(settings=load_settings("govkit.toml")))) == before
+
+
 def test_unknown_reference_group() -> None:
     with pytest.raises(InputError, match="no group 'z' in column 'group'"):
         analyze(_planted({"a": 0.5, "b": 0.4}), y_true="y_true", y_pred="y_pred", sensitive=["group"],

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -17,7 +18,7 @@ import pytest
 
 from govkit.audit import AuditLog
 
-from .servers import smollm2_gguf
+from .servers import free_port, smollm2_gguf, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -85,7 +86,10 @@ def test_the_demo_runs_the_main_job_on_the_real_model(tmp_path: Path) -> None:
         assert not copy.verify().ok
     # what it printed: honest findings, where each file is, and how to open the MLflow trail
     assert "What the demo found" in output and "decides poorly" in output
-    assert f"mlflow ui --backend-store-uri sqlite:///{folder / '.govkit' / 'mlflow.db'}" in output
+    store = folder / ".govkit" / "mlflow.db"
+    assert f"MLFLOW_DISABLE_TELEMETRY=true mlflow ui --port 5000 --backend-store-uri sqlite:///{store}" in output
+    # the commands step 3 printed are the ones it ran: llama.cpp's own server, then the proxy
+    assert "$ govkit serve " in output and "$ govkit proxy --upstream http://127.0.0.1:" in output
     assert "4111 1111 1111 1111" not in (folder / ".govkit" / "audit.db").read_bytes().decode("latin-1")
 
 
@@ -125,3 +129,77 @@ def test_an_interrupted_demo_stops_its_servers_and_a_second_run_cleans_up(tmp_pa
     output, _ = again.communicate(timeout=300)
     assert again.returncode == 0, output
     assert left_running(again.pid) == []
+
+
+def _browser() -> str | None:
+    return next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
+
+
+@pytest.mark.skipif(_browser() is None, reason="no Chromium here (.ci/run installs Debian's)")
+def test_the_mlflow_line_the_demo_prints_opens_on_govkits_runs(tmp_path: Path) -> None:
+    """MLflow 3's UI opens an experiment on its GenAI overview, which is empty for govkit: the
+    printed line and URL must land on the runs table, and start no job runner."""
+    sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
+    folder = tmp_path / "govkit-demo"
+    demo = start_demo(folder, "--scripted")
+    output, _ = demo.communicate(timeout=300)
+    assert demo.returncode == 0, output
+    line = next(line for line in output.splitlines() if "mlflow ui " in line)
+    command = line.split("the MLflow trail:", 1)[1].split()
+    url = next(line for line in output.splitlines() if "then open http" in line).split("then open ", 1)[1].strip()
+    port = free_port()
+    env = {**os.environ, **dict(word.split("=", 1) for word in command if "=" in word and not word.startswith("-"))}
+    argv = [word for word in command if not ("=" in word and not word.startswith("-"))]
+    argv[argv.index("--port") + 1] = str(port)
+    assert argv[:2] == ["mlflow", "ui"] and env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
+    assert env["MLFLOW_DISABLE_TELEMETRY"] == "true"  # offline and private: no usage data from the UI either
+    with sqlite3.connect(folder / ".govkit" / "mlflow.db") as db:
+        names = {row[0] for row in db.execute("SELECT name FROM runs")}
+    log = (tmp_path / "mlflow-ui.log").open("wb")
+    server = subprocess.Popen([shutil.which("mlflow") or "mlflow", *argv[1:]], env=env, stdout=log,
+                              stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        try:
+            wait_for(f"http://127.0.0.1:{port}/health", server, 120)
+        except RuntimeError:
+            raise AssertionError((tmp_path / "mlflow-ui.log").read_text()) from None
+        assert not [cmd for cmd in left_running(server.pid) if "huey" in cmd]  # no job runner
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=_browser(), args=["--no-sandbox"])
+            try:
+                page = browser.new_page()
+                page.goto(url.replace("127.0.0.1:5000", f"127.0.0.1:{port}"))
+                page.wait_for_function("names => names.some(n => document.body.innerText.includes(n))",
+                                       arg=sorted(names), timeout=60_000)
+                assert "Traces" not in page.title()
+            finally:
+                browser.close()
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(timeout=30)
+
+
+def test_without_pango_the_demo_still_runs_and_says_which_output_it_could_not_make(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stock machine without the system's Pango: WeasyPrint's import fails with OSError (fault
+    injection: an import hook that raises what cffi raises for a missing library)."""
+    import importlib.abc
+
+    from .conftest import run
+
+    class NoPango(importlib.abc.MetaPathFinder):
+        def find_spec(self, name: str, path: object, target: object = None) -> None:
+            if name == "weasyprint" or name.startswith("weasyprint."):
+                raise OSError("cannot load library 'libpango-1.0-0': libpango-1.0-0: cannot open shared object file")
+            return None
+
+    for name in [m for m in sys.modules if m == "weasyprint" or m.startswith("weasyprint.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setattr(sys, "meta_path", [NoPango(), *sys.meta_path])
+    monkeypatch.delenv("GOVKIT_CONFIG", raising=False)
+    result = run("demo", "--dir", str(tmp_path / "govkit-demo"), "--scripted")
+    assert result.exit_code == 0, result.output
+    assert "The board report's PDF was not made" in result.output and "apt-get install libpango-1.0-0" in result.output
+    reports = tmp_path / "govkit-demo" / "reports"
+    assert list(reports.glob("board-*.html")) and not list(reports.glob("board-*.pdf"))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import http.client
+import importlib.metadata
 import json
 import shutil
 import threading
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from govkit.audit import AuditLog
+from govkit.audit.redact import Redactor
 
 from .servers import free_port, start_llama_server, start_proxy, stop
 
@@ -49,18 +51,26 @@ def test_each_call_is_one_durable_record_tied_to_the_artifact(proxied) -> None:
     records = inference_records(db)[before:]  # the response came back: its record is already on disk
     assert len(records) == 5
     digest = "sha256:" + hashlib.sha256(gguf.read_bytes()).hexdigest()
+    version = importlib.metadata.version("xllamacpp")  # e.g. 2026.10.11549: llama.cpp build b11549
+    library = next(f for f in importlib.metadata.distribution("xllamacpp").files or [] if f.name.endswith(".so"))
+    runtime = ("llama.cpp", f"b{version.split('.')[2]} (xllamacpp {version})",
+               hashlib.sha256(Path(str(library.locate())).read_bytes()).hexdigest())
     for record, answer in zip(records, answers):
         assert record.artifact_sha256 == digest and record.quantization == "Q4_1"
         assert record.architecture == "llama" and record.parameter_count > 100_000_000
-        assert record.runtime == "llama-cpp-python" and record.status == "ok"
+        assert record.status == "ok"
+        # llama.cpp's /props says "b0-unknown": the build and its library's hash come from govkit serve
+        assert (record.runtime, record.runtime_version, record.runtime_sha256) == runtime
         assert record.input_tokens == answer.usage.prompt_tokens
         assert record.output_tokens == answer.usage.completion_tokens
         assert record.finish_reason == answer.choices[0].finish_reason
         assert record.sampling == {"temperature": 0, "max_tokens": 12, "seed": 7}
-        assert record.redaction["entities"] == {"EMAIL": 1}
+        # the prompt's address, and any the model repeats in its answer
+        in_answer = Redactor().redact(answer.choices[0].message.content).counts.get("EMAIL", 0)
+        assert record.redaction["entities"] == {"EMAIL": 1 + in_answer}
     with AuditLog(db, create=False) as log:
         assert log.content(records[0])["prompt"] == "user: Name three colours. My email is [EMAIL]."
-        assert log.content(records[0])["response"] == answers[0].choices[0].message.content
+        assert log.content(records[0])["response"] == Redactor().redact(answers[0].choices[0].message.content).text
         assert log.verify().ok
     assert b"jane.doe@example.com" not in b"".join(p.read_bytes() for p in db.parent.glob("audit.db*"))
 
@@ -118,7 +128,7 @@ def test_legacy_completions_are_audited_too(proxied) -> None:
 
 def test_embeddings_are_audited(llama, tmp_path: Path) -> None:
     _, gguf = llama
-    upstream, server = start_llama_server(gguf, tmp_path / "embedding-server.log", "--embedding", "true")
+    upstream, server = start_llama_server(gguf, tmp_path / "embedding-server.log", "--embedding")
     url, proc = start_proxy(tmp_path / "p", upstream, "--model-artifact", str(gguf))
     try:
         request = urllib.request.Request(url + "/embeddings", headers={"Content-Type": "application/json"},

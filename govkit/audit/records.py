@@ -37,7 +37,7 @@ FIELDS: dict[str, tuple[type, ...]] = {
     # model identity
     "model_id": (str,), "model_version": (str,), "artifact_sha256": (str,),
     "quantization": (str,), "architecture": (str,), "parameter_count": (int,),
-    "runtime": (str,), "runtime_version": (str,), "chat_template_sha256": (str,),
+    "runtime": (str,), "runtime_version": (str,), "runtime_sha256": (str,), "chat_template_sha256": (str,),
     "adapter_id": (str,), "approval_id": (str,), "risk_rating": (str,), "sampling": (dict,),
     "config_sha256": (str,), "mlflow_run_id": (str,),
     # input and output

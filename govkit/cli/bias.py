@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -136,7 +137,7 @@ def _model_options(function: Any) -> Any:
 
 
 def _progress(items: Sequence[str], label: str) -> Iterator[str]:
-    with click.progressbar(items, label=label, file=click.get_text_stream("stderr")) as bar:
+    with click.progressbar(items, label=label, file=sys.stderr) as bar:
         yield from bar
 
 

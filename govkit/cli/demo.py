@@ -14,6 +14,7 @@ import datetime as dt
 import os
 import shutil
 import sqlite3
+import sys
 import time
 import tomllib
 from collections import Counter
@@ -68,7 +69,7 @@ def _step(number: int, title: str, command: str = "") -> None:
 
 
 def _bar(items: Any = None, label: str = "", length: int | None = None) -> Any:
-    return click.progressbar(items, length=length, label=f"    {label}", file=click.get_text_stream("stderr"),
+    return click.progressbar(items, length=length, label=f"    {label}", file=sys.stderr,
                              show_pos=True)
 
 
@@ -76,6 +77,23 @@ def _progress(items: Any, label: str) -> Any:
     """The bias and explanation runs' progress hook (fairness.runs.Progress)."""
     with _bar(items, label) as bar:
         yield from bar
+
+
+def _serve(services: Any, gguf: Path) -> tuple[str, str]:
+    """Step 3: llama.cpp's own server and govkit proxy; it prints the commands exactly as it ran them."""
+    import shlex
+
+    from ..inference.serve import default_threads
+
+    _step(3, f"serving {gguf.name} with llama.cpp's own server (govkit serve), govkit proxy in front")
+    model_url = services.model_server(gguf, default_threads())
+    proxy_url = services.proxy(model_url, gguf)
+    for process in services.processes:
+        args = [str(arg) for arg in process.args]
+        if args[:3] == [sys.executable, "-m", "govkit"]:
+            args = ["govkit", *args[3:]]
+        click.secho(f"    $ {shlex.join(args)} &", dim=True)
+    return model_url, proxy_url
 
 
 # ---- 1-2: init, lineage, rating -------------------------------------------------------------
@@ -384,9 +402,16 @@ def _reports(run: Run, settings: Any) -> None:
     period = f"{today.year}-Q{(today.month - 1) // 3 + 1}"
     _step(11, "reports: the board report (HTML, PDF), the engineer report and the model card",
           f"govkit report board --period {period} --format html --format pdf -o reports/")
+    from ..report.pdf import pdf_unavailable
+
+    no_pdf = pdf_unavailable()
+    if no_pdf is not None:  # the rest still runs; the summary says what is missing and how to add it
+        click.secho(f"    no PDF: {no_pdf}", fg="yellow")
+        run.findings.append(f"The board report's PDF was not made: {no_pdf}.")
     made = []
     with AuditLog.open(settings=settings) as log:
-        for kind, formats in (("board", ("html", "pdf")), ("engineer", ("html",)), ("model-card", ("md",))):
+        for kind, formats in (("board", ("html",) if no_pdf else ("html", "pdf")), ("engineer", ("html",)),
+                              ("model-card", ("md",))):
             report = make_report(kind, log, settings, parse_period(period), formats=formats, output=Path("reports"))
             made.append(report)
     overall = made[0].manifest["figures"]["overall"]
@@ -457,8 +482,29 @@ def _summary(run: Run, mlflow_uri: str, started: float) -> None:
     for name, path in run.files.items():
         click.echo(f"  {name + ':':<18} {run.folder / path}")
     click.echo(f"  {'audit log:':<18} {run.folder / '.govkit' / 'audit.db'}")
-    click.echo(f"  {'the MLflow trail:':<18} mlflow ui --backend-store-uri {mlflow_uri}")
+    # MLflow's job runner (eight processes) is for its GenAI jobs, which govkit does not use; its UI
+    # collects usage data unless told not to. The URL opens the runs table, not the GenAI overview.
+    click.echo(f"  {'the MLflow trail:':<18} MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false MLFLOW_DISABLE_TELEMETRY=true "
+               f"mlflow ui --port 5000 --backend-store-uri {mlflow_uri}")
+    experiment = _experiment_id(mlflow_uri, MODEL_ID)
+    if experiment is not None:
+        click.echo(f"  {'':<18} then open {trail_url('http://127.0.0.1:5000', experiment)}")
     click.echo(f"\nDone in {time.monotonic() - started:.0f} s. Next: cd {run.folder} && govkit audit list && govkit check")
+
+
+def trail_url(server: str, experiment_id: str) -> str:
+    """The MLflow UI's page of an experiment's runs (its table view, not the GenAI overview)."""
+    return f"{server}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+
+
+def _experiment_id(uri: str, name: str) -> str | None:
+    from ..fleet.central import Central
+
+    central = Central(uri)
+    try:
+        return central.experiment(name, create=False)
+    finally:
+        central.close()
 
 
 def _model() -> Path:
@@ -468,7 +514,7 @@ def _model() -> Path:
     from ..errors import MissingDependency
     from ..inference.localserver import bundled_model
 
-    missing = [name for name in ("llama_cpp", "aiohttp", "httpx", "shap", "fairlearn", "mlflow", "weasyprint")
+    missing = [name for name in ("xllamacpp", "aiohttp", "httpx", "shap", "fairlearn", "mlflow", "jinja2")
                if importlib.util.find_spec(name) is None]
     if missing:
         raise MissingDependency(", ".join(missing), "demo")
@@ -518,11 +564,7 @@ def demo(ctx: click.Context, folder: Path, scripted: bool) -> None:
                 _step(3, "no model server (--scripted)")
                 _workload(run, settings, None)
             else:
-                _step(3, f"serving {run.gguf.name} with llama.cpp's server, govkit proxy in front",
-                      "python -m llama_cpp.server --model MODEL.gguf & govkit proxy --upstream URL "
-                      "--model-artifact MODEL.gguf")
-                model_url = services.model_server(run.gguf)
-                proxy_url = services.proxy(model_url, run.gguf)
+                model_url, proxy_url = _serve(services, run.gguf)
                 click.echo(f"    model {model_url}, proxy {proxy_url}")
                 _workload(run, settings, proxy_url)
             _redactions(settings, run)

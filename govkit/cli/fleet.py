@@ -3,6 +3,7 @@ the central witness, and the governance timeline read from MLflow alone."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +72,7 @@ def sync(ctx: click.Context, to: str | None, db: Path | None, segment_records: i
         if as_json:
             return
         if bar is None:
-            bar = click.progressbar(length=total, label="shipping records", file=click.get_text_stream("stderr"))
+            bar = click.progressbar(length=total, label="shipping records", file=sys.stderr)
             bar.__enter__()
         bar.update(done - bar.pos)
 

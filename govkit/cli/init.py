@@ -97,11 +97,11 @@ def _toml_str(value: str) -> str:
 @click.option("--yes", "-y", is_flag=True, help="Accept the defaults without asking.")
 @click.option("--force", is_flag=True, help="Overwrite an existing govkit.toml (the device key is kept).")
 @click.option("--model-id", default="phi-4-mini-edge", show_default=True, help="Inventory id of the model.")
-@click.option("--model-name", default="Phi-4-mini (local)", show_default=True)
+@click.option("--model-name", help="The name reports are titled with  [default: the model id]")
 @click.option("--owner", default="", help="Accountable model owner.")
 @click.option("--redaction", type=click.Choice(REDACTION_MODES), default="redacted", show_default=True)
 @click.pass_context
-def init(ctx: click.Context, yes: bool, force: bool, model_id: str, model_name: str, owner: str,
+def init(ctx: click.Context, yes: bool, force: bool, model_id: str, model_name: str | None, owner: str,
          redaction: str) -> None:
     """Set up govkit here: govkit.toml, the .govkit/ state folder and the device's Ed25519 key.
 
@@ -112,10 +112,11 @@ def init(ctx: click.Context, yes: bool, force: bool, model_id: str, model_name: 
         raise InputError(f"{config_path}: already exists; pass --force to rewrite it")
     if not yes:
         model_id = ask("Model inventory id", default=model_id, flag="--yes (or --model-id)")
-        model_name = ask("Model name", default=model_name, flag="--yes (or --model-name)")
+        model_name = ask("Model name", default=model_name or model_id, flag="--yes (or --model-name)")
         owner = ask("Model owner", default=owner or "unassigned", flag="--yes (or --owner)")
         redaction = ask("Redaction mode", default=redaction, type=click.Choice(REDACTION_MODES),
                         flag="--yes (or --redaction)")
+    model_name = model_name or model_id  # never a name the user did not give: reports are titled with it
     state = config_path.parent / ".govkit"
     state.mkdir(mode=0o700, exist_ok=True)
     (state / ".gitignore").write_text("# device state and the private key: never commit\n*\n")

@@ -1,4 +1,4 @@
-"""The demo's two servers: llama.cpp's OpenAI-compatible server with the bundled model, and
+"""The demo's two servers: llama.cpp's own server (`govkit serve`) with the bundled model, and
 `govkit proxy` in front of it. Both are children in the demo's own process group (a terminal's
 Ctrl-C reaches them too) and both are stopped when the block ends, however it ends: SIGTERM turns
 into KeyboardInterrupt for the demo, and a child that does not stop within 20 s is killed."""
@@ -43,13 +43,14 @@ class Services:
         finally:
             signal.signal(signal.SIGTERM, self._previous)
 
-    def model_server(self, gguf: Path) -> str:
-        """Start llama.cpp's server (llama-cpp-python) on a free loopback port: the base URL of /v1."""
+    def model_server(self, gguf: Path, threads: int | None = None) -> str:
+        """Start llama.cpp's own server (`govkit serve`) on a free loopback port: the base URL of /v1."""
         from ..inference.localserver import start_llama_server
 
         self.logs.mkdir(parents=True, exist_ok=True)
         # A server that never comes up (or Ctrl-C while it starts) is stopped by start_llama_server itself.
-        url, process = self._wait(lambda: start_llama_server(gguf, self.logs / "llama-server.log"), "llama-server.log")
+        url, process = self._wait(lambda: start_llama_server(gguf, self.logs / "llama-server.log", threads=threads),
+                                  "llama-server.log")
         self.processes.append(process)
         return url
 

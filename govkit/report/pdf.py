@@ -16,9 +16,24 @@ from .._lazy import require
 from ..errors import InputError
 from ..timestamps import parse_ts
 
-__all__ = ["ATTACHMENT", "manifest_of", "render_pdf", "renderer_version"]
+__all__ = ["ATTACHMENT", "SYSTEM_PACKAGES", "manifest_of", "pdf_unavailable", "render_pdf", "renderer_version"]
 
 ATTACHMENT = "govkit-manifest.json"
+# What WeasyPrint needs from the system (Debian and Ubuntu package names).
+SYSTEM_PACKAGES = "libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core"
+
+
+def pdf_unavailable() -> str | None:
+    """Why this machine cannot print a PDF (None: it can): WeasyPrint missing, or the system's
+    Pango libraries it loads when imported."""
+    try:
+        import weasyprint  # noqa: F401
+    except ImportError:
+        return "WeasyPrint is not installed: pip install 'govkit[report]'"
+    except OSError as exc:
+        return (f"WeasyPrint cannot load the system's Pango libraries ({exc}); on Debian or Ubuntu: "
+                f"sudo apt-get install {SYSTEM_PACKAGES}")
+    return None
 
 
 def renderer_version() -> str:
@@ -26,6 +41,9 @@ def renderer_version() -> str:
 
 
 def render_pdf(html: str, manifest: dict[str, Any], *, as_of: str) -> bytes:
+    reason = pdf_unavailable()
+    if reason is not None:
+        raise InputError(f"cannot make the PDF: {reason}")
     weasyprint = require("weasyprint", "report")
     text = json.dumps(manifest, sort_keys=True, ensure_ascii=False, indent=1)
     when = parse_ts(as_of)  # the attachment's dates too: WeasyPrint would take the clock's
