@@ -7,11 +7,13 @@ a language model), on one corpus generated with Faker, in the same run.
 The corpus plants one value per sentence, in many formats and locales: cards with spaces, dots
 and dashes; IBANs in either case; national and international phone numbers of several
 countries; SSNs with and without separators; e-mail addresses with non-ASCII local parts and
-domains; full-width digits. Sentences holding look-alikes that are not personal data (amounts,
+domains; full-width digits; digit groups separated by Unicode spaces and dashes (no-break,
+narrow no-break as in French typography, thin, figure and ideographic spaces; en and em dashes,
+non-breaking hyphens, minus signs). Sentences holding look-alikes that are not personal data (amounts,
 dates, order numbers, versions) measure precision. A detection counts when it overlaps the
 planted span and names the same entity type.
 
-Needs `pip install presidio-analyzer faker phonenumbers` (not govkit's dependencies).
+Needs the `bench` extra: `pip install -e '.[bench]'` (Presidio's analyzer and Faker).
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ from govkit.audit.redact import Redactor  # noqa: E402
 PRESIDIO = {"EMAIL": "EMAIL_ADDRESS", "PHONE": "PHONE_NUMBER", "PAYMENT_CARD": "CREDIT_CARD", "IBAN": "IBAN_CODE",
             "US_SSN": "US_SSN", "IP_ADDRESS": "IP_ADDRESS"}
 FULL_WIDTH = str.maketrans("0123456789", "０１２３４５６７８９")
+# Separators other than ASCII's that people and word processors put between digit groups.
+UNICODE_SPACES = ["\u00a0", "\u202f", "\u2009", "\u2007", "\u3000"]
+UNICODE_DASHES = ["\u2010", "\u2011", "\u2013", "\u2014", "\u2212"]
 TEMPLATES = ["Please update my records: {v}. Thanks.", "Customer wrote: \"my details are {v}\" on Monday.",
              "{v}", "Ref 2024-11-03, amount 1,250.00 EUR, contact {v} before 5pm.",
              "Kunde bittet um Rückruf ({v}), Vertrag Nr. 88-1204.", "Le client a donné {v} au guichet."]
@@ -55,7 +60,16 @@ def corpus(per_type: int, seed: int) -> list[tuple[str, list[tuple[int, int, str
         fake.seed_instance(seed + index)
     samples: list[tuple[str, list[tuple[int, int, str]]]] = []
 
+    def respaced(value: str) -> str:
+        """A quarter of the values: their spaces and hyphens as one Unicode space or dash."""
+        if rng.random() >= 0.25 or not any(c in value for c in " -"):
+            return value
+        space, dash = rng.choice(UNICODE_SPACES), rng.choice(UNICODE_DASHES)
+        return value.replace(" ", space).replace("-", dash if rng.random() < 0.5 else space)
+
     def plant(entity: str, value: str) -> None:
+        if entity in ("PAYMENT_CARD", "IBAN", "PHONE", "US_SSN"):
+            value = respaced(value)
         template = rng.choice(TEMPLATES)
         start = template.index("{v}")
         text = template.replace("{v}", value)

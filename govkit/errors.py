@@ -8,6 +8,7 @@
     ├── MissingDependency            (exit 2) an optional extra is not installed
     ├── EndpointError                (exit 3) the model endpoint is unreachable or failing
     ├── TrackingError                (exit 3) the MLflow server or store cannot be used
+    │   └── ArtifactMissing          (exit 3) a file the store should hold is not there
     ├── StoreError                   (exit 3) the audit store cannot be used as asked
     │   ├── StoreNotFound            (exit 3) no store at the path (only `govkit init` makes one)
     │   ├── StoreMismatch            (exit 3) a store, but not the one govkit.toml names
@@ -53,6 +54,7 @@ __all__ = [
     "StoreReplaced",
     "DuplicateCheck",
     "TrackingError",
+    "ArtifactMissing",
 ]
 
 
@@ -134,6 +136,11 @@ class TrackingError(GovkitError):
     """The tracking server or store could not be used (exit 3: the environment failed)."""
 
     exit_code = 3
+
+
+class ArtifactMissing(TrackingError):
+    """The server answered, but a file it should hold is not there (deleted, or expired by an
+    object store's lifecycle rule): a finding about the evidence where one is read."""
 
 
 class StoreError(GovkitError):

@@ -15,7 +15,22 @@ from typing import Any
 from .audit import AuditLog, AuditRecord
 from .tracking import TrackedRun, Tracker
 
-__all__ = ["EvidenceRun", "evidence_run"]
+__all__ = ["EvidenceRun", "evidence_run", "safe_name"]
+
+
+def safe_name(text: str, *, parameter: str, patterns: Any = ()) -> str:
+    """A name that reaches the evidence (a data file's name or path, a dataset's name): the chained
+    records, MLflow's runs and artifacts, the reports. No purge reaches those, so a name holding
+    personal data (as the audit log's recognizers and the policy's patterns find it) is refused."""
+    from .audit.redact import Redactor
+    from .errors import InputError
+
+    found = Redactor(patterns).redact(text)
+    if found.counts:
+        raise InputError(f"{found.text!r} holds personal data ({', '.join(sorted(found.counts))}); names reach the "
+                         f"chained evidence, MLflow and the reports, where no erasure reaches them: rename the file",
+                         parameter=parameter)
+    return text
 
 
 @dataclass

@@ -376,3 +376,21 @@ def test_no_selection_at_all_is_judged_without_warnings() -> None:
         result = analyze(frame, y_true="y_true", y_pred="y_pred", sensitive=["sex"], policy=FairnessPolicy(),
                          bootstrap=50)
     assert result["views"]["sex"]["metrics"]["demographic_parity_difference"]["value"] == 0
+
+
+@pytest.mark.parametrize("command", [["bias", "tabular", "--y-true", "a", "--y-pred", "b", "--sensitive", "sex"],
+                                     ["lineage", "dataset", "add", "--role", "eval"]])
+def test_a_file_name_with_personal_data_never_reaches_the_evidence(project: Path, tmp_path: Path,
+                                                                   command: list[str]) -> None:
+    """`bias tabular --data "<e-mail> <card>.csv"` put the name raw into the chained bias_run,
+    MLflow and the board report; one rule for every name that reaches evidence."""
+    path = tmp_path / "jane.doe@example.com 4111 1111 1111 1111.csv"
+    path.write_text("a,b,sex\n0,1,f\n1,0,m\n1,1,m\n0,0,f\n" * 10)
+    before = len(list(AuditLog.open(settings=load_settings("govkit.toml"))))
+    data = ["--data", str(path)] if command[0] == "bias" else [str(path)]
+    result = run(*command[:3], *data, *command[3:]) if command[0] == "lineage" else run(*command, *data)
+    assert result.exit_code == 2, result.output
+    assert "holds personal data (EMAIL, PAYMENT_CARD)" in result.output and "jane.doe" not in result.output
+    assert len(list(AuditLog.open(settings=load_settings("govkit.toml")))) == before
+    stored = b"".join(p.read_bytes() for p in (tmp_path / ".govkit").rglob("*") if p.is_file())
+    assert b"jane.doe" not in stored and b"4111" not in stored

@@ -259,3 +259,54 @@ def test_a_copied_project_keeps_its_mlflow_artifacts_and_writes_into_itself(tmp_
     for found in runs:
         assert found.info.artifact_uri.startswith((moved / ".govkit" / "mlartifacts").as_uri())
         assert client.list_artifacts(found.info.run_id), found.info.artifact_uri  # the copied artifacts are there
+
+
+@pytest.mark.parametrize("target", [".govkit/audit.db", ".govkit/audit.db-wal", ".govkit/device_ed25519.pem",
+                                    "govkit.toml", "copy.db", "keycopy.pem"])
+@pytest.mark.parametrize("command", [
+    ["audit", "export", "-o"], ["audit", "export", "--format", "parquet", "-o"], ["check", "-o"],
+    ["report", "board", "--period", "2026", "--format", "md", "-o"], ["lineage", "export", "-o"]])
+def test_no_output_option_ever_writes_over_a_store_a_key_or_the_config(project: Path, target: str,
+                                                                        command: list[str]) -> None:
+    """`audit export -o .govkit/audit.db` emptied the store (exit 3); `check -o` and `report -o`
+    overwrote the store, the device key or govkit.toml (exit 0)."""
+    import shutil
+
+    folder = project
+    shutil.copy(folder / ".govkit" / "audit.db", folder / "copy.db")
+    shutil.copy(folder / ".govkit" / "device_ed25519.pem", folder / "keycopy.pem")
+    watched = [folder / ".govkit" / "audit.db", folder / ".govkit" / "device_ed25519.pem", folder / "govkit.toml",
+               folder / "copy.db", folder / "keycopy.pem"]
+    before = {path: path.read_bytes() for path in watched}
+    result = run(*command, target)
+    assert result.exit_code == 2, result.output
+    assert "never replaces govkit's evidence" in result.output and "Traceback" not in result.output
+    assert {path: path.read_bytes() for path in watched} == before
+    assert run("audit", "verify").exit_code == 0
+
+
+@pytest.mark.parametrize("args, flag", [
+    (["report", "board", "--period", "0000"], "--period"),
+    (["report", "board", "--period", "9999-Q4"], "--period"),
+    (["report", "board", "--from", "2026-01-01", "--to", "9999-12-31"], "--to"),
+    (["sync", "--to", "notaurl"], "--to"),
+    (["sync", "--to", "file:///tmp/x"], "--to"),
+    (["sync", "--to", "postgresql://user@host/db"], "--to"),
+    (["fleet", "status", "--from", "sqlite:///central.db", "--witness-key", "notakey"], "--witness-key"),
+    (["trail", "--witness-key", "notakey"], "--witness-key"),
+    (["audit", "list", "--limit", "99999999999999999999"], "--limit"),
+    (["audit", "verify", "--from-mlflow", "sqlite:///central.db", "--device", "a'b"], "--device"),
+    (["proxy", "--upstream", "http://127.0.0.1:9/v1", "--listen", "127.0.0.1:99999"], "--listen"),
+])
+def test_bad_input_is_exit_2_naming_the_flag(project: Path, args: list[str], flag: str) -> None:
+    """They were exit 4 (a crash), exit 3 (blamed on the environment), or exit 0 (a malformed
+    witness key ignored; a port of 99999 printed while a random one was taken)."""
+    result = run(*args)
+    assert result.exit_code == 2, result.output
+    assert flag in result.output and "Traceback" not in result.output and "Internal error" not in result.output
+
+
+def test_an_unreachable_central_server_says_nothing_was_lost_and_what_waits(project: Path) -> None:
+    result = run("sync", "--to", f"http://127.0.0.1:{free_port()}")
+    assert result.exit_code == 3, result.output
+    assert "unreachable" in result.output and "Nothing was lost" in result.output and "next sync" in result.output

@@ -391,3 +391,146 @@ def test_segment_columns_read_every_body_as_an_export_does() -> None:
         assert table.column("status").to_pylist()[:2] == ["ok", None]
     assert _fields(pa, odd).column("status").to_pylist()[2] == "1"  # str() of it, as `audit export` writes
     assert _fields(pa, odd).column("event_type").to_pylist()[3] == "two lines"
+
+
+def test_a_forked_history_shipped_over_a_deleted_run_with_its_file_swapped_is_never_cosigned(
+        tmp_path: Path, central: str, witness_key: tuple[Path, str]) -> None:
+    """The attack of step 13: a copy of the device taken at seq 102 records another history; the
+    cosigned run is soft-deleted in MLflow, the copy ships 1..182 in a new run, and the new
+    segment's bytes are copied over the old run's cosigned file at the same path. The witness's
+    own ledger still holds the head it cosigned: the second history is a fork, and verify fails."""
+    import shutil
+
+    import mlflow
+
+    device = make_device(tmp_path, "branch-13")
+    device.append(102)
+    twin = device.clone(tmp_path / "branch-13-copy")  # same store, same key
+    device.append(50, marker="original")
+    first = ship(device, central)
+    registry = enroll(tmp_path, device)
+    assert witness_pass(central, registry, witness_key[0], tmp_path).ok
+    client = mlflow.MlflowClient(tracking_uri=central)
+    [old_file] = [f for f in (tmp_path / "central" / "mlartifacts").rglob("*.parquet") if first.run_id in str(f)]
+    client.delete_run(first.run_id)
+    twin.append(80, marker="rewritten")
+    second = ship(twin, central)
+    assert second.run_id != first.run_id and second.shipped[0][0] == 1 and second.head_seq == twin.head()
+    [new_file] = [f for f in (tmp_path / "central" / "mlartifacts").rglob("*.parquet") if second.run_id in str(f)]
+    shutil.copyfile(new_file, old_file)  # the cosigned path now holds the rewritten history's bytes
+    checked = witness_pass(central, registry, witness_key[0], tmp_path)
+    assert not checked.ok and "fork" in {f.kind for f in checked.findings}, checked.to_dict()
+    status = run("fleet", "status", "--from", central, "--registry", str(registry), "--witness-key", witness_key[1],
+                 "--format", "json")
+    assert status.exit_code == 1 and not json.loads(status.output)[0]["healthy"], status.output
+    verified = run("audit", "verify", "--from-mlflow", central, "--device", device.id, "--registry", str(registry),
+                   "--witness-key", witness_key[1])
+    assert verified.exit_code == 1 and "OK" not in verified.output.split("\n")[0], verified.output
+    # forever: the next pass, whatever MLflow now shows, still does not cosign the second history
+    again = witness_pass(central, registry, witness_key[0], tmp_path)
+    assert again.segments == 0
+    status = run("fleet", "status", "--from", central, "--registry", str(registry), "--witness-key", witness_key[1],
+                 "--format", "json")
+    assert status.exit_code == 1, status.output
+
+
+def test_without_the_file_swap_verify_from_mlflow_fails_on_the_rejected_history(
+        tmp_path: Path, central: str, witness_key: tuple[Path, str]) -> None:
+    import mlflow
+
+    device = make_device(tmp_path, "branch-14")
+    device.append(102)
+    twin = device.clone(tmp_path / "branch-14-copy")
+    device.append(50, marker="original")
+    first = ship(device, central)
+    registry = enroll(tmp_path, device)
+    assert witness_pass(central, registry, witness_key[0], tmp_path).ok
+    mlflow.MlflowClient(tracking_uri=central).delete_run(first.run_id)
+    twin.append(80, marker="rewritten")
+    ship(twin, central)
+    checked = witness_pass(central, registry, witness_key[0], tmp_path)
+    assert not checked.ok and "fork" in {f.kind for f in checked.findings}, checked.to_dict()
+    verified = run("audit", "verify", "--from-mlflow", central, "--device", device.id, "--registry", str(registry),
+                   "--witness-key", witness_key[1])
+    assert verified.exit_code == 1, verified.output
+    # a deleted run is a finding, not an erasure of evidence
+    status = run("fleet", "status", "--from", central, "--registry", str(registry), "--witness-key", witness_key[1],
+                 "--format", "json")
+    [state] = json.loads(status.output)
+    assert status.exit_code == 1 and "deleted" in state["findings"], state
+
+
+def test_figures_edited_in_mlflow_are_not_shown_as_verified(tmp_path: Path, central: str,
+                                                           witness_key: tuple[Path, str]) -> None:
+    """An edited govkit.seq_range showed 999999 shipped and an edited records metric 1,000,101
+    records, state ok, exit 0: with the witness key, the figures come from its signed verdict."""
+    import mlflow
+
+    device = make_device(tmp_path, "branch-15")
+    device.append(100)
+    shipped = ship(device, central)
+    registry = enroll(tmp_path, device)
+    assert witness_pass(central, registry, witness_key[0], tmp_path).ok
+    client = mlflow.MlflowClient(tracking_uri=central)
+    client.set_tag(shipped.run_id, "govkit.seq_range", "1-999999")
+    client.log_metric(shipped.run_id, "records", 1_000_101)
+    arguments = ("fleet", "status", "--from", central, "--registry", str(registry), "--witness-key", witness_key[1])
+    status = run(*arguments, "--format", "json")
+    [state] = json.loads(status.output)
+    assert status.exit_code == 0 and state["healthy"], status.output
+    assert state["shipped_seq"] == device.head() and state["records"] == shipped.records, state
+    assert state["unverified_figures"] == 0
+    assert "999999" not in run(*arguments).output
+
+
+def test_a_device_that_synced_before_it_was_enrolled_is_caught_up_once_enrolled(
+        tmp_path: Path, central: str, witness_key: tuple[Path, str]) -> None:
+    """Its first run was rejected as unknown and never retried: every later sync waited on a gap
+    that could not close."""
+    device = make_device(tmp_path, "branch-16")
+    device.append(50)
+    ship(device, central)
+    other = make_device(tmp_path, "branch-16b")
+    registry = enroll(tmp_path, other)
+    early = witness_pass(central, registry, witness_key[0], tmp_path)
+    assert not early.ok and [f.kind for f in early.findings] == ["unknown"], early.to_dict()
+    assert "checked at the first pass after it is enrolled" in early.findings[0].detail
+    registry = enroll(tmp_path, device)
+    device.append(30)
+    ship(device, central)
+    caught_up = witness_pass(central, registry, witness_key[0], tmp_path)
+    assert caught_up.ok and caught_up.records == device.head(), caught_up.to_dict()
+    status = run("fleet", "status", "--from", central, "--registry", str(registry), "--witness-key", witness_key[1],
+                 "--format", "json")
+    states = {s["device_id"]: s for s in json.loads(status.output)}
+    assert states["branch-16"]["acked_seq"] == device.head() and "gap" not in states["branch-16"]["findings"], states
+
+
+def test_an_old_sync_run_replayed_later_is_a_duplicate_not_a_rollback(tmp_path: Path, central: str,
+                                                                        witness_key: tuple[Path, str]) -> None:
+    """Copying an old run into a new one made the witness report a healthy device as rolled back."""
+    device = make_device(tmp_path, "branch-17")
+    device.append(100)
+    first = ship(device, central)
+    registry = enroll(tmp_path, device)
+    assert witness_pass(central, registry, witness_key[0], tmp_path).ok
+    device.append(100)
+    ship(device, central)
+    assert witness_pass(central, registry, witness_key[0], tmp_path).ok
+    c = Central(central)
+    try:
+        [original] = [r for r in c.runs(c.experiments()) if r.info.run_id == first.run_id]
+        replay = c.create_run(original.info.experiment_id, "replay", {
+            k: v for k, v in original.data.tags.items() if k.startswith("govkit.") and not k.startswith("govkit.witness")})
+        for path in _all_files(c, first.run_id):
+            c.upload(replay, path, c.download(first.run_id, path))
+        c.finish(replay)
+    finally:
+        c.close()
+    again = witness_pass(central, registry, witness_key[0], tmp_path)
+    assert again.ok and [f.kind for f in again.findings] == ["duplicate"], again.to_dict()
+    assert "not a rollback" in again.findings[0].detail
+    status = run("fleet", "status", "--from", central, "--registry", str(registry), "--witness-key", witness_key[1],
+                 "--format", "json")
+    [state] = json.loads(status.output)
+    assert status.exit_code == 0 and state["healthy"] and "rollback" not in state["findings"], state

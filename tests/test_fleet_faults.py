@@ -6,6 +6,7 @@ cannot be had on demand); everything around them is the real MLflow store and th
 from __future__ import annotations
 
 import errno
+import json
 import os
 import sqlite3
 from collections.abc import Iterator
@@ -180,3 +181,26 @@ def test_overrides_ship_first_a_link_lost_at_the_first_segment_still_delivered_t
     assert [r["seq"] for r in overrides] == [head - 2, head - 1, head]
     assert {r["reviewer_id"] for r in overrides} == {"alice"} and len(table["data"]) == 3
     assert ship(device, central).shipped[-1][1] == head  # and the next sync ships the rest
+
+
+def test_a_missing_segment_file_is_a_finding_for_its_device_and_the_witness_checks_the_rest(
+        tmp_path: Path, central: str, witness_key: tuple[Path, str]) -> None:
+    """It aborted every pass with exit 3, so no device after it was ever checked again."""
+    first, second = make_device(tmp_path, "branch-26a"), make_device(tmp_path, "branch-26b")
+    first.append(400)
+    second.append(300)
+    ship(first, central, max_records=200)
+    ship(second, central)
+    [lost] = [p for p in (tmp_path / "central" / "mlartifacts").rglob("*.parquet") if "000000000201-" in p.name]
+    lost.unlink()
+    registry = enroll(tmp_path, first, second)
+    arguments = ("fleet", "witness", "--from", central, "--registry", str(registry), "--key", str(witness_key[0]),
+                 "--ledger", str(tmp_path / "witness.db"))
+    for _ in range(2):  # the next pass says it again: the file is still gone
+        checked = run(*arguments)
+        assert checked.exit_code == 1 and "missing" in checked.output and "201..400" in checked.output, checked.output
+    status = run("fleet", "status", "--from", central, "--registry", str(registry), "--witness-key", witness_key[1],
+                 "--format", "json")
+    states = {s["device_id"]: s for s in json.loads(status.output)}
+    assert states["branch-26b"]["healthy"] and states["branch-26b"]["acked_seq"] == second.head()
+    assert not states["branch-26a"]["healthy"] and "missing" in states["branch-26a"]["findings"], states

@@ -369,3 +369,116 @@ def test_unreachable_upstream(tmp_path: Path) -> None:
     assert code == 502 and body["error"]["type"] == "upstream_error"
     [record] = inference_records(tmp_path / ".govkit" / "audit.db")
     assert record.status == "error" and "unreachable" in record.error
+
+
+def _chained(db: Path) -> bytes:
+    """Every byte of the chain (the records table's bodies), none of the content table's."""
+    import sqlite3
+
+    with sqlite3.connect(db) as connection:
+        return b"".join(bytes(row[0]) for row in connection.execute("SELECT body FROM records"))
+
+
+def test_personal_data_in_model_and_sampling_fields_never_reaches_the_chain(proxied) -> None:
+    """Sent in "model" or in a sampling value (seed, temperature, max_tokens, Ollama options, an
+    unknown key), it was chained raw, where no purge reaches it."""
+    url, db, _ = proxied
+    secret = ["jane.doe@example.com", "4111 1111 1111 1111", "046-454-286", "Jane Roe", "jane-key"]
+    body = {"model": "jane.doe@example.com", "messages": [{"role": "user", "content": "Say yes."}],
+            "max_tokens": 2, "temperature": 0, "seed": "4111 1111 1111 1111", "top_p": "046-454-286",
+            "options": {"num_predict": "Jane Roe"}, "jane-key": "private note"}
+    request = urllib.request.Request(url + "/chat/completions", data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+    try:
+        urllib.request.urlopen(request, timeout=60).read()
+    except urllib.error.HTTPError:
+        pass  # llama.cpp may refuse a seed that is not a number: the request's record is written first
+    chain = _chained(db)
+    assert not [s for s in secret if s.encode() in chain]
+    record = inference_records(db)[-1]
+    assert record.model_version.startswith("sha256:") and record.sampling["temperature"] == 0
+    assert record.sampling["seed"].startswith("sha256:") and record.sampling["max_tokens"] == 2
+    assert set(record.request_params) == {"unknown"}
+
+
+def test_inputs_that_decide_the_answer_are_chained_as_digests(proxied) -> None:
+    """A grammar that forces "deny", tools, images, chat_template_kwargs and response_format
+    schemas left no trace; every field that can change the answer is digested, never dropped."""
+    url, db, _ = proxied
+
+    def call(**extra: object) -> object:
+        body = {"model": "m", "messages": [{"role": "user", "content": "Approve or deny?"}], "max_tokens": 3,
+                "temperature": 0, **extra}
+        request = urllib.request.Request(url + "/chat/completions", data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"})
+        try:
+            urllib.request.urlopen(request, timeout=60).read()
+        except urllib.error.HTTPError:
+            pass
+        return inference_records(db)[-1]
+
+    deny, approve = call(grammar='root ::= "deny"'), call(grammar='root ::= "approve"')
+    assert deny.request_params["grammar"] != approve.request_params["grammar"]
+    tools = call(tools=[{"type": "function", "function": {"name": "grant_refund", "parameters": {"type": "object"}}}],
+                 chat_template_kwargs={"enable_thinking": False},
+                 response_format={"type": "json_schema", "json_schema": {"name": "d", "schema": {"type": "object"}}})
+    assert {"tools", "chat_template_kwargs"} <= set(tools.request_params)
+    assert tools.sampling["response_format"].startswith("sha256:")
+    image = call(messages=[{"role": "user", "content": [
+        {"type": "text", "text": "Is this cheque signed?"},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}]}])
+    assert image.request_params["media"].startswith("sha256:")
+    assert b"iVBORw0KGgo" not in _chained(db) and b"grant_refund" not in _chained(db)
+
+
+def test_a_body_sent_a_byte_at_a_time_cannot_hold_the_proxy(tmp_path: Path) -> None:
+    """A full request head, then one body byte every few seconds, from 8 loopback addresses, filled
+    --max-connections and every other client got 503 for as long as the trickle lasted."""
+    import socket
+    import time
+
+    url, proxy = start_proxy(tmp_path, f"http://127.0.0.1:{free_port()}/v1", "--body-timeout", "1",
+                             "--max-connections", "16", "--max-per-client", "2")
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    head = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 1000\r\n\r\n{")
+    trickles = []
+    try:
+        for address in range(2, 10):
+            for _ in range(2):
+                sock = socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(f"127.0.0.{address}", 0))
+                sock.sendall(head)
+                trickles.append(sock)
+        time.sleep(0.3)
+
+        def status_of_new_client() -> int:
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+                sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                return int(sock.recv(64).split(b" ")[1])
+
+        assert status_of_new_client() == 503  # every slot is held by a trickle ...
+        answers = []
+        for sock in trickles:  # ... which keeps sending, a byte at a time, until the limit cuts it off
+            deadline, data = time.monotonic() + 10, b""
+            while time.monotonic() < deadline and not data:
+                try:
+                    sock.sendall(b" ")
+                    sock.settimeout(0.3)
+                    data = sock.recv(256)
+                except TimeoutError:
+                    continue
+                except OSError:
+                    break
+            answers.append(data.split(b"\r\n", 1)[0])
+        assert answers == [b"HTTP/1.1 408 Request Timeout"] * len(trickles), answers
+        deadline = time.monotonic() + 5
+        while (status := status_of_new_client()) == 503 and time.monotonic() < deadline:
+            time.sleep(0.2)  # the cut-off connections are closed as their 408 is sent
+        assert status == 502  # served again: the upstream here is down, so a clean 502
+    finally:
+        for sock in trickles:
+            sock.close()
+        stop(proxy)
+    with AuditLog(tmp_path / ".govkit" / "audit.db", create=False) as log:
+        refused = [r for r in log.query(event_type="request") if r.status == "rejected"]
+        assert len(refused) == len(trickles) and all("did not arrive within 1 s" in (r.error or "") for r in refused)

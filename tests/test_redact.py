@@ -192,3 +192,22 @@ def test_the_presidio_engine_without_a_language_model_is_a_clear_error(tmp_path:
     result = CliRunner().invoke(cli, ["audit", "checkpoint"])
     assert result.exit_code == 2 and "needs the spaCy model" in result.output and "Traceback" not in result.output
     assert CliRunner().invoke(cli, ["audit", "verify"]).exit_code == 0  # reading needs no engine
+
+
+SEPARATORS = {"no-break space": "\u00a0", "narrow no-break space": "\u202f", "thin space": "\u2009",
+              "figure space": "\u2007", "ideographic space": "\u3000", "en dash": "\u2013", "em dash": "\u2014",
+              "non-breaking hyphen": "\u2011", "hyphen": "\u2010", "minus sign": "\u2212"}
+GROUPED = {"PAYMENT_CARD": "4111{s}1111{s}1111{s}1111", "IBAN": "GB82{s}WEST{s}1234{s}5698{s}7654{s}32",
+           "CA_SIN": "046{s}454{s}286", "US_SSN": "078{s}05{s}1120", "PHONE": "+44{s}20{s}7946{s}0958"}
+
+
+@pytest.mark.parametrize("separator", sorted(SEPARATORS))
+@pytest.mark.parametrize("entity", sorted(GROUPED))
+def test_every_unicode_space_and_dash_separates_digit_groups(entity: str, separator: str) -> None:
+    """Groups separated by U+00A0, U+202F (French typography), U+2009, an en dash or U+2011 were
+    not redacted."""
+    value = GROUPED[entity].format(s=SEPARATORS[separator])
+    text = f"Client note: {value}, please call back."
+    redacted = Redactor().redact(text)
+    assert redacted.text == f"Client note: [{entity}], please call back.", (separator, redacted.text)
+    assert redacted.counts == {entity: 1}

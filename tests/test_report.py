@@ -293,7 +293,8 @@ def test_the_model_card_has_the_hugging_face_layout_and_the_toolkit_fields(proje
     assert result.exit_code == 0, result.output
     text = (project / "card" / "model-card-2026-Q4.md").read_text()
     metadata = yaml.safe_load(text.split("---\n", 2)[1])
-    assert metadata["model_id"] == "loan-assistant" and metadata["date"] == AS_OF[:10]
+    taken = json.loads((project / "card" / "model-card-2026-Q4.manifest.json").read_text())["snapshot"]["as_of"]
+    assert metadata["model_id"] == "loan-assistant" and metadata["date"] == taken[:10]
     [evaluation] = {r["dataset"]["name"] for r in metadata["model-index"][0]["results"]}
     assert evaluation == "preds.csv"
     names = {m["name"] for r in metadata["model-index"][0]["results"] for m in r["metrics"]}
@@ -391,3 +392,68 @@ def test_synthetic_model_calls_keep_the_overall_status_from_green() -> None:
     scripted = overall(cards, verify, synthetic=3)
     assert scripted["colour"] == "amber" and "3 of the period's model calls are synthetic" in scripted["statement"]
 
+
+
+def test_a_future_as_of_is_taken_as_now_and_the_manifest_says_so(project: Path) -> None:
+    """Two board reports for one period and one future as-of, one after the other, both verified
+    with different figures (30 vs 35 calls): records still to come counted in the second."""
+    import datetime as dt
+
+    future = (dt.datetime.now(dt.UTC) + dt.timedelta(days=20)).strftime("%Y-%m-%dT%H:%M:%S.000000Z")
+    first = run("report", "board", "--period", "2026-Q4", "--as-of", future, "--format", "json", "-o", "first.json")
+    assert first.exit_code == 0 and "is in the future: the evidence is taken as of now" in first.output, first.output
+    with AuditLog.open(settings=load_settings(project / "govkit.toml")) as log:
+        log.append("inference", prompt="a call dated ahead", response="approve", model_id="m", status="ok",
+                   latency_ms=10.0, ts_start=(dt.datetime.now(dt.UTC) + dt.timedelta(days=5)).strftime(
+                       "%Y-%m-%dT%H:%M:%S.000000Z"))
+    second = run("report", "board", "--period", "2026-Q4", "--as-of", future, "--format", "json", "-o", "second.json")
+    assert second.exit_code == 0, second.output
+    manifests = [json.loads((project / f"{name}.manifest.json").read_text()) for name in ("first", "second")]
+    taken = [m["snapshot"]["as_of"] for m in manifests]
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.999999Z")
+    assert all(t <= now and t != future for t in taken) and taken[0] <= taken[1], taken
+    assert manifests[0]["figures"]["kpis"]["inference"] == manifests[1]["figures"]["kpis"]["inference"]
+    for name in ("first", "second"):
+        assert run("report", "verify", f"{name}.json").exit_code == 0
+
+
+def test_a_name_that_reads_like_an_event_handler_renders_and_real_markup_is_still_refused(project: Path) -> None:
+    """Every report exited 4 once a dataset name or group label held ` on<word>=`: the chart
+    guard matched text that matplotlib had already escaped."""
+    from govkit.report.charts import _inert
+
+    rows = "".join(f"{['onboard=yes', 'onboard=no'][i % 2]},{int(i % 3 == 0)},{int(i % 4 == 0)}\n" for i in range(120))
+    (project / "applicants onboarding=2026.csv").write_text("channel,y,decision\n" + rows)
+    result = run("bias", "tabular", "--data", "applicants onboarding=2026.csv", "--y-true", "y", "--y-pred", "decision",
+                 "--sensitive", "channel", "--bootstrap", "50")
+    assert result.exit_code in (0, 1), result.output
+    for kind, formats in (("board", ["--format", "html", "--format", "md"]), ("engineer", ["--format", "html"]),
+                          ("model-card", ["--format", "md", "--format", "html"])):
+        result = run("report", kind, *PERIOD, *formats, "-o", f"out-{kind}", "--no-record")
+        assert result.exit_code == 0, result.output
+    html = (project / "out-board" / "board-2026-Q4.html").read_text()
+    assert "applicants onboarding=2026.csv" in html and "channel=onboard=yes" in html
+    assert _inert('<svg xmlns="http://www.w3.org/2000/svg"><!-- a onload=x --><text>b onclick=y</text></svg>')
+    assert not _inert('<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"></svg>')
+    assert not _inert('<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>')
+
+
+def test_the_model_card_parses_without_a_bias_run_and_every_value_is_escaped_for_its_format(tmp_path: Path) -> None:
+    """The YAML did not parse for a model without a bias run (every fresh project), nor with a C1
+    or DEL character in an inventory value; a NEL was folded; Markdown kept a value's CR, so a
+    value could add a heading of its own."""
+    import yaml
+
+    assert run("init", "--yes", "--model-id", "fresh-model").exit_code == 0
+    tricky = "v1\x85\x7f\x9b\u2028\rAPPROVED BY THE BOARD\r# heading\r---"
+    edit_config(tmp_path, "model", version=tricky, developer="team\r## Approved\nby nobody")
+    result = run("report", "model-card", "--period", "2026", "--format", "md", "-o", "card.md", "--no-record")
+    assert result.exit_code == 0, result.output
+    text = (tmp_path / "card.md").read_text(encoding="utf-8")
+    metadata = yaml.safe_load(text.split("---\n", 2)[1])
+    assert metadata["model-index"] == [{"name": "fresh-model", "results": []}]
+    assert metadata["version"] == tricky  # every character kept, each escaped as YAML requires
+    body = text.split("---\n", 2)[2]
+    lines = body.splitlines()
+    assert not [line for line in lines if line.startswith(("# heading", "## Approved", "APPROVED", "---"))], body
+    assert "\r" not in body and "\x85" not in body

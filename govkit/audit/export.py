@@ -23,8 +23,10 @@ def write_parquet(rows: Iterable[dict[str, Any]], output: Path, batch_size: int 
     pq = require("pyarrow.parquet", "parquet")
     schema = pa.schema([("seq", pa.int64())] + [(c, pa.string()) for c in COLUMNS[1:]]
                        + [("body", pa.string()), ("content", pa.string())])
+    from ..outputs import open_output
+
     count = 0
-    with pq.ParquetWriter(output, schema) as writer:
+    with open_output(output, "wb") as stream, pq.ParquetWriter(stream, schema) as writer:
         batch: list[dict[str, Any]] = []
         for row in rows:
             batch.append({**{c: _text(row.get(c)) for c in COLUMNS}, "seq": row["seq"],

@@ -39,6 +39,7 @@ FIELDS: dict[str, tuple[type, ...]] = {
     "quantization": (str,), "architecture": (str,), "parameter_count": (int,),
     "runtime": (str,), "runtime_version": (str,), "runtime_sha256": (str,), "chat_template_sha256": (str,),
     "adapter_id": (str,), "approval_id": (str,), "risk_rating": (str,), "sampling": (dict,),
+    "request_params": (dict,),  # every other request field that may change the answer: name -> digest
     "config_sha256": (str,), "mlflow_run_id": (str,),
     # input and output
     "input_tokens": (int,), "output_tokens": (int,), "finish_reason": (str,),

@@ -4,7 +4,8 @@ Built-in recognizers find e-mail addresses (non-ASCII ones too), phone numbers (
 of several countries checked by `phonenumbers`), payment cards (Luhn-valid; spaces, dashes or
 dots), IBANs (ISO 13616 mod-97-valid, either case), Canadian SINs (Luhn-valid), US SSNs (SSA
 issuance rules, with or without separators) and IPv4/IPv6 addresses; the policy adds its own
-regexes. Digits of other scripts (full-width ones) are read as the digits they are. Candidates
+regexes. Digits of other scripts (full-width ones) are read as the digits they are, and every
+Unicode space and dash between digit groups as a space and a hyphen. Candidates
 that fail their checksum are left alone, so order numbers and timestamps are not mangled.
 Overlaps go to the more specific recognizer. benchmarks/bench_redact.py measures recall and
 precision per entity type against Presidio's recognizers on one generated corpus.
@@ -63,7 +64,7 @@ def _sin(match: re.Match[str]) -> tuple[int, int] | None:
 def _iban(match: re.Match[str]) -> tuple[int, int] | None:
     # The pattern is greedy over letter and digit groups; keep the longest prefix that checks out.
     text, start = match.group(), match.start()
-    positions = [i for i, c in enumerate(text) if c != " "]
+    positions = [i for i, c in enumerate(text) if c not in " -"]
     compact = "".join(text[i] for i in positions).upper()
     for length in range(min(len(compact), 34), 14, -1):
         candidate = compact[:length]
@@ -140,7 +141,7 @@ _IPV6_COLONS = re.compile(r":[0-9A-Fa-f]{0,4}:")
 # breaks ties between overlapping candidates.
 BUILTIN: tuple[tuple[str, re.Pattern[str], _Validator, _Need], ...] = (
     ("EMAIL", re.compile(r"[\w.%+-]+@[\w-]+(?:\.[\w-]+)*\.[^\W\d_]{2,}"), _plain, ("@", 0, False, _ANYWHERE)),
-    ("IBAN", re.compile(r"\b[A-Za-z]{2}\d{2}(?: ?[A-Za-z0-9]){11,32}\b"), _iban, ("", 2, False, _BEFORE_RUN)),
+    ("IBAN", re.compile(r"\b[A-Za-z]{2}\d{2}(?:[ -]?[A-Za-z0-9]){11,32}\b"), _iban, ("", 2, False, _BEFORE_RUN)),
     ("PAYMENT_CARD", re.compile(r"(?<![\d-])\d(?:[ .-]?\d){12,18}(?![\d-])"), _card, ("", 13, False, _AROUND_RUN)),
     ("PHONE", re.compile(r"(?<![\w+])\+[1-9]\d{0,2}(?:[ .-]?\(?\d{1,4}\)?){2,6}(?!\d)"), _plain,
      ("+", 3, False, _AROUND_RUN)),  # international
@@ -162,6 +163,24 @@ _CAPITALS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")  #
 # Digits of other scripts read as ASCII ones (one character for one, so spans stay): full-width,
 # Arabic-Indic, extended Arabic-Indic and Devanagari.
 _DIGITS = {block + i: ord("0") + i for block in (0xFF10, 0x0660, 0x06F0, 0x0966) for i in range(10)}
+
+
+@functools.cache
+def _unicode_to_ascii() -> dict[int, int]:
+    """The digits above, and every Unicode space (category Zs: no-break, narrow no-break as French
+    typography puts between digit groups, thin, figure, ideographic ...) and dash (category Pd:
+    hyphen, non-breaking hyphen, en and em dash ..., and the minus sign) read as ASCII's space and
+    hyphen: one character for one, so spans stay where they are."""
+    import unicodedata
+
+    table = dict(_DIGITS)
+    for code in range(0x80, 0x10000):
+        category = unicodedata.category(chr(code))
+        if category == "Zs":
+            table[code] = 0x20
+        elif category == "Pd" or code == 0x2212:
+            table[code] = 0x2D
+    return table
 _DIGIT_RUN = re.compile(r"\d(?:[ .()\-]{0,3}\d)*")
 # Around a run: a match starts at most one character before it ("+" or "("), ends at most one
 # after it (")"), and its lookaheads read at most two more, all inside the searched stretch.
@@ -245,7 +264,7 @@ class Redactor:
     def spans(self, text: str) -> list[tuple[int, int, str]]:
         """(start, end, entity) of each piece of personal data found, in text order."""
         if not text.isascii():
-            text = text.translate(_DIGITS)
+            text = text.translate(_unicode_to_ascii())
         chosen: list[tuple[int, int, str]] = []
         runs: list[tuple[int, int, int, bool]] | None = None
         for name, pattern, validate, (needed, fewest, dotted, where) in self.recognizers:

@@ -55,9 +55,43 @@ def json_option(function: Any) -> Any:
                         show_default=True, help="json: machine-readable output.")(command)
 
 
+def refuse_evidence(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """A click callback for every output path: never a store, key, config or segment (exit 2)."""
+    from ..outputs import evidence_kind
+
+    for path in value if isinstance(value, tuple) else (value,):
+        kind = evidence_kind(path) if path is not None else None
+        if kind is not None:
+            raise click.BadParameter(f"{path} is {kind}: an output never replaces govkit's evidence, keys or "
+                                     f"configuration; nothing was written", ctx=ctx, param=param)
+    return value
+
+
+def public_key_value(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A click callback: a base64 Ed25519 public key, or a usage error naming the flag (exit 2)."""
+    if value is None:
+        return None
+    from ..audit.checkpoints import parse_public_key
+    from ..errors import InputError
+
+    try:
+        return parse_public_key(value, source="the key")
+    except InputError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+
+
+def device_id_value(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A click callback: a device id as `govkit init` makes them (it is matched in MLflow's search)."""
+    if value is not None and (not value or any(c in value for c in "'\"\\`") or not value.isprintable()):
+        raise click.BadParameter(f"{value!r}: a device id has no quotes, backslashes or control characters",
+                                 ctx=ctx, param=param)
+    return value
+
+
 def output_option(help: str, dest: str = "output") -> Any:
     """`-o/--output FILE`, the one spelling for a file a command writes (`--out` still accepted)."""
-    return click.option("--output", "-o", "--out", dest, type=click.Path(dir_okay=False, path_type=Path), help=help)
+    return click.option("--output", "-o", "--out", dest, type=click.Path(dir_okay=False, path_type=Path), help=help,
+                        callback=refuse_evidence)
 
 
 @overload

@@ -13,7 +13,7 @@ from ..audit import HUMAN_DECISIONS
 from ..audit.checkpoints import parse_public_key
 from ..audit.records import EVENT_TYPES
 from ..errors import InputError
-from ._common import confirm, db_option, echo_json, json_option, open_log, settings_for
+from ._common import confirm, db_option, device_id_value, echo_json, json_option, open_log, refuse_evidence, settings_for
 from ._root import cli
 
 since_option = click.option("--since", help="Only records at or after this ISO date/time (UTC).")
@@ -32,7 +32,7 @@ def audit() -> None:
 @event_option
 @since_option
 @until_option
-@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--limit", type=click.IntRange(min=1, max=2**63 - 1), default=20, show_default=True)
 @json_option
 @click.pass_context
 def list_(ctx: click.Context, db: Path | None, event_type: str | None, since: str | None,
@@ -87,7 +87,7 @@ def show(ctx: click.Context, record_id: str, db: Path | None, content: bool) -> 
               help="Check a JSONL or Parquet export (govkit audit export) instead of a store: recompute its chain.")
 @click.option("--partial", is_flag=True, help="With --export: the export was filtered on purpose; gaps are not deletions.")
 @click.option("--from-mlflow", "mlflow_uri", help="Check a device's whole chain from the central MLflow's segments instead.")
-@click.option("--device", "device_id", help="With --from-mlflow: the device to check.")
+@click.option("--device", "device_id", callback=device_id_value, help="With --from-mlflow: the device to check.")
 @click.option("--registry", type=click.Path(dir_okay=False, path_type=Path),
               help="With --from-mlflow: the device registry to take the device's key from (or --public-key).")
 @click.option("--witness-key", help="With --from-mlflow: the witness's public key, to count its cosignatures.")
@@ -160,7 +160,7 @@ def _verify_from_mlflow(uri: str, device_id: str | None, public_key: str | None,
 @audit.command()
 @db_option
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "parquet"]), default="jsonl", show_default=True)
-@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), callback=refuse_evidence,
               help="File to write (default: stdout for jsonl).")
 @click.option("--with-content", is_flag=True, help="Include the stored (redacted) prompt/response text.")
 @event_option
@@ -191,15 +191,19 @@ def export(ctx: click.Context, db: Path | None, fmt: str, output: Path | None, w
 
 
 def _write_jsonl(rows: Any, output: Path | None) -> int:
+    if output is None:
+        return _jsonl_to(rows, sys.stdout)
+    from ..outputs import open_output
+
+    with open_output(output, "w", encoding="utf-8") as stream:
+        return _jsonl_to(rows, stream)
+
+
+def _jsonl_to(rows: Any, handle: Any) -> int:
     count = 0
-    handle = output.open("w", encoding="utf-8") if output else sys.stdout
-    try:
-        for row in rows:
-            handle.write(json.dumps(row, sort_keys=True, ensure_ascii=False) + "\n")
-            count += 1
-    finally:
-        if output:
-            handle.close()
+    for row in rows:
+        handle.write(json.dumps(row, sort_keys=True, ensure_ascii=False) + "\n")
+        count += 1
     return count
 
 

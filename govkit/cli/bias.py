@@ -9,14 +9,14 @@ from typing import Any
 
 import click
 
-from ._common import choice_options, db_option, echo_json, model_options, open_log, output_option, settings_for
+from ._common import choice_options, db_option, echo_json, model_options, open_log, output_option, refuse_evidence, settings_for
 from ._root import cli
 
 format_option = click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
                              show_default=True)
 out_option = output_option("Write the JSON result here (what the checks and the board report read).", dest="out")
-limit_option = click.option("--limit", type=click.IntRange(min=1), help="Only the first N rows (a quick look).")
-sample_option = click.option("--sample", type=click.IntRange(min=1), help="A random sample of N rows.")
+limit_option = click.option("--limit", type=click.IntRange(min=1, max=2**63 - 1), help="Only the first N rows (a quick look).")
+sample_option = click.option("--sample", type=click.IntRange(min=1, max=2**63 - 1), help="A random sample of N rows.")
 seed_option = click.option("--seed", type=int, default=0, show_default=True, help="Seed for --sample and the bootstrap.")
 
 
@@ -147,7 +147,7 @@ def _progress(items: Sequence[str], label: str) -> Iterator[str]:
 @click.option("--sensitive", required=True, help="Sensitive column(s), comma-separated.")
 @click.option("--label", help="Column with the correct choice (or 0/1), for the error-rate metrics.")
 @_model_options
-@click.option("--decisions-out", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--decisions-out", type=click.Path(dir_okay=False, path_type=Path), callback=refuse_evidence,
               help="CSV of every decision: row, groups, prompt digest, choice scores, decision, audit record.")
 @click.option("--bootstrap", type=click.IntRange(min=0), default=2000, show_default=True)
 @_run_options
@@ -187,7 +187,7 @@ def llm(ctx: click.Context, data_path: Path, sensitive: str, label: str | None, 
               help="A lexicon JSON file of your own; it replaces the built-in one of the same attribute.")
 @click.option("--groups", help="Only these groups of the lexicon, comma-separated (at least two).")
 @_model_options
-@click.option("--decisions-out", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--decisions-out", type=click.Path(dir_okay=False, path_type=Path), callback=refuse_evidence,
               help="CSV of every variant: row, attribute, group, value, prompt digest, scores, decision, record.")
 @_run_options
 @click.pass_context

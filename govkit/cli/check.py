@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 import click
 
 from ..errors import InputError
-from ._common import db_option, settings_for
+from ..outputs import write_output
+from ._common import db_option, refuse_evidence, settings_for
 from ._root import cli
 
 if TYPE_CHECKING:
@@ -29,7 +30,8 @@ if TYPE_CHECKING:
               help="A folder of your own checks (same decorator; a POLICY dict overrides policy values).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "junit", "sarif"]), default="table",
               show_default=True)
-@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="File (default: stdout).")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), callback=refuse_evidence,
+              help="File (default: stdout).")
 @click.option("--exit-zero", is_flag=True, help="Exit 0 even with blocking findings (report only).")
 @click.option("--no-record", is_flag=True, help="Write nothing: no check_run event, no MLflow run (an auditor's "
                                                 "copy, a read-only store).")
@@ -99,7 +101,7 @@ def _render(gate: GateResult, fmt: str, output: Path | None, settings: Settings)
     if output is None:
         click.echo(text, nl=False)
     else:
-        output.write_text(text, encoding="utf-8")
+        write_output(output, text)
         click.echo(f"Wrote {output}", err=True)
     if fmt in ("junit", "sarif") or output is not None:  # the reason for the exit code, where the report is not a table
         blocking = gate.blocking

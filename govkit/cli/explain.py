@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from ._common import choice_options, db_option, model_options, open_log, settings_for
+from ..outputs import write_output
+from ._common import choice_options, db_option, model_options, open_log, refuse_evidence, settings_for
 from ._root import cli
 
 
@@ -30,7 +31,8 @@ def explain() -> None:
 @click.option("--noise-probes", type=click.IntRange(min=0), default=2, show_default=True,
               help="Re-score the prompt after unrelated prompts this many times to measure server noise.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "html"]), default="table", show_default=True)
-@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="File (default: stdout).")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), callback=refuse_evidence,
+              help="File (default: stdout).")
 @db_option
 @click.pass_context
 def text(ctx: click.Context, prompt: str | None, record_id: str | None, choices: str, positive: str,
@@ -77,7 +79,7 @@ def _emit(text: str, output: Path | None) -> None:
     if output is None:
         click.echo(text, nl=False)
     else:
-        output.write_text(text, encoding="utf-8")
+        write_output(output, text)
         click.echo(f"Wrote {output}", err=True)
 
 
@@ -86,10 +88,11 @@ def _emit(text: str, output: Path | None) -> None:
               help="A scikit-learn model (.joblib, .pkl) or an ONNX classifier.")
 @click.option("--data", "data_path", type=click.Path(path_type=Path), required=True,
               help="Rows to explain (CSV, Parquet, JSONL), with the model's feature columns.")
-@click.option("--row", type=click.IntRange(min=1), help="Explain this row (1-based).")
+@click.option("--row", type=click.IntRange(min=1, max=2**63 - 1), help="Explain this row (1-based).")
 @click.option("--all", "all_rows", is_flag=True, help="Explain every row; global importance over all.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
-@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="File (default: stdout).")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), callback=refuse_evidence,
+              help="File (default: stdout).")
 @db_option
 @click.pass_context
 def tabular(ctx: click.Context, model_path: Path, data_path: Path, row: int | None, all_rows: bool, fmt: str,

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from ..errors import InputError
-from ._common import db_option, echo_json, json_option, settings_for
+from ._common import db_option, device_id_value, echo_json, json_option, public_key_value, settings_for
 from ._root import cli
 
 registry_option = click.option("--registry", type=click.Path(dir_okay=False, path_type=Path), required=True,
@@ -30,7 +30,7 @@ def _central(uri: str) -> Any:
 @cli.command()
 @click.option("--to", help="The central MLflow tracking URI (default: [sync] to in govkit.toml).")
 @db_option
-@click.option("--segment-records", type=click.IntRange(min=1), help="Records per segment at most "
+@click.option("--segment-records", type=click.IntRange(min=1, max=2**63 - 1), help="Records per segment at most "
                                                                      "(default: [sync] segment_records).")
 @click.option("--seal", "seal_only", is_flag=True, help="Only seal the complete segments now, offline (no network): "
                                                           "the next sync then only uploads them.")
@@ -127,7 +127,7 @@ def keygen(key_path: Path) -> None:
 @registry_option
 @click.option("--device-config", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="The device's govkit.toml: its device_id, store_id and public_key are enrolled.")
-@click.option("--device", "device_id", help="Or give them: the device id,")
+@click.option("--device", "device_id", callback=device_id_value, help="Or give them: the device id,")
 @click.option("--store-id", help="its store id,")
 @click.option("--public-key", help="and its public key (base64).")
 def enroll(registry: Path, device_config: Path | None, device_id: str | None, store_id: str | None,
@@ -196,7 +196,8 @@ def witness(uri: str, registry: Path, key_path: Path, ledger: Path, experiments:
 @central_option
 @click.option("--registry", type=click.Path(dir_okay=False, path_type=Path),
               help="The device registry: enrolled devices that never synced are listed too.")
-@click.option("--witness-key", help="The witness's public key: acknowledgements count only if it verifies them.")
+@click.option("--witness-key", callback=public_key_value,
+              help="The witness's public key: acknowledgements count only if it verifies them.")
 @click.option("--silent-days", type=click.FloatRange(min=0), default=7.0, show_default=True,
               help="A device with no sync for longer is flagged silent.")
 @click.option("--late-hours", type=click.FloatRange(min=0), default=24.0, show_default=True,
@@ -229,13 +230,18 @@ def status(uri: str, registry: Path | None, witness_key: str | None, silent_days
             problems = ", ".join(f"{k} ({len(v)})" for k, v in sorted(s.findings.items()))
             state = ("ok" if witness_key else "acks unverified") if s.healthy else "; ".join(filter(None, [
                 "silent" if s.silent else "", f"{s.late_acks} late ack(s)" if s.late_acks else "", problems]))
+            if s.unverified_figures:
+                state += f"; figures of {s.unverified_figures} sync(s) unverified (MLflow's tags)"
             click.echo(f"{s.device_id:<24} {s.store_id:<28} {s.shipped_seq:>9} {s.acked_seq:>9} "
                        f"{s.last_sync or 'never':<21} {'' if s.days_silent is None else f'{s.days_silent:.1f}':>8}  {state}")
     if not witness_key:
         click.echo("not verified: without --witness-key the acknowledgements and the witness's verdicts are taken "
                    "from MLflow's tags, which anyone with write access to the tracking server can edit; give the "
                    "witness's public key (govkit fleet keygen printed it) to settle it", err=True)
-    if any(not s.healthy for s in states) or not witness_key:
+    if any(s.unverified_figures for s in states):
+        click.echo("not verified: some syncs' seq ranges and record counts are MLflow's tags and metrics, not in a "
+                   "verdict the witness signed (a witness verdict of format v1 signed none)", err=True)
+    if any(not s.healthy or s.unverified_figures for s in states) or not witness_key:
         raise click.exceptions.Exit(1)
 
 
@@ -254,8 +260,9 @@ def _experiment_ids(central: Any, names: tuple[str, ...]) -> list[str]:
 @cli.command()
 @click.option("--from", "--tracking-uri", "uri", help="The MLflow to read (default: this project's tracking store).")
 @click.option("--model", "model_id", help="Only this inventory model's experiment.")
-@click.option("--device", "device_id", help="Only this device.")
-@click.option("--witness-key", help="The witness's public key: each sync's witness verdict is checked against its "
+@click.option("--device", "device_id", callback=device_id_value, help="Only this device.")
+@click.option("--witness-key", callback=public_key_value,
+              help="The witness's public key: each sync's witness verdict is checked against its "
                                     "signature (without it, the verdicts are MLflow's tags, unverified).")
 @json_option
 @click.pass_context

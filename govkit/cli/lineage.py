@@ -10,7 +10,8 @@ import click
 
 from ..lineage import DATASET_ROLES, FORMATS, RELATIONS, Lineage, LineageGraph, ReadOptions
 from ..lineage.tables import detect_format
-from ._common import db_option, echo_json, json_option, open_log, settings_for
+from ..outputs import write_output
+from ._common import db_option, echo_json, json_option, open_log, refuse_evidence, settings_for
 from ._root import cli
 
 
@@ -166,7 +167,8 @@ def show(ctx: click.Context, entity_id: str | None, db: Path | None, as_json: bo
 
 @lineage.command()
 @click.option("--format", "fmt", type=click.Choice(["openlineage", "json"]), default="openlineage", show_default=True)
-@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="File (default: stdout).")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), callback=refuse_evidence,
+              help="File (default: stdout).")
 @click.option("--namespace", help="OpenLineage namespace (default: govkit://<device id>).")
 @db_option
 @click.pass_context
@@ -189,7 +191,7 @@ def export(ctx: click.Context, fmt: str, output: Path | None, namespace: str | N
     if output is None:
         click.echo(text, nl=False)
     else:
-        output.write_text(text, encoding="utf-8")
+        write_output(output, text)
         click.echo(f"Wrote {output} ({len(records)} lineage records)", err=True)
 
 

@@ -31,16 +31,19 @@ if TYPE_CHECKING:
               help="Clients must send 'Authorization: Bearer TOKEN' (TOKEN from $GOVKIT_PROXY_TOKEN or --token-file).")
 @click.option("--token-file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--upstream-key-env", metavar="VAR", help="Environment variable holding the upstream's API key.")
-@click.option("--max-body-bytes", type=click.IntRange(min=1), default=8 * 1024 * 1024, show_default=True)
+@click.option("--max-body-bytes", type=click.IntRange(min=1, max=2**63 - 1), default=8 * 1024 * 1024, show_default=True)
 @click.option("--timeout", "timeout_s", type=click.FloatRange(min=0.1), default=300.0, show_default=True,
               help="Seconds to wait for the upstream between bytes.")
 @click.option("--runtime", help="Runtime name[=version] to record, when the upstream does not say (e.g. llama.cpp=b4500).")
-@click.option("--max-connections", type=click.IntRange(min=1), default=1024, show_default=True,
+@click.option("--max-connections", type=click.IntRange(min=1, max=2**63 - 1), default=1024, show_default=True,
               help="Open client connections in all; beyond it a new one gets 503.")
-@click.option("--max-per-client", type=click.IntRange(min=1), default=128, show_default=True,
+@click.option("--max-per-client", type=click.IntRange(min=1, max=2**63 - 1), default=128, show_default=True,
               help="Open connections from one client address.")
 @click.option("--header-timeout", "header_timeout_s", type=click.FloatRange(min=0.1), default=10.0,
               show_default=True, help="Seconds for a new connection's request head to arrive.")
+@click.option("--body-timeout", "body_timeout_s", type=click.FloatRange(min=0.1), default=30.0, show_default=True,
+              help="Seconds for a request's whole body to arrive (408 after it): a body sent a byte at a time "
+                   "cannot hold a connection longer.")
 @click.option("--allow-route", "allow_routes", multiple=True, metavar="PATH",
               help="Also forward this read-only path unaudited (repeatable). Inference routes are always "
                    "audited; any other route is refused with 404 and recorded.")
@@ -49,7 +52,7 @@ if TYPE_CHECKING:
 def proxy(ctx: click.Context, upstream: str, listen: str, model_artifact: Path | None, require_token: bool,
           token_file: Path | None, upstream_key_env: str | None, max_body_bytes: int, timeout_s: float,
           runtime: str | None, max_connections: int, max_per_client: int, header_timeout_s: float,
-          allow_routes: tuple[str, ...], db: Path | None) -> None:
+          body_timeout_s: float, allow_routes: tuple[str, ...], db: Path | None) -> None:
     """Serve an auditing OpenAI-compatible proxy in front of a local model server.
 
     Apps change only their base URL. Every call to an inference route (chat, completions,
@@ -60,8 +63,8 @@ def proxy(ctx: click.Context, upstream: str, listen: str, model_artifact: Path |
     """
     require("aiohttp", "proxy")
     host, _, port_text = listen.rpartition(":")
-    if not host or not port_text.isdigit():
-        raise click.BadParameter("expected HOST:PORT", param_hint="--listen")
+    if not host or not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise click.BadParameter(f"{listen!r}: expected HOST:PORT with a port from 1 to 65535", param_hint="--listen")
     token = None
     if require_token:
         token = token_file.read_text().strip() if token_file else os.environ.get("GOVKIT_PROXY_TOKEN", "")
@@ -85,7 +88,7 @@ def proxy(ctx: click.Context, upstream: str, listen: str, model_artifact: Path |
                          upstream=upstream, host=host, port=int(port_text), model_artifact=model_artifact,
                          model_id=settings.model.id if settings else None, client_token=token,
                          upstream_api_key=upstream_key, max_body_bytes=max_body_bytes, timeout_s=timeout_s,
-                         runtime=runtime)
+                         runtime=runtime, body_timeout_s=body_timeout_s)
     if host not in ("127.0.0.1", "localhost", "::1") and token is None:
         click.echo("warning: listening beyond loopback without --require-token", err=True)
     try:  # uvloop, where installed (the `proxy` extra), roughly halves the proxy's own overhead
@@ -115,7 +118,10 @@ async def _serve(proxy: AuditingProxy, config: ProxyConfig, log_path: Path) -> N
 
     web = require("aiohttp.web", "proxy")
     # No access log: every audited call is already a record, and the formatting costs per request.
-    runner = web.AppRunner(proxy.app(), handle_signals=False, access_log=None, keepalive_timeout=15.0)
+    # After an early answer (408, 413), aiohttp reads what is left of a body for `lingering_time`
+    # before it closes: a second at most, or a trickling client holds its slot on for ten more.
+    runner = web.AppRunner(proxy.app(), handle_signals=False, access_log=None, keepalive_timeout=15.0,
+                           lingering_time=1.0)
     await runner.setup()
     loop = asyncio.get_running_loop()
     # Connections pass a guard before aiohttp's own handler: capped per client and in all, the

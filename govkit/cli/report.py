@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from ._common import db_option, echo_json, json_option, open_log, settings_for
+from ._common import db_option, echo_json, json_option, open_log, refuse_evidence, settings_for
 from ._root import cli
 
 
@@ -25,7 +25,7 @@ def _report_options(formats: tuple[str, ...]) -> Any:
         click.option("--as-of", help="The evidence as of this time (default: the period's end, or now)."),
         click.option("--format", "formats", multiple=True, type=click.Choice(list(formats)),
                      help=f"Repeatable (default: {formats[0]})."),
-        click.option("--output", "-o", type=click.Path(path_type=Path),
+        click.option("--output", "-o", type=click.Path(path_type=Path), callback=refuse_evidence,
                      help="A file for one format, else a folder (default: reports/)."),
         click.option("--templates-dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
                      help="Your own templates: they replace ours by name, or extend them block by block "
@@ -108,11 +108,15 @@ def _make(ctx: click.Context, kind: str, *, period: str | None, start: str | Non
     default = ("md",) if kind == "model-card" else ("html",)
     assert kind in TEMPLATES
     progress = _steps()
+    requested = normalise_ts(as_of, parameter="as_of") if as_of else None
     with open_log(ctx, db) as log:
-        made = make_report(kind, log, settings, chosen,
-                           as_of=normalise_ts(as_of, parameter="as_of") if as_of else None,
+        made = make_report(kind, log, settings, chosen, as_of=requested,
                            formats=formats or default, templates_dir=templates_dir,
                            output=output or Path("reports"), record=not no_record, progress=progress, fleet=fleet)
+    taken = made.manifest["snapshot"]["as_of"]
+    if requested and taken != requested:
+        click.echo(f"--as-of {requested} is in the future: the evidence is taken as of now, {taken}, and the "
+                   f"manifest says so", err=True)
     figures = made.manifest["figures"]
     click.echo(f"Overall: {figures['overall']['colour'].upper()}: {figures['overall']['statement']}")
     for alert in figures["alerts"]:

@@ -67,8 +67,9 @@ def record_bias_run(log: AuditLog, settings: Settings | None, *, kind: str, resu
                                      "result_sha256": sha256_digest(body)})
     result["record_id"], result["mlflow_run_id"] = record.record_id, run.id
     if out is not None:
-        out.write_text(json.dumps(result, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n",
-                       encoding="utf-8")
+        from ..outputs import write_output
+
+        write_output(out, json.dumps(result, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n")
     return record
 
 

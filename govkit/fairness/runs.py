@@ -28,6 +28,7 @@ from ..digests import sha256_digest, sha256_file
 from ..errors import GovkitError, InputError
 from ..inference.decider import Decider, Decision, parse_choices
 from ..inference.fingerprint import artifact_fields
+from ..outputs import write_output
 from .evidence import record_bias_run
 
 __all__ = ["BiasRun", "Progress", "bias_counterfactual", "bias_llm", "bias_tabular", "by_group_csv"]
@@ -136,7 +137,7 @@ def bias_llm(log: AuditLog, settings: Settings | None, data: str | Path, *, sens
         table["label"] = truth
     decisions_csv = table.to_csv(index=False, lineterminator="\n")
     if decisions_out is not None:
-        decisions_out.write_text(decisions_csv, encoding="utf-8")
+        write_output(decisions_out, decisions_csv)
     parsed = table[table.decision.notna()].copy()
     parsed["y_pred"] = (parsed.decision == positive).astype(int)
     unparseable = _unparseable(table, columns)
@@ -226,7 +227,7 @@ def bias_counterfactual(log: AuditLog, settings: Settings | None, data: str | Pa
               "warnings": [f"{k}: {n} answer(s) named no choice and are left out" for k, n in unparseable.items()]}
     decisions_csv = _variants_csv(variants, options)
     if decisions_out is not None:
-        decisions_out.write_text(decisions_csv, encoding="utf-8")
+        write_output(decisions_out, decisions_csv)
     record_bias_run(log, settings, kind="counterfactual", result=result, out=out,
                     artifacts={"decisions.csv": decisions_csv}, fields=_identity_fields(log, model_artifact or model_path))
     return _run(result, decisions_csv)
@@ -267,9 +268,13 @@ def _in_file(exc: InputError, path: Path) -> InputError:
 def _cases(settings: Settings | None, data_path: Path, limit: int | None, sample: int | None,
            seed: int) -> tuple[FairnessPolicy, dict[str, str], Any]:
     """(fairness policy, the data file's identity, its rows after `limit` / `sample`)."""
+    from ..evidence import safe_name
     from ..lineage.tables import ReadOptions, detect_format, read_table
 
     policy = settings.policy.fairness if settings else FairnessPolicy()
+    patterns = settings.policy.patterns if settings else ()
+    for name in (data_path.name, str(data_path.resolve())):
+        safe_name(name, parameter="data", patterns=patterns)
     digest, _ = sha256_file(data_path)
     frame = read_table(data_path, ReadOptions(format=detect_format(data_path)))
     if sample is not None and sample < len(frame):

@@ -24,19 +24,42 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from ..errors import StoreFull, TrackingError
+from ..errors import ArtifactMissing, InputError, StoreFull, TrackingError
 from ..tracking import EXPERIMENT_TAGS
 
-__all__ = ["Central", "SYNC_FILTER"]
+__all__ = ["Central", "SYNC_FILTER", "is_deleted"]
 
 SYNC_FILTER = "tags.`govkit.operation` = 'sync'"
+
+
+def check_uri(uri: str, parameter: str = "uri") -> None:
+    """A central store govkit can use: an MLflow server (http, https) or a local SQLite store."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(uri)
+        port = parts.port if parts.scheme in ("http", "https") else None
+    except ValueError as exc:
+        raise InputError(f"{uri!r} is not a URI ({exc})", parameter=parameter) from None
+    if parts.scheme in ("http", "https") and parts.hostname and port != 0:
+        return
+    if parts.scheme == "sqlite" and uri.startswith("sqlite:///") and len(uri) > len("sqlite:///"):
+        return
+    raise InputError(f"{uri!r} is not a central store govkit can use: expected an MLflow server "
+                     f"(http://HOST:PORT or https://...) or a local store (sqlite:///FILE)", parameter=parameter)
+
+
+def is_deleted(run: Any) -> bool:
+    """MLflow marks the run deleted (soft-deleted: its files are still there)."""
+    return getattr(run.info, "lifecycle_stage", "active") == "deleted"
 _AUTH_CODES = ("UNAUTHENTICATED", "PERMISSION_DENIED")
 
 
 class Central:
     """An MLflow tracking server (or local store) seen as the fleet's central store."""
 
-    def __init__(self, uri: str, *, retries: int = 3, timeout_s: float = 30.0):
+    def __init__(self, uri: str, *, retries: int = 3, timeout_s: float = 30.0, parameter: str = "uri"):
+        check_uri(uri, parameter)
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(retries))
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # stdout is for our output (--format json)
@@ -64,13 +87,20 @@ class Central:
             status = getattr(exc, "get_http_status_code", lambda: None)()
             if code in _AUTH_CODES or status in (401, 403) or "401" in str(exc)[:200]:
                 raise self._refused(what) from None
+            if "Max retries exceeded" in str(exc) or "Failed to establish a new connection" in str(exc):
+                raise TrackingError(f"MLflow at {self.uri} is unreachable while {what}, after retries with "
+                                    f"backoff") from None
+            if code == "RESOURCE_DOES_NOT_EXIST" or str(exc).startswith("No such artifact"):
+                raise ArtifactMissing(f"MLflow at {self.uri}: {what} failed: {_first_line(exc)}") from None
             raise TrackingError(f"MLflow at {self.uri}: {what} failed: {_first_line(exc)}") from None
         except Exception as exc:
             if type(exc).__module__.split(".")[0] in ("requests", "urllib3"):  # after MLflow's own retries
                 status = getattr(getattr(exc, "response", None), "status_code", None)
                 if status in (401, 403):
                     raise self._refused(what) from None
-                if status is not None:  # the server answered, with an error (a file that is not there: 404)
+                if status == 404:  # the server answered: the file is not there
+                    raise ArtifactMissing(f"MLflow at {self.uri}: {what} failed: HTTP 404 (not there)") from None
+                if status is not None:  # the server answered, with an error
                     raise TrackingError(f"MLflow at {self.uri}: {what} failed: HTTP {status}") from None
                 raise TrackingError(f"MLflow at {self.uri} is unreachable while {what} ({type(exc).__name__}) "
                                     f"after retries with backoff") from None
@@ -79,6 +109,8 @@ class Central:
             if exc.errno == errno.ENOSPC:
                 raise TrackingError(f"MLflow at {self.uri}: the central store's disk is full while {what}; nothing "
                                     f"was lost on the device, and the next sync resumes this one") from None
+            if exc.errno == errno.ENOENT:
+                raise ArtifactMissing(f"MLflow at {self.uri}: {what} failed: the file is not there") from None
             raise TrackingError(f"MLflow at {self.uri}: {what} failed: {exc.strerror or exc}") from None
 
     def _refused(self, what: str) -> TrackingError:
@@ -115,13 +147,18 @@ class Central:
         with self.calling("listing experiments"):
             return [e.experiment_id for e in self.client.search_experiments()]
 
-    def runs(self, experiment_ids: list[str], filter_string: str = SYNC_FILTER) -> list[Any]:
-        """Every run matching the filter, all pages, oldest first."""
+    def runs(self, experiment_ids: list[str], filter_string: str = SYNC_FILTER, *, deleted: bool = False) -> list[Any]:
+        """Every run matching the filter, all pages, oldest first; with `deleted`, the runs MLflow
+        marks deleted too (their files stay until MLflow's garbage collection): what reads the
+        evidence reads those, since a deletion is a finding, not an erasure."""
+        from mlflow.entities import ViewType
+
         found: list[Any] = []
         token = None
+        view = ViewType.ALL if deleted else ViewType.ACTIVE_ONLY
         with self.calling("searching runs"):
             while experiment_ids:
-                page = self.client.search_runs(experiment_ids, filter_string, max_results=1000,
+                page = self.client.search_runs(experiment_ids, filter_string, run_view_type=view, max_results=1000,
                                                order_by=["attributes.start_time ASC"], page_token=token)
                 found.extend(page)
                 self._artifact_uris.update((run.info.run_id, run.info.artifact_uri) for run in page)

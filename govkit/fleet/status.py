@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError, TrackingError
-from .central import SYNC_FILTER, Central
+from .central import SYNC_FILTER, Central, is_deleted
 from .notes import verify_note
 from .registry import Device
 from .segments import SegmentNote, check_segment, parse_head_note, parse_segment_note, segment_path, segment_rows, signed_by
 
-__all__ = ["DeviceStatus", "fleet_status", "verdict_holds", "verify_device"]
+__all__ = ["DeviceStatus", "fleet_status", "signed_verdict", "verdict_holds", "verify_device"]
 
 
 @dataclass
@@ -32,12 +32,13 @@ class DeviceStatus:
     silent: bool = False
     late_acks: int = 0
     unchecked: int = 0  # shipped syncs the witness has not looked at yet
+    unverified_figures: int = 0  # syncs whose range and records come from MLflow's tags, not a signed verdict
     findings: dict[str, list[str]] = field(default_factory=dict)  # kind -> details
 
     @property
     def healthy(self) -> bool:
         return self.enrolled and not self.silent and not self.late_acks and not any(
-            k in self.findings for k in ("fork", "rollback", "altered", "unknown", "gap"))
+            k in self.findings for k in ("fork", "rollback", "altered", "unknown", "gap", "deleted", "missing"))
 
     def to_dict(self) -> dict[str, Any]:
         return {"device_id": self.device_id, "store_id": self.store_id, "enrolled": self.enrolled,
@@ -45,6 +46,7 @@ class DeviceStatus:
                 "acked_seq": self.acked_seq, "records": self.records,
                 "days_silent": None if self.days_silent is None else round(self.days_silent, 2),
                 "silent": self.silent, "late_acks": self.late_acks, "unchecked": self.unchecked,
+                "unverified_figures": self.unverified_figures,
                 "findings": self.findings, "healthy": self.healthy}
 
 
@@ -65,16 +67,21 @@ def fleet_status(central: Central, experiment_ids: list[str], *, registry: dict[
                  late_hours: float = 24.0) -> list[DeviceStatus]:
     """Every device's state as the central store shows it at `as_of` (default now): syncs and their
     witness verdicts. With `witness_key`, an acknowledgement counts only if its cosignature verifies."""
+    from .witness import verdict_figures
+
     now_ms = _ms(as_of) or int(dt.datetime.now(dt.UTC).timestamp() * 1000)
     states: dict[tuple[str, str], DeviceStatus] = {}
     for key in (registry or {}):
         states[key] = DeviceStatus(key[0], key[1], True)
-    for run in central.runs(experiment_ids, SYNC_FILTER):
+    for run in central.runs(experiment_ids, SYNC_FILTER, deleted=True):
         if run.info.start_time > now_ms:
             continue
         tags = run.data.tags
         key = (tags.get("govkit.device_id", ""), tags.get("govkit.store_id", ""))
         state = states.setdefault(key, DeviceStatus(key[0], key[1], registry is None))
+        if is_deleted(run):  # its files are still read by the witness and by verify
+            state.findings.setdefault("deleted", []).append(
+                f"run {run.info.run_id}: marked deleted in MLflow (a deletion is a finding, not an erasure of evidence)")
         state.syncs += 1
         state.last_sync = max(state.last_sync or "", _iso(run.info.start_time))
         if tags.get("govkit.sync.status") != "shipped":
@@ -83,7 +90,8 @@ def fleet_status(central: Central, experiment_ids: list[str], *, registry: dict[
             hi = int(tags.get("govkit.seq_range", "0-0").split("-")[1])
         except (ValueError, IndexError):
             hi = 0
-        state.shipped_seq = max(state.shipped_seq, hi)
+        if not witness_key:  # MLflow's tag, unverified (and said so): with the key, from the signed verdict below
+            state.shipped_seq = max(state.shipped_seq, hi)
         checked_ms = _ms(tags.get("govkit.witness.checked_at"))
         verdict = tags.get("govkit.witness.status") if checked_ms is not None and checked_ms <= now_ms else None
         shipped_ms = _ms(tags.get("govkit.sync.shipped_at")) or run.info.start_time
@@ -92,12 +100,19 @@ def fleet_status(central: Central, experiment_ids: list[str], *, registry: dict[
             if now_ms - shipped_ms > late_hours * 3_600_000:
                 state.late_acks += 1
             continue
-        if witness_key and not verdict_holds(run, witness_key):
+        signed = signed_verdict(run, witness_key) if witness_key else None
+        if witness_key and signed is None:
             # The witness signs each verdict: tags that do not match what it signed were edited (or
             # written by something else). Nothing of them is believed.
             state.findings.setdefault("altered", []).append(
                 f"run {run.info.run_id}: its witness tags (status, time, findings) are not what the witness signed")
             continue
+        if signed is not None:
+            figures = verdict_figures(signed)
+            if figures is None:  # a verdict signed before the witness signed its figures
+                state.unverified_figures += 1
+            else:
+                state.shipped_seq = max(state.shipped_seq, figures[1])
         if checked_ms is not None and checked_ms - shipped_ms > late_hours * 3_600_000:
             state.late_acks += 1
         for item in filter(None, tags.get("govkit.witness.findings", "").split("; ")):
@@ -115,7 +130,13 @@ def fleet_status(central: Central, experiment_ids: list[str], *, registry: dict[
                 continue
             state.acked_seq = max(state.acked_seq, note.hi)
         if verdict == "acknowledged":
-            state.records += int(run.data.metrics.get("records", 0))
+            figures = verdict_figures(signed) if signed is not None else None
+            if figures is not None:
+                state.records += figures[2]
+            else:  # MLflow's metric: unverified, and counted as such
+                state.records += int(run.data.metrics.get("records", 0))
+                if witness_key:
+                    state.unverified_figures += 1
     for state in states.values():
         if state.last_sync is None:
             state.silent = True
@@ -129,19 +150,32 @@ def fleet_status(central: Central, experiment_ids: list[str], *, registry: dict[
 
 def verdict_holds(run: Any, witness_key: str) -> bool:
     """Whether the run's witness tags (status, time, findings) are what the witness signed."""
+    return signed_verdict(run, witness_key) is not None
+
+
+def signed_verdict(run: Any, witness_key: str) -> str | None:
+    """The text of the verdict the witness signed for this run, when it verifies and the run's
+    witness tags (status, time, findings) are what it states; else None."""
+    import hashlib
+
     from .notes import parse_note
-    from .witness import verdict_text
+    from .witness import VERDICT_MAGIC
 
     tags = run.data.tags
-    note = tags.get("govkit.witness.verdict", "")
     try:
-        parsed = parse_note(note, source="govkit.witness.verdict")
+        parsed = parse_note(tags.get("govkit.witness.verdict", ""), source="govkit.witness.verdict")
     except InputError:
-        return False
-    expected = verdict_text(run_id=run.info.run_id, status=tags.get("govkit.witness.status", ""),
-                            checked_at=tags.get("govkit.witness.checked_at", ""),
-                            findings=tags.get("govkit.witness.findings", ""))
-    return parsed.text == expected and verify_note(parsed, witness_key, "witness")
+        return None
+    lines = parsed.text.splitlines()
+    fields = dict(line.split(" ", 1) for line in lines[1:] if " " in line)
+    findings = "sha256:" + hashlib.sha256(tags.get("govkit.witness.findings", "").encode("utf-8")).hexdigest()
+    expected = {"run": run.info.run_id, "status": tags.get("govkit.witness.status", ""),
+                "checked": tags.get("govkit.witness.checked_at", ""), "findings": findings}
+    if not lines or lines[0] not in (VERDICT_MAGIC, "govkit.dev/witness-verdict/v1"):
+        return None
+    if any(fields.get(name) != value for name, value in expected.items()):
+        return None
+    return parsed.text if verify_note(parsed, witness_key, "witness") else None
 
 
 def verify_device(central: Central, experiment_ids: list[str], *, device_id: str, public_key: str | None,
@@ -154,7 +188,7 @@ def verify_device(central: Central, experiment_ids: list[str], *, device_id: str
     from ..audit.export import verify_rows
     from ..audit.verify import VerifyResult
 
-    runs = central.runs(experiment_ids, f"{SYNC_FILTER} and tags.`govkit.device_id` = '{device_id}'")
+    runs = central.runs(experiment_ids, f"{SYNC_FILTER} and tags.`govkit.device_id` = '{device_id}'", deleted=True)
     stores = sorted({r.data.tags.get("govkit.store_id", "") for r in runs})
     if not runs:
         raise InputError(f"no sync of device {device_id} on the central store {central.uri}", parameter="device")
@@ -165,6 +199,8 @@ def verify_device(central: Central, experiment_ids: list[str], *, device_id: str
         store_id = stores[0]
     runs = [r for r in runs if r.data.tags.get("govkit.store_id") == store_id]
     result = VerifyResult(trusted_key=bool(public_key), expected_store_id=store_id, offsite_checkpoints=True)
+    for run in runs:
+        _witness_rejections(run, witness_key, result)
     notes: dict[str, tuple[SegmentNote, list[str]]] = {}  # key -> (note, the runs holding a copy, oldest first)
     heads: dict[int, dict[str, Any]] = {}
     for run in runs:
@@ -186,12 +222,13 @@ def verify_device(central: Central, experiment_ids: list[str], *, device_id: str
                 result.add(head["seq"], f"run {run_id}: its head note is not signed by the device key")
             elif head["store_id"] == store_id:
                 heads[head["seq"]] = {"seq": head["seq"], "head_hash": head["head_hash"], "store_id": store_id}
-    cover, reached = [], 0
+    cover, spare, reached = [], [], 0
     for note, run_ids in sorted(notes.values(), key=lambda n: (n[0].lo, -n[0].hi)):
         if note.lo > reached + 1:
             result.add(reached + 1, f"seqs {reached + 1}..{note.lo - 1} are not on the central store (a gap)")
         if note.hi <= reached:
             heads.setdefault(note.hi, {"seq": note.hi, "head_hash": note.head_hash, "store_id": store_id})
+            spare.append((note, run_ids))
             continue  # a copy of what the cover holds: its head must agree (checked as a signed head)
         if note.lo <= reached:
             result.add(note.lo, f"segment {note.lo}..{note.hi} overlaps another copy of seqs {note.lo}..{reached}")
@@ -208,8 +245,9 @@ def verify_device(central: Central, experiment_ids: list[str], *, device_id: str
                 continue
             if verify_note(parsed, witness_key, "witness") and note.store_id == store_id:
                 cosigned = max(cosigned, note.hi)
-    result = verify_rows(_rows(central, cover, result), result, heads=heads, public_key=public_key,
+    result = verify_rows(_rows(central, cover, result, spare), result, heads=heads, public_key=public_key,
                          heads_source="a head the device signed")
+    _check_copies(central, spare, result)
     if witness_key:
         if cosigned < result.head_seq:
             result.warnings.append(f"the witness has cosigned seqs up to {cosigned} of {result.head_seq}")
@@ -217,12 +255,52 @@ def verify_device(central: Central, experiment_ids: list[str], *, device_id: str
     return result
 
 
-def _rows(central: Central, cover: list[tuple[SegmentNote, list[str]]], result: Any) -> Iterator[tuple[str, Any, bool]]:
+def _check_copies(central: Central, copies: list[tuple[SegmentNote, list[str]]], result: Any) -> None:
+    """Every other copy of a segment (a replay, an older run) must still be the file its note names:
+    a file swapped after it was shipped or cosigned fails verification, even where a good copy exists."""
+    for note, run_ids in copies:
+        for run_id in run_ids:
+            try:
+                data = central.download(run_id, segment_path(note))
+            except TrackingError as exc:
+                result.add(note.lo, f"segment {note.lo}..{note.hi}, run {run_id}: {exc}")
+                continue
+            problems = check_segment(note, data)
+            if problems:
+                result.add(note.lo, f"run {run_id}: {problems[0]}")
+
+
+def _witness_rejections(run: Any, witness_key: str | None, result: Any) -> None:
+    """A run the witness rejected fails the device's verification (its signed verdict checked with
+    `witness_key`; without the key, the tags are believed when they say rejected: failing closed).
+    A run marked deleted is said, and its files are still checked."""
+    tags, run_id = run.data.tags, run.info.run_id
+    if is_deleted(run):
+        result.warnings.append(f"run {run_id} is marked deleted in MLflow; its files were checked all the same")
+    if tags.get("govkit.witness.status") != "rejected":
+        return
+    if witness_key and not verdict_holds(run, witness_key):
+        result.add(1, f"run {run_id}: its witness tags say rejected but are not what the witness signed")
+        return
+    told = tags.get("govkit.witness.findings", "") or "no finding named"
+    unverified = "" if witness_key else " (unverified: give --witness-key)"
+    result.add(_range_lo(tags), f"run {run_id}: the witness rejected this history{unverified}: {told}")
+
+
+def _range_lo(tags: dict[str, str]) -> int:
+    try:
+        return max(1, int(tags.get("govkit.seq_range", "1-1").split("-")[0]))
+    except ValueError:
+        return 1
+
+
+def _rows(central: Central, cover: list[tuple[SegmentNote, list[str]]], result: Any,
+          spare: list[tuple[SegmentNote, list[str]]]) -> Iterator[tuple[str, Any, bool]]:
     """The records of each segment of the cover, from the first copy whose file matches its note
     (a replayed upload is a second copy; an altered one does not hide a good one)."""
     for note, run_ids in cover:
         first_problem, data = "", b""
-        for run_id in run_ids:
+        for index, run_id in enumerate(run_ids):
             try:
                 data = central.download(run_id, segment_path(note))
             except TrackingError as exc:  # the file is missing (or the server stopped answering): said, not hidden
@@ -230,6 +308,8 @@ def _rows(central: Central, cover: list[tuple[SegmentNote, list[str]]], result: 
                 continue
             problems = check_segment(note, data)
             if not problems:
+                if index + 1 < len(run_ids):
+                    spare.append((note, run_ids[index + 1:]))  # the other copies are checked too
                 break
             first_problem = first_problem or f"run {run_id}: {problems[0]}"
         else:

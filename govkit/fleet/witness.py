@@ -12,7 +12,9 @@ sync. What does not is reported, never silently dropped:
 - fork: two different heads for one seq from one store (a cloned or rewritten device log);
 - rollback: the device's signed head is behind a head the witness already cosigned;
 - altered: a file that is not the one the device signed, or a signature that does not verify;
-- unknown: a device or store the registry does not hold.
+- unknown: a device or store the registry does not hold;
+- missing: a file the run names is gone from the central store (checked again at the next pass);
+- duplicate: a run that replays a signed head the witness already checked (a copy, not a rollback).
 A replayed segment (one already cosigned) changes nothing.
 
 The witness's memory is its ledger (a SQLite file it alone writes), not MLflow's tags, which
@@ -31,21 +33,21 @@ from typing import Any
 
 from .._lazy import require
 from ..audit.hashing import GENESIS_HASH
-from ..errors import InputError, StoreError, StoreFull
+from ..errors import ArtifactMissing, InputError, StoreError, StoreFull, TrackingError
 from ..timestamps import utc_now
 from .central import SYNC_FILTER, Central
 from .notes import add_signature, sign_note
 from .registry import Device
 from .segments import SegmentNote, check_segment, parse_head_note, parse_segment_note, segment_path, signed_by
 
-__all__ = ["Finding", "WitnessResult", "verdict_text", "witness"]
+__all__ = ["Finding", "WitnessResult", "verdict_figures", "verdict_text", "witness"]
 
-SERIOUS = ("fork", "rollback", "altered", "unknown")
+SERIOUS = ("fork", "rollback", "altered", "unknown", "missing")
 
 
 @dataclass(frozen=True)
 class Finding:
-    kind: str  # gap, fork, rollback, altered, unknown
+    kind: str  # gap, fork, rollback, altered, unknown, missing, duplicate (a replay: not serious)
     device_id: str
     store_id: str
     detail: str
@@ -84,6 +86,8 @@ CREATE TABLE IF NOT EXISTS segments (device_id TEXT, store_id TEXT, lo INTEGER, 
                                      PRIMARY KEY (device_id, store_id, lo, sha256));
 CREATE TABLE IF NOT EXISTS runs (run_id TEXT PRIMARY KEY, status TEXT NOT NULL, at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS findings (device_id TEXT, store_id TEXT, kind TEXT, detail TEXT, run_id TEXT, at TEXT);
+CREATE TABLE IF NOT EXISTS signed_heads (device_id TEXT, store_id TEXT, seq INTEGER, head_hash TEXT, ts TEXT,
+                                         run_id TEXT, PRIMARY KEY (device_id, store_id, seq, head_hash, ts));
 """
 
 
@@ -114,6 +118,11 @@ class Ledger:
                                "AND store_id = ? AND hi >= ? AND lo <= ? ORDER BY lo",
                                (device_id, store_id, lo, hi)).fetchall()
 
+    def segment_sha256(self, device_id: str, store_id: str, lo: int, run_id: str) -> str | None:
+        row = self.db.execute("SELECT sha256 FROM segments WHERE device_id = ? AND store_id = ? AND lo = ? AND run_id = ?",
+                              (device_id, store_id, lo, run_id)).fetchone()
+        return row[0] if row else None
+
     def accept(self, note: SegmentNote, run_id: str, path: str, at: str) -> None:
         with self.db:
             self.db.execute("INSERT OR IGNORE INTO segments VALUES (?,?,?,?,?,?,?,?,?,?)",
@@ -122,6 +131,18 @@ class Ledger:
             self.db.execute("INSERT INTO heads VALUES (?,?,?,?,?) ON CONFLICT (device_id, store_id) DO UPDATE SET "
                             "seq = excluded.seq, head_hash = excluded.head_hash, acked_at = excluded.acked_at "
                             "WHERE excluded.seq > heads.seq", (note.device_id, note.store_id, note.hi, note.head_hash, at))
+
+    def head_seen(self, head: dict[str, Any]) -> str | None:
+        """The run in which the witness first checked this very signed head (a replay shows it again)."""
+        row = self.db.execute("SELECT run_id FROM signed_heads WHERE device_id = ? AND store_id = ? AND seq = ? AND "
+                              "head_hash = ? AND ts = ?", (head["device_id"], head["store_id"], head["seq"],
+                                                           head["head_hash"], head["ts"])).fetchone()
+        return row[0] if row else None
+
+    def saw_head(self, head: dict[str, Any], run_id: str) -> None:
+        with self.db:
+            self.db.execute("INSERT OR IGNORE INTO signed_heads VALUES (?,?,?,?,?,?)", (
+                head["device_id"], head["store_id"], head["seq"], head["head_hash"], head["ts"], run_id))
 
     def done(self, run_id: str) -> bool:
         row = self.db.execute("SELECT status FROM runs WHERE run_id = ?", (run_id,)).fetchone()
@@ -145,7 +166,7 @@ def witness(central: Central, *, registry: dict[tuple[str, str], Device], key: A
     book = Ledger(ledger)
     try:
         ids = experiments if experiments is not None else central.experiments()
-        runs = [r for r in central.runs(ids, f"{SYNC_FILTER} and tags.`govkit.sync.status` = 'shipped'")
+        runs = [r for r in central.runs(ids, f"{SYNC_FILTER} and tags.`govkit.sync.status` = 'shipped'", deleted=True)
                 if not book.done(r.info.run_id)]
         # Per store in the order the device shipped; a run held for a gap is tried again at the next pass.
         runs.sort(key=lambda r: (r.data.tags.get("govkit.device_id", ""), r.data.tags.get("govkit.store_id", ""),
@@ -153,6 +174,10 @@ def witness(central: Central, *, registry: dict[tuple[str, str], Device], key: A
         for run in runs:
             try:
                 _witness_run(central, book, registry, key, run, result)
+            except ArtifactMissing as exc:  # a note or head gone mid-pass: a finding for this device alone
+                tags = run.data.tags
+                result.findings.append(Finding("missing", tags.get("govkit.device_id", ""),
+                                               tags.get("govkit.store_id", ""), str(exc), run.info.run_id))
             except sqlite3.Error as exc:  # the ledger could not keep it: the run is not settled, the next pass retries
                 kind = StoreFull if "full" in str(exc) else StoreError
                 raise kind(f"{ledger}: the witness ledger could not record run {run.info.run_id} ({exc}); what "
@@ -183,11 +208,13 @@ def _witness_run(central: Central, book: Ledger, registry: dict[tuple[str, str],
 
     device = registry.get((device_id, store_id))
     status, ack, rejected = "acknowledged", None, []
+    held: list[tuple[int, int, int]] = []  # (lo, hi, records) of the segments that hold: what the verdict counts
     if device is None:
         others = [d for (i, _), d in registry.items() if i == device_id]
         find("unknown", f"store {store_id} of device {device_id} is not enrolled" + (
-            " (the device is enrolled with another store: re-initialised, replaced or cloned)" if others else ""))
-        status = "rejected"
+            " (the device is enrolled with another store: re-initialised, replaced or cloned)" if others else "")
+             + "; its syncs wait, and are checked at the first pass after it is enrolled")
+        status = "held"  # not settled: enrolment makes the run checkable, and the next pass checks it
     else:
         notes = []
         with _Prefetch(central, run_id) as fetch:
@@ -211,11 +238,13 @@ def _witness_run(central: Central, book: Ledger, registry: dict[tuple[str, str],
                 verdict = _witness_segment(central, book, note, run_id, find, fetch)
                 if verdict == "accepted":
                     ack = add_signature(text, key, "witness")
+                    held.append((note.lo, note.hi, note.records))
                     result.segments += 1
                     result.records += note.records
                     result.bytes += note.size
                 elif verdict == "duplicate":
                     result.duplicates += 1
+                    held.append((note.lo, note.hi, note.records))
                     ack = ack or add_signature(text, key, "witness")
                 elif verdict == "held":
                     status = "held"
@@ -230,27 +259,43 @@ def _witness_run(central: Central, book: Ledger, registry: dict[tuple[str, str],
     result.findings.extend(findings)
     seq, _ = book.head(device_id, store_id)
     checked_at, told = utc_now(), "; ".join(f"{f.kind}: {f.detail}" for f in findings)[:4900]
+    seq_range = f"{min(lo for lo, _, _ in held)}-{max(hi for _, hi, _ in held)}" if held else "0-0"
     central.set_tags(run_id, {"govkit.witness.status": status, "govkit.witness.checked_at": checked_at,
                               "govkit.witness.findings": told, "govkit.witness.rejected": ",".join(rejected),
                               "govkit.witness.acked_seq": seq,
                               "govkit.witness.verdict": verdict_note(key, run_id=run_id, status=status,
-                                                                     checked_at=checked_at, findings=told),
+                                                                     checked_at=checked_at, findings=told,
+                                                                     seq_range=seq_range,
+                                                                     records=sum(n for _, _, n in held)),
                               **({"govkit.witness.ack": ack} if ack else {})})
     book.finish(run_id, status, findings)
 
 
-VERDICT_MAGIC = "govkit.dev/witness-verdict/v1"
+VERDICT_MAGIC = "govkit.dev/witness-verdict/v2"
 
 
-def verdict_text(*, run_id: str, status: str, checked_at: str, findings: str) -> str:
-    """What the witness states of one sync run: its verdict, when, and the digest of its findings
-    as the run's `govkit.witness.findings` tag holds them. The views check the tags against it, so
-    findings cleared or a status edited in MLflow are seen, not believed."""
+def verdict_text(*, run_id: str, status: str, checked_at: str, findings: str, seq_range: str, records: int) -> str:
+    """What the witness states of one sync run: its verdict, when, the digest of its findings as
+    the run's `govkit.witness.findings` tag holds them, and the figures it checked (the seq range
+    of the segments it cosigned or found already cosigned, and their records). The views check the
+    tags against it and take their figures from it, so a status, a finding, a range or a count
+    edited in MLflow is seen, not believed."""
     digest = hashlib.sha256(findings.encode("utf-8")).hexdigest()
-    return f"{VERDICT_MAGIC}\nrun {run_id}\nstatus {status}\nchecked {checked_at}\nfindings sha256:{digest}\n"
+    return (f"{VERDICT_MAGIC}\nrun {run_id}\nstatus {status}\nchecked {checked_at}\nfindings sha256:{digest}\n"
+            f"range {seq_range}\nrecords {records}\n")
 
 
-def verdict_note(key: Any, **fields: str) -> str:
+def verdict_figures(text: str) -> tuple[int, int, int] | None:
+    """(lo, hi, records) of a verdict the witness signed, None when it carries none."""
+    fields = dict(line.split(" ", 1) for line in text.splitlines()[1:] if " " in line)
+    try:
+        lo, _, hi = fields["range"].partition("-")
+        return int(lo), int(hi), int(fields["records"])
+    except (KeyError, ValueError):
+        return None
+
+
+def verdict_note(key: Any, **fields: Any) -> str:
     return sign_note(verdict_text(**fields), key, "witness")
 
 
@@ -311,7 +356,12 @@ def _witness_segment(central: Central, book: Ledger, note: SegmentNote, run_id: 
         find("gap", f"seqs {seq + 1}..{note.lo - 1} have not arrived; segment {note.lo}..{note.hi} waits for them")
         return "held"
     path = segment_path(note)
-    data = fetch.get(path)
+    try:
+        data = fetch.get(path)
+    except ArtifactMissing as exc:  # a finding for this device; the pass goes on with the others
+        find("missing", f"segment {note.lo}..{note.hi}: {path} is gone from the central store ({exc}); it is "
+                        f"checked again at the next pass")
+        return "held"
     problems = check_segment(note, data)
     if problems:
         find("altered", problems[0])
@@ -321,20 +371,64 @@ def _witness_segment(central: Central, book: Ledger, note: SegmentNote, run_id: 
             find("fork", f"seq {seq}: the witness cosigned head {head[:19]}…, this segment chains from "
                          f"{note.prev_hash[:19]}… (two different logs under one store)")
             return "rejected"
-    else:  # it overlaps what is cosigned: every shared seq must hold the record cosigned there
-        cosigned: dict[int, str] = {}
-        for lo, hi, _, _, other_run, other_path in book.covering(note.device_id, note.store_id, note.lo, min(note.hi, seq)):
-            shared = range(max(lo, note.lo), min(hi, note.hi) + 1)
-            cosigned.update(_hashes_at(central.download(other_run, other_path), set(shared)))
-        mine = _hashes_at(data, set(cosigned))
-        differing = [s for s in sorted(cosigned) if mine.get(s) != cosigned[s]]
-        if differing:
-            find("fork", f"seq {differing[0]}: a different record than the one the witness cosigned")
+    else:  # it overlaps what is cosigned: it must hold the records the witness cosigned there
+        differing = _differs_from_cosigned(central, book, note, data, seq, find)
+        if differing == UNDECIDED:
+            find("altered", f"segment {note.lo}..{note.hi}: its seqs cannot be compared with the records the witness "
+                            f"cosigned, whose file is gone or replaced; it is not cosigned")
+            return "rejected"
+        if differing is not None:
+            find("fork", f"seq {differing}: a different record than the one the witness cosigned (a second "
+                         f"history for seqs the witness already cosigned: never cosigned, whatever MLflow shows)")
             return "rejected"
         if note.hi <= seq:
             return "duplicate"
     book.accept(note, run_id, path, utc_now())
     return "accepted"
+
+
+UNDECIDED = -1
+
+
+def _differs_from_cosigned(central: Central, book: Ledger, note: SegmentNote, data: bytes, seq: int,
+                           find: Any) -> int | None:
+    """The first seq at which `note`'s segment holds another record than the one the witness
+    cosigned, None when it holds the same ones, UNDECIDED when that cannot be known. Decided by
+    the ledger first: the hashes it cosigned at the ends of each cosigned segment (the chain links
+    every record below an end to it). MLflow's copy of a cosigned file is read only for seqs
+    between ends, and only once it matches the sha256 the ledger holds for it."""
+    shared_hi = min(note.hi, seq)
+    covering = book.covering(note.device_id, note.store_id, note.lo - 1, shared_hi)
+    ends: dict[int, str] = {}
+    for lo, hi, prev_hash, head_hash, _, _ in covering:
+        ends[hi] = head_hash
+        if lo > 1:
+            ends[lo - 1] = prev_hash
+    if note.lo - 1 in ends and note.prev_hash != ends[note.lo - 1]:
+        return note.lo
+    inside = sorted(s for s in ends if note.lo <= s <= shared_hi)
+    mine = _hashes_at(data, set(inside))
+    wrong = [s for s in inside if mine.get(s) != ends[s]]
+    agreed = max((s for s in inside if s not in wrong and (not wrong or s < wrong[0])), default=note.lo - 1)
+    upto = wrong[0] if wrong else shared_hi
+    if agreed >= upto:
+        return None
+    for lo, hi, _, _, other_run, other_path in covering:  # seqs agreed+1..upto lie inside this cosigned segment
+        if not lo <= agreed + 1 <= hi:
+            continue
+        try:
+            cosigned = central.download(other_run, other_path)
+        except TrackingError:
+            break
+        if "sha256:" + hashlib.sha256(cosigned).hexdigest() != book.segment_sha256(note.device_id, note.store_id, lo,
+                                                                                   other_run):
+            find("altered", f"run {other_run}: {other_path} is not the file the witness cosigned for seqs "
+                            f"{lo}..{hi} (replaced after it was cosigned)")
+            break
+        theirs = _hashes_at(cosigned, set(range(agreed + 1, upto + 1)))
+        ours = _hashes_at(data, set(theirs))
+        return min((s for s in sorted(theirs) if ours.get(s) != theirs[s]), default=wrong[0] if wrong else None)
+    return wrong[0] if wrong else UNDECIDED
 
 
 def _hashes_at(data: bytes, wanted: set[int]) -> dict[int, str]:
@@ -360,13 +454,19 @@ def _witness_head(central: Central, book: Ledger, device: Device, run_id: str, f
     if not signed_by(parsed, device.public_key) or (head["device_id"], head["store_id"]) != (device.id, device.store_id):
         find("altered", "head.note: not signed by the device's enrolled key")
         return
+    first_run = book.head_seen(head)
+    if first_run is not None and first_run != run_id:
+        find("duplicate", f"this run shows the head the device signed at {head['ts']} (seq {head['seq']}), which the "
+                          f"witness checked in run {first_run}: a copy of an earlier sync, not a rollback")
+        return
     seq, cosigned = book.head(device.id, device.store_id)
     if head["seq"] > seq or (head["seq"] == seq and head["head_hash"] == cosigned):
+        book.saw_head(head, run_id)
         return
     if head["seq"] == seq:
         find("fork", f"seq {seq}: the device's head is not the record the witness cosigned")
         return
-    theirs = _record_hash_at(central, book, device, head["seq"])
+    theirs = _record_hash_at(central, book, device, head["seq"], find)
     if theirs is not None and theirs != head["head_hash"]:
         find("fork", f"seq {head['seq']}: the device's head is not the record the witness cosigned at that seq "
                      f"(its log was replaced by another, or cloned)")
@@ -375,11 +475,20 @@ def _witness_head(central: Central, book: Ledger, device: Device, run_id: str, f
                          f"witness cosigned: records {head['seq'] + 1}..{seq} are gone from the device")
 
 
-def _record_hash_at(central: Central, book: Ledger, device: Device, seq: int) -> str | None:
+def _record_hash_at(central: Central, book: Ledger, device: Device, seq: int, find: Any) -> str | None:
+    """The record hash the witness cosigned at `seq`: from the ledger at a segment's end, else from
+    the cosigned file once it matches the sha256 the ledger holds for it."""
     for lo, hi, prev_hash, head_hash, run_id, path in book.covering(device.id, device.store_id, seq, seq):
         if hi == seq:
             return head_hash
         if lo - 1 == seq:
             return prev_hash
-        return _hashes_at(central.download(run_id, path), {seq}).get(seq)
+        try:
+            data = central.download(run_id, path)
+        except TrackingError:
+            return None
+        if "sha256:" + hashlib.sha256(data).hexdigest() != book.segment_sha256(device.id, device.store_id, lo, run_id):
+            find("altered", f"run {run_id}: {path} is not the file the witness cosigned for seqs {lo}..{hi}")
+            return None
+        return _hashes_at(data, {seq}).get(seq)
     return None

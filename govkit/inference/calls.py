@@ -28,6 +28,30 @@ SAMPLING_KEYS = ("temperature", "top_p", "top_k", "min_p", "max_tokens", "max_co
                  "top_logprobs", "response_format", "logit_bias", "n_predict", "num_predict", "max_output_tokens")
 # Sampling values that are free text: kept as digests (a stop sequence may be a name or a number).
 _TEXT_SAMPLING = frozenset({"stop", "logit_bias", "response_format"})
+# Sampling values chained as they are, when they have their shape: numbers (flags for these).
+_FLAG_SAMPLING = frozenset({"logprobs"})
+# What the prompt itself carries (recorded as content); every other field of a request may change
+# the answer and is chained: by name with its value's digest when govkit knows the field, and all
+# unknown fields together as one digest (their names may be anything, personal data included).
+_PROMPT_FIELDS = frozenset({"messages", "prompt", "input", "content", "system", "instructions", "input_prefix",
+                            "input_suffix", "input_extra", "model", "stream", "options"})
+KNOWN_PARAMETERS = frozenset({
+    "grammar", "json_schema", "response_format", "tools", "tool_choice", "functions", "function_call",
+    "parallel_tool_calls", "chat_template", "chat_template_kwargs", "reasoning_effort", "reasoning_format", "think",
+    "format", "template", "raw", "suffix", "images", "keep_alive", "n_probs", "samplers", "mirostat", "mirostat_tau",
+    "mirostat_eta", "typical_p", "tfs_z", "dynatemp_range", "dynatemp_exponent", "xtc_probability", "xtc_threshold",
+    "dry_multiplier", "dry_base", "dry_allowed_length", "dry_penalty_last_n", "repeat_last_n", "penalize_nl",
+    "ignore_eos", "cache_prompt", "id_slot", "lora", "slot_id", "n_keep", "n_discard", "min_keep", "top_n_sigma",
+    "t_max_predict_ms", "post_sampling_probs", "return_tokens", "timings_per_token", "user", "metadata", "store",
+    "service_tier", "prediction", "modalities", "audio", "web_search_options", "truncate", "dimensions",
+    "encoding_format", "stream_options", "guided_json", "guided_regex", "guided_choice", "guided_grammar",
+    "extra_body", "add_generation_prompt", "continue_final_message", "documents", "top_a", "thinking",
+    "stop_sequences", "tool_resources", "truncation", "previous_response_id", "include", "text", "reasoning",
+    "max_tool_calls", "background", "add_special_tokens", "skip_special_tokens", "spaces_between_special_tokens",
+    "logits_processors", "best_of", "use_beam_search", "length_penalty", "early_stopping", "echo", "context",
+    "num_ctx", "num_keep", "num_batch", "num_gpu", "num_thread", "numa", "low_vram", "vocab_only", "use_mmap",
+    "use_mlock"})
+_MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/+@-]{0,159}")
 _SSE_END = re.compile(rb"\r?\n\r?\n")
 # The most of one answer's text a record keeps (characters per choice): a longer answer passes
 # through whole, and its record keeps this much of it, the full length and the full text's sha256.
@@ -42,6 +66,64 @@ def _mapping(value: Any) -> dict[str, Any]:
 
 def _digest(text: str) -> str:
     return sha256_digest(text.encode("utf-8", "surrogatepass"))
+
+
+def _json_digest(value: Any) -> str:
+    return _digest(json.dumps(value, sort_keys=True, ensure_ascii=False, default=str))
+
+
+def _number(value: Any) -> bool:
+    return type(value) in (int, float) and (type(value) is int or value == value and abs(value) != float("inf"))
+
+
+def _parameters(fields: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """(sampling, parameters) for the chain: sampling values of their known shape as they are
+    (numbers as numbers), anything else of them as a digest; every other field that may change the
+    answer by name with its value's digest, and the unknown ones as one digest of them all."""
+    sampling: dict[str, Any] = {}
+    parameters: dict[str, str] = {}
+    unknown: dict[str, Any] = {}
+    for key, value in fields.items():
+        if key in SAMPLING_KEYS:
+            if key in _TEXT_SAMPLING:
+                sampling[key] = _json_digest(value)
+            elif (_number(value) and key not in _FLAG_SAMPLING) or (type(value) is bool and key in _FLAG_SAMPLING):
+                sampling[key] = value
+            else:  # a value of no known shape: its digest, never the value
+                sampling[key] = _json_digest(value)
+        elif key in _PROMPT_FIELDS:
+            continue
+        elif key in KNOWN_PARAMETERS:
+            parameters[key] = _json_digest(value)
+        else:
+            unknown[key] = value
+    if unknown:
+        parameters["unknown"] = _json_digest(unknown)
+    return sampling, parameters
+
+
+def _media(payload: dict[str, Any]) -> str | None:
+    """The digest of every part of the messages that is not text (images, audio, files): the
+    prompt text leaves them out, and they change the answer."""
+    parts = []
+    for message in payload.get("messages") or ():
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, list):
+            parts += [part for part in content if isinstance(part, dict) and part.get("type") not in (None, "text")]
+        if isinstance(message, dict) and message.get("images"):  # Ollama
+            parts.append({"images": message["images"]})
+    return _json_digest(parts) if parts else None
+
+
+def _model_name(name: str) -> str:
+    """A model name as servers spell them, chained as it is; anything else (a name with spaces, or
+    personal data sent in the field) as its digest."""
+    if _MODEL_NAME.fullmatch(name):
+        from ..audit.redact import Redactor
+
+        if not Redactor().redact(name).counts:
+            return name
+    return _digest(name)
 
 
 @dataclass
@@ -114,12 +196,15 @@ class Call:
         if self.prompt is None and raw is not None:  # a shape we do not know: the whole body
             self.prompt = raw.decode("utf-8", "replace")
         options = _mapping(payload.get("options"))  # Ollama
-        sampling = {k: v for k, v in {**options, **payload}.items() if k in SAMPLING_KEYS}
-        for key in _TEXT_SAMPLING & sampling.keys():
-            sampling[key] = _digest(json.dumps(sampling[key], sort_keys=True, ensure_ascii=False))
+        sampling, parameters = _parameters({**options, **{k: v for k, v in payload.items() if k != "options"}})
+        media = _media(payload)
+        if media:
+            parameters["media"] = media
         self.fields["sampling"] = sampling
+        if parameters:
+            self.fields["request_params"] = parameters
         if isinstance(payload.get("model"), str):
-            self.fields["model_version"] = payload["model"]
+            self.fields["model_version"] = _model_name(payload["model"])
 
     def record(self, *, status: str, error: str | None = None, response: str | None = None,
                usage: dict[str, Any] | None = None, finish_reason: str | None = None,

@@ -69,6 +69,7 @@ class ProxyConfig:
     runtime: str | None = None  # e.g. "llama.cpp" ("name=version" accepted)
     allow_routes: frozenset[str] = frozenset()  # more normalised paths to forward unaudited (read-only ones)
     guard: GuardPolicy = field(default_factory=GuardPolicy)  # connection caps, the request-head time limit
+    body_timeout_s: float = 30.0  # the whole request body must arrive within this (408 after it)
 
     @property
     def upstream_root(self) -> str:
@@ -233,7 +234,14 @@ class AuditingProxy:
 
     async def _passthrough(self, request: Any, route: Route) -> Any:
         web = require("aiohttp.web", "proxy")
-        body = await request.read()
+        try:
+            async with asyncio.timeout(self.config.body_timeout_s):
+                body = await request.read()
+        except TimeoutError:
+            response = _error(408, f"the request body did not arrive within {self.config.body_timeout_s:g} s",
+                              "request_timeout")
+            response.force_close()
+            return response
         try:
             async with self._session.request(request.method, self._upstream_url(request, route),
                                              data=body, headers=self._upstream_headers(request)) as upstream:
@@ -248,7 +256,14 @@ class AuditingProxy:
         call = Call(route.kind or "other", route.path, {**self.runtime, **self._request_context(request)})
         if self.config.model_id:
             call.fields["model_id"] = self.config.model_id
-        raw = await self._read_limited(request)
+        try:
+            async with asyncio.timeout(self.config.body_timeout_s):
+                raw = await self._read_limited(request)
+        except TimeoutError:  # a body sent a byte at a time holds a connection: not past this limit
+            response = await self._rejected(call, 408, f"the request body did not arrive within "
+                                                       f"{self.config.body_timeout_s:g} s", "request_timeout")
+            response.force_close()
+            return response
         if raw is None:
             return await self._rejected(call, 413, f"request body over {self.config.max_body_bytes} bytes",
                                         "request_too_large")

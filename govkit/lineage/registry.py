@@ -127,7 +127,9 @@ class Lineage:
             raise InputError(f"expected one of {', '.join(DATASET_ROLES)}, got '{role}'", parameter="role")
         if contains_pii not in ("yes", "no", "unknown"):
             raise InputError(f"expected yes, no or unknown, got '{contains_pii}'", parameter="contains_pii")
-        name = _check_name(name or path.name)
+        patterns = self.settings.policy.patterns if self.settings else ()
+        name = _check_name(name or path.name, patterns)
+        _check_name_of_path(path, patterns)
         graph = self.graph()
         parent_refs = [(graph.resolve(ref, "dataset")["id"], transform) for ref, transform in parents]
         read = read or ReadOptions(format=detect_format(path))
@@ -200,7 +202,9 @@ class Lineage:
     def _add_artifact(self, graph: LineageGraph, path: Path, *, name: str | None, base: dict[str, Any] | None,
                       base_text: str | None, adapter_of: str | None = None) -> LineageChange:
         identity = self._checked_identity(path)
-        name = _check_name(name or path.name)
+        patterns = self.settings.policy.patterns if self.settings else ()
+        name = _check_name(name or path.name, patterns)
+        _check_name_of_path(path, patterns)
         previous = graph.versions("model", name)
         if previous and previous[-1]["sha256"] == identity.sha256:
             return LineageChange(previous[-1], False)
@@ -313,10 +317,19 @@ def _registered_model(graph: LineageGraph, ref: str) -> dict[str, Any] | None:
         return None
 
 
-def _check_name(name: str) -> str:
+def _check_name(name: str, patterns: Any = ()) -> str:
+    from ..evidence import safe_name
+
+    safe_name(name, parameter="name", patterns=patterns)  # first: the message below repeats the name
     if not _NAME.match(name):
         raise InputError(f"'{name}' may not contain '@' or '/' or start with a space", parameter="name")
     return name
+
+
+def _check_name_of_path(path: Path, patterns: Any) -> None:
+    from ..evidence import safe_name
+
+    safe_name(str(path.resolve()), parameter="path", patterns=patterns)
 
 
 def _schema_changes(previous: dict[str, Any], columns: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -96,7 +96,7 @@ def make_report(kind: str, log: AuditLog, settings: Settings, period: Period, *,
     if unknown:
         raise InputError(f"unknown format(s) {', '.join(unknown)} for a {kind} report; expected "
                          f"{', '.join(allowed)}", parameter="formats")
-    as_of = as_of or default_as_of(period)
+    as_of = clamp_as_of(as_of or default_as_of(period))
     snapshot = take_snapshot(log, settings, period, as_of=as_of, progress=progress)
     if fleet:
         if progress:
@@ -357,6 +357,19 @@ def _changes(figures: dict[str, Any], previous: dict[str, Any] | None) -> dict[s
             "kpis": kpi_deltas}
 
 
+def clamp_as_of(as_of: str) -> str:
+    """A report states the evidence as of a time that has passed. A future as-of is taken as now,
+    and the manifest names that time: with the future time itself, two reports of one period and
+    one as-of could hold different figures (records still to come count in the later one) and
+    both verify."""
+    import datetime as dt
+
+    from ..timestamps import normalise_ts, parse_ts
+
+    now = dt.datetime.now(dt.UTC)
+    return normalise_ts(now.isoformat()) if parse_ts(as_of) > now else as_of
+
+
 def _previous(log: AuditLog, head: int, kind: str) -> dict[str, Any] | None:
     """The newest report of this kind chained before this snapshot's head: its figures, as recorded."""
     reports = [r for r in log.query(event_type="report") if r.seq <= head and (r.details or {}).get("kind") == kind]
@@ -373,23 +386,27 @@ def _write(kind: str, documents: dict[str, bytes], manifest: dict[str, Any], out
     if output is None:
         return ()
     beside = (json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
+    from ..outputs import check_output, write_output
+
     if len(documents) == 1 and output.suffix:
-        output.write_bytes(next(iter(documents.values())))
         sidecar = output.with_name(output.stem + ".manifest.json")
-        sidecar.write_bytes(beside)
+        for path in (output, sidecar):
+            check_output(path)  # both refused before either is written
+        write_output(output, next(iter(documents.values())))
+        write_output(sidecar, beside)
         return (output, sidecar)
     if output.suffix and not output.is_dir():
         raise InputError(f"{len(documents)} formats go into a folder, not one file; give a folder",
                          parameter="output", value=output)
     output.mkdir(parents=True, exist_ok=True)
     stem = f"{kind}-" + "".join(c if c.isalnum() or c in "-_" else "_" for c in period.label)
-    paths = []
-    for fmt, data in sorted(documents.items()):
-        path = output / f"{stem}.{fmt}"
-        path.write_bytes(data)
-        paths.append(path)
+    paths = [output / f"{stem}.{fmt}" for fmt in sorted(documents)]
     sidecar = output / f"{stem}.manifest.json"
-    sidecar.write_bytes(beside)
+    for path in (*paths, sidecar):
+        check_output(path)
+    for path, fmt in zip(paths, sorted(documents)):
+        write_output(path, documents[fmt])
+    write_output(sidecar, beside)
     return (*paths, sidecar)
 
 

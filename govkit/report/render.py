@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,22 @@ __all__ = ["environment", "template_digests"]
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]#|<>&~])")  # what Markdown or the HTML inside it would act on
 
 
+def one_line(value: Any) -> str:
+    """A value on one line of Markdown: every line break Unicode knows (CR, NEL, LS, PS, VT, FF
+    as well as LF) and every other control character becomes a space, so a value can never open
+    a heading, a rule or a list of its own."""
+    text = " ".join(str(value).splitlines())
+    return "".join(" " if unicodedata.category(c) == "Cc" else c for c in text)
+
+
+def yaml_scalar(value: Any) -> str:
+    """A YAML scalar: JSON (a JSON scalar is a YAML one), with every character YAML does not allow
+    raw in a stream (C0 and C1 controls, DEL, NEL, the line and paragraph separators, a BOM,
+    unpaired surrogates) written as its escape."""
+    text = json.dumps(value, ensure_ascii=False)
+    return "".join(c if c.isprintable() or c in " " else f"\\u{ord(c):04x}" for c in text)
+
+
 def environment(templates_dir: Path | None, *, html: bool) -> Any:
     jinja2 = require("jinja2", "report")
     builtin = jinja2.FileSystemLoader(str(builtin_dir("templates")))
@@ -29,9 +46,9 @@ def environment(templates_dir: Path | None, *, html: bool) -> Any:
     loaders.append(builtin)
     env = jinja2.Environment(loader=jinja2.ChoiceLoader(loaders), autoescape=html, undefined=jinja2.StrictUndefined,
                              keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
-    env.filters["md"] = lambda value: _MD_SPECIAL.sub(r"\\\1", str(value)).replace("\n", " ")
-    env.filters["yaml"] = lambda value: json.dumps(value, ensure_ascii=False)  # a JSON scalar is a YAML scalar
-    env.filters["code"] = lambda value: "`" + str(value).replace("`", "'").replace("\n", " ") + "`"
+    env.filters["md"] = lambda value: _MD_SPECIAL.sub(r"\\\1", one_line(value))
+    env.filters["yaml"] = yaml_scalar
+    env.filters["code"] = lambda value: "`" + one_line(value).replace("`", "'") + "`"
     env.filters["pct"] = lambda value, digits=1: "n/a" if value is None else f"{value * 100:.{digits}f}%"
     env.filters["num"] = lambda value: "n/a" if value is None else (f"{value:,}" if isinstance(value, int)
                                                                       else f"{value:,.3f}")

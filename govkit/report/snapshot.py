@@ -43,6 +43,9 @@ def parse_period(period: str | None = None, *, start: str | None = None, end: st
     if period and (start or end):
         raise InputError("give a period or a start and end date, not both", parameter="period")
     if period:
+        found = re.match(r"\d{4}", period)
+        if found and not 1 <= int(found[0]) <= 9998:  # the period's end (the next year) must be a date too
+            raise InputError("the year must be 0001 to 9998", parameter="period", value=period)
         quarter = re.fullmatch(r"(\d{4})-Q([1-4])", period)
         month = re.fullmatch(r"(\d{4})-(\d{2})", period)
         year = re.fullmatch(r"(\d{4})", period)
@@ -64,6 +67,8 @@ def parse_period(period: str | None = None, *, start: str | None = None, end: st
     last_day = _day(end, "end")
     if last_day < first_day:
         raise InputError(f"ends before it starts ({start})", parameter="end", value=end)
+    if last_day >= dt.date(9999, 12, 31):
+        raise InputError("the last day must be before 9999-12-31", parameter="end", value=end)
     return Period(normalise_ts(first_day.isoformat()), normalise_ts((last_day + dt.timedelta(days=1)).isoformat()),
                   f"{first_day.isoformat()} to {last_day.isoformat()}")
 
