@@ -47,14 +47,16 @@ def fairness_eval_documented(ctx: Context):
                   {"record_id": runs[-1].record_id, "age_days": round(age, 2)})
 
 
-@check(id="ETH-002", title="Fairness within the policy's thresholds", severity="warning",
+@check(id="ETH-002", title="Fairness within the policy's thresholds", severity="blocking (high tier)",
        references={"Institutional policy": "[policy.fairness]", "UGESP": "29 CFR 1607.4(D)"},
        crosswalk="fairness_threshold_breach")
 def fairness_threshold_breach(ctx: Context):
     """What it checks: for every (model artifact, dataset, sensitive attribute) judged in the evidence
     window, the newest bias run's metrics meet their thresholds; one failing attribute fails it, and
     an inconclusive one is not a pass.
-    Why it matters: a breach is a finding for the reviewers; blocking if [policy.fairness] blocking = true.
+    Why it matters: a breach is about the model itself. For a high or critical model it blocks by
+    default; [policy.fairness] blocking = "never" holds for one only as a chained decision naming who
+    and why (govkit policy decide), and the board report says so.
     How to fix: investigate the failing groups (govkit bias ... --format json), mitigate, re-run."""
     runs, found = _bias_runs(ctx, ("tabular", "llm"))
     standing = _standing(ctx, runs)
@@ -71,19 +73,22 @@ def fairness_threshold_breach(ctx: Context):
     message = (f"failing: {', '.join(failed)}" if failed else
                f"inconclusive (not a pass): {', '.join(unsettled)}" if unsettled else
                f"every metric within thresholds over {len(standing)} attribute(s)")
-    return Result(not failed and not unsettled, f"{message}; {found}",
+    blocks, note = ctx.model_finding_blocks("policy.fairness.blocking", ctx.settings.policy.fairness.blocking)
+    return Result(not failed and not unsettled, f"{message}; {found}" + (f"; {note}" if note else ""),
                   {"runs": sorted({r.record_id for r, _ in standing.values()}), "failed": failed,
-                   "inconclusive": unsettled}, blocking=ctx.settings.policy.fairness.blocking)
+                   "inconclusive": unsettled, "items": [*failed, *unsettled], "blocking_note": note},
+                  blocking=blocks)
 
 
-@check(id="ETH-003", title="Counterfactual prompts show no difference", severity="warning",
+@check(id="ETH-003", title="Counterfactual prompts show no difference", severity="blocking (high tier)",
        references={"NIST AI 600-1": "Harmful Bias or Homogenization", "NIST AI RMF": "MEASURE 2.11"},
        crosswalk="fairness_eval_documented")
 def counterfactual_no_difference(ctx: Context):
     """What it checks: for every (model artifact, dataset, attribute), the newest counterfactual run
     about the model under review shows no difference and keeps flips within the policy (a flip rate
     whose lower bound exceeds the policy fails even when neither group is favoured).
-    Why it matters: swapping only a name or pronoun should not change an LLM's decision.
+    Why it matters: swapping only a name or pronoun should not change an LLM's decision. For a high or
+    critical model a difference blocks by default, as under [policy.fairness] blocking.
     How to fix: govkit bias counterfactual; if it shows a difference, revise the prompt or the model."""
     runs, found = _bias_runs(ctx, ("counterfactual",))
     standing = _standing(ctx, runs)
@@ -95,9 +100,10 @@ def counterfactual_no_difference(ctx: Context):
     message = (f"fails (a difference shown, or too many flips): {', '.join(shown)}" if shown else
                f"inconclusive (not a pass): {', '.join(unsettled)}" if unsettled or not pairs else
                "no difference, flips within the policy")
-    return Result(not shown and not unsettled and bool(pairs), f"{message}; {found}",
+    blocks, note = ctx.model_finding_blocks("policy.fairness.blocking", ctx.settings.policy.fairness.blocking)
+    return Result(not shown and not unsettled and bool(pairs), f"{message}; {found}" + (f"; {note}" if note else ""),
                   {"runs": sorted({r.record_id for r, _ in standing.values()}), "differences": shown,
-                   "inconclusive": unsettled})
+                   "inconclusive": unsettled, "items": [*shown, *unsettled], "blocking_note": note}, blocking=blocks)
 
 
 @check(id="ETH-004", title="Human override route in use", severity="blocking",

@@ -291,3 +291,43 @@ def third_party_licence(ctx: Context):
     unlicensed = [e["id"] for e in models if not e.get("metadata", {}).get("license")]
     return Result(not unlicensed, f"no licence: {', '.join(unlicensed)}" if unlicensed else
                   f"{len(models)} model(s) with a licence", {"unlicensed": unlicensed})
+
+
+@check(id="GOV-019", title="Decisions beat the baseline that needs no model", severity="blocking (high tier)",
+       references={"OSFI E-23": "P3.3 (model performance), P3.6", "SR 11-7": "outcomes analysis, benchmarking",
+                   "EU AI Act": "Art. 15(1)", "NIST AI RMF": "MEASURE 2.5"}, crosswalk="decision_quality_baseline")
+def decision_quality_baseline(ctx: Context):
+    """What it checks: for every (model artifact, dataset) judged in the evidence window, the newest
+    bias run with known outcomes (bias tabular --y-true, bias llm --label) shows the model's accuracy
+    clearing the majority decision (everyone gets the outcome most of them had) by
+    [policy.quality] min_lift, at the lower end of its interval; below it fails, in between it is
+    inconclusive, which is not a pass.
+    Why it matters: a model that decides no better than a rule needing no model adds risk and no value;
+    E-23 asks for its performance, SR 11-7 for outcomes analysis against a benchmark. For a high or
+    critical model this blocks by default ([policy.quality] blocking, as [policy.fairness] blocking).
+    How to fix: evaluate on data with outcomes, then improve the model or its prompt until it beats the baseline."""
+    runs = [r for r in ctx.records("bias_run") if (r.details or {}).get("quality")]
+    runs, found = ctx.about_reviewed_model(runs)
+    limit = ctx.policy["evidence_max_age_days"]
+    standing = {}
+    for record in runs:
+        if ctx.age_days(record) <= limit:
+            data = record.details.get("data") or {}
+            standing[(ctx.artifact_of(record), data.get("sha256") or data.get("name"))] = record
+    if not standing:
+        raise NoEvidence(f"no evaluation with known outcomes about the reviewed model ({found}): govkit bias "
+                         f"tabular --y-true COLUMN, or govkit bias llm --label COLUMN")
+    items, statuses = [], []
+    for record in standing.values():
+        quality = record.details["quality"]
+        accuracy, baseline = quality["accuracy"], quality["baseline"]
+        low, high = accuracy["interval"] or [None, None]
+        statuses.append(quality["status"])
+        items.append(f"{(record.details.get('data') or {}).get('name')}: accuracy {accuracy['value']:.1%} "
+                     f"({low:.1%} to {high:.1%}) against {baseline['accuracy']:.1%} for {baseline['name']} "
+                     f"(lift {quality['lift']:+.1%}, needed {quality['min_lift']:+.1%}): {quality['status']}")
+    blocks, note = ctx.model_finding_blocks("policy.quality.blocking", ctx.settings.policy.quality.blocking)
+    passed = all(status == "pass" for status in statuses)
+    return Result(passed, "; ".join(items) + (f"; {note}" if note else ""),
+                  {"runs": sorted(r.record_id for r in standing.values()), "items": items, "blocking_note": note},
+                  blocking=blocks)

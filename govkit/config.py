@@ -25,6 +25,7 @@ __all__ = [
     "AuditSettings",
     "ExplainSettings",
     "FairnessPolicy",
+    "QualityPolicy",
     "FleetSettings",
     "Inventory",
     "Policy",
@@ -76,7 +77,21 @@ class FairnessPolicy:
     min_group_size: int = 30  # smaller groups are reported but too small to judge
     max_flip_rate: float = 0.05  # counterfactual: the most decisions a swap of name or pronoun may flip
     confidence: float = 0.95
-    blocking: bool = False  # a breach fails `govkit check` instead of warning
+    # tier: a breach blocks for a high or critical model (E-23 P2.3) and warns below; always; never
+    # (for a high or critical model only with a chained decision: govkit policy decide).
+    blocking: str = "tier"
+
+
+@dataclass(frozen=True)
+class QualityPolicy:
+    """How well the model must decide where the outcomes are known (E-23 performance, SR 11-7
+    outcomes analysis): its accuracy against the decision that needs no model (the majority one)."""
+
+    min_lift: float = 0.0  # accuracy points above the no-model baseline, at the lower end of its interval
+    blocking: str = "tier"  # as [policy.fairness] blocking
+
+
+BLOCKING_VALUES = ("tier", "always", "never")
 
 
 @dataclass(frozen=True)
@@ -85,6 +100,7 @@ class Policy:
     redaction: str = "redacted"
     patterns: tuple[tuple[str, str], ...] = ()  # (entity name, regex) from [policy.patterns]
     fairness: FairnessPolicy = field(default_factory=FairnessPolicy)
+    quality: QualityPolicy = field(default_factory=QualityPolicy)
 
 
 @dataclass(frozen=True)
@@ -208,12 +224,20 @@ class _Parser:
             raise self.fail("model", "risk_rating", f"expected one of {', '.join(RISK_RATINGS)}")
         policy_data = dict(self.section(data, "policy"))
         patterns = self.patterns(policy_data.pop("patterns", {}))
-        fairness = self.table({"policy.fairness": policy_data.pop("fairness", {})}, "policy.fairness", FairnessPolicy)
+        fairness_data = dict(self.section(policy_data, "fairness"))
+        policy_data.pop("fairness", None)
+        fairness = self.table({"policy.fairness": fairness_data}, "policy.fairness", FairnessPolicy,
+                              blocking=self.blocking("policy.fairness", fairness_data.pop("blocking", "tier")))
+        quality_data = dict(self.section(policy_data, "quality"))
+        policy_data.pop("quality", None)
+        quality = self.table({"policy.quality": quality_data}, "policy.quality", QualityPolicy,
+                             blocking=self.blocking("policy.quality", quality_data.pop("blocking", "tier")))
         if not 0 < fairness.confidence < 1:
             raise self.fail("policy.fairness", "confidence", "expected a number between 0 and 1, e.g. 0.95")
         if fairness.min_group_size < 2:
             raise self.fail("policy.fairness", "min_group_size", "expected at least 2")
-        policy = self.table({"policy": policy_data}, "policy", Policy, patterns=patterns, fairness=fairness)
+        policy = self.table({"policy": policy_data}, "policy", Policy, patterns=patterns, fairness=fairness,
+                            quality=quality)
         if policy.redaction not in REDACTION_MODES:
             raise self.fail("policy", "redaction", f"expected one of {', '.join(REDACTION_MODES)}")
         if policy.retention_days < 1:
@@ -243,6 +267,15 @@ class _Parser:
                                     witness_public_key=fleet.witness_public_key or sync.witness_public_key)
         return Settings(path=self.path, model=model, policy=policy, audit=audit, tracking=tracking, explain=explain,
                         sync=sync, fleet=fleet)
+
+    def blocking(self, section: str, value: Any) -> str:
+        """A `blocking` key: "tier", "always" or "never" (true and false, as written before, mean
+        always and never)."""
+        if value is True or value is False:
+            return "always" if value else "never"
+        if isinstance(value, str) and value in BLOCKING_VALUES:
+            return value
+        raise self.fail(section, "blocking", 'expected "tier", "always" or "never"')
 
     def check_explain(self, explain: ExplainSettings) -> None:
         if not 0 <= explain.sample_rate <= 1:

@@ -112,6 +112,29 @@ def run_gate(settings: Settings, *, select: Sequence[str] = (), ignore: Sequence
                       settings.model.risk_rating, provenance)
 
 
+MESSAGE_LIMIT = 4000  # characters of a finding's message in the chain; past it, a note says where the rest is
+ITEMS_LIMIT = 100  # structured items (what failed, with its figures) kept per finding
+
+
+def _chained_result(log: Any, result: CheckResult, where: str) -> dict[str, Any]:
+    """A finding as the chain keeps it: its message whole (or, past MESSAGE_LIMIT, cut with a note
+    naming how much is missing and where the whole text is), and its items as a list."""
+    message = log.redact(result.message)
+    if len(message) > MESSAGE_LIMIT:
+        message = (message[:MESSAGE_LIMIT] + f" [... {len(message) - MESSAGE_LIMIT} more characters, not chained; "
+                                              f"the whole text is in {where}]")
+    chained: dict[str, Any] = {"status": result.status.value, "blocking": result.blocking, "message": message}
+    items = result.evidence.get("items") if isinstance(result.evidence, dict) else None
+    if items:
+        chained["items"] = [log.redact(str(item)) for item in items[:ITEMS_LIMIT]]
+        if len(items) > ITEMS_LIMIT:
+            chained["items"].append(f"... {len(items) - ITEMS_LIMIT} more items, in {where}")
+    note = result.evidence.get("blocking_note") if isinstance(result.evidence, dict) else None
+    if note:
+        chained["blocking_note"] = log.redact(str(note))
+    return chained
+
+
 def _record(log: Any, settings: Settings, results: list[CheckResult], totals: dict[str, Any],
             provenance: dict[str, Any]) -> str:
     from .checks import Status
@@ -125,8 +148,8 @@ def _record(log: Any, settings: Settings, results: list[CheckResult], totals: di
         evidence.run.log_metrics({r.spec.id: scores[r.status] for r in results if r.status in scores})
         evidence.run.log_dict({"summary": totals, "results": [r.to_dict() for r in results], **provenance},
                               "check_results.json")
+        where = f"MLflow run {evidence.run.id}, check_results.json"
         record = evidence.append("check_run", model_id=settings.model.id, risk_rating=settings.model.risk_rating,
                                  details={"summary": totals, **provenance, "results": {
-                                     r.spec.id: {"status": r.status.value, "blocking": r.blocking,
-                                                 "message": log.redact(r.message[:300])} for r in results}})
+                                     r.spec.id: _chained_result(log, r, where) for r in results}})
     return record.record_id

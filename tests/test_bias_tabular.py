@@ -394,3 +394,32 @@ def test_a_file_name_with_personal_data_never_reaches_the_evidence(project: Path
     assert len(list(AuditLog.open(settings=load_settings("govkit.toml")))) == before
     stored = b"".join(p.read_bytes() for p in (tmp_path / ".govkit").rglob("*") if p.is_file())
     assert b"jane.doe" not in stored and b"4111" not in stored
+
+
+def test_decision_quality_equals_scikit_learn_on_german_credit_against_the_majority_baseline() -> None:
+    """Accuracy, TPR, FPR, FNR and precision over every row equal scikit-learn's on the real German
+    credit outcomes; the baseline is the majority decision (approve everyone: 70% good payers)."""
+    from scipy.stats import binomtest
+    from sklearn.metrics import confusion_matrix, recall_score
+
+    frame = pd.read_csv(german_data(), sep=" ", header=None, names=list(GERMAN_COLUMNS))
+    frame["y_true"] = (frame.credit == 1).astype(int)  # 1: good payer
+    frame["y_pred"] = (frame.duration <= 24).astype(int)  # a rule: approve the shorter loans
+    frame["group"] = frame.foreign_worker
+    result = analyze(frame, y_true="y_true", y_pred="y_pred", sensitive=["group"], policy=FairnessPolicy(), min_lift=0.0)
+    quality = result["quality"]
+    tn, fp, fn, tp = confusion_matrix(frame.y_true, frame.y_pred).ravel()
+    assert quality["accuracy"]["value"] == pytest.approx(accuracy_score(frame.y_true, frame.y_pred), abs=1e-6)
+    assert quality["precision"]["value"] == pytest.approx(precision_score(frame.y_true, frame.y_pred), abs=1e-6)
+    assert quality["true_positive_rate"]["value"] == pytest.approx(recall_score(frame.y_true, frame.y_pred), abs=1e-6)
+    assert quality["false_positive_rate"]["value"] == pytest.approx(fp / (fp + tn), abs=1e-6)
+    assert quality["false_negative_rate"]["value"] == pytest.approx(fn / (fn + tp), abs=1e-6)
+    expected = binomtest(int(tp + tn), len(frame)).proportion_ci(confidence_level=0.95, method="wilson")
+    assert quality["accuracy"]["interval"] == pytest.approx([expected.low, expected.high])
+    assert quality["baseline"] == {"decision": 1, "accuracy": 0.7, "name": "the favourable decision for everyone"}
+    assert quality["lift"] == pytest.approx(quality["accuracy"]["value"] - 0.7, abs=1e-6)
+    # the rule does not beat approving everyone: not a pass (below the baseline, or not shown above it)
+    assert quality["status"] in ("fail", "inconclusive") and quality["accuracy"]["value"] < 0.7
+    perfect = analyze(frame.assign(y_pred=frame.y_true), y_true="y_true", y_pred="y_pred", sensitive=["group"],
+                      policy=FairnessPolicy(), min_lift=0.05)
+    assert perfect["quality"]["status"] == "pass"

@@ -46,6 +46,17 @@ def write_predictions(path: Path, rates: dict[str, float], n: int = 200) -> None
     path.write_text("\n".join(lines) + "\n")
 
 
+def write_accurate_predictions(path: Path, n: int = 200) -> None:
+    """Two groups decided alike, and right for nine rows in ten: fair, and clearly better than the
+    majority decision (half the outcomes are favourable)."""
+    lines = ["applicant,group,y_true,y_pred"]
+    for group in ("a", "b"):
+        for i in range(n):
+            truth = i % 2
+            lines.append(f"{group}-{i},{group},{truth},{1 - truth if i % 10 == 0 else truth}")
+    path.write_text("\n".join(lines) + "\n")
+
+
 def decisions(log: AuditLog, count: int, **overrides) -> list:
     identity = fingerprint_artifact(smollm2_gguf(), cache_file=log.path.with_name("artifacts.json"))
     out = []
@@ -77,7 +88,7 @@ def build_good(folder: Path) -> None:
             "financial_impact": "moderate", "customer_impact": "moderate", "autonomy": "moderate",
             "complexity": "very-high", "data_reliability": "moderate", "regulatory_exposure": "moderate"}.items()))
         assert run("inventory", "rate", "--answers", str(answers)).exit_code == 0
-        write_predictions(folder / "eval.csv", {"a": 0.4, "b": 0.4})
+        write_accurate_predictions(folder / "eval.csv")
         assert run("lineage", "dataset", "add", "eval.csv", "--role", "eval", "--source", "holdout 2026-10",
                    "--license", "internal").exit_code == 0
         (folder / "augment.csv").write_text("x,y\n1,2\n3,4\n5,6\n")
@@ -199,6 +210,10 @@ BREAK = {
                                     "y_pred", "--sensitive", "group", "--bootstrap", "0",
                                     "--model-artifact", str(smollm2_gguf()))),
     "ETH-003": lambda f: _counterfactual(f, difference=True),
+    "GOV-019": lambda f: (write_predictions(f / "coinflip.csv", {"a": 0.4, "b": 0.4}),
+                          in_folder(f, "bias", "tabular", "--data", "coinflip.csv", "--y-true", "y_true", "--y-pred",
+                                    "y_pred", "--sensitive", "group", "--bootstrap", "0",
+                                    "--model-artifact", str(smollm2_gguf()))),
     "ETH-004": "bare",
     "ETH-005": lambda f: [append(f, "override", target_record_id="X", reviewer_id="r", human_decision="overridden")
                           for _ in range(3)],
@@ -445,3 +460,59 @@ def test_every_tool_numbers_checkpoints_by_the_head_they_sign(copy: Path) -> Non
     result = run_one(copy, "GOV-012")
     assert stats["last_checkpoint_seq"] == seq and f"signs seq {seq} of {seq + 1}" in result.message
     assert result.status is Status.PASS
+
+
+@pytest.mark.parametrize("tier, blocks", [("high", True), ("critical", True), ("medium", False), ("low", False)])
+def test_a_breach_the_model_shows_blocks_by_its_risk_tier(copy: Path, tier: str, blocks: bool) -> None:
+    """Fairness and counterfactual breaches were warnings by default, so a high-tier credit model
+    whose decisions flip on a first name passed the gate once its paperwork was typed in."""
+    edit_config(copy, "model", risk_rating=tier)
+    _counterfactual(copy, difference=True)
+    result = run_one(copy, "ETH-003")
+    assert result.blocking is blocks and result.status.value == ("FAIL" if blocks else "WARN"), result.message
+
+
+def test_not_blocking_a_high_tier_model_takes_a_chained_decision_that_the_board_report_names(copy: Path) -> None:
+    edit_config(copy, "model", risk_rating="high")
+    _counterfactual(copy, difference=True)
+    document = tomlkit.parse((copy / "govkit.toml").read_text())
+    document["policy"]["fairness"]["blocking"] = False  # as every govkit.toml before said: a warning
+    (copy / "govkit.toml").write_text(tomlkit.dumps(document))
+    undecided = run_one(copy, "ETH-003")
+    assert undecided.blocking and "is not a chained decision" in undecided.message
+    decided = in_folder(copy, "policy", "decide", "policy.fairness.blocking", "never", "--by", "J. Roe, CRO",
+                        "--reason", "a pilot with every decision reviewed")
+    assert decided.exit_code == 0, decided.output
+    result = run_one(copy, "ETH-003")
+    assert not result.blocking and result.status.value == "WARN"
+    assert "set not to block, by J. Roe, CRO on" in result.message and "a pilot with every decision reviewed" in result.message
+    assert in_folder(copy, "check", "--exit-zero").exit_code == 0
+    board = in_folder(copy, "report", "board", "--period", str(TODAY.year), "--format", "json", "-o", "b.json",
+                      "--no-record")
+    assert board.exit_code == 0, board.output
+    alerts = json.loads((copy / "b.json").read_text())["figures"]["alerts"]
+    assert any(a.startswith("ETH-003: policy.fairness.blocking is set not to block, by J. Roe, CRO") for a in alerts)
+
+
+def test_a_long_finding_is_chained_whole_or_says_where_the_rest_is(copy: Path, tmp_path: Path) -> None:
+    """The gate chained message[:300]: a 1,036-character ETH-002 message lost its foreign-worker
+    and intersection items and ended mid-word."""
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "long.py").write_text(
+        'from govkit.checks import Result, check\n\n'
+        '@check(id="GOV-905", title="A long finding", severity="warning", references={"Internal": "X"})\n'
+        'def long(ctx):\n'
+        '    """What it checks: x.\n    Why it matters: x.\n    How to fix: x."""\n'
+        '    items = [f"attribute {i}: gap {i / 100:.2f} over the threshold" for i in range(150)]\n'
+        '    return Result(False, "failing: " + "; ".join(items), {"items": items})\n')
+    assert in_folder(copy, "check", "--exit-zero", "--checks-dir", str(folder)).exit_code == 0
+    with AuditLog.open(settings=load_settings(copy / "govkit.toml")) as log:
+        [gate] = list(log.query(event_type="check_run", newest_first=True, limit=1))
+    chained = gate.details["results"]["GOV-905"]
+    message = chained["message"]  # 6,600 characters: cut at 4,000, saying so and where the whole text is
+    assert "attribute 80: gap 0.80" in message and "attribute 149" not in message
+    assert message.endswith("more characters, not chained; the whole text is in MLflow run "
+                            f"{gate.mlflow_run_id}, check_results.json]")
+    assert chained["items"][:2] == ["attribute 0: gap 0.00 over the threshold", "attribute 1: gap 0.01 over the threshold"]
+    assert chained["items"][-1].startswith("... 50 more items, in MLflow run ")

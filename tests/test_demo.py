@@ -91,6 +91,43 @@ def test_the_demo_runs_the_main_job_on_the_real_model(tmp_path: Path) -> None:
     # the commands step 3 printed are the ones it ran: llama.cpp's own server, then the proxy
     assert "$ govkit serve " in output and "$ govkit proxy --upstream http://127.0.0.1:" in output
     assert "4111 1111 1111 1111" not in (folder / ".govkit" / "audit.db").read_bytes().decode("latin-1")
+    _the_paperwork_filled_in_still_blocks_on_the_model(folder)
+
+
+PAPERWORK = {"description": "Branch credit assistant: approves or refers requests up to 20,000 DM",
+             "developer": "ml-platform@bank.example", "origin": "open-source", "version": "1.0",
+             "deployment_date": "2026-11-01", "reviewer": "model-validation@bank.example",
+             "approver": "Model Risk Committee", "dependencies": ["llama.cpp"], "data_sources": ["core banking"],
+             "approved_uses": ["branch credit pre-screening"], "limitations": ["German credit only"],
+             "last_review": "2026-11-01", "next_review": "2027-05-01", "monitoring_status": "green"}
+
+
+def _the_paperwork_filled_in_still_blocks_on_the_model(folder: Path) -> None:
+    """Filling the 14 empty inventory fields with plausible text, and nothing else, made `govkit
+    check` exit 0 and the board report say "AMBER. Within risk appetite." for a model whose
+    decisions flip on a first name: the verdict graded forms, not the model."""
+    import json
+
+    import tomlkit
+
+    document = tomlkit.parse((folder / "govkit.toml").read_text())
+    for key, value in PAPERWORK.items():
+        document["model"][key] = value
+    (folder / "govkit.toml").write_text(tomlkit.dumps(document))
+    env = {k: v for k, v in os.environ.items() if k != "GOVKIT_CONFIG"}
+    gate = subprocess.run([sys.executable, "-m", "govkit", "check", "--format", "json"], cwd=folder, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert gate.returncode == 1, gate.stdout[-3000:] + gate.stderr[-2000:]
+    results = {r["id"]: r for r in json.loads(gate.stdout)["results"]}
+    blocking = {check_id for check_id, r in results.items() if r["blocking"]}
+    assert blocking & {"ETH-002", "ETH-003", "GOV-019"}, blocking  # the model's own findings
+    assert not blocking & {"GOV-001", "GOV-002", "GOV-005", "GOV-006", "GOV-007", "GOV-008", "GOV-015"}, blocking
+    board = subprocess.run([sys.executable, "-m", "govkit", "report", "board", "--period", "2026", "--format", "json",
+                            "-o", "paperwork.json", "--no-record"], cwd=folder, env=env, capture_output=True, text=True,
+                           timeout=300)
+    assert board.returncode == 0, board.stderr
+    overall = json.loads((folder / "paperwork.json").read_text())["figures"]["overall"]
+    assert overall["colour"] == "red" and "Within risk appetite" not in overall["statement"], overall
 
 
 def wait_for_the_proxy(demo: subprocess.Popen, folder: Path) -> None:

@@ -106,17 +106,22 @@ def test_every_kpi_equals_an_independent_sql_computation(project: Path) -> None:
                                "json_each(json_extract(p.body, '$.redaction.entities')) AS j GROUP BY j.key"))
     assert kpis["redactions"] == entities and entities["EMAIL"] == 40
     p50, p95 = kpis["latency_ms"]["p50"], kpis["latency_ms"]["p95"]
-    for shown in (f"<td>Model calls (volume)</td><td>{calls}</td>", f"{errors / calls:.1%} ({errors} of {calls})",
+    for shown in (f"<td>Model calls (live traffic; every rate below counts these)</td><td>{calls}</td>",
+                  f"{errors / calls:.1%} ({errors} of {calls})",
                   f"{p50:,.3f} / {p95:,.3f}", f"{refused / requests:.1%} ({refused} of {requests})",
                   f"EMAIL {entities['EMAIL']}"):
         assert shown in html, shown
 
 
 def test_the_same_evidence_renders_byte_identical_reports_in_two_processes(project: Path) -> None:
+    from govkit.timestamps import utc_now
+
     env = {k: v for k, v in os.environ.items() if k not in ("PYTEST_CURRENT_TEST",)}
     outputs = []
+    as_of = utc_now()  # a time that has passed when both render (a future one is taken as each one's now)
     for name in ("a", "b"):
-        done = subprocess.run([sys.executable, "-m", "govkit", "report", "board", *PERIOD, "--format", "html",
+        done = subprocess.run([sys.executable, "-m", "govkit", "report", "board", "--period", "2026-Q4", "--as-of", as_of,
+                               "--format", "html",
                                "--format", "md", "--format", "json", "--format", "pdf", "-o", name, "--no-record"],
                               cwd=project, capture_output=True, text=True, env=env)
         assert done.returncode == 0, done.stderr
@@ -457,3 +462,22 @@ def test_the_model_card_parses_without_a_bias_run_and_every_value_is_escaped_for
     lines = body.splitlines()
     assert not [line for line in lines if line.startswith(("# heading", "## Approved", "APPROVED", "---"))], body
     assert "\r" not in body and "\x85" not in body
+
+
+def test_every_rate_counts_one_population_the_gate_counts_too(project: Path) -> None:
+    """381 "model calls" included 351 made by bias tests and explanations, so one override was
+    0.3% on the board and 3.3% in the gate."""
+    with AuditLog.open(settings=load_settings(project / "govkit.toml")) as log:
+        for i in range(360):
+            log.append("inference", prompt=f"evaluation case {i}", response="approve", model_id="m", status="ok",
+                       latency_ms=5.0, purpose="evaluation" if i % 2 else "explanation",
+                       ts_start="2026-11-10T10:00:00.000000Z")
+    figures = board("--format", "json", "-o", "pop.json", "--no-record")
+    kpis = json.loads((project / "pop.json").read_text())["figures"]["kpis"]
+    assert (kpis["inference"], kpis["evaluation_calls"], kpis["explanation_calls"]) == (40, 180, 180), figures
+    assert kpis["override_rate"] == pytest.approx(1 / 40) and kpis["latency_ms"]["n"] == 40
+    assert run("check", "--exit-zero", "--format", "json").exit_code == 0
+    with AuditLog.open(settings=load_settings(project / "govkit.toml")) as log:
+        [gate] = list(log.query(event_type="check_run", newest_first=True, limit=1))
+    message = gate.details["results"]["ETH-005"]["message"]  # its window is the last 30 days: live calls in it
+    assert int(re.search(r"/ (\d+) decisions", message)[1]) <= 40, message  # never the 360 evaluation calls

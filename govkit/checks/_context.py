@@ -31,6 +31,9 @@ DEFAULT_POLICY: dict[str, Any] = {
 }
 
 
+HIGH_TIERS = ("high", "critical", "unrated")  # where a breach the model shows blocks by default
+
+
 class Context:
     """What a check reads: the settings, the policy values, the audit store (read-only), the
     lineage graph, and the evidence about the model under review. Checks annotate `ctx: Context`."""
@@ -44,6 +47,32 @@ class Context:
     @property
     def tier(self) -> str:
         return self.settings.model.risk_rating
+
+    def policy_decision(self, setting: str) -> AuditRecord | None:
+        """The newest chained decision on a policy setting (`govkit policy decide`)."""
+        for record in reversed(self.records("config_change")):
+            details = record.details or {}
+            if details.get("action") == "policy_decision" and details.get("setting") == setting:
+                return record
+        return None
+
+    def model_finding_blocks(self, setting: str, configured: str) -> tuple[bool, str]:
+        """Whether a breach the model itself shows (fairness, counterfactual, decision quality)
+        blocks, and what the reader must be told about it. "tier": for a high or critical model
+        (or one not yet rated: failing closed) it blocks. "never" holds for such a model only when
+        a chained policy decision says who set it and why; the report names them."""
+        high = self.tier in HIGH_TIERS
+        if configured == "always":
+            return True, ""
+        if configured == "tier" or not high:
+            return (high if configured == "tier" else False), ""
+        decision = self.policy_decision(setting)
+        details = (decision.details or {}) if decision else {}
+        if decision is not None and details.get("value") == "never":
+            return False, (f"{setting} is set not to block, by {details.get('by')} on {(decision.ts_start or '')[:10]}, "
+                           f"because {details.get('reason')} (record {decision.record_id})")
+        return True, (f"{setting} = \"never\" is not a chained decision, so for a {self.tier}-tier model a breach "
+                      f"blocks; record one with: govkit policy decide {setting} never --by NAME --reason TEXT")
 
     @cached_property
     def log(self) -> AuditLog | None:

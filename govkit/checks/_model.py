@@ -31,6 +31,7 @@ class Severity(str, enum.Enum):
     BLOCKING = "blocking"
     WARNING = "warning"
     TIER = "blocking (tier)"  # blocking unless the model's risk tier is negligible (E-23 P2.3)
+    HIGH_TIER = "blocking (high tier)"  # blocking for a high, critical or unrated model, a warning below
 
 
 class Skip(Exception):
@@ -80,7 +81,8 @@ class CheckSpec:
         return " ".join(found.group(1).split()) if found else ""
 
     def blocking(self, tier: str) -> bool:
-        return self.severity is Severity.BLOCKING or (self.severity is Severity.TIER and tier != "negligible")
+        return (self.severity is Severity.BLOCKING or (self.severity is Severity.TIER and tier != "negligible")
+                or (self.severity is Severity.HIGH_TIER and tier in ("high", "critical", "unrated")))
 
 
 def check_spec(function: Callable[..., Result], *, id: str, title: str, severity: str | Severity,

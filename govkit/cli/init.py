@@ -58,7 +58,17 @@ disparate_impact_ratio = 0.8          # min, against the reference group (four-f
 min_group_size = 30                   # smaller groups are reported but too small to judge
 max_flip_rate = 0.05                  # counterfactual: at most this share of decisions may flip (upper bound)
 confidence = 0.95                     # for the intervals
-blocking = false                      # true: a breach fails the pre-deployment gate
+# "tier": a breach blocks the gate for a high or critical model (E-23 P2.3), warns below it;
+# "always"; "never": for a high or critical model only once chained with who and why
+# (govkit policy decide policy.fairness.blocking never --by NAME --reason TEXT).
+blocking = "tier"
+
+[policy.quality]
+# Where outcomes are known (bias tabular --y-true, bias llm --label): the model's accuracy must clear
+# the decision that needs no model (everyone gets the majority outcome) by this much, at the lower
+# end of its interval (E-23 performance, SR 11-7 outcomes analysis).
+min_lift = 0.0
+blocking = "tier"                     # as [policy.fairness] blocking
 
 [audit]
 db = ".govkit/audit.db"

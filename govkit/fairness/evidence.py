@@ -42,6 +42,9 @@ def groups(result: dict[str, Any], redact: Any = str) -> dict[str, list[dict[str
             for view, data in result.get("views", {}).items()}
 
 
+QUALITY_RATES = ("accuracy", "true_positive_rate", "false_positive_rate", "false_negative_rate", "precision")
+
+
 def record_bias_run(log: AuditLog, settings: Settings | None, *, kind: str, result: dict[str, Any],
                     artifacts: dict[str, str], out: Path | None, fields: dict[str, Any] | None = None) -> AuditRecord:
     """Chain the run, mirror it into MLflow and write `out`; fills result['record_id'] and ['mlflow_run_id']."""
@@ -54,6 +57,12 @@ def record_bias_run(log: AuditLog, settings: Settings | None, *, kind: str, resu
                         "sensitive": ",".join(result.get("sensitive", [])), "passed": result.get("passed")})
         for view, metrics in summary(result).items():
             run.log_metrics({f"{_metric_key(view)}.{name}": m["value"] for name, m in metrics.items()})
+        quality = result.get("quality")
+        if quality:
+            run.log_metrics({f"quality.{name}": quality[name]["value"] for name in QUALITY_RATES
+                             if quality[name]["value"] is not None})
+            run.log_metrics({name: value for name, value in (("quality.baseline_accuracy", quality["baseline"]["accuracy"]),
+                                                             ("quality.lift", quality["lift"])) if value is not None})
         for name, text in artifacts.items():
             run.log_text(text, name)
         body = json.dumps(result, sort_keys=True, ensure_ascii=False, allow_nan=False)
@@ -63,6 +72,7 @@ def record_bias_run(log: AuditLog, settings: Settings | None, *, kind: str, resu
                                      "kind": kind, "data": data, "passed": result.get("passed"),
                                      "status": result.get("status"),
                                      "metrics": summary(result), "groups": groups(result, log.redact),
+                                     **({"quality": result["quality"]} if result.get("quality") else {}),
                                      "warnings": result.get("warnings", [])[:50],
                                      "result_sha256": sha256_digest(body)})
     result["record_id"], result["mlflow_run_id"] = record.record_id, run.id

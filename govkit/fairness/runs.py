@@ -80,7 +80,7 @@ def bias_tabular(log: AuditLog, settings: Settings | None, data: str | Path, *, 
         frame[decision] = (frame[score] >= threshold).astype(int)
     try:
         result = analyze(frame, y_true=y_true, y_pred=decision, sensitive=columns, policy=policy,
-                         reference=reference, bootstrap=bootstrap, seed=seed)
+                         reference=reference, bootstrap=bootstrap, seed=seed, min_lift=_min_lift(settings))
     except InputError as exc:
         raise _in_file(exc, data_path) from None
     result = {"kind": "tabular", "data": identity,
@@ -88,6 +88,12 @@ def bias_tabular(log: AuditLog, settings: Settings | None, data: str | Path, *, 
     record_bias_run(log, settings, kind="tabular", result=result, out=out,
                     artifacts={"by_group.csv": by_group_csv(result)}, fields=_identity_fields(log, model_artifact))
     return _run(result)
+
+
+def _min_lift(settings: Settings | None) -> float:
+    from ..config import QualityPolicy
+
+    return (settings.policy.quality if settings else QualityPolicy()).min_lift
 
 
 def _distinct_columns(roles: dict[str, str | None], sensitive: Sequence[str]) -> None:
@@ -146,7 +152,7 @@ def bias_llm(log: AuditLog, settings: Settings | None, data: str | Path, *, sens
                           "check the template and the choices")
     try:
         result = analyze(parsed, y_true="label" if truth is not None else None, y_pred="y_pred",
-                         sensitive=columns, policy=policy, bootstrap=bootstrap, seed=seed)
+                         sensitive=columns, policy=policy, bootstrap=bootstrap, seed=seed, min_lift=_min_lift(settings))
     except InputError as exc:
         raise _in_file(exc, data_path) from None
     result["warnings"] += unparseable["warnings"]

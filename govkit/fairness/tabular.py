@@ -64,8 +64,43 @@ def wilson(successes: int, trials: int, confidence: float) -> list[float] | None
     return [max(0.0, float(interval.low)), min(1.0, float(interval.high))]
 
 
+def decision_quality(cells: Any, *, y_true: str, y_pred: str, confidence: float, min_lift: float) -> dict[str, Any]:
+    """How well the decisions match the outcomes, over every row: accuracy, TPR, FPR, FNR and
+    precision with Wilson intervals, against the baseline that needs no model, the majority
+    decision (everyone gets the outcome most of them had). It passes when the lower end of the
+    accuracy's interval clears the baseline by `min_lift`, fails when its upper end does not reach
+    that, and is inconclusive in between: not a pass."""
+    weight = cells[WEIGHT]
+    truth, decided = cells[y_true] == 1, cells[y_pred] == 1
+    tp, fp = int(weight[truth & decided].sum()), int(weight[~truth & decided].sum())
+    fn, tn = int(weight[truth & ~decided].sum()), int(weight[~truth & ~decided].sum())
+    n = tp + fp + fn + tn
+
+    def rate(part: int, whole: int) -> dict[str, Any]:
+        return {"value": round(part / whole, 6) if whole else None, "interval": wilson(part, whole, confidence),
+                "of": whole}
+
+    positives = tp + fn
+    majority = 1 if positives * 2 >= n else 0
+    baseline = (positives if majority else n - positives) / n if n else None
+    accuracy = rate(tp + tn, n)
+    target = None if baseline is None else baseline + min_lift
+    low, high = (accuracy["interval"] or [None, None])
+    status = ("inconclusive" if target is None or low is None else
+              "pass" if low > target else "fail" if high < target else "inconclusive")
+    return {"rows": n, "accuracy": accuracy, "true_positive_rate": rate(tp, positives),
+            "false_positive_rate": rate(fp, fp + tn), "false_negative_rate": rate(fn, positives),
+            "precision": rate(tp, tp + fp),
+            "baseline": {"decision": majority, "accuracy": None if baseline is None else round(baseline, 6),
+                         "name": "the favourable decision for everyone" if majority else
+                                 "the unfavourable decision for everyone"},
+            "lift": None if baseline is None or accuracy["value"] is None else round(accuracy["value"] - baseline, 6),
+            "min_lift": min_lift, "confidence": confidence, "status": status}
+
+
 def analyze(frame: Any, *, y_true: str | None, y_pred: str, sensitive: list[str], policy: FairnessPolicy,
-            reference: str | None = None, bootstrap: int = 2000, seed: int = 0) -> dict[str, Any]:
+            reference: str | None = None, bootstrap: int = 2000, seed: int = 0,
+            min_lift: float | None = None) -> dict[str, Any]:
     """Per-group metrics and between-group metrics, each attribute alone and (for several) together.
 
     Without `y_true` (decisions with no known outcome) only the selection-rate metrics are given.
@@ -94,7 +129,10 @@ def analyze(frame: Any, *, y_true: str | None, y_pred: str, sensitive: list[str]
     to_conclude = sorted({f"{key}.{name}: {m.get('to_conclude') or m.get('reason') or m['with_small_groups']['reason']}"
                           for key, view in results.items() for name, m in view["metrics"].items()
                           if m["status"] == "inconclusive" or "with_small_groups" in m})
+    quality = (decision_quality(cells, y_true=truth_column, y_pred=y_pred, confidence=policy.confidence,
+                                min_lift=min_lift) if truth and min_lift is not None else None)
     return {"status": status, "to_conclude": to_conclude, "rows": int(len(frame)), "y_true": y_true if truth else None,
+            **({"quality": quality} if quality is not None else {}),
             "y_pred": y_pred, "sensitive": list(sensitive),
             "confidence": policy.confidence, "min_group_size": policy.min_group_size, "bootstrap": bootstrap,
             "seed": seed, "views": results, "passed": status == "pass",

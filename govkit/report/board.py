@@ -290,9 +290,14 @@ def _page_one(snapshot: dict[str, Any]) -> list[str]:
     if snapshot["gate"] is None:
         alerts.append("The pre-deployment gate (govkit check) has not been run: every control is without evidence.")
     else:
-        missing = sorted(c for c, r in snapshot["gate"]["results"].items() if r["blocking"] and r["status"] == "NO EVIDENCE")
+        results = snapshot["gate"]["results"]
+        missing = sorted(c for c, r in results.items() if r["blocking"] and r["status"] == "NO EVIDENCE")
         if missing:
             alerts.append("No evidence for blocking control(s) " + ", ".join(missing) + ".")
+        for check_id, result in sorted(results.items()):  # a weakened verdict is said where the board reads first
+            note = result.get("blocking_note")
+            if note and result.get("status") not in ("PASS", "SKIP"):
+                alerts.append(f"{check_id}: {note}.")
     return alerts
 
 

@@ -29,14 +29,19 @@ _KEYED = ("SELECT r.seq, r.body FROM record_keys k JOIN records r ON r.seq = k.s
 _TAIL = "SELECT seq, body FROM records WHERE seq > :keyed AND seq <= :head"
 # What identifies the model that answered: its file, its version, its runtime, its quantization.
 _IDENTITY = ("artifact_sha256", "model_version", "runtime", "runtime_version", "runtime_sha256", "quantization")
+NOT_LIVE = ("evaluation", "explanation")  # purposes of calls that are not live traffic
 _LATENCY = "SELECT ms FROM temp.kpi_latency ORDER BY ms LIMIT 1 OFFSET ?"
 
 
 def period_kpis(db: sqlite3.Connection, *, head: int, start: str, end: str) -> dict[str, Any]:
     """The KPIs of records with start <= ts_start < end and seq <= head (the snapshot's head)."""
     keyed = min(keyed_upto(db), head)
+    # One population per figure: "inference" and every rate over it count live traffic only, as the
+    # gate's checks do; calls made by evaluations (bias runs, counterfactuals) and explanations are
+    # counted apart and never dilute a rate.
     counts = {"records": 0, "inference": 0, "errors": 0, "requests": 0, "refused": 0, "overrides": 0,
-              "explanations": 0, "model_changes": 0, "incidents": 0, "synthetic": 0}
+              "explanations": 0, "model_changes": 0, "incidents": 0, "synthetic": 0, "evaluation_calls": 0,
+              "explanation_calls": 0}
     per_event = {"inference": "inference", "request": "requests", "override": "overrides",
                  "explanation": "explanations", "model_change": "model_changes", "incident": "incidents"}
     redactions: dict[str, int] = {}
@@ -59,9 +64,12 @@ def period_kpis(db: sqlite3.Connection, *, head: int, start: str, end: str) -> d
             first = seq if first is None else first
             last = seq
             event = record.get("event_type")
-            if event in per_event:
+            purpose = record.get("purpose") if event == "inference" else None
+            if purpose in NOT_LIVE:
+                counts[f"{purpose}_calls"] += 1
+            elif event in per_event:
                 counts[per_event[event]] += 1
-            if event == "inference":
+            if event == "inference" and purpose not in NOT_LIVE:
                 if record.get("status") != "ok":
                     counts["errors"] += 1
                 if record.get("purpose") == SYNTHETIC:
@@ -77,6 +85,7 @@ def period_kpis(db: sqlite3.Connection, *, head: int, start: str, end: str) -> d
                     for name, n in entities.items():
                         if isinstance(n, int):
                             redactions[name] = redactions.get(name, 0) + n
+            if event == "inference":
                 models.add(tuple(str(record.get(k) or "") for k in _IDENTITY))
             elif event == "request" and record.get("status") in ("refused", "rejected"):
                 counts["refused"] += 1
