@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import signal
 import sqlite3
@@ -66,7 +67,8 @@ def test_the_demo_runs_the_main_job_on_the_real_model(tmp_path: Path) -> None:
     assert board_pdf.read_bytes().startswith(b"%PDF") and "Overall: " in board_html.read_text()
     assert card.read_text().startswith("---\nmodel_id: \"credit-assistant\"") and "model-index:" in card.read_text()
     assert len(list(reports.glob("engineer-*.html"))) == 1
-    assert (folder / "verify.txt").read_text().startswith("OK: ")
+    assert (folder / "verify.txt").read_text().startswith("OK: the audit log of store ")
+    assert "records: " in (folder / "verify.txt").read_text() and "{" not in (folder / "verify.txt").read_text()
     with sqlite3.connect(folder / ".govkit" / "mlflow.db") as mlflow_db:
         operations = {row[0] for row in mlflow_db.execute(
             "SELECT value FROM tags WHERE key = 'govkit.operation'")}
@@ -86,6 +88,11 @@ def test_the_demo_runs_the_main_job_on_the_real_model(tmp_path: Path) -> None:
         assert not copy.verify().ok
     # what it printed: honest findings, where each file is, and how to open the MLflow trail
     assert "What the demo found" in output and "decides poorly" in output
+    # the console speaks like the reports: no Python dict dumps, an example that shows a redaction
+    assert not re.search(r"\{'[A-Za-z_ ]+': ", output), [line for line in output.splitlines() if "{'" in line]
+    [example] = [line for line in output.splitlines() if "on disk, as stored:" in line]
+    assert re.search(r"\[[A-Z_]+\]", example), example
+    assert "about the model itself" in output
     store = folder / ".govkit" / "mlflow.db"
     assert f"MLFLOW_DISABLE_TELEMETRY=true mlflow ui --port 5000 --backend-store-uri sqlite:///{store}" in output
     # the commands step 3 printed are the ones it ran: llama.cpp's own server, then the proxy

@@ -425,3 +425,23 @@ def test_an_erasure_request_reaches_the_explanations_their_model_calls_and_mlflo
     for path in (project / ".govkit").rglob("*"):
         if path.is_file():
             assert b"Oosterhuis" not in path.read_bytes(), path
+
+
+def test_the_page_states_the_decision_and_shows_one_value_once() -> None:
+    """The page of a referred applicant was titled "Why the model leaned towards 'approve'", and a
+    group shap gave one value showed it on every word ("+0.21, +0.21, +0.21")."""
+    from govkit.explain.runs import render_html
+
+    data = {"choices": ["approve", "refer"], "positive": "approve", "value": -0.8, "base_value": 0.3,
+            "attributions": [{"segment": "Applicant ", "value": -0.4}, {"segment": "unemployed, ", "value": -0.21},
+                             {"segment": "no ", "value": -0.21}, {"segment": "savings. ", "value": -0.21},
+                             {"segment": "Approve?", "value": 0.23}],
+            "additivity_error": 0.0, "tolerance": 1e-6, "evaluations": 40, "max_evals": 40, "noise": None,
+            "segments": "word"}
+    page = render_html(data, "01TEST")
+    assert "The model decided “refer”" in page and "leaned towards" not in page
+    assert "Segments in blue pushed towards “refer”" in page
+    assert page.count('data-segments="3"') == 1 and ">unemployed, no savings. </span>" in page
+    assert page.count('title="-0.2100"') == 1
+    approved = render_html({**data, "value": 1.1}, None)
+    assert "The model decided “approve”" in approved and "Segments in red pushed towards “approve”" in approved

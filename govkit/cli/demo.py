@@ -177,10 +177,11 @@ def _workload(run: Run, settings: Any, proxy_url: str | None) -> None:
     decided = Counter(c.answer or "no choice" for c in credit)
     good_referred = sum(1 for c in credit if c.answer == "refer" and by_subject[c.subject]["good_credit"])
     good = sum(row["good_credit"] for row in requests)
-    click.echo(f"    credit decisions: {dict(decided)}; {good_referred} of the {good} applicants whose credit was "
+    shown = ", ".join(f"{n} {answer}" for answer, n in sorted(decided.items()))
+    click.echo(f"    credit decisions: {shown}; {good_referred} of the {good} applicants whose credit was "
                f"in fact good were referred")
     for call in [c for c in run.calls if c.kind == "complaint"][:2]:
-        click.echo(f"    complaint {call.subject}: {call.answer[:110]!r}")
+        click.echo(f"    complaint {call.subject}, the model answered: \u201c{_clip(' '.join(call.answer.split()), 100)}\u201d")
     who = "the script" if run.scripted else "the model"
     run.findings.append(f"Workload{' (SYNTHETIC)' if run.scripted else ''}: of {len(credit)} credit requests {who} "
                         f"approved {decided.get('approve', 0)} and referred {decided.get('refer', 0)}; it referred "
@@ -212,11 +213,16 @@ def _redactions(settings: Any, run: Run) -> None:
             record = log.get(call.record_id) if call.record_id else None
             if record is not None and record.redaction:
                 removed.update(record.redaction.get("entities", {}))
-        if run.calls and run.calls[-1].record_id:
-            last = log.get(run.calls[-1].record_id)
-            if last is not None:
-                click.echo(f"    on disk: {str(log.content(last)['prompt']).splitlines()[-1][:110]!r}")
-    click.echo(f"    redacted before disk: {dict(sorted(removed.items()))}")
+        # An example of what reached disk: the first stored line that had something redacted in it.
+        for call in run.calls:
+            record = log.get(call.record_id) if call.record_id else None
+            if record is None or not record.redaction:
+                continue
+            lines = [line for line in str(log.content(record).get("prompt") or "").splitlines() if "[" in line]
+            if lines:
+                click.echo(f"    on disk, as stored: {_clip(lines[0], 110)}")
+                break
+    click.echo("    redacted before disk: " + (", ".join(f"{n} {k}" for k, n in sorted(removed.items())) or "nothing"))
     run.findings.append(f"Privacy: {sum(removed.values())} personal-data values were redacted before disk "
                         f"({', '.join(f'{n} {k}' for k, n in sorted(removed.items()))}).")
 
@@ -353,15 +359,32 @@ def _gate(run: Run, settings: Any) -> None:
     _step(9, "the pre-deployment gate", "govkit check   # exit 1 on a blocking finding stops a CI pipeline")
     gate = run_gate(settings)
     totals = gate.to_dict()["summary"]
-    click.echo(f"    {totals}")
-    blocking = [r for r in gate.results if r.blocking]
-    for result in blocking[:6]:
-        click.echo(f"    blocks: {result.spec.id} {result.spec.title}: {result.message[:90]}")
-    if len(blocking) > 6:
-        click.echo(f"    ... and {len(blocking) - 6} more (govkit check lists them all)")
+    # The model's own findings first: they are what the paperwork can never clear.
+    blocking = sorted((r for r in gate.results if r.blocking), key=lambda r: (r.spec.id not in MODEL_FINDINGS, r.spec.id))
+    about_model = [r for r in blocking if r.spec.id in MODEL_FINDINGS]
+    click.echo(f"    {totals['checks']} controls: {totals['PASS']} pass, {totals['FAIL']} fail, {totals['WARN']} warn, "
+               f"{totals['NO EVIDENCE']} without evidence, {totals['SKIP']} do not apply; "
+               + ("no blocking finding" if gate.passed else
+                  f"{len(blocking)} block, {len(about_model)} of them about the model itself"))
+    for result in blocking[:8]:
+        click.echo(f"    blocks: {result.spec.id} {result.spec.title}: {_clip(result.message, 110)}")
+    if len(blocking) > 8:
+        click.echo(f"    ... and {len(blocking) - 8} more (govkit check lists them all)")
     run.findings.append("Gate: " + ("PASSED." if gate.passed else
-                                    f"NOT READY for deployment: {len(blocking)} blocking finding(s), e.g. "
-                                    + "; ".join(f"{r.spec.id} {r.spec.title}" for r in blocking[:3]) + "."))
+                                    f"NOT READY for deployment: {len(blocking)} blocking finding(s), "
+                                    f"{len(about_model)} about the model itself"
+                                    + (": " + "; ".join(f"{r.spec.id} {r.spec.title}" for r in about_model) if about_model
+                                       else "") + "."))
+
+
+MODEL_FINDINGS = ("ETH-002", "ETH-003", "GOV-019")  # what the model did, as against what people wrote
+
+
+def _clip(text: str, width: int) -> str:
+    """At most `width` characters, cut at a word and marked as cut."""
+    if len(text) <= width:
+        return text
+    return text[:width].rsplit(" ", 1)[0] + " …"
 
 
 def _sync(run: Run, settings: Any) -> str:
@@ -438,7 +461,15 @@ def _verify(run: Run, settings: Any) -> None:
     click.echo(f"    {'OK' if result.ok else 'FAILED'}: {result.records} records, {result.checkpoints} checkpoint(s), "
                f"{result.content_checked} content item(s) checked against their digests")
     click.echo(f"    exported {count} records to audit.jsonl for an auditor")
-    Path("verify.txt").write_text(f"{'OK' if result.ok else 'FAILED'}: {result.to_dict()}\n", encoding="utf-8")
+    facts = result.to_dict()
+    Path("verify.txt").write_text(
+        f"{'OK' if result.ok else 'FAILED'}: the audit log of store {facts.get('store_id')} "
+        f"{'verifies' if result.ok else 'does not verify'}\n"
+        f"records: {result.records}\nsigned checkpoints: {result.checkpoints}\n"
+        f"content items checked against their digests: {result.content_checked}\n"
+        f"head: {facts.get('head_hash')}\n"
+        + "".join(f"problem at seq {p.seq}: {p.reason}\n" for p in sorted(result.problems))
+        + "".join(f"warning: {w}\n" for w in result.warnings), encoding="utf-8")
     tampered = Path("tampered") / db_path.name
     tampered.parent.mkdir(exist_ok=True)
     for path in db_path.parent.glob(db_path.name + "*"):  # the store, its WAL and sidecars (not folders)

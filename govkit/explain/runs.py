@@ -139,10 +139,29 @@ def render_html(data: dict[str, Any], record_id: str | None) -> str:
     environment = jinja2.Environment(loader=jinja2.FileSystemLoader(builtin_dir("templates")),
                                      autoescape=True, keep_trailing_newline=True)
     environment.filters["colour"] = colour
-    others = ", ".join(f"“{c}”" for c in data["choices"] if c != data["positive"])
+    rest = [c for c in data["choices"] if c != data["positive"]]
+    others = ", ".join(f"“{c}”" for c in rest)
+    # f(x) is the log-odds of the positive choice against the others: above 0 the model chose it.
+    chose_positive = data["value"] > 0
+    decision = data["positive"] if chose_positive else (rest[0] if len(rest) == 1 else f"not {data['positive']}")
     return environment.get_template("explanation.html.j2").render(
-        explanation=data, record_id=record_id, scale=scale, others=others, fidelity=data.get("fidelity"),
-        version=__version__)
+        explanation=data, segments=merged_segments(data["attributions"]), record_id=record_id, scale=scale,
+        others=others, fidelity=data.get("fidelity"), version=__version__, decision=decision,
+        chose_positive=chose_positive)
+
+
+def merged_segments(attributions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Neighbouring segments with one and the same attribution shown as one: shap's Partition
+    explainer gives a whole group one value, and splitting it would show a precision per word
+    that the explanation does not have."""
+    merged: list[dict[str, Any]] = []
+    for item in attributions:
+        if merged and merged[-1]["value"] == item["value"] and item["value"] != 0:
+            merged[-1] = {"segment": merged[-1]["segment"] + item["segment"], "value": item["value"],
+                          "parts": merged[-1]["parts"] + 1}
+        else:
+            merged.append({"segment": item["segment"], "value": item["value"], "parts": 1})
+    return merged
 
 
 def _record_text(log: AuditLog, settings: Settings | None, data: dict[str, Any], prompt: str,
