@@ -8,7 +8,8 @@
     ├── MissingDependency            (exit 2) an optional extra is not installed
     ├── EndpointError                (exit 3) the model endpoint is unreachable or failing
     ├── TrackingError                (exit 3) the MLflow server or store cannot be used
-    │   └── ArtifactMissing          (exit 3) a file the store should hold is not there
+    │   ├── ArtifactMissing          (exit 3) a file the store should hold is not there
+    │   └── CentralUnreachable       (exit 3) no answer from the server, after its retries
     ├── StoreError                   (exit 3) the audit store cannot be used as asked
     │   ├── StoreNotFound            (exit 3) no store at the path (only `govkit init` makes one)
     │   ├── StoreMismatch            (exit 3) a store, but not the one govkit.toml names
@@ -55,6 +56,7 @@ __all__ = [
     "DuplicateCheck",
     "TrackingError",
     "ArtifactMissing",
+    "CentralUnreachable",
 ]
 
 
@@ -141,6 +143,10 @@ class TrackingError(GovkitError):
 class ArtifactMissing(TrackingError):
     """The server answered, but a file it should hold is not there (deleted, or expired by an
     object store's lifecycle rule): a finding about the evidence where one is read."""
+
+
+class CentralUnreachable(TrackingError):
+    """The tracking server did not answer at all, after its retries with backoff."""
 
 
 class StoreError(GovkitError):

@@ -15,7 +15,7 @@ from typing import Any
 from .audit import AuditLog, AuditRecord
 from .tracking import TrackedRun, Tracker
 
-__all__ = ["EvidenceRun", "evidence_run", "safe_name"]
+__all__ = ["EvidenceRun", "evidence_run", "safe_name", "safe_path"]
 
 
 def safe_name(text: str, *, parameter: str, patterns: Any = ()) -> str:
@@ -31,6 +31,14 @@ def safe_name(text: str, *, parameter: str, patterns: Any = ()) -> str:
                          f"chained evidence, MLflow and the reports, where no erasure reaches them: rename the file",
                          parameter=parameter)
     return text
+
+
+def safe_path(path: Any, *, parameter: str, patterns: Any = ()) -> None:
+    """A file whose path reaches the evidence: the whole resolved path (its name included) by the
+    same rule as safe_name."""
+    from pathlib import Path
+
+    safe_name(str(Path(path).resolve()), parameter=parameter, patterns=patterns)
 
 
 @dataclass

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from ..audit import AuditLog, AuditRecord, VerifyResult
 from ..config import Settings
 from ..timestamps import parse_ts
-from ._model import NoEvidence
+from ._model import HIGH_TIERS, NoEvidence
 
 if TYPE_CHECKING:
     from ..lineage import LineageGraph
@@ -29,9 +29,6 @@ DEFAULT_POLICY: dict[str, Any] = {
     "disclosure_share_min": 0.95,  # share of inference records that say the user was told it is AI
     "logging_quiet_days": 7,  # no inference record for this long while deployed: is logging on?
 }
-
-
-HIGH_TIERS = ("high", "critical", "unrated")  # where a breach the model shows blocks by default
 
 
 class Context:
@@ -64,8 +61,10 @@ class Context:
         high = self.tier in HIGH_TIERS
         if configured == "always":
             return True, ""
-        if configured == "tier" or not high:
-            return (high if configured == "tier" else False), ""
+        if configured == "tier":
+            return high, ""
+        if not high:  # "never", for a model below the high tier: as configured
+            return False, ""
         decision = self.policy_decision(setting)
         details = (decision.details or {}) if decision else {}
         if decision is not None and details.get("value") == "never":

@@ -27,6 +27,9 @@ class Status(str, enum.Enum):
     SKIP = "SKIP"  # the control does not apply (e.g. a negligible tier), never for missing evidence
 
 
+HIGH_TIERS = ("high", "critical", "unrated")  # where a breach the model shows blocks by default (not rated: failing closed)
+
+
 class Severity(str, enum.Enum):
     BLOCKING = "blocking"
     WARNING = "warning"
@@ -82,7 +85,7 @@ class CheckSpec:
 
     def blocking(self, tier: str) -> bool:
         return (self.severity is Severity.BLOCKING or (self.severity is Severity.TIER and tier != "negligible")
-                or (self.severity is Severity.HIGH_TIER and tier in ("high", "critical", "unrated")))
+                or (self.severity is Severity.HIGH_TIER and tier in HIGH_TIERS))
 
 
 def check_spec(function: Callable[..., Result], *, id: str, title: str, severity: str | Severity,

@@ -55,15 +55,21 @@ def json_option(function: Any) -> Any:
                         show_default=True, help="json: machine-readable output.")(command)
 
 
+# A count given on the command line: at least one, and no more than SQLite and pandas take.
+COUNT = click.IntRange(min=1, max=2**63 - 1)
+
+
 def refuse_evidence(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
-    """A click callback for every output path: never a store, key, config or segment (exit 2)."""
-    from ..outputs import evidence_kind
+    """A click callback for every output path: never a store, key, config or segment (exit 2),
+    refused before the command does anything (outputs.check_output, as every writer checks too)."""
+    from ..outputs import check_output
 
     for path in value if isinstance(value, tuple) else (value,):
-        kind = evidence_kind(path) if path is not None else None
-        if kind is not None:
-            raise click.BadParameter(f"{path} is {kind}: an output never replaces govkit's evidence, keys or "
-                                     f"configuration; nothing was written", ctx=ctx, param=param)
+        if path is not None:
+            try:
+                check_output(path)
+            except InputError as exc:
+                raise click.BadParameter(exc.message, ctx=ctx, param=param) from None
     return value
 
 

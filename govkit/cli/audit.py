@@ -13,7 +13,7 @@ from ..audit import HUMAN_DECISIONS
 from ..audit.checkpoints import parse_public_key
 from ..audit.records import EVENT_TYPES
 from ..errors import InputError
-from ._common import confirm, db_option, device_id_value, echo_json, json_option, open_log, refuse_evidence, settings_for
+from ._common import COUNT, confirm, db_option, device_id_value, echo_json, json_option, open_log, refuse_evidence, settings_for
 from ._root import cli
 
 since_option = click.option("--since", help="Only records at or after this ISO date/time (UTC).")
@@ -32,7 +32,7 @@ def audit() -> None:
 @event_option
 @since_option
 @until_option
-@click.option("--limit", type=click.IntRange(min=1, max=2**63 - 1), default=20, show_default=True)
+@click.option("--limit", type=COUNT, default=20, show_default=True)
 @json_option
 @click.pass_context
 def list_(ctx: click.Context, db: Path | None, event_type: str | None, since: str | None,

@@ -9,14 +9,24 @@ from typing import Any
 
 import click
 
-from ._common import choice_options, db_option, echo_json, model_options, open_log, output_option, refuse_evidence, settings_for
+from ._common import (
+    COUNT,
+    choice_options,
+    db_option,
+    echo_json,
+    model_options,
+    open_log,
+    output_option,
+    refuse_evidence,
+    settings_for,
+)
 from ._root import cli
 
 format_option = click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
                              show_default=True)
 out_option = output_option("Write the JSON result here (what the checks and the board report read).", dest="out")
-limit_option = click.option("--limit", type=click.IntRange(min=1, max=2**63 - 1), help="Only the first N rows (a quick look).")
-sample_option = click.option("--sample", type=click.IntRange(min=1, max=2**63 - 1), help="A random sample of N rows.")
+limit_option = click.option("--limit", type=COUNT, help="Only the first N rows (a quick look).")
+sample_option = click.option("--sample", type=COUNT, help="A random sample of N rows.")
 seed_option = click.option("--seed", type=int, default=0, show_default=True, help="Seed for --sample and the bootstrap.")
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from ..outputs import write_output
-from ._common import choice_options, db_option, model_options, open_log, refuse_evidence, settings_for
+from ._common import COUNT, choice_options, db_option, model_options, open_log, refuse_evidence, settings_for
 from ._root import cli
 
 
@@ -88,7 +88,7 @@ def _emit(text: str, output: Path | None) -> None:
               help="A scikit-learn model (.joblib, .pkl) or an ONNX classifier.")
 @click.option("--data", "data_path", type=click.Path(path_type=Path), required=True,
               help="Rows to explain (CSV, Parquet, JSONL), with the model's feature columns.")
-@click.option("--row", type=click.IntRange(min=1, max=2**63 - 1), help="Explain this row (1-based).")
+@click.option("--row", type=COUNT, help="Explain this row (1-based).")
 @click.option("--all", "all_rows", is_flag=True, help="Explain every row; global importance over all.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), callback=refuse_evidence,

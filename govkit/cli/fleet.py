@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from ..errors import InputError
-from ._common import db_option, device_id_value, echo_json, json_option, public_key_value, settings_for
+from ._common import COUNT, db_option, device_id_value, echo_json, json_option, public_key_value, settings_for
 from ._root import cli
 
 registry_option = click.option("--registry", type=click.Path(dir_okay=False, path_type=Path), required=True,
@@ -30,7 +30,7 @@ def _central(uri: str) -> Any:
 @cli.command()
 @click.option("--to", help="The central MLflow tracking URI (default: [sync] to in govkit.toml).")
 @db_option
-@click.option("--segment-records", type=click.IntRange(min=1, max=2**63 - 1), help="Records per segment at most "
+@click.option("--segment-records", type=COUNT, help="Records per segment at most "
                                                                      "(default: [sync] segment_records).")
 @click.option("--seal", "seal_only", is_flag=True, help="Only seal the complete segments now, offline (no network): "
                                                           "the next sync then only uploads them.")

@@ -15,7 +15,7 @@ from ..audit import AuditLog
 from ..config import Settings
 from ..errors import InputError
 from ..inference.proxy import AuditingProxy, ProxyConfig
-from ._common import db_option, open_log, settings_for
+from ._common import COUNT, db_option, open_log, settings_for
 from ._root import cli
 
 if TYPE_CHECKING:
@@ -31,13 +31,13 @@ if TYPE_CHECKING:
               help="Clients must send 'Authorization: Bearer TOKEN' (TOKEN from $GOVKIT_PROXY_TOKEN or --token-file).")
 @click.option("--token-file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--upstream-key-env", metavar="VAR", help="Environment variable holding the upstream's API key.")
-@click.option("--max-body-bytes", type=click.IntRange(min=1, max=2**63 - 1), default=8 * 1024 * 1024, show_default=True)
+@click.option("--max-body-bytes", type=COUNT, default=8 * 1024 * 1024, show_default=True)
 @click.option("--timeout", "timeout_s", type=click.FloatRange(min=0.1), default=300.0, show_default=True,
               help="Seconds to wait for the upstream between bytes.")
 @click.option("--runtime", help="Runtime name[=version] to record, when the upstream does not say (e.g. llama.cpp=b4500).")
-@click.option("--max-connections", type=click.IntRange(min=1, max=2**63 - 1), default=1024, show_default=True,
+@click.option("--max-connections", type=COUNT, default=1024, show_default=True,
               help="Open client connections in all; beyond it a new one gets 503.")
-@click.option("--max-per-client", type=click.IntRange(min=1, max=2**63 - 1), default=128, show_default=True,
+@click.option("--max-per-client", type=COUNT, default=128, show_default=True,
               help="Open connections from one client address.")
 @click.option("--header-timeout", "header_timeout_s", type=click.FloatRange(min=0.1), default=10.0,
               show_default=True, help="Seconds for a new connection's request head to arrive.")

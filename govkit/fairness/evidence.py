@@ -42,9 +42,6 @@ def groups(result: dict[str, Any], redact: Any = str) -> dict[str, list[dict[str
             for view, data in result.get("views", {}).items()}
 
 
-QUALITY_RATES = ("accuracy", "true_positive_rate", "false_positive_rate", "false_negative_rate", "precision")
-
-
 def record_bias_run(log: AuditLog, settings: Settings | None, *, kind: str, result: dict[str, Any],
                     artifacts: dict[str, str], out: Path | None, fields: dict[str, Any] | None = None) -> AuditRecord:
     """Chain the run, mirror it into MLflow and write `out`; fills result['record_id'] and ['mlflow_run_id']."""
@@ -59,7 +56,9 @@ def record_bias_run(log: AuditLog, settings: Settings | None, *, kind: str, resu
             run.log_metrics({f"{_metric_key(view)}.{name}": m["value"] for name, m in metrics.items()})
         quality = result.get("quality")
         if quality:
-            run.log_metrics({f"quality.{name}": quality[name]["value"] for name in QUALITY_RATES
+            from .tabular import TRUTH_METRICS
+
+            run.log_metrics({f"quality.{name}": quality[name]["value"] for name in TRUTH_METRICS
                              if quality[name]["value"] is not None})
             run.log_metrics({name: value for name, value in (("quality.baseline_accuracy", quality["baseline"]["accuracy"]),
                                                              ("quality.lift", quality["lift"])) if value is not None})

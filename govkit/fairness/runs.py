@@ -274,13 +274,11 @@ def _in_file(exc: InputError, path: Path) -> InputError:
 def _cases(settings: Settings | None, data_path: Path, limit: int | None, sample: int | None,
            seed: int) -> tuple[FairnessPolicy, dict[str, str], Any]:
     """(fairness policy, the data file's identity, its rows after `limit` / `sample`)."""
-    from ..evidence import safe_name
+    from ..evidence import safe_path
     from ..lineage.tables import ReadOptions, detect_format, read_table
 
     policy = settings.policy.fairness if settings else FairnessPolicy()
-    patterns = settings.policy.patterns if settings else ()
-    for name in (data_path.name, str(data_path.resolve())):
-        safe_name(name, parameter="data", patterns=patterns)
+    safe_path(data_path, parameter="data", patterns=settings.policy.patterns if settings else ())
     digest, _ = sha256_file(data_path)
     frame = read_table(data_path, ReadOptions(format=detect_format(data_path)))
     if sample is not None and sample < len(frame):

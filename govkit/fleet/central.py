@@ -24,7 +24,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from ..errors import ArtifactMissing, InputError, StoreFull, TrackingError
+from ..errors import ArtifactMissing, CentralUnreachable, InputError, StoreFull, TrackingError
 from ..tracking import EXPERIMENT_TAGS
 
 __all__ = ["Central", "SYNC_FILTER", "is_deleted"]
@@ -88,8 +88,8 @@ class Central:
             if code in _AUTH_CODES or status in (401, 403) or "401" in str(exc)[:200]:
                 raise self._refused(what) from None
             if "Max retries exceeded" in str(exc) or "Failed to establish a new connection" in str(exc):
-                raise TrackingError(f"MLflow at {self.uri} is unreachable while {what}, after retries with "
-                                    f"backoff") from None
+                raise CentralUnreachable(f"MLflow at {self.uri} is unreachable while {what}, after retries with "
+                                         f"backoff") from None
             if code == "RESOURCE_DOES_NOT_EXIST" or str(exc).startswith("No such artifact"):
                 raise ArtifactMissing(f"MLflow at {self.uri}: {what} failed: {_first_line(exc)}") from None
             raise TrackingError(f"MLflow at {self.uri}: {what} failed: {_first_line(exc)}") from None
@@ -102,8 +102,8 @@ class Central:
                     raise ArtifactMissing(f"MLflow at {self.uri}: {what} failed: HTTP 404 (not there)") from None
                 if status is not None:  # the server answered, with an error
                     raise TrackingError(f"MLflow at {self.uri}: {what} failed: HTTP {status}") from None
-                raise TrackingError(f"MLflow at {self.uri} is unreachable while {what} ({type(exc).__name__}) "
-                                    f"after retries with backoff") from None
+                raise CentralUnreachable(f"MLflow at {self.uri} is unreachable while {what} ({type(exc).__name__}) "
+                                         f"after retries with backoff") from None
             if not isinstance(exc, OSError):
                 raise
             if exc.errno == errno.ENOSPC:

@@ -107,8 +107,8 @@ def fleet_status(central: Central, experiment_ids: list[str], *, registry: dict[
             state.findings.setdefault("altered", []).append(
                 f"run {run.info.run_id}: its witness tags (status, time, findings) are not what the witness signed")
             continue
+        figures = verdict_figures(signed) if signed is not None else None
         if signed is not None:
-            figures = verdict_figures(signed)
             if figures is None:  # a verdict signed before the witness signed its figures
                 state.unverified_figures += 1
             else:
@@ -130,7 +130,6 @@ def fleet_status(central: Central, experiment_ids: list[str], *, registry: dict[
                 continue
             state.acked_seq = max(state.acked_seq, note.hi)
         if verdict == "acknowledged":
-            figures = verdict_figures(signed) if signed is not None else None
             if figures is not None:
                 state.records += figures[2]
             else:  # MLflow's metric: unverified, and counted as such
@@ -156,23 +155,20 @@ def verdict_holds(run: Any, witness_key: str) -> bool:
 def signed_verdict(run: Any, witness_key: str) -> str | None:
     """The text of the verdict the witness signed for this run, when it verifies and the run's
     witness tags (status, time, findings) are what it states; else None."""
-    import hashlib
-
     from .notes import parse_note
-    from .witness import VERDICT_MAGIC
+    from .witness import VERDICT_MAGIC, findings_digest, verdict_fields
 
     tags = run.data.tags
     try:
         parsed = parse_note(tags.get("govkit.witness.verdict", ""), source="govkit.witness.verdict")
     except InputError:
         return None
-    lines = parsed.text.splitlines()
-    fields = dict(line.split(" ", 1) for line in lines[1:] if " " in line)
-    findings = "sha256:" + hashlib.sha256(tags.get("govkit.witness.findings", "").encode("utf-8")).hexdigest()
-    expected = {"run": run.info.run_id, "status": tags.get("govkit.witness.status", ""),
-                "checked": tags.get("govkit.witness.checked_at", ""), "findings": findings}
-    if not lines or lines[0] not in (VERDICT_MAGIC, "govkit.dev/witness-verdict/v1"):
+    if parsed.text.split("\n", 1)[0] not in (VERDICT_MAGIC, "govkit.dev/witness-verdict/v1"):
         return None
+    fields = verdict_fields(parsed.text)
+    expected = {"run": run.info.run_id, "status": tags.get("govkit.witness.status", ""),
+                "checked": tags.get("govkit.witness.checked_at", ""),
+                "findings": findings_digest(tags.get("govkit.witness.findings", ""))}
     if any(fields.get(name) != value for name, value in expected.items()):
         return None
     return parsed.text if verify_note(parsed, witness_key, "witness") else None

@@ -31,7 +31,7 @@ from ..audit.checkpoints import load_private_key
 from ..audit.connect import connect_read_only
 from ..audit.identity import store_identity
 from ..config import Settings
-from ..errors import InputError, StoreFull, StoreNotFound, TrackingError
+from ..errors import CentralUnreachable, InputError, StoreFull, StoreNotFound
 from ..timestamps import utc_now
 from .central import SYNC_FILTER, Central
 from .notes import verify_note
@@ -148,10 +148,8 @@ def sync(settings: Settings, *, to: str | None = None, db: Path | None = None, p
     try:
         with _reading(settings, db_path) as reader:
             return _sync(settings, central, reader, db_path, key, progress, max_records or settings.sync.segment_records)
-    except TrackingError as exc:
-        if "unreachable" not in str(exc):
-            raise
-        raise TrackingError(f"{exc}. Nothing was lost: every record the witness has not acknowledged stays in "
+    except CentralUnreachable as exc:
+        raise CentralUnreachable(f"{exc}. Nothing was lost: every record the witness has not acknowledged stays in "
                             f"{db_path} and is shipped at the next sync, which resumes this one") from None
     finally:
         central.close()

@@ -40,7 +40,7 @@ from .notes import add_signature, sign_note
 from .registry import Device
 from .segments import SegmentNote, check_segment, parse_head_note, parse_segment_note, segment_path, signed_by
 
-__all__ = ["Finding", "WitnessResult", "verdict_figures", "verdict_text", "witness"]
+__all__ = ["Finding", "WitnessResult", "findings_digest", "verdict_fields", "verdict_figures", "verdict_text", "witness"]
 
 SERIOUS = ("fork", "rollback", "altered", "unknown", "missing")
 
@@ -280,14 +280,23 @@ def verdict_text(*, run_id: str, status: str, checked_at: str, findings: str, se
     of the segments it cosigned or found already cosigned, and their records). The views check the
     tags against it and take their figures from it, so a status, a finding, a range or a count
     edited in MLflow is seen, not believed."""
-    digest = hashlib.sha256(findings.encode("utf-8")).hexdigest()
-    return (f"{VERDICT_MAGIC}\nrun {run_id}\nstatus {status}\nchecked {checked_at}\nfindings sha256:{digest}\n"
+    return (f"{VERDICT_MAGIC}\nrun {run_id}\nstatus {status}\nchecked {checked_at}\nfindings {findings_digest(findings)}\n"
             f"range {seq_range}\nrecords {records}\n")
+
+
+def findings_digest(findings: str) -> str:
+    """What a verdict states of its findings: the sha256 of the `govkit.witness.findings` tag."""
+    return "sha256:" + hashlib.sha256(findings.encode("utf-8")).hexdigest()
+
+
+def verdict_fields(text: str) -> dict[str, str]:
+    """A verdict's fields by name (run, status, checked, findings, and from v2 range and records)."""
+    return dict(line.split(" ", 1) for line in text.splitlines()[1:] if " " in line)
 
 
 def verdict_figures(text: str) -> tuple[int, int, int] | None:
     """(lo, hi, records) of a verdict the witness signed, None when it carries none."""
-    fields = dict(line.split(" ", 1) for line in text.splitlines()[1:] if " " in line)
+    fields = verdict_fields(text)
     try:
         lo, _, hi = fields["range"].partition("-")
         return int(lo), int(hi), int(fields["records"])
@@ -416,14 +425,8 @@ def _differs_from_cosigned(central: Central, book: Ledger, note: SegmentNote, da
     for lo, hi, _, _, other_run, other_path in covering:  # seqs agreed+1..upto lie inside this cosigned segment
         if not lo <= agreed + 1 <= hi:
             continue
-        try:
-            cosigned = central.download(other_run, other_path)
-        except TrackingError:
-            break
-        if "sha256:" + hashlib.sha256(cosigned).hexdigest() != book.segment_sha256(note.device_id, note.store_id, lo,
-                                                                                   other_run):
-            find("altered", f"run {other_run}: {other_path} is not the file the witness cosigned for seqs "
-                            f"{lo}..{hi} (replaced after it was cosigned)")
+        cosigned = _cosigned_file(central, book, note.device_id, note.store_id, (lo, hi, other_run, other_path), find)
+        if cosigned is None:
             break
         theirs = _hashes_at(cosigned, set(range(agreed + 1, upto + 1)))
         ours = _hashes_at(data, set(theirs))
@@ -483,12 +486,22 @@ def _record_hash_at(central: Central, book: Ledger, device: Device, seq: int, fi
             return head_hash
         if lo - 1 == seq:
             return prev_hash
-        try:
-            data = central.download(run_id, path)
-        except TrackingError:
-            return None
-        if "sha256:" + hashlib.sha256(data).hexdigest() != book.segment_sha256(device.id, device.store_id, lo, run_id):
-            find("altered", f"run {run_id}: {path} is not the file the witness cosigned for seqs {lo}..{hi}")
-            return None
-        return _hashes_at(data, {seq}).get(seq)
+        data = _cosigned_file(central, book, device.id, device.store_id, (lo, hi, run_id, path), find)
+        return None if data is None else _hashes_at(data, {seq}).get(seq)
     return None
+
+
+def _cosigned_file(central: Central, book: Ledger, device_id: str, store_id: str,
+                   segment: tuple[int, int, str, str], find: Any) -> bytes | None:
+    """MLflow's copy of a segment the witness cosigned, (lo, hi, run, path), when it is still the
+    file the ledger holds the sha256 of; a replaced one is `altered`, and None either way."""
+    lo, hi, run_id, path = segment
+    try:
+        data = central.download(run_id, path)
+    except TrackingError:
+        return None
+    if "sha256:" + hashlib.sha256(data).hexdigest() != book.segment_sha256(device_id, store_id, lo, run_id):
+        find("altered", f"run {run_id}: {path} is not the file the witness cosigned for seqs {lo}..{hi} "
+                        f"(replaced after it was cosigned)")
+        return None
+    return data

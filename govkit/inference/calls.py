@@ -10,6 +10,7 @@ per choice and per tool call's arguments in the chain.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -118,12 +119,16 @@ def _media(payload: dict[str, Any]) -> str | None:
 def _model_name(name: str) -> str:
     """A model name as servers spell them, chained as it is; anything else (a name with spaces, or
     personal data sent in the field) as its digest."""
-    if _MODEL_NAME.fullmatch(name):
-        from ..audit.redact import Redactor
-
-        if not Redactor().redact(name).counts:
-            return name
+    if _MODEL_NAME.fullmatch(name) and not _redactor().spans(name):
+        return name
     return _digest(name)
+
+
+@functools.cache
+def _redactor() -> Any:
+    from ..audit.redact import Redactor
+
+    return Redactor()
 
 
 @dataclass

@@ -18,7 +18,7 @@ from ..audit import AuditLog, Redactor
 from ..config import Settings
 from ..digests import sha256_file
 from ..errors import InputError
-from ..evidence import EvidenceRun, evidence_run
+from ..evidence import EvidenceRun, evidence_run, safe_path
 from ..inference.fingerprint import fingerprint_artifact
 from ..tracking import Tracker
 from .profile import profile_frame
@@ -129,7 +129,7 @@ class Lineage:
             raise InputError(f"expected yes, no or unknown, got '{contains_pii}'", parameter="contains_pii")
         patterns = self.settings.policy.patterns if self.settings else ()
         name = _check_name(name or path.name, patterns)
-        _check_name_of_path(path, patterns)
+        safe_path(path, parameter="path", patterns=patterns)
         graph = self.graph()
         parent_refs = [(graph.resolve(ref, "dataset")["id"], transform) for ref, transform in parents]
         read = read or ReadOptions(format=detect_format(path))
@@ -204,7 +204,7 @@ class Lineage:
         identity = self._checked_identity(path)
         patterns = self.settings.policy.patterns if self.settings else ()
         name = _check_name(name or path.name, patterns)
-        _check_name_of_path(path, patterns)
+        safe_path(path, parameter="path", patterns=patterns)
         previous = graph.versions("model", name)
         if previous and previous[-1]["sha256"] == identity.sha256:
             return LineageChange(previous[-1], False)
@@ -324,12 +324,6 @@ def _check_name(name: str, patterns: Any = ()) -> str:
     if not _NAME.match(name):
         raise InputError(f"'{name}' may not contain '@' or '/' or start with a space", parameter="name")
     return name
-
-
-def _check_name_of_path(path: Path, patterns: Any) -> None:
-    from ..evidence import safe_name
-
-    safe_name(str(path.resolve()), parameter="path", patterns=patterns)
 
 
 def _schema_changes(previous: dict[str, Any], columns: list[dict[str, Any]]) -> list[dict[str, Any]]:

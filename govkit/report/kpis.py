@@ -72,7 +72,7 @@ def period_kpis(db: sqlite3.Connection, *, head: int, start: str, end: str) -> d
             if event == "inference" and purpose not in NOT_LIVE:
                 if record.get("status") != "ok":
                     counts["errors"] += 1
-                if record.get("purpose") == SYNTHETIC:
+                if purpose == SYNTHETIC:
                     counts["synthetic"] += 1
                 latency = record.get("latency_ms")
                 if isinstance(latency, (int, float)) and not isinstance(latency, bool):

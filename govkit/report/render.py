@@ -34,7 +34,7 @@ def yaml_scalar(value: Any) -> str:
     raw in a stream (C0 and C1 controls, DEL, NEL, the line and paragraph separators, a BOM,
     unpaired surrogates) written as its escape."""
     text = json.dumps(value, ensure_ascii=False)
-    return "".join(c if c.isprintable() or c in " " else f"\\u{ord(c):04x}" for c in text)
+    return "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in text)
 
 
 def environment(templates_dir: Path | None, *, html: bool) -> Any:
