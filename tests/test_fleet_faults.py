@@ -204,3 +204,37 @@ def test_a_missing_segment_file_is_a_finding_for_its_device_and_the_witness_chec
     states = {s["device_id"]: s for s in json.loads(status.output)}
     assert states["branch-26b"]["healthy"] and states["branch-26b"]["acked_seq"] == second.head()
     assert not states["branch-26a"]["healthy"] and "missing" in states["branch-26a"]["findings"], states
+
+
+def test_a_server_that_stops_answering_while_the_witness_reads_a_cosigned_file_settles_nothing(
+        tmp_path: Path, central: str, witness_key: tuple[Path, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reading back a cosigned file treated any failure as a missing file: an outage for one
+    request became a lasting verdict on the run (rejected as undecidable, or a rollback)."""
+    from govkit.errors import CentralUnreachable
+    from govkit.fleet.central import Central
+
+    device = make_device(tmp_path, "branch-27")
+    device.append(300)
+    backup = device.clone(tmp_path / "backup")
+    device.append(300)
+    cosigned = ship(device, central)
+    registry = enroll(tmp_path, device)
+    assert witness_pass(central, registry, witness_key[0], tmp_path).ok
+    import shutil
+
+    shutil.rmtree(device.folder / ".govkit")
+    shutil.copytree(backup.folder / ".govkit", device.folder / ".govkit")  # its head is now inside a cosigned segment
+    ship(device, central)
+    download = Central.download
+
+    def outage(self: Central, run_id: str, path: str) -> bytes:
+        if run_id == cosigned.run_id and path.endswith(".parquet"):
+            raise CentralUnreachable(f"MLflow at {self.uri} is unreachable while downloading {path}")
+        return download(self, run_id, path)
+
+    monkeypatch.setattr(Central, "download", outage)
+    with pytest.raises(CentralUnreachable):
+        witness_pass(central, registry, witness_key[0], tmp_path)
+    monkeypatch.setattr(Central, "download", download)
+    checked = witness_pass(central, registry, witness_key[0], tmp_path)  # the run was not settled: checked again
+    assert [f.kind for f in checked.findings] == ["rollback"] and checked.runs == 1, checked.to_dict()

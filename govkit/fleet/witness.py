@@ -33,7 +33,7 @@ from typing import Any
 
 from .._lazy import require
 from ..audit.hashing import GENESIS_HASH
-from ..errors import ArtifactMissing, InputError, StoreError, StoreFull, TrackingError
+from ..errors import ArtifactMissing, InputError, StoreError, StoreFull
 from ..timestamps import utc_now
 from .central import SYNC_FILTER, Central
 from .notes import add_signature, sign_note
@@ -496,9 +496,11 @@ def _cosigned_file(central: Central, book: Ledger, device_id: str, store_id: str
     """MLflow's copy of a segment the witness cosigned, (lo, hi, run, path), when it is still the
     file the ledger holds the sha256 of; a replaced one is `altered`, and None either way."""
     lo, hi, run_id, path = segment
+    # Only a file that is gone is decided without it; any other failure is the environment's (exit
+    # 3), and the run stays unsettled for the next pass.
     try:
         data = central.download(run_id, path)
-    except TrackingError:
+    except ArtifactMissing:
         return None
     if "sha256:" + hashlib.sha256(data).hexdigest() != book.segment_sha256(device_id, store_id, lo, run_id):
         find("altered", f"run {run_id}: {path} is not the file the witness cosigned for seqs {lo}..{hi} "
