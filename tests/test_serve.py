@@ -83,6 +83,10 @@ def test_serve_names_the_mistake_with_exit_2(tmp_path: Path) -> None:
         result = subprocess.run([sys.executable, "-m", "govkit", "serve", str(gguf), "--port", str(port)],
                                 capture_output=True, text=True)
     assert result.returncode == 2 and f"--port: cannot listen on 127.0.0.1:{port}" in result.stderr
+    for flag in ("--threads", "--parallel"):  # a number past what llama.cpp takes crashed with exit 4
+        result = subprocess.run([sys.executable, "-m", "govkit", "serve", str(gguf), flag, "99999999999"],
+                                capture_output=True, text=True)
+        assert result.returncode == 2 and flag in result.stderr and "Internal error" not in result.stderr
     result = subprocess.run([sys.executable, "-m", "govkit", "serve", str(gguf), "--api-key-env", "NO_SUCH_VAR"],
                             capture_output=True, text=True, env={k: v for k, v in os.environ.items() if k != "NO_SUCH_VAR"})
     assert result.returncode == 2 and "--api-key-env" in result.stderr and "$NO_SUCH_VAR" in result.stderr

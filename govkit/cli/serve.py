@@ -10,14 +10,16 @@ import click
 from ..errors import InputError
 from ._root import cli
 
+MAX_THREADS = 512  # ggml's GGML_MAX_N_THREADS: llama.cpp takes no more (and more slots than that is no use)
+
 
 @cli.command()
 @click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (loopback by default).")
 @click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True)
-@click.option("--threads", type=click.IntRange(min=1), help="CPU threads for the model  [default: every core]")
+@click.option("--threads", type=click.IntRange(1, MAX_THREADS), help="CPU threads for the model  [default: every core]")
 @click.option("--ctx", type=click.IntRange(min=64), default=2048, show_default=True, help="Context length in tokens.")
-@click.option("--parallel", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--parallel", type=click.IntRange(1, MAX_THREADS), default=1, show_default=True,
               help="Requests decoded at once (the context is shared between them).")
 @click.option("--embedding", is_flag=True, help="Also serve /v1/embeddings (mean pooling).")
 @click.option("--api-key-env", metavar="VAR", help="Environment variable holding the API key clients must send.")
