@@ -80,16 +80,50 @@ def synthetic_data_documented(ctx: Context):
 @check(id="DAT-004", title="Evaluation data examined for bias", severity="warning",
        references={"EU AI Act": "Art. 10(2)(f)-(g), 10(6)", "OSFI E-23": "P3.2"}, crosswalk="dataset_bias_examination")
 def dataset_bias_examination(ctx: Context):
-    """What it checks: each evaluation dataset in the lineage was the input of a bias run (same sha256).
+    """What it checks: each evaluation dataset in the lineage was the input of a bias run (same
+    sha256), itself or through a dataset registered as derived from it (a sample or slice drawn
+    with govkit lineage dataset sample); the message names the sample and how it was drawn.
     Why it matters: the AI Act asks for an examination of possible biases in the data sets.
-    How to fix: govkit bias tabular (or llm) --data the evaluation file."""
+    How to fix: govkit bias tabular (or llm) --data the evaluation file, or a sample of it drawn with
+    govkit lineage dataset sample."""
     evaluation = [d for d in _datasets(ctx) if d.get("role") == "eval"]
     if not evaluation:
         raise NoEvidence("no evaluation dataset registered: govkit lineage dataset add FILE --role eval")
     examined = {(r.details.get("data") or {}).get("sha256") for r in ctx.records("bias_run")}
-    missing = [d["id"] for d in evaluation if d["sha256"] not in examined]
-    return Result(not missing, f"never examined: {', '.join(missing)}" if missing else
-                  f"{len(evaluation)} examined", {"missing": missing})
+    children: dict[str, list[dict]] = {}
+    for entity in _datasets(ctx):
+        for parent in entity.get("parents", []):
+            children.setdefault(parent["id"], []).append(entity)
+    missing, items = [], []
+    for dataset in evaluation:
+        if dataset["sha256"] in examined:
+            items.append(f"{dataset['id']}: examined itself")
+            continue
+        through = [d for d in _descendants(dataset["id"], children) if d["sha256"] in examined]
+        if through:
+            items.append(f"{dataset['id']}: examined through {', '.join(_drawn(d, dataset['id']) for d in through)}")
+        else:
+            missing.append(dataset["id"])
+            items.append(f"{dataset['id']}: never examined")
+    return Result(not missing, f"never examined: {', '.join(missing)}" if missing else "; ".join(items),
+                  {"missing": missing, "items": items})
+
+
+def _descendants(dataset_id: str, children: dict[str, list[dict]]) -> list[dict]:
+    found, pending, seen = [], list(children.get(dataset_id, [])), {dataset_id}
+    while pending:
+        entity = pending.pop(0)
+        if entity["id"] in seen:
+            continue
+        seen.add(entity["id"])
+        found.append(entity)
+        pending.extend(children.get(entity["id"], []))
+    return found
+
+
+def _drawn(entity: dict, source_id: str) -> str:
+    how = next((p.get("transform") for p in entity.get("parents", []) if p["id"] == source_id), None)
+    return f"{entity['id']} ({how})" if how else f"{entity['id']} (derived)"
 
 
 @check(id="DAT-005", title="Personal data in datasets declared", severity="warning",

@@ -142,6 +142,9 @@ def _record(log: Any, settings: Settings, results: list[CheckResult], totals: di
     from .tracking import Tracker
 
     scores = {Status.PASS: 1.0, Status.WARN: 0.5, Status.FAIL: 0.0, Status.NO_EVIDENCE: 0.0, Status.ERROR: -1.0}
+    from .inventory import chain_inventory
+
+    chain_inventory(log, settings)  # the inventory the checks judged, as it stood
     tracker = Tracker.from_settings(settings, log.path)
     with evidence_run(log, tracker, "check: pre-deployment gate", {"govkit.event": "check_run",
                                                                   "govkit.passed": str(totals["passed"])}) as evidence:

@@ -23,7 +23,7 @@ from .errors import ConfigError, InputError
 from .timestamps import parse_date
 
 __all__ = ["EXTENDED_FIELDS", "FACTORS", "LEVELS", "MINIMUM_FIELDS", "Finding", "Rating", "RecordedRating", "rate",
-           "read_answers", "record_rating", "validate"]
+           "chain_inventory", "chained_inventory", "inventory_digest", "read_answers", "record_rating", "validate"]
 
 MINIMUM_FIELDS = ("id", "name", "description", "risk_rating", "owner", "developer", "origin")
 EXTENDED_FIELDS = ("version", "deployment_date", "reviewer", "approver", "dependencies", "data_sources",
@@ -197,6 +197,7 @@ def record_rating(settings: Settings, rating: Rating, *, today: dt.date | None =
     """Store a rating: chained with its worksheet and reasoning, mirrored to MLflow, and written
     into govkit.toml's [model] (risk_rating, rating_date, rating_record; comments kept)."""
     from .audit import AuditLog
+    from .config import load_settings
     from .digests import sha256_digest
     from .evidence import evidence_run
     from .tracking import Tracker
@@ -217,6 +218,7 @@ def record_rating(settings: Settings, rating: Rating, *, today: dt.date | None =
         text = _set_rating(settings.path, rating.tier, day, record.record_id)
         change = log.append("config_change", model_id=settings.model.id, details={
             "action": "risk_rating", "config_sha256": sha256_digest(text), "rating_record": record.record_id})
+        chain_inventory(log, load_settings(settings.path))  # with the rating just written
     return RecordedRating(rating, record.record_id, record.mlflow_run_id, change.record_id)
 
 
@@ -240,3 +242,35 @@ def _set_rating(path: Path, tier: str, today: str, record_id: str) -> str:
 
     load_settings(path)  # the file still parses as a govkit config
     return text
+
+
+INVENTORY_ACTION = "inventory"  # the config_change that chains the inventory record as govkit.toml then gave it
+
+
+def inventory_digest(inventory: Inventory) -> str:
+    from .digests import sha256_digest
+
+    return sha256_digest(json.dumps(asdict(inventory), sort_keys=True, ensure_ascii=False))
+
+
+def chained_inventory(newest_first: Any) -> Any:
+    """The first inventory record among config_change records given newest first, or None."""
+    for record in newest_first:
+        if (record.details or {}).get("action") == INVENTORY_ACTION:
+            return record
+    return None
+
+
+def chain_inventory(log: Any, settings: Settings) -> Any:
+    """Chain the inventory record of govkit.toml when it differs from the one chained last (or
+    none is), so that a report reads the inventory as it stood at its as-of, not as it is today.
+    Returns the new record, or None when the chain already holds this inventory. The fields are
+    the institution's description of its model and its staff's roles (E-23 App. 1), kept whole:
+    a record of accountability, not a data subject's content."""
+    digest = inventory_digest(settings.model)
+    last = chained_inventory(log.query(event_type="config_change", newest_first=True))
+    if last is not None and (last.details or {}).get("digest") == digest:
+        return None
+    return log.append("config_change", model_id=settings.model.id, details={
+        "action": INVENTORY_ACTION, "digest": digest, "inventory": asdict(settings.model),
+        "config": str(settings.path) if settings.path else None})

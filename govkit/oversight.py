@@ -45,11 +45,20 @@ class PurgeResult:
     purged_records: int
     erased_runs: tuple[str, ...]  # MLflow runs about the subject whose artifacts were erased
     acknowledged_upto: int | None = None  # a fleet device: content after this seq waits for the witness
+    # Copies the purge could not reach: the subject's records whose text was shipped to a central
+    # store ([sync] ship_content), per sync run; chained as an open incident, and not a success.
+    remaining: tuple[dict[str, Any], ...] = ()
+    incident: AuditRecord | None = None
+
+    @property
+    def complete(self) -> bool:
+        return not self.remaining
 
     def to_dict(self) -> dict[str, Any]:
         return {"record_id": self.record.record_id, "seq": self.record.seq, "purged_items": self.purged_items,
                 "purged_records": self.purged_records, "erased_runs": list(self.erased_runs),
-                "acknowledged_upto": self.acknowledged_upto}
+                "acknowledged_upto": self.acknowledged_upto, "complete": self.complete,
+                "remaining": list(self.remaining), "incident": self.incident.record_id if self.incident else None}
 
 
 def purge(log: AuditLog, settings: Settings | None, *, expired: bool = False, before: str | None = None,
@@ -76,7 +85,32 @@ def purge(log: AuditLog, settings: Settings | None, *, expired: bool = False, be
 
         erased = erase_subject_artifacts(log, settings, subject_ref)
     details = record.fields["details"]
-    return PurgeResult(record, details["purged_items"], details["purged_records"], tuple(erased), upto)
+    remaining = _shipped_copies(log, settings, subject_ref) if subject_ref else []
+    incident = log.append("incident", target_record_id=record.record_id, details={
+        "kind": "erasure_incomplete", "purge_record": record.record_id, "subject_ref": subject_ref,
+        "remaining": remaining}) if remaining else None
+    return PurgeResult(record, details["purged_items"], details["purged_records"], tuple(erased), upto,
+                       tuple(remaining), incident)
+
+
+def _shipped_copies(log: AuditLog, settings: Settings | None, subject_ref: str) -> list[dict[str, Any]]:
+    """Where the subject's text left the device: the sync runs that shipped content holding any of
+    its records (a record of the subject inside a shipped range counts: fail closed). A device
+    that ships content but kept no note of what it shipped (a govkit before the note) cannot say,
+    and says so."""
+    from .fleet.sync import acks_path, shipped_content
+
+    entries = shipped_content(log.path)
+    seqs = sorted(r.seq for r in log.query(subject_ref=subject_ref))
+    copies = []
+    for entry in entries:
+        inside = [seq for seq in seqs if any(lo <= seq <= hi for lo, hi in entry.get("ranges") or [])]
+        if inside:
+            copies.append({"central": entry.get("central"), "run_id": entry.get("run_id"), "seqs": inside})
+    if not entries and seqs and settings is not None and settings.sync.ship_content and acks_path(log.path).exists():
+        copies.append({"central": settings.sync.to, "run_id": None, "seqs": seqs,
+                       "unknown": "this device ships content and kept no note of which runs held it"})
+    return copies
 
 
 def resolve_incident(log: AuditLog, incident_id: str, *, note: str, reviewer: str | None = None) -> AuditRecord:

@@ -173,3 +173,54 @@ def test_retention_without_a_witness_key_keeps_a_fleet_devices_content(tmp_path:
         purged = run("audit", "purge", "--before", "2100-01-01", "--yes")
     assert purged.exit_code == 0 and "witness_public_key must be set" in purged.output, purged.output
     assert all(_content(device).values())
+
+
+def _central_texts(central: str, run_id: str) -> str:
+    """Every byte of the content segments a sync run holds on the central store, as text."""
+    import io
+
+    import pyarrow.parquet as pq
+
+    from govkit.fleet.central import Central
+    from govkit.fleet.sync import _parquet_files
+
+    c = Central(central)
+    try:
+        tables = [pq.read_table(io.BytesIO(c.download(run_id, path))) for path in _parquet_files(c, run_id)]
+    finally:
+        c.close()
+    return "\n".join(str(table.to_pylist()) for table in tables)
+
+
+def test_an_erasure_of_shipped_content_is_not_reported_as_done_and_names_what_remains_where(
+        tmp_path: Path, central: str) -> None:
+    """With [sync] ship_content on, `purge --subject` erased the device's copy and reported success
+    while the subject's prompt stayed in the central store's segments. Now it exits 1, names the
+    central store, the sync run and the seqs, and leaves an open incident until that is erased."""
+    from govkit.audit import AuditLog
+
+    device = make_device(tmp_path, "branch-9")
+    device.set_sync(to=central, ship_content=True)
+    with AuditLog.open(settings=device.settings) as log:
+        shipped_seq = log.append("inference", prompt="Dana Whitfield asks for a limit increase", response="refer",
+                                 subject_ref="subject-41", status="ok").seq
+        log.append("inference", prompt="someone else", response="approve", subject_ref="subject-7", status="ok")
+    result = ship(device, central)
+    assert "Dana Whitfield" in _central_texts(central, result.run_id)  # the copy the erasure must account for
+    with AuditLog.open(settings=device.settings) as log:
+        later_seq = log.append("inference", prompt="Dana Whitfield again", response="refer", subject_ref="subject-41",
+                               status="ok").seq
+        log.append("inference", prompt="not shipped yet", response="refer", subject_ref="subject-99", status="ok")
+    with inside(device.folder):
+        purged = run("audit", "purge", "--subject", "subject-41", "--yes")
+        assert purged.exit_code == 1, purged.output
+        assert "NOT COMPLETE" in purged.output and result.run_id in purged.output and central in purged.output
+        assert f"content of seq {shipped_seq}\n" in purged.output and str(later_seq) not in purged.output.split(
+            "NOT COMPLETE")[1]
+        assert not _content(device)[shipped_seq] and not _content(device)[later_seq]  # the device's copies are gone
+        incidents = json.loads(run("audit", "incident", "list", "--json").output)
+        assert [i["details"]["kind"] for i in incidents] == ["erasure_incomplete"]
+        assert incidents[0]["details"]["remaining"][0]["run_id"] == result.run_id
+        assert run("audit", "verify").exit_code == 0
+        done = run("audit", "purge", "--subject", "subject-99", "--yes")  # never shipped: the erasure is complete
+        assert done.exit_code == 0 and "NOT COMPLETE" not in done.output, done.output

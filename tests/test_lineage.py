@@ -483,3 +483,68 @@ def test_a_column_of_card_numbers_stored_as_integers_leaves_no_value(tmp_path: P
     stored = b"".join(p.read_bytes() for p in (tmp_path / ".govkit").rglob("*") if p.is_file())
     for number in cards:
         assert str(number).encode() not in stored, number
+
+
+def _german_csv(folder: Path) -> Path:
+    from govkit.demo.german import write_csv
+
+    path = folder / "german_credit.csv"
+    write_csv(path)
+    return path
+
+
+def _decisions(source: Path, out: Path) -> None:
+    """The model's decisions beside the outcomes, as a scoring job would write them."""
+    frame = pd.read_csv(source)
+    frame["decision"] = (frame["duration_months"] <= 24).astype(int)
+    frame.to_csv(out, index=False)
+
+
+def test_a_sample_govkit_draws_is_derived_from_its_source_and_the_bias_check_follows_it(project: Path) -> None:
+    """DAT-004 said "never examined" while ETH-001 passed: the bias run used a sample of the
+    registered evaluation data that was never registered as derived from it. A sample drawn with
+    `lineage dataset sample` is, and evidence on it counts for its source, said as such."""
+    source = _german_csv(project)
+    assert run("lineage", "dataset", "add", str(source), "--role", "eval", "--license", "CC BY 4.0",
+               "--contains-pii", "no").exit_code == 0
+    result = run("lineage", "dataset", "sample", "german_credit.csv", "--rows", "101-300", "-o", "slice.csv", "--json")
+    assert result.exit_code == 0, result.output
+    entity = json.loads(result.output)
+    expected = pd.read_csv(source).iloc[100:300]
+    assert pd.read_csv(project / "slice.csv").equals(expected.reset_index(drop=True))
+    assert entity["parents"] == [{"id": "dataset/german_credit.csv@v1",
+                                  "transform": "rows 101 to 300 of 1,000 (a slice drawn by govkit)"}]
+    assert (entity["role"], entity["license"], entity["contains_pii"]) == ("eval", "CC BY 4.0", "no")
+
+    _decisions(project / "slice.csv", project / "slice_decisions.csv")  # not derived: a file made by hand
+    run("bias", "tabular", "--data", "slice_decisions.csv", "--y-true", "good_credit", "--y-pred", "decision",
+        "--sensitive", "sex", "--bootstrap", "50")
+    verdict = json.loads(run("check", "--select", "DAT-004", "--format", "json", "--exit-zero").output)
+    assert verdict["results"][0]["status"] == "WARN"  # DAT-004 is a warning
+    assert "german_credit.csv@v1" in verdict["results"][0]["message"]
+
+    sampled = run("lineage", "dataset", "sample", "slice.csv", "--n", "150", "--seed", "7", "-o", "sample.csv")
+    assert sampled.exit_code == 0, sampled.output
+    assert pd.read_csv(project / "sample.csv").equals(
+        expected.reset_index(drop=True).sample(150, random_state=7).sort_index().reset_index(drop=True))
+    _decisions(project / "sample.csv", project / "scored.csv")
+    assert run("lineage", "dataset", "add", "scored.csv", "--role", "eval", "--parent", "sample.csv",
+               "--transform", "decisions of the scoring job beside the outcomes").exit_code == 0
+    run("bias", "tabular", "--data", "scored.csv", "--y-true", "good_credit", "--y-pred", "decision",
+        "--sensitive", "sex", "--bootstrap", "50")
+    verdict = json.loads(run("check", "--select", "DAT-004", "--format", "json", "--exit-zero").output)
+    result = verdict["results"][0]
+    assert result["status"] == "PASS", result
+    assert "dataset/german_credit.csv@v1: examined through dataset/scored.csv@v1" in result["message"]
+
+
+def test_a_sample_of_a_changed_or_unknown_file_is_refused(project: Path) -> None:
+    source = _german_csv(project)
+    assert run("lineage", "dataset", "add", str(source), "--role", "eval").exit_code == 0
+    assert run("lineage", "dataset", "sample", "nothing.csv", "--n", "5", "-o", "x.csv").exit_code == 2
+    assert run("lineage", "dataset", "sample", "german_credit.csv", "--rows", "5-2000", "-o", "x.csv").exit_code == 2
+    assert run("lineage", "dataset", "sample", "german_credit.csv", "--rows", "5-", "-o", "x.csv").exit_code == 2
+    source.write_text(source.read_text().replace("A0001", "A9999"))
+    result = run("lineage", "dataset", "sample", "german_credit.csv", "--n", "5", "-o", "x.csv")
+    assert result.exit_code == 2 and "is not the one registered" in result.output
+    assert not (project / "x.csv").exists()

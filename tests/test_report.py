@@ -481,3 +481,121 @@ def test_every_rate_counts_one_population_the_gate_counts_too(project: Path) -> 
         [gate] = list(log.query(event_type="check_run", newest_first=True, limit=1))
     message = gate.details["results"]["ETH-005"]["message"]  # its window is the last 30 days: live calls in it
     assert int(re.search(r"/ (\d+) decisions", message)[1]) <= 40, message  # never the 360 evaluation calls
+
+
+def test_a_report_shows_and_verifies_the_inventory_chained_by_its_as_of_not_todays_config(project: Path) -> None:
+    """Editing govkit.toml after a report (a new review date, the same rating again) leaves that
+    report verifying; the next report shows the new values, chained before its as-of."""
+    edit_config(project, "model", last_review="2026-10-01", reviewer="Val Idator")
+    board("--format", "html", "-o", "before")
+    before = project / "before" / "board-2026-Q4.html"
+    assert "Val Idator" in before.read_text()
+
+    edit_config(project, "model", last_review="2026-11-30", reviewer="Another Person")
+    result = run("report", "verify", str(before))
+    assert result.exit_code == 0, result.output  # the report's inventory is the chained one, not today's file
+    assert "note: govkit.toml has changed since the report was rendered" in result.output
+    board("--format", "html", "-o", "after")
+    after = (project / "after" / "board-2026-Q4.html").read_text()
+    assert "Another Person" in after and "Val Idator" not in after
+    assert run("report", "verify", str(project / "after" / "board-2026-Q4.html")).exit_code == 0
+    with AuditLog.open(settings=load_settings(project / "govkit.toml")) as log:
+        chained = [r.details for r in log.query(event_type="config_change") if r.details.get("action") == "inventory"]
+    assert [d["inventory"]["reviewer"] for d in chained][-2:] == ["Val Idator", "Another Person"]
+    board("--format", "html", "-o", "again")  # an unchanged inventory is not chained again
+    with AuditLog.open(settings=load_settings(project / "govkit.toml")) as log:
+        assert sum(r.details.get("action") == "inventory" for r in log.query(event_type="config_change")) == len(chained)
+
+
+def test_a_store_that_never_chained_its_inventory_says_so_on_page_one(tmp_path: Path) -> None:
+    """A store written before inventories were chained (here: one made without `govkit init`)
+    has no inventory as of any as-of; the report says so rather than show today's govkit.toml."""
+    import dataclasses
+
+    from govkit.report import parse_period
+    from govkit.report.board import board_view
+    from govkit.report.snapshot import take_snapshot
+
+    assert run("init", "--yes", "--model-id", "loan-assistant").exit_code == 0
+    edit_config(tmp_path, "model", description="Credit pre-screening of loan applications")
+    settings = load_settings(tmp_path / "govkit.toml")
+    older = tmp_path / "older.db"
+    with AuditLog(older, create=True) as log:
+        log.append("inference", prompt="p", response="approve", status="ok", ts_start="2026-11-02T10:00:00.000000Z")
+        snapshot = take_snapshot(log, dataclasses.replace(settings, audit=dataclasses.replace(settings.audit, db=older)),
+                                 parse_period("2026-Q4"), as_of="2026-12-01T00:00:00.000000Z")
+    assert snapshot["inventory_record"] is None and snapshot["inventory"]["description"] == ""
+    assert any("No inventory record was chained" in alert for alert in board_view(snapshot, None)["figures"]["alerts"])
+    from govkit.report.board import _render
+
+    documents, _ = _render("model-card", snapshot, settings, None, ("md", "html"), None)  # every template renders it
+    assert b"(not recorded)" in documents["md"]
+
+
+def test_a_genuine_pdf_still_verifies_when_the_font_subsetter_changes_and_verify_names_it(
+        project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Removing libharfbuzz-subset0 makes WeasyPrint subset fonts with fontTools: other bytes, the
+    same text. The manifest names what the bytes depend on; verify says which one differs and
+    checks the text, instead of failing a genuine report as forged."""
+    board("--format", "pdf", "--format", "html", "-o", "out")
+    pdf = project / "out" / "board-2026-Q4.pdf"
+    from govkit.report.pdf import manifest_of, render_pdf
+
+    manifest = manifest_of(pdf.read_bytes(), source=pdf)
+    dependencies = manifest["govkit"]["renderers"]["pdf_dependencies"]
+    assert dependencies["font_subsetter"].startswith("HarfBuzz-Subset"), dependencies
+    assert any(font.startswith("DejaVu Sans 400: sha256:") for font in dependencies["fonts"]), dependencies
+    assert set(dependencies) >= {"weasyprint", "pydyf", "pango"}
+    html = (project / "out" / "board-2026-Q4.html").read_text()
+    assert render_pdf(html, manifest, as_of=manifest["snapshot"]["as_of"]) == pdf.read_bytes()
+
+    import weasyprint.pdf.fonts
+
+    monkeypatch.setattr(weasyprint.pdf.fonts, "harfbuzz_subset", None)  # as on a machine without libharfbuzz-subset0
+    assert render_pdf(html, manifest, as_of=manifest["snapshot"]["as_of"]) != pdf.read_bytes()
+    result = run("report", "verify", str(pdf))
+    assert result.exit_code == 0, result.output
+    assert "font_subsetter was" in result.output and "fontTools" in result.output and "word for word" in result.output
+
+    forged = project / "forged.pdf"  # the same change of subsetter does not excuse other words with the signed manifest
+    assert "Not within risk appetite" in html
+    forged.write_bytes(render_pdf(html.replace("Not within risk appetite", "Within risk appetite"), manifest,
+                                  as_of=manifest["snapshot"]["as_of"]))
+    result = run("report", "verify", str(forged))
+    assert result.exit_code == 1 and "the PDF differs from its rebuild (and this machine's font_subsetter" in result.output
+
+
+def test_decision_quality_is_on_the_board_report_the_engineer_report_and_the_model_card(project: Path) -> None:
+    """The quality figures of the newest bias run with known outcomes, equal to scikit-learn's on
+    the same file, in words on the board report, in full on the engineer report, and as the model
+    card's model-index results, which huggingface_hub loads."""
+    import pandas as pd
+    from huggingface_hub import ModelCard
+    from sklearn.metrics import accuracy_score, precision_score, recall_score
+
+    frame = pd.read_csv(project / "preds.csv")
+    accuracy = accuracy_score(frame["y"], frame["decision"])
+    majority = max(frame["y"].mean(), 1 - frame["y"].mean())
+    for kind, fmt in (("board", "html"), ("engineer", "html"), ("model-card", "md"), ("board", "json")):
+        assert run("report", kind, *PERIOD, "--format", fmt, "-o", f"{kind}.{fmt}", "--no-record").exit_code == 0
+    board_text = re.sub(r"\s+", " ", (project / "board.html").read_text())
+    assert "How well it decides, on preds.csv" in board_text
+    assert f"match the outcome in {accuracy * 100:.1f}% (" in board_text
+    assert f"against {majority * 100:.1f}% for the" in board_text
+    figures = json.loads((project / "board.json").read_text())["figures"]["quality"]
+    assert figures["tabular:preds.csv"]["accuracy"] == pytest.approx(accuracy, abs=1e-6)
+    assert figures["tabular:preds.csv"]["baseline"] == pytest.approx(majority, abs=1e-6)
+    engineer = (project / "engineer.html").read_text()
+    assert "Decision quality on preds.csv" in engineer and "true_positive_rate" in engineer
+
+    card = ModelCard.load(project / "model-card.md")
+    results = {(r.task_type, r.metric_name): r.metric_value for r in card.data.eval_results}
+    assert results[("text-classification", "accuracy")] == pytest.approx(accuracy, abs=1e-6)
+    assert results[("text-classification", "recall")] == pytest.approx(recall_score(frame["y"], frame["decision"]),
+                                                                        abs=1e-6)
+    assert results[("text-classification", "precision")] == pytest.approx(
+        precision_score(frame["y"], frame["decision"]), abs=1e-6)
+    assert any(name.startswith("baseline: ") and value == pytest.approx(majority, abs=1e-6)
+               for (_, name), value in results.items())
+    assert all(r.dataset_type and r.dataset_name for r in card.data.eval_results)
+    assert "### Decision quality" in card.text and "cases with a known outcome" in card.text

@@ -242,6 +242,18 @@ def purge(ctx: click.Context, db: Path | None, expired: bool, before: str | None
                    f"{done.acknowledged_upto}); later content waits for 'govkit sync' and the witness's cosignature"
                    + ("" if done.acknowledged_upto else
                       " ([sync] witness_public_key must be set for an acknowledgement to count)"))
+    if not done.complete:
+        assert done.incident is not None
+        click.echo(f"NOT COMPLETE: the subject's text was shipped to a central store before this erasure, and "
+                   f"those copies remain (incident {done.incident.record_id} is open until they are erased):", err=True)
+        for copy in done.remaining:
+            where = f"sync run {copy['run_id']}" if copy.get("run_id") else f"sync runs unknown ({copy.get('unknown')})"
+            click.echo(f"  {copy['central']}, {where}: content of seq {', '.join(map(str, copy['seqs'][:20]))}"
+                       + (" ..." if len(copy["seqs"]) > 20 else ""), err=True)
+        click.echo("  Erase the content segments of those runs on the central store (its operator), then resolve "
+                   f"the incident: govkit audit incident resolve {done.incident.record_id} --note WHAT-WAS-DONE",
+                   err=True)
+        ctx.exit(1)
 
 
 @audit.command("rebuild-keys")

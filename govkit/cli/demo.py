@@ -254,14 +254,15 @@ def _bias(run: Run, settings: Any, model_url: str) -> None:
     from ..demo.workload import CHOICES, CREDIT_SYSTEM
     from ..fairness.runs import bias_counterfactual, bias_llm
 
-    data = Path("inputs/german_credit.csv")
     sample = Path("inputs/bias_sample.csv")
-    rows = data.read_text(encoding="utf-8").splitlines(keepends=True)
-    sample.write_text(rows[0] + "".join(rows[101:101 + BIAS_ROWS]), encoding="utf-8")
     _step(6, f"bias: the model's decisions for {BIAS_ROWS} applicants, by sex, age band and foreign-worker status",
+          f"govkit lineage dataset sample german_credit.csv --rows 101-{100 + BIAS_ROWS} -o {sample}; "
           f"govkit bias llm --data {sample} --prompt-template inputs/credit_request.j2 --choices approve,refer "
           "--positive approve --sensitive sex,age_band,foreign_worker --label good_credit --endpoint URL")
     with AuditLog.open(settings=settings) as log:
+        from ..lineage import Lineage
+
+        Lineage(log, settings=settings).draw_sample("german_credit.csv", sample, rows=(101, 100 + BIAS_ROWS))
         groups = bias_llm(log, settings, sample, sensitive=["sex", "age_band", "foreign_worker"],
                           prompt_template=Path("inputs/credit_request.j2"), choices=",".join(CHOICES),
                           positive="approve", endpoint=model_url, model_artifact=run.gguf, system=CREDIT_SYSTEM,

@@ -153,5 +153,7 @@ def verify(ctx: click.Context, report_file: Path, templates_dir: Path | None, db
         click.echo(f"{'OK' if checked.ok else 'FAILED'}: {report_file} (signature {checked.signature})")
         for difference in checked.differences[:50]:
             click.echo(f"  {difference}")
+        for note in checked.notes:
+            click.echo(f"  note: {note}")
     if not checked.ok:
         ctx.exit(1)

@@ -71,6 +71,43 @@ def acks_path(db_path: Path) -> Path:
     return db_path.with_name(db_path.name + ".acks.jsonl")
 
 
+def content_shipped_path(db_path: Path) -> Path:
+    """Beside the store: each sync that shipped content ([sync] ship_content), with its run and
+    seq ranges, so that an erasure knows which copies of a subject's text left the device."""
+    return db_path.with_name(db_path.name + ".content-shipped.jsonl")
+
+
+def shipped_content(db_path: Path) -> list[dict[str, Any]]:
+    try:
+        lines = content_shipped_path(db_path).read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return []
+    entries = []
+    for line in lines:
+        try:
+            entries.append(json.loads(line))
+        except ValueError:
+            continue
+    return entries
+
+
+def _without_credentials(uri: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(uri)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2])) if "@" in parts.netloc else uri
+
+
+def _note_content_shipped(db_path: Path, central: str, run_id: str, ranges: list[tuple[int, int]]) -> None:
+    line = json.dumps({"central": central, "run_id": run_id, "ranges": [list(r) for r in ranges]}) + "\n"
+    fd = os.open(content_shipped_path(db_path), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.write(fd, line.encode("utf-8"))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def read_acks(db_path: Path) -> list[dict[str, Any]]:
     try:
         lines = acks_path(db_path).read_text(encoding="utf-8").splitlines()
@@ -326,6 +363,8 @@ def _sync(settings: Settings, central: Central, db: sqlite3.Connection, db_path:
             "govkit.artifact_sha256": max(artifacts, key=artifacts.__getitem__) if artifacts else None,
             "govkit.sync.shipped_at": utc_now(), "govkit.sync.status": "shipped"}, metrics())
         finished.result()
+    if settings.sync.ship_content and shipped:
+        _note_content_shipped(db_path, _without_credentials(central.uri), run_id, shipped)
     forget_shipped(db_path, shipped[-1][1] if shipped else central_seq)
     return SyncResult(run_id, device_id, store_id, tuple(shipped), totals.get("records", 0), size, head_seq,
                       central_seq, acked, new_acks, resumed, totals, sealed)

@@ -167,6 +167,45 @@ class Lineage:
             self._append("dataset_add", evidence, entity=entity)
         return LineageChange(entity, True)
 
+    def draw_sample(self, source: str, out: str | Path, *, rows: tuple[int, int] | None = None, n: int | None = None,
+                    seed: int = 0, name: str | None = None) -> LineageChange:
+        """Draw a slice (`rows`, first and last data row, 1-based) or a random sample (`n` rows,
+        `seed`) of a registered dataset, write it to `out` as CSV, and register it as a dataset
+        derived from the source: the same role, source, licence and personal-data declaration,
+        with how it was drawn as the transform. A check that asks whether a dataset was examined
+        follows the derivation, so evidence on the sample counts for its source, and says so."""
+        from ..outputs import write_output
+
+        if (rows is None) == (n is None):
+            raise InputError("give either rows (a slice) or n (a random sample)", parameter="rows")
+        parent = self.graph().resolve(source, "dataset")
+        path = Path(parent["path"])
+        if not path.is_file() or sha256_file(path)[0] != parent["sha256"]:
+            raise InputError(f"the file is not the one registered as {parent['id']} (missing, or its sha256 "
+                             "differs): register the file as it is now first", file=path)
+        options = parent.get("read_options") or {}
+        frame = read_table(path, ReadOptions(format=options.get("format", "csv"), delimiter=options.get("delimiter", ","),
+                                             columns=tuple(options.get("columns") or ()),
+                                             na_values=tuple(options.get("na_values") or ())))
+        total = len(frame)
+        if rows is not None:
+            first, last = rows
+            if not 1 <= first <= last <= total:
+                raise InputError(f"expected rows within 1 to {total:,} (first <= last), got {first} to {last}",
+                                 parameter="rows")
+            frame, how = frame.iloc[first - 1:last], f"rows {first} to {last} of {total:,} (a slice drawn by govkit)"
+        else:
+            assert n is not None
+            if not 1 <= n <= total:
+                raise InputError(f"expected 1 to {total:,} rows, got {n}", parameter="n")
+            frame = frame.sample(n, random_state=seed).sort_index()
+            how = f"a random sample of {n:,} of {total:,} rows (drawn by govkit: pandas, seed {seed})"
+        out = Path(out)
+        write_output(out, frame.to_csv(index=False), parameter="output")
+        return self.add_dataset(out, role=parent.get("role") or "eval", name=name, source=parent.get("source"),
+                                license=parent.get("license"), contains_pii=parent.get("contains_pii") or "unknown",
+                                synthetic=bool(parent.get("synthetic")), parents=[(parent["id"], how)])
+
     # -- models -----------------------------------------------------------------------------
     def add_model(self, path: str | Path, *, name: str | None = None, base_model: str | None = None,
                   adapter: str | Path | None = None) -> list[LineageChange]:

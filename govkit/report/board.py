@@ -28,9 +28,10 @@ from ..audit.checkpoints import load_private_key
 from ..config import Settings
 from ..digests import sha256_digest
 from ..errors import InputError
+from ..inventory import chain_inventory
 from . import manifest as manifests
 from .charts import group_rates_chart
-from .render import environment, template_digests
+from .render import QUALITY_MEASURES, environment, rate_with_interval, template_digests
 from .scorecard import RULE, overall, scorecard
 from .snapshot import LARGE_LOG, Period, claimed_fleet_parameters, default_as_of, fleet_parameters, take_fleet, take_snapshot
 
@@ -65,6 +66,7 @@ class ReportCheck:
     path: Path
     differences: tuple[str, ...]
     signature: str  # valid, invalid, unsigned, or no trusted key
+    notes: tuple[str, ...] = ()  # what differs without changing what the report says (a later govkit.toml)
 
     @property
     def ok(self) -> bool:
@@ -72,7 +74,7 @@ class ReportCheck:
 
     def to_dict(self) -> dict[str, Any]:
         return {"path": str(self.path), "ok": self.ok, "signature": self.signature,
-                "differences": list(self.differences)}
+                "differences": list(self.differences), "notes": list(self.notes)}
 
 
 def board_report(log: AuditLog, settings: Settings, period: Period, **options: Any) -> Report:
@@ -96,6 +98,7 @@ def make_report(kind: str, log: AuditLog, settings: Settings, period: Period, *,
     if unknown:
         raise InputError(f"unknown format(s) {', '.join(unknown)} for a {kind} report; expected "
                          f"{', '.join(allowed)}", parameter="formats")
+    chain_inventory(log, settings)  # a changed govkit.toml is chained before the as-of is taken: the snapshot holds it
     as_of = clamp_as_of(as_of or default_as_of(period))
     snapshot = take_snapshot(log, settings, period, as_of=as_of, progress=progress)
     if fleet:
@@ -146,24 +149,49 @@ def verify_report(path: Path, log: AuditLog, settings: Settings, *, templates_di
         raise InputError(f"its manifest names no report kind govkit renders ({kind})", file=path)
     previous = _previous(log, head, kind)  # from the store too, as the report took it
     documents, rebuilt = _render(kind, snapshot, settings, previous, tuple(sorted({*rendered, fmt})), templates_dir)
+    notes: list[str] = []
+    changed: list[str] = []  # the PDF's byte dependencies that differ on this machine
     for name in ("govkit", "inputs", "previous", "figures"):
         for where, said, found in _differ(claimed.get(name), rebuilt.get(name), name):
-            differences.append(f"{where}: the report says {said}, now {found}")
+            if where == CONFIG_INPUT:  # what the report says comes from the chain (its inventory too), not the file
+                notes.append(f"govkit.toml has changed since the report was rendered ({said} then, {found} now); "
+                             "nothing the report shows is read from it")
+            elif where.startswith(PDF_RENDERER):  # what a PDF's bytes depend on, not what it says
+                changed.append(f"{where.removeprefix(PDF_RENDERER + '_dependencies.') if where != PDF_RENDERER else 'pdf'} "
+                               f"was {said}, now {found}")
+            else:
+                differences.append(f"{where}: the report says {said}, now {found}")
     if fmt == "json":  # the manifest, alone (name.manifest.json) or beside its figures: they must be the signed ones
         document = json.loads(text)
         if "manifest" in document and document.get("figures") != claimed.get("figures"):
             differences.append("the figures beside the manifest are not the ones it signs")
     elif fmt == "pdf":
         if not differences and raw != documents["pdf"]:
-            first = _first_difference(_pdf_text(raw), _pdf_text(documents["pdf"]))
-            differences.append(f"the PDF differs from its rebuild: {first}")
+            given_text, rebuilt_text = _pdf_content(raw), _pdf_content(documents["pdf"])
+            if changed and given_text == rebuilt_text:
+                notes.append("the PDF's bytes differ from its rebuild only as what they depend on changed on this "
+                             f"machine ({'; '.join(changed)}); its text is the rebuild's, word for word, and its "
+                             "manifest is the signed one")
+            else:
+                because = f" (and this machine's {'; '.join(changed)})" if changed else ""
+                differences.append(f"the PDF differs from its rebuild{because}: "
+                                   f"{_first_difference(given_text, rebuilt_text)}")
+        elif changed:
+            notes.append(f"what a PDF's bytes depend on differs on this machine ({'; '.join(changed)}); "
+                         "the rebuild is byte-identical all the same")
     else:
         given, rebuilt_text = manifests.strip(text), manifests.strip(documents[fmt].decode("utf-8"))
         if not differences and given != rebuilt_text:
             differences.append(f"the document differs from its rebuild: {_first_difference(given, rebuilt_text)}")
         if claimed.get("outputs", {}).get(fmt) != manifests.digest_of(text):
             differences.append(f"the document's digest is not the one its manifest names ({fmt})")
-    return ReportCheck(path, tuple(differences), signature)
+    if changed and fmt != "pdf":
+        notes.append(f"the PDF rendered with it would depend on other libraries here ({'; '.join(changed)})")
+    return ReportCheck(path, tuple(differences), signature, tuple(notes))
+
+
+CONFIG_INPUT = "inputs.govkit.toml"
+PDF_RENDERER = "govkit.renderers.pdf"
 
 
 def _render(kind: str, snapshot: dict[str, Any], settings: Settings, previous: dict[str, Any] | None,
@@ -177,17 +205,21 @@ def _render(kind: str, snapshot: dict[str, Any], settings: Settings, previous: d
     inputs = {"govkit.toml": sha256_digest(settings.path.read_bytes()) if settings.path else None,
               "templates": {**template_digests(html_env, [n for n in used if n.endswith(".html.j2")]),
                             **template_digests(md_env, [n for n in used if n.endswith(".md.j2")])}}
-    renderers = {"templates": f"jinja2 {jinja2.__version__}"}
-    if "pdf" in formats:
-        from .pdf import renderer_version
-
-        renderers["pdf"] = renderer_version()
+    renderers: dict[str, Any] = {"templates": f"jinja2 {jinja2.__version__}"}
     unsigned = {"kind": kind, "govkit": {"version": __version__, "renderers": renderers}, "formats": list(formats),
                 "inputs": inputs, "snapshot": snapshot, "figures": view["figures"], "previous": previous}
-    bodies = {}
-    for fmt in texts:
-        env = html_env if fmt == "html" else md_env
-        bodies[fmt] = env.get_template(TEMPLATES[kind][fmt]).render(**view, manifest=unsigned)
+
+    def bodies_of(manifest: dict[str, Any]) -> dict[str, str]:
+        return {fmt: (html_env if fmt == "html" else md_env).get_template(TEMPLATES[kind][fmt]).render(
+            **view, manifest=manifest) for fmt in texts}
+
+    bodies = bodies_of(unsigned)
+    if "pdf" in formats:
+        from .pdf import byte_dependencies, renderer_version, require_pdf
+
+        require_pdf()
+        renderers["pdf"] = renderer_version()
+        renderers["pdf_dependencies"] = byte_dependencies(bodies["html"])
     outputs = {fmt: sha256_digest(body) for fmt, body in bodies.items()}
     manifest = _signed({**unsigned, "outputs": outputs}, settings)
     documents = {fmt: manifests.embed(body, manifest, fmt).encode("utf-8") for fmt, body in bodies.items()
@@ -242,6 +274,8 @@ def board_view(snapshot: dict[str, Any], previous: dict[str, Any] | None) -> dic
         "controls": {c["id"]: c["status"] for c in controls},
         "rating": (snapshot["rating"] or {}).get("tier"), "artifacts": [m["artifact_sha256"] for m in kpis["models"]],
         "fairness": {f"{b['kind']}:{b['data']['name']}": b["status"] for b in snapshot["fairness"]},
+        "quality": {f"{b['kind']}:{b['data']['name']}": quality_figures(b["quality"])
+                    for b in snapshot["fairness"] if b.get("quality")},
         "open_incidents": len(snapshot["incidents"]["open"]),
     }
     if fleet:
@@ -255,12 +289,38 @@ def board_view(snapshot: dict[str, Any], previous: dict[str, Any] | None) -> dic
                                                                      "counterfactual" else "selection rate")}
                                for view, rows in (b.get("groups") or {}).items() if rows]
               for b in snapshot["fairness"]}
+    quality = [{"record_id": b["record_id"], "seq": b["seq"], "mlflow_run_id": b["mlflow_run_id"], "kind": b["kind"],
+                "data": b["data"], "status": b["quality"]["status"], "measures": b["quality"],
+                "sentence": quality_sentence(b["data"]["name"], b["quality"])}
+               for b in snapshot["fairness"] if b.get("quality")]
     return {"r": snapshot, "cards": cards, "charts": charts, "overall": status, "rule": RULE, "controls": controls,
+            "quality": quality, "quality_measures": QUALITY_MEASURES,
             "findings": findings, "alerts": alerts, "figures": figures, "changes": _changes(figures, previous),
             "independence": {"reviewer": reviewer, "developer": developer, "approver": inventory.get("approver") or "",
                              "owner": inventory.get("owner") or "",
                              "conflict": bool(reviewer) and reviewer.strip().lower() == developer.strip().lower()},
             "version": __version__}
+
+
+def quality_figures(quality: dict[str, Any]) -> dict[str, Any]:
+    """The decision-quality figures a report signs: status, accuracy, its interval, baseline, lift."""
+    return {"status": quality["status"], "accuracy": quality["accuracy"]["value"],
+            "interval": quality["accuracy"]["interval"], "baseline": quality["baseline"]["accuracy"],
+            "lift": quality["lift"], "min_lift": quality["min_lift"], "rows": quality["rows"]}
+
+
+def quality_sentence(data_name: str, quality: dict[str, Any]) -> str:
+    """How well the model decides, in one sentence a board member reads."""
+    accuracy, baseline = quality["accuracy"], quality["baseline"]
+    if accuracy["value"] is None or baseline["accuracy"] is None:
+        return f"On {data_name} no decision with a known outcome is on record: its quality is not measured."
+    lift, needed = quality["lift"] * 100, quality["min_lift"] * 100
+    verdict = {"pass": "it beats that rule by at least the policy's margin",
+               "fail": "it does not beat the rule that needs no model by the policy's margin",
+               "inconclusive": "too few cases to tell whether it beats that rule by the policy's margin"}[quality["status"]]
+    return (f"On {data_name} ({quality['rows']:,} cases with a known outcome) the model's decisions match the outcome "
+            f"in {rate_with_interval(accuracy)}, against {baseline['accuracy'] * 100:.1f}% for {baseline['name']}: "
+            f"{verdict} (lift {lift:+.1f} points; the policy asks {needed:+.1f}).")
 
 
 def _how_to_fix(doc: str) -> str:
@@ -287,6 +347,10 @@ def _page_one(snapshot: dict[str, Any]) -> list[str]:
     if kpis.get("synthetic"):
         alerts.append(f"{kpis['synthetic']} of the period's {kpis['inference']} model calls are synthetic (scripted "
                       "answers, no model ran): the monitoring figures describe a demonstration, not a model in use.")
+    if snapshot.get("inventory_record") is None:
+        alerts.append("No inventory record was chained by this report's as-of: what the model is, who owns, "
+                      "reviewed and approved it is not on record for this date (govkit report or govkit check "
+                      "chains govkit.toml's [model] as it stands).")
     if snapshot["gate"] is None:
         alerts.append("The pre-deployment gate (govkit check) has not been run: every control is without evidence.")
     else:
@@ -449,11 +513,16 @@ def _differ(said: Any, found: Any, where: str = "") -> list[tuple[str, Any, Any]
     return [] if said == found else [(where or "(the whole snapshot)", json.dumps(said), json.dumps(found))]
 
 
-def _pdf_text(pdf: bytes) -> str:
+def _pdf_content(pdf: bytes) -> str:
+    """What a reader of a PDF is shown: its document information (title, dates) and the text of
+    each page, page by page; not how its fonts are packed."""
     import io
 
     pypdf = require("pypdf", "report")
-    return "\n".join(page.extract_text() or "" for page in pypdf.PdfReader(io.BytesIO(pdf)).pages)
+    reader = pypdf.PdfReader(io.BytesIO(pdf))
+    info = "\n".join(f"{key}: {value}" for key, value in sorted((reader.metadata or {}).items()))
+    pages = [f"--- page {number} ---\n{page.extract_text() or ''}" for number, page in enumerate(reader.pages, 1)]
+    return "\n".join([info, *pages])
 
 
 def _first_difference(a: str, b: str) -> str:

@@ -16,7 +16,8 @@ from .._lazy import require
 from ..errors import InputError
 from ..timestamps import parse_ts
 
-__all__ = ["ATTACHMENT", "SYSTEM_PACKAGES", "manifest_of", "pdf_unavailable", "render_pdf", "renderer_version"]
+__all__ = ["ATTACHMENT", "SYSTEM_PACKAGES", "byte_dependencies", "manifest_of", "pdf_unavailable", "render_pdf",
+           "renderer_version", "require_pdf"]
 
 ATTACHMENT = "govkit-manifest.json"
 # What WeasyPrint needs from the system (Debian and Ubuntu package names).
@@ -40,10 +41,44 @@ def renderer_version() -> str:
     return f"weasyprint {require('weasyprint', 'report').__version__}"
 
 
+def byte_dependencies(html: str) -> dict[str, Any]:
+    """What a PDF's bytes depend on besides its HTML and manifest: WeasyPrint and pydyf, Pango,
+    the font subsetter (HarfBuzz's, or fontTools' when libharfbuzz-subset is absent: the two give
+    different bytes for the same text), and each font file the document embeds, by the digest of the file (before subsetting). The
+    manifest keeps them, so that `report verify` can name which one changed when a genuine PDF no
+    longer rebuilds byte for byte."""
+    weasyprint = require("weasyprint", "report")
+    from weasyprint.pdf import fonts
+    from weasyprint.text.ffi import pango
+    from weasyprint.text.fonts import get_hb_object_data
+
+    document = weasyprint.HTML(string=html, url_fetcher=_no_fetching).render()
+    document.write_pdf()  # the fonts a document embeds are known once it is drawn
+    packed = pango.pango_version()
+    if fonts.harfbuzz_subset and fonts.harfbuzz.hb_version_atleast(4, 1, 0):
+        subsetter = "HarfBuzz-Subset (libharfbuzz-subset)"
+    else:
+        import fontTools
+
+        subsetter = f"fontTools {fontTools.version} (libharfbuzz-subset absent or older than 4.1)"
+    embedded = sorted({f"{font.family} {font.weight}{' italic' if font.style else ''}: "
+                       f"sha256:{hashlib.sha256(bytes(get_hb_object_data(font.hb_face))).hexdigest()[:16]}"
+                       for font in document.fonts.values()})
+    return {"weasyprint": weasyprint.__version__, "pydyf": _version("pydyf"),
+            "pango": f"{packed // 10000}.{packed // 100 % 100}.{packed % 100}", "font_subsetter": subsetter,
+            "fonts": embedded}
+
+
+def _version(distribution: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return "not installed"
+
+
 def render_pdf(html: str, manifest: dict[str, Any], *, as_of: str) -> bytes:
-    reason = pdf_unavailable()
-    if reason is not None:
-        raise InputError(f"cannot make the PDF: {reason}")
     weasyprint = require("weasyprint", "report")
     text = json.dumps(manifest, sort_keys=True, ensure_ascii=False, indent=1)
     when = parse_ts(as_of)  # the attachment's dates too: WeasyPrint would take the clock's
@@ -54,6 +89,13 @@ def render_pdf(html: str, manifest: dict[str, Any], *, as_of: str) -> bytes:
         document = weasyprint.HTML(string=html, url_fetcher=_no_fetching)
         pdf: bytes = document.write_pdf(pdf_variant="pdf/a-3b", attachments=[attachment], pdf_identifier=identifier)
     return pdf
+
+
+def require_pdf() -> None:
+    """Fail with what to install when this machine cannot print a PDF."""
+    reason = pdf_unavailable()
+    if reason is not None:
+        raise InputError(f"cannot make the PDF: {reason}")
 
 
 def manifest_of(pdf: bytes, *, source: object) -> dict[str, Any]:

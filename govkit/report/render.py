@@ -52,6 +52,7 @@ def environment(templates_dir: Path | None, *, html: bool) -> Any:
     env.filters["pct"] = lambda value, digits=1: "n/a" if value is None else f"{value * 100:.{digits}f}%"
     env.filters["num"] = lambda value: "n/a" if value is None else (f"{value:,}" if isinstance(value, int)
                                                                       else f"{value:,.3f}")
+    env.filters["rate_ci"] = rate_with_interval
     env.filters["short"] = lambda value, n=12: "" if value is None else str(value).removeprefix("sha256:")[:n]
     return env
 
@@ -68,3 +69,22 @@ def template_digests(env: Any, names: list[str]) -> dict[str, str]:
         seen[name] = sha256_digest(source)
         pending.extend(re.findall(r"""{%-?\s*(?:extends|include|import)\s+["']([^"']+)["']""", source))
     return dict(sorted(seen.items()))
+
+
+QUALITY_MEASURES = (("accuracy", "accuracy", "decisions that match the outcome"),
+                    ("true_positive_rate", "recall", "of those with the favourable outcome, how many got it"),
+                    ("false_positive_rate", "false positive rate", "of those without it, how many got it all the same"),
+                    ("false_negative_rate", "false negative rate", "of those with it, how many were refused it"),
+                    ("precision", "precision", "of those who got it, how many had the favourable outcome"))
+
+
+def rate_with_interval(measure: Any) -> str:
+    """A rate with its interval and base, as a person reads it: "68.0% (61.2–74.1%, of 200)"."""
+    if not isinstance(measure, dict) or measure.get("value") is None:
+        return "not measurable (no case)"
+    low, high = measure.get("interval") or (None, None)
+    shown = f"{measure['value'] * 100:.1f}%"
+    if low is not None and high is not None:
+        shown += f" ({low * 100:.1f}\u2013{high * 100:.1f}%"
+        shown += f", of {measure['of']:,})" if measure.get("of") is not None else ")"
+    return shown

@@ -17,8 +17,9 @@ from typing import Any
 from ..audit import AuditLog, AuditRecord, querykeys
 from ..audit.connect import connect_read_only
 from ..audit.incidents import open_incidents
-from ..config import Settings
+from ..config import Inventory, Settings
 from ..errors import InputError
+from ..inventory import chained_inventory
 from ..timestamps import normalise_ts, parse_date, parse_ts
 from .kpis import period_kpis
 
@@ -103,10 +104,13 @@ def take_snapshot(log: AuditLog, settings: Settings, period: Period, *, as_of: s
         gate = gate_runs[-1] if gate_runs else None
         rating = records.last("risk_rating")
         incidents = records.all("incident")
+        inventory_record = chained_inventory(reversed(records.all("config_change")))
+        chained = ((inventory_record.details or {}).get("inventory") or {}) if inventory_record else {}
+        inventory = {**dataclasses.asdict(Inventory()), **chained}  # a field added since is shown empty
         snapshot = {
             "as_of": as_of,
             "period": period.to_dict(),
-            "model": {"id": settings.model.id, "name": settings.model.name},
+            "model": {"id": chained.get("id") or settings.model.id, "name": chained.get("name") or settings.model.name},
             "store": {"store_id": identity.get("store_id"), "head_seq": head,
                       "head_hash": head_row[0] if head_row else None,
                       "records": head, "model_calls": records.count("inference"),
@@ -114,7 +118,8 @@ def take_snapshot(log: AuditLog, settings: Settings, period: Period, *, as_of: s
             "verify": verified,
             "kpis": kpis,
             "gate": _gate(gate, gate_runs, as_of),
-            "inventory": dataclasses.asdict(settings.model),
+            "inventory": inventory,  # as chained by its as-of, not as govkit.toml says today
+            "inventory_record": _cite(inventory_record, details=("digest",)) if inventory_record else None,
             "rating": _cite(rating, details=("tier", "score", "previous_rating")) if rating else None,
             "fairness": [_bias(r) for r in _newest_by_data(records.all("bias_run"))],
             "explanations": {"records": records.count("explanation"),
@@ -246,7 +251,7 @@ def _bias(record: AuditRecord) -> dict[str, Any]:
     return {**_cite(record, fields=("artifact_sha256",)), "kind": details.get("kind"), "status": details.get("status"),
             "data": {k: (details.get("data") or {}).get(k) for k in ("name", "sha256")},
             "metrics": details.get("metrics") or {}, "groups": details.get("groups"),
-            "warnings": (details.get("warnings") or [])[:10]}
+            "quality": details.get("quality"), "warnings": (details.get("warnings") or [])[:10]}
 
 
 def _newest_by_data(records: list[AuditRecord]) -> list[AuditRecord]:
