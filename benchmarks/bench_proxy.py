@@ -337,10 +337,37 @@ def main() -> None:
                 spent[name] += asyncio.run(load(url, 32, 16, model_body))[1]
         print(f"  concurrency 16                     direct {spent['direct']:.1f} s   govkit {spent['govkit']:.1f} s"
               f"   -> slowdown through govkit: {(spent['govkit'] / spent['direct'] - 1) * 100:+.1f}% (goal < 2%)")
+        # Streamed: every part is journaled (durable) before it is forwarded. Tokens per second
+        # as the client receives them, direct and through govkit, in alternating calls.
+        stream_body = {**body, "max_tokens": 64, "temperature": 0, "stream": True}
+        rates: dict[str, list[float]] = {"direct": [], "govkit": []}
+        for _ in range(max(6, args.model_requests // 4)):
+            for name, url in (("direct", model), ("govkit", via_model)):
+                rates[name].append(asyncio.run(streamed_rate(url, stream_body)))
+        direct_rate, ours_rate = (statistics.median(rates[n]) for n in ("direct", "govkit"))
+        print(f"  streamed, 64 tokens                direct {direct_rate:6.1f} tokens/s   govkit {ours_rate:6.1f} tokens/s"
+              f"   -> {ours_rate / direct_rate * 100:.1f}% of direct (goal >= 95%; each part journaled first)")
     finally:
         for proc in reversed(procs):
             stop(proc)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+async def streamed_rate(url: str, body: dict) -> float:
+    """Content events per second as a client receives them, from the first to the last."""
+    times: list[float] = []
+    async with aiohttp.ClientSession() as session:
+        async with session.post(url + "/chat/completions", json=body) as response:
+            buffer = b""
+            async for chunk in response.content.iter_any():
+                buffer += chunk
+                while b"\n\n" in buffer:
+                    event, buffer = buffer.split(b"\n\n", 1)
+                    if b'"content"' in event:
+                        times.append(time.perf_counter())
+    if len(times) < 2:
+        raise RuntimeError(f"{url}: the stream carried {len(times)} content event(s)")
+    return (len(times) - 1) / (times[-1] - times[0])
 
 
 if __name__ == "__main__":

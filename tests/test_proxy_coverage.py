@@ -7,6 +7,7 @@ The upstream here is the only fake: a server that answers every path and counts 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import http.client
 import json
 import os
@@ -279,6 +280,22 @@ def test_a_700_kb_chunked_body_is_read_whole(upstream: CountingUpstream, tmp_pat
 
 
 
+def journaled(db: Path) -> list[tuple[int, int, str]]:
+    """(part, bytes forwarded so far, running sha256) of each stream journal row, in order."""
+    import sqlite3
+
+    con = sqlite3.connect(db)
+    try:
+        rows = con.execute("SELECT part, bytes, sha256 FROM stream_journal ORDER BY request_seq, part").fetchall()
+    finally:
+        con.close()
+    total, out = 0, []
+    for part, size, digest in rows:
+        total += size
+        out.append((part, total, digest))
+    return out
+
+
 def _short_busy_timeout(folder: Path) -> None:
     config = folder / "govkit.toml"
     config.write_text(config.read_text().replace("busy_timeout_s = 10", "busy_timeout_s = 0.3"))
@@ -318,9 +335,11 @@ def test_no_answer_reaches_the_client_when_its_record_cannot_be_committed(upstre
             os.close(held)
         stop(proc)
     if stream:
-        assert result["status"] == 200 and b"w0" in result["body"]
-        assert b"[DONE]" not in result["body"] and b'"finish_reason":"stop"' not in result["body"]
-        assert b"audit_store_unavailable" in result["body"]
+        # Only what the journal made durable before the lock reached the client: then the error.
+        assert result["status"] == 200 and b"audit_store_unavailable" in result["body"]
+        got = result["body"].split(b"data: {\"error\"")[0]
+        assert b"[DONE]" not in got and b'"finish_reason":"stop"' not in got and b"w29" not in got
+        assert got == b"" or journaled(db)[-1][1:] == (len(got), hashlib.sha256(got).hexdigest())
         assert records(db, "inference") == []  # and the request record says the model was asked
         assert [r.status for r in records(db, "request")] == ["started"]
     else:
@@ -454,3 +473,64 @@ def test_an_older_copy_moved_over_the_live_log_gets_503_not_lost_records(upstrea
         stop(proc)
     assert statuses == [503] * 5 and len(upstream.served) == served_before + 1  # no answer, no model call
     assert "was replaced by another file while govkit had it open" in (tmp_path / "proxy.log").read_text()
+
+
+def test_no_streamed_word_reaches_the_client_before_it_is_journaled(upstream: CountingUpstream, tmp_path: Path) -> None:
+    """The store locked after the request record: the app got every word, then "withheld" (only
+    the last, empty event was held). Now each part waits for the journal, so the words stop where
+    the store stopped, and the journal names exactly the bytes the client got."""
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, "-m", "govkit", "init", "--yes"], cwd=tmp_path, check=True, capture_output=True)
+    _short_busy_timeout(tmp_path)
+    url, proc = start_proxy(tmp_path, upstream.url)
+    db = tmp_path / ".govkit" / "audit.db"
+    result: dict = {}
+    body = json.dumps({"model": "stream-slow", "messages": MESSAGES, "stream": True}).encode()
+
+    def call() -> None:
+        result["status"], result["body"] = send(url, "POST", "/v1/chat/completions", body)
+
+    caller = threading.Thread(target=call)
+    held = None
+    try:
+        caller.start()
+        deadline = time.monotonic() + 20
+        while len(journaled(db)) < 5 and time.monotonic() < deadline:  # some words are out, on record
+            time.sleep(0.01)
+        held = hold_writer_lock(db)
+        caller.join(30)
+    finally:
+        if held is not None:
+            os.close(held)
+        stop(proc)
+    got = result["body"].split(b"data: {\"error\"")[0]
+    rows = journaled(db)
+    assert len(rows) >= 5 and b"w29" not in got and b"audit_journal" not in got
+    assert rows[-1][1:] == (len(got), hashlib.sha256(got).hexdigest())  # the client has exactly what is journaled
+    assert b"the audit journal could not be committed" in result["body"]
+
+    url, proc = start_proxy(tmp_path, upstream.url)  # the next proxy says what the cut-off stream delivered
+    stop(proc)
+    [incident] = [r for r in records(db, "incident") if (r.details or {}).get("kind") == "stream_without_record"]
+    assert incident.details["bytes_forwarded"] == len(got) and incident.details["parts_forwarded"] == len(rows)
+    assert incident.details["sha256_forwarded"] == hashlib.sha256(got).hexdigest()
+    assert journaled(db) == []
+    with AuditLog(db, read_only=True) as log:
+        assert log.verify().ok
+
+
+def test_a_whole_stream_is_sealed_by_its_record_and_leaves_no_journal(upstream: CountingUpstream, tmp_path: Path) -> None:
+    url, proc = start_proxy(tmp_path, upstream.url)
+    try:
+        status, body = send(url, "POST", "/v1/chat/completions",
+                            json.dumps({"model": "stream", "messages": MESSAGES, "stream": True}).encode())
+    finally:
+        stop(proc)
+    db = tmp_path / ".govkit" / "audit.db"
+    [answer] = records(db, "inference")
+    assert status == 200 and answer.details["stream"] == {
+        "parts_forwarded": answer.details["stream"]["parts_forwarded"], "bytes_forwarded": len(body),
+        "sha256_forwarded": hashlib.sha256(body).hexdigest()}
+    assert journaled(db) == []

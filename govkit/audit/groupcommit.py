@@ -41,6 +41,8 @@ class Pending:
 
     body: bytes
     contents: list[tuple[str, str]]
+    journal: tuple[int, int, int, str, str] | None = None  # a stream journal row instead of a record
+    seals: int | None = None  # the request seq whose stream journal this record takes over
     record: Any = None
     error: GovkitError | None = None
     settled: bool = False

@@ -83,6 +83,25 @@ def m003_record_keys_guards(db: sqlite3.Connection) -> None:
     _script(db, _KEYS_GUARDS)
 
 
+@migration
+def m004_stream_journal(db: sqlite3.Connection) -> None:
+    # What a streamed answer has forwarded to the client so far, durable before it is forwarded:
+    # per part, its length and the running sha256 of every byte forwarded (no text: a stream cut
+    # into chunks cannot be redacted reliably, and the final record keeps the whole answer). The
+    # final inference record takes it over and deletes the rows in its own transaction; rows left
+    # by a crash become a chained incident when the proxy next starts (store.recover_streams).
+    _script(db, """
+    CREATE TABLE stream_journal (
+        request_seq  INTEGER NOT NULL,
+        part         INTEGER NOT NULL,
+        bytes        INTEGER NOT NULL,
+        sha256       TEXT NOT NULL,
+        ts           TEXT NOT NULL,
+        PRIMARY KEY (request_seq, part)
+    ) WITHOUT ROWID;
+    """)
+
+
 def rebuild_keys(db: sqlite3.Connection) -> None:
     """Make the query keys anew from the records' bodies (inside the caller's transaction):
     the table, its indexes and guards as m002 and m003 left them, whatever became of them."""

@@ -326,9 +326,38 @@ class AuditLog:
         assert item.record is not None
         return item.record
 
+    async def journal_async(self, request_seq: int, part: int, size: int, running_sha256: str, *,
+                            inline_when_idle: bool = False) -> None:
+        """Make durable that part `part` of the streamed answer to the request at `request_seq`
+        (`size` bytes; `running_sha256` over every byte forwarded so far) is about to be
+        forwarded: returns once it is committed and synced, with every other caller's records."""
+        self._writable()
+        item = Pending(b"", [], journal=(request_seq, part, size, running_sha256, utc_now()))
+        await self._group.submit_async(item, inline_when_idle=inline_when_idle)
+
+    def recover_streams(self) -> list[AuditRecord]:
+        """Streams whose final record never came (the process died mid-answer): for each, chain an
+        incident naming the request and what reached the client (parts, bytes, sha256), and
+        clear its journal rows, in one transaction. Returns the incidents."""
+        with self._maintenance() as db:
+            rows = db.execute("SELECT request_seq, count(*), sum(bytes), max(part), max(ts) FROM stream_journal "
+                              "GROUP BY request_seq ORDER BY request_seq").fetchall()
+            incidents = []
+            for request_seq, parts, size, last, ts in rows:
+                digest = db.execute("SELECT sha256 FROM stream_journal WHERE request_seq = ? AND part = ?",
+                                    (request_seq, last)).fetchone()[0]
+                request = db.execute("SELECT json_extract(CAST(body AS TEXT), '$.record_id') FROM records "
+                                     "WHERE seq = ?", (request_seq,)).fetchone()
+                incidents.append(self._chain_event(db, "incident", {
+                    "kind": "stream_without_record", "request_seq": request_seq,
+                    "request_record_id": request[0] if request else None, "parts_forwarded": parts,
+                    "bytes_forwarded": size, "sha256_forwarded": digest, "last_forwarded_at": ts}, None))
+            db.execute("DELETE FROM stream_journal")
+        return incidents
+
     async def append_async(self, event_type: str, *, prompt: str | None = None,
                            response: str | None = None, inline_when_idle: bool = False,
-                           **fields: Any) -> AuditRecord:
+                           seals_journal: int | None = None, **fields: Any) -> AuditRecord:
         """append() for asyncio code: the event loop does not wait on the disk.
 
         A background thread commits (group commit with every other caller); the coroutine
@@ -338,6 +367,7 @@ class AuditLog:
         """
         self._writable()
         item = self._prepare(event_type, prompt, response, fields)
+        item.seals = seals_journal
         await self._group.submit_async(item, inline_when_idle=inline_when_idle)
         assert item.record is not None
         return item.record
@@ -416,7 +446,14 @@ class AuditLog:
                         batch = [self._prepare("incident", None, None, {"details": {
                             "action": "audit store missing from its path", **self._lost,
                             "back": utc_now()}}), *batch]
+                    journal_rows: list[tuple[int, int, int, str, str]] = []
+                    sealed: list[tuple[int]] = []
                     for item in batch:
+                        if item.journal is not None:  # not a record: a durable note of what a stream forwarded
+                            journal_rows.append(item.journal)
+                            continue
+                        if item.seals is not None:
+                            sealed.append((item.seals,))
                         seq += 1
                         record_hash = chain_hash(item.body, prev, seq)
                         rows.append((seq, item.body, record_hash))
@@ -435,6 +472,11 @@ class AuditLog:
                         db.execute(_insert_sql("records (seq, body, record_hash)", len(rows)), _flat(rows))
                     if content_rows:
                         db.execute(_insert_sql("content (seq, kind, text)", len(content_rows)), _flat(content_rows))
+                    if journal_rows:
+                        db.executemany("INSERT OR REPLACE INTO stream_journal (request_seq, part, bytes, sha256, ts) "
+                                       "VALUES (?, ?, ?, ?, ?)", journal_rows)
+                    if sealed:
+                        db.executemany("DELETE FROM stream_journal WHERE request_seq = ?", sealed)
                     if seq - self._keyed_upto >= KEYS_EVERY:
                         self._key_records(db, seq)
                     if before_sync is not None:

@@ -195,6 +195,7 @@ class Call:
     prompt: str | None = None
     ts_start: str = field(default_factory=utc_now)
     started: float = field(default_factory=time.perf_counter)
+    request_seq: int | None = None  # the seq of its `request` record, once chained
 
     def read_request(self, payload: dict[str, Any], raw: bytes | None = None) -> None:
         self.prompt = prompt_of(self.kind, payload)

@@ -8,15 +8,18 @@ call, and the model artifact's identity. Read-only routes (models, health, props
 forwarded; anything else is refused with 404, and the refusal is recorded.
 
 No answer reaches the client before its record is committed: a plain response is sent after the
-commit; a stream passes through event by event, except its final event and `[DONE]`, which wait
-for the commit. When the record cannot be committed the client gets a 503 (or, mid-stream, an
-error event and no end). Upstream failures become failure records and clean JSON errors (502, or
-504 on a timeout). A request reaches the upstream at most once.
+commit; a stream passes through event by event, each once the stream journal holds it (its length
+and the running sha256 of what was forwarded, group-committed), except its final event and
+`[DONE]`, which wait for the inference record that takes the journal over. When the journal or
+the record cannot be committed the client gets a 503 (or, mid-stream, an error event and no end).
+Upstream failures become failure records and clean JSON errors (502, or 504 on a timeout). A
+request reaches the upstream at most once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 import json
 import sys
@@ -127,6 +130,11 @@ class AuditingProxy:
             self.identity = await asyncio.get_running_loop().run_in_executor(
                 None, lambda: fingerprint_artifact(artifact, cache_file=cache))
         self.runtime = await self._detect_runtime()
+        for incident in self.log.recover_streams():  # a stream an earlier proxy was cut off in
+            details = incident.details or {}
+            sys.stderr.write(f"govkit proxy: a streamed answer to request seq {details.get('request_seq')} had no "
+                             f"final record ({details.get('bytes_forwarded')} bytes reached the client); incident "
+                             f"{incident.record_id} says so\n")
 
     async def _cleanup(self, _app: Any) -> None:
         if self._session is not None:
@@ -284,6 +292,7 @@ class AuditingProxy:
             return _store_failed(exc)
         if requested is not None:
             call.fields["request_record_id"] = requested.record_id
+            call.request_seq = requested.seq
         try:
             upstream = await self._session.post(self._upstream_url(request, route), data=raw,
                                                 headers=self._upstream_headers(request))
@@ -345,44 +354,69 @@ class AuditingProxy:
                             headers={**_response_headers(upstream), RECORD_ID_HEADER: record.record_id})
 
     async def _stream(self, request: Any, upstream: Any, call: Call, *, lines: bool) -> Any:
+        """Relay a streamed answer. Each part reaches the client only once the journal holds it
+        (its length and the running sha256 of every byte forwarded, committed with the other
+        callers' records); the final event and [DONE] only once the inference record, which
+        takes the journal over, is durable. A journal or record that cannot be committed stops
+        the relay there: the client has nothing that is not on record, and is told why."""
         web = require("aiohttp.web", "proxy")
         response = web.StreamResponse(status=upstream.status, headers=_response_headers(upstream))
         await response.prepare(request)
         events = EventStream(call.kind, lines=lines)
+        forwarded = hashlib.sha256()
+        parts = sent = 0
         error = None
-        client_gone = False
+        client_gone = unrecorded = False
         try:
             async for chunk in upstream.content.iter_any():
                 ready = events.feed(chunk)
-                if ready and not client_gone:
-                    try:
-                        await response.write(ready)
-                    except (ConnectionResetError, RuntimeError):
-                        client_gone = True  # keep reading: the record gets the full answer
+                if not ready or client_gone or unrecorded:
+                    continue  # keep reading: the record gets the full answer
+                forwarded.update(ready)
+                parts += 1
+                sent += len(ready)
+                try:
+                    if call.request_seq is not None:
+                        await self.log.journal_async(call.request_seq, parts, len(ready), forwarded.hexdigest(),
+                                                     inline_when_idle=self.in_flight == 1)
+                except GovkitError as exc:
+                    unrecorded = True
+                    error = f"the audit journal could not be committed ({type(exc).__name__}); the rest of the answer is withheld"
+                    continue
+                try:
+                    await response.write(ready)
+                except (ConnectionResetError, RuntimeError):
+                    client_gone = True
         except TimeoutError:
-            error = "upstream timeout mid-stream"
+            error = error or "upstream timeout mid-stream"
         except Exception as exc:
-            error = f"upstream failed mid-stream: {type(exc).__name__}"
+            error = error or f"upstream failed mid-stream: {type(exc).__name__}"
         if error is None and not events.done:
             error = "upstream closed the stream before it ended"
-        status = "error" if error else ("client_disconnected" if client_gone else "ok")
+        status = ("unrecorded" if unrecorded else "error" if error else
+                  "client_disconnected" if client_gone else "ok")
+        final = b"" if (unrecorded or client_gone) else events.held  # what the upstream sent may pass, once on record
+        if final:
+            forwarded.update(final)
+        stream = {"parts_forwarded": parts + bool(final), "bytes_forwarded": sent + len(final),
+                  "sha256_forwarded": forwarded.hexdigest()}
         try:
-            await self._record(call, status=status, error=error or ("client disconnected mid-stream" if client_gone else None),
+            await self._record(call, status="error" if unrecorded else status, stream=stream,
+                               error=error or ("client disconnected mid-stream" if client_gone else None),
                                answer=events.result())
         except GovkitError as exc:  # the final chunk and [DONE] are withheld: no answer without its record
-            error = f"the audit record could not be committed ({type(exc).__name__}); the answer is withheld"
+            if not unrecorded:  # a journal that failed first says where the answer stopped
+                error = f"the audit record could not be committed ({type(exc).__name__}); the answer is withheld"
             status = "unrecorded"
         if not client_gone:
             try:
+                if status != "unrecorded":
+                    await response.write(final)  # the final chunk, only now that the record is durable
                 if error:
-                    if status != "unrecorded":  # on the record: what the upstream did send may pass
-                        await response.write(events.held)
                     code = 503 if status == "unrecorded" else 502
                     kind = "audit_store_unavailable" if status == "unrecorded" else "upstream_error"
                     payload = {"error": {"message": error, "type": kind, "code": code}}
                     await response.write(b"data: " + json.dumps(payload).encode() + b"\n\n")
-                else:
-                    await response.write(events.held)  # the final chunk, only now that the record is durable
                 await response.write_eof()
             except (ConnectionResetError, RuntimeError):
                 pass
@@ -431,10 +465,14 @@ class AuditingProxy:
                                                      "bytes": current.bytes})
             self.identity = current
 
-    async def _record(self, call: Call, **outcome: Any) -> Any:
+    async def _record(self, call: Call, *, stream: dict[str, Any] | None = None, **outcome: Any) -> Any:
         # A lone request commits on the loop thread (no hand-offs); under load, group commit.
         fields = call.record(**outcome)
-        record = await self.log.append_async("inference", inline_when_idle=self.in_flight == 1, **fields)
+        if stream is not None:  # what reached the client, sealed: the journal's rows go in this commit
+            fields["details"] = {**(fields.get("details") or {}), "stream": stream}
+        record = await self.log.append_async("inference", inline_when_idle=self.in_flight == 1,
+                                             seals_journal=call.request_seq if stream is not None else None,
+                                             **fields)
         if self.observer is not None and call.kind == "chat" and outcome.get("status") == "ok":
             self.observer.offer(record, call.prompt, fields.get("response"))
         return record
