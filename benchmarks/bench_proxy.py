@@ -321,16 +321,27 @@ def main() -> None:
         # The model server's own timing varies by several percent from call to call, far more than
         # the proxy adds. At concurrency 1, pair the calls (direct, proxied, direct, ...) and take
         # the median of the per-pair differences; at 16, alternate batches (ABAB...) and compare totals.
-        asyncio.run(load(model, 10, 1, model_body))
-        differences, directs = [], []
+        floor_model, p = start_floor(folder / "floor-model", model)
+        procs.append(p)
+        for url in (model, via_model, floor_model):
+            asyncio.run(load(url, 10, 1, model_body))
+        differences, floor_differences, directs = [], [], []
         for _ in range(args.model_requests):
             (direct_latency,), _ = asyncio.run(load(model, 1, 1, model_body))
             (proxied_latency,), _ = asyncio.run(load(via_model, 1, 1, model_body))
+            (direct_again,), _ = asyncio.run(load(model, 1, 1, model_body))
+            (floor_latency,), _ = asyncio.run(load(floor_model, 1, 1, model_body))
             differences.append(proxied_latency - direct_latency)
+            floor_differences.append(floor_latency - direct_again)
             directs.append(direct_latency)
+        stop(procs.pop())
         added, typical = statistics.median(differences), statistics.median(directs)
+        floor_added = statistics.median(floor_differences)
         print(f"  concurrency 1                      direct p50 {typical * 1000:7.2f} ms   added by govkit (median of "
               f"{len(differences)} pairs) {added * 1000:+.2f} ms -> slowdown {added / typical * 100:+.1f}% (goal < 2%)")
+        print(f"                                     the floor (bare relay, two durable commits) adds "
+              f"{floor_added * 1000:+.2f} ms ({floor_added / typical * 100:+.1f}%): govkit is "
+              f"{added / floor_added:.2f}x the floor against the real model")
         spent = {"direct": 0.0, "govkit": 0.0}
         for _ in range(max(4, args.model_requests // 32)):
             for name, url in (("direct", model), ("govkit", via_model)):

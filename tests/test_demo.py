@@ -93,12 +93,36 @@ def test_the_demo_runs_the_main_job_on_the_real_model(tmp_path: Path) -> None:
     [example] = [line for line in output.splitlines() if "on disk, as stored:" in line]
     assert re.search(r"\[[A-Z_]+\]", example), example
     assert "about the model itself" in output
+    _page_one_reads_in_a_minute(board_pdf)
     store = folder / ".govkit" / "mlflow.db"
     assert f"MLFLOW_DISABLE_TELEMETRY=true mlflow ui --port 5000 --backend-store-uri sqlite:///{store}" in output
     # the commands step 3 printed are the ones it ran: llama.cpp's own server, then the proxy
     assert "$ govkit serve " in output and "$ govkit proxy --upstream http://127.0.0.1:" in output
     assert "4111 1111 1111 1111" not in (folder / ".govkit" / "audit.db").read_bytes().decode("latin-1")
     _the_paperwork_filled_in_still_blocks_on_the_model(folder)
+
+
+def _page_one_reads_in_a_minute(pdf: Path) -> None:
+    """Page one held a title, raw timestamps, a head hash and "Overall: RED", two-thirds blank. Now
+    it says what the model is for, its tier, why it is red with the model's own findings first,
+    and what the board must decide, each decision naming the risk; a reviewer sees the pages."""
+    first = subprocess.run(["pdftotext", "-f", "1", "-l", "1", str(pdf), "-"], capture_output=True, text=True,
+                           check=True).stdout
+    flat = re.sub(r"\s+", " ", first)
+    pages = Path(os.environ.get("GOVKIT_TEST_ARTIFACTS") or Path(__file__).parent / ".artifacts") / "demo-board"
+    pages.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["pdftoppm", "-r", "60", "-png", str(pdf), str(pages / "page")], check=True)
+    assert "Pre-screens consumer credit requests at the branch counter" in flat, flat
+    assert "risk tier high" in flat and "Overall: RED" in flat, flat
+    why = flat.split(" Why ")[1].split("Since the last report")[0]
+    model_first = re.search(r"1\. (Its decision changes when only the applicant's name changes|It decides no better)",
+                            why)
+    assert model_first, why  # the model's own findings come before the paperwork
+    assert re.search(r"in \d+ of \d+ tested pairs \(\d+%", why) or "match the outcome in" in why, why
+    decisions = flat.split("Decisions asked of the board")[1]
+    assert re.search(r"1\. Decide whether .+ may keep being used for pre-screening consumer credit requests .+ while "
+                     r"(its decisions change with the applicant's name|it decides no better)", decisions), decisions
+    assert not re.search(r"\b[A-Z]{3}-\d{3}\b", flat) and not re.search(r"[0-9a-f]{16}", flat), flat
 
 
 PAPERWORK = {"description": "Branch credit assistant: approves or refers requests up to 20,000 DM",

@@ -521,8 +521,10 @@ def test_no_streamed_word_reaches_the_client_before_it_is_journaled(upstream: Co
         assert log.verify().ok
 
 
-def test_a_whole_stream_is_sealed_by_its_record_and_leaves_no_journal(upstream: CountingUpstream, tmp_path: Path) -> None:
-    url, proc = start_proxy(tmp_path, upstream.url)
+@pytest.mark.parametrize("window", ["0", "20"])
+def test_a_whole_stream_is_sealed_by_its_record_and_leaves_no_journal(upstream: CountingUpstream, tmp_path: Path,
+                                                                      window: str) -> None:
+    url, proc = start_proxy(tmp_path, upstream.url, "--journal-window-ms", window)
     try:
         status, body = send(url, "POST", "/v1/chat/completions",
                             json.dumps({"model": "stream", "messages": MESSAGES, "stream": True}).encode())

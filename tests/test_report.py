@@ -106,9 +106,11 @@ def test_every_kpi_equals_an_independent_sql_computation(project: Path) -> None:
                                "json_each(json_extract(p.body, '$.redaction.entities')) AS j GROUP BY j.key"))
     assert kpis["redactions"] == entities and entities["EMAIL"] == 40
     p50, p95 = kpis["latency_ms"]["p50"], kpis["latency_ms"]["p95"]
+    from govkit.report.formatting import milliseconds, percent
+
     for shown in (f"<td>Model calls (live traffic; every rate below counts these)</td><td>{calls}</td>",
-                  f"{errors / calls:.1%} ({errors} of {calls})",
-                  f"{p50:,.3f} / {p95:,.3f}", f"{refused / requests:.1%} ({refused} of {requests})",
+                  f"{percent(errors / calls)} ({errors} of {calls})",
+                  f"{milliseconds(p50)} / {milliseconds(p95)}", f"{percent(refused / requests)} ({refused} of {requests})",
                   f"EMAIL {entities['EMAIL']}"):
         assert shown in html, shown
 
@@ -274,7 +276,10 @@ def test_fairness_charts_are_inline_svg_with_alt_text_hatched_for_grayscale(proj
         [run_record] = list(log.query(event_type="bias_run"))
     groups = run_record.details["groups"]["sex"]
     assert [g["group"] for g in groups] == ["sex=f", "sex=m"] and all(g["count"] == 60 for g in groups)
-    assert re.search(r"sex=f \d+\.\d% \(n=60\); sex=m \d+\.\d% \(n=60\)", (project / "out" / "board-2026-Q4.md").read_text())
+    from govkit.report.formatting import percent
+
+    shown = "; ".join(f"{g['group']} {percent(g['selection_rate'])} (n=60)" for g in groups)
+    assert shown in (project / "out" / "board-2026-Q4.md").read_text()
 
 
 def test_a_finding_is_aged_from_the_first_gate_run_of_its_unbroken_streak(project: Path) -> None:
@@ -309,7 +314,7 @@ def test_the_model_card_has_the_hugging_face_layout_and_the_toolkit_fields(proje
         assert heading in text
     assert "ml\\-team@bank.example" in text or "ml-team@bank.example" in text
     assert "How to fix" not in text and "govkit lineage" in text  # mitigations: each check's own how-to-fix
-    assert re.search(r"sex=f \d+\.\d% \[\d+\.\d%, \d+\.\d%\] \(n=60\)", text)
+    assert re.search(r"sex=f \d+(\.\d)?% \(\d+(\.\d)?\u2013\d+(\.\d)?%\) \(n=60\)", text)
     for path in (project / "card").iterdir():
         assert run("report", "verify", str(path)).exit_code == 0
 
@@ -322,10 +327,16 @@ def test_the_engineer_report_has_every_control_and_every_group_in_full(project: 
         [gate] = list(log.query(event_type="check_run"))
         [bias] = list(log.query(event_type="bias_run"))
     assert all(f"<code>{cid}</code>" in html for cid in gate.details["results"])
-    for group in bias.details["groups"]["sex"]:
-        assert f"<td>{group['group']}</td><td>{group['count']}</td><td>{group['selection_rate']}</td>" in html
-        assert " to ".join(map(str, group["interval"])) in html
+    from govkit.report.formatting import interval, percent
+
+    for group in bias.details["groups"]["sex"]:  # in the formatting layer: the JSON twin keeps full precision
+        assert (f"<td>{group['group']}</td><td>{group['count']}</td><td>{percent(group['selection_rate'])}</td>"
+                f"<td>{interval(group['interval'])}</td>") in html
     assert f"seq {gate.seq}" in html
+    assert "0.0211" not in html and "None" not in html.split("<script")[0]  # no raw Python values on the page
+    result = run("report", "engineer", *PERIOD, "--format", "json", "-o", "eng.json", "--no-record")
+    twin = json.loads((project / "eng.json").read_text())["manifest"]["snapshot"]["fairness"][0]
+    assert twin["groups"]["sex"][0]["selection_rate"] == bias.details["groups"]["sex"][0]["selection_rate"]
 
 
 def test_a_store_with_no_trusted_key_is_said_on_page_one_and_its_reports_do_not_verify(project: Path) -> None:
@@ -580,8 +591,10 @@ def test_decision_quality_is_on_the_board_report_the_engineer_report_and_the_mod
         assert run("report", kind, *PERIOD, "--format", fmt, "-o", f"{kind}.{fmt}", "--no-record").exit_code == 0
     board_text = re.sub(r"\s+", " ", (project / "board.html").read_text())
     assert "How well it decides, on preds.csv" in board_text
-    assert f"match the outcome in {accuracy * 100:.1f}% (" in board_text
-    assert f"against {majority * 100:.1f}% for the" in board_text
+    from govkit.report.formatting import percent
+
+    assert f"match the outcome in {percent(accuracy)} (" in board_text
+    assert f"against {percent(majority)} for the" in board_text
     figures = json.loads((project / "board.json").read_text())["figures"]["quality"]
     assert figures["tabular:preds.csv"]["accuracy"] == pytest.approx(accuracy, abs=1e-6)
     assert figures["tabular:preds.csv"]["baseline"] == pytest.approx(majority, abs=1e-6)
@@ -599,3 +612,123 @@ def test_decision_quality_is_on_the_board_report_the_engineer_report_and_the_mod
                for (_, name), value in results.items())
     assert all(r.dataset_type and r.dataset_name for r in card.data.eval_results)
     assert "### Decision quality" in card.text and "cases with a known outcome" in card.text
+
+
+def test_numbers_are_formatted_for_people() -> None:
+    from govkit.report.formatting import interval, metric_value, milliseconds, percent, rate_with_interval
+
+    assert [percent(v) for v in (0.5714, 0.0331, 0.00262, 0.010582010582010581, 0, 1, None)] == [
+        "57%", "3.3%", "0.26%", "1.1%", "0%", "100%", "n/a"]
+    assert interval([0.6123, 0.7401]) == "61\u201374%" and interval(None) == ""
+    assert rate_with_interval({"value": 0.68, "interval": [0.6123, 0.7401], "of": 200}) == "68% (61\u201374%, of 200)"
+    assert (milliseconds(322.504), milliseconds(2583.189), milliseconds(0.42)) == ("323 ms", "2,583 ms", "0.4 ms")
+    assert metric_value("disparate_impact_ratio", 0.9771428571428571) == "0.98"
+    assert metric_value("demographic_parity_difference", 0.021164021164021163) == "2.1%"
+
+
+def _artifacts(name: str) -> Path:
+    """Where a test leaves what a reviewer looks at (rendered pages): GOVKIT_TEST_ARTIFACTS, or
+    tests/.artifacts beside this file."""
+    folder = Path(os.environ.get("GOVKIT_TEST_ARTIFACTS") or Path(__file__).parent / ".artifacts") / name
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _page_words(pdf: Path) -> list[tuple[int, float, float, float, str]]:
+    """(page, page width, xMin, xMax, word) for every word poppler finds in the PDF."""
+    import html as html_module
+
+    xml = subprocess.run(["pdftotext", "-bbox", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+    words, page, width = [], 0, 0.0
+    for line in xml.splitlines():
+        found = re.search(r'<page width="([\d.]+)"', line)
+        if found:
+            page, width = page + 1, float(found[1])
+            continue
+        word = re.search(r'<word xMin="([\d.]+)" yMin="[\d.]+" xMax="([\d.]+)" yMax="[\d.]+">(.*)</word>', line)
+        if word:
+            words.append((page, width, float(word[1]), float(word[2]), html_module.unescape(word[3])))
+    return words
+
+
+def test_the_pdf_loses_nothing_the_html_has_and_every_word_is_inside_the_page(project: Path) -> None:
+    """The findings table ran off the right edge ("Open since" clipped, "Due" missing), chart titles
+    were clipped, headers were in a serif font, and the PDF was untagged."""
+    import html as html_module
+
+    edit_config(project, "model", owner="model-risk-office-with-a-long-address@bank.example")
+    assert run("finding", "plan", "GOV-001", "--owner", "inventory.owner.with.a.long.name@bank.example",
+               "--due", "2099-01-31", "--action", "complete the inventory record").exit_code == 0
+    assert run("limitation", "add", "decides in English only", "--control", "other languages go to staff",
+               "--owner", "branch operations").exit_code == 0
+    board("--format", "pdf", "--format", "html", "-o", "out")
+    pdf, page = project / "out" / "board-2026-Q4.pdf", project / "out" / "board-2026-Q4.html"
+    pages = _artifacts("board-pdf")
+    for old in pages.glob("page-*.png"):
+        old.unlink()
+    subprocess.run(["pdftoppm", "-r", "60", "-png", str(pdf), str(pages / "page")], check=True)
+    text = re.sub(r"\s+", " ", subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True,
+                                              check=True).stdout)
+    headers = {re.sub(r"\s+", " ", html_module.unescape(re.sub(r"<[^>]+>", "", h))).strip()
+               for h in re.findall(r"<th[^>]*>(.*?)</th>", page.read_text(), re.S)}
+    assert {"Finding", "Owner, open since, due", "Compensating control"} <= headers
+    missing = [h for h in headers if h and h not in text]
+    assert not missing, missing
+    assert "inventory.owner.with.a.long.name@bank.example" in text.replace(" ", "") and "due 2099-01-31" in text
+    margin = 14 / 25.4 * 72  # the page's side margin, in points
+    outside = [(p, w) for p, width, _, x_max, w in _page_words(pdf) if x_max > width - margin + 1]
+    assert not outside, outside[:10]
+    fonts = subprocess.run(["pdffonts", str(pdf)], capture_output=True, text=True, check=True).stdout
+    assert "DejaVu-Sans" in fonts and "Serif" not in fonts, fonts
+    info = subprocess.run(["pdfinfo", str(pdf)], capture_output=True, text=True, check=True).stdout
+    assert re.search(r"Tagged:\s+yes", info), info
+    assert len(list(pages.glob("page-*.png"))) >= 4
+
+
+def test_page_one_says_in_words_what_the_model_is_why_its_status_and_what_the_board_must_decide(
+        project: Path) -> None:
+    edit_config(project, "model", description="Pre-screens loan applications at the branch counter.",
+                owner="Head of Retail Credit", risk_rating="high")
+    document = tomlkit.parse((project / "govkit.toml").read_text())
+    document["model"]["approved_uses"] = ["pre-screening personal loans up to 20,000 EUR"]
+    (project / "govkit.toml").write_text(tomlkit.dumps(document))
+    run("check", "--exit-zero")
+    board("--format", "pdf", "-o", "out")
+    first = subprocess.run(["pdftotext", "-f", "1", "-l", "1", str(project / "out" / "board-2026-Q4.pdf"), "-"],
+                           capture_output=True, text=True, check=True).stdout
+    flat = re.sub(r"\s+", " ", first)
+    for said in ("Pre-screens loan applications at the branch counter.",
+                 "Approved for: pre-screening personal loans up to 20,000 EUR", "Owned by Head of Retail Credit",
+                 "risk tier high", "Overall: RED", "Why", "Since the last report", "Decisions asked of the board",
+                 "1 October 2026 to 31 December 2026", "governance control(s) that block deployment",
+                 "Direct Head of Retail Credit to close the", "What the model itself does is not established"):
+        assert said in flat, (said, flat[:3000])
+    assert not re.search(r"\b[A-Z]{3}-\d{3}\b", flat), flat  # check IDs are where an auditor looks, not here
+    assert not re.search(r"[0-9a-f]{16}", flat) and "T00:00:00" not in flat  # nor hashes, nor raw timestamps
+    assert "Decide whether" not in flat  # no model finding here: the board is not asked about the model's behaviour
+
+
+def test_a_remediation_plan_gives_a_finding_its_owner_and_due_date_and_late_ones_are_overdue(project: Path) -> None:
+    assert run("finding", "plan", "GOV-001", "--owner", "inventory team", "--due", "2000-01-01",
+               "--action", "x").exit_code == 2  # a plan due in the past is refused
+    assert run("finding", "plan", "gov1", "--owner", "x", "--due", "2099-01-01", "--action", "x").exit_code == 2
+    assert run("finding", "plan", "GOV-001", "--owner", "inventory team", "--due", "2099-03-31",
+               "--action", "complete the record").exit_code == 0
+    with AuditLog.open(settings=load_settings(project / "govkit.toml")) as log:  # a plan whose date has since passed
+        log.append("remediation", details={"check_id": "GOV-002", "owner": "model owner", "due": "2026-11-30",
+                                            "action": "fill the extended fields"})
+    assert run("limitation", "add", "decides in English only", "--control", "other languages go to staff",
+               "--owner", "branch operations").exit_code == 0
+    board("--format", "html", "--format", "md", "-o", "out")
+    html = re.sub(r"\s+", " ", (project / "out" / "board-2026-Q4.html").read_text())
+    assert "inventory team<br>since" in html and "due 2099-03-31" in html
+    assert "due 2026-11-30 <strong>(overdue)</strong>" in html
+    assert "decides in English only" in html and "other languages go to staff" in html
+    assert "(**overdue**)" in (project / "out" / "board-2026-Q4.md").read_text()
+    assert run("report", "model-card", *PERIOD, "--format", "md", "-o", "card.md", "--no-record").exit_code == 0
+    card = (project / "card.md").read_text()
+    assert "decides in English only; compensating control: other languages go to staff" in card
+    assert "Any use not listed above" not in card and "every use is out of scope until one is recorded" in card
+    listed = json.loads(run("limitation", "list", "--json").output)
+    assert run("limitation", "retire", listed[0]["record_id"], "--reason", "fixed in 1.1").exit_code == 0
+    assert json.loads(run("limitation", "list", "--json").output) == []

@@ -107,6 +107,23 @@ def _init(ctx: click.Context, run: Run) -> None:
           f"govkit init --yes --model-id {MODEL_ID} --owner model-risk@bank.example")
     ctx.invoke(init, yes=True, force=False, model_id=MODEL_ID, model_name=name, owner="model-risk@bank.example",
                redaction="redacted")
+    _describe(Path("govkit.toml"))
+
+
+PURPOSE = ("Pre-screens consumer credit requests at the branch counter: it approves a request, or refers it "
+           "to an underwriter, who reviews every referral.")
+APPROVED_USES = ["pre-screening consumer credit requests of up to 20,000 DM, every referral reviewed by an underwriter"]
+
+
+def _describe(config: Path) -> None:
+    """What the model is for, as the institution states it in its inventory (E-23 App. 1): the rest
+    of the record (developer, reviewer, approver, review dates ...) is left for the reader to fill."""
+    import tomlkit
+
+    document = tomlkit.parse(config.read_text(encoding="utf-8"))
+    document["model"]["description"] = PURPOSE
+    document["model"]["approved_uses"] = APPROVED_USES
+    config.write_text(tomlkit.dumps(document), encoding="utf-8")
 
 
 def _lineage(run: Run, settings: Any) -> None:

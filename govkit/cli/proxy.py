@@ -44,6 +44,9 @@ if TYPE_CHECKING:
 @click.option("--body-timeout", "body_timeout_s", type=click.FloatRange(min=0.1), default=30.0, show_default=True,
               help="Seconds for a request's whole body to arrive (408 after it): a body sent a byte at a time "
                    "cannot hold a connection longer.")
+@click.option("--journal-window-ms", "journal_window_ms", type=click.FloatRange(min=0, max=1000), default=20.0,
+              show_default=True, help="A stream's parts arriving within this many ms share one durable journal "
+                                      "commit before they are forwarded (0: one commit per part).")
 @click.option("--allow-route", "allow_routes", multiple=True, metavar="PATH",
               help="Also forward this read-only path unaudited (repeatable). Inference routes are always "
                    "audited; any other route is refused with 404 and recorded.")
@@ -52,7 +55,7 @@ if TYPE_CHECKING:
 def proxy(ctx: click.Context, upstream: str, listen: str, model_artifact: Path | None, require_token: bool,
           token_file: Path | None, upstream_key_env: str | None, max_body_bytes: int, timeout_s: float,
           runtime: str | None, max_connections: int, max_per_client: int, header_timeout_s: float,
-          body_timeout_s: float, allow_routes: tuple[str, ...], db: Path | None) -> None:
+          body_timeout_s: float, journal_window_ms: float, allow_routes: tuple[str, ...], db: Path | None) -> None:
     """Serve an auditing OpenAI-compatible proxy in front of a local model server.
 
     Apps change only their base URL. Every call to an inference route (chat, completions,
@@ -88,7 +91,7 @@ def proxy(ctx: click.Context, upstream: str, listen: str, model_artifact: Path |
                          upstream=upstream, host=host, port=int(port_text), model_artifact=model_artifact,
                          model_id=settings.model.id if settings else None, client_token=token,
                          upstream_api_key=upstream_key, max_body_bytes=max_body_bytes, timeout_s=timeout_s,
-                         runtime=runtime, body_timeout_s=body_timeout_s)
+                         runtime=runtime, body_timeout_s=body_timeout_s, journal_window_s=journal_window_ms / 1000)
     if host not in ("127.0.0.1", "localhost", "::1") and token is None:
         click.echo("warning: listening beyond loopback without --require-token", err=True)
     try:  # uvloop, where installed (the `proxy` extra), roughly halves the proxy's own overhead

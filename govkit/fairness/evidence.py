@@ -13,7 +13,7 @@ from ..digests import sha256_digest
 from ..evidence import evidence_run
 from ..tracking import Tracker
 
-__all__ = ["groups", "record_bias_run", "summary"]
+__all__ = ["groups", "pairs_of", "record_bias_run", "summary"]
 
 
 def summary(result: dict[str, Any]) -> dict[str, Any]:
@@ -40,6 +40,14 @@ def groups(result: dict[str, Any], redact: Any = str) -> dict[str, list[dict[str
                     "interval": (row.get("intervals") or {}).get("selection_rate"), "small": row.get("small", False)}
                    for row in data["by_group"][:MAX_GROUPS]]
             for view, data in result.get("views", {}).items()}
+
+
+def pairs_of(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """A counterfactual run's pairs as a report states them: what was swapped, how often the
+    decision flipped (with its interval) and what the policy allows."""
+    keep = ("groups", "rows", "flips", "flip_rate", "flip_interval", "max_flip_rate", "status", "difference_shown")
+    return [{"attribute": attribute, **{k: pair.get(k) for k in keep}}
+            for attribute, analysis in (result.get("attributes") or {}).items() for pair in analysis.get("pairs", [])]
 
 
 def record_bias_run(log: AuditLog, settings: Settings | None, *, kind: str, result: dict[str, Any],
@@ -72,6 +80,8 @@ def record_bias_run(log: AuditLog, settings: Settings | None, *, kind: str, resu
                                      "status": result.get("status"),
                                      "metrics": summary(result), "groups": groups(result, log.redact),
                                      **({"quality": result["quality"]} if result.get("quality") else {}),
+                                     **({"pairs": pairs_of(result)} if result.get("attributes") else {}),
+                                     "to_conclude": [log.redact(str(t)) for t in (result.get("to_conclude") or [])[:50]],
                                      "warnings": result.get("warnings", [])[:50],
                                      "result_sha256": sha256_digest(body)})
     result["record_id"], result["mlflow_run_id"] = record.record_id, run.id

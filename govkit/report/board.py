@@ -31,9 +31,11 @@ from ..errors import InputError
 from ..inventory import chain_inventory
 from . import manifest as manifests
 from .charts import group_rates_chart
-from .render import QUALITY_MEASURES, environment, rate_with_interval, template_digests
+from .formatting import percent, rate_with_interval
+from .render import QUALITY_MEASURES, environment, template_digests
 from .scorecard import RULE, overall, scorecard
 from .snapshot import LARGE_LOG, Period, claimed_fleet_parameters, default_as_of, fleet_parameters, take_fleet, take_snapshot
+from .summary import page_one
 
 __all__ = ["FORMATS", "TEMPLATES", "Report", "ReportCheck", "board_report", "make_report", "verify_report"]
 
@@ -260,6 +262,7 @@ def board_view(snapshot: dict[str, Any], previous: dict[str, Any] | None) -> dic
                          "fix": _how_to_fix(spec.doc) if spec else "",
                          "age_days": opened.get("age_days"),
                          "message": result["message"], "title": spec.title if spec else "(a user check)",
+                         "blocking_note": result.get("blocking_note"), "items": result.get("items") or [],
                          "principle": spec.principle if spec else "", "references": spec.references if spec else {},
                          "clauses": rows.get(spec.crosswalk, {}).get("clauses") if spec else None,
                          "shown": {"PASS": "pass", "FAIL": "fail", "WARN": "fail (warning)", "NO EVIDENCE": "no evidence",
@@ -268,6 +271,12 @@ def board_view(snapshot: dict[str, Any], previous: dict[str, Any] | None) -> dic
     reviewer, developer = inventory.get("reviewer") or "", inventory.get("developer") or ""
     alerts = _page_one(snapshot) + (fleet_alerts(fleet) if fleet else [])
     findings = [c for c in controls if c["status"] in ("FAIL", "WARN", "NO EVIDENCE", "ERROR")]
+    plans = snapshot.get("remediation") or {}
+    for f in findings:  # who owns each and by when: its remediation plan, else the model's owner with no date
+        plan = plans.get(f["id"]) or {}
+        f.update(owner=plan.get("owner") or inventory.get("owner") or "(no owner)", due=plan.get("due"),
+                 action=plan.get("action"), plan_record_id=plan.get("record_id"),
+                 overdue=bool(plan.get("due")) and plan["due"] < snapshot["as_of"][:10])
     figures = {
         "overall": status, "scorecard": {name: card["colour"] for name, card in cards.items()},
         "alerts": alerts, "kpis": kpis, "findings": [f["id"] for f in findings],
@@ -293,13 +302,36 @@ def board_view(snapshot: dict[str, Any], previous: dict[str, Any] | None) -> dic
                 "data": b["data"], "status": b["quality"]["status"], "measures": b["quality"],
                 "sentence": quality_sentence(b["data"]["name"], b["quality"])}
                for b in snapshot["fairness"] if b.get("quality")]
+    changes = _changes(figures, previous)
+    fairness_rows = {b["record_id"]: fairness_table(b) for b in snapshot["fairness"]}
     return {"r": snapshot, "cards": cards, "charts": charts, "overall": status, "rule": RULE, "controls": controls,
             "quality": quality, "quality_measures": QUALITY_MEASURES,
-            "findings": findings, "alerts": alerts, "figures": figures, "changes": _changes(figures, previous),
+            "page_one": page_one(snapshot, controls, status, changes), "fairness_rows": fairness_rows,
+            "findings": findings, "alerts": alerts, "figures": figures, "changes": changes,
             "independence": {"reviewer": reviewer, "developer": developer, "approver": inventory.get("approver") or "",
                              "owner": inventory.get("owner") or "",
                              "conflict": bool(reviewer) and reviewer.strip().lower() == developer.strip().lower()},
             "version": __version__}
+
+
+def fairness_table(run: dict[str, Any]) -> list[dict[str, Any]]:
+    """A bias run's metrics as the board reads them: a judged metric per row; a view whose metrics
+    could not be judged is one row, with what would settle it (not a row of "n/a" per metric)."""
+    settle: dict[str, list[str]] = {}
+    for line in run.get("to_conclude") or []:
+        view, _, reason = str(line).partition(": ")
+        settle.setdefault(view.rsplit(".", 1)[0], []).append(reason)
+    rows = []
+    for view, metrics in (run.get("metrics") or {}).items():
+        judged = {name: m for name, m in metrics.items() if m.get("value") is not None}
+        unjudged = sorted(set(metrics) - set(judged))
+        for name, m in judged.items():
+            rows.append({"view": view, "metric": name, "value": m["value"], "status": m.get("status")})
+        if unjudged:
+            reasons = sorted(set(settle.get(view) or []))
+            rows.append({"view": view, "metric": None, "unjudged": unjudged, "status": "inconclusive",
+                         "settle": "; ".join(reasons[:3]) or "more rows in each group"})
+    return rows
 
 
 def quality_figures(quality: dict[str, Any]) -> dict[str, Any]:
@@ -319,7 +351,7 @@ def quality_sentence(data_name: str, quality: dict[str, Any]) -> str:
                "fail": "it does not beat the rule that needs no model by the policy's margin",
                "inconclusive": "too few cases to tell whether it beats that rule by the policy's margin"}[quality["status"]]
     return (f"On {data_name} ({quality['rows']:,} cases with a known outcome) the model's decisions match the outcome "
-            f"in {rate_with_interval(accuracy)}, against {baseline['accuracy'] * 100:.1f}% for {baseline['name']}: "
+            f"in {rate_with_interval(accuracy)}, against {percent(baseline['accuracy'])} for {baseline['name']}: "
             f"{verdict} (lift {lift:+.1f} points; the policy asks {needed:+.1f}).")
 
 

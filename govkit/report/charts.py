@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import re
+import textwrap
 from typing import Any
 
 from .._lazy import require
@@ -26,7 +27,8 @@ def group_rates_chart(title: str, groups: list[dict[str, Any]], *, measure: str 
     settings = {"svg.hashsalt": "govkit", "svg.fonttype": "none", "font.family": "DejaVu Sans", "font.size": 8,
                 "text.parse_math": False, "axes.unicode_minus": False}
     with pyplot.rc_context(settings):
-        figure = figures.Figure(figsize=(6.4, 0.35 * max(len(shown), 1) + 0.9))
+        heading = textwrap.fill(title, 80)  # a long view name wraps instead of running off the page
+        figure = figures.Figure(figsize=(6.4, 0.35 * max(len(shown), 1) + 0.75 + 0.18 * heading.count("\n")))
         axes = figure.add_subplot()
         for i, group in enumerate(shown):
             rate = group["selection_rate"]
@@ -34,14 +36,15 @@ def group_rates_chart(title: str, groups: list[dict[str, Any]], *, measure: str 
             error = [[rate - interval[0]], [interval[1] - rate]] if interval else None
             axes.barh(i, rate, color="#cfcfcf" if group.get("small") else "#7a7a7a", edgecolor="black",
                       hatch=_HATCHES[i % len(_HATCHES)], xerr=error, capsize=3, error_kw={"ecolor": "black"})
-            axes.text(min(max(rate, interval[1] if interval else rate) + 0.015, 0.93), i, f"{rate:.1%}", va="center",
-                      fontsize=7)
-        axes.set_yticks(range(len(shown)), [_label(g) for g in shown])
+            # The values stand in a column right of the axis: never on a bar's interval line.
+            axes.text(1.03, i, f"{rate:.0%}" if rate >= 0.1 or rate == 0 else f"{rate:.1%}", va="center", fontsize=7,
+                      transform=axes.get_yaxis_transform())
+        axes.set_yticks(range(len(shown)), [textwrap.shorten(_label(g), 48, placeholder="...") for g in shown])
         axes.set_xlim(0, 1)
         axes.invert_yaxis()
-        axes.set_xlabel(f"{measure}; line: interval; light bar: group too small to judge")
-        axes.set_title(title, fontsize=9)
-        figure.tight_layout()
+        axes.set_xlabel(f"{measure} (line: 95% interval; light bar: group too small to judge)")
+        axes.set_title(heading, fontsize=9, loc="left")
+        figure.tight_layout(rect=(0, 0, 0.94, 1))
         buffer = io.StringIO()
         figure.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None})
     svg = buffer.getvalue()

@@ -1,5 +1,6 @@
-"""The PDF of a report: its HTML printed by WeasyPrint as PDF/A-3b, with the signed manifest
-attached as `govkit-manifest.json`. Byte-stable: SOURCE_DATE_EPOCH is the report's as-of time,
+"""The PDF of a report: its HTML printed by WeasyPrint as tagged PDF/A-3a (a structure tree for
+screen readers; PDF/A-3 allows the attachment), with the signed manifest attached as
+`govkit-manifest.json`. Byte-stable: SOURCE_DATE_EPOCH is the report's as-of time,
 the PDF identifier is derived from the manifest, and nothing is fetched (no network, no file
 outside the document)."""
 
@@ -87,7 +88,7 @@ def render_pdf(html: str, manifest: dict[str, Any], *, as_of: str) -> bytes:
     identifier = hashlib.sha256(text.encode("utf-8")).hexdigest()[:32].encode("ascii")
     with _source_date(as_of):
         document = weasyprint.HTML(string=html, url_fetcher=_no_fetching)
-        pdf: bytes = document.write_pdf(pdf_variant="pdf/a-3b", attachments=[attachment], pdf_identifier=identifier)
+        pdf: bytes = document.write_pdf(pdf_variant="pdf/a-3a", attachments=[attachment], pdf_identifier=identifier)
     return pdf
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from .._lazy import require
 from .._resources import builtin_dir
 from ..digests import sha256_digest
+from . import formatting
 
 __all__ = ["environment", "template_digests"]
 
@@ -49,10 +50,14 @@ def environment(templates_dir: Path | None, *, html: bool) -> Any:
     env.filters["md"] = lambda value: _MD_SPECIAL.sub(r"\\\1", one_line(value))
     env.filters["yaml"] = yaml_scalar
     env.filters["code"] = lambda value: "`" + one_line(value).replace("`", "'") + "`"
-    env.filters["pct"] = lambda value, digits=1: "n/a" if value is None else f"{value * 100:.{digits}f}%"
+    env.filters["pct"] = formatting.percent
+    env.filters["ms"] = formatting.milliseconds
+    env.filters["metric"] = formatting.metric_words
+    env.filters["mvalue"] = formatting.metric_value
+    env.filters["interval"] = formatting.interval
     env.filters["num"] = lambda value: "n/a" if value is None else (f"{value:,}" if isinstance(value, int)
                                                                       else f"{value:,.3f}")
-    env.filters["rate_ci"] = rate_with_interval
+    env.filters["rate_ci"] = formatting.rate_with_interval
     env.filters["short"] = lambda value, n=12: "" if value is None else str(value).removeprefix("sha256:")[:n]
     return env
 
@@ -76,15 +81,3 @@ QUALITY_MEASURES = (("accuracy", "accuracy", "decisions that match the outcome")
                     ("false_positive_rate", "false positive rate", "of those without it, how many got it all the same"),
                     ("false_negative_rate", "false negative rate", "of those with it, how many were refused it"),
                     ("precision", "precision", "of those who got it, how many had the favourable outcome"))
-
-
-def rate_with_interval(measure: Any) -> str:
-    """A rate with its interval and base, as a person reads it: "68.0% (61.2–74.1%, of 200)"."""
-    if not isinstance(measure, dict) or measure.get("value") is None:
-        return "not measurable (no case)"
-    low, high = measure.get("interval") or (None, None)
-    shown = f"{measure['value'] * 100:.1f}%"
-    if low is not None and high is not None:
-        shown += f" ({low * 100:.1f}\u2013{high * 100:.1f}%"
-        shown += f", of {measure['of']:,})" if measure.get("of") is not None else ")"
-    return shown

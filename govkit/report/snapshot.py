@@ -20,6 +20,7 @@ from ..audit.incidents import open_incidents
 from ..config import Inventory, Settings
 from ..errors import InputError
 from ..inventory import chained_inventory
+from ..remediation import limitations, remediation_plans
 from ..timestamps import normalise_ts, parse_date, parse_ts
 from .kpis import period_kpis
 
@@ -129,6 +130,8 @@ def take_snapshot(log: AuditLog, settings: Settings, period: Period, *, as_of: s
             "incidents": {"total": len([r for r in incidents if (r.details or {}).get("action") != "resolved"]),
                           "open": [_cite(r, details=("action", "kind")) for r in open_incidents(incidents)]},
             "oversight": {"overrides_total": records.count("override")},
+            "remediation": remediation_plans(records.all("remediation")),
+            "limitations": limitations(records.all("limitation")),
         }
     return json.loads(json.dumps(snapshot, sort_keys=True, default=str))  # plain JSON, as the manifest holds it
 
@@ -251,7 +254,8 @@ def _bias(record: AuditRecord) -> dict[str, Any]:
     return {**_cite(record, fields=("artifact_sha256",)), "kind": details.get("kind"), "status": details.get("status"),
             "data": {k: (details.get("data") or {}).get(k) for k in ("name", "sha256")},
             "metrics": details.get("metrics") or {}, "groups": details.get("groups"),
-            "quality": details.get("quality"), "warnings": (details.get("warnings") or [])[:10]}
+            "quality": details.get("quality"), "pairs": details.get("pairs"), "to_conclude": details.get("to_conclude"),
+            "warnings": (details.get("warnings") or [])[:10]}
 
 
 def _newest_by_data(records: list[AuditRecord]) -> list[AuditRecord]:
