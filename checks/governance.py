@@ -103,39 +103,6 @@ def roles_assigned(ctx: Context):
     return Result(not missing, f"unnamed: {', '.join(missing)}" if missing else "all roles named", {"missing": missing})
 
 
-@check(id="GOV-007", title="Reviewer independent of developer and owner", severity="blocking",
-       references={"OSFI E-23": "P3.1, P3.4"}, crosswalk="reviewer_independence")
-def reviewer_independence(ctx: Context):
-    """What it checks: the reviewer is neither the developer nor the owner.
-    Why it matters: E-23 requires review independent of development.
-    How to fix: assign an independent reviewer in govkit.toml."""
-    model = ctx.settings.model
-    reviewer = model.reviewer.strip().lower()
-    if not reviewer:
-        return Result(False, "no reviewer named", {})
-    clash = [role for role in ("developer", "owner") if getattr(model, role).strip().lower() == reviewer]
-    return Result(not clash, f"the reviewer is also the {' and '.join(clash)}" if clash else "independent",
-                  {"reviewer": model.reviewer})
-
-
-@check(id="GOV-008", title="Approval recorded", severity="blocking",
-       references={"OSFI E-23": "Model approval", "NIST AI RMF": "MANAGE 1.1"}, crosswalk="approval_recorded")
-def approval_recorded(ctx: Context):
-    """What it checks: an approver is named and a deployment date is set, and the deployment date is not
-    in the future.
-    Why it matters: E-23 expects approval before production use, affirming the rating.
-    How to fix: record the approver and the deployment (approval) date in govkit.toml."""
-    model = ctx.settings.model
-    if not model.approver or not model.deployment_date:
-        return Result(False, "approver or deployment_date missing", {})
-    try:
-        day = parse_date(model.deployment_date)
-    except ValueError:
-        return Result(False, f"deployment_date '{model.deployment_date}' is not a date", {})
-    return Result(day <= ctx.now.date(), f"approved by {model.approver} for {day}",
-                  {"approver": model.approver, "deployment_date": str(day)})
-
-
 @check(id="GOV-009", title="Automatic logging on while the model is in use", severity="blocking",
        references={"EU AI Act": "Art. 12(1)", "ISO/IEC 42001": "A.6.2.8"}, crosswalk="auto_logging_enabled")
 def auto_logging_enabled(ctx: Context):

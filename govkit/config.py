@@ -27,6 +27,7 @@ __all__ = [
     "FairnessPolicy",
     "QualityPolicy",
     "FleetSettings",
+    "PeopleSettings",
     "Inventory",
     "Policy",
     "Settings",
@@ -163,6 +164,16 @@ class ExplainSettings:
 
 
 @dataclass(frozen=True)
+class PeopleSettings:
+    """Who may sign: the roster's trust anchor and how fresh the signed evidence must be."""
+
+    owner_public_key: str = ""  # the model owner's own key (never the device key): it signs the roster
+    review_max_age_days: int = 365  # a review older than this is stale
+    training_max_age_days: int = 365  # an overseer trained longer ago is not current (AI Act Art. 14(4), 26(2))
+    board_report_max_age_days: int = 100  # the board must have acknowledged a report this recent
+
+
+@dataclass(frozen=True)
 class Settings:
     path: Path | None
     model: Inventory = field(default_factory=Inventory)
@@ -172,6 +183,7 @@ class Settings:
     explain: ExplainSettings = field(default_factory=ExplainSettings)
     sync: SyncSettings = field(default_factory=SyncSettings)
     fleet: FleetSettings = field(default_factory=FleetSettings)
+    people: PeopleSettings = field(default_factory=PeopleSettings)
 
 
 def find_config(start: Path | None = None) -> Path:
@@ -216,9 +228,9 @@ class _Parser:
 
     def settings(self, data: dict[str, Any]) -> Settings:
         for name in data:
-            if name not in ("model", "policy", "audit", "tracking", "explain", "sync", "fleet"):
+            if name not in ("model", "policy", "audit", "tracking", "explain", "sync", "fleet", "people"):
                 raise self.fail(name, None, "unknown table; expected [model], [policy], [audit], [tracking], "
-                                            "[explain], [sync] or [fleet]")
+                                            "[explain], [sync], [fleet] or [people]")
         model = self.table(data, "model", Inventory)
         if model.risk_rating not in RISK_RATINGS:
             raise self.fail("model", "risk_rating", f"expected one of {', '.join(RISK_RATINGS)}")
@@ -265,8 +277,11 @@ class _Parser:
         fleet = dataclasses.replace(fleet, central=fleet.central or sync.to,
                                     registry=str(base / fleet.registry) if fleet.registry else "",
                                     witness_public_key=fleet.witness_public_key or sync.witness_public_key)
+        people = self.table(data, "people", PeopleSettings)
+        if people.owner_public_key and not _is_public_key(people.owner_public_key):
+            raise self.fail("people", "owner_public_key", "expected the base64 of a 32-byte Ed25519 public key")
         return Settings(path=self.path, model=model, policy=policy, audit=audit, tracking=tracking, explain=explain,
-                        sync=sync, fleet=fleet)
+                        sync=sync, fleet=fleet, people=people)
 
     def blocking(self, section: str, value: Any) -> str:
         """A `blocking` key: "tier", "always" or "never" (true and false, as written before, mean

@@ -115,9 +115,99 @@ def build_good(folder: Path) -> None:
                 "kind": "counterfactual", "data": {"name": "cases.csv", "sha256": "sha256:" + "0" * 64},
                 "passed": True, "attributes": {"name": {"pairs": [
                     {"groups": ["female", "male"], "flip_rate": 0.0, "difference_shown": False, "status": "pass"}]}}})
+        sign_in(folder)
+        with AuditLog.open(settings=load_settings("govkit.toml")) as log:
             log.checkpoint()
     finally:
         os.chdir(cwd)
+
+
+KEYS: dict[str, Path] = {}  # person -> private key file, outside every project folder
+
+
+def keys_for(folder: Path) -> dict[str, Path]:
+    """Each person's own key, made once per session, in a folder beside (not inside) the project."""
+    if not KEYS:
+        place = folder.parent / f"{folder.name}-keys"
+        for person in ("owner", "developer", "reviewer", "approver", "overseer", "board"):
+            assert run("keygen", "--person", person, "-o", str(place / f"{person}.key")).exit_code == 0
+            KEYS[person] = place / f"{person}.key"
+    return KEYS
+
+
+def public_of(path: Path) -> str:
+    from govkit.audit.checkpoints import load_private_key, public_key_b64
+
+    return public_key_b64(load_private_key(path))
+
+
+def sign_in(folder: Path) -> None:
+    """The roster (signed by the owner) and the statements a governed model carries: a review, an
+    approval, an impact assessment, a passed contingency test, the board's acknowledgement."""
+    keys = keys_for(folder)
+    assert run("people", "init", "--name", "Olive Owner", "--key", str(keys["owner"])).exit_code == 0
+    for name, person, roles, trained in (("Dev Eloper", "developer", ["developer"], None),
+                                         ("Val Idator", "reviewer", ["reviewer"], str(TODAY - dt.timedelta(days=40))),
+                                         ("Ann Prover", "approver", ["approver"], None),
+                                         ("Otto Versight", "overseer", ["oversight"], str(TODAY - dt.timedelta(days=30))),
+                                         ("Bea Board", "board", ["board"], None)):
+        args = ["people", "add", name, *[a for r in roles for a in ("--role", r)], "--public-key",
+                public_of(keys[person]), "--key", str(keys["owner"])]
+        result = run(*args, *(["--trained", trained] if trained else []))
+        assert result.exit_code == 0, result.output
+    assert run("limitation", "add", "English only", "--control", "other languages are routed to staff",
+               "--owner", "branch operations").exit_code == 0
+    for args in (["review", "sign", "--recommendation", "approve", "--finding", "fair and accurate on the holdout",
+                  "--key", str(keys["reviewer"])],
+                 ["approve", "--residual-risk", "low", "--valid-until", str(TODAY + dt.timedelta(days=180)),
+                  "--key", str(keys["approver"])],
+                 ["attest", "impact-assessment", "--statement", "DPIA 2026-07 accepted", "--reference", "DPIA-2026-07",
+                  "--key", str(keys["approver"])],
+                 ["attest", "contingency-test", "--statement", "fallback to manual review in 4 minutes",
+                  "--outcome", "passed", "--key", str(keys["overseer"])]):
+        result = run(*args)
+        assert result.exit_code == 0, (args, result.output)
+    assert run("report", "board", "--period", str(TODAY.year), "--format", "json", "-o", "board.json").exit_code == 0
+    result = run("attest", "board-ack", "--statement", "received", "--reference", "board.json", "--key",
+                 str(keys["board"]))
+    assert result.exit_code == 0, result.output
+
+
+def sign_as(folder: Path, person: str, *args: str):
+    result = in_folder(folder, *args, "--key", str(KEYS[person]))
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def _signed_directly(folder: Path, person: str, kind: str, predicate: dict) -> None:
+    """A statement signed with a person's key through the library: as time passing would leave it
+    (a date the commands refuse today)."""
+    from govkit.attest import record_attestation
+    from govkit.audit.checkpoints import load_private_key
+
+    settings = load_settings(folder / "govkit.toml")
+    with AuditLog.open(settings=settings) as log:
+        record_attestation(log, settings, kind, predicate, load_private_key(KEYS[person]))
+
+
+def _dual_role_review(folder: Path) -> None:
+    """A newer review, signed by a key that is also a developer's."""
+    dual = folder.parent / "dual.key"
+    in_folder(folder, "keygen", "--person", "dual", "-o", str(dual))
+    sign_as(folder, "owner", "people", "add", "Dee Dual", "--role", "developer", "--role", "reviewer",
+            "--public-key", public_of(dual))
+    assert in_folder(folder, "review", "sign", "--recommendation", "approve", "--finding", "fine",
+                     "--key", str(dual)).exit_code == 0
+
+
+def _revoke(folder: Path, **target: str) -> None:
+    (flag, value), = target.items()
+    sign_as(folder, "owner", "attestations", "revoke", f"--{flag.replace('_', '-')}", value, "--reason", "test")
+
+
+def _newest(folder: Path, kind: str) -> str:
+    with AuditLog.open(settings=load_settings(folder / "govkit.toml"), read_only=True) as log:
+        return [r for r in log.query(event_type="attestation") if r.details["kind"] == kind][-1].record_id
 
 
 @pytest.fixture(scope="session")
@@ -181,8 +271,9 @@ BREAK = {
     "GOV-004": lambda f: append(f, "model_change", model_id="credit-assistant", artifact_sha256="sha256:" + "1" * 64),
     "GOV-005": lambda f: edit_config(f, "model", next_review=str(TODAY - dt.timedelta(days=1))),
     "GOV-006": lambda f: edit_config(f, "model", approver=""),
-    "GOV-007": lambda f: edit_config(f, "model", reviewer="ML@bank.example"),
-    "GOV-008": lambda f: edit_config(f, "model", deployment_date=str(TODAY + dt.timedelta(days=30))),
+    "GOV-007": _dual_role_review,
+    "GOV-008": lambda f: _revoke(f, key_id=__import__("govkit.audit.checkpoints", fromlist=["key_id"]).key_id(
+        public_of(KEYS["approver"]))),
     "GOV-009": {"logging_quiet_days": -1},
     "GOV-010": tamper,
     "GOV-011": lambda f: edit_config(f, "policy", retention_days=30),
@@ -210,6 +301,20 @@ BREAK = {
                                     "y_pred", "--sensitive", "group", "--bootstrap", "0",
                                     "--model-artifact", str(smollm2_gguf()))),
     "ETH-003": lambda f: _counterfactual(f, difference=True),
+    "GOV-020": lambda f: sign_as(f, "reviewer", "review", "sign", "--recommendation", "reject", "--finding",
+                                 "decisions flip on first names"),
+    "GOV-021": lambda f: append(f, "model_change", model_id="credit-assistant", artifact_sha256="sha256:" + "2" * 64),
+    "GOV-022": lambda f: _signed_directly(f, "approver", "exemption", {"control": "GOV-005", "why": "moved",
+                                                                       "until": str(TODAY - dt.timedelta(days=1))}),
+    "GOV-023": lambda f: _revoke(f, record=_newest(f, "impact-assessment")),
+    "GOV-024": lambda f: sign_as(f, "overseer", "attest", "contingency-test", "--statement", "fallback did not start",
+                                 "--outcome", "failed"),
+    "GOV-025": lambda f: edit_config(f, "people", board_report_max_age_days=-1),
+    "GOV-026": lambda f: (sign_as(f, "approver", "attest", "decommission", "--statement", "retired 2026-12"),
+                          _decisions(f, 1)),
+    "GOV-027": lambda f: edit_config(f, "people", training_max_age_days=1),
+    "GOV-028": lambda f: edit_config(f, "model", limitations=["English only", "no tables"]),
+    "GOV-029": lambda f: _revoke(f, record=_newest(f, "approval")),
     "GOV-019": lambda f: (write_predictions(f / "coinflip.csv", {"a": 0.4, "b": 0.4}),
                           in_folder(f, "bias", "tabular", "--data", "coinflip.csv", "--y-true", "y_true", "--y-pred",
                                     "y_pred", "--sensitive", "group", "--bootstrap", "0",
@@ -317,7 +422,7 @@ def test_cli_exit_codes_and_formats(copy: Path, tmp_path: Path) -> None:
     assert passing.exit_code == 0, passing.output
     report = json.loads(passing.stdout)
     assert report["summary"]["passed"] and report["summary"]["PASS"] == report["summary"]["checks"]
-    edit_config(copy, "model", reviewer="ml@bank.example")  # a blocking finding
+    _dual_role_review(copy)  # a blocking finding: the review's key is also a developer's
     sarif_path, junit_path = tmp_path / "govkit.sarif", tmp_path / "govkit.xml"
     assert in_folder(copy, "check", "--format", "sarif", "-o", str(sarif_path)).exit_code == 1
     assert in_folder(copy, "check", "--format", "junit", "-o", str(junit_path), "--exit-zero").exit_code == 0
@@ -335,7 +440,8 @@ def test_cli_exit_codes_and_formats(copy: Path, tmp_path: Path) -> None:
     xml = JUnitXml.fromfile(str(junit_path))
     cases = {case.name.split()[0]: case for suite in xml for case in suite}
     assert len(cases) == len(report["results"])
-    assert cases["GOV-007"].result and cases["GOV-007"].result[0].message == "the reviewer is also the developer"
+    assert cases["GOV-007"].result and cases["GOV-007"].result[0].message.startswith("review by Dee Dual (key ed25519:")
+    assert cases["GOV-007"].result[0].message.endswith("who is also the developer")
     with AuditLog.open(settings=load_settings(copy / "govkit.toml")) as log:
         runs = list(log.query(event_type="check_run"))
     assert runs[-1].details["results"]["GOV-007"]["status"] == "FAIL" and runs[-1].mlflow_run_id

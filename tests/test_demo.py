@@ -115,13 +115,14 @@ def _page_one_reads_in_a_minute(pdf: Path) -> None:
     assert "Pre-screens consumer credit requests at the branch counter" in flat, flat
     assert "risk tier high" in flat and "Overall: RED" in flat, flat
     why = flat.split(" Why ")[1].split("Since the last report")[0]
-    model_first = re.search(r"1\. (Its decision changes when only the applicant's name changes|It decides no better)",
-                            why)
+    model_first = re.search(r"1\. (Its decision changes when only the applicant's name changes|"
+                            r"It decides (no|not clearly) better)", why)
     assert model_first, why  # the model's own findings come before the paperwork
     assert re.search(r"in \d+ of \d+ tested pairs \(\d+%", why) or "match the outcome in" in why, why
     decisions = flat.split("Decisions asked of the board")[1]
-    assert re.search(r"1\. Decide whether .+ may keep being used for pre-screening consumer credit requests .+ while "
-                     r"(its decisions change with the applicant's name|it decides no better)", decisions), decisions
+    assert re.search(r"1\. Decide whether the model may keep being used for pre-screening consumer credit requests .+ "
+                     r"while (its decisions change with the applicant's name|it decides no better|"
+                     r"it is not shown to decide better)", decisions), decisions
     assert not re.search(r"\b[A-Z]{3}-\d{3}\b", flat) and not re.search(r"[0-9a-f]{16}", flat), flat
 
 

@@ -140,6 +140,13 @@ class Context:
         return {r.artifact_sha256 for r in self.decisions if r.artifact_sha256}
 
     @cached_property
+    def attestations(self) -> Any:
+        """The chained attestations read against the roster ([people] owner_public_key)."""
+        from ..attest import Attestations
+
+        return Attestations.from_records(self.settings.people.owner_public_key, self.records("attestation"))
+
+    @cached_property
     def reviewed_artifacts(self) -> set[str]:
         """The model file(s) under review: the models linked to the deployment in the lineage,
         else the ones that answered live traffic. Evidence about any other model is not evidence."""

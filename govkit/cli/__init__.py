@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import audit, bias, check, demo, explain, finding, fleet, init, inventory, lineage, policy, proxy, report, serve  # noqa: F401  (each module adds its commands to the root group)
+from . import audit, bias, check, demo, explain, finding, fleet, init, inventory, lineage, people, policy, proxy, report, serve  # noqa: F401  (each module adds its commands to the root group)
 from ._root import cli
 
 __all__ = ["cli", "main"]

@@ -15,6 +15,7 @@ from collections.abc import Callable, Generator
 from typing import Any
 
 from ..audit import AuditLog, AuditRecord, querykeys
+from ..audit.checkpoints import key_id
 from ..audit.connect import connect_read_only
 from ..audit.incidents import open_incidents
 from ..config import Inventory, Settings
@@ -131,6 +132,7 @@ def take_snapshot(log: AuditLog, settings: Settings, period: Period, *, as_of: s
                           "open": [_cite(r, details=("action", "kind")) for r in open_incidents(incidents)]},
             "oversight": {"overrides_total": records.count("override")},
             "remediation": remediation_plans(records.all("remediation")),
+            "attestations": _attestations(settings.people.owner_public_key, records.all("attestation")),
             "limitations": limitations(records.all("limitation")),
         }
     return json.loads(json.dumps(snapshot, sort_keys=True, default=str))  # plain JSON, as the manifest holds it
@@ -208,6 +210,17 @@ def _cite(record: AuditRecord, *, fields: tuple[str, ...] = (), details: tuple[s
     shown.update({name: body.get(name) for name in fields})
     shown.update({name: (body.get("details") or {}).get(name) for name in details})
     return shown
+
+
+def _attestations(owner_key: str, records: list[AuditRecord]) -> dict[str, Any]:
+    """Who signed what, as the roster (signed by the owner key govkit.toml pins) lets it hold."""
+    from ..attest import Attestations
+
+    found = Attestations.from_records(owner_key, records)
+    return {"owner_key_id": key_id(owner_key) if owner_key else None,
+            "roster": [p.to_dict() | {"revoked": p.key_id in found.roster.revoked_keys}
+                       for p in found.roster.people.values()],
+            "valid": [a.to_dict() for a in found.valid], "invalid": found.invalid}
 
 
 def _checkpoint(record: AuditRecord | None) -> dict[str, Any] | None:

@@ -38,6 +38,12 @@ def page_one(snapshot: dict[str, Any], controls: list[dict[str, Any]], overall: 
     # The model's own failures first, then the paperwork that blocks, then what is not established
     # about the model (one sentence for all of it), then warnings.
     reasons += [r["text"] for r in model_reasons if r["short"]]
+    reviews = [a for a in (snapshot.get("attestations") or {}).get("valid") or [] if a["kind"] == "review"]
+    rejected = reviews[-1] if reviews and reviews[-1]["predicate"].get("recommendation") == "reject" else None
+    if rejected:
+        findings = "; ".join(rejected["predicate"].get("findings") or []) or "no finding stated"
+        reasons.append(f"The independent review by {rejected['signer']} ({rejected['ts'][:10]}, signed) recommends "
+                       f"rejecting the model: {findings}.")
     blocking = [c for c in process if c["blocking"]]
     if blocking:
         reasons.append(_process_reason(process, blocking))
@@ -61,7 +67,9 @@ def page_one(snapshot: dict[str, Any], controls: list[dict[str, Any]], overall: 
         "reasons": reasons[:SHOWN_REASONS],
         "more_reasons": max(0, len(reasons) - SHOWN_REASONS),
         "changes": _change_words(changes),
-        "decisions": _decisions(name, inventory, overall, model_reasons, process, controls),
+        "decisions": ([f"Decide whether to accept the independent reviewer's signed recommendation to reject the "
+                       f"model ({rejected['signer']}, {rejected['ts'][:10]})."] if rejected else [])
+                     + _decisions(name, inventory, overall, model_reasons, process, controls),
     }
 
 
@@ -126,7 +134,8 @@ def _quality_sentence(run: dict[str, Any]) -> str:
 
 
 def _quality_short(quality: dict[str, Any]) -> str:
-    return (f"it decides no better than {quality['baseline']['name']} ({percent(quality['accuracy']['value'])} "
+    verdict = "it decides no better than" if quality["status"] == "fail" else "it is not shown to decide better than"
+    return (f"{verdict} {quality['baseline']['name']} ({percent(quality['accuracy']['value'])} "
             f"against {percent(quality['baseline']['accuracy'])} matching the outcome)")
 
 
@@ -144,7 +153,7 @@ def _decisions(name: str, inventory: dict[str, Any], overall: dict[str, str], mo
     use = _use_words(inventory)
     decisions = []
     for reason in [r for r in model_reasons if r["short"]][:2]:
-        decisions.append(f"Decide whether {name} may keep {use} while {reason['short']}, or must stop until a "
+        decisions.append(f"Decide whether the model may keep {use} while {reason['short']}, or must stop until a "
                          f"corrected model passes the same test.")
     for control in controls:
         note = control.get("blocking_note")
