@@ -60,9 +60,10 @@ class Run:
     findings: list[str] = field(default_factory=list)
     files: dict[str, Path] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)  # what keeps the demo from exit 0
+    review_findings: list[str] = field(default_factory=list)  # what the independent reviewer signs
 
 
-def _step(number: int, title: str, command: str = "") -> None:
+def _step(number: int | str, title: str, command: str = "") -> None:
     click.secho(f"\n{number:>2}. {title}", bold=True)
     if command:
         click.secho(f"    $ {command}", dim=True)
@@ -298,6 +299,7 @@ def _bias(run: Run, settings: Any, model_url: str) -> None:
     click.echo(f"    verdict: {paired.status.upper()}")
     run.findings.append(f"Counterfactual (name, female vs male): {paired.status.upper()}. "
                         + " ".join(paired.result["summary"]))
+    run.review_findings.extend(paired.result["summary"])
     run.files["bias results"] = Path("evidence/bias_llm.json")
 
 
@@ -323,6 +325,7 @@ def _say_bias(run: Run, groups: Any) -> None:
     click.echo(f"    against the real outcomes: {quality}")
     run.findings.append(f"Bias (approval rate by group, {result['decided']} decisions): {groups.status.upper()}; "
                         + "; ".join(overall) + f". Against the real outcomes: {quality}.")
+    run.review_findings.append(f"against the real outcomes: {quality}")
 
 
 def _group(row: dict[str, Any]) -> str:
@@ -359,6 +362,48 @@ def _explain(run: Run, settings: Any, model_url: str) -> None:
 
 
 # ---- 9-12: gate, sync, reports, verify ----------------------------------------------------------
+
+def _review(run: Run, settings: Any) -> Any:
+    """The independent review, signed: the model owner's roster names a reviewer and an approver,
+    each with their own key (kept outside the demo folder), and the reviewer signs a review that
+    records the model's own findings and recommends rejection. No approval is signed."""
+    import tempfile
+
+    from ..attest import record_attestation
+    from ..audit import AuditLog
+    from ..audit.checkpoints import generate_keypair, load_private_key
+    from ..config import load_settings
+    from .people import _roster_subject
+
+    keys = Path(tempfile.mkdtemp(prefix="govkit-demo-keys-"))
+    _step("8b", "the independent review, signed: a roster of people with their own keys, and the reviewer's verdict",
+          f"govkit keygen --person NAME -o {keys}/NAME.key; govkit people init ...; govkit people add ...; "
+          "govkit review sign --recommendation reject --finding ...")
+    made = {person: generate_keypair(keys / f"{person}.key") for person in ("owner", "reviewer", "approver")}
+    import tomlkit
+
+    document = tomlkit.parse(Path("govkit.toml").read_text(encoding="utf-8"))
+    document.setdefault("people", tomlkit.table())["owner_public_key"] = made["owner"]
+    Path("govkit.toml").write_text(tomlkit.dumps(document), encoding="utf-8")
+    settings = load_settings(Path("govkit.toml"))
+    owner = load_private_key(keys / "owner.key")
+    with AuditLog.open(settings=settings) as log:
+        for name, person, roles in (("Model Risk Office", "owner", ["owner"]),
+                                    ("Val Idator, model validation", "reviewer", ["reviewer"]),
+                                    ("Ann Prover, Model Risk Committee", "approver", ["approver"])):
+            record_attestation(log, settings, "roster-entry", {"name": name, "roles": roles, "public_key": made[person],
+                                                               "trained": ""}, owner,
+                               subjects=_roster_subject(made[person]))
+        signed = record_attestation(log, settings, "review", {
+            "recommendation": "reject", "conditions": "",
+            "findings": run.review_findings or ["the model's own evidence does not support deployment"]},
+            load_private_key(keys / "reviewer.key"))
+    click.echo(f"    keys in {keys} (outside the project); roster: owner, reviewer, approver")
+    click.echo(f"    the reviewer signed a review recommending REJECT (record {signed.record_id}); no approval is signed")
+    run.findings.append("Review: the independent reviewer signed a rejection (an in-toto statement over the model file "
+                        "and the evidence); the approver has signed nothing, so the model is not approved.")
+    return settings
+
 
 def _checkpoint(settings: Any) -> None:
     from .. import oversight
@@ -625,6 +670,8 @@ def demo(ctx: click.Context, folder: Path, scripted: bool) -> None:
                 _bias(run, settings, model_url)
                 _explain(run, settings, model_url)
         settings = load_settings(Path("govkit.toml"))  # with the rating `inventory rate` wrote into it
+        if run.gguf is not None:
+            settings = _review(run, settings)
         _checkpoint(settings)
         _gate(run, settings)
         mlflow_uri = _sync(run, settings)

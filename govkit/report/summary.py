@@ -67,9 +67,8 @@ def page_one(snapshot: dict[str, Any], controls: list[dict[str, Any]], overall: 
         "reasons": reasons[:SHOWN_REASONS],
         "more_reasons": max(0, len(reasons) - SHOWN_REASONS),
         "changes": _change_words(changes),
-        "decisions": ([f"Decide whether to accept the independent reviewer's signed recommendation to reject the "
-                       f"model ({rejected['signer']}, {rejected['ts'][:10]})."] if rejected else [])
-                     + _decisions(name, inventory, overall, model_reasons, process, controls),
+        "decisions": _with_rejection(_decisions(name, inventory, overall, model_reasons, process, controls),
+                                     rejected, len([r for r in model_reasons if r["short"]][:2])),
     }
 
 
@@ -174,6 +173,15 @@ def _decisions(name: str, inventory: dict[str, Any], overall: dict[str, str], mo
                          "this period." if overall["colour"] == "green" else
                          f"Decide whether {name} may keep operating: {overall['statement']}")
     return decisions
+
+
+def _with_rejection(decisions: list[str], rejected: dict[str, Any] | None, after: int) -> list[str]:
+    """The decision on a signed rejection, after those on the model's own findings."""
+    if not rejected:
+        return decisions
+    said = (f"Decide whether to accept the independent reviewer's signed recommendation to reject the model "
+            f"({rejected['signer']}, {rejected['ts'][:10]}).")
+    return [*decisions[:after], said, *decisions[after:]]
 
 
 def _use_words(inventory: dict[str, Any]) -> str:
