@@ -224,3 +224,41 @@ def test_an_erasure_of_shipped_content_is_not_reported_as_done_and_names_what_re
         assert run("audit", "verify").exit_code == 0
         done = run("audit", "purge", "--subject", "subject-99", "--yes")  # never shipped: the erasure is complete
         assert done.exit_code == 0 and "NOT COMPLETE" not in done.output, done.output
+
+
+def test_the_witness_names_a_device_running_a_model_file_no_valid_approval_covers(
+        tmp_path: Path, central: str, witness_key: tuple[Path, str]) -> None:
+    """Attestations ship with the segments (they are records of the chain); the witness reads them
+    against the device's own roster (its owner key, enrolled from its govkit.toml) and fleet status
+    shows the device running a file that no valid approval covers."""
+    from govkit.attest import record_attestation
+    from govkit.audit import AuditLog
+    from govkit.audit.checkpoints import load_private_key, public_key_b64
+
+    key, public = witness_key
+    device = make_device(tmp_path, "branch-11")
+    keys = tmp_path / "people"
+    for person in ("owner", "approver"):
+        assert run("keygen", "--person", person, "-o", str(keys / f"{person}.key")).exit_code == 0
+    with inside(device.folder):
+        assert run("people", "init", "--name", "Olive Owner", "--key", str(keys / "owner.key")).exit_code == 0
+        approver = public_key_b64(load_private_key(keys / "approver.key"))
+        assert run("people", "add", "Ann Prover", "--role", "approver", "--public-key", approver,
+                   "--key", str(keys / "owner.key")).exit_code == 0
+    device.append(20)  # the file sha256:abab... answers
+    settings = device.settings
+    with AuditLog.open(settings=settings) as log:  # approved: the file that answered
+        record_attestation(log, settings, "approval", {"tier": "unrated", "residual_risk": "low",
+                                                       "valid_until": "2099-01-01"}, load_private_key(keys / "approver.key"))
+        log.append("inference", prompt="a call from another file", response="approve", status="ok",
+                   model_id=settings.model.id, artifact_sha256="sha256:" + "cd" * 32, latency_ms=3.0)
+    device.set_sync(to=central, witness_public_key=public)
+    ship(device, central)
+    registry = enroll(tmp_path, device)
+    assert "owner_public_key" in registry.read_text()
+    result = witness_pass(central, registry, key, tmp_path)
+    assert result.ok  # not a break of the evidence: a finding about the model in use
+    unapproved = [f.detail for f in result.findings if f.kind == "unapproved"]
+    assert len(unapproved) == 1 and "sha256:cdcdcdcdcdcd" in unapproved[0], result.findings
+    status = run("fleet", "status", "--from", central, "--registry", str(registry), "--witness-key", public)
+    assert status.exit_code == 1 and "unapproved (1)" in status.output, status.output

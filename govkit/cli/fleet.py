@@ -126,7 +126,7 @@ def keygen(key_path: Path) -> None:
 @fleet.command()
 @registry_option
 @click.option("--device-config", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="The device's govkit.toml: its device_id, store_id and public_key are enrolled.")
+              help="The device's govkit.toml: its device_id, store_id, public_key and roster anchor are enrolled.")
 @click.option("--device", "device_id", callback=device_id_value, help="Or give them: the device id,")
 @click.option("--store-id", help="its store id,")
 @click.option("--public-key", help="and its public key (base64).")
@@ -141,15 +141,17 @@ def enroll(registry: Path, device_config: Path | None, device_id: str | None, st
     from ..fleet.registry import Device
     from ..fleet.registry import enroll as add
 
+    owner_key = ""
     if device_config is not None:
         settings = load_settings(device_config)
         device_id = device_id or settings.audit.device_id
         store_id = store_id or settings.audit.store_id
         public_key = public_key or settings.audit.public_key
+        owner_key = settings.people.owner_public_key  # the roster's anchor: the witness checks approvals with it
     if not (device_id and store_id and public_key):
         raise InputError("enrolling needs a device id, a store id and a public key (or --device-config)",
                          parameter="device_config")
-    added = add(registry, Device(device_id, store_id, parse_public_key(public_key, source="--public-key")))
+    added = add(registry, Device(device_id, store_id, parse_public_key(public_key, source="--public-key"), owner_key))
     click.echo(f"{'enrolled' if added else 'already enrolled'}: device {device_id}, store {store_id}")
 
 

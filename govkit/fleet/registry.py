@@ -7,6 +7,10 @@ its own key). A TOML file, one table per enrolled store:
     id = "branch-17-tablet"
     store_id = "01JD..."
     public_key = "base64 of the 32-byte Ed25519 key govkit init wrote"
+    owner_public_key = "base64 of the model owner's key that signs the device's roster (optional)"
+
+With `owner_public_key`, the witness reads the device's signed statements against that roster and
+says when the device runs a model file no valid approval covers.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ class Device:
     id: str
     store_id: str
     public_key: str
+    owner_public_key: str = ""  # the device's roster anchor ([people] owner_public_key), when enrolled with it
 
 
 def load_registry(path: Path) -> dict[tuple[str, str], Device]:
@@ -44,7 +49,10 @@ def load_registry(path: Path) -> dict[tuple[str, str], Device]:
                                                   for k in ("id", "store_id", "public_key")):
             raise InputError(f"{where}: needs id, store_id and public_key")
         key = parse_public_key(entry["public_key"], source=f"{where}: public_key")
-        devices[(entry["id"], entry["store_id"])] = Device(entry["id"], entry["store_id"], key)
+        owner = entry.get("owner_public_key") or ""
+        if owner:
+            owner = parse_public_key(str(owner), source=f"{where}: owner_public_key")
+        devices[(entry["id"], entry["store_id"])] = Device(entry["id"], entry["store_id"], key, owner)
     return devices
 
 
@@ -64,5 +72,6 @@ def enroll(path: Path, device: Device) -> bool:
             raise InputError(f"device id or store id {value!r}: expected plain text", parameter="device")
     with path.open("a", encoding="utf-8") as handle:
         handle.write(f'\n[[device]]\nid = "{device.id}"\nstore_id = "{device.store_id}"\n'
-                     f'public_key = "{device.public_key}"\n')
+                     f'public_key = "{device.public_key}"\n'
+                     + (f'owner_public_key = "{device.owner_public_key}"\n' if device.owner_public_key else ""))
     return True

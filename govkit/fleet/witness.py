@@ -47,7 +47,7 @@ SERIOUS = ("fork", "rollback", "altered", "unknown", "missing")
 
 @dataclass(frozen=True)
 class Finding:
-    kind: str  # gap, fork, rollback, altered, unknown, missing, duplicate (a replay: not serious)
+    kind: str  # gap, fork, rollback, altered, unknown, missing, duplicate (a replay), unapproved (not serious)
     device_id: str
     store_id: str
     detail: str
@@ -86,6 +86,10 @@ CREATE TABLE IF NOT EXISTS segments (device_id TEXT, store_id TEXT, lo INTEGER, 
                                      PRIMARY KEY (device_id, store_id, lo, sha256));
 CREATE TABLE IF NOT EXISTS runs (run_id TEXT PRIMARY KEY, status TEXT NOT NULL, at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS findings (device_id TEXT, store_id TEXT, kind TEXT, detail TEXT, run_id TEXT, at TEXT);
+CREATE TABLE IF NOT EXISTS answered (device_id TEXT, store_id TEXT, artifact TEXT, first_seq INTEGER,
+                                     last_seq INTEGER, PRIMARY KEY (device_id, store_id, artifact));
+CREATE TABLE IF NOT EXISTS signed (device_id TEXT, store_id TEXT, seq INTEGER, body TEXT,
+                                   PRIMARY KEY (device_id, store_id, seq));
 CREATE TABLE IF NOT EXISTS signed_heads (device_id TEXT, store_id TEXT, seq INTEGER, head_hash TEXT, ts TEXT,
                                          run_id TEXT, PRIMARY KEY (device_id, store_id, seq, head_hash, ts));
 """
@@ -131,6 +135,34 @@ class Ledger:
             self.db.execute("INSERT INTO heads VALUES (?,?,?,?,?) ON CONFLICT (device_id, store_id) DO UPDATE SET "
                             "seq = excluded.seq, head_hash = excluded.head_hash, acked_at = excluded.acked_at "
                             "WHERE excluded.seq > heads.seq", (note.device_id, note.store_id, note.hi, note.head_hash, at))
+
+    def note_sign_off(self, note: SegmentNote, data: bytes) -> None:
+        """From a cosigned segment: which model files answered live calls, and the signed statements."""
+        pq = require("pyarrow.parquet", "parquet")
+        table = pq.read_table(io.BytesIO(data), columns=["seq", "event_type", "artifact_sha256", "body"]).to_pydict()
+        answered: dict[str, list[int]] = {}
+        signed = []
+        for seq, event_type, artifact, body in zip(table["seq"], table["event_type"], table["artifact_sha256"],
+                                                   table["body"]):
+            if event_type == "inference" and artifact:
+                span = answered.setdefault(artifact, [seq, seq])
+                span[0], span[1] = min(span[0], seq), max(span[1], seq)
+            elif event_type == "attestation":
+                signed.append((note.device_id, note.store_id, seq, body))
+        with self.db:
+            for artifact, (lo, hi) in answered.items():
+                self.db.execute("INSERT INTO answered VALUES (?,?,?,?,?) ON CONFLICT (device_id, store_id, artifact) "
+                                "DO UPDATE SET first_seq = min(first_seq, excluded.first_seq), "
+                                "last_seq = max(last_seq, excluded.last_seq)",
+                                (note.device_id, note.store_id, artifact, lo, hi))
+            self.db.executemany("INSERT OR IGNORE INTO signed VALUES (?,?,?,?)", signed)
+
+    def sign_off(self, device_id: str, store_id: str) -> tuple[list[tuple[str, int, int]], list[tuple[int, str]]]:
+        answered = self.db.execute("SELECT artifact, first_seq, last_seq FROM answered WHERE device_id = ? AND "
+                                   "store_id = ? ORDER BY first_seq", (device_id, store_id)).fetchall()
+        signed = self.db.execute("SELECT seq, body FROM signed WHERE device_id = ? AND store_id = ? ORDER BY seq",
+                                 (device_id, store_id)).fetchall()
+        return answered, signed
 
     def head_seen(self, head: dict[str, Any]) -> str | None:
         """The run in which the witness first checked this very signed head (a replay shows it again)."""
@@ -252,6 +284,8 @@ def _witness_run(central: Central, book: Ledger, registry: dict[tuple[str, str],
                 else:
                     rejected.append(note.key)
         _witness_head(central, book, device, run_id, find)
+        if device.owner_public_key:
+            _approvals(book, device, find)
     if status != "held" and (rejected or any(f.kind in SERIOUS for f in findings)):
         status = "rejected"
     if status == "held":
@@ -269,6 +303,34 @@ def _witness_run(central: Central, book: Ledger, registry: dict[tuple[str, str],
                                                                      records=sum(n for _, _, n in held)),
                               **({"govkit.witness.ack": ack} if ack else {})})
     book.finish(run_id, status, findings)
+
+
+def _approvals(book: Ledger, device: Device, find: Any) -> None:
+    """Each model file that answered live calls on the device with no valid approval over it, read
+    against the device's own roster (its owner key as enrolled): a finding named `unapproved`."""
+    import datetime as dt
+
+    from ..attest import Attestations
+    from ..audit import AuditRecord
+    from ..timestamps import parse_date
+
+    answered, signed = book.sign_off(device.id, device.store_id)
+    records = [AuditRecord(seq, "", "", body.encode("utf-8")) for seq, body in signed]
+    found = Attestations.from_records(device.owner_public_key, records)
+    today = dt.datetime.now(dt.UTC).date()
+    approved: set[str] = set()
+    for approval in found.of_kind("approval"):
+        until = str(approval.predicate.get("valid_until") or "")
+        try:
+            current = bool(until) and parse_date(until) >= today
+        except ValueError:
+            current = False
+        if current:
+            approved |= approval.artifacts
+    for artifact, lo, hi in answered:
+        if artifact not in approved:
+            find("unapproved", f"model file {artifact[:19]}… answered calls (seqs {lo}..{hi}) with no valid approval "
+                               f"on the device's roster over it")
 
 
 VERDICT_MAGIC = "govkit.dev/witness-verdict/v2"
@@ -393,6 +455,7 @@ def _witness_segment(central: Central, book: Ledger, note: SegmentNote, run_id: 
         if note.hi <= seq:
             return "duplicate"
     book.accept(note, run_id, path, utc_now())
+    book.note_sign_off(note, data)
     return "accepted"
 
 
