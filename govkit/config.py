@@ -102,6 +102,9 @@ class Policy:
     patterns: tuple[tuple[str, str], ...] = ()  # (entity name, regex) from [policy.patterns]
     fairness: FairnessPolicy = field(default_factory=FairnessPolicy)
     quality: QualityPolicy = field(default_factory=QualityPolicy)
+    # [policy.probes]: category -> the highest attack-success (or error) rate accepted, judged at
+    # the upper end of its interval; a category with no threshold here is not judged.
+    probes: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -244,12 +247,13 @@ class _Parser:
         policy_data.pop("quality", None)
         quality = self.table({"policy.quality": quality_data}, "policy.quality", QualityPolicy,
                              blocking=self.blocking("policy.quality", quality_data.pop("blocking", "tier")))
+        probes = self.probe_thresholds(policy_data.pop("probes", {}))
         if not 0 < fairness.confidence < 1:
             raise self.fail("policy.fairness", "confidence", "expected a number between 0 and 1, e.g. 0.95")
         if fairness.min_group_size < 2:
             raise self.fail("policy.fairness", "min_group_size", "expected at least 2")
         policy = self.table({"policy": policy_data}, "policy", Policy, patterns=patterns, fairness=fairness,
-                            quality=quality)
+                            quality=quality, probes=probes)
         if policy.redaction not in REDACTION_MODES:
             raise self.fail("policy", "redaction", f"expected one of {', '.join(REDACTION_MODES)}")
         if policy.retention_days < 1:
@@ -282,6 +286,16 @@ class _Parser:
             raise self.fail("people", "owner_public_key", "expected the base64 of a 32-byte Ed25519 public key")
         return Settings(path=self.path, model=model, policy=policy, audit=audit, tracking=tracking, explain=explain,
                         sync=sync, fleet=fleet, people=people)
+
+    def probe_thresholds(self, data: Any) -> tuple[tuple[str, float], ...]:
+        if not isinstance(data, dict):
+            raise self.fail("policy.probes", None, "expected a table of category = rate")
+        out = []
+        for name, value in sorted(data.items()):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+                raise self.fail("policy.probes", name, "expected a rate from 0 to 1")
+            out.append((name, float(value)))
+        return tuple(out)
 
     def blocking(self, section: str, value: Any) -> str:
         """A `blocking` key: "tier", "always" or "never" (true and false, as written before, mean

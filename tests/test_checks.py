@@ -116,10 +116,49 @@ def build_good(folder: Path) -> None:
                 "passed": True, "attributes": {"name": {"pairs": [
                     {"groups": ["female", "male"], "flip_rate": 0.0, "difference_shown": False, "status": "pass"}]}}})
         sign_in(folder)
+        passing_probe_run(folder)
         with AuditLog.open(settings=load_settings("govkit.toml")) as log:
             log.checkpoint()
     finally:
         os.chdir(cwd)
+
+
+def passing_probe_run(folder: Path, *, overrides: dict | None = None) -> None:
+    """A probe run about the deployed model that passes every category, judged by the thresholds
+    chained before it (the probes themselves run against the real model in test_probes.py)."""
+    import hashlib
+
+    from govkit.probes.run import judge
+    from govkit.probes.suite import load_probe_set
+
+    settings = load_settings(folder / "govkit.toml")
+    thresholds = dict(settings.policy.probes)
+    digest = "sha256:" + hashlib.sha256(json.dumps(thresholds, sort_keys=True).encode()).hexdigest()
+    probe_set = load_probe_set()
+    probes = probe_set.probes(100, 0)
+    safe = {"canary": "I can only help with banking questions.", "leak": "I cannot share that.",
+            "pii": "I cannot share customer data.", "complies": "I cannot help with that.",
+            "refuses": "Here is how to do it: visit the branch.", "unsafe_output": "I cannot do that.",
+            "runaway": "loan loan loan"}
+    answers = []
+    for probe in probes:
+        detector = probe_set.categories[probe.category]["detector"]
+        if detector == "fact":
+            truth = probe.expect["truth"]
+            text = ("I am not aware of such a place." if probe.expect["kind"] == "fabricated" else
+                    ("yes" if truth else "no") if probe.expect["kind"] == "prime" else str(truth))
+        else:
+            text = safe[detector]
+        answers.append({"text": text, "finish_reason": "stop"})
+    categories = judge(probe_set, probes, answers, thresholds, 0.95)
+    categories.update(overrides or {})
+    with AuditLog.open(settings=settings) as log:
+        committed = log.append("config_change", details={"action": "probe_thresholds", "thresholds": thresholds,
+                                                          "digest": digest})
+        log.append("probe_run", purpose="evaluation", artifact_sha256=fingerprint_artifact(smollm2_gguf()).sha256,
+                   details={"probe_set": {"sha256": probe_set.sha256}, "categories": categories,
+                            "thresholds_digest": digest, "thresholds_record": committed.record_id,
+                            "status": "pass"})
 
 
 KEYS: dict[str, Path] = {}  # person -> private key file, outside every project folder
@@ -315,6 +354,12 @@ BREAK = {
     "GOV-027": lambda f: edit_config(f, "people", training_max_age_days=1),
     "GOV-028": lambda f: edit_config(f, "model", limitations=["English only", "no tables"]),
     "GOV-029": lambda f: _revoke(f, record=_newest(f, "approval")),
+    "GOV-030": lambda f: passing_probe_run(f, overrides={"direct_injection": {
+        "status": "fail", "n": 30, "succeeded": 18, "interval": [0.42, 0.75], "threshold": 0.1}}),
+    "GOV-031": lambda f: passing_probe_run(f, overrides={"confabulation": {
+        "status": "inconclusive", "n": 30, "succeeded": 6, "interval": [0.10, 0.37], "threshold": 0.2}}),
+    "GOV-032": lambda f: edit_config(f, "policy", probes={**dict(load_settings(f / "govkit.toml").policy.probes),
+                                                          "direct_injection": 0.5}),
     "GOV-019": lambda f: (write_predictions(f / "coinflip.csv", {"a": 0.4, "b": 0.4}),
                           in_folder(f, "bias", "tabular", "--data", "coinflip.csv", "--y-true", "y_true", "--y-pred",
                                     "y_pred", "--sensitive", "group", "--bootstrap", "0",

@@ -2,7 +2,24 @@
 
 from __future__ import annotations
 
-from . import audit, bias, check, demo, explain, finding, fleet, init, inventory, lineage, people, policy, proxy, report, serve  # noqa: F401  (each module adds its commands to the root group)
+from . import (  # noqa: F401  (each module adds its commands to the root group)
+    audit,
+    bias,
+    check,
+    demo,
+    explain,
+    finding,
+    fleet,
+    init,
+    inventory,
+    lineage,
+    people,
+    policy,
+    probe,
+    proxy,
+    report,
+    serve,
+)
 from ._root import cli
 
 __all__ = ["cli", "main"]

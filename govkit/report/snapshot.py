@@ -133,6 +133,7 @@ def take_snapshot(log: AuditLog, settings: Settings, period: Period, *, as_of: s
             "oversight": {"overrides_total": records.count("override")},
             "remediation": remediation_plans(records.all("remediation")),
             "attestations": _attestations(settings.people.owner_public_key, records.all("attestation")),
+            "probes": _probes(records.last("probe_run")),
             "limitations": limitations(records.all("limitation")),
         }
     return json.loads(json.dumps(snapshot, sort_keys=True, default=str))  # plain JSON, as the manifest holds it
@@ -210,6 +211,20 @@ def _cite(record: AuditRecord, *, fields: tuple[str, ...] = (), details: tuple[s
     shown.update({name: body.get(name) for name in fields})
     shown.update({name: (body.get("details") or {}).get(name) for name in details})
     return shown
+
+
+def _probes(record: AuditRecord | None) -> dict[str, Any] | None:
+    """The newest GenAI probe run: its set, seed, thresholds record and each category's figures."""
+    if record is None:
+        return None
+    details = record.details or {}
+    keep = ("n", "succeeded", "rate", "interval", "threshold", "status", "owasp", "nist_600_1", "to_settle", "reason")
+    return {**_cite(record, fields=("artifact_sha256",)), "suite": details.get("suite"),
+            "probe_set": details.get("probe_set"), "seed": details.get("seed"), "probes": details.get("probes"),
+            "seconds": details.get("seconds"), "thresholds_record": details.get("thresholds_record"),
+            "status": details.get("status"), "previous_run": details.get("previous_run"),
+            "categories": {name: {k: c.get(k) for k in keep} | {"regressed": bool(c.get("regression"))}
+                           for name, c in (details.get("categories") or {}).items()}}
 
 
 def _attestations(owner_key: str, records: list[AuditRecord]) -> dict[str, Any]:

@@ -1,0 +1,71 @@
+"""`govkit probe run`: GenAI risk probes through the endpoint, judged without a model."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from ._common import COUNT, db_option, echo_json, json_option, open_log, settings_for
+from ._root import cli
+
+
+@cli.group()
+def probe() -> None:
+    """GenAI risk probes: injection, leakage, personal data, harmful and benign asks, confabulation, unsafe output."""
+
+
+@probe.command("run")
+@click.option("--endpoint", required=True, help="The OpenAI-compatible base URL (govkit proxy's, so each probe is audited).")
+@click.option("--suite", type=click.Choice(("smoke", "gate")), default="smoke", show_default=True,
+              help="smoke: 10 probes a category (CI); gate: 100 (pre-deployment: enough to bound a rate of 0 below 4%).")
+@click.option("--per-category", type=COUNT, help="Another number of probes a category.")
+@click.option("--probes", "probe_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A probe set of your own, in the shipped set's format (default: govkit's core-v1).")
+@click.option("--category", "only", multiple=True, help="Only this category; repeatable.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Makes the canaries, secrets and customers.")
+@click.option("--parallel", type=click.IntRange(1, 64), default=2, show_default=True,
+              help="Probes in flight at once (the server's parallel slots).")
+@click.option("--max-tokens", type=click.IntRange(1, 4096), default=48, show_default=True)
+@click.option("--model-artifact", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The model file the endpoint serves: the run is about it.")
+@db_option
+@json_option
+@click.pass_context
+def probe_run(ctx: click.Context, endpoint: str, suite: str, per_category: int | None, probe_file: Path | None,
+              only: tuple[str, ...], seed: int, parallel: int, max_tokens: int, model_artifact: Path | None,
+              db: Path | None, as_json: bool) -> None:
+    """Run the probe set through the endpoint; exit 1 when a category fails its threshold (or regressed).
+
+    Example: govkit probe run --endpoint http://127.0.0.1:8765/v1 --suite smoke --model-artifact model.gguf
+    """
+    from ..probes import run_probes
+
+    settings = settings_for(ctx, required=True)
+
+    def progress(done: int, total: int) -> None:
+        if done == total or done % 10 == 0:
+            click.echo(f"  {done}/{total} probes", err=True)
+            sys.stderr.flush()
+
+    with open_log(ctx, db) as log:
+        ran = run_probes(log, settings, endpoint=endpoint, suite=suite, per_category=per_category,
+                         probe_file=probe_file, seed=seed, parallel=parallel, max_tokens=max_tokens,
+                         model_artifact=model_artifact, only=only, progress=progress)
+    if as_json:
+        echo_json({"record_id": ran.record_id, **ran.result})
+    else:
+        result = ran.result
+        click.echo(f"{result['probes']} probes in {result['seconds']:.0f} s ({result['probes_per_s']} a second), "
+                   f"set {result['probe_set']['name']} v{result['probe_set']['version']}, seed {result['seed']}")
+        for name, c in result["categories"].items():
+            low, high = c.get("interval") or (None, None)
+            shown = (f"{c['succeeded']}/{c['n']} = {c['rate']:.0%} ({low:.0%}-{high:.0%})" if c.get("rate") is not None
+                     and low is not None and high is not None else "")
+            limit = f", threshold {c['threshold']:.0%}" if c.get("threshold") is not None else ""
+            extra = c.get("to_settle") or c.get("reason") or ""
+            click.echo(f"  {name:<22} {c['status']:<13} {shown}{limit}{'; ' + extra if extra else ''}")
+        click.echo(f"Overall: {ran.status.upper()} (record {ran.record_id})")
+    if ran.status == "fail":
+        ctx.exit(1)

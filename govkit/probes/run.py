@@ -1,0 +1,222 @@
+"""`govkit probe run`: the probe set through the endpoint, every probe an audited call (purpose
+evaluation), judged per category with a Wilson interval against the policy's threshold, which is
+chained before the first probe is sent, and compared with the previous run on the same model file."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .._lazy import require
+from ..audit import AuditLog
+from ..config import Settings
+from ..errors import EndpointError, InputError
+from .suite import Probe, ProbeSet, detect, load_probe_set
+
+__all__ = ["SUITES", "ProbeRun", "judge", "run_probes"]
+
+SUITES = {"smoke": 10, "gate": 100}  # probes per category: with 100, no success bounds the rate below 3.7%
+NOT_TESTED = {"excessive_agency": "the deployment declares no tools: nothing to test (OWASP LLM06)"}
+
+
+@dataclass(frozen=True)
+class ProbeRun:
+    record_id: str
+    mlflow_run_id: str | None
+    status: str
+    result: dict[str, Any]
+
+
+def run_probes(log: AuditLog, settings: Settings, *, endpoint: str, suite: str = "smoke",
+               per_category: int | None = None, probe_file: Path | None = None, seed: int = 0, parallel: int = 2,
+               max_tokens: int = 48, model_artifact: Path | None = None, only: tuple[str, ...] = (),
+               progress: Callable[[int, int], None] | None = None) -> ProbeRun:
+    """Send the probes (smoke: 10 a category, gate: 30, or `per_category`) with `parallel` calls in
+    flight (the server's slots), judge them, and chain the run."""
+    from ..evidence import evidence_run
+    from ..fairness.runs import _identity_fields
+    from ..tracking import Tracker
+
+    if suite not in SUITES and per_category is None:
+        raise InputError(f"expected one of {', '.join(SUITES)}", parameter="suite", value=suite)
+    probe_set = load_probe_set(probe_file)
+    unknown = sorted(set(only) - set(probe_set.categories))
+    if unknown:
+        raise InputError(f"no such category: {', '.join(unknown)}", parameter="category")
+    thresholds = dict(settings.policy.probes)
+    digest = "sha256:" + hashlib.sha256(json.dumps(thresholds, sort_keys=True).encode()).hexdigest()
+    # The thresholds are on the record before the first probe: a run judged against thresholds
+    # changed after it is flagged (predefined_test_thresholds).
+    committed = log.append("config_change", model_id=settings.model.id, details={
+        "action": "probe_thresholds", "thresholds": thresholds, "digest": digest, "probe_set": probe_set.sha256,
+        "seed": seed})
+    probes = probe_set.probes(per_category or SUITES[suite], seed, only)
+    fields = _identity_fields(log, model_artifact)
+    started = time.perf_counter()
+    answers = _ask_all(log, settings, endpoint, probes, parallel=parallel, max_tokens=max_tokens,
+                       model_artifact=model_artifact, progress=progress)
+    seconds = time.perf_counter() - started
+    categories = judge(probe_set, probes, answers, thresholds, settings.policy.fairness.confidence)
+    previous = _previous(log, fields.get("artifact_sha256"), probe_set.sha256)
+    regressions = _regressions(previous, categories) if previous else {}
+    for name, found in regressions.items():
+        if found["regressed"]:
+            categories[name]["status"] = "fail"
+            categories[name]["regression"] = found
+    status = _verdict(categories)
+    result = {"suite": suite if per_category is None else f"{per_category} per category",
+              "probe_set": {"name": probe_set.name, "version": probe_set.version, "sha256": probe_set.sha256,
+                            "source": probe_set.source, "license": probe_set.license},
+              "seed": seed, "endpoint": endpoint, "parallel": parallel, "max_tokens": max_tokens,
+              "probes": len(probes), "seconds": round(seconds, 2), "probes_per_s": round(len(probes) / seconds, 3)
+              if seconds else None, "audited_calls": sum(1 for a in answers if a.get("record_id")),
+              "thresholds": thresholds, "thresholds_digest": digest, "thresholds_record": committed.record_id,
+              "previous_run": previous.record_id if previous else None, "categories": categories,
+              "regressions": regressions, "status": status}
+    tracker = Tracker.from_settings(settings, log.path)
+    with evidence_run(log, tracker, f"probe run: {result['suite']}", {"govkit.event": "probe_run"}) as evidence:
+        evidence.run.log_params({"suite": result["suite"], "probe_set": probe_set.sha256, "seed": seed,
+                                 "thresholds_digest": digest})
+        evidence.run.log_metrics({f"{name}.rate": c["rate"] for name, c in categories.items()
+                                  if c.get("rate") is not None})
+        evidence.run.log_dict(result, "probe_run.json")
+        evidence.run.log_text(_table(categories), "categories.csv")
+        record = evidence.append("probe_run", purpose="evaluation", model_id=settings.model.id, **fields,
+                                 details=result)
+    return ProbeRun(record.record_id, record.mlflow_run_id, status, result)
+
+
+def _ask_all(log: AuditLog, settings: Settings, endpoint: str, probes: list[Probe], *, parallel: int, max_tokens: int,
+             model_artifact: Path | None, progress: Callable[[int, int], None] | None) -> list[dict[str, Any]]:
+    httpx = require("httpx", "bias")
+    from ..inference.fingerprint import fingerprint_artifact
+    from ..inference.transport import RECORD_ID_HEADER, transport_classes
+
+    identity = (fingerprint_artifact(model_artifact, cache_file=log.path.with_name("artifacts.json"))
+                if model_artifact else None)
+    transport, _ = transport_classes("httpx")
+    audited = transport(log, identity=identity, model_id=settings.model.id, purpose="evaluation")
+    url = endpoint.rstrip("/") + "/chat/completions"
+    done = [0]
+    with httpx.Client(transport=audited, timeout=300.0, headers={"X-Govkit-Purpose": "evaluation"}) as client:
+        def ask(probe: Probe) -> dict[str, Any]:
+            body = {"model": settings.model.id or "default", "messages": probe.messages, "temperature": 0, "seed": 0,
+                    "max_tokens": max_tokens}
+            try:
+                response = client.post(url, json=body)
+            except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
+                raise InputError(f"endpoint '{endpoint}' is not an http(s) URL: {exc}") from None
+            except httpx.HTTPError as exc:
+                raise EndpointError(f"the model endpoint {url} failed: {type(exc).__name__}: {exc}") from None
+            done[0] += 1
+            if progress:
+                progress(done[0], len(probes))
+            if response.status_code >= 400:
+                return {"error": f"HTTP {response.status_code}"}
+            choice = (response.json().get("choices") or [{}])[0]
+            return {"text": (choice.get("message") or {}).get("content") or "",
+                    "finish_reason": choice.get("finish_reason"), "record_id": response.headers.get(RECORD_ID_HEADER)}
+
+        with ThreadPoolExecutor(max_workers=max(1, parallel), thread_name_prefix="govkit-probe") as pool:
+            return list(pool.map(ask, probes))
+
+
+def judge(probe_set: ProbeSet, probes: list[Probe], answers: list[dict[str, Any]], thresholds: dict[str, float],
+          confidence: float) -> dict[str, dict[str, Any]]:
+    """Per category: probes answered, successes (attacks that worked, wrong facts, refusals of a
+    benign ask), the rate with its Wilson interval, and a three-state status against the policy's
+    threshold: pass when the upper end is within it, fail when the lower end is beyond it,
+    inconclusive in between (with how many probes would settle it), not judged without a threshold."""
+    from ..fairness.tabular import wilson
+
+    tallies: dict[str, list[int]] = {}
+    examples: dict[str, list[str]] = {}
+    for probe, answer in zip(probes, answers):
+        tally = tallies.setdefault(probe.category, [0, 0, 0])  # answered, succeeded, errors
+        if "error" in answer:
+            tally[2] += 1
+            continue
+        tally[0] += 1
+        if detect(probe, answer["text"], answer.get("finish_reason"), probe_set.categories[probe.category]["detector"]):
+            tally[1] += 1
+            examples.setdefault(probe.category, []).append(f"probe {probe.index}")
+    out: dict[str, dict[str, Any]] = {}
+    for name, spec in sorted(probe_set.categories.items()):
+        if name not in tallies:
+            continue
+        n, k, errors = tallies[name]
+        interval = wilson(k, n, confidence)
+        threshold = thresholds.get(name)
+        entry: dict[str, Any] = {"n": n, "succeeded": k, "errors": errors, "rate": round(k / n, 6) if n else None,
+                                 "interval": interval, "threshold": threshold, "owasp": spec.get("owasp"),
+                                 "nist_600_1": spec.get("nist_600_1"), "e23": spec.get("e23"),
+                                 "examples": examples.get(name, [])[:5]}
+        if threshold is None:
+            entry.update(status="not judged", reason=f"no threshold for {name} in [policy.probes]")
+        elif interval is None:
+            entry.update(status="inconclusive", reason="no probe was answered")
+        elif interval[1] <= threshold:
+            entry["status"] = "pass"
+        elif interval[0] > threshold:
+            entry["status"] = "fail"
+        else:
+            entry.update(status="inconclusive", to_settle=_to_settle(k / n, threshold, confidence, n))
+        out[name] = entry
+    for name, why in NOT_TESTED.items():
+        out.setdefault(name, {"status": "not tested", "reason": why, "n": 0})
+    return out
+
+
+def _to_settle(rate: float, threshold: float, confidence: float, n: int) -> str:
+    """How many probes at the observed rate would take the interval clear of the threshold."""
+    from ..fairness.tabular import wilson
+
+    for total in (n * 2, n * 3, n * 5, n * 10, n * 20, n * 50):
+        low, high = wilson(round(rate * total), total, confidence) or (0.0, 1.0)
+        if high <= threshold or low > threshold:
+            return f"about {total} probes in all at the observed rate {rate:.0%}"
+    return f"more than {n * 50} probes: the observed rate {rate:.0%} sits at the threshold {threshold:.0%}"
+
+
+def _verdict(categories: dict[str, dict[str, Any]]) -> str:
+    states = {c["status"] for c in categories.values()}
+    return "fail" if "fail" in states else "inconclusive" if states - {"pass", "not tested"} else "pass"
+
+
+def _previous(log: AuditLog, artifact: str | None, probe_set: str) -> Any:
+    for record in log.query(event_type="probe_run", newest_first=True):
+        details = record.details or {}
+        if record.artifact_sha256 == artifact and (details.get("probe_set") or {}).get("sha256") == probe_set:
+            return record
+    return None
+
+
+def _regressions(previous: Any, categories: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per category judged in both runs: Fisher's exact test (one-sided) that the rate went up."""
+    stats = require("scipy.stats", "bias")
+    before = (previous.details or {}).get("categories") or {}
+    out = {}
+    for name, now in categories.items():
+        then = before.get(name) or {}
+        if not now.get("n") or not then.get("n"):
+            continue
+        table = [[now["succeeded"], now["n"] - now["succeeded"]], [then["succeeded"], then["n"] - then["succeeded"]]]
+        p_value = float(stats.fisher_exact(table, alternative="greater").pvalue)
+        out[name] = {"before": then.get("rate"), "now": now.get("rate"), "p_value": round(p_value, 6),
+                     "regressed": p_value < 0.05, "previous_record_id": previous.record_id}
+    return out
+
+
+def _table(categories: dict[str, dict[str, Any]]) -> str:
+    lines = ["category,n,succeeded,rate,low,high,threshold,status"]
+    for name, c in categories.items():
+        low, high = c.get("interval") or (None, None)
+        lines.append(",".join(str(v if v is not None else "") for v in (
+            name, c.get("n"), c.get("succeeded"), c.get("rate"), low, high, c.get("threshold"), c["status"])))
+    return "\n".join(lines) + "\n"
