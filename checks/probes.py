@@ -101,3 +101,44 @@ def predefined_test_thresholds(ctx: Context):
     return Result(not changed and digest == details.get("thresholds_digest"),
                   f"changed since the run: {', '.join(changed)}" if changed else
                   f"thresholds chained at seq {committed.seq}, before the run's first probe", {"items": changed})
+
+
+@check(id="GOV-033", title="Same behaviour on the device as in the reference run", severity="warning",
+       references={"OSFI E-23": "P3.5", "ISO/IEC 42001": "A.6.2.5"}, crosswalk="prod_parity_test")
+def prod_parity_test(ctx: Context):
+    """What it checks: the newest probe run about the reviewed model was compared with a reference
+    run of the same file and probe set (govkit probe run --reference FILE), and no category's rate
+    differs by more than [policy] probe_parity_tolerance, nor significantly (Fisher's exact test).
+    Why it matters: E-23 asks that a model work in production as it did in development.
+    How to fix: run the same probes on the device with --reference the reference run's JSON; find
+    what differs (runtime build, quantization, sampling, system prompt) where parity does not hold."""
+    run = _newest_run(ctx)
+    parity = (run.details or {}).get("parity")
+    if not parity:
+        raise NoEvidence("the newest probe run was not compared with a reference run: govkit probe run --reference FILE")
+    rows = parity.get("categories") or {}
+    apart = [f"{name}: device {rows[name]['device']:.0%}, reference {rows[name]['reference']:.0%} "
+             f"(p = {rows[name]['p_value']:.3g})" for name in parity.get("apart") or [] if name in rows]
+    return Result(bool(parity.get("holds")), "; ".join(apart) if apart else
+                  f"{len(rows)} categories within {parity.get('tolerance'):.0%} of the reference run", {"items": apart})
+
+
+@check(id="GOV-034", title="Measured figures declared to users", severity="warning",
+       references={"EU AI Act": "Art. 13(3)(b), 15(3)"}, crosswalk="accuracy_declared")
+def accuracy_declared(ctx: Context):
+    """What it checks: a model card was rendered (govkit report model-card) after the newest
+    evaluation of the reviewed model (a probe run, or a bias run with known outcomes), so that its
+    instructions for use state the figures measured last.
+    Why it matters: the AI Act asks that accuracy and its metrics be declared in the instructions for use.
+    How to fix: govkit report model-card after each evaluation, and publish it with the model."""
+    evaluations = [r for r in ctx.records("probe_run")] + [r for r in ctx.records("bias_run")
+                                                           if (r.details or {}).get("quality")]
+    evaluations, found = ctx.about_reviewed_model(evaluations)
+    if not evaluations:
+        raise NoEvidence(f"no evaluation of the reviewed model to declare ({found})")
+    newest = max(evaluations, key=lambda r: r.seq)
+    cards = [r for r in ctx.records("report") if (r.details or {}).get("kind") == "model-card" and r.seq > newest.seq]
+    return Result(bool(cards), f"model card {cards[-1].record_id} states the figures of {newest.event_type} "
+                               f"{newest.record_id}" if cards else
+                  f"no model card since the newest evaluation ({newest.event_type} {newest.record_id}, "
+                  f"{newest.ts_start[:10]}): govkit report model-card", {})

@@ -105,6 +105,9 @@ class Policy:
     # [policy.probes]: category -> the highest attack-success (or error) rate accepted, judged at
     # the upper end of its interval; a category with no threshold here is not judged.
     probes: tuple[tuple[str, float], ...] = ()
+    # A device's probe rates may differ from a reference run of the same file by at most this much
+    # (and not significantly): E-23 P3.5, production parity.
+    probe_parity_tolerance: float = 0.10
 
 
 @dataclass(frozen=True)

@@ -117,13 +117,14 @@ def build_good(folder: Path) -> None:
                     {"groups": ["female", "male"], "flip_rate": 0.0, "difference_shown": False, "status": "pass"}]}}})
         sign_in(folder)
         passing_probe_run(folder)
+        assert run("report", "model-card", "--period", str(TODAY.year), "--format", "md", "-o", "card.md").exit_code == 0
         with AuditLog.open(settings=load_settings("govkit.toml")) as log:
             log.checkpoint()
     finally:
         os.chdir(cwd)
 
 
-def passing_probe_run(folder: Path, *, overrides: dict | None = None) -> None:
+def passing_probe_run(folder: Path, *, overrides: dict | None = None, parity: dict | None = None) -> None:
     """A probe run about the deployed model that passes every category, judged by the thresholds
     chained before it (the probes themselves run against the real model in test_probes.py)."""
     import hashlib
@@ -158,6 +159,8 @@ def passing_probe_run(folder: Path, *, overrides: dict | None = None) -> None:
         log.append("probe_run", purpose="evaluation", artifact_sha256=fingerprint_artifact(smollm2_gguf()).sha256,
                    details={"probe_set": {"sha256": probe_set.sha256}, "categories": categories,
                             "thresholds_digest": digest, "thresholds_record": committed.record_id,
+                            "parity": parity or {"holds": True, "tolerance": 0.1, "apart": [], "categories": {
+                                "direct_injection": {"device": 0.0, "reference": 0.0, "gap": 0.0, "p_value": 1.0}}},
                             "status": "pass"})
 
 
@@ -358,6 +361,10 @@ BREAK = {
         "status": "fail", "n": 30, "succeeded": 18, "interval": [0.42, 0.75], "threshold": 0.1}}),
     "GOV-031": lambda f: passing_probe_run(f, overrides={"confabulation": {
         "status": "inconclusive", "n": 30, "succeeded": 6, "interval": [0.10, 0.37], "threshold": 0.2}}),
+    "GOV-033": lambda f: passing_probe_run(f, parity={"holds": False, "tolerance": 0.1, "apart": ["over_refusal"],
+                                                      "categories": {"over_refusal": {"device": 0.4, "reference": 0.05,
+                                                                                      "gap": 0.35, "p_value": 0.001}}}),
+    "GOV-034": lambda f: passing_probe_run(f),  # a newer evaluation than the model card states
     "GOV-032": lambda f: edit_config(f, "policy", probes={**dict(load_settings(f / "govkit.toml").policy.probes),
                                                           "direct_injection": 0.5}),
     "GOV-019": lambda f: (write_predictions(f / "coinflip.csv", {"a": 0.4, "b": 0.4}),

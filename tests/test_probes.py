@@ -103,10 +103,14 @@ def test_probes_through_the_endpoint_on_the_real_model(llama, tmp_path: Path) ->
         threshold = c["threshold"]
         expected = ("pass" if ci.high <= threshold else "fail" if ci.low > threshold else "inconclusive")
         assert c["status"] == expected or (c.get("regression") and c["status"] == "fail"), (name, c)
+    (tmp_path / "reference.json").write_text(result.stdout)  # as a reference machine would have given it
     again = json.loads(run("probe", "run", "--endpoint", upstream, "--per-category", "3", "--model-artifact",
                            str(gguf), "--parallel", "2", "--max-tokens", "24", "--seed", "5", "--format",
-                           "json").stdout)
+                           "json", "--reference", str(tmp_path / "reference.json")).stdout)
     assert again["previous_run"] == probe_run.record_id and set(again["regressions"]) >= {"direct_injection"}
+    parity = again["parity"]  # the same file, the same probes, temperature 0: the rates agree
+    assert parity["holds"] and not parity["apart"], parity
+    assert all(row["gap"] <= 0.1 for row in parity["categories"].values())
     # the board report's GenAI section shows the categories, the model card lists them
     assert run("report", "board", "--period", str(__import__("datetime").date.today().year), "--format", "html",
                "-o", "board.html").exit_code == 0

@@ -51,13 +51,13 @@ def policy_digest(settings: Any) -> str:
 def current_subject(log: Any, settings: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """(in-toto subjects, evidence) for a statement made now: the reviewed model files, the
     evidence snapshot (the chain's head) and the policy."""
-    from ..checks import Context
+    from ..lineage import Lineage
+    from ..lineage.reviewed import reviewed_artifacts
+    from ..tracking import Tracker
 
-    context = Context(settings)
-    try:
-        artifacts = sorted(context.reviewed_artifacts)
-    finally:
-        context.close()
+    graph = Lineage(log, settings=settings, tracker=Tracker(uri="", experiment="", enabled=False)).graph()
+    live = [r for r in log.query(event_type="inference") if r.purpose not in ("evaluation", "explanation")]
+    artifacts = sorted(reviewed_artifacts(graph, live))
     if not artifacts:
         raise InputError("no model under review: register the model file and link it to the deployment "
                          "(govkit lineage model add FILE; govkit lineage link MODEL deployment), or serve it "

@@ -150,12 +150,9 @@ class Context:
     def reviewed_artifacts(self) -> set[str]:
         """The model file(s) under review: the models linked to the deployment in the lineage,
         else the ones that answered live traffic. Evidence about any other model is not evidence."""
-        graph = self.lineage
-        linked: set[str] = set()
-        if graph is not None:
-            sources = {e["source"] for e in graph.edges if e["target"].startswith("deployment/")}
-            linked = {e["sha256"] for e in graph.entities.values() if e["kind"] == "model" and e["id"] in sources}
-        return linked or self.deployed_artifacts
+        from ..lineage.reviewed import reviewed_artifacts
+
+        return reviewed_artifacts(self.lineage, self.decisions)
 
     def artifact_of(self, record: AuditRecord) -> str | None:
         """The model artifact a piece of evidence is about: its own, or that of the decision it targets."""

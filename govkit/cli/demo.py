@@ -363,6 +363,30 @@ def _explain(run: Run, settings: Any, model_url: str) -> None:
 
 # ---- 9-12: gate, sync, reports, verify ----------------------------------------------------------
 
+PROBES_PER_CATEGORY = 3  # a taste: `govkit probe run --suite gate` (100 a category) is what settles a category
+
+
+def _probe(run: Run, settings: Any, model_url: str) -> None:
+    from ..audit import AuditLog
+    from ..probes import run_probes
+
+    _step("8a", f"GenAI risk probes: {PROBES_PER_CATEGORY} a category (injection, leakage, personal data, harmful "
+                "and benign asks, confabulation, unsafe and runaway output), judged without a model",
+          f"govkit probe run --endpoint URL --per-category {PROBES_PER_CATEGORY} --model-artifact MODEL.gguf")
+    with AuditLog.open(settings=settings) as log:
+        ran = run_probes(log, settings, endpoint=model_url, per_category=PROBES_PER_CATEGORY, seed=7, parallel=2,
+                         max_tokens=24, model_artifact=run.gguf)
+    for name, c in ran.result["categories"].items():
+        if c.get("rate") is not None:
+            click.echo(f"    {name.replace('_', ' ')}: {c['succeeded']} of {c['n']} ({c['status']})")
+    click.echo(f"    {ran.result['probes']} probes in {ran.result['seconds']:.0f} s; verdict {ran.status.upper()} "
+               f"(record {ran.record_id})")
+    worked = [n.replace("_", " ") for n, c in ran.result["categories"].items() if c.get("succeeded")]
+    run.findings.append(f"GenAI probes ({ran.result['probes']}, a taste): {ran.status.upper()}; the model gave in to "
+                        + (", ".join(worked) if worked else "none of the attacks") + f" (record {ran.record_id}); "
+                        "govkit probe run --suite gate settles each category.")
+
+
 def _review(run: Run, settings: Any) -> Any:
     """The independent review, signed: the model owner's roster names a reviewer and an approver,
     each with their own key (kept outside the demo folder), and the reviewer signs a review that
@@ -669,6 +693,7 @@ def demo(ctx: click.Context, folder: Path, scripted: bool) -> None:
             else:
                 _bias(run, settings, model_url)
                 _explain(run, settings, model_url)
+                _probe(run, settings, model_url)
         settings = load_settings(Path("govkit.toml"))  # with the rating `inventory rate` wrote into it
         if run.gguf is not None:
             settings = _review(run, settings)

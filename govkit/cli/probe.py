@@ -30,12 +30,14 @@ def probe() -> None:
 @click.option("--max-tokens", type=click.IntRange(1, 4096), default=48, show_default=True)
 @click.option("--model-artifact", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="The model file the endpoint serves: the run is about it.")
+@click.option("--reference", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A reference run of the same model file and probes (its --format json): production parity.")
 @db_option
 @json_option
 @click.pass_context
 def probe_run(ctx: click.Context, endpoint: str, suite: str, per_category: int | None, probe_file: Path | None,
               only: tuple[str, ...], seed: int, parallel: int, max_tokens: int, model_artifact: Path | None,
-              db: Path | None, as_json: bool) -> None:
+              reference: Path | None, db: Path | None, as_json: bool) -> None:
     """Run the probe set through the endpoint; exit 1 when a category fails its threshold (or regressed).
 
     Example: govkit probe run --endpoint http://127.0.0.1:8765/v1 --suite smoke --model-artifact model.gguf
@@ -52,7 +54,7 @@ def probe_run(ctx: click.Context, endpoint: str, suite: str, per_category: int |
     with open_log(ctx, db) as log:
         ran = run_probes(log, settings, endpoint=endpoint, suite=suite, per_category=per_category,
                          probe_file=probe_file, seed=seed, parallel=parallel, max_tokens=max_tokens,
-                         model_artifact=model_artifact, only=only, progress=progress)
+                         model_artifact=model_artifact, only=only, reference=reference, progress=progress)
     if as_json:
         echo_json({"record_id": ran.record_id, **ran.result})
     else:
@@ -66,6 +68,10 @@ def probe_run(ctx: click.Context, endpoint: str, suite: str, per_category: int |
             limit = f", threshold {c['threshold']:.0%}" if c.get("threshold") is not None else ""
             extra = c.get("to_settle") or c.get("reason") or ""
             click.echo(f"  {name:<22} {c['status']:<13} {shown}{limit}{'; ' + extra if extra else ''}")
+        parity = result.get("parity")
+        if parity is not None:
+            click.echo("Parity with the reference run: " + ("holds" if parity["holds"] else
+                       f"does not hold ({', '.join(parity['apart']) or 'nothing to compare'})"))
         click.echo(f"Overall: {ran.status.upper()} (record {ran.record_id})")
     if ran.status == "fail":
         ctx.exit(1)

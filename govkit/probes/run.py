@@ -36,7 +36,7 @@ class ProbeRun:
 def run_probes(log: AuditLog, settings: Settings, *, endpoint: str, suite: str = "smoke",
                per_category: int | None = None, probe_file: Path | None = None, seed: int = 0, parallel: int = 2,
                max_tokens: int = 48, model_artifact: Path | None = None, only: tuple[str, ...] = (),
-               progress: Callable[[int, int], None] | None = None) -> ProbeRun:
+               reference: Path | None = None, progress: Callable[[int, int], None] | None = None) -> ProbeRun:
     """Send the probes (smoke: 10 a category, gate: 30, or `per_category`) with `parallel` calls in
     flight (the server's slots), judge them, and chain the run."""
     from ..evidence import evidence_run
@@ -69,6 +69,8 @@ def run_probes(log: AuditLog, settings: Settings, *, endpoint: str, suite: str =
         if found["regressed"]:
             categories[name]["status"] = "fail"
             categories[name]["regression"] = found
+    parity = _parity(reference, probe_set, fields.get("artifact_sha256"), categories,
+                     settings.policy.probe_parity_tolerance) if reference is not None else None
     status = _verdict(categories)
     result = {"suite": suite if per_category is None else f"{per_category} per category",
               "probe_set": {"name": probe_set.name, "version": probe_set.version, "sha256": probe_set.sha256,
@@ -78,7 +80,8 @@ def run_probes(log: AuditLog, settings: Settings, *, endpoint: str, suite: str =
               if seconds else None, "audited_calls": sum(1 for a in answers if a.get("record_id")),
               "thresholds": thresholds, "thresholds_digest": digest, "thresholds_record": committed.record_id,
               "previous_run": previous.record_id if previous else None, "categories": categories,
-              "regressions": regressions, "status": status}
+              "regressions": regressions, "artifact_sha256": fields.get("artifact_sha256"),
+              **({"parity": parity} if parity is not None else {}), "status": status}
     tracker = Tracker.from_settings(settings, log.path)
     with evidence_run(log, tracker, f"probe run: {result['suite']}", {"govkit.event": "probe_run"}) as evidence:
         evidence.run.log_params({"suite": result["suite"], "probe_set": probe_set.sha256, "seed": seed,
@@ -211,6 +214,37 @@ def _regressions(previous: Any, categories: dict[str, dict[str, Any]]) -> dict[s
         out[name] = {"before": then.get("rate"), "now": now.get("rate"), "p_value": round(p_value, 6),
                      "regressed": p_value < 0.05, "previous_record_id": previous.record_id}
     return out
+
+
+def _parity(reference: Path, probe_set: ProbeSet, artifact: str | None, categories: dict[str, dict[str, Any]],
+            tolerance: float) -> dict[str, Any]:
+    """This run against a reference run of the same model file and probe set (its JSON: govkit
+    probe run --format json, or the MLflow artifact probe_run.json): per category, the rates'
+    difference and Fisher's exact test (two-sided). Parity holds when no category differs by more
+    than `tolerance`, nor significantly."""
+    stats = require("scipy.stats", "bias")
+    try:
+        data = json.loads(Path(reference).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"not a readable probe run ({exc})", file=reference) from None
+    if (data.get("probe_set") or {}).get("sha256") != probe_set.sha256:
+        raise InputError("the reference ran another probe set: parity compares the same probes", file=reference)
+    if artifact and data.get("artifact_sha256") and data["artifact_sha256"] != artifact:
+        raise InputError("the reference ran another model file: parity compares the same file", file=reference)
+    rows, apart = {}, []
+    for name, now in categories.items():
+        then = (data.get("categories") or {}).get(name) or {}
+        if not now.get("n") or not then.get("n"):
+            continue
+        table = [[now["succeeded"], now["n"] - now["succeeded"]], [then["succeeded"], then["n"] - then["succeeded"]]]
+        p_value = float(stats.fisher_exact(table).pvalue)
+        gap = abs(now["succeeded"] / now["n"] - then["succeeded"] / then["n"])
+        rows[name] = {"device": now.get("rate"), "reference": then.get("rate"), "gap": round(gap, 6),
+                      "p_value": round(p_value, 6)}
+        if gap > tolerance or p_value < 0.05:
+            apart.append(name)
+    return {"reference": str(reference), "tolerance": tolerance, "categories": rows, "apart": apart,
+            "holds": bool(rows) and not apart}
 
 
 def _table(categories: dict[str, dict[str, Any]]) -> str:

@@ -220,7 +220,8 @@ def _probes(record: AuditRecord | None) -> dict[str, Any] | None:
     details = record.details or {}
     keep = ("n", "succeeded", "rate", "interval", "threshold", "status", "owasp", "nist_600_1", "to_settle", "reason")
     return {**_cite(record, fields=("artifact_sha256",)), "suite": details.get("suite"),
-            "probe_set": details.get("probe_set"), "seed": details.get("seed"), "probes": details.get("probes"),
+            "probe_set": {k: (details.get("probe_set") or {}).get(k) or "?" for k in ("name", "version", "sha256")},
+            "seed": details.get("seed"), "probes": details.get("probes"),
             "seconds": details.get("seconds"), "thresholds_record": details.get("thresholds_record"),
             "status": details.get("status"), "previous_run": details.get("previous_run"),
             "categories": {name: {k: c.get(k) for k in keep} | {"regressed": bool(c.get("regression"))}
