@@ -92,7 +92,7 @@ def approval_recorded(ctx: Context):
     if predicate.get("tier") != ctx.tier:
         problems.append(f"it affirms tier {predicate.get('tier')}, the model is now rated {ctx.tier}")
     until = str(predicate.get("valid_until") or "")
-    if not until or parse_date(until) < ctx.now.date():
+    if not approval.current_on(ctx.now.date()):
         problems.append(f"it expired on {until or '(no date)'}")
     said = (f"approval by {approval.person.name} on {approval.record.ts_start[:10]} (tier {predicate.get('tier')}, "
             f"residual risk: {predicate.get('residual_risk')}, valid until {until})")

@@ -17,22 +17,19 @@ from typing import Any
 
 from .audit import AuditLog, AuditRecord
 from .errors import InputError
-from .timestamps import parse_date
+from .timestamps import input_date
 
-__all__ = ["add_limitation", "limitations", "plan_remediation", "remediation_plans", "retire_limitation"]
+__all__ = ["CONTROL_ID", "add_limitation", "limitations", "plan_remediation", "remediation_plans", "retire_limitation"]
 
-_CHECK_ID = re.compile(r"^[A-Z][A-Z0-9]{1,7}-\d{3}$")
+CONTROL_ID = re.compile(r"^[A-Z][A-Z0-9]{1,7}-\d{3}$")  # a control as plans and exemptions name it
 
 
 def plan_remediation(log: AuditLog, check_id: str, *, owner: str, due: str, action: str,
                      model_id: str | None = None, today: dt.date | None = None) -> AuditRecord:
     """Chain a remediation plan for the finding of `check_id` (a later plan replaces it)."""
-    if not _CHECK_ID.match(check_id):
+    if not CONTROL_ID.match(check_id):
         raise InputError("expected a control ID such as ETH-003", parameter="check_id", value=check_id)
-    try:
-        day = parse_date(due)
-    except ValueError:
-        raise InputError("expected a date (YYYY-MM-DD)", parameter="due", value=due) from None
+    day = input_date(due, parameter="due")
     if day < (today or dt.date.today()):
         raise InputError("a plan's due date cannot be in the past", parameter="due", value=due)
     if not owner.strip() or not action.strip():

@@ -10,7 +10,7 @@ import time
 
 from .errors import InputError
 
-__all__ = ["normalise_ts", "parse_date", "parse_ts", "seconds_between", "utc_now", "utc_text"]
+__all__ = ["input_date", "normalise_ts", "parse_date", "parse_ts", "seconds_between", "utc_now", "utc_text"]
 
 _second: tuple[int, str] = (-1, "")  # the last second formatted, and its text
 
@@ -40,6 +40,14 @@ def parse_ts(value: str) -> dt.datetime:
 def parse_date(value: str) -> dt.date:
     """The calendar date an ISO date or time begins with. Raises ValueError."""
     return dt.date.fromisoformat(value[:10])
+
+
+def input_date(value: str, *, parameter: str) -> dt.date:
+    """A date a person gave (a flag, an option): InputError naming the parameter when it is not one."""
+    try:
+        return parse_date(value)
+    except ValueError:
+        raise InputError("expected a date (YYYY-MM-DD)", parameter=parameter, value=value) from None
 
 
 def normalise_ts(value: str, *, parameter: str | None = None) -> str:

@@ -10,6 +10,7 @@ roster key signed it, in a role allowed for its kind, and nobody revoked it.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,8 +20,8 @@ from ..errors import InputError
 from .envelope import PREDICATE_PREFIX, sign_statement, statement
 from .roster import Person, Roster
 
-__all__ = ["KINDS", "KIND_ROLES", "Attestation", "Attestations", "current_subject", "policy_digest",
-           "record_attestation"]
+__all__ = ["KINDS", "KIND_ROLES", "Attestation", "Attestations", "add_to_roster", "current_subject",
+           "pin_owner_key", "policy_digest", "record_attestation"]
 
 # kind -> the roles whose keys may sign it
 KIND_ROLES: dict[str, tuple[str, ...]] = {
@@ -95,6 +96,27 @@ def record_attestation(log: Any, settings: Any, kind: str, predicate: dict[str, 
             "kind": kind, "key_id": envelope["signatures"][0]["keyid"], "envelope": envelope})
 
 
+def add_to_roster(log: Any, settings: Any, owner_key: Any, *, name: str, roles: list[str], public_key: str,
+                  trained: str = "") -> Any:
+    """Chain a roster entry for a person's public key, signed with the model owner's private key."""
+    import base64
+    import hashlib
+
+    subject = [{"name": "person-key", "digest": {"sha256": hashlib.sha256(base64.b64decode(public_key)).hexdigest()}}]
+    return record_attestation(log, settings, "roster-entry", {"name": name, "roles": sorted(set(roles)),
+                                                              "public_key": public_key, "trained": trained},
+                              owner_key, subjects=subject)
+
+
+def pin_owner_key(config: Any, public_key: str) -> None:
+    """Write the roster's anchor, [people] owner_public_key, into govkit.toml (comments kept)."""
+    import tomlkit
+
+    document = tomlkit.parse(config.read_text(encoding="utf-8"))
+    document.setdefault("people", tomlkit.table())["owner_public_key"] = public_key
+    config.write_text(tomlkit.dumps(document), encoding="utf-8")
+
+
 @dataclass
 class Attestation:
     kind: str
@@ -110,6 +132,16 @@ class Attestation:
     def artifacts(self) -> set[str]:
         return {"sha256:" + s["digest"]["sha256"] for s in self.statement.get("subject") or []
                 if str(s.get("name", "")).startswith("model-artifact:") and (s.get("digest") or {}).get("sha256")}
+
+    def current_on(self, day: dt.date, key: str = "valid_until") -> bool:
+        """Whether the statement's own end date (`key`) has not passed on `day`; no date, or one
+        that does not parse, is not current."""
+        from ..timestamps import parse_date
+
+        try:
+            return parse_date(str(self.predicate.get(key) or "")) >= day
+        except ValueError:
+            return False
 
     def to_dict(self) -> dict[str, Any]:
         evidence = self.predicate.get("evidence") or {}

@@ -89,5 +89,9 @@ class Roster:
                 return person, body
         return None
 
+    def listing(self) -> list[dict[str, Any]]:
+        """Each person as the reports and `govkit people list` show them, revoked keys marked."""
+        return [p.to_dict() | {"revoked": p.key_id in self.revoked_keys} for p in self.people.values()]
+
     def with_role(self, role: str) -> list[Person]:
         return [p for p in self.people.values() if role in p.roles and p.key_id not in self.revoked_keys]

@@ -394,30 +394,24 @@ def _review(run: Run, settings: Any) -> Any:
     import tempfile
 
     from ..attest import record_attestation
+    from ..attest.ledger import add_to_roster, pin_owner_key
     from ..audit import AuditLog
     from ..audit.checkpoints import generate_keypair, load_private_key
     from ..config import load_settings
-    from .people import _roster_subject
 
     keys = Path(tempfile.mkdtemp(prefix="govkit-demo-keys-"))
     _step("8b", "the independent review, signed: a roster of people with their own keys, and the reviewer's verdict",
           f"govkit keygen --person NAME -o {keys}/NAME.key; govkit people init ...; govkit people add ...; "
           "govkit review sign --recommendation reject --finding ...")
     made = {person: generate_keypair(keys / f"{person}.key") for person in ("owner", "reviewer", "approver")}
-    import tomlkit
-
-    document = tomlkit.parse(Path("govkit.toml").read_text(encoding="utf-8"))
-    document.setdefault("people", tomlkit.table())["owner_public_key"] = made["owner"]
-    Path("govkit.toml").write_text(tomlkit.dumps(document), encoding="utf-8")
+    pin_owner_key(Path("govkit.toml"), made["owner"])
     settings = load_settings(Path("govkit.toml"))
     owner = load_private_key(keys / "owner.key")
     with AuditLog.open(settings=settings) as log:
         for name, person, roles in (("Model Risk Office", "owner", ["owner"]),
                                     ("Val Idator, model validation", "reviewer", ["reviewer"]),
                                     ("Ann Prover, Model Risk Committee", "approver", ["approver"])):
-            record_attestation(log, settings, "roster-entry", {"name": name, "roles": roles, "public_key": made[person],
-                                                               "trained": ""}, owner,
-                               subjects=_roster_subject(made[person]))
+            add_to_roster(log, settings, owner, name=name, roles=roles, public_key=made[person])
         signed = record_attestation(log, settings, "review", {
             "recommendation": "reject", "conditions": "",
             "findings": run.review_findings or ["the model's own evidence does not support deployment"]},

@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from ..errors import InputError
-from ..timestamps import parse_date
+from ..timestamps import input_date
 from ._common import ask, db_option, echo_json, json_option, open_log, settings_for
 from ._root import cli
 
@@ -46,10 +46,7 @@ def _person_key(path: Path, settings: Any, key_in_project: bool) -> Any:
 
 
 def _date(text: str, parameter: str, *, future: bool = False) -> str:
-    try:
-        day = parse_date(text)
-    except ValueError:
-        raise InputError("expected a date (YYYY-MM-DD)", parameter=parameter, value=text) from None
+    day = input_date(text, parameter=parameter)
     if future and day < dt.date.today():
         raise InputError("expected a date that has not passed", parameter=parameter, value=text)
     return day.isoformat()
@@ -99,9 +96,7 @@ def people_init(ctx: click.Context, name: str | None, key_path: Path | None, tra
 
     Example: govkit people init --name "Olive Owner" --key ~/.govkit/keys/olive-owner.key
     """
-    import tomlkit
-
-    from ..attest import record_attestation
+    from ..attest.ledger import add_to_roster, pin_owner_key
     from ..audit.checkpoints import public_key_b64
 
     settings = settings_for(ctx, required=True)
@@ -114,25 +109,15 @@ def people_init(ctx: click.Context, name: str | None, key_path: Path | None, tra
                          "a change of the roster's anchor: edit govkit.toml deliberately", file=settings.path)
     config = settings.path
     assert config is not None  # settings_for(required=True) reads a govkit.toml
-    document = tomlkit.parse(config.read_text(encoding="utf-8"))
-    document.setdefault("people", tomlkit.table())["owner_public_key"] = public
-    config.write_text(tomlkit.dumps(document), encoding="utf-8")
+    pin_owner_key(config, public)
     from ..config import load_settings
 
     settings = load_settings(config)
     with open_log(ctx, db) as log:
-        record = record_attestation(log, settings, "roster-entry", {
-            "name": name, "roles": ["owner"], "public_key": public,
-            "trained": _date(trained, "trained") if trained else ""}, private, subjects=_roster_subject(public))
+        record = add_to_roster(log, settings, private, name=name, roles=["owner"], public_key=public,
+                               trained=_date(trained, "trained") if trained else "")
     click.echo(f"{settings.path}: [people] owner_public_key set; {name} is on the roster as owner "
                f"(record {record.record_id})")
-
-
-def _roster_subject(public: str) -> list[dict[str, Any]]:
-    import base64
-    import hashlib
-
-    return [{"name": "person-key", "digest": {"sha256": hashlib.sha256(base64.b64decode(public)).hexdigest()}}]
 
 
 @people.command("add")
@@ -150,7 +135,7 @@ def people_add(ctx: click.Context, name: str, roles: tuple[str, ...], public_key
 
     Example: govkit people add "Val Idator" --role reviewer --public-key BASE64 --trained 2026-09-01 --key OWNER.key
     """
-    from ..attest import record_attestation
+    from ..attest.ledger import add_to_roster
     from ..audit.checkpoints import parse_public_key, public_key_b64
 
     settings = settings_for(ctx, required=True)
@@ -164,9 +149,8 @@ def people_add(ctx: click.Context, name: str, roles: tuple[str, ...], public_key
     if public_key_b64(private) != settings.people.owner_public_key:
         raise InputError("only the model owner's key ([people] owner_public_key) signs the roster", file=key_path)
     with open_log(ctx, db) as log:
-        record = record_attestation(log, settings, "roster-entry", {
-            "name": name, "roles": sorted(set(roles)), "public_key": public,
-            "trained": _date(trained, "trained") if trained else ""}, private, subjects=_roster_subject(public))
+        record = add_to_roster(log, settings, private, name=name, roles=list(roles), public_key=public,
+                               trained=_date(trained, "trained") if trained else "")
     click.echo(f"{name} is on the roster as {', '.join(sorted(set(roles)))} (record {record.record_id})")
 
 
@@ -180,7 +164,7 @@ def people_list(ctx: click.Context, db: Path | None, as_json: bool) -> None:
     Example: govkit people list --format json
     """
     found = _attestations(ctx, db)
-    listed = [p.to_dict() | {"revoked": p.key_id in found.roster.revoked_keys} for p in found.roster.people.values()]
+    listed = found.roster.listing()
     if as_json:
         echo_json(listed)
         return
@@ -299,7 +283,9 @@ def exemption_add(ctx: click.Context, control: str | None, why: str | None, unti
     Example: govkit exemption add --control GOV-005 --why "review moved to Q1" --until 2027-03-31 --key ann.key
     """
     control = control or ask("The control exempted", flag="--control")
-    if not re.fullmatch(r"[A-Z][A-Z0-9]{1,7}-\d{3}", control):
+    from ..remediation import CONTROL_ID
+
+    if not CONTROL_ID.match(control):
         raise InputError("expected a control ID such as GOV-005", parameter="control", value=control)
     why = why or ask("Why", flag="--why")
     until = _date(until or ask("Until (YYYY-MM-DD)", flag="--until"), "until", future=True)

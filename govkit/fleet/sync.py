@@ -78,8 +78,14 @@ def content_shipped_path(db_path: Path) -> Path:
 
 
 def shipped_content(db_path: Path) -> list[dict[str, Any]]:
+    return _read_jsonl(content_shipped_path(db_path))
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The JSON lines of a file kept beside the store (none when it is missing). A line that does
+    not parse is a torn last write, skipped: what it held is fetched or noted again."""
     try:
-        lines = content_shipped_path(db_path).read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
         return []
     entries = []
@@ -91,6 +97,16 @@ def shipped_content(db_path: Path) -> list[dict[str, Any]]:
     return entries
 
 
+def _append_synced(path: Path, text: str) -> None:
+    """Append to a file kept beside the store, durably (fsync) before returning."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.write(fd, text.encode("utf-8"))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _without_credentials(uri: str) -> str:
     from urllib.parse import urlsplit, urlunsplit
 
@@ -100,26 +116,11 @@ def _without_credentials(uri: str) -> str:
 
 def _note_content_shipped(db_path: Path, central: str, run_id: str, ranges: list[tuple[int, int]]) -> None:
     line = json.dumps({"central": central, "run_id": run_id, "ranges": [list(r) for r in ranges]}) + "\n"
-    fd = os.open(content_shipped_path(db_path), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    try:
-        os.write(fd, line.encode("utf-8"))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    _append_synced(content_shipped_path(db_path), line)
 
 
 def read_acks(db_path: Path) -> list[dict[str, Any]]:
-    try:
-        lines = acks_path(db_path).read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        return []
-    acks = []
-    for line in lines:
-        try:
-            acks.append(json.loads(line))
-        except ValueError:
-            continue  # a torn last line: the ack is fetched again at the next sync
-    return acks
+    return _read_jsonl(acks_path(db_path))  # a torn last line: the ack is fetched again at the next sync
 
 
 def acknowledged_seq(db_path: Path, witness_public_key: str, store_id: str) -> int:
@@ -140,17 +141,13 @@ def _keep_acks(db_path: Path, notes: list[str]) -> int:
     known = {a.get("note") for a in read_acks(db_path)}
     new = [n for n in notes if n not in known]
     if new:
-        fd = os.open(acks_path(db_path), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         try:
-            os.write(fd, "".join(json.dumps({"note": n}) + "\n" for n in new).encode("utf-8"))
-            os.fsync(fd)
+            _append_synced(acks_path(db_path), "".join(json.dumps({"note": n}) + "\n" for n in new))
         except OSError as exc:
             if exc.errno != errno.ENOSPC:
                 raise
             raise StoreFull(f"{acks_path(db_path)}: disk full while keeping the witness's acknowledgements; they stay "
                             f"on the central store and the next sync fetches them again (nothing was lost)") from None
-        finally:
-            os.close(fd)
     return len(new)
 
 

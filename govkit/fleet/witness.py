@@ -137,24 +137,29 @@ class Ledger:
                             "WHERE excluded.seq > heads.seq", (note.device_id, note.store_id, note.hi, note.head_hash, at))
 
     def note_sign_off(self, note: SegmentNote, data: bytes) -> None:
-        """From a cosigned segment: which model files answered live calls, and the signed statements."""
+        """From a cosigned segment: which model files answered live calls (first and last seq of
+        each), and the signed statements. Only the few attestation rows' bodies are read."""
+        pa = require("pyarrow", "parquet")
+        pc = require("pyarrow.compute", "parquet")
         pq = require("pyarrow.parquet", "parquet")
-        table = pq.read_table(io.BytesIO(data), columns=["seq", "event_type", "artifact_sha256", "body"]).to_pydict()
-        answered: dict[str, list[int]] = {}
+        table = pq.read_table(io.BytesIO(data), columns=["seq", "event_type", "artifact_sha256"])
+        calls = table.filter(pc.and_(pc.equal(table["event_type"], "inference"), pc.is_valid(table["artifact_sha256"])))
+        spans = calls.group_by("artifact_sha256").aggregate([("seq", "min"), ("seq", "max")]).to_pylist()
+        wanted = pc.equal(table["event_type"], "attestation")
         signed = []
-        for seq, event_type, artifact, body in zip(table["seq"], table["event_type"], table["artifact_sha256"],
-                                                   table["body"]):
-            if event_type == "inference" and artifact:
-                span = answered.setdefault(artifact, [seq, seq])
-                span[0], span[1] = min(span[0], seq), max(span[1], seq)
-            elif event_type == "attestation":
-                signed.append((note.device_id, note.store_id, seq, body))
+        if pc.any(wanted).as_py():
+            seqs = set(table.filter(wanted)["seq"].to_pylist())
+            bodies = pq.read_table(io.BytesIO(data), columns=["seq", "body"])
+            bodies = bodies.filter(pc.is_in(bodies["seq"], value_set=pa.array(sorted(seqs))))
+            signed = [(note.device_id, note.store_id, seq, body) for seq, body in
+                      zip(bodies["seq"].to_pylist(), bodies["body"].to_pylist())]
         with self.db:
-            for artifact, (lo, hi) in answered.items():
+            for span in spans:
                 self.db.execute("INSERT INTO answered VALUES (?,?,?,?,?) ON CONFLICT (device_id, store_id, artifact) "
                                 "DO UPDATE SET first_seq = min(first_seq, excluded.first_seq), "
                                 "last_seq = max(last_seq, excluded.last_seq)",
-                                (note.device_id, note.store_id, artifact, lo, hi))
+                                (note.device_id, note.store_id, span["artifact_sha256"], span["seq_min"],
+                                 span["seq_max"]))
             self.db.executemany("INSERT OR IGNORE INTO signed VALUES (?,?,?,?)", signed)
 
     def sign_off(self, device_id: str, store_id: str) -> tuple[list[tuple[str, int, int]], list[tuple[int, str]]]:
@@ -267,7 +272,7 @@ def _witness_run(central: Central, book: Ledger, registry: dict[tuple[str, str],
             notes.sort(key=lambda n: n[0].lo)
             fetch.ahead([segment_path(note) for note, _ in notes if not book.holds(note)])
             for note, text in notes:
-                verdict = _witness_segment(central, book, note, run_id, find, fetch)
+                verdict = _witness_segment(central, book, note, run_id, find, fetch, bool(device.owner_public_key))
                 if verdict == "accepted":
                     ack = add_signature(text, key, "witness")
                     held.append((note.lo, note.hi, note.records))
@@ -312,7 +317,6 @@ def _approvals(book: Ledger, device: Device, find: Any) -> None:
 
     from ..attest import Attestations
     from ..audit import AuditRecord
-    from ..timestamps import parse_date
 
     answered, signed = book.sign_off(device.id, device.store_id)
     records = [AuditRecord(seq, "", "", body.encode("utf-8")) for seq, body in signed]
@@ -320,12 +324,7 @@ def _approvals(book: Ledger, device: Device, find: Any) -> None:
     today = dt.datetime.now(dt.UTC).date()
     approved: set[str] = set()
     for approval in found.of_kind("approval"):
-        until = str(approval.predicate.get("valid_until") or "")
-        try:
-            current = bool(until) and parse_date(until) >= today
-        except ValueError:
-            current = False
-        if current:
+        if approval.current_on(today):
             approved |= approval.artifacts
     for artifact, lo, hi in answered:
         if artifact not in approved:
@@ -419,7 +418,7 @@ class _Prefetch:
 
 
 def _witness_segment(central: Central, book: Ledger, note: SegmentNote, run_id: str, find: Any,
-                     fetch: _Prefetch) -> str:
+                     fetch: _Prefetch, sign_off: bool = False) -> str:
     if book.holds(note):
         return "duplicate"
     seq, head = book.head(note.device_id, note.store_id)
@@ -455,7 +454,8 @@ def _witness_segment(central: Central, book: Ledger, note: SegmentNote, run_id: 
         if note.hi <= seq:
             return "duplicate"
     book.accept(note, run_id, path, utc_now())
-    book.note_sign_off(note, data)
+    if sign_off:  # the device is enrolled with its roster's anchor: what ran, and what was signed
+        book.note_sign_off(note, data)
     return "accepted"
 
 

@@ -131,27 +131,16 @@ class Decider:
             self._fields.pop("subject_ref", None)
 
     def _http(self) -> Callable[[dict[str, Any]], tuple[dict[str, Any], str | None]]:
-        httpx = require("httpx", "bias")
-        from .fingerprint import fingerprint_artifact
-        from .transport import RECORD_ID_HEADER, transport_classes
+        from .transport import RECORD_ID_HEADER
 
-        identity = (fingerprint_artifact(self.model_artifact, cache_file=self.log.path.with_name("artifacts.json"))
-                    if self.model_artifact else None)
-        transport, _ = transport_classes("httpx")
-        audited = transport(self.log, identity=identity, model_id=self.model_id, purpose=self.purpose)
+        client, audited = audited_client(self.log, model_artifact=self.model_artifact, model_id=self.model_id,
+                                         purpose=self.purpose, timeout_s=self.timeout_s)
         self._fields = audited.base  # about() changes what every later record carries
-        client = httpx.Client(transport=audited, timeout=self.timeout_s)
         assert self.endpoint is not None
         url = self.endpoint.rstrip("/") + "/chat/completions"
 
         def call(body: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
-            try:
-                response = client.post(url, json=body)
-            except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
-                raise InputError(f"endpoint '{self.endpoint}' is not an http(s) URL the model could be reached at: "
-                                 f"{exc}") from None
-            except httpx.HTTPError as exc:
-                raise EndpointError(f"the model endpoint {url} failed: {type(exc).__name__}: {exc}") from None
+            response = post_chat(client, url, body, self.endpoint or "")
             if response.status_code >= 400:
                 raise EndpointError(f"the model endpoint {url} answered {response.status_code}")
             return response.json(), response.headers.get(RECORD_ID_HEADER)
@@ -241,3 +230,29 @@ def split_chat_prompt(stored: str) -> tuple[str | None, str]:
     user = stored[starts[-1] + len("user: "):]
     system = re.match(r"system: (.*?)(?=\n(?:user|assistant): |\Z)", stored, re.S)
     return (system.group(1) if system else None), user
+
+
+def audited_client(log: AuditLog, *, model_artifact: Path | None, model_id: str | None, purpose: str,
+                   timeout_s: float, headers: dict[str, str] | None = None) -> tuple[Any, Any]:
+    """An httpx client whose every call leaves an audit record in `log` (with the model file's
+    identity and this purpose), and its audited transport."""
+    httpx = require("httpx", "bias")
+    from .fingerprint import fingerprint_artifact
+    from .transport import transport_classes
+
+    identity = (fingerprint_artifact(model_artifact, cache_file=log.path.with_name("artifacts.json"))
+                if model_artifact else None)
+    transport, _ = transport_classes("httpx")
+    audited = transport(log, identity=identity, model_id=model_id, purpose=purpose)
+    return httpx.Client(transport=audited, timeout=timeout_s, headers=headers), audited
+
+
+def post_chat(client: Any, url: str, body: dict[str, Any], endpoint: str) -> Any:
+    """POST a chat request; a URL that is not http(s) is an input error, a failed call an endpoint error."""
+    httpx = require("httpx", "bias")
+    try:
+        return client.post(url, json=body)
+    except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
+        raise InputError(f"endpoint '{endpoint}' is not an http(s) URL the model could be reached at: {exc}") from None
+    except httpx.HTTPError as exc:
+        raise EndpointError(f"the model endpoint {url} failed: {type(exc).__name__}: {exc}") from None

@@ -16,7 +16,7 @@ from typing import Any
 from .._lazy import require
 from ..audit import AuditLog
 from ..config import Settings
-from ..errors import EndpointError, InputError
+from ..errors import InputError
 from .suite import Probe, ProbeSet, detect, load_probe_set
 
 __all__ = ["SUITES", "ProbeRun", "judge", "run_probes"]
@@ -97,26 +97,18 @@ def run_probes(log: AuditLog, settings: Settings, *, endpoint: str, suite: str =
 
 def _ask_all(log: AuditLog, settings: Settings, endpoint: str, probes: list[Probe], *, parallel: int, max_tokens: int,
              model_artifact: Path | None, progress: Callable[[int, int], None] | None) -> list[dict[str, Any]]:
-    httpx = require("httpx", "bias")
-    from ..inference.fingerprint import fingerprint_artifact
-    from ..inference.transport import RECORD_ID_HEADER, transport_classes
+    from ..inference.decider import audited_client, post_chat
+    from ..inference.transport import RECORD_ID_HEADER
 
-    identity = (fingerprint_artifact(model_artifact, cache_file=log.path.with_name("artifacts.json"))
-                if model_artifact else None)
-    transport, _ = transport_classes("httpx")
-    audited = transport(log, identity=identity, model_id=settings.model.id, purpose="evaluation")
+    client, _ = audited_client(log, model_artifact=model_artifact, model_id=settings.model.id, purpose="evaluation",
+                               timeout_s=300.0, headers={"X-Govkit-Purpose": "evaluation"})
     url = endpoint.rstrip("/") + "/chat/completions"
     done = [0]
-    with httpx.Client(transport=audited, timeout=300.0, headers={"X-Govkit-Purpose": "evaluation"}) as client:
+    with client:
         def ask(probe: Probe) -> dict[str, Any]:
             body = {"model": settings.model.id or "default", "messages": probe.messages, "temperature": 0, "seed": 0,
                     "max_tokens": max_tokens}
-            try:
-                response = client.post(url, json=body)
-            except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
-                raise InputError(f"endpoint '{endpoint}' is not an http(s) URL: {exc}") from None
-            except httpx.HTTPError as exc:
-                raise EndpointError(f"the model endpoint {url} failed: {type(exc).__name__}: {exc}") from None
+            response = post_chat(client, url, body, endpoint)
             done[0] += 1
             if progress:
                 progress(done[0], len(probes))
@@ -202,15 +194,13 @@ def _previous(log: AuditLog, artifact: str | None, probe_set: str) -> Any:
 
 def _regressions(previous: Any, categories: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Per category judged in both runs: Fisher's exact test (one-sided) that the rate went up."""
-    stats = require("scipy.stats", "bias")
     before = (previous.details or {}).get("categories") or {}
     out = {}
     for name, now in categories.items():
         then = before.get(name) or {}
         if not now.get("n") or not then.get("n"):
             continue
-        table = [[now["succeeded"], now["n"] - now["succeeded"]], [then["succeeded"], then["n"] - then["succeeded"]]]
-        p_value = float(stats.fisher_exact(table, alternative="greater").pvalue)
+        p_value = _fisher(now, then, "greater")
         out[name] = {"before": then.get("rate"), "now": now.get("rate"), "p_value": round(p_value, 6),
                      "regressed": p_value < 0.05, "previous_record_id": previous.record_id}
     return out
@@ -222,7 +212,6 @@ def _parity(reference: Path, probe_set: ProbeSet, artifact: str | None, categori
     probe run --format json, or the MLflow artifact probe_run.json): per category, the rates'
     difference and Fisher's exact test (two-sided). Parity holds when no category differs by more
     than `tolerance`, nor significantly."""
-    stats = require("scipy.stats", "bias")
     try:
         data = json.loads(Path(reference).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -236,8 +225,7 @@ def _parity(reference: Path, probe_set: ProbeSet, artifact: str | None, categori
         then = (data.get("categories") or {}).get(name) or {}
         if not now.get("n") or not then.get("n"):
             continue
-        table = [[now["succeeded"], now["n"] - now["succeeded"]], [then["succeeded"], then["n"] - then["succeeded"]]]
-        p_value = float(stats.fisher_exact(table).pvalue)
+        p_value = _fisher(now, then, "two-sided")
         gap = abs(now["succeeded"] / now["n"] - then["succeeded"] / then["n"])
         rows[name] = {"device": now.get("rate"), "reference": then.get("rate"), "gap": round(gap, 6),
                       "p_value": round(p_value, 6)}
@@ -245,6 +233,13 @@ def _parity(reference: Path, probe_set: ProbeSet, artifact: str | None, categori
             apart.append(name)
     return {"reference": str(reference), "tolerance": tolerance, "categories": rows, "apart": apart,
             "holds": bool(rows) and not apart}
+
+
+def _fisher(now: dict[str, Any], then: dict[str, Any], alternative: str) -> float:
+    """Fisher's exact test of two categories' success counts (scipy's): this run against another."""
+    stats = require("scipy.stats", "bias")
+    table = [[now["succeeded"], now["n"] - now["succeeded"]], [then["succeeded"], then["n"] - then["succeeded"]]]
+    return float(stats.fisher_exact(table, alternative=alternative).pvalue)
 
 
 def _table(categories: dict[str, dict[str, Any]]) -> str:

@@ -22,7 +22,7 @@ from ..config import Inventory, Settings
 from ..errors import InputError
 from ..inventory import chained_inventory
 from ..remediation import limitations, remediation_plans
-from ..timestamps import normalise_ts, parse_date, parse_ts
+from ..timestamps import input_date, normalise_ts, parse_ts
 from .kpis import period_kpis
 
 __all__ = ["LARGE_LOG", "Period", "fleet_parameters", "parse_period", "take_fleet", "take_snapshot"]
@@ -66,8 +66,8 @@ def parse_period(period: str | None = None, *, start: str | None = None, end: st
         return Period(normalise_ts(first.isoformat()), normalise_ts(after.isoformat()), period)
     if not (start and end):
         raise InputError("give a period (2026-Q4), or both a start and an end date", parameter="period")
-    first_day = _day(start, "start")
-    last_day = _day(end, "end")
+    first_day = input_date(start, parameter="start")
+    last_day = input_date(end, parameter="end")
     if last_day < first_day:
         raise InputError(f"ends before it starts ({start})", parameter="end", value=end)
     if last_day >= dt.date(9999, 12, 31):
@@ -76,11 +76,6 @@ def parse_period(period: str | None = None, *, start: str | None = None, end: st
                   f"{first_day.isoformat()} to {last_day.isoformat()}")
 
 
-def _day(text: str, parameter: str) -> dt.date:
-    try:
-        return parse_date(text)
-    except ValueError:
-        raise InputError("expected a date (YYYY-MM-DD)", parameter=parameter, value=text) from None
 
 
 def take_snapshot(log: AuditLog, settings: Settings, period: Period, *, as_of: str, head: int | None = None,
@@ -234,8 +229,7 @@ def _attestations(owner_key: str, records: list[AuditRecord]) -> dict[str, Any]:
 
     found = Attestations.from_records(owner_key, records)
     return {"owner_key_id": key_id(owner_key) if owner_key else None,
-            "roster": [p.to_dict() | {"revoked": p.key_id in found.roster.revoked_keys}
-                       for p in found.roster.people.values()],
+            "roster": found.roster.listing(),
             "valid": [a.to_dict() for a in found.valid], "invalid": found.invalid}
 
 
