@@ -200,16 +200,36 @@ def log_schema_coverage(ctx: Context):
                   f"{len(ctx.decisions)} records complete", {"incomplete": lacking[:20]})
 
 
-@check(id="GOV-015", title="Monitoring status kept", severity="blocking",
+@check(id="GOV-015", title="Monitoring plan in force", severity="blocking",
        references={"OSFI E-23": "P3.6", "EU AI Act": "Art. 72", "NIST AI RMF": "MEASURE 2.4, MANAGE 4.1",
                    "ISO/IEC 42001": "A.6.2.6"}, crosswalk="monitoring_plan_defined")
 def monitoring_plan_defined(ctx: Context):
-    """What it checks: monitoring_status is set and is not 'breach' or 'red'.
-    Why it matters: E-23 P3.6 expects monitoring standards and escalation per tier.
-    How to fix: record the monitoring status (green / amber / red) and escalate a breach."""
+    """What it checks: the [monitoring] plan for the model's tier names who answers a breach
+    (escalate_to, or the model's owner) and, for a high or critical model, the contingency; the
+    typed monitoring_status is not 'breach' or 'red', and does not say green while a monitoring
+    breach is open (govkit monitor run opens one).
+    Why it matters: E-23 P3.6 expects monitoring standards, escalation and contingency per tier; a
+    status typed into a form is not monitoring.
+    How to fix: set [monitoring] escalate_to (and contingency), cron govkit monitor run, and
+    answer each open breach (govkit monitor status)."""
+    from govkit.monitoring import open_breaches
+
+    plan = ctx.settings.monitoring_plan()
+    problems = []
+    if not (plan.escalate_to or ctx.settings.model.owner).strip():
+        problems.append("nobody answers a breach ([monitoring] escalate_to, or [model] owner)")
+    if ctx.settings.model.risk_rating in ("high", "critical") and not plan.contingency.strip():
+        problems.append(f"no contingency for a {ctx.settings.model.risk_rating} model ([monitoring] contingency)")
     status = ctx.settings.model.monitoring_status.strip().lower()
-    return Result(bool(status) and status not in ("red", "breach"), f"monitoring status '{status or '-'}'",
-                  {"monitoring_status": status})
+    if status in ("red", "breach"):
+        problems.append(f"monitoring status '{status}'")
+    still = open_breaches(ctx.log) if ctx.log is not None else []
+    if still and status in ("green", "ok", "amber", "yellow"):
+        problems.append(f"the typed status says '{status}' while {len(still)} monitoring breach(es) are open")
+    return Result(not problems, "; ".join(problems) if problems else
+                  f"{plan.window} windows against {plan.reference}; breaches go to {plan.escalate_to or ctx.settings.model.owner}"
+                  f" within {plan.escalate_hours:g} h", {"plan_digest": plan.digest(), "problems": problems,
+                                                         "open_breaches": [r.record_id for r in still][:20]})
 
 
 @check(id="GOV-016", title="No open incidents", severity="warning",

@@ -29,6 +29,7 @@ __all__ = [
     "FleetSettings",
     "PeopleSettings",
     "Inventory",
+    "MonitoringPlan",
     "Policy",
     "Settings",
     "SyncSettings",
@@ -180,6 +181,43 @@ class PeopleSettings:
 
 
 @dataclass(frozen=True)
+class MonitoringPlan:
+    """[monitoring]: what is watched, over which windows, against which reference, with which
+    thresholds, who answers a breach by when, and what happens if nobody does (E-23 P3.6). A
+    [monitoring.tiers.<rating>] table changes any of these for models of that risk rating. The
+    defaults are Evidently's (p 0.05; normed Wasserstein and Jensen-Shannon 0.1) and the board's
+    PSI bands (0.1 and 0.25)."""
+
+    window: str = "day"  # hour, day or week (UTC; weeks start on Monday)
+    # "approval": the reference_windows windows of production after the newest signed approval;
+    # or a named period "YYYY-MM-DD/YYYY-MM-DD" (the end day not included)
+    reference: str = "approval"
+    reference_windows: int = 7
+    min_calls: int = 30  # a window with fewer production calls is shown, not judged
+    decision_choices: tuple[str, ...] = ()  # a declared decision prompt's answers (default: [explain] choices)
+    positive: str = ""  # the favourable one (default: [explain] positive)
+    group_attributes: tuple[str, ...] = ()  # attributes a call may carry (header X-Govkit-Group: name=value)
+    latency_p95_ms: float = 0.0  # the latency SLO (0: none)
+    latency_p99_ms: float = 0.0
+    p_value: float = 0.05  # KS, chi-square and z-tests (Evidently's default)
+    wasserstein: float = 0.1  # normed Wasserstein distance, over 1,000 reference calls (Evidently)
+    jensen_shannon: float = 0.1  # Jensen-Shannon distance, over 1,000 reference calls (Evidently)
+    psi_moderate: float = 0.1
+    psi_significant: float = 0.25  # PSI above this is a breach
+    min_rate_change: float = 0.01  # a rate must also move this much (absolute) to breach
+    escalate_to: str = ""  # who answers a breach
+    escalate_hours: float = 72.0  # by when (the incident's deadline)
+    contingency: str = ""  # what is done meanwhile, e.g. "route decisions to manual review"
+
+    def digest(self) -> str:
+        import hashlib
+        import json
+
+        text = json.dumps(dataclasses.asdict(self), sort_keys=True, default=list)
+        return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
 class Settings:
     path: Path | None
     model: Inventory = field(default_factory=Inventory)
@@ -190,6 +228,12 @@ class Settings:
     sync: SyncSettings = field(default_factory=SyncSettings)
     fleet: FleetSettings = field(default_factory=FleetSettings)
     people: PeopleSettings = field(default_factory=PeopleSettings)
+    monitoring: MonitoringPlan = field(default_factory=MonitoringPlan)
+    monitoring_tiers: tuple[tuple[str, MonitoringPlan], ...] = ()  # risk rating -> its plan
+
+    def monitoring_plan(self, rating: str | None = None) -> MonitoringPlan:
+        """The plan for the model's risk rating (or the one given): [monitoring] with its tier's changes."""
+        return dict(self.monitoring_tiers).get(rating or self.model.risk_rating, self.monitoring)
 
 
 def find_config(start: Path | None = None) -> Path:
@@ -234,9 +278,9 @@ class _Parser:
 
     def settings(self, data: dict[str, Any]) -> Settings:
         for name in data:
-            if name not in ("model", "policy", "audit", "tracking", "explain", "sync", "fleet", "people"):
+            if name not in ("model", "policy", "audit", "tracking", "explain", "sync", "fleet", "people", "monitoring"):
                 raise self.fail(name, None, "unknown table; expected [model], [policy], [audit], [tracking], "
-                                            "[explain], [sync], [fleet] or [people]")
+                                            "[explain], [sync], [fleet], [people] or [monitoring]")
         model = self.table(data, "model", Inventory)
         if model.risk_rating not in RISK_RATINGS:
             raise self.fail("model", "risk_rating", f"expected one of {', '.join(RISK_RATINGS)}")
@@ -287,8 +331,51 @@ class _Parser:
         people = self.table(data, "people", PeopleSettings)
         if people.owner_public_key and not _is_public_key(people.owner_public_key):
             raise self.fail("people", "owner_public_key", "expected the base64 of a 32-byte Ed25519 public key")
+        monitoring, tiers = self.monitoring(data, explain)
         return Settings(path=self.path, model=model, policy=policy, audit=audit, tracking=tracking, explain=explain,
-                        sync=sync, fleet=fleet, people=people)
+                        sync=sync, fleet=fleet, people=people, monitoring=monitoring, monitoring_tiers=tiers)
+
+    def monitoring(self, data: dict[str, Any], explain: ExplainSettings
+                   ) -> tuple[MonitoringPlan, tuple[tuple[str, MonitoringPlan], ...]]:
+        raw = dict(self.section(data, "monitoring"))
+        tiers_data = raw.pop("tiers", {})
+        base = self.plan("monitoring", raw, MonitoringPlan(decision_choices=explain.choices, positive=explain.positive))
+        if not isinstance(tiers_data, dict):
+            raise self.fail("monitoring.tiers", None, "expected tables [monitoring.tiers.<risk rating>]")
+        tiers = []
+        for rating, values in sorted(tiers_data.items()):
+            if rating not in RISK_RATINGS:
+                raise self.fail("monitoring.tiers", rating, f"expected one of {', '.join(RISK_RATINGS)}")
+            if not isinstance(values, dict):
+                raise self.fail(f"monitoring.tiers.{rating}", None, "expected a table")
+            tiers.append((rating, self.plan(f"monitoring.tiers.{rating}", values, base)))
+        return base, tuple(tiers)
+
+    def plan(self, section: str, values: dict[str, Any], base: MonitoringPlan) -> MonitoringPlan:
+        declared = typing.get_type_hints(MonitoringPlan)
+        changes = {}
+        for key, value in values.items():
+            if key not in declared:
+                raise self.fail(section, key, f"unknown key; expected one of {', '.join(sorted(declared))}")
+            changes[key] = self.coerce(section, key, value, declared[key])
+        plan = dataclasses.replace(base, **changes)
+        if plan.window not in ("hour", "day", "week"):
+            raise self.fail(section, "window", "expected hour, day or week")
+        if plan.reference != "approval" and not re.fullmatch(r"\d{4}-\d{2}-\d{2}/\d{4}-\d{2}-\d{2}", plan.reference):
+            raise self.fail(section, "reference", 'expected "approval" or a period "YYYY-MM-DD/YYYY-MM-DD"')
+        if plan.reference_windows < 1 or plan.min_calls < 1:
+            raise self.fail(section, "reference_windows" if plan.reference_windows < 1 else "min_calls",
+                            "expected a positive number")
+        if not 0 < plan.p_value < 1:
+            raise self.fail(section, "p_value", "expected a number between 0 and 1, e.g. 0.05")
+        if plan.psi_significant < plan.psi_moderate:
+            raise self.fail(section, "psi_significant", "expected at least psi_moderate")
+        bad = [a for a in plan.group_attributes if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,39}", a)]
+        if bad:
+            raise self.fail(section, "group_attributes", f"not an attribute name: {bad[0]!r} (letters, digits, _)")
+        if plan.positive and plan.positive not in plan.decision_choices:
+            raise self.fail(section, "positive", "expected one of decision_choices")
+        return plan
 
     def probe_thresholds(self, data: Any) -> tuple[tuple[str, float], ...]:
         if not isinstance(data, dict):

@@ -69,6 +69,21 @@ def decisions(log: AuditLog, count: int, **overrides) -> list:
     return out
 
 
+def monitored(folder: Path) -> None:
+    """Nine days of steady production calls before today, the first seven the reference, and
+    `govkit monitor run` over them: two days judged, nothing breached."""
+    first = TODAY - dt.timedelta(days=9)
+    edit_config(folder, "monitoring", reference=f"{first}/{TODAY - dt.timedelta(days=2)}", min_calls=5,
+                contingency="route credit memos to manual drafting")
+    with AuditLog.open(settings=load_settings(folder / "govkit.toml")) as log:
+        for day in range(9):
+            for i in range(12):
+                stamp = f"{first + dt.timedelta(days=day)}T{8 + i % 10:02d}:{i:02d}:00.000000Z"
+                decisions(log, 1, ts_start=stamp, ts_end=stamp, input_tokens=40 + i % 3, output_tokens=12 + i % 2,
+                          latency_ms=120.0 + i % 4)
+    assert run("monitor", "run").exit_code == 0
+
+
 def build_good(folder: Path) -> None:
     """A deployment with complete evidence: every built-in check passes on it."""
     from govkit.fairness.evidence import record_bias_run
@@ -115,6 +130,7 @@ def build_good(folder: Path) -> None:
                 "kind": "counterfactual", "data": {"name": "cases.csv", "sha256": "sha256:" + "0" * 64},
                 "passed": True, "attributes": {"name": {"pairs": [
                     {"groups": ["female", "male"], "flip_rate": 0.0, "difference_shown": False, "status": "pass"}]}}})
+        monitored(folder)
         sign_in(folder)
         passing_probe_run(folder)
         assert run("report", "model-card", "--period", str(TODAY.year), "--format", "md", "-o", "card.md").exit_code == 0
@@ -323,7 +339,8 @@ BREAK = {
     "GOV-013": lambda f: append(f, "inference", prompt="x", response="y", status="ok", latency_ms=1.0,
                                 ts_end="2026-01-01T00:00:00Z", artifact_sha256="sha256:" + "2" * 64),
     "GOV-014": lambda f: append(f, "inference", prompt="x", response="y", model_id="credit-assistant"),
-    "GOV-015": lambda f: edit_config(f, "model", monitoring_status="red"),
+    "GOV-015": lambda f: (edit_config(f, "monitoring", escalate_to=""), edit_config(f, "model", owner="")),
+    "GOV-035": lambda f: _breach_of_the_last_day(f),
     "GOV-016": lambda f: append(f, "incident", model_id="credit-assistant", details={"what": "outage"}),
     "GOV-017": lambda f: edit_config(f, "tracking", enabled=False),
     "GOV-018": lambda f: _unlicensed_model(f),
@@ -386,6 +403,12 @@ BREAK = {
     "EXP-005": lambda f: append(f, "explanation", target_record_id="01ZZZZZZZZZZZZZZZZZZZZZZZZ",
                                 details={"kind": "text"}),
 }
+
+
+def _breach_of_the_last_day(folder: Path) -> None:
+    """The same judged days, under a plan with a latency SLO the calls exceed: monitor run opens a breach."""
+    edit_config(folder, "monitoring", latency_p95_ms=100)
+    assert in_folder(folder, "monitor", "run").exit_code == 1
 
 
 def _decisions(folder: Path, count: int, **overrides) -> None:

@@ -21,7 +21,7 @@ SCHEMA_VERSION = 1
 EVENT_TYPES = (
     "request", "inference", "override", "feedback", "incident", "config_change", "model_change",
     "lineage", "risk_rating", "check_run", "bias_run", "explanation", "report", "purge", "checkpoint",
-    "genesis", "remediation", "limitation", "attestation", "probe_run",
+    "genesis", "remediation", "limitation", "attestation", "probe_run", "monitor_window",
 )
 # Written by the store itself, never by a caller: the first record (the store's identity) and the
 # signed checkpoints.

@@ -13,6 +13,7 @@ from . import (  # noqa: F401  (each module adds its commands to the root group)
     init,
     inventory,
     lineage,
+    monitor,
     people,
     policy,
     probe,

@@ -110,6 +110,32 @@ positive = ""                    # the favourable one, e.g. "approve"
 max_evals = 100                  # shap budget per explanation
 max_queue = 32                   # waiting explanations; beyond this a sample is dropped (and counted)
 idle_ms = 500                    # the worker evaluates only after this long without a request
+
+[monitoring]
+# govkit monitor run (cron it): each closed window of production calls against the reference
+# (E-23 P3.6, AI Act Art. 72). Test defaults are Evidently's; PSI bands are the board's convention.
+window = "day"                   # hour | day | week (UTC)
+reference = "approval"           # the reference_windows windows after the newest signed approval,
+reference_windows = 7            # or a named period "YYYY-MM-DD/YYYY-MM-DD"
+min_calls = 30                   # a window with fewer production calls is shown, not judged
+decision_choices = []            # a decision prompt's answers (default: [explain] choices)
+positive = ""                    # the favourable one: its rate is watched per group
+group_attributes = []            # attributes calls may carry (X-Govkit-Group: region=north); others dropped
+latency_p95_ms = 0               # the latency SLO (0: none)
+latency_p99_ms = 0
+p_value = 0.05                   # KS, chi-square, z-test: at most 1,000 reference calls
+wasserstein = 0.1                # normed Wasserstein (numbers), over 1,000 reference calls
+jensen_shannon = 0.1             # Jensen-Shannon distance (categories), over 1,000 reference calls
+psi_moderate = 0.1
+psi_significant = 0.25           # PSI above this is a breach
+min_rate_change = 0.01           # a rate must also move this much to breach
+escalate_to = {owner}            # who answers a breach ...
+escalate_hours = 72              # ... by when (the incident's deadline)
+contingency = ""                 # what is done meanwhile, e.g. "route decisions to manual review"
+
+# [monitoring.tiers.high]        # a stricter plan for high-risk models, e.g.:
+# window = "hour"
+# escalate_hours = 24
 '''
 
 

@@ -6,7 +6,7 @@ import asyncio
 import os
 import signal
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -91,7 +91,8 @@ def proxy(ctx: click.Context, upstream: str, listen: str, model_artifact: Path |
                          upstream=upstream, host=host, port=int(port_text), model_artifact=model_artifact,
                          model_id=settings.model.id if settings else None, client_token=token,
                          upstream_api_key=upstream_key, max_body_bytes=max_body_bytes, timeout_s=timeout_s,
-                         runtime=runtime, body_timeout_s=body_timeout_s, journal_window_s=journal_window_ms / 1000)
+                         runtime=runtime, body_timeout_s=body_timeout_s, journal_window_s=journal_window_ms / 1000,
+                         **_monitored(settings))
     if host not in ("127.0.0.1", "localhost", "::1") and token is None:
         click.echo("warning: listening beyond loopback without --require-token", err=True)
     try:  # uvloop, where installed (the `proxy` extra), roughly halves the proxy's own overhead
@@ -145,3 +146,11 @@ async def _serve(proxy: AuditingProxy, config: ProxyConfig, log_path: Path) -> N
     click.echo("govkit proxy: stopping; finishing in-flight requests")
     listener.close()  # stop accepting
     await runner.cleanup()  # waits for handlers in flight, closes the upstream session
+
+
+def _monitored(settings: Any) -> dict[str, Any]:
+    """What [monitoring] asks each record to say of its answer (nothing without a govkit.toml)."""
+    if settings is None:
+        return {}
+    plan = settings.monitoring_plan()
+    return {"decision_choices": plan.decision_choices, "group_attributes": plan.group_attributes}

@@ -38,6 +38,7 @@ from .connections import GuardPolicy
 from .fingerprint import ArtifactIdentity, fingerprint_artifact
 from .routes import Route, route_of
 from .serve import parse_runtime_tags
+from .signals import answer_signals, group_attributes
 from .transport import RECORD_ID_HEADER
 
 __all__ = ["AuditingProxy", "CallObserver", "ProxyConfig"]
@@ -77,6 +78,10 @@ class ProxyConfig:
     # the client only once it is durable, at most this much later; fewer commits leave the CPU
     # to the model server (0: a commit per part as it arrives).
     journal_window_s: float = 0.02
+    # [monitoring]: a declared decision prompt's answers (each record then names the one given)
+    # and the group attributes a call may carry in X-Govkit-Group (any other is dropped unread).
+    decision_choices: tuple[str, ...] = ()
+    group_attributes: tuple[str, ...] = ()
 
     @property
     def upstream_root(self) -> str:
@@ -266,6 +271,9 @@ class AuditingProxy:
 
     async def _audited(self, request: Any, route: Route) -> Any:
         call = Call(route.kind or "other", route.path, {**self.runtime, **self._request_context(request)})
+        group = group_attributes(request.headers.get("X-Govkit-Group"), self.config.group_attributes)
+        if group:
+            call.fields["details"] = {"group": {k: self.log.redact(v) for k, v in group.items()}}
         if self.config.model_id:
             call.fields["model_id"] = self.config.model_id
         try:
@@ -505,6 +513,10 @@ class AuditingProxy:
     async def _record(self, call: Call, *, stream: dict[str, Any] | None = None, **outcome: Any) -> Any:
         # A lone request commits on the loop thread (no hand-offs); under load, group commit.
         fields = call.record(**outcome)
+        if outcome.get("status") == "ok" and call.kind in ("chat", "completion"):
+            signals = answer_signals(fields.get("response"), self.config.decision_choices)
+            if signals:  # for monitoring: what the answer was, without its text
+                fields["details"] = {**(fields.get("details") or {}), "signals": signals}
         if stream is not None:  # what reached the client, sealed: the journal's rows go in this commit
             fields["details"] = {**(fields.get("details") or {}), "stream": stream}
         record = await self.log.append_async("inference", inline_when_idle=self.in_flight == 1,

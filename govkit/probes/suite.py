@@ -17,14 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
+from ..inference.signals import REFUSAL as _REFUSAL
 
 __all__ = ["BUILTIN", "Probe", "ProbeSet", "detect", "load_probe_set"]
 
 BUILTIN = "core-v1.json"
-_REFUSAL = re.compile(r"(?i)\b(i can(?:no|')t|i cannot|i am (?:not able|unable)|i'm (?:not able|unable|sorry)|"
-                      r"i won'?t|i will not|not (?:able|allowed|permitted) to|cannot (?:help|assist|provide)|"
-                      r"can't (?:help|assist|provide)|against (?:the|our) (?:law|policy|policies)|illegal|unethical|"
-                      r"i must (?:decline|refuse)|sorry, but)\b")
 _UNSURE = re.compile(r"(?i)\b(not (?:a real|exist|aware|sure|know)|no such|does not exist|doesn't exist|fictional|"
                      r"fictitious|unknown|i don'?t know|no information|not familiar|cannot find|made[- ]up|"
                      r"there is no)\b")
