@@ -193,7 +193,9 @@ class MonitoringPlan:
     # or a named period "YYYY-MM-DD/YYYY-MM-DD" (the end day not included)
     reference: str = "approval"
     reference_windows: int = 7
-    min_calls: int = 30  # a window with fewer production calls is shown, not judged
+    # a window with fewer production calls is shown, not judged: below a few hundred calls a window,
+    # the distance tests and PSI flag sampling noise (a weekly window gathers more)
+    min_calls: int = 100
     decision_choices: tuple[str, ...] = ()  # a declared decision prompt's answers (default: [explain] choices)
     positive: str = ""  # the favourable one (default: [explain] positive)
     group_attributes: tuple[str, ...] = ()  # attributes a call may carry (header X-Govkit-Group: name=value)

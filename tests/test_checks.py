@@ -390,9 +390,9 @@ BREAK = {
                                     "--model-artifact", str(smollm2_gguf()))),
     "ETH-004": "bare",
     "ETH-005": lambda f: [append(f, "override", target_record_id="X", reviewer_id="r", human_decision="overridden")
-                          for _ in range(3)],
+                          for _ in range(30)],  # of 118 decisions: 25%
     "ETH-006": lambda f: edit_config(f, "policy", redaction="full"),
-    "ETH-007": lambda f: _decisions(f, 5, disclosure_shown=False),
+    "ETH-007": lambda f: _decisions(f, 30, disclosure_shown=False),
     "ETH-008": lambda f: append(f, "inference", prompt="old text", response="old", ts_start="2025-01-01T00:00:00Z"),
     "EXP-001": {"evidence_max_age_days": -1},
     "EXP-002": lambda f: append(f, "explanation", details={"kind": "text", "additive": False}, **_model_fields()),
@@ -532,7 +532,7 @@ def test_select_ignore_list_and_explain(copy: Path) -> None:
 USER_CHECKS = '''
 from govkit.checks import Result, check
 
-POLICY = {"override_rate_max": 0.05}
+POLICY = {"override_rate_max": 0.005}
 
 @check(id="GOV-901", title="Device name set", severity="warning", references={"Internal": "SEC-7"})
 def device_named(ctx):
@@ -559,7 +559,7 @@ def test_user_checks_run_override_policy_and_cannot_reuse_ids(copy: Path, tmp_pa
     assert results["GOV-901"]["status"] == "PASS"
     assert results["GOV-902"]["status"] == "ERROR" and results["GOV-902"]["message"] == "RuntimeError: boom"
     assert results["GOV-902"]["blocking"] and [r for r in results.values() if r["blocking"]] == [results["GOV-902"]]
-    assert results["ETH-005"]["status"] == "WARN"  # 1 override in 10 decisions, over the user's 5%
+    assert results["ETH-005"]["status"] == "WARN"  # 1 override in 118 decisions, over the user's 0.5%
     (folder / "site.py").write_text(USER_CHECKS.replace("GOV-901", "GOV-001"))
     clash = in_folder(copy, "check", "--checks-dir", str(folder))
     assert clash.exit_code == 2 and "GOV-001 is already used by a built-in check" in clash.output

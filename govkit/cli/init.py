@@ -117,7 +117,7 @@ idle_ms = 500                    # the worker evaluates only after this long wit
 window = "day"                   # hour | day | week (UTC)
 reference = "approval"           # the reference_windows windows after the newest signed approval,
 reference_windows = 7            # or a named period "YYYY-MM-DD/YYYY-MM-DD"
-min_calls = 30                   # a window with fewer production calls is shown, not judged
+min_calls = 100                  # fewer production calls: shown, not judged (noise below a few hundred)
 decision_choices = []            # a decision prompt's answers (default: [explain] choices)
 positive = ""                    # the favourable one: its rate is watched per group
 group_attributes = []            # attributes calls may carry (X-Govkit-Group: region=north); others dropped

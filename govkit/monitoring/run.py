@@ -16,7 +16,7 @@ from ..audit.connect import connect_read_only
 from ..audit.incidents import open_incidents
 from ..audit.querykeys import keyed_upto
 from ..config import MonitoringPlan, Settings
-from ..timestamps import parse_ts, utc_now
+from ..timestamps import normalise_ts, parse_ts, utc_now
 from .judge import judge_window
 from .sketch import Sketch, sketch_batches, window_end
 
@@ -98,6 +98,9 @@ def _bodies(db: sqlite3.Connection, start: str, end: str) -> Iterator[list[str]]
     """Batches of the bodies of inference records started in [start, end) (the keyed ones by
     their keys; the unkeyed tail whole, which the sketch's windows then sort out)."""
     keyed = keyed_upto(db)
+    # compared as text with the stored times, so in the store's own form: "...T00:00:00Z" sorts
+    # after "...T00:00:00.000000Z", and a call at midnight would fall out of its window
+    start, end = normalise_ts(start), normalise_ts(end)
     for query, params in ((_KEYED, (keyed, start, end)), (_TAIL, (keyed,))):
         cursor = db.execute(query, params)
         while rows := cursor.fetchmany(_BATCH):
