@@ -25,9 +25,9 @@ __all__ = ["BREACH", "MonitorRun", "Reference", "open_breaches", "reference_peri
 
 BREACH = "monitoring_breach"  # the incident kind a breach opens
 _BATCH = 50_000
-_KEYED = ("SELECT CAST(r.body AS TEXT) FROM record_keys k JOIN records r ON r.seq = k.seq "
+_KEYED = ("SELECT r.body FROM record_keys k JOIN records r ON r.seq = k.seq "
           "WHERE k.seq <= ? AND k.event_type = 'inference' AND k.ts_start >= ? AND k.ts_start < ? ORDER BY k.seq")
-_TAIL = "SELECT CAST(body AS TEXT) FROM records WHERE seq > ?"
+_TAIL = "SELECT body FROM records WHERE seq > ?"
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,7 @@ def reference_period(log: AuditLog, settings: Settings, plan: MonitoringPlan) ->
                                                 f"{newest.record.record_id} signed by {newest.person.name}")
 
 
-def _bodies(db: sqlite3.Connection, start: str, end: str) -> Iterator[list[str]]:
+def _bodies(db: sqlite3.Connection, start: str, end: str) -> Iterator[list[bytes]]:
     """Batches of the bodies of inference records started in [start, end) (the keyed ones by
     their keys; the unkeyed tail whole, which the sketch's windows then sort out)."""
     keyed = keyed_upto(db)

@@ -43,13 +43,41 @@ def ks_p_value(reference: Counts, current: Counts) -> float:
     return float(ks_2samp(_expanded(reference), _expanded(current))[1])
 
 
+def _weighted(counts: Counts) -> tuple[Any, Any]:
+    import numpy as np
+
+    values = sorted(v for v, n in counts.items() if n > 0)
+    return np.asarray(values, dtype=float), np.asarray([counts[v] for v in values], dtype=float)
+
+
 def wasserstein_normed(reference: Counts, current: Counts) -> float:
-    """The first Wasserstein distance divided by the reference's standard deviation (at least 0.001)."""
+    """The first Wasserstein distance divided by the reference's standard deviation (at least
+    0.001), from the distinct values and their counts (scipy's weighted form: the same distance
+    as over every call, without expanding them)."""
     import numpy as np
     from scipy.stats import wasserstein_distance
 
-    ref = _expanded(reference)
-    return float(wasserstein_distance(ref, _expanded(current)) / max(float(np.std(ref)), 0.001))
+    ref_values, ref_counts = _weighted(reference)
+    cur_values, cur_counts = _weighted(current)
+    mean = np.sum(ref_values * ref_counts) / ref_counts.sum()
+    std = float(np.sqrt(np.sum(ref_counts * (ref_values - mean) ** 2) / ref_counts.sum()))
+    distance = wasserstein_distance(ref_values, cur_values, ref_counts, cur_counts)
+    return float(distance / max(std, 0.001))
+
+
+def _sturges_edges(reference: Counts, current: Counts) -> Any:
+    """numpy's histogram_bin_edges(both samples, "sturges"), from the counts: it needs only the
+    samples' size, minimum and maximum."""
+    import numpy as np
+
+    values = [v for c in (reference, current) for v, n in c.items() if n > 0]
+    first, last = float(min(values)), float(max(values))
+    size = _total(reference) + _total(current)
+    if first == last:
+        first, last = first - 0.5, last + 0.5
+    width = (last - first) / (np.log2(size) + 1.0)
+    bins = int(np.ceil((last - first) / width)) if width else 1
+    return np.linspace(first, last, bins + 1, endpoint=True, dtype=float)
 
 
 def _keys(reference: Counts, current: Counts) -> list[Any]:
@@ -95,10 +123,10 @@ def _binned(reference: Counts, current: Counts, numeric: bool, fill_zeroes: bool
 
     n_ref, n_cur = _total(reference), _total(current)
     if numeric and sum(1 for n in reference.values() if n > 0) > 20:
-        ref, cur = _expanded(reference), _expanded(current)
-        bins = np.histogram_bin_edges(np.concatenate([ref, cur]), bins="sturges")
-        ref_share = np.histogram(ref, bins)[0] / n_ref
-        cur_share = np.histogram(cur, bins)[0] / n_cur
+        bins = _sturges_edges(reference, current)
+        (ref_values, ref_counts), (cur_values, cur_counts) = _weighted(reference), _weighted(current)
+        ref_share = np.histogram(ref_values, bins, weights=ref_counts)[0] / n_ref
+        cur_share = np.histogram(cur_values, bins, weights=cur_counts)[0] / n_cur
     else:
         keys = _keys(reference, current)
         ref_share = np.array([reference.get(k, 0) / n_ref for k in keys])
