@@ -357,3 +357,32 @@ def test_the_fleet_is_monitored_from_its_synced_segments_and_names_the_device_th
         own = store_sketches(log, window="day", start="2026-11-09T00:00:00Z", end="2026-11-10T00:00:00Z",
                              attributes=("region",))
     assert found["by_device"]["branch-b"]["by_window"]["2026-11-09T00:00:00Z"]["calls"] == own["2026-11-09T00:00:00Z"].calls
+
+
+def test_the_reports_show_the_trend_the_open_breaches_in_words_and_every_signal(tmp_path: Path) -> None:
+    folder = tmp_path / "bank"
+    _project(folder)
+    _traffic(folder)
+    assert _in(folder, "monitor", "run", "--as-of", "2026-11-11T00:00:00Z").exit_code == 1
+    now = (dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ")  # taken as now
+    assert _in(folder, "report", "board", "--period", "2026-11", "--as-of", now, "--format", "html", "--format", "md",
+               "-o", str(folder / "out")).exit_code == 0
+    html = next((folder / "out").glob("board-*.html")).read_text()
+    board = next((folder / "out").glob("board-*.md")).read_text()
+    monitoring = html.split('id="monitoring"')[1].split("<h2")[0]
+    assert "<svg" in monitoring and "breaches in: 2026-11-09, 2026-11-10" in monitoring
+    assert "3 day window(s) monitored in the period" in monitoring and "2 breached" in monitoring
+    summary = html.split('id="monitoring"')[0]
+    assert "Monitoring breach open since the window of 2026-11-09" in summary  # page one says it first
+    assert "region = south" in board and "risk@bank.example must answer by" in board
+    assert "route decisions to manual review" in board
+    assert _in(folder, "report", "engineer", "--period", "2026-11", "--as-of", now, "--format", "md",
+               "-o", str(folder / "eng")).exit_code == 0
+    engineer = next((folder / "eng").glob("*.md")).read_text()
+    rows = [line for line in engineer.splitlines() if line.startswith("| 2026-11-")]
+    assert len(rows) == 3 and "| ok |" in rows[0] and "| breach |" in rows[1], rows
+    # a report before any window was chained says monitoring is unknown, not fine
+    assert _in(folder, "report", "board", "--period", "2026-11", "--as-of", "2026-11-30T00:00:00Z", "--format", "md",
+               "-o", str(folder / "early"), "--no-record").exit_code == 0
+    early = next((folder / "early").glob("*.md")).read_text()
+    assert "No window of production calls was monitored in this period" in early

@@ -25,8 +25,12 @@ __all__ = ["BREACH", "MonitorRun", "Reference", "open_breaches", "reference_peri
 
 BREACH = "monitoring_breach"  # the incident kind a breach opens
 _BATCH = 50_000
-_KEYED = ("SELECT r.body FROM record_keys k JOIN records r ON r.seq = k.seq "
-          "WHERE k.seq <= ? AND k.event_type = 'inference' AND k.ts_start >= ? AND k.ts_start < ? ORDER BY k.seq")
+# The seq range of the inference records started in [start, end), by the keys' time index; then
+# the bodies of that range in seq order (a rowid range scan: cheaper than a join through the keys
+# when, as here, most records are calls; DuckDB drops what is not a production call of a window).
+_FIRST = ("SELECT seq FROM record_keys WHERE seq <= ? AND +ts_start >= ? AND +ts_start < ? "
+          "AND +event_type = 'inference' ORDER BY seq {} LIMIT 1")  # the keys in seq order, not by the time index
+_SPAN = "SELECT body FROM records WHERE seq BETWEEN ? AND ?"
 _TAIL = "SELECT body FROM records WHERE seq > ?"
 
 
@@ -95,13 +99,16 @@ def reference_period(log: AuditLog, settings: Settings, plan: MonitoringPlan) ->
 
 
 def _bodies(db: sqlite3.Connection, start: str, end: str) -> Iterator[list[bytes]]:
-    """Batches of the bodies of inference records started in [start, end) (the keyed ones by
-    their keys; the unkeyed tail whole, which the sketch's windows then sort out)."""
+    """Batches of bodies holding every inference record started in [start, end): the keyed ones'
+    seq range and the unkeyed tail, whole (the sketch keeps only production calls of its windows)."""
     keyed = keyed_upto(db)
     # compared as text with the stored times, so in the store's own form: "...T00:00:00Z" sorts
     # after "...T00:00:00.000000Z", and a call at midnight would fall out of its window
     start, end = normalise_ts(start), normalise_ts(end)
-    for query, params in ((_KEYED, (keyed, start, end)), (_TAIL, (keyed,))):
+    low = db.execute(_FIRST.format("ASC"), (keyed, start, end)).fetchone()
+    high = db.execute(_FIRST.format("DESC"), (keyed, start, end)).fetchone()
+    spans = [(_SPAN, (low[0], high[0]))] if low is not None and high is not None else []
+    for query, params in (*spans, (_TAIL, (keyed,))):
         cursor = db.execute(query, params)
         while rows := cursor.fetchmany(_BATCH):
             yield [row[0] for row in rows]
@@ -170,8 +177,12 @@ def run_monitoring(log: AuditLog, settings: Settings, *, as_of: str | None = Non
             windows.append(start)
         cursor += _step(plan.window)
     already = sum(1 for key in chained if key[2] == digest and key[3] == reference.key)
-    ref_sketches = store_sketches(log, window=plan.window, start=reference.start, end=reference.end,
-                                  attributes=plan.group_attributes)
+    # one pass over the store where the windows to judge follow the reference (a first run), two otherwise
+    contiguous = bool(windows) and windows[0] == reference.end
+    read_end = window_end(windows[-1], plan.window) if contiguous else reference.end
+    found = store_sketches(log, window=plan.window, start=reference.start, end=read_end,
+                           attributes=plan.group_attributes)
+    ref_sketches = {win: s for win, s in found.items() if win < reference.end}
     base = Sketch()
     for sketch in ref_sketches.values():
         base.add(sketch)
@@ -186,8 +197,9 @@ def run_monitoring(log: AuditLog, settings: Settings, *, as_of: str | None = Non
         return MonitorRun("breach" if still else "nothing to judge",
                           f"no closed {plan.window} window since {reference.end} is left to judge", digest, reference,
                           already=already, still_open=still)
-    current = store_sketches(log, window=plan.window, start=windows[0], end=window_end(windows[-1], plan.window),
-                             attributes=plan.group_attributes)
+    current = found if contiguous else store_sketches(log, window=plan.window, start=windows[0],
+                                                      end=window_end(windows[-1], plan.window),
+                                                      attributes=plan.group_attributes)
     tracker = Tracker.from_settings(settings, log.path) if tracked else Tracker(uri="", experiment="", enabled=False)
     opened_signals = {(r.details or {}).get("signal") for r in open_breaches(log)}
     result = MonitorRun("ok", "", digest, reference, already=already)

@@ -161,7 +161,7 @@ def sketch_sql(source: str, *, window: str, attributes: Iterable[str] = (), devi
     file of bodies."""
     attributes = _checked(attributes)
     calls = _json_calls(source, attributes, device) if json_file else _body_calls(source, attributes, device)
-    head = f"WITH {calls},\n    windowed AS (SELECT *, {window_start(window)} AS win FROM calls)"
+    head = f"WITH {calls},\n    windowed AS MATERIALIZED (SELECT *, {window_start(window)} AS win FROM calls)"
     parts = ["SELECT device, win, 'tally' AS signal, name AS key, value AS calls FROM ("
              "SELECT device, win, count(*) AS calls, count(*) FILTER (status IS DISTINCT FROM 'ok') AS errors, "
              "count(*) FILTER (finish_reason = 'length') AS truncated, count(*) FILTER (refusal) AS refusals, "

@@ -30,7 +30,7 @@ from ..digests import sha256_digest
 from ..errors import InputError
 from ..inventory import chain_inventory
 from . import manifest as manifests
-from .charts import group_rates_chart
+from .charts import group_rates_chart, monitoring_chart
 from .formatting import percent, rate_with_interval
 from .render import QUALITY_MEASURES, environment, template_digests
 from .scorecard import RULE, overall, scorecard
@@ -302,9 +302,15 @@ def board_view(snapshot: dict[str, Any], previous: dict[str, Any] | None) -> dic
                 "data": b["data"], "status": b["quality"]["status"], "measures": b["quality"],
                 "sentence": quality_sentence(b["data"]["name"], b["quality"])}
                for b in snapshot["fairness"] if b.get("quality")]
+    monitoring = snapshot.get("monitoring") or {}
+    figures["monitoring"] = {"windows": len(monitoring.get("windows") or []),
+                             "breached_windows": sum(1 for w in monitoring.get("windows") or [] if w["breaches"]),
+                             "open_breaches": sorted(b["record_id"] for b in monitoring.get("open_breaches") or [])}
+    trend = monitoring_chart(monitoring["windows"], monitoring.get("plan")) if monitoring.get("windows") else None
     changes = _changes(figures, previous)
     fairness_rows = {b["record_id"]: fairness_table(b) for b in snapshot["fairness"]}
-    return {"r": snapshot, "cards": cards, "charts": charts, "overall": status, "rule": RULE, "controls": controls,
+    return {"r": snapshot, "cards": cards, "charts": charts, "monitoring_chart": trend, "overall": status, "rule": RULE,
+            "controls": controls,
             "quality": quality, "quality_measures": QUALITY_MEASURES,
             "page_one": page_one(snapshot, controls, status, changes), "fairness_rows": fairness_rows,
             "findings": findings, "alerts": alerts, "figures": figures, "changes": changes,
@@ -383,6 +389,14 @@ def _page_one(snapshot: dict[str, Any]) -> list[str]:
         alerts.append("No inventory record was chained by this report's as-of: what the model is, who owns, "
                       "reviewed and approved it is not on record for this date (govkit report or govkit check "
                       "chains govkit.toml's [model] as it stands).")
+    monitoring = snapshot.get("monitoring") or {}
+    for breach in monitoring.get("open_breaches") or []:
+        alerts.append(f"Monitoring breach open since the window of {str(breach.get('window'))[:10]}: {breach.get('why')}. "
+                      f"{breach.get('owner')} must answer by {str(breach.get('due'))[:10]}; meanwhile: "
+                      f"{breach.get('contingency')}.")
+    if store["model_calls"] and not monitoring.get("windows"):
+        alerts.append("No window of production calls was monitored in this period (govkit monitor run): drift and "
+                      "breaches are unknown.")
     if snapshot["gate"] is None:
         alerts.append("The pre-deployment gate (govkit check) has not been run: every control is without evidence.")
     else:
@@ -455,7 +469,13 @@ def _changes(figures: dict[str, Any], previous: dict[str, Any] | None) -> dict[s
             {"before": before.get("rating"), "now": figures["rating"]},
             "artifacts": None if before.get("artifacts") == figures["artifacts"] else
             {"before": before.get("artifacts"), "now": figures["artifacts"]},
-            "kpis": kpi_deltas}
+            "kpis": kpi_deltas, "breaches": _breach_changes(before.get("monitoring"), figures["monitoring"])}
+
+
+def _breach_changes(before: dict[str, Any] | None, now: dict[str, Any]) -> dict[str, Any]:
+    """Monitoring breaches opened and answered since the previous report (none known before it: all new)."""
+    old, new = set((before or {}).get("open_breaches") or []), set(now["open_breaches"])
+    return {"opened": sorted(new - old), "answered": sorted(old - new)}
 
 
 def clamp_as_of(as_of: str) -> str:

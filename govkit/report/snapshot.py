@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import json
 import re
 import sqlite3
@@ -130,6 +131,7 @@ def take_snapshot(log: AuditLog, settings: Settings, period: Period, *, as_of: s
             "attestations": _attestations(settings.people.owner_public_key, records.all("attestation")),
             "probes": _probes(records.last("probe_run")),
             "limitations": limitations(records.all("limitation")),
+            "monitoring": _monitoring(records.all("monitor_window"), records.all("config_change"), incidents, period),
         }
     return json.loads(json.dumps(snapshot, sort_keys=True, default=str))  # plain JSON, as the manifest holds it
 
@@ -221,6 +223,50 @@ def _probes(record: AuditRecord | None) -> dict[str, Any] | None:
             "status": details.get("status"), "previous_run": details.get("previous_run"),
             "categories": {name: {k: c.get(k) for k in keep} | {"regressed": bool(c.get("regression"))}
                            for name, c in (details.get("categories") or {}).items()}}
+
+
+def _monitoring(windows: list[AuditRecord], changes: list[AuditRecord], incidents: list[AuditRecord],
+                period: Period) -> dict[str, Any]:
+    """The period's monitored windows (each signal's figure, no sketch), the plan they were judged
+    by, and the breaches still open."""
+    from ..monitoring.run import BREACH
+
+    plans = [r for r in changes if (r.details or {}).get("action") == "monitoring_plan"]
+    plan = (plans[-1].details or {}).get("plan") or {} if plans else {}
+    newest: dict[tuple[Any, Any], AuditRecord] = {}  # a window judged again (a new plan) is shown as last judged
+    for record in windows:
+        window = (record.details or {}).get("window") or {}
+        newest[(window.get("kind"), window.get("start"))] = record
+    shown = []
+    for record in sorted(newest.values(), key=lambda r: ((r.details or {}).get("window") or {}).get("start") or ""):
+        d = record.details or {}
+        start = (d.get("window") or {}).get("start") or ""
+        if not period.start[:10] <= start[:10] < period.end[:10]:
+            continue
+        signals = d.get("signals") or {}
+        figure = functools.partial(_figure, signals)
+        shown.append({"record_id": record.record_id, "start": start, "kind": (d.get("window") or {}).get("kind"),
+                      "status": d.get("status"), "calls": (signals.get("volume") or {}).get("calls"),
+                      "p50": figure("latency_ms", "p50"), "p95": figure("latency_ms", "p95"),
+                      "p99": figure("latency_ms", "p99"), "error_rate": figure("error_rate", "rate"),
+                      "refusal_rate": figure("refusal_rate", "rate"), "truncation_rate": figure("truncation_rate", "rate"),
+                      "redaction_rate": figure("redaction_rate", "rate"),
+                      "input_psi": figure("input_tokens", "psi"), "output_psi": figure("output_tokens", "psi"),
+                      "decision_psi": figure("decision", "psi"),
+                      "breaches": [{"signal": b.get("signal"), "why": b.get("why")} for b in d.get("breaches") or []]})
+    still = [r for r in open_incidents(incidents) if (r.details or {}).get("kind") == BREACH]
+    return {"windows": shown, "plan": {k: plan.get(k) for k in ("window", "reference", "latency_p95_ms",
+                                                                 "psi_moderate", "psi_significant", "escalate_to",
+                                                                 "escalate_hours", "contingency")} if plan else None,
+            "plan_record_id": plans[-1].record_id if plans else None,
+            "open_breaches": [{**_cite(r), **{k: (r.details or {}).get(k) for k in
+                                              ("signal", "why", "window", "owner", "due", "contingency")}}
+                              for r in still]}
+
+
+def _figure(signals: dict[str, Any], name: str, key: str) -> Any:
+    value = (signals.get(name) or {}).get(key)
+    return round(value, 6) if isinstance(value, float) else value
 
 
 def _attestations(owner_key: str, records: list[AuditRecord]) -> dict[str, Any]:
