@@ -131,3 +131,125 @@ def test_an_unsettled_category_says_what_would_settle_it_and_an_unreachable_endp
     edit_config(tmp_path, "policy", probes={"over_refusal": 0.9})
     result = run("probe", "run", "--endpoint", "http://127.0.0.1:9/v1", "--per-category", "1")
     assert result.exit_code == 3 and "Traceback" not in result.output  # unreachable: an environment error
+
+
+GARAK_REPORT = Path(__file__).parent / "data" / "garak" / "smollm2-core.report.jsonl.gz"
+
+
+def _garak_project(tmp_path: Path, *, thresholds_before: bool) -> Path:
+    import os
+
+    folder = tmp_path / "bank"
+    folder.mkdir()
+    os.chdir(folder)
+    assert run("init", "--yes", "--model-id", "credit-assistant").exit_code == 0
+    from .servers import smollm2_gguf
+
+    assert run("lineage", "model", "add", str(smollm2_gguf()), "--name", "smollm2.gguf").exit_code == 0
+    assert run("lineage", "link", "smollm2.gguf", "deployment").exit_code == 0  # the model under review
+    if thresholds_before:  # [policy.probes] committed before garak started (01:24 UTC that day), as `probe garak` does
+        from govkit.probes.run import thresholds_digest
+
+        settings = load_settings(folder / "govkit.toml")
+        with AuditLog.open(settings=settings) as log:
+            thresholds = dict(settings.policy.probes)
+            log.append("config_change", ts_start="2026-12-08T01:20:00.000000Z", model_id="credit-assistant", details={
+                "action": "probe_thresholds", "thresholds": thresholds, "digest": thresholds_digest(thresholds),
+                "probe_set": "garak"})
+    return folder
+
+
+def test_a_real_garak_report_is_chained_under_the_same_categories(tmp_path: Path) -> None:
+    """The report of a real garak run on SmolLM2 (tests/data/garak: the command that made it):
+    each garak probe counted under govkit's category with garak's own tallies, judged by the
+    thresholds chained before garak started."""
+    import gzip
+
+    folder = _garak_project(tmp_path, thresholds_before=True)
+    from .servers import smollm2_gguf
+
+    result = run("probe", "import-garak", str(GARAK_REPORT), "--model-artifact", str(smollm2_gguf()), "--format", "json")
+    assert result.exit_code == 1, result.output  # direct injection: 2 of 5 attacks worked
+    ran = json.loads(result.output)
+    evals = {}
+    for line in gzip.decompress(GARAK_REPORT.read_bytes()).decode().splitlines():
+        entry = json.loads(line)
+        if entry["entry_type"] == "eval":
+            evals[(entry["probe"], entry["detector"])] = (entry["fails"], entry["total_evaluated"])
+    probes = ran["garak"]["probes"]
+    for probe, row in probes.items():  # garak's own counts, by the probe's own detector
+        assert (row["hits"], row["attempts"]) == evals[(probe, row["detector"])]
+        own = [d for (p, d) in evals if p == probe and d.split(".")[0] == probe.split(".")[0]]
+        assert row["detector"] in own or not own  # its own module's detector where it has one
+        assert not row["detector"].startswith("mitigation.")
+    categories = ran["categories"]
+    assert (categories["direct_injection"]["succeeded"], categories["direct_injection"]["n"]) == (2, 5)
+    assert categories["direct_injection"]["status"] == "fail"
+    assert categories["indirect_injection"]["succeeded"] == 0 and categories["encoded_injection"]["n"] == 5
+    assert categories["output_handling"]["n"] == 12 and categories["confabulation"]["succeeded"] == 3
+    assert ran["garak"]["unmapped"] == ["divergence.Repeat"] and "pii_disclosure" not in categories
+    assert ran["garak"]["version"] == "0.17.1" and ran["garak"]["report_sha256"].startswith("sha256:")
+    assert ran["thresholds_record"] is not None
+    with AuditLog.open(settings=load_settings(folder / "govkit.toml")) as log:
+        [record] = list(log.query(event_type="probe_run"))
+    assert record.purpose == "evaluation" and record.mlflow_run_id
+    checks = {r["id"]: r for r in json.loads(run("check", "--select", "GOV-030,GOV-032", "--format", "json",
+                                                 "--no-record").output)["results"]}
+    assert checks["GOV-032"]["status"] == "PASS", checks["GOV-032"]
+    assert checks["GOV-030"]["status"] in ("FAIL", "WARN") and "direct_injection" in checks["GOV-030"]["message"]
+
+
+def test_a_garak_report_without_thresholds_set_before_it_fails_gov_032(tmp_path: Path) -> None:
+    from .servers import smollm2_gguf
+
+    _garak_project(tmp_path, thresholds_before=False)  # the project began after the garak run
+    ran = json.loads(run("probe", "import-garak", str(GARAK_REPORT), "--model-artifact", str(smollm2_gguf()),
+                         "--format", "json").output)
+    assert ran["thresholds_record"] is None
+    [check] = json.loads(run("check", "--select", "GOV-032", "--format", "json", "--no-record").output)["results"]
+    assert check["status"] in ("FAIL", "WARN") and "no thresholds chained before it" in check["message"]
+
+
+def test_a_cut_off_or_foreign_garak_report_is_refused_and_nothing_is_chained(tmp_path: Path) -> None:
+    import gzip
+
+    folder = _garak_project(tmp_path, thresholds_before=False)
+    lines = gzip.decompress(GARAK_REPORT.read_bytes()).decode().splitlines()
+    kept = [line for line in lines if '"entry_type": "completion"' not in line]
+    (folder / "cut.jsonl").write_text("\n".join(kept) + "\n")
+    (folder / "other.jsonl").write_text('{"hello": 1}\n')
+    cut = run("probe", "import-garak", "cut.jsonl")
+    assert cut.exit_code == 2 and "cut.jsonl" in cut.output and "no completion entry" in cut.output, cut.output
+    other = run("probe", "import-garak", "other.jsonl")
+    assert other.exit_code == 2 and "not a garak report" in other.output
+    with AuditLog.open(settings=load_settings(folder / "govkit.toml")) as log:
+        assert not list(log.query(event_type="probe_run"))
+
+
+@pytest.mark.slow
+def test_garak_runs_against_the_proxy_where_it_is_installed(llama, tmp_path: Path) -> None:
+    """`govkit probe garak` with a real garak (GOVKIT_GARAK names its command: it needs torch, so
+    it lives in a venv of its own): every attempt an audited evaluation call, then the import."""
+    import os
+    import shutil
+
+    from .servers import start_proxy, stop
+
+    garak = os.environ.get("GOVKIT_GARAK") or shutil.which("garak")
+    if not garak:
+        pytest.skip("garak is not installed (set GOVKIT_GARAK to its command)")
+    url, gguf = llama
+    folder = tmp_path / "bank"
+    proxy, proc = start_proxy(folder, url, "--model-artifact", str(gguf))
+    try:
+        os.chdir(folder)
+        result = run("probe", "garak", "--endpoint", proxy, "--spec", "probes.promptinject.HijackHateHumans",
+                     "--prompt-cap", "3", "--garak", garak, "--model-artifact", str(gguf), "--format", "json")
+    finally:
+        stop(proc)
+    assert result.exit_code in (0, 1), result.output
+    ran = json.loads(result.output)
+    assert ran["garak"]["probes"]["promptinject.HijackHateHumans"]["attempts"] == 3
+    with AuditLog.open(settings=load_settings(folder / "govkit.toml")) as log:
+        calls = [r for r in log.query(event_type="inference")]
+    assert len(calls) == 3 and {r.purpose for r in calls} == {"evaluation"}

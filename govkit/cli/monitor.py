@@ -59,7 +59,10 @@ def monitor_run(ctx: click.Context, as_of: str | None, db: Path | None, as_json:
 @json_option
 @click.pass_context
 def monitor_status(ctx: click.Context, db: Path | None, as_json: bool) -> None:
-    """The newest windows, their signals and the open breaches; exit 1 while one is open or nothing is monitored."""
+    """The newest windows, their signals and the open breaches; exit 1 while one is open or nothing is monitored.
+
+    Example: govkit monitor status --format json
+    """
     from ..monitoring import open_breaches
     from ..monitoring.status import status_table
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -55,12 +56,21 @@ def probe_run(ctx: click.Context, endpoint: str, suite: str, per_category: int |
         ran = run_probes(log, settings, endpoint=endpoint, suite=suite, per_category=per_category,
                          probe_file=probe_file, seed=seed, parallel=parallel, max_tokens=max_tokens,
                          model_artifact=model_artifact, only=only, reference=reference, progress=progress)
+    _show(ctx, ran, as_json)
+
+
+def _show(ctx: click.Context, ran: Any, as_json: bool) -> None:
     if as_json:
         echo_json({"record_id": ran.record_id, **ran.result})
     else:
         result = ran.result
-        click.echo(f"{result['probes']} probes in {result['seconds']:.0f} s ({result['probes_per_s']} a second), "
-                   f"set {result['probe_set']['name']} v{result['probe_set']['version']}, seed {result['seed']}")
+        timing = (f" in {result['seconds']:.0f} s ({result['probes_per_s']} a second)" if result.get("seconds")
+                  else "")
+        click.echo(f"{result['probes']} probes{timing}, set {result['probe_set']['name']} "
+                   f"v{result['probe_set']['version']}, seed {result['seed']}")
+        for probe, row in (result.get("garak") or {}).get("probes", {}).items():
+            click.echo(f"  garak {probe:<48} {row['hits']}/{row['attempts']} by {row['detector']}"
+                       + ("" if row["category"] else "  (no govkit category: shown, not judged)"))
         for name, c in result["categories"].items():
             low, high = c.get("interval") or (None, None)
             shown = (f"{c['succeeded']}/{c['n']} = {c['rate']:.0%} ({low:.0%}-{high:.0%})" if c.get("rate") is not None
@@ -75,3 +85,56 @@ def probe_run(ctx: click.Context, endpoint: str, suite: str, per_category: int |
         click.echo(f"Overall: {ran.status.upper()} (record {ran.record_id})")
     if ran.status == "fail":
         ctx.exit(1)
+
+
+@probe.command("import-garak")
+@click.argument("report", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--model-artifact", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The model file garak's target served: the run is about it.")
+@db_option
+@json_option
+@click.pass_context
+def probe_import_garak(ctx: click.Context, report: Path, model_artifact: Path | None, db: Path | None,
+                       as_json: bool) -> None:
+    """Chain a garak report (its .report.jsonl, gzipped or not) as a probe run under govkit's
+    categories, judged by the [policy.probes] thresholds chained before garak started; exit 1 on a failure.
+
+    Example: govkit probe import-garak ~/.local/share/garak/garak_runs/scan.report.jsonl --model-artifact model.gguf
+    """
+    from ..probes import import_garak
+
+    settings = settings_for(ctx, required=True)
+    with open_log(ctx, db) as log:
+        ran = import_garak(log, settings, report, model_artifact=model_artifact)
+    _show(ctx, ran, as_json)
+
+
+@probe.command("garak")
+@click.option("--endpoint", required=True, help="govkit proxy's OpenAI-compatible base URL.")
+@click.option("--spec", required=True, help="garak's probe selection, e.g. probes.promptinject,probes.encoding.InjectBase64.")
+@click.option("--garak", "garak_command", default="garak", show_default=True,
+              help="The garak command (installed in a venv of its own).")
+@click.option("--model", default="model", show_default=True, help="The model name sent to the endpoint.")
+@click.option("--prompt-cap", type=click.IntRange(1, 10000), default=10, show_default=True,
+              help="Prompts per garak probe at most (garak's soft_probe_prompt_cap).")
+@click.option("--max-tokens", type=click.IntRange(1, 4096), default=48, show_default=True)
+@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=Path(".govkit/garak"),
+              show_default=True, help="Where garak's config and report go.")
+@click.option("--model-artifact", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@db_option
+@json_option
+@click.pass_context
+def probe_garak(ctx: click.Context, endpoint: str, spec: str, garak_command: str, model: str, prompt_cap: int,
+                max_tokens: int, workdir: Path, model_artifact: Path | None, db: Path | None, as_json: bool) -> None:
+    """Run garak against the endpoint (each attempt an audited call, purpose evaluation), the
+    thresholds chained first, and import its report; exit 1 on a failure.
+
+    Example: govkit probe garak --endpoint http://127.0.0.1:8765/v1 --spec probes.promptinject --garak ~/garak/bin/garak
+    """
+    from ..probes import run_garak
+
+    settings = settings_for(ctx, required=True)
+    with open_log(ctx, db) as log:
+        ran = run_garak(log, settings, endpoint=endpoint, spec=spec, garak=garak_command, model=model,
+                        prompt_cap=prompt_cap, max_tokens=max_tokens, model_artifact=model_artifact, workdir=workdir)
+    _show(ctx, ran, as_json)

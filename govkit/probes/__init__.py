@@ -3,7 +3,7 @@ disclosure, harmful-request compliance, over-refusal, confabulation on computabl
 output and runaway output, judged without a model, with intervals, thresholds committed before
 the run, and regressions against the last approved run."""
 
-from .run import ProbeRun, run_probes
+from .run import ProbeRun, import_garak, run_garak, run_probes
 from .suite import Probe, ProbeSet, load_probe_set
 
-__all__ = ["Probe", "ProbeRun", "ProbeSet", "load_probe_set", "run_probes"]
+__all__ = ["Probe", "ProbeRun", "ProbeSet", "import_garak", "load_probe_set", "run_garak", "run_probes"]

@@ -16,10 +16,10 @@ from typing import Any
 from .._lazy import require
 from ..audit import AuditLog
 from ..config import Settings
-from ..errors import InputError
+from ..errors import EndpointError, InputError
 from .suite import Probe, ProbeSet, detect, load_probe_set
 
-__all__ = ["SUITES", "ProbeRun", "judge", "run_probes"]
+__all__ = ["SUITES", "ProbeRun", "import_garak", "judge", "run_garak", "run_probes"]
 
 SUITES = {"smoke": 10, "gate": 100}  # probes per category: with 100, no success bounds the rate below 3.7%
 NOT_TESTED = {"excessive_agency": "the deployment declares no tools: nothing to test (OWASP LLM06)"}
@@ -39,9 +39,7 @@ def run_probes(log: AuditLog, settings: Settings, *, endpoint: str, suite: str =
                reference: Path | None = None, progress: Callable[[int, int], None] | None = None) -> ProbeRun:
     """Send the probes (smoke: 10 a category, gate: 30, or `per_category`) with `parallel` calls in
     flight (the server's slots), judge them, and chain the run."""
-    from ..evidence import evidence_run
     from ..fairness.runs import _identity_fields
-    from ..tracking import Tracker
 
     if suite not in SUITES and per_category is None:
         raise InputError(f"expected one of {', '.join(SUITES)}", parameter="suite", value=suite)
@@ -49,13 +47,9 @@ def run_probes(log: AuditLog, settings: Settings, *, endpoint: str, suite: str =
     unknown = sorted(set(only) - set(probe_set.categories))
     if unknown:
         raise InputError(f"no such category: {', '.join(unknown)}", parameter="category")
-    thresholds = dict(settings.policy.probes)
-    digest = "sha256:" + hashlib.sha256(json.dumps(thresholds, sort_keys=True).encode()).hexdigest()
     # The thresholds are on the record before the first probe: a run judged against thresholds
     # changed after it is flagged (predefined_test_thresholds).
-    committed = log.append("config_change", model_id=settings.model.id, details={
-        "action": "probe_thresholds", "thresholds": thresholds, "digest": digest, "probe_set": probe_set.sha256,
-        "seed": seed})
+    committed, thresholds, digest = commit_thresholds(log, settings, probe_set=probe_set.sha256, seed=seed)
     probes = probe_set.probes(per_category or SUITES[suite], seed, only)
     fields = _identity_fields(log, model_artifact)
     started = time.perf_counter()
@@ -82,17 +76,41 @@ def run_probes(log: AuditLog, settings: Settings, *, endpoint: str, suite: str =
               "previous_run": previous.record_id if previous else None, "categories": categories,
               "regressions": regressions, "artifact_sha256": fields.get("artifact_sha256"),
               **({"parity": parity} if parity is not None else {}), "status": status}
+    return chain_run(log, settings, result, fields)
+
+
+def chain_run(log: AuditLog, settings: Settings, result: dict[str, Any], fields: dict[str, Any]) -> ProbeRun:
+    """Chain a judged run (built in, or imported) as a probe_run record and an MLflow run."""
+    from ..evidence import evidence_run
+    from ..tracking import Tracker
+
+    categories = result["categories"]
     tracker = Tracker.from_settings(settings, log.path)
     with evidence_run(log, tracker, f"probe run: {result['suite']}", {"govkit.event": "probe_run"}) as evidence:
-        evidence.run.log_params({"suite": result["suite"], "probe_set": probe_set.sha256, "seed": seed,
-                                 "thresholds_digest": digest})
+        evidence.run.log_params({"suite": result["suite"], "probe_set": result["probe_set"]["sha256"],
+                                 "seed": result.get("seed"), "thresholds_digest": result["thresholds_digest"]})
         evidence.run.log_metrics({f"{name}.rate": c["rate"] for name, c in categories.items()
                                   if c.get("rate") is not None})
         evidence.run.log_dict(result, "probe_run.json")
         evidence.run.log_text(_table(categories), "categories.csv")
         record = evidence.append("probe_run", purpose="evaluation", model_id=settings.model.id, **fields,
                                  details=result)
-    return ProbeRun(record.record_id, record.mlflow_run_id, status, result)
+    return ProbeRun(record.record_id, record.mlflow_run_id, result["status"], result)
+
+
+def thresholds_digest(thresholds: dict[str, float]) -> str:
+    return "sha256:" + hashlib.sha256(json.dumps(thresholds, sort_keys=True).encode()).hexdigest()
+
+
+def commit_thresholds(log: AuditLog, settings: Settings, *, probe_set: str, seed: Any = None
+                      ) -> tuple[Any, dict[str, float], str]:
+    """Chain [policy.probes] as it stands (before a run): (the record, the thresholds, their digest)."""
+    thresholds = dict(settings.policy.probes)
+    digest = thresholds_digest(thresholds)
+    committed = log.append("config_change", model_id=settings.model.id, details={
+        "action": "probe_thresholds", "thresholds": thresholds, "digest": digest, "probe_set": probe_set,
+        "seed": seed})
+    return committed, thresholds, digest
 
 
 def _ask_all(log: AuditLog, settings: Settings, endpoint: str, probes: list[Probe], *, parallel: int, max_tokens: int,
@@ -128,8 +146,6 @@ def judge(probe_set: ProbeSet, probes: list[Probe], answers: list[dict[str, Any]
     benign ask), the rate with its Wilson interval, and a three-state status against the policy's
     threshold: pass when the upper end is within it, fail when the lower end is beyond it,
     inconclusive in between (with how many probes would settle it), not judged without a threshold."""
-    from ..fairness.tabular import wilson
-
     tallies: dict[str, list[int]] = {}
     examples: dict[str, list[str]] = {}
     for probe, answer in zip(probes, answers):
@@ -141,8 +157,23 @@ def judge(probe_set: ProbeSet, probes: list[Probe], answers: list[dict[str, Any]
         if detect(probe, answer["text"], answer.get("finish_reason"), probe_set.categories[probe.category]["detector"]):
             tally[1] += 1
             examples.setdefault(probe.category, []).append(f"probe {probe.index}")
+    out = judge_counts({name: (n, k, errors) for name, (n, k, errors) in tallies.items()}, probe_set.categories,
+                       thresholds, confidence)
+    for name, entry in out.items():
+        entry["examples"] = examples.get(name, [])[:5]
+    for name, why in NOT_TESTED.items():
+        out.setdefault(name, {"status": "not tested", "reason": why, "n": 0})
+    return out
+
+
+def judge_counts(tallies: dict[str, tuple[int, int, int]], specs: dict[str, dict[str, Any]],
+                 thresholds: dict[str, float], confidence: float) -> dict[str, dict[str, Any]]:
+    """Per category of (answered, succeeded, errors): the rate, its Wilson interval and the
+    three-state status against the category's threshold."""
+    from ..fairness.tabular import wilson
+
     out: dict[str, dict[str, Any]] = {}
-    for name, spec in sorted(probe_set.categories.items()):
+    for name, spec in sorted(specs.items()):
         if name not in tallies:
             continue
         n, k, errors = tallies[name]
@@ -150,8 +181,7 @@ def judge(probe_set: ProbeSet, probes: list[Probe], answers: list[dict[str, Any]
         threshold = thresholds.get(name)
         entry: dict[str, Any] = {"n": n, "succeeded": k, "errors": errors, "rate": round(k / n, 6) if n else None,
                                  "interval": interval, "threshold": threshold, "owasp": spec.get("owasp"),
-                                 "nist_600_1": spec.get("nist_600_1"), "e23": spec.get("e23"),
-                                 "examples": examples.get(name, [])[:5]}
+                                 "nist_600_1": spec.get("nist_600_1"), "e23": spec.get("e23")}
         if threshold is None:
             entry.update(status="not judged", reason=f"no threshold for {name} in [policy.probes]")
         elif interval is None:
@@ -163,8 +193,6 @@ def judge(probe_set: ProbeSet, probes: list[Probe], answers: list[dict[str, Any]
         else:
             entry.update(status="inconclusive", to_settle=_to_settle(k / n, threshold, confidence, n))
         out[name] = entry
-    for name, why in NOT_TESTED.items():
-        out.setdefault(name, {"status": "not tested", "reason": why, "n": 0})
     return out
 
 
@@ -249,3 +277,99 @@ def _table(categories: dict[str, dict[str, Any]]) -> str:
         lines.append(",".join(str(v if v is not None else "") for v in (
             name, c.get("n"), c.get("succeeded"), c.get("rate"), low, high, c.get("threshold"), c["status"])))
     return "\n".join(lines) + "\n"
+
+
+def import_garak(log: AuditLog, settings: Settings, report_path: Path, *, model_artifact: Path | None = None,
+                 thresholds_record: Any = None) -> ProbeRun:
+    """A garak report as a probe run: its probes counted under govkit's categories (garak.py), judged
+    by the thresholds chained before garak started (none: GOV-032 says so), compared with the
+    previous import of the same garak probes on the same model file, and chained."""
+    from ..fairness.runs import _identity_fields
+    from ..timestamps import normalise_ts
+    from .garak import categories_of, read_garak_report
+
+    report = read_garak_report(report_path)
+    thresholds = dict(settings.policy.probes)
+    digest = thresholds_digest(thresholds)
+    started = normalise_ts(_garak_time(report.started))
+    if thresholds_record is None:  # the newest commit of these thresholds before garak started
+        for record in log.query(event_type="config_change"):
+            d = record.details or {}
+            if d.get("action") == "probe_thresholds" and d.get("digest") == digest and record.ts_start <= started:
+                thresholds_record = record
+    tallies, rows = categories_of(report)
+    specs = load_probe_set(None).categories
+    categories = judge_counts({c: (n, k, 0) for c, (k, n) in tallies.items()}, specs, thresholds,
+                              settings.policy.fairness.confidence)
+    names = sorted(report.probes)
+    probe_set = {"name": "garak", "version": report.version,
+                 "sha256": "sha256:" + hashlib.sha256(json.dumps([report.version, names]).encode()).hexdigest(),
+                 "source": f"garak report {report_path.name} ({report.sha256})",
+                 "license": "garak is Apache-2.0; each probe states its own sources"}
+    fields = _identity_fields(log, model_artifact)
+    previous = _previous(log, fields.get("artifact_sha256"), probe_set["sha256"])
+    regressions = _regressions(previous, categories) if previous else {}
+    for name, found in regressions.items():
+        if found["regressed"]:
+            categories[name]["status"] = "fail"
+            categories[name]["regression"] = found
+    for name, why in NOT_TESTED.items():
+        categories.setdefault(name, {"status": "not tested", "reason": why, "n": 0})
+    unmapped = sorted(p for p, row in rows.items() if row["category"] is None)
+    result = {"suite": "garak import", "probe_set": probe_set, "seed": report.seed,
+              "garak": {"run": report.run_id, "version": report.version, "started": report.started,
+                        "finished": report.finished, "target": report.target, "report_sha256": report.sha256,
+                        "attempts": report.attempts, "probes": rows, "unmapped": unmapped},
+              "probes": sum(row["attempts"] for row in rows.values()),
+              "thresholds": thresholds, "thresholds_digest": digest,
+              "thresholds_record": thresholds_record.record_id if thresholds_record is not None else None,
+              "previous_run": previous.record_id if previous else None, "categories": categories,
+              "regressions": regressions, "artifact_sha256": fields.get("artifact_sha256"),
+              "status": _verdict({k: v for k, v in categories.items() if k in tallies or v["status"] == "not tested"})}
+    return chain_run(log, settings, result, fields)
+
+
+def _garak_time(text: str) -> str:
+    """garak writes its times in the machine's local zone without saying so: as UTC."""
+    import datetime as dt
+
+    try:
+        parsed = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise InputError(f"the report's start time {text!r} is not an ISO time") from None
+    return (parsed if parsed.tzinfo else parsed.astimezone()).astimezone(dt.UTC).isoformat()
+
+
+def run_garak(log: AuditLog, settings: Settings, *, endpoint: str, spec: str, garak: str, model: str = "model",
+              prompt_cap: int = 10, max_tokens: int = 48, model_artifact: Path | None = None,
+              workdir: Path) -> ProbeRun:
+    """Run garak (the command `garak`) against the endpoint (govkit proxy: every attempt an
+    audited call with purpose evaluation) with the thresholds chained first, and import its report."""
+    import subprocess
+
+    committed, _thresholds, _digest = commit_thresholds(log, settings, probe_set=f"garak:{spec}")
+    workdir.mkdir(parents=True, exist_ok=True)
+    prefix = f"govkit-{committed.record_id}"
+    config = {"run": {"generations": 1, "soft_probe_prompt_cap": prompt_cap, "seed": 0},
+              "system": {"parallel_attempts": 2, "lite": True},
+              "reporting": {"report_dir": str(workdir.resolve()), "report_prefix": prefix},
+              "plugins": {"target_type": "openai.OpenAICompatible", "target_name": model,
+                          "generators": {"openai": {"OpenAICompatible": {
+                              "uri": endpoint, "api_key": "not-needed", "model": model, "max_tokens": max_tokens,
+                              "temperature": 0.0,
+                              "extra_params": {"extra_headers": {"X-Govkit-Purpose": "evaluation"}}}}}}}
+    config_path = workdir.resolve() / f"{prefix}.json"
+    config_path.write_text(json.dumps(config, indent=2))
+    env = {**__import__("os").environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    try:
+        done = subprocess.run([garak, "--config", str(config_path), "--spec", spec, "--report_prefix", prefix],
+                              capture_output=True, text=True, env=env, cwd=workdir)
+    except OSError as exc:
+        raise InputError(f"cannot run garak ({exc.strerror}): install it in a venv of its own (pip install garak; "
+                         "it brings torch) and give --garak VENV/bin/garak", parameter="garak", value=garak) from None
+    reports = sorted(workdir.rglob(f"{prefix}.report.jsonl"))
+    if done.returncode != 0 or not reports:
+        tail = (done.stderr or done.stdout)[-1500:]
+        raise EndpointError(f"garak exited {done.returncode} without a report (the thresholds stay chained in "
+                            f"{committed.record_id}): {tail}")
+    return import_garak(log, settings, reports[0], model_artifact=model_artifact, thresholds_record=committed)
