@@ -386,3 +386,44 @@ def test_the_reports_show_the_trend_the_open_breaches_in_words_and_every_signal(
                "-o", str(folder / "early"), "--no-record").exit_code == 0
     early = next((folder / "early").glob("*.md")).read_text()
     assert "No window of production calls was monitored in this period" in early
+
+
+def test_the_witness_names_a_device_whose_own_log_holds_an_open_breach_until_it_is_answered(
+        tmp_path: Path, central: str, witness_key: tuple[Path, str]) -> None:
+    """Breach incidents ship with the segments (records of the chain): the witness reads each
+    device's open ones, fleet status and the fleet board report name the device; once the
+    device resolves them and syncs, the newest verdict clears it."""
+    from .fleet import enroll, inside, make_device, ship, witness_pass
+
+    key, public = witness_key
+    device = make_device(tmp_path / "devices", "branch-d")
+    _project(device.folder, escalate_to="risk@bank.example")
+    _traffic(device.folder)
+    assert _in(device.folder, "monitor", "run", "--as-of", "2026-11-11T00:00:00Z").exit_code == 1
+    device.set_sync(to=central, witness_public_key=public)
+    ship(device, central)
+    registry = enroll(tmp_path, device)
+    result = witness_pass(central, registry, key, tmp_path)
+    assert result.ok  # the evidence holds: a finding about the model in use
+    breaches = [f.detail for f in result.findings if f.kind == "monitoring_breach"]
+    assert breaches and all("risk@bank.example by" in b for b in breaches), result.findings
+    assert any("region = south" in b for b in breaches), breaches
+    status = run("fleet", "status", "--from", central, "--registry", str(registry), "--witness-key", public)
+    assert status.exit_code == 1 and f"monitoring_breach ({len(breaches)})" in status.output, status.output
+    from .test_fleet_report import _office
+
+    office = _office(tmp_path, central, registry, public)
+    with inside(office.folder):  # the fleet board report names the device on page one
+        made = run("report", "board", "--period", "2026", "--fleet", "--format", "md", "-o", "out", "--no-record")
+        assert made.exit_code == 0, made.output
+        assert "Monitoring breaches open on 1 device(s): branch-d" in made.output
+        assert "monitoring_breach" in (office.folder / "out" / "board-2026.md").read_text(encoding="utf-8")
+    with inside(device.folder):
+        found = json.loads(run("monitor", "status", "--format", "json").output)
+        for breach in found["open_breaches"]:
+            assert run("audit", "incident", "resolve", breach["incident"], "--note", "answered").exit_code == 0
+    ship(device, central)
+    again = witness_pass(central, registry, key, tmp_path)
+    assert not [f for f in again.findings if f.kind == "monitoring_breach"], again.findings
+    status = run("fleet", "status", "--from", central, "--registry", str(registry), "--witness-key", public)
+    assert "monitoring_breach" not in status.output, status.output

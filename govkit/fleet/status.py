@@ -39,7 +39,7 @@ class DeviceStatus:
     def healthy(self) -> bool:
         return self.enrolled and not self.silent and not self.late_acks and not any(
             k in self.findings for k in ("fork", "rollback", "altered", "unknown", "gap", "deleted", "missing",
-                                         "unapproved"))
+                                         "unapproved", "monitoring_breach"))
 
     def to_dict(self) -> dict[str, Any]:
         return {"device_id": self.device_id, "store_id": self.store_id, "enrolled": self.enrolled,
@@ -116,7 +116,8 @@ def fleet_status(central: Central, experiment_ids: list[str], *, registry: dict[
                 state.shipped_seq = max(state.shipped_seq, figures[1])
         if checked_ms is not None and checked_ms - shipped_ms > late_hours * 3_600_000:
             state.late_acks += 1
-        state.findings.pop("unapproved", None)  # the approval state is the newest verdict's, not every run's
+        for kind in ("unapproved", "monitoring_breach"):  # the newest verdict's state, not every run's
+            state.findings.pop(kind, None)
         for item in filter(None, tags.get("govkit.witness.findings", "").split("; ")):
             kind, _, detail = item.partition(": ")
             state.findings.setdefault(kind, []).append(detail)

@@ -47,7 +47,7 @@ SERIOUS = ("fork", "rollback", "altered", "unknown", "missing")
 
 @dataclass(frozen=True)
 class Finding:
-    kind: str  # gap, fork, rollback, altered, unknown, missing, duplicate (a replay), unapproved (not serious)
+    kind: str  # gap, fork, rollback, altered, unknown, missing, duplicate (a replay); unapproved, monitoring_breach (not serious)
     device_id: str
     store_id: str
     detail: str
@@ -90,6 +90,8 @@ CREATE TABLE IF NOT EXISTS answered (device_id TEXT, store_id TEXT, artifact TEX
                                      last_seq INTEGER, PRIMARY KEY (device_id, store_id, artifact));
 CREATE TABLE IF NOT EXISTS signed (device_id TEXT, store_id TEXT, seq INTEGER, body TEXT,
                                    PRIMARY KEY (device_id, store_id, seq));
+CREATE TABLE IF NOT EXISTS incidents (device_id TEXT, store_id TEXT, seq INTEGER, body TEXT,
+                                      PRIMARY KEY (device_id, store_id, seq));
 CREATE TABLE IF NOT EXISTS signed_heads (device_id TEXT, store_id TEXT, seq INTEGER, head_hash TEXT, ts TEXT,
                                          run_id TEXT, PRIMARY KEY (device_id, store_id, seq, head_hash, ts));
 """
@@ -136,23 +138,29 @@ class Ledger:
                             "seq = excluded.seq, head_hash = excluded.head_hash, acked_at = excluded.acked_at "
                             "WHERE excluded.seq > heads.seq", (note.device_id, note.store_id, note.hi, note.head_hash, at))
 
-    def note_sign_off(self, note: SegmentNote, data: bytes) -> None:
-        """From a cosigned segment: which model files answered live calls (first and last seq of
-        each), and the signed statements. Only the few attestation rows' bodies are read."""
+    def note_sign_off(self, note: SegmentNote, data: bytes, *, sign_off: bool = True) -> None:
+        """From a cosigned segment: its incidents and (with `sign_off`) which model files answered
+        live calls (first and last seq of each) and the signed statements. Only the few incident
+        and attestation rows' bodies are read."""
         pa = require("pyarrow", "parquet")
         pc = require("pyarrow.compute", "parquet")
         pq = require("pyarrow.parquet", "parquet")
         table = pq.read_table(io.BytesIO(data), columns=["seq", "event_type", "artifact_sha256"])
-        calls = table.filter(pc.and_(pc.equal(table["event_type"], "inference"), pc.is_valid(table["artifact_sha256"])))
-        spans = calls.group_by("artifact_sha256").aggregate([("seq", "min"), ("seq", "max")]).to_pylist()
-        wanted = pc.equal(table["event_type"], "attestation")
-        signed = []
+        spans = []
+        if sign_off:
+            calls = table.filter(pc.and_(pc.equal(table["event_type"], "inference"),
+                                         pc.is_valid(table["artifact_sha256"])))
+            spans = calls.group_by("artifact_sha256").aggregate([("seq", "min"), ("seq", "max")]).to_pylist()
+        kept: dict[str, list[tuple[str, str, int, str]]] = {"incident": [], **({"attestation": []} if sign_off else {})}
+        wanted = pc.is_in(table["event_type"], value_set=pa.array(sorted(kept)))
         if pc.any(wanted).as_py():
-            seqs = set(table.filter(wanted)["seq"].to_pylist())
+            rows = table.filter(wanted)
+            kinds = dict(zip(rows["seq"].to_pylist(), rows["event_type"].to_pylist()))
             bodies = pq.read_table(io.BytesIO(data), columns=["seq", "body"])
-            bodies = bodies.filter(pc.is_in(bodies["seq"], value_set=pa.array(sorted(seqs))))
-            signed = [(note.device_id, note.store_id, seq, body) for seq, body in
-                      zip(bodies["seq"].to_pylist(), bodies["body"].to_pylist())]
+            bodies = bodies.filter(pc.is_in(bodies["seq"], value_set=pa.array(sorted(kinds))))
+            for seq, body in zip(bodies["seq"].to_pylist(), bodies["body"].to_pylist()):
+                kept[kinds[seq]].append((note.device_id, note.store_id, seq, body))
+        signed = kept.get("attestation", [])
         with self.db:
             for span in spans:
                 self.db.execute("INSERT INTO answered VALUES (?,?,?,?,?) ON CONFLICT (device_id, store_id, artifact) "
@@ -161,6 +169,11 @@ class Ledger:
                                 (note.device_id, note.store_id, span["artifact_sha256"], span["seq_min"],
                                  span["seq_max"]))
             self.db.executemany("INSERT OR IGNORE INTO signed VALUES (?,?,?,?)", signed)
+            self.db.executemany("INSERT OR IGNORE INTO incidents VALUES (?,?,?,?)", kept["incident"])
+
+    def incidents(self, device_id: str, store_id: str) -> list[tuple[int, str]]:
+        return self.db.execute("SELECT seq, body FROM incidents WHERE device_id = ? AND store_id = ? ORDER BY seq",
+                               (device_id, store_id)).fetchall()
 
     def sign_off(self, device_id: str, store_id: str) -> tuple[list[tuple[str, int, int]], list[tuple[int, str]]]:
         answered = self.db.execute("SELECT artifact, first_seq, last_seq FROM answered WHERE device_id = ? AND "
@@ -291,6 +304,7 @@ def _witness_run(central: Central, book: Ledger, registry: dict[tuple[str, str],
         _witness_head(central, book, device, run_id, find)
         if device.owner_public_key:
             _approvals(book, device, find)
+        _breaches(book, device, find)
     if status != "held" and (rejected or any(f.kind in SERIOUS for f in findings)):
         status = "rejected"
     if status == "held":
@@ -330,6 +344,21 @@ def _approvals(book: Ledger, device: Device, find: Any) -> None:
         if artifact not in approved:
             find("unapproved", f"model file {artifact[:19]}… answered calls (seqs {lo}..{hi}) with no valid approval "
                                f"on the device's roster over it")
+
+
+def _breaches(book: Ledger, device: Device, find: Any) -> None:
+    """Each monitoring breach the device's own log holds open (govkit monitor run opened it and no
+    chained resolution answers it): a finding named `monitoring_breach`; the evidence holds."""
+    from ..audit import AuditRecord
+    from ..audit.incidents import open_incidents
+    from ..monitoring.run import BREACH
+
+    records = [AuditRecord(seq, "", "", body.encode("utf-8")) for seq, body in book.incidents(device.id, device.store_id)]
+    for record in open_incidents(records):
+        d = record.details or {}
+        if d.get("kind") == BREACH:
+            find("monitoring_breach", f"{d.get('why')} (window {str(d.get('window'))[:13]}; {d.get('owner')} "
+                                      f"by {str(d.get('due'))[:10]})")
 
 
 VERDICT_MAGIC = "govkit.dev/witness-verdict/v2"
@@ -454,8 +483,9 @@ def _witness_segment(central: Central, book: Ledger, note: SegmentNote, run_id: 
         if note.hi <= seq:
             return "duplicate"
     book.accept(note, run_id, path, utc_now())
-    if sign_off:  # the device is enrolled with its roster's anchor: what ran, and what was signed
-        book.note_sign_off(note, data)
+    # what ran and what was signed, where the device is enrolled with its roster's anchor; its
+    # incidents always (an open monitoring breach is named whatever the roster)
+    book.note_sign_off(note, data, sign_off=sign_off)
     return "accepted"
 
 

@@ -434,6 +434,10 @@ def fleet_alerts(fleet: dict[str, Any]) -> list[str]:
         ids = totals["findings"].get(kind) or []
         if ids:
             alerts.append(text.format(n=f"{len(ids)} device(s)", ids=_names(ids)))
+    breaching = totals["findings"].get("monitoring_breach") or []
+    if breaching:
+        alerts.append(f"Monitoring breaches open on {len(breaching)} device(s): {_names(breaching)} (their own "
+                      "logs, as the witness read them: govkit fleet status names each breach and its owner).")
     if totals["never_synced"]:
         alerts.append(f"{len(totals['never_synced'])} enrolled device(s) have never synced: "
                       f"{_names(totals['never_synced'])}. Their evidence is not in this report.")
