@@ -20,7 +20,6 @@ __all__ = ["NUMERIC", "WINDOWS", "Sketch", "sketch_batches", "sketch_sql", "wind
 WINDOWS = ("hour", "day", "week")
 # The signals kept as counts of their values; the numeric ones are compared as distributions.
 NUMERIC = ("input_tokens", "output_tokens", "latency_ms")
-CATEGORICAL = ("finish_reason", "decision", "model")
 NOT_PRODUCTION = ("evaluation", "explanation", "synthetic")
 _IDENTITY = ("artifact_sha256", "model_version", "runtime", "runtime_version", "quantization")
 _ATTRIBUTE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,39}$")

@@ -17,8 +17,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["Counts", "default_test", "drift", "jensen_shannon", "ks_p_value", "psi", "psi_band", "quantile",
-           "two_proportion_p_value", "wasserstein_normed"]
+__all__ = ["Counts", "chi_square_p_value", "default_test", "drift", "jensen_shannon", "ks_p_value", "psi", "psi_band",
+           "quantile", "two_proportion_p_value", "wasserstein_normed", "z_p_value"]
 
 Counts = Mapping[Any, int]  # value -> how many calls had it
 
