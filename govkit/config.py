@@ -207,6 +207,11 @@ class MonitoringPlan:
     psi_moderate: float = 0.1
     psi_significant: float = 0.25  # PSI above this is a breach
     min_rate_change: float = 0.01  # a rate must also move this much (absolute) to breach
+    # prompt-text drift on the served model's own embeddings (its OpenAI-compatible base URL, with
+    # /embeddings on: govkit serve --embedding); "" leaves it off
+    text_endpoint: str = ""
+    text_sample: int = 500  # prompts embedded a side, at most
+    text_auc: float = 0.55  # a classifier telling the window from the reference above this: drift (Evidently)
     escalate_to: str = ""  # who answers a breach
     escalate_hours: float = 72.0  # by when (the incident's deadline)
     contingency: str = ""  # what is done meanwhile, e.g. "route decisions to manual review"
@@ -365,6 +370,8 @@ class _Parser:
             raise self.fail(section, "window", "expected hour, day or week")
         if plan.reference != "approval" and not re.fullmatch(r"\d{4}-\d{2}-\d{2}/\d{4}-\d{2}-\d{2}", plan.reference):
             raise self.fail(section, "reference", 'expected "approval" or a period "YYYY-MM-DD/YYYY-MM-DD"')
+        if plan.text_sample < 20:
+            raise self.fail(section, "text_sample", "expected at least 20 prompts a side")
         if plan.reference_windows < 1 or plan.min_calls < 1:
             raise self.fail(section, "reference_windows" if plan.reference_windows < 1 else "min_calls",
                             "expected a positive number")

@@ -59,6 +59,18 @@ def run(*args: str, input: str | None = None) -> Result:
     return CliRunner().invoke(cli, list(args), input=input, catch_exceptions=False)
 
 
+def run_in(folder: Path, *args: str) -> Result:
+    """`govkit ARGS` run from `folder` (its govkit.toml), the working folder restored after."""
+    import os
+
+    cwd = os.getcwd()
+    os.chdir(folder)
+    try:
+        return run(*args)
+    finally:
+        os.chdir(cwd)
+
+
 @pytest.fixture
 def central(tmp_path: Path) -> str:
     """A local central MLflow store (the server path is tests/central_server.py)."""

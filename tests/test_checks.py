@@ -23,6 +23,7 @@ from govkit.inference.fingerprint import fingerprint_artifact
 from govkit.timestamps import utc_now
 
 from .conftest import run
+from .conftest import run_in as in_folder
 from .servers import smollm2_gguf
 from .stores import edit_bodies
 
@@ -310,15 +311,6 @@ def add_dataset(folder: Path, name: str, text: str, *args: str) -> None:
 
 def tamper(folder: Path) -> None:
     edit_bodies(folder / ".govkit" / "audit.db", "income misread", "typo", "CAST(body AS TEXT) LIKE '%income misread%'")
-
-
-def in_folder(folder: Path, *args: str):
-    cwd = os.getcwd()
-    os.chdir(folder)
-    try:
-        return run(*args)
-    finally:
-        os.chdir(cwd)
 
 
 # check id -> how to break the good project so that the check no longer passes

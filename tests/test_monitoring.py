@@ -19,6 +19,7 @@ from govkit.monitoring import stats
 from govkit.monitoring.sketch import Sketch
 
 from .conftest import run
+from .conftest import run_in as _in
 from .public_data import adult_data
 from .test_bias_tabular import ADULT_COLUMNS
 
@@ -172,15 +173,6 @@ def _traffic(folder: Path, *, days: int = 10, per_day: int = 400, drift_from: in
                             latency_ms=99999.0, output_tokens=4000))
     with AuditLog.open(settings=load_settings(folder / "govkit.toml")) as log:
         log.append_many(records)
-
-
-def _in(folder: Path, *args: str):
-    cwd = os.getcwd()
-    os.chdir(folder)
-    try:
-        return run(*args)
-    finally:
-        os.chdir(cwd)
 
 
 def test_a_breach_opens_an_incident_with_its_owner_and_deadline_and_the_check_fails_until_it_is_answered(
@@ -427,3 +419,79 @@ def test_the_witness_names_a_device_whose_own_log_holds_an_open_breach_until_it_
     assert not [f for f in again.findings if f.kind == "monitoring_breach"], again.findings
     status = run("fleet", "status", "--from", central, "--registry", str(registry), "--witness-key", public)
     assert "monitoring_breach" not in status.output, status.output
+
+
+@pytest.mark.slow
+def test_prompt_text_drift_on_the_served_models_own_embeddings(tmp_path: Path) -> None:
+    """SmolLM2 on llama.cpp's server with /embeddings on: the prompts of a window about other
+    things than the reference's are told apart (Evidently's domain classifier, AUC over 0.55);
+    the same classifier on Evidently's own code gives the same AUC; no text is chained."""
+    from govkit.inference import localserver
+    from govkit.monitoring.textdrift import domain_classifier_auc, embed, sample_prompts
+
+    from .servers import smollm2_gguf
+
+    url, proc = localserver.start_llama_server(smollm2_gguf(), tmp_path / "server.log", "--embedding")
+    try:
+        folder = tmp_path / "bank"
+        _project(folder, reference="2026-11-01/2026-11-03", window="day", min_calls=30, text_endpoint=url,
+                 text_sample=40, latency_p95_ms=0)
+        rng = random.Random(5)
+        cards = ["Raise the limit on my credit card to {} euros", "Why was my card payment of {} euros declined",
+                 "Block my credit card, it was stolen at {} o'clock", "Send a new card, mine expires in {} days"]
+        homes = ["What deposit do I need for a {} euro house", "Fix my mortgage rate for {} years",
+                 "Can I repay {} euros of my mortgage early", "Compare a {} year fixed mortgage with a variable one"]
+        records = []
+        for day in range(4):  # the reference (1st, 2nd), a steady day (3rd), a day about mortgages (4th)
+            for i in range(60):
+                stamp = f"2026-11-{1 + day:02d}T{8 + i % 10:02d}:{i:02d}:00.000000Z"
+                template = rng.choice(homes if day == 3 else cards)
+                records.append(dict(event_type="inference", prompt=template.format(rng.randrange(2, 90)),
+                                    response="ok", ts_start=stamp, ts_end=stamp, status="ok", latency_ms=100.0,
+                                    input_tokens=12, output_tokens=2, finish_reason="stop"))
+        with AuditLog.open(settings=load_settings(folder / "govkit.toml")) as log:
+            log.append_many(records)
+        ran = json.loads(_in(folder, "monitor", "run", "--as-of", "2026-11-05T00:00:00Z", "--format", "json").output)
+        days = {w["window"]["start"][:10]: w for w in ran["windows"]}
+        steady, moved = days["2026-11-03"]["signals"]["prompt_text"], days["2026-11-04"]["signals"]["prompt_text"]
+        assert moved["auc"] > 0.9 and moved["breach"], moved
+        assert moved["auc"] > steady["auc"] and steady["window_texts"] == moved["window_texts"] == 40
+        assert "prompt_text" in {b["signal"] for b in days["2026-11-04"]["breaches"]}
+        with AuditLog.open(settings=load_settings(folder / "govkit.toml")) as log:
+            chained = [r.body.decode() for r in log.query(event_type="monitor_window")]
+        assert not any("mortgage" in body for body in chained)  # the sketch and the figures, never the text
+        # Evidently's own ModelDriftMethod on the same vectors
+        db = folder / ".govkit" / "audit.db"
+        ref = embed(url, sample_prompts(db, "2026-11-01T00:00:00Z", "2026-11-03T00:00:00Z", 40))
+        cur = embed(url, sample_prompts(db, "2026-11-04T00:00:00Z", "2026-11-05T00:00:00Z", 40))
+        assert domain_classifier_auc(ref, cur) == pytest.approx(moved["auc"], abs=1e-12)
+        theirs = _evidently_embedding_auc(ref, cur)
+        if theirs is not None:
+            assert theirs == pytest.approx(moved["auc"], abs=1e-9)
+    finally:
+        localserver.stop(proc, timeout_s=30)
+
+
+_EVIDENTLY_EMBEDDINGS = """
+import json, sys
+import pandas as pd
+import sklearn
+from evidently.legacy.metrics.data_drift.embedding_drift_methods import model
+ref, cur, version = json.load(sys.stdin)
+if sklearn.__version__ != version:
+    print(json.dumps(None))  # another scikit-learn: its SGD may differ in the last digits
+else:
+    print(json.dumps(model()(pd.DataFrame(cur), pd.DataFrame(ref))[0]))
+"""
+
+
+def _evidently_embedding_auc(ref: list, cur: list) -> float | None:
+    import subprocess
+    import sys
+
+    import sklearn
+
+    python = os.environ.get("GOVKIT_EVIDENTLY_PYTHON") or sys.executable
+    done = subprocess.run([python, "-c", _EVIDENTLY_EMBEDDINGS], input=json.dumps([ref, cur, sklearn.__version__]),
+                          capture_output=True, text=True, env={**os.environ, "DO_NOT_TRACK": "1"}, timeout=300)
+    return json.loads(done.stdout) if done.returncode == 0 else None

@@ -116,6 +116,9 @@ PURPOSE = ("Pre-screens consumer credit requests at the branch counter: it appro
 APPROVED_USES = ["pre-screening consumer credit requests of up to 20,000 DM, every referral reviewed by an underwriter"]
 
 
+CONTINGENCY = "every request goes to an underwriter; the model pre-screens nothing"
+
+
 def _describe(config: Path) -> None:
     """What the model is for, as the institution states it in its inventory (E-23 App. 1): the rest
     of the record (developer, reviewer, approver, review dates ...) is left for the reader to fill."""
@@ -124,6 +127,7 @@ def _describe(config: Path) -> None:
     document = tomlkit.parse(config.read_text(encoding="utf-8"))
     document["model"]["description"] = PURPOSE
     document["model"]["approved_uses"] = APPROVED_USES
+    document["monitoring"]["contingency"] = CONTINGENCY  # what happens while a monitoring breach is open
     config.write_text(tomlkit.dumps(document), encoding="utf-8")
 
 

@@ -205,9 +205,12 @@ def run_monitoring(log: AuditLog, settings: Settings, *, as_of: str | None = Non
     result = MonitorRun("ok", "", digest, reference, already=already)
     reference_info = {"start": reference.start, "end": reference.end, "key": reference.key, "how": reference.how,
                       "calls": base.calls, "windows": reference_windows}
+    texts: dict[str, Any] = {}  # the reference's embeddings, once a run
     for start in windows:
         sketch = current.get(start, Sketch())
         judged = judge_window(base, sketch, plan, reference_windows=reference_windows)
+        if plan.text_endpoint and judged["status"] != "not judged":
+            _judge_text(log, plan, reference, start, judged, texts)
         details = {"window": {"kind": plan.window, "start": start,
                                                           "end": window_end(start, plan.window)},
                    "plan_digest": digest, "tier": settings.model.risk_rating, "reference": reference_info,
@@ -231,6 +234,22 @@ def run_monitoring(log: AuditLog, settings: Settings, *, as_of: str | None = Non
     result.message = (f"{len(result.windows)} {plan.window} window(s) chained ({judged_n} judged), "
                       f"{len(result.opened)} new breach(es), {len(result.still_open)} open")
     return result
+
+
+def _judge_text(log: AuditLog, plan: MonitoringPlan, reference: Reference, start: str, judged: dict[str, Any],
+                cache: dict[str, Any]) -> None:
+    from .textdrift import text_drift
+
+    found = text_drift(log.path, plan.text_endpoint, reference=(reference.start, reference.end),
+                       window=(start, window_end(start, plan.window)), sample=plan.text_sample,
+                       threshold=plan.text_auc, cached=cache)
+    judged["signals"]["prompt_text"] = found
+    if found["breach"]:
+        judged["breaches"].append({"signal": "prompt_text", "why": f"prompt text drifted: a classifier tells this "
+                                   f"window's prompts from the reference's with ROC AUC {found['auc']:.3f} (over "
+                                   f"{plan.text_auc:g}; {found['window_texts']} and {found['reference_texts']} "
+                                   "prompts embedded by the served model)", "value": found["auc"]})
+        judged["status"] = "breach"
 
 
 def _every(start: str, end: str, kind: str) -> list[str]:
