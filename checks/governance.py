@@ -212,7 +212,7 @@ def monitoring_plan_defined(ctx: Context):
     status typed into a form is not monitoring.
     How to fix: set [monitoring] escalate_to (and contingency), cron govkit monitor run, and
     answer each open breach (govkit monitor status)."""
-    from govkit.monitoring import open_breaches
+    from govkit.monitoring.run import breaches_open
 
     plan = ctx.settings.monitoring_plan()
     problems = []
@@ -223,7 +223,7 @@ def monitoring_plan_defined(ctx: Context):
     status = ctx.settings.model.monitoring_status.strip().lower()
     if status in ("red", "breach"):
         problems.append(f"monitoring status '{status}'")
-    still = open_breaches(ctx.log) if ctx.log is not None else []
+    still = breaches_open(ctx.records("incident")) if ctx.log is not None else []
     if still and status in ("green", "ok", "amber", "yellow"):
         problems.append(f"the typed status says '{status}' while {len(still)} monitoring breach(es) are open")
     return Result(not problems, "; ".join(problems) if problems else

@@ -16,7 +16,10 @@ def drift_threshold_breach(ctx: Context):
     nobody answers is a control that did not work.
     How to fix: cron govkit monitor run; answer each breach (govkit monitor status) and resolve its
     incident with what was done (govkit audit incident resolve ID --note ...)."""
-    from govkit.monitoring import open_breaches
+    import datetime as dt
+
+    from govkit.monitoring.run import breach_details, breaches_open
+    from govkit.monitoring.sketch import STEP
     from govkit.timestamps import parse_ts
 
     if ctx.log is None:
@@ -24,19 +27,20 @@ def drift_threshold_breach(ctx: Context):
     windows = ctx.records("monitor_window")
     if not windows:
         raise NoEvidence("no monitored window: govkit monitor run (cron it)")
-    plan = ctx.settings.monitoring_plan()
-    step_days = {"hour": 1 / 24, "day": 1.0, "week": 7.0}[plan.window]
+    step_days = STEP[ctx.settings.monitoring_plan().window] / dt.timedelta(days=1)
     newest = windows[-1]
     stale = ctx.age_days(newest) > 2 * step_days + 1
-    still = open_breaches(ctx.log)
-    now = ctx.now
-    overdue = [r for r in still if (r.details or {}).get("due") and parse_ts(r.details["due"]) < now]
-    items = [f"{(r.details or {}).get('why')} (window {(r.details or {}).get('window')}, "
-             f"{(r.details or {}).get('owner')} by {(r.details or {}).get('due')}"
-             + (", OVERDUE)" if r in overdue else ")") for r in still]
+    still = breaches_open(ctx.records("incident"))
+    items, overdue = [], []
+    for record in still:
+        d = breach_details(record)
+        late = bool(d["due"]) and parse_ts(d["due"]) < ctx.now
+        if late:
+            overdue.append(record.record_id)
+        items.append(f"{d['why']} (window {d['window']}, {d['owner']} by {d['due']}" + (", OVERDUE)" if late else ")"))
     if stale:
         items.append(f"the newest monitored window was chained {ctx.age_days(newest):.1f} days ago: monitoring stopped")
     return Result(not items, "; ".join(items) if items else
                   f"{len(windows)} windows monitored, no open breach (newest {newest.details['window']['start']})",
-                  {"open_breaches": [r.record_id for r in still][:20], "overdue": [r.record_id for r in overdue],
+                  {"open_breaches": [r.record_id for r in still][:20], "overdue": overdue,
                    "newest_window": newest.record_id})

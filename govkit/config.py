@@ -216,12 +216,14 @@ class MonitoringPlan:
     escalate_hours: float = 72.0  # by when (the incident's deadline)
     contingency: str = ""  # what is done meanwhile, e.g. "route decisions to manual review"
 
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
     def digest(self) -> str:
         import hashlib
         import json
 
-        text = json.dumps(dataclasses.asdict(self), sort_keys=True, default=list)
-        return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+        return "sha256:" + hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
 
 
 @dataclass(frozen=True)

@@ -136,6 +136,11 @@ class Tracker:
         self.identity = identity or {}  # the convention's model, device and store tags
 
     @classmethod
+    def disabled(cls) -> Tracker:
+        """A tracker that mirrors nothing (a reading, or a run the caller keeps out of MLflow)."""
+        return cls(uri="", experiment="", enabled=False)
+
+    @classmethod
     def from_settings(cls, settings: Settings | None, db_path: Path) -> Tracker:
         state = Path(db_path).resolve().parent
         tracking = settings.tracking if settings else None

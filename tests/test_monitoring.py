@@ -462,8 +462,11 @@ def test_prompt_text_drift_on_the_served_models_own_embeddings(tmp_path: Path) -
         assert not any("mortgage" in body for body in chained)  # the sketch and the figures, never the text
         # Evidently's own ModelDriftMethod on the same vectors
         db = folder / ".govkit" / "audit.db"
-        ref = embed(url, sample_prompts(db, "2026-11-01T00:00:00Z", "2026-11-03T00:00:00Z", 40))
-        cur = embed(url, sample_prompts(db, "2026-11-04T00:00:00Z", "2026-11-05T00:00:00Z", 40))
+        with AuditLog.open(settings=load_settings(folder / "govkit.toml")) as log:
+            ref = embed(log, url, sample_prompts(db, "2026-11-01T00:00:00Z", "2026-11-03T00:00:00Z", 40))
+            cur = embed(log, url, sample_prompts(db, "2026-11-04T00:00:00Z", "2026-11-05T00:00:00Z", 40))
+            embedding_calls = [r for r in log.query(event_type="inference") if r.purpose == "evaluation"]
+        assert embedding_calls  # every embedding call is on the record, never as production
         assert domain_classifier_auc(ref, cur) == pytest.approx(moved["auc"], abs=1e-12)
         theirs = _evidently_embedding_auc(ref, cur)
         if theirs is not None:

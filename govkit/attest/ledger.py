@@ -56,7 +56,7 @@ def current_subject(log: Any, settings: Any) -> tuple[list[dict[str, Any]], dict
     from ..lineage.reviewed import reviewed_artifacts
     from ..tracking import Tracker
 
-    graph = Lineage(log, settings=settings, tracker=Tracker(uri="", experiment="", enabled=False)).graph()
+    graph = Lineage(log, settings=settings, tracker=Tracker.disabled()).graph()
     live = [r for r in log.query(event_type="inference") if r.purpose not in ("evaluation", "explanation")]
     artifacts = sorted(reviewed_artifacts(graph, live))
     if not artifacts:

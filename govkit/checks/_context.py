@@ -128,7 +128,7 @@ class Context:
         from ..tracking import Tracker
 
         return Lineage(self.log, settings=self.settings,
-                       tracker=Tracker(uri="", experiment="", enabled=False)).graph()
+                       tracker=Tracker.disabled()).graph()
 
     @cached_property
     def decisions(self) -> list[AuditRecord]:

@@ -119,9 +119,9 @@ def monitor_fleet(ctx: click.Context, segments: Path, start: str, end: str, as_j
 
 
 def _breach(record: Any) -> dict[str, Any]:
-    d = record.details or {}
-    return {"incident": record.record_id, "signal": d.get("signal"), "why": d.get("why"), "window": d.get("window"),
-            "owner": d.get("owner"), "due": d.get("due"), "contingency": d.get("contingency")}
+    from ..monitoring.run import breach_details
+
+    return {"incident": record.record_id, **breach_details(record)}
 
 
 def _show_open(still: list[Any]) -> None:

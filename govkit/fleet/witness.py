@@ -350,15 +350,12 @@ def _breaches(book: Ledger, device: Device, find: Any) -> None:
     """Each monitoring breach the device's own log holds open (govkit monitor run opened it and no
     chained resolution answers it): a finding named `monitoring_breach`; the evidence holds."""
     from ..audit import AuditRecord
-    from ..audit.incidents import open_incidents
-    from ..monitoring.run import BREACH
+    from ..monitoring.run import breach_details, breaches_open
 
     records = [AuditRecord(seq, "", "", body.encode("utf-8")) for seq, body in book.incidents(device.id, device.store_id)]
-    for record in open_incidents(records):
-        d = record.details or {}
-        if d.get("kind") == BREACH:
-            find("monitoring_breach", f"{d.get('why')} (window {str(d.get('window'))[:13]}; {d.get('owner')} "
-                                      f"by {str(d.get('due'))[:10]})")
+    for record in breaches_open(records):
+        d = breach_details(record)
+        find("monitoring_breach", f"{d['why']} (window {str(d['window'])[:13]}; {d['owner']} by {str(d['due'])[:10]})")
 
 
 VERDICT_MAGIC = "govkit.dev/witness-verdict/v2"

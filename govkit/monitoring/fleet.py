@@ -59,7 +59,7 @@ def fleet_windows(root: Path, plan: MonitoringPlan, *, start: str, end: str) -> 
             if ref_start <= win < ref_end:
                 reference.add(sketch)
                 reference_windows += 1
-        fleet_ref.add(Sketch().add(reference))
+        fleet_ref.add(reference)
         judged = {}
         for win, sketch in sorted(mine.items()):
             if window_start <= win < window_stop and not ref_start <= win < ref_end:

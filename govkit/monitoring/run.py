@@ -6,8 +6,9 @@ breach an incident with its owner, deadline and contingency."""
 from __future__ import annotations
 
 import datetime as dt
+import math
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,10 +19,10 @@ from ..audit.querykeys import keyed_upto
 from ..config import MonitoringPlan, Settings
 from ..timestamps import normalise_ts, parse_ts, utc_now
 from .judge import judge_window
-from .sketch import Sketch, sketch_batches, window_end
+from .sketch import STEP, WINDOW_FORMAT, Sketch, sketch_batches, window_end
 
-__all__ = ["BREACH", "MonitorRun", "Reference", "open_breaches", "reference_period", "run_monitoring",
-           "store_sketches"]
+__all__ = ["BREACH", "MonitorRun", "Reference", "breach_details", "breaches_open", "open_breaches", "reference_period",
+           "run_monitoring", "store_sketches"]
 
 BREACH = "monitoring_breach"  # the incident kind a breach opens
 _BATCH = 50_000
@@ -66,11 +67,7 @@ def _floor(ts: dt.datetime, kind: str) -> dt.datetime:
 
 
 def _text(ts: dt.datetime) -> str:
-    return ts.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _step(kind: str) -> dt.timedelta:
-    return {"hour": dt.timedelta(hours=1), "day": dt.timedelta(days=1), "week": dt.timedelta(days=7)}[kind]
+    return ts.strftime(WINDOW_FORMAT)
 
 
 def reference_period(log: AuditLog, settings: Settings, plan: MonitoringPlan) -> Reference | str:
@@ -92,8 +89,8 @@ def reference_period(log: AuditLog, settings: Settings, plan: MonitoringPlan) ->
     newest = max(approvals, key=lambda a: a.record.seq)
     signed = parse_ts(newest.record.ts_start)
     start = _floor(signed, plan.window)
-    start = start if start == signed else start + _step(plan.window)
-    end = start + _step(plan.window) * plan.reference_windows
+    start = start if start == signed else start + STEP[plan.window]
+    end = start + STEP[plan.window] * plan.reference_windows
     return Reference(_text(start), _text(end), f"the {plan.reference_windows} {plan.window}(s) after the approval "
                                                 f"{newest.record.record_id} signed by {newest.person.name}")
 
@@ -143,17 +140,25 @@ def _chain_plan(log: AuditLog, settings: Settings, plan: MonitoringPlan) -> str:
         if (record.details or {}).get("action") == "monitoring_plan":
             newest = record
     if newest is None or (newest.details or {}).get("digest") != digest:
-        import dataclasses
-
         log.append("config_change", model_id=settings.model.id, details={
-            "action": "monitoring_plan", "digest": digest, "tier": settings.model.risk_rating,
-            "plan": {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(plan).items()}})
+            "action": "monitoring_plan", "digest": digest, "tier": settings.model.risk_rating, "plan": plan.to_dict()})
     return digest
 
 
+def breaches_open(incidents: Iterable[AuditRecord]) -> list[AuditRecord]:
+    """Of these incident records, the open ones a monitoring breach opened, oldest first."""
+    return [r for r in open_incidents(incidents) if (r.details or {}).get("kind") == BREACH]
+
+
 def open_breaches(log: AuditLog) -> list[AuditRecord]:
-    """Open incidents a monitoring breach opened, oldest first."""
-    return [r for r in open_incidents(log.query(event_type="incident")) if (r.details or {}).get("kind") == BREACH]
+    """The store's open monitoring breaches, oldest first."""
+    return breaches_open(log.query(event_type="incident"))
+
+
+def breach_details(record: AuditRecord) -> dict[str, Any]:
+    """What a breach incident says: the signal, why, the window, who answers it by when, and meanwhile."""
+    details = record.details or {}
+    return {key: details.get(key) for key in ("signal", "why", "window", "owner", "due", "contingency")}
 
 
 def run_monitoring(log: AuditLog, settings: Settings, *, as_of: str | None = None, tracked: bool = True) -> MonitorRun:
@@ -171,11 +176,11 @@ def run_monitoring(log: AuditLog, settings: Settings, *, as_of: str | None = Non
     chained = _chained_windows(log)
     windows = []
     cursor = parse_ts(reference.end)
-    while cursor + _step(plan.window) <= last_end:
+    while cursor + STEP[plan.window] <= last_end:
         start = _text(cursor)
         if (plan.window, start, digest, reference.key) not in chained:
             windows.append(start)
-        cursor += _step(plan.window)
+        cursor += STEP[plan.window]
     already = sum(1 for key in chained if key[2] == digest and key[3] == reference.key)
     # one pass over the store where the windows to judge follow the reference (a first run), two otherwise
     contiguous = bool(windows) and windows[0] == reference.end
@@ -186,7 +191,7 @@ def run_monitoring(log: AuditLog, settings: Settings, *, as_of: str | None = Non
     base = Sketch()
     for sketch in ref_sketches.values():
         base.add(sketch)
-    reference_windows = len(_every(reference.start, reference.end, plan.window))
+    reference_windows = math.ceil((parse_ts(reference.end) - parse_ts(reference.start)) / STEP[plan.window])
     if base.calls < plan.min_calls:
         return MonitorRun("no reference", f"the reference ({reference.how}, {reference.key}) holds {base.calls} "
                           f"production calls, fewer than min_calls = {plan.min_calls}: nothing can be judged against "
@@ -200,7 +205,7 @@ def run_monitoring(log: AuditLog, settings: Settings, *, as_of: str | None = Non
     current = found if contiguous else store_sketches(log, window=plan.window, start=windows[0],
                                                       end=window_end(windows[-1], plan.window),
                                                       attributes=plan.group_attributes)
-    tracker = Tracker.from_settings(settings, log.path) if tracked else Tracker(uri="", experiment="", enabled=False)
+    tracker = Tracker.from_settings(settings, log.path) if tracked else Tracker.disabled()
     opened_signals = {(r.details or {}).get("signal") for r in open_breaches(log)}
     result = MonitorRun("ok", "", digest, reference, already=already)
     reference_info = {"start": reference.start, "end": reference.end, "key": reference.key, "how": reference.how,
@@ -210,9 +215,8 @@ def run_monitoring(log: AuditLog, settings: Settings, *, as_of: str | None = Non
         sketch = current.get(start, Sketch())
         judged = judge_window(base, sketch, plan, reference_windows=reference_windows)
         if plan.text_endpoint and judged["status"] != "not judged":
-            _judge_text(log, plan, reference, start, judged, texts)
-        details = {"window": {"kind": plan.window, "start": start,
-                                                          "end": window_end(start, plan.window)},
+            _judge_text(log, settings, plan, reference, start, judged, texts)
+        details = {"window": {"kind": plan.window, "start": start, "end": window_end(start, plan.window)},
                    "plan_digest": digest, "tier": settings.model.risk_rating, "reference": reference_info,
                    **judged, "sketch": sketch.to_json()}
         with evidence_run(log, tracker, f"monitor window {start}", {"govkit.event": "monitor_window"}) as evidence:
@@ -236,13 +240,13 @@ def run_monitoring(log: AuditLog, settings: Settings, *, as_of: str | None = Non
     return result
 
 
-def _judge_text(log: AuditLog, plan: MonitoringPlan, reference: Reference, start: str, judged: dict[str, Any],
-                cache: dict[str, Any]) -> None:
+def _judge_text(log: AuditLog, settings: Settings, plan: MonitoringPlan, reference: Reference, start: str,
+                judged: dict[str, Any], cache: dict[str, Any]) -> None:
     from .textdrift import text_drift
 
-    found = text_drift(log.path, plan.text_endpoint, reference=(reference.start, reference.end),
+    found = text_drift(log, plan.text_endpoint, reference=(reference.start, reference.end),
                        window=(start, window_end(start, plan.window)), sample=plan.text_sample,
-                       threshold=plan.text_auc, cached=cache)
+                       threshold=plan.text_auc, model_id=settings.model.id, cached=cache)
     judged["signals"]["prompt_text"] = found
     if found["breach"]:
         judged["breaches"].append({"signal": "prompt_text", "why": f"prompt text drifted: a classifier tells this "
@@ -250,14 +254,6 @@ def _judge_text(log: AuditLog, plan: MonitoringPlan, reference: Reference, start
                                    f"{plan.text_auc:g}; {found['window_texts']} and {found['reference_texts']} "
                                    "prompts embedded by the served model)", "value": found["auc"]})
         judged["status"] = "breach"
-
-
-def _every(start: str, end: str, kind: str) -> list[str]:
-    out, cursor, stop = [], parse_ts(start), parse_ts(end)
-    while cursor < stop:
-        out.append(_text(cursor))
-        cursor += _step(kind)
-    return out
 
 
 def _metrics(judged: dict[str, Any]) -> dict[str, float]:
@@ -273,14 +269,12 @@ def _metrics(judged: dict[str, Any]) -> dict[str, float]:
 
 def _open_incident(log: AuditLog, settings: Settings, plan: MonitoringPlan, window_record: AuditRecord, start: str,
                    breach: dict[str, Any]) -> AuditRecord:
-    owner = plan.escalate_to or settings.model.owner
+    owner = plan.escalate_to or settings.model.owner  # nobody named: the incident says so, and GOV-015 fails
     due = parse_ts(window_record.ts_start) + dt.timedelta(hours=plan.escalate_hours)
-    if not owner:
-        owner = ""  # GOV-015 fails on a plan that names nobody; the incident says so
     return log.append("incident", model_id=settings.model.id, target_record_id=window_record.record_id,
                       anomaly_flag=True, details={
                           "kind": BREACH, "signal": breach["signal"], "why": breach["why"], "window": start,
                           "owner": owner or "nobody named ([monitoring] escalate_to)",
-                          "due": due.strftime("%Y-%m-%dT%H:%M:%SZ"), "contingency": plan.contingency or
+                          "due": _text(due), "contingency": plan.contingency or
                           "none named ([monitoring] contingency)", "plan_digest": window_record.details["plan_digest"]})
 

@@ -11,16 +11,20 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from .._lazy import require
 
-__all__ = ["NUMERIC", "WINDOWS", "Sketch", "sketch_batches", "sketch_sql", "window_end", "window_start"]
+__all__ = ["NUMERIC", "STEP", "WINDOWS", "WINDOW_FORMAT", "Sketch", "sketch_batches", "sketch_sql", "window_end", "window_start"]
 
 WINDOWS = ("hour", "day", "week")
+STEP = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(days=7)}  # a window's length
+WINDOW_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # a window's start as the records and the reports show it
 # The signals kept as counts of their values; the numeric ones are compared as distributions.
 NUMERIC = ("input_tokens", "output_tokens", "latency_ms")
 NOT_PRODUCTION = ("evaluation", "explanation", "synthetic")
+TALLIES = ("calls", "errors", "truncated", "refusals", "refusal_known", "redacted")  # a sketch's plain counts
 _IDENTITY = ("artifact_sha256", "model_version", "runtime", "runtime_version", "quantization")
 _ATTRIBUTE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,39}$")
 
@@ -39,7 +43,7 @@ class Sketch:
     groups: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)  # attribute -> value -> decision -> calls
 
     def add(self, other: Sketch) -> Sketch:
-        for name in ("calls", "errors", "truncated", "refusals", "refusal_known", "redacted"):
+        for name in TALLIES:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         for signal, counts in other.values.items():
             mine = self.values.setdefault(signal, {})
@@ -61,8 +65,7 @@ class Sketch:
         return dict(raw)
 
     def to_json(self) -> dict[str, Any]:
-        return {"calls": self.calls, "errors": self.errors, "truncated": self.truncated, "refusals": self.refusals,
-                "refusal_known": self.refusal_known, "redacted": self.redacted,
+        return {**{name: getattr(self, name) for name in TALLIES},
                 "values": {s: dict(sorted(c.items(), key=lambda kv: _order(s, kv[0])))
                            for s, c in sorted(self.values.items())},
                 "groups": {a: {v: dict(sorted(d.items())) for v, d in sorted(g.items())}
@@ -70,8 +73,7 @@ class Sketch:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Sketch:
-        return cls(**{k: int(data.get(k) or 0) for k in ("calls", "errors", "truncated", "refusals",
-                                                          "refusal_known", "redacted")},
+        return cls(**{k: int(data.get(k) or 0) for k in TALLIES},
                    values={s: {str(v): int(n) for v, n in c.items()} for s, c in (data.get("values") or {}).items()},
                    groups={a: {v: {d: int(n) for d, n in ds.items()} for v, ds in g.items()}
                            for a, g in (data.get("groups") or {}).items()})
@@ -91,11 +93,7 @@ def window_start(kind: str) -> str:
 
 
 def window_end(start: str, kind: str) -> str:
-    from datetime import datetime, timedelta
-
-    begin = datetime.strptime(start, "%Y-%m-%dT%H:%M:%SZ")
-    step = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(days=7)}[kind]
-    return (begin + step).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return (datetime.strptime(start, WINDOW_FORMAT) + STEP[kind]).strftime(WINDOW_FORMAT)
 
 
 def _checked(attributes: Iterable[str]) -> list[str]:
@@ -165,7 +163,7 @@ def sketch_sql(source: str, *, window: str, attributes: Iterable[str] = (), devi
              "SELECT device, win, count(*) AS calls, count(*) FILTER (status IS DISTINCT FROM 'ok') AS errors, "
              "count(*) FILTER (finish_reason = 'length') AS truncated, count(*) FILTER (refusal) AS refusals, "
              "count(refusal) AS refusal_known, count(*) FILTER (redacted) AS redacted FROM windowed GROUP BY ALL) "
-             "UNPIVOT (value FOR name IN (calls, errors, truncated, refusals, refusal_known, redacted))"]
+             f"UNPIVOT (value FOR name IN ({', '.join(TALLIES)}))"]
     columns = {"input_tokens": "input_tokens", "output_tokens": "output_tokens",
                "latency_ms": "CAST(ceil(latency) AS BIGINT)", "finish_reason": "finish_reason",
                "decision": "decision", "model": "NULLIF(model, '||||')"}

@@ -6,8 +6,8 @@ the threshold (0.55). A sample of each side is embedded (the kernel methods are 
 classifier needs no more): the same records every time, chosen by a hash of their seq.
 
 The prompts are read from the content table as the redaction policy kept them; a store that keeps
-digests only has no text to embed, and says so. The embedding calls carry purpose evaluation:
-they are on the record, and never counted as production."""
+digests only has no text to embed, and says so. Each embedding call is an audited record with
+purpose evaluation: on the record, and never counted as production."""
 
 from __future__ import annotations
 
@@ -47,18 +47,19 @@ def sample_prompts(db_path: Any, start: str, end: str, limit: int) -> list[str]:
     return [text for _seq, text in rows[:limit]]
 
 
-def embed(endpoint: str, texts: list[str], *, model: str = "model", batch: int = 16) -> list[list[float]]:
-    """Vectors from an OpenAI-compatible /embeddings route (llama.cpp's server: govkit serve --embedding)."""
-    import httpx
+def embed(log: Any, endpoint: str, texts: list[str], *, model_id: str | None = None, batch: int = 16
+          ) -> list[list[float]]:
+    """Vectors from an OpenAI-compatible /embeddings route (llama.cpp's server: govkit serve
+    --embedding), each call an audited record of `log` with purpose evaluation."""
+    from ..inference.decider import audited_client, post_chat
 
     out: list[list[float]] = []
     url = endpoint.rstrip("/") + "/embeddings"
-    with httpx.Client(timeout=300.0, headers={"X-Govkit-Purpose": "evaluation"}) as client:
+    client, _ = audited_client(log, model_artifact=None, model_id=model_id, purpose="evaluation", timeout_s=300.0,
+                               headers={"X-Govkit-Purpose": "evaluation"})
+    with client:
         for i in range(0, len(texts), batch):
-            try:
-                answer = client.post(url, json={"input": texts[i:i + batch], "model": model})
-            except httpx.HTTPError as exc:
-                raise EndpointError(f"{url}: {type(exc).__name__}: {exc}") from None
+            answer = post_chat(client, url, {"input": texts[i:i + batch], "model": model_id or "model"}, endpoint)
             if answer.status_code != 200:
                 raise EndpointError(f"{url} answered {answer.status_code}: {answer.text[:300]} (is the model "
                                     "server started with embeddings on? govkit serve --embedding)")
@@ -82,19 +83,21 @@ def domain_classifier_auc(reference: list[list[float]], current: list[list[float
     return float(roc_auc_score(y_test, classifier.predict_proba(x_test)[:, 1]))
 
 
-def text_drift(db_path: Any, endpoint: str, *, reference: tuple[str, str], window: tuple[str, str], sample: int,
-               threshold: float, min_texts: int = 20, cached: dict[str, Any] | None = None) -> dict[str, Any]:
+def text_drift(log: Any, endpoint: str, *, reference: tuple[str, str], window: tuple[str, str], sample: int,
+               threshold: float, model_id: str | None = None, min_texts: int = 20,
+               cached: dict[str, Any] | None = None) -> dict[str, Any]:
     """The prompt-text drift of one window against the reference (the reference's vectors are
     kept in `cached` across the windows of a run)."""
     cache = cached if cached is not None else {}
     if "reference" not in cache:
-        texts = sample_prompts(db_path, *reference, sample)
-        cache["reference"] = (len(texts), embed(endpoint, texts) if len(texts) >= min_texts else [])
+        texts = sample_prompts(log.path, *reference, sample)
+        cache["reference"] = (len(texts), embed(log, endpoint, texts, model_id=model_id) if len(texts) >= min_texts
+                              else [])
     n_ref, ref_vectors = cache["reference"]
-    texts = sample_prompts(db_path, *window, sample)
+    texts = sample_prompts(log.path, *window, sample)
     if n_ref < min_texts or len(texts) < min_texts:
         return {"note": f"{n_ref} reference and {len(texts)} window prompts kept as text, fewer than {min_texts}: "
                         "not measured (a store keeping digests only has none)", "breach": False}
-    auc = domain_classifier_auc(ref_vectors, embed(endpoint, texts))
+    auc = domain_classifier_auc(ref_vectors, embed(log, endpoint, texts, model_id=model_id))
     return {"method": "domain classifier (Evidently's model method)", "auc": auc, "threshold": threshold,
             "reference_texts": n_ref, "window_texts": len(texts), "breach": auc > threshold}

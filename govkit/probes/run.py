@@ -57,12 +57,7 @@ def run_probes(log: AuditLog, settings: Settings, *, endpoint: str, suite: str =
                        model_artifact=model_artifact, progress=progress)
     seconds = time.perf_counter() - started
     categories = judge(probe_set, probes, answers, thresholds, settings.policy.fairness.confidence)
-    previous = _previous(log, fields.get("artifact_sha256"), probe_set.sha256)
-    regressions = _regressions(previous, categories) if previous else {}
-    for name, found in regressions.items():
-        if found["regressed"]:
-            categories[name]["status"] = "fail"
-            categories[name]["regression"] = found
+    previous, regressions = _against_previous(log, fields.get("artifact_sha256"), probe_set.sha256, categories)
     parity = _parity(reference, probe_set, fields.get("artifact_sha256"), categories,
                      settings.policy.probe_parity_tolerance) if reference is not None else None
     status = _verdict(categories)
@@ -161,9 +156,27 @@ def judge(probe_set: ProbeSet, probes: list[Probe], answers: list[dict[str, Any]
                        thresholds, confidence)
     for name, entry in out.items():
         entry["examples"] = examples.get(name, [])[:5]
+    return _with_untested(out)
+
+
+def _with_untested(categories: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The categories, and those no probe of this deployment can test, as 'not tested'."""
     for name, why in NOT_TESTED.items():
-        out.setdefault(name, {"status": "not tested", "reason": why, "n": 0})
-    return out
+        categories.setdefault(name, {"status": "not tested", "reason": why, "n": 0})
+    return categories
+
+
+def _against_previous(log: AuditLog, artifact: str | None, probe_set: str, categories: dict[str, dict[str, Any]]
+                      ) -> tuple[Any, dict[str, dict[str, Any]]]:
+    """The previous run on the same model file and probe set, and the regressions against it: a
+    significant one fails its category."""
+    previous = _previous(log, artifact, probe_set)
+    regressions = _regressions(previous, categories) if previous else {}
+    for name, found in regressions.items():
+        if found["regressed"]:
+            categories[name]["status"] = "fail"
+            categories[name]["regression"] = found
+    return previous, regressions
 
 
 def judge_counts(tallies: dict[str, tuple[int, int, int]], specs: dict[str, dict[str, Any]],
@@ -299,22 +312,15 @@ def import_garak(log: AuditLog, settings: Settings, report_path: Path, *, model_
                 thresholds_record = record
     tallies, rows = categories_of(report)
     specs = load_probe_set(None).categories
-    categories = judge_counts({c: (n, k, 0) for c, (k, n) in tallies.items()}, specs, thresholds,
-                              settings.policy.fairness.confidence)
+    categories = _with_untested(judge_counts({c: (n, k, 0) for c, (k, n) in tallies.items()}, specs, thresholds,
+                                             settings.policy.fairness.confidence))
     names = sorted(report.probes)
     probe_set = {"name": "garak", "version": report.version,
                  "sha256": "sha256:" + hashlib.sha256(json.dumps([report.version, names]).encode()).hexdigest(),
                  "source": f"garak report {report_path.name} ({report.sha256})",
                  "license": "garak is Apache-2.0; each probe states its own sources"}
     fields = _identity_fields(log, model_artifact)
-    previous = _previous(log, fields.get("artifact_sha256"), probe_set["sha256"])
-    regressions = _regressions(previous, categories) if previous else {}
-    for name, found in regressions.items():
-        if found["regressed"]:
-            categories[name]["status"] = "fail"
-            categories[name]["regression"] = found
-    for name, why in NOT_TESTED.items():
-        categories.setdefault(name, {"status": "not tested", "reason": why, "n": 0})
+    previous, regressions = _against_previous(log, fields.get("artifact_sha256"), probe_set["sha256"], categories)
     unmapped = sorted(p for p, row in rows.items() if row["category"] is None)
     result = {"suite": "garak import", "probe_set": probe_set, "seed": report.seed,
               "garak": {"run": report.run_id, "version": report.version, "started": report.started,
@@ -325,7 +331,7 @@ def import_garak(log: AuditLog, settings: Settings, report_path: Path, *, model_
               "thresholds_record": thresholds_record.record_id if thresholds_record is not None else None,
               "previous_run": previous.record_id if previous else None, "categories": categories,
               "regressions": regressions, "artifact_sha256": fields.get("artifact_sha256"),
-              "status": _verdict({k: v for k, v in categories.items() if k in tallies or v["status"] == "not tested"})}
+              "status": _verdict(categories)}
     return chain_run(log, settings, result, fields)
 
 
@@ -345,6 +351,7 @@ def run_garak(log: AuditLog, settings: Settings, *, endpoint: str, spec: str, ga
               workdir: Path) -> ProbeRun:
     """Run garak (the command `garak`) against the endpoint (govkit proxy: every attempt an
     audited call with purpose evaluation) with the thresholds chained first, and import its report."""
+    import os
     import subprocess
 
     committed, _thresholds, _digest = commit_thresholds(log, settings, probe_set=f"garak:{spec}")
@@ -360,7 +367,7 @@ def run_garak(log: AuditLog, settings: Settings, *, endpoint: str, spec: str, ga
                               "extra_params": {"extra_headers": {"X-Govkit-Purpose": "evaluation"}}}}}}}
     config_path = workdir.resolve() / f"{prefix}.json"
     config_path.write_text(json.dumps(config, indent=2))
-    env = {**__import__("os").environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     try:
         done = subprocess.run([garak, "--config", str(config_path), "--spec", spec, "--report_prefix", prefix],
                               capture_output=True, text=True, env=env, cwd=workdir)

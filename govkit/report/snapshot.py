@@ -229,7 +229,7 @@ def _monitoring(windows: list[AuditRecord], changes: list[AuditRecord], incident
                 period: Period) -> dict[str, Any]:
     """The period's monitored windows (each signal's figure, no sketch), the plan they were judged
     by, and the breaches still open."""
-    from ..monitoring.run import BREACH
+    from ..monitoring.run import breach_details, breaches_open
 
     plans = [r for r in changes if (r.details or {}).get("action") == "monitoring_plan"]
     plan = (plans[-1].details or {}).get("plan") or {} if plans else {}
@@ -254,14 +254,11 @@ def _monitoring(windows: list[AuditRecord], changes: list[AuditRecord], incident
                       "input_psi": figure("input_tokens", "psi"), "output_psi": figure("output_tokens", "psi"),
                       "decision_psi": figure("decision", "psi"),
                       "breaches": [{"signal": b.get("signal"), "why": b.get("why")} for b in d.get("breaches") or []]})
-    still = [r for r in open_incidents(incidents) if (r.details or {}).get("kind") == BREACH]
     return {"windows": shown, "plan": {k: plan.get(k) for k in ("window", "reference", "latency_p95_ms",
                                                                  "psi_moderate", "psi_significant", "escalate_to",
                                                                  "escalate_hours", "contingency")} if plan else None,
             "plan_record_id": plans[-1].record_id if plans else None,
-            "open_breaches": [{**_cite(r), **{k: (r.details or {}).get(k) for k in
-                                              ("signal", "why", "window", "owner", "due", "contingency")}}
-                              for r in still]}
+            "open_breaches": [{**_cite(r), **breach_details(r)} for r in breaches_open(incidents)]}
 
 
 def _figure(signals: dict[str, Any], name: str, key: str) -> Any:
