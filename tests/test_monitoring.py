@@ -237,6 +237,25 @@ def test_steady_traffic_breaches_nothing_and_evaluation_calls_never_count(tmp_pa
         assert window["signals"]["latency_ms"]["p99"] < 900
 
 
+def test_a_call_at_midnight_is_in_its_window_whatever_its_place_in_the_log(tmp_path: Path) -> None:
+    """The first call of the reference, stamped at midnight exactly: stored times are compared as
+    text, and "...T00:00:00.000000Z" sorts before the bound "...T00:00:00Z" unless the bound is
+    written in the store's own form."""
+    folder = tmp_path / "bank"
+    _project(folder)
+    with AuditLog.open(settings=load_settings(folder / "govkit.toml")) as log:
+        log.append("inference", ts_start="2026-11-01T00:00:00.000000Z", ts_end="2026-11-01T00:00:00.000000Z",
+                   status="ok", latency_ms=500.0, input_tokens=120, output_tokens=8, finish_reason="stop",
+                   artifact_sha256="sha256:" + "a" * 64)
+    _traffic(folder, drift_from=None)
+    ran = json.loads(_in(folder, "monitor", "run", "--as-of", "2026-11-09T00:00:00Z", "--format", "json").output)
+    [window] = ran["windows"]
+    with AuditLog.open(settings=load_settings(folder / "govkit.toml")) as log:
+        [record] = [r for r in log.query(event_type="monitor_window")]
+    assert record.details["reference"]["calls"] == 7 * 400 + 1
+    assert window["signals"]["volume"]["calls"] == 400
+
+
 def test_a_plan_change_is_chained_and_judged_anew(tmp_path: Path) -> None:
     folder = tmp_path / "bank"
     _project(folder)
